@@ -1,0 +1,50 @@
+# Shared by scripts/test.sh and scripts/bench.sh: installs and starts the local services the tests
+# need, on loopback, and stops them when the calling script exits. Source it; do not run it.
+
+TOOLS_DIR="${TOOLS_DIR:-$PWD/.tools}"
+MOTO_VERSION="5.2.5"
+
+# Installs moto's server mode (a local DynamoDB API with Streams) into an ignored virtualenv.
+ensure_moto() {
+  local venv="$TOOLS_DIR/venv"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "==> installing moto[server]==$MOTO_VERSION into $venv (once)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts moto on a free loopback port, waits until it answers, and exports its URL as
+# AUDITLINE_TEST_DYNAMODB_ENDPOINT. Fails loudly if it does not come up.
+start_moto() {
+  ensure_moto
+  local port log
+  port="$(free_port)"
+  log="$TOOLS_DIR/moto.log"
+  "$TOOLS_DIR/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  MOTO_PID=$!
+  trap stop_services EXIT
+  export AUDITLINE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request, sys; urllib.request.urlopen('$AUDITLINE_TEST_DYNAMODB_ENDPOINT/moto-api/', timeout=1)" 2>/dev/null; then
+      echo "==> local DynamoDB API (moto) at $AUDITLINE_TEST_DYNAMODB_ENDPOINT"
+      return 0
+    fi
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then break; fi
+    sleep 0.2
+  done
+  echo "moto did not start; its log follows" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+stop_services() {
+  if [ -n "${MOTO_PID:-}" ]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+  fi
+}

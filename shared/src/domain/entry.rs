@@ -1,0 +1,357 @@
+//! The audit entry: what happened, to what, by whom, when and from where.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::time;
+use super::validation::{self, ValidationError};
+
+/// A JSON object, as carried by `changes` and `metadata`.
+pub type JsonObject = Map<String, Value>;
+
+/// Largest accepted entry, measured as its JSON serialisation. DynamoDB items may hold 400 KB; the
+/// key attributes and DynamoDB's own encoding need headroom, and a smaller bound keeps write cost sane.
+pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $field:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The allowed strings, for error messages.
+            pub const ALLOWED: &'static str = concat!($($text, " "),+);
+
+            /// The exact wire string.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ValidationError;
+            /// Strict: only the exact upper-case wire strings are accepted.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ValidationError::UnknownValue { field: $field, allowed: $name::ALLOWED.trim_end() }),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What was done.
+    AuditAction, "action" {
+        Create = "CREATE",
+        Update = "UPDATE",
+        Delete = "DELETE",
+        Link = "LINK",
+        Unlink = "UNLINK",
+        View = "VIEW",
+    }
+);
+
+string_enum!(
+    /// What kind of thing it was done to.
+    EntityType, "entity_type" {
+        Project = "PROJECT",
+        Entity = "ENTITY",
+        Relationship = "RELATIONSHIP",
+        File = "FILE",
+        Report = "REPORT",
+        Template = "TEMPLATE",
+        Schedule = "SCHEDULE",
+    }
+);
+
+impl EntityType {
+    /// The resource name used in scopes such as `reports:read`.
+    pub fn scope_resource(self) -> &'static str {
+        match self {
+            EntityType::Project => "projects",
+            EntityType::Entity => "entities",
+            EntityType::Relationship => "relationships",
+            EntityType::File => "files",
+            EntityType::Report => "reports",
+            EntityType::Template => "templates",
+            EntityType::Schedule => "schedules",
+        }
+    }
+}
+
+/// The tenant an entry belongs to. Every read and write is confined to one tenant.
+///
+/// The character set excludes `#`, which the storage layer uses as a key separator, so that no tenant
+/// id can be crafted to collide with another tenant's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// The tenant of callers whose credentials name none.
+    pub const DEFAULT: &'static str = "default";
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        validation::tenant_id(value)?;
+        Ok(TenantId(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        TenantId(Self::DEFAULT.to_owned())
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        validation::tenant_id(&value)?;
+        Ok(TenantId(value))
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(value: TenantId) -> Self {
+        value.0
+    }
+}
+
+/// One immutable audit record. Field names and value strings are the seed's `AuditLogEntry`, plus
+/// `tenant_id` and `expires_at` (the retention deadline, epoch seconds, used as DynamoDB TTL).
+///
+/// `id` is a UUIDv7 and `timestamp` is the millisecond embedded in it, so ordering by id is ordering
+/// by time; the stores rely on that for newest-first reads and date ranges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLogEntry {
+    pub id: Uuid,
+    #[serde(with = "time::serde_millis")]
+    pub timestamp: DateTime<Utc>,
+    pub action: AuditAction,
+    pub entity_type: EntityType,
+    pub entity_id: String,
+    pub project_id: Option<String>,
+    pub user_id: Option<String>,
+    pub changes: Option<JsonObject>,
+    pub ip_address: Option<IpAddr>,
+    pub metadata: Option<JsonObject>,
+    pub tenant_id: TenantId,
+    pub expires_at: i64,
+}
+
+impl AuditLogEntry {
+    /// True once the retention period has passed. DynamoDB removes expired items only within a day
+    /// or two, so every read checks this itself.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now.timestamp()
+    }
+}
+
+/// The optional context of an entry, as the seed's `log_*` keyword arguments. Values are unchecked
+/// until [`NewEntry::validate`] runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryDetails {
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub changes: Option<Value>,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+/// An entry as requested, before the server assigns id, timestamp and expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    pub tenant_id: TenantId,
+    pub action: AuditAction,
+    pub entity_type: EntityType,
+    pub entity_id: String,
+    pub details: EntryDetails,
+}
+
+/// A [`NewEntry`] whose every field has been checked; only these become stored entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidEntry {
+    tenant_id: TenantId,
+    action: AuditAction,
+    entity_type: EntityType,
+    entity_id: String,
+    project_id: Option<String>,
+    user_id: Option<String>,
+    changes: Option<JsonObject>,
+    ip_address: Option<IpAddr>,
+    metadata: Option<JsonObject>,
+}
+
+impl NewEntry {
+    /// Checks every field, reporting the first invalid one by name.
+    pub fn validate(self) -> Result<ValidEntry, ValidationError> {
+        let d = self.details;
+        validation::identifier("entity_id", &self.entity_id)?;
+        if let Some(p) = &d.project_id {
+            validation::identifier("project_id", p)?;
+        }
+        if let Some(u) = &d.user_id {
+            validation::identifier("user_id", u)?;
+        }
+        let ip_address = d
+            .ip_address
+            .as_deref()
+            .map(|ip| validation::ip_address("ip_address", ip))
+            .transpose()?;
+        let changes = d
+            .changes
+            .map(|v| validation::json_object("changes", v))
+            .transpose()?;
+        let metadata = d
+            .metadata
+            .map(|v| validation::json_object("metadata", v))
+            .transpose()?;
+        Ok(ValidEntry {
+            tenant_id: self.tenant_id,
+            action: self.action,
+            entity_type: self.entity_type,
+            entity_id: self.entity_id,
+            project_id: d.project_id,
+            user_id: d.user_id,
+            changes,
+            ip_address,
+            metadata,
+        })
+    }
+}
+
+impl ValidEntry {
+    /// Stamps the entry at `now`: a fresh UUIDv7 for that millisecond, the timestamp read back from
+    /// it (so the two always agree), and the expiry `retention_days` later. Fails only if the
+    /// finished entry is larger than [`MAX_ENTRY_BYTES`].
+    pub fn stamp(
+        self,
+        now: DateTime<Utc>,
+        retention_days: u32,
+    ) -> Result<AuditLogEntry, ValidationError> {
+        let id = time::uuid_v7_at(now);
+        let timestamp = time::uuid_v7_time(&id).unwrap_or(now);
+        let entry = AuditLogEntry {
+            id,
+            timestamp,
+            action: self.action,
+            entity_type: self.entity_type,
+            entity_id: self.entity_id,
+            project_id: self.project_id,
+            user_id: self.user_id,
+            changes: self.changes,
+            ip_address: self.ip_address,
+            metadata: self.metadata,
+            tenant_id: self.tenant_id,
+            expires_at: timestamp.timestamp() + i64::from(retention_days) * 86_400,
+        };
+        validation::entry_size(&entry)?;
+        Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn enums_serialise_as_the_seed_strings() {
+        let actions: Vec<String> = AuditAction::ALL
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "\"CREATE\"",
+                "\"UPDATE\"",
+                "\"DELETE\"",
+                "\"LINK\"",
+                "\"UNLINK\"",
+                "\"VIEW\""
+            ]
+        );
+        let types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "PROJECT",
+                "ENTITY",
+                "RELATIONSHIP",
+                "FILE",
+                "REPORT",
+                "TEMPLATE",
+                "SCHEDULE"
+            ]
+        );
+        for t in EntityType::ALL {
+            assert_eq!(t.as_str().parse::<EntityType>().unwrap(), *t);
+            assert_eq!(
+                serde_json::from_value::<EntityType>(json!(t.as_str())).unwrap(),
+                *t
+            );
+        }
+        assert!("create".parse::<AuditAction>().is_err());
+    }
+
+    #[test]
+    fn stamp_sets_id_timestamp_and_expiry_consistently() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T10:20:30.123456Z")
+            .unwrap()
+            .to_utc();
+        let entry = NewEntry {
+            tenant_id: TenantId::default(),
+            action: AuditAction::Create,
+            entity_type: EntityType::Entity,
+            entity_id: "entity-123".into(),
+            details: EntryDetails::default(),
+        }
+        .validate()
+        .unwrap()
+        .stamp(now, 90)
+        .unwrap();
+        assert_eq!(entry.id.get_version_num(), 7);
+        assert_eq!(entry.timestamp.timestamp_millis(), now.timestamp_millis());
+        assert_eq!(entry.expires_at, now.timestamp() + 90 * 86_400);
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["timestamp"], "2026-11-27T10:20:30.123Z");
+        assert_eq!(json["project_id"], Value::Null);
+        assert_eq!(json["tenant_id"], "default");
+    }
+}

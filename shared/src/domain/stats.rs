@@ -1,0 +1,141 @@
+//! Statistics: totals by action and entity type, kept as hourly counters so that a stats call reads
+//! at most one small record per hour of the range instead of every entry.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::entry::{AuditAction, AuditLogEntry, EntityType};
+use super::time::{HourBucket, serde_millis};
+use super::validation::ValidationError;
+
+/// Counts for one set of entries (one hour, or a whole range once summed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u64,
+    pub by_action: [u64; AuditAction::ALL.len()],
+    pub by_entity_type: [u64; EntityType::ALL.len()],
+}
+
+fn position<T: PartialEq>(all: &[T], value: &T) -> usize {
+    all.iter()
+        .position(|v| v == value)
+        .expect("every variant is listed in ALL")
+}
+
+impl Counts {
+    /// The counts of a single entry.
+    pub fn of(entry: &AuditLogEntry) -> Self {
+        let mut c = Counts {
+            total: 1,
+            ..Counts::default()
+        };
+        c.by_action[position(AuditAction::ALL, &entry.action)] = 1;
+        c.by_entity_type[position(EntityType::ALL, &entry.entity_type)] = 1;
+        c
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        self.total += other.total;
+        self.by_action
+            .iter_mut()
+            .zip(other.by_action)
+            .for_each(|(a, b)| *a += b);
+        self.by_entity_type
+            .iter_mut()
+            .zip(other.by_entity_type)
+            .for_each(|(a, b)| *a += b);
+    }
+
+    pub fn subtract(&mut self, other: &Counts) {
+        self.total = self.total.saturating_sub(other.total);
+        self.by_action
+            .iter_mut()
+            .zip(other.by_action)
+            .for_each(|(a, b)| *a = a.saturating_sub(b));
+        self.by_entity_type
+            .iter_mut()
+            .zip(other.by_entity_type)
+            .for_each(|(a, b)| *a = a.saturating_sub(b));
+    }
+
+    pub fn count_of_action(&self, action: AuditAction) -> u64 {
+        self.by_action[position(AuditAction::ALL, &action)]
+    }
+
+    pub fn count_of_type(&self, entity_type: EntityType) -> u64 {
+        self.by_entity_type[position(EntityType::ALL, &entity_type)]
+    }
+}
+
+/// The hours a stats call covers. Counters are hourly, so the requested dates widen to whole hours;
+/// the answer states the exact period it counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsRange {
+    pub first: Option<HourBucket>,
+    pub last: Option<HourBucket>,
+}
+
+impl StatsRange {
+    pub fn new(
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<Self, ValidationError> {
+        if let (Some(s), Some(e)) = (start, end)
+            && s > e
+        {
+            return Err(ValidationError::InvertedDateRange);
+        }
+        Ok(StatsRange {
+            first: start.map(HourBucket::of),
+            last: end.map(HourBucket::of),
+        })
+    }
+
+    pub fn contains(&self, bucket: HourBucket) -> bool {
+        self.first.is_none_or(|f| bucket >= f) && self.last.is_none_or(|l| bucket <= l)
+    }
+}
+
+/// The statistics a caller sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditStats {
+    pub total_entries: u64,
+    pub by_action: BTreeMap<AuditAction, u64>,
+    pub by_entity_type: BTreeMap<EntityType, u64>,
+    /// Start of the counted period (inclusive), or null for "since the oldest retained entry".
+    #[serde(serialize_with = "optional_timestamp")]
+    pub from: Option<DateTime<Utc>>,
+    /// End of the counted period (exclusive), or null for "up to now".
+    #[serde(serialize_with = "optional_timestamp")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+fn optional_timestamp<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serde_millis::serialize(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+impl AuditStats {
+    pub fn new(counts: &Counts, range: &StatsRange) -> Self {
+        AuditStats {
+            total_entries: counts.total,
+            by_action: AuditAction::ALL
+                .iter()
+                .map(|a| (*a, counts.count_of_action(*a)))
+                .collect(),
+            by_entity_type: EntityType::ALL
+                .iter()
+                .map(|t| (*t, counts.count_of_type(*t)))
+                .collect(),
+            from: range.first.map(HourBucket::start),
+            until: range.last.map(HourBucket::end),
+        }
+    }
+}

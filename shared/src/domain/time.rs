@@ -1,0 +1,229 @@
+//! Time: the wire format of timestamps, parsing of date parameters, UUIDv7 time bounds and the hour
+//! buckets that statistics are kept in.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Timelike, Utc};
+use std::sync::Mutex;
+
+use uuid::{Timestamp, Uuid};
+
+use super::validation::ValidationError;
+
+/// Timestamps on the wire: RFC 3339, UTC, millisecond precision, e.g. `2026-11-27T10:20:30.123Z`.
+pub fn format_timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Serde for timestamps: written as [`format_timestamp`], read as any RFC 3339 date-time.
+pub mod serde_millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_timestamp(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.to_utc())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a date parameter as the seed's clients send it: an RFC 3339 date-time (any offset), a
+/// date-time without offset (taken as UTC), or a bare date (midnight UTC).
+pub fn parse_date_param(
+    field: &'static str,
+    value: &str,
+) -> Result<DateTime<Utc>, ValidationError> {
+    let value = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.to_utc());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(value, format) {
+            return Ok(Utc.from_utc_datetime(&t));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists")));
+    }
+    Err(ValidationError::InvalidDateTime { field })
+}
+
+/// A UUIDv7 for the millisecond of `t`, from the process-wide [`IdSequence`].
+pub fn uuid_v7_at(t: DateTime<Utc>) -> Uuid {
+    static GLOBAL: IdSequence = IdSequence::new();
+    GLOBAL.next(t)
+}
+
+/// Makes UUIDv7s whose order within a millisecond is the order they were made: a 42-bit counter,
+/// randomly seeded when the millisecond advances, fills the bits after the time; the rest are random.
+/// Ids for an earlier millisecond than the latest seen (a backdated or jittering clock) are plain
+/// random v7s, so they cannot disturb the current sequence.
+pub struct IdSequence(Mutex<(i64, u64)>);
+
+impl IdSequence {
+    const COUNTER_BITS: u8 = 42;
+
+    pub const fn new() -> Self {
+        IdSequence(Mutex::new((i64::MIN, 0)))
+    }
+
+    pub fn next(&self, t: DateTime<Utc>) -> Uuid {
+        let millis = t.timestamp_millis().max(0);
+        let random = || Uuid::new_v7(Timestamp::from_unix_time(0, 0, 0, 0)).as_u128() as u64;
+        let counter = {
+            let mut seq = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if millis == seq.0 {
+                seq.1 += 1;
+                seq.1
+            } else if millis > seq.0 {
+                // 41 random bits leave head room, so the counter cannot wrap within a millisecond.
+                *seq = (millis, random() & ((1 << (Self::COUNTER_BITS - 1)) - 1));
+                seq.1
+            } else {
+                random() & ((1 << Self::COUNTER_BITS) - 1)
+            }
+        };
+        let secs = u64::try_from(millis / 1000).unwrap_or(0);
+        let nanos = u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000;
+        Uuid::new_v7(Timestamp::from_unix_time(
+            secs,
+            nanos,
+            u128::from(counter),
+            Self::COUNTER_BITS,
+        ))
+    }
+}
+
+impl Default for IdSequence {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The millisecond embedded in a UUIDv7, or `None` for any other version.
+pub fn uuid_v7_time(id: &Uuid) -> Option<DateTime<Utc>> {
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+}
+
+fn millis_of(t: DateTime<Utc>) -> u128 {
+    // Dates before 1970 cannot occur in a UUIDv7; clamp them to its epoch.
+    u128::from(u64::try_from(t.timestamp_millis()).unwrap_or(0)) & 0xFFFF_FFFF_FFFF
+}
+
+/// The smallest id any entry stamped at or after `t` can have.
+pub fn lowest_id_at(t: DateTime<Utc>) -> Uuid {
+    // Round up to the next whole millisecond: an entry's time is its millisecond.
+    let ceil = if t.timestamp_subsec_nanos() % 1_000_000 == 0 {
+        t
+    } else {
+        t + chrono::Duration::nanoseconds(i64::from(
+            1_000_000 - t.timestamp_subsec_nanos() % 1_000_000,
+        ))
+    };
+    Uuid::from_u128(millis_of(ceil) << 80)
+}
+
+/// The largest id any entry stamped at or before `t` can have.
+pub fn highest_id_at(t: DateTime<Utc>) -> Uuid {
+    Uuid::from_u128((millis_of(t) << 80) | ((1u128 << 80) - 1))
+}
+
+/// An hour of UTC time, the unit statistics are counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HourBucket(i64);
+
+impl HourBucket {
+    pub fn of(t: DateTime<Utc>) -> Self {
+        HourBucket(t.timestamp().div_euclid(3600))
+    }
+
+    pub fn start(self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.0 * 3600, 0).unwrap_or_default()
+    }
+
+    /// The first instant after this hour.
+    pub fn end(self) -> DateTime<Utc> {
+        DateTime::from_timestamp((self.0 + 1) * 3600, 0).unwrap_or_default()
+    }
+
+    /// Sortable text form, `2026-11-27T10`.
+    pub fn label(self) -> String {
+        let s = self.start();
+        format!("{}T{:02}", s.date_naive(), s.hour())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn date_params_accept_the_common_iso_forms() {
+        let want = t("2026-11-27T10:20:30Z");
+        assert_eq!(
+            parse_date_param("start_date", "2026-11-27T10:20:30Z").unwrap(),
+            want
+        );
+        assert_eq!(
+            parse_date_param("start_date", "2026-11-27T11:20:30+01:00").unwrap(),
+            want
+        );
+        assert_eq!(
+            parse_date_param("start_date", "2026-11-27T10:20:30").unwrap(),
+            want
+        );
+        assert_eq!(
+            parse_date_param("start_date", "2026-11-27").unwrap(),
+            t("2026-11-27T00:00:00Z")
+        );
+        let err = parse_date_param("end_date", "yesterday").unwrap_err();
+        assert_eq!(err.field(), "end_date");
+    }
+
+    #[test]
+    fn id_bounds_bracket_exactly_the_millisecond() {
+        let at = t("2026-11-27T10:20:30.123Z");
+        let id = uuid_v7_at(at);
+        assert_eq!(uuid_v7_time(&id).unwrap(), at);
+        assert!(lowest_id_at(at) <= id && id <= highest_id_at(at));
+        let next_ms = t("2026-11-27T10:20:30.124Z");
+        assert!(highest_id_at(at) < lowest_id_at(next_ms));
+        // A bound between two milliseconds excludes the earlier one.
+        let between = t("2026-11-27T10:20:30.123500Z");
+        assert!(lowest_id_at(between) > id);
+        assert!(highest_id_at(between) >= id);
+    }
+
+    #[test]
+    fn ids_of_one_millisecond_keep_their_order() {
+        let at = t("2026-11-27T10:20:30.123Z");
+        let sequence = IdSequence::new();
+        let ids: Vec<Uuid> = (0..1000).map(|_| sequence.next(at)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids.iter().all(|id| uuid_v7_time(id) == Some(at)));
+    }
+
+    #[test]
+    fn hour_buckets_label_and_bound_their_hour() {
+        let b = HourBucket::of(t("2026-11-27T10:59:59.999Z"));
+        assert_eq!(b.label(), "2026-11-27T10");
+        assert_eq!(b.start(), t("2026-11-27T10:00:00Z"));
+        assert_eq!(b.end(), t("2026-11-27T11:00:00Z"));
+        assert_eq!(format_timestamp(b.start()), "2026-11-27T10:00:00.000Z");
+    }
+}

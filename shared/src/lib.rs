@@ -1,0 +1,14 @@
+//! auditline: a real-time audit trail for multi-user applications.
+//!
+//! - [`domain`]: entries, validation, queries and statistics, free of storage and AWS types.
+//! - [`store`]: the storage port with its DynamoDB and in-memory adapters.
+//! - [`logger`]: [`AuditLogger`], the service the functions call.
+//! - [`config`]: settings read from the environment.
+
+pub mod config;
+pub mod domain;
+pub mod logger;
+pub mod store;
+
+pub use config::Config;
+pub use logger::{AuditError, AuditLogger, AuditSettings, LogOutcome};

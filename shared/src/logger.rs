@@ -1,0 +1,421 @@
+//! `AuditLogger`: the Rust counterpart of the seed's audit logging service. Create one per process
+//! (a Lambda function makes one per cold start) and share it; it is cheap to clone behind an `Arc`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::domain::{
+    AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType,
+    EntryDetails, NewEntry, PageRequest, QueryScope, StatsRange, TenantId, ValidationError,
+};
+use crate::store::{AuditStore, StoreError};
+
+/// Whether logging is on and how long entries are kept (`AUDIT_ENABLED`, `AUDIT_RETENTION_DAYS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub enabled: bool,
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            retention_days: crate::config::DEFAULT_RETENTION_DAYS,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result of a `log_*` call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogOutcome {
+    Stored(AuditLogEntry),
+    /// `AUDIT_ENABLED` is false: the entry was validated but deliberately not stored.
+    Disabled,
+}
+
+impl LogOutcome {
+    pub fn entry(&self) -> Option<&AuditLogEntry> {
+        match self {
+            LogOutcome::Stored(e) => Some(e),
+            LogOutcome::Disabled => None,
+        }
+    }
+}
+
+/// A function told about every stored entry, in the process that stored it.
+pub type Listener = Arc<dyn Fn(&AuditLogEntry) + Send + Sync>;
+
+/// Returned by [`AuditLogger::add_listener`]; pass it to [`AuditLogger::remove_listener`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+/// Where the current time comes from; tests substitute a fixed one.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageHealth {
+    pub backend: &'static str,
+    pub reachable: bool,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthReport {
+    /// `healthy`, `degraded` (storage not reachable) or `disabled` (AUDIT_ENABLED=false).
+    pub status: &'static str,
+    pub enabled: bool,
+    pub retention_days: u32,
+    pub listeners: usize,
+    pub storage: StorageHealth,
+}
+
+pub struct AuditLogger {
+    store: Arc<dyn AuditStore>,
+    settings: AuditSettings,
+    clock: Clock,
+    listeners: RwLock<Vec<(ListenerId, Listener)>>,
+    next_listener: AtomicU64,
+}
+
+impl AuditLogger {
+    pub fn new(store: Arc<dyn AuditStore>, settings: AuditSettings) -> Self {
+        Self::with_clock(store, settings, Arc::new(Utc::now))
+    }
+
+    pub fn with_clock(store: Arc<dyn AuditStore>, settings: AuditSettings, clock: Clock) -> Self {
+        AuditLogger {
+            store,
+            settings,
+            clock,
+            listeners: RwLock::default(),
+            next_listener: AtomicU64::new(1),
+        }
+    }
+
+    pub fn settings(&self) -> AuditSettings {
+        self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn AuditStore> {
+        &self.store
+    }
+
+    /// Validates, stamps (id, timestamp, expiry), stores and announces one entry.
+    pub async fn log(&self, entry: NewEntry) -> Result<LogOutcome, AuditError> {
+        let valid = entry.validate()?;
+        if !self.settings.enabled {
+            return Ok(LogOutcome::Disabled);
+        }
+        let entry = valid.stamp((self.clock)(), self.settings.retention_days)?;
+        self.store.put(&entry).await?;
+        self.notify(&entry);
+        Ok(LogOutcome::Stored(entry))
+    }
+
+    async fn log_action(
+        &self,
+        action: AuditAction,
+        tenant: &TenantId,
+        entity_type: EntityType,
+        entity_id: &str,
+        details: EntryDetails,
+    ) -> Result<LogOutcome, AuditError> {
+        self.log(NewEntry {
+            tenant_id: tenant.clone(),
+            action,
+            entity_type,
+            entity_id: entity_id.to_owned(),
+            details,
+        })
+        .await
+    }
+
+    pub async fn log_create(
+        &self,
+        tenant: &TenantId,
+        entity_type: EntityType,
+        entity_id: &str,
+        details: EntryDetails,
+    ) -> Result<LogOutcome, AuditError> {
+        self.log_action(AuditAction::Create, tenant, entity_type, entity_id, details)
+            .await
+    }
+
+    pub async fn log_update(
+        &self,
+        tenant: &TenantId,
+        entity_type: EntityType,
+        entity_id: &str,
+        details: EntryDetails,
+    ) -> Result<LogOutcome, AuditError> {
+        self.log_action(AuditAction::Update, tenant, entity_type, entity_id, details)
+            .await
+    }
+
+    pub async fn log_delete(
+        &self,
+        tenant: &TenantId,
+        entity_type: EntityType,
+        entity_id: &str,
+        details: EntryDetails,
+    ) -> Result<LogOutcome, AuditError> {
+        self.log_action(AuditAction::Delete, tenant, entity_type, entity_id, details)
+            .await
+    }
+
+    pub async fn log_link(
+        &self,
+        tenant: &TenantId,
+        entity_type: EntityType,
+        entity_id: &str,
+        details: EntryDetails,
+    ) -> Result<LogOutcome, AuditError> {
+        self.log_action(AuditAction::Link, tenant, entity_type, entity_id, details)
+            .await
+    }
+
+    pub async fn log_unlink(
+        &self,
+        tenant: &TenantId,
+        entity_type: EntityType,
+        entity_id: &str,
+        details: EntryDetails,
+    ) -> Result<LogOutcome, AuditError> {
+        self.log_action(AuditAction::Unlink, tenant, entity_type, entity_id, details)
+            .await
+    }
+
+    pub async fn log_view(
+        &self,
+        tenant: &TenantId,
+        entity_type: EntityType,
+        entity_id: &str,
+        details: EntryDetails,
+    ) -> Result<LogOutcome, AuditError> {
+        self.log_action(AuditAction::View, tenant, entity_type, entity_id, details)
+            .await
+    }
+
+    /// One entry of `tenant` by id; `None` also for another tenant's id, so existence never leaks.
+    pub async fn get_log(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+    ) -> Result<Option<AuditLogEntry>, AuditError> {
+        Ok(self.store.get(tenant, id, (self.clock)()).await?)
+    }
+
+    /// The general query: any scope, any filters, offset or cursor paging. Newest first.
+    pub async fn get_logs(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+    ) -> Result<AuditPage, AuditError> {
+        let plan = query.plan(tenant)?;
+        let stored = if plan.is_empty() {
+            Default::default()
+        } else {
+            self.store.query(&plan, (self.clock)()).await?
+        };
+        Ok(AuditPage {
+            entries: stored.entries,
+            limit: query.page.limit,
+            offset: query.page.offset,
+            next_token: stored.continuation.map(|at| plan.next_token(at)),
+        })
+    }
+
+    async fn filtered(
+        &self,
+        tenant: &TenantId,
+        scope: QueryScope,
+        filter: AuditFilter,
+        page: PageRequest,
+    ) -> Result<AuditPage, AuditError> {
+        self.get_logs(
+            tenant,
+            &AuditQuery {
+                scope,
+                filter,
+                page,
+            },
+        )
+        .await
+    }
+
+    pub async fn get_logs_by_entity(
+        &self,
+        tenant: &TenantId,
+        entity_id: &str,
+        page: PageRequest,
+    ) -> Result<AuditPage, AuditError> {
+        self.filtered(
+            tenant,
+            QueryScope::Entity(entity_id.to_owned()),
+            AuditFilter::default(),
+            page,
+        )
+        .await
+    }
+
+    pub async fn get_logs_by_project(
+        &self,
+        tenant: &TenantId,
+        project_id: &str,
+        page: PageRequest,
+    ) -> Result<AuditPage, AuditError> {
+        self.filtered(
+            tenant,
+            QueryScope::Project(project_id.to_owned()),
+            AuditFilter::default(),
+            page,
+        )
+        .await
+    }
+
+    pub async fn get_logs_by_action(
+        &self,
+        tenant: &TenantId,
+        action: AuditAction,
+        page: PageRequest,
+    ) -> Result<AuditPage, AuditError> {
+        let filter = AuditFilter {
+            action: Some(action),
+            ..AuditFilter::default()
+        };
+        self.filtered(tenant, QueryScope::Tenant, filter, page)
+            .await
+    }
+
+    pub async fn get_logs_by_user(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        page: PageRequest,
+    ) -> Result<AuditPage, AuditError> {
+        let filter = AuditFilter {
+            user_id: Some(user_id.to_owned()),
+            ..AuditFilter::default()
+        };
+        self.filtered(tenant, QueryScope::Tenant, filter, page)
+            .await
+    }
+
+    /// Entries stamped from `start` to `end`, both inclusive.
+    pub async fn get_logs_by_date_range(
+        &self,
+        tenant: &TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<AuditPage, AuditError> {
+        let filter = AuditFilter {
+            start_date: Some(start),
+            end_date: Some(end),
+            ..AuditFilter::default()
+        };
+        self.filtered(tenant, QueryScope::Tenant, filter, page)
+            .await
+    }
+
+    /// Totals by action and entity type over whole UTC hours covering `start..=end`.
+    pub async fn get_stats(
+        &self,
+        tenant: &TenantId,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<AuditStats, AuditError> {
+        let range = StatsRange::new(start, end)?;
+        let counts = self.store.counts(tenant, &range, (self.clock)()).await?;
+        Ok(AuditStats::new(&counts, &range))
+    }
+
+    /// Reports configuration and whether storage answers within `timeout`; never hangs longer.
+    pub async fn health(&self, timeout: Duration) -> HealthReport {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(timeout, self.store.ping()).await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "storage health check failed");
+                Some("storage did not answer correctly".to_owned())
+            }
+            Err(_) => Some(format!(
+                "storage did not answer within {} ms",
+                timeout.as_millis()
+            )),
+        };
+        let reachable = error.is_none();
+        HealthReport {
+            status: match (self.settings.enabled, reachable) {
+                (false, _) => "disabled",
+                (true, true) => "healthy",
+                (true, false) => "degraded",
+            },
+            enabled: self.settings.enabled,
+            retention_days: self.settings.retention_days,
+            listeners: self.listeners.read().map_or(0, |l| l.len()),
+            storage: StorageHealth {
+                backend: self.store.backend(),
+                reachable,
+                latency_ms,
+                error,
+            },
+        }
+    }
+
+    /// Registers a function to be told, in this process, about every entry stored from now on.
+    pub fn add_listener(
+        &self,
+        listener: impl Fn(&AuditLogEntry) + Send + Sync + 'static,
+    ) -> ListenerId {
+        let id = ListenerId(self.next_listener.fetch_add(1, Ordering::Relaxed));
+        self.listeners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, Arc::new(listener)));
+        id
+    }
+
+    /// Unregisters a listener; true if it was registered.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        let mut listeners = self.listeners.write().unwrap_or_else(|p| p.into_inner());
+        let before = listeners.len();
+        listeners.retain(|(l, _)| *l != id);
+        listeners.len() != before
+    }
+
+    /// Tells every listener. A panicking listener is logged and skipped: it must not undo a write
+    /// that has already been stored, nor keep the other listeners from hearing of it.
+    fn notify(&self, entry: &AuditLogEntry) {
+        let listeners: Vec<(ListenerId, Listener)> = self
+            .listeners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (id, listener) in listeners {
+            if catch_unwind(AssertUnwindSafe(|| listener(entry))).is_err() {
+                tracing::error!(listener = id.0, entry_id = %entry.id, "audit listener panicked");
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Building DynamoDB clients (once per process), and counting the requests they send.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+
+/// Time limits that keep a Lambda invocation from hanging on an unreachable endpoint.
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(12))
+        .build()
+}
+
+/// The client a deployed function uses: credentials and region from the Lambda environment, and the
+/// endpoint from `endpoint_override` if one is configured (a local DynamoDB-API server).
+pub async fn client_from_environment(endpoint_override: Option<&str>) -> Client {
+    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(&shared).timeout_config(timeouts());
+    if let Some(endpoint) = endpoint_override {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Client::from_conf(builder.build())
+}
+
+/// A client for a local DynamoDB-API server (tests, benchmarks, the local gateway): fixed region and
+/// dummy credentials, nothing read from the environment. `counter`, if given, counts every request.
+pub fn client_for_local_endpoint(endpoint: &str, counter: Option<RequestCounter>) -> Client {
+    let mut builder = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "auditline-local",
+        ))
+        .endpoint_url(endpoint)
+        .timeout_config(timeouts());
+    if let Some(counter) = counter {
+        builder = builder.interceptor(counter);
+    }
+    Client::from_conf(builder.build())
+}
+
+/// Counts HTTP requests sent to DynamoDB, retries included: the unit DynamoDB bills and throttles.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<AtomicU64>);
+
+impl RequestCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! The table definitions, in one place: key schema, indexes, TTL attribute and stream of every table
+//! the product uses. Tests and the local gateway create tables from these; a test checks that the SAM
+//! template declares the same.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
+};
+
+use super::errors::classify;
+use crate::config::vars;
+use crate::store::StoreError;
+
+/// A global secondary index. Every index projects all attributes, so a page needs no second read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: &'static str,
+}
+
+/// A table. All key attributes are strings; billing is on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The environment variable holding the deployed table's name.
+    pub name_variable: &'static str,
+    pub partition_key: &'static str,
+    pub sort_key: Option<&'static str>,
+    pub indexes: &'static [IndexSpec],
+    pub ttl_attribute: Option<&'static str>,
+    /// Whether the table streams new images (the real-time feed reads the entries table's stream).
+    pub stream_new_image: bool,
+}
+
+/// Attribute names of the entries table.
+pub mod entry_attr {
+    pub const PK: &str = "pk";
+    pub const ID: &str = "id";
+    pub const ENTITY_KEY: &str = "entity_key";
+    pub const PROJECT_KEY: &str = "project_key";
+    pub const USER_KEY: &str = "user_key";
+    pub const ACTION_KEY: &str = "action_key";
+    pub const TYPE_KEY: &str = "type_key";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Index names of the entries table.
+pub mod entry_index {
+    pub const BY_ENTITY: &str = "by_entity";
+    pub const BY_PROJECT: &str = "by_project";
+    pub const BY_USER: &str = "by_user";
+    pub const BY_ACTION: &str = "by_action";
+    pub const BY_TYPE: &str = "by_type";
+}
+
+/// Audit entries: partition `T#<tenant>`, sort key the entry's UUIDv7 id (so: time order), one
+/// index per seed query dimension. Entries are only ever put, never updated or deleted.
+pub const ENTRIES: TableSpec = TableSpec {
+    name_variable: vars::ENTRIES_TABLE,
+    partition_key: entry_attr::PK,
+    sort_key: Some(entry_attr::ID),
+    indexes: &[
+        IndexSpec {
+            name: entry_index::BY_ENTITY,
+            partition_key: entry_attr::ENTITY_KEY,
+            sort_key: entry_attr::ID,
+        },
+        IndexSpec {
+            name: entry_index::BY_PROJECT,
+            partition_key: entry_attr::PROJECT_KEY,
+            sort_key: entry_attr::ID,
+        },
+        IndexSpec {
+            name: entry_index::BY_USER,
+            partition_key: entry_attr::USER_KEY,
+            sort_key: entry_attr::ID,
+        },
+        IndexSpec {
+            name: entry_index::BY_ACTION,
+            partition_key: entry_attr::ACTION_KEY,
+            sort_key: entry_attr::ID,
+        },
+        IndexSpec {
+            name: entry_index::BY_TYPE,
+            partition_key: entry_attr::TYPE_KEY,
+            sort_key: entry_attr::ID,
+        },
+    ],
+    ttl_attribute: Some(entry_attr::EXPIRES_AT),
+    stream_new_image: true,
+};
+
+/// Attribute names of the counters table.
+pub mod counter_attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const TOTAL: &str = "total";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Hourly statistics counters: partition `T#<tenant>`, sort key `<hour>#<shard>`. Kept apart from
+/// the entries so that IAM can allow UpdateItem here while entries stay put-only.
+pub const COUNTERS: TableSpec = TableSpec {
+    name_variable: vars::COUNTERS_TABLE,
+    partition_key: counter_attr::PK,
+    sort_key: Some(counter_attr::SK),
+    indexes: &[],
+    ttl_attribute: Some(counter_attr::EXPIRES_AT),
+    stream_new_image: false,
+};
+
+fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .expect("name and type are set")
+}
+
+fn string_attribute(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .expect("name and type are set")
+}
+
+/// Creates `table_name` as `spec` describes, with TTL enabled. For tests and local servers;
+/// deployed tables come from the SAM template.
+pub async fn create_table(
+    client: &Client,
+    spec: &TableSpec,
+    table_name: &str,
+) -> Result<(), StoreError> {
+    let mut attributes: Vec<&str> = vec![spec.partition_key];
+    attributes.extend(spec.sort_key);
+    for index in spec.indexes {
+        attributes.extend([index.partition_key, index.sort_key]);
+    }
+    attributes.sort_unstable();
+    attributes.dedup();
+
+    let mut request = client
+        .create_table()
+        .table_name(table_name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attributes.into_iter().map(string_attribute).collect()))
+        .key_schema(key(spec.partition_key, KeyType::Hash));
+    if let Some(sort_key) = spec.sort_key {
+        request = request.key_schema(key(sort_key, KeyType::Range));
+    }
+    for index in spec.indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .key_schema(key(index.partition_key, KeyType::Hash))
+                .key_schema(key(index.sort_key, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("name, keys and projection are set"),
+        );
+    }
+    if spec.stream_new_image {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .expect("enabled is set"),
+        );
+    }
+    request
+        .send()
+        .await
+        .map_err(|e| classify("CreateTable", e))?;
+
+    if let Some(ttl) = spec.ttl_attribute {
+        client
+            .update_time_to_live()
+            .table_name(table_name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(ttl)
+                    .build()
+                    .expect("fields are set"),
+            )
+            .send()
+            .await
+            .map_err(|e| classify("UpdateTimeToLive", e))?;
+    }
+    Ok(())
+}

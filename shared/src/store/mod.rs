@@ -1,0 +1,63 @@
+//! The storage port and its adapters. Stores only ever add entries: there is no update and no delete;
+//! retention (TTL) is the only way an entry leaves.
+
+pub mod dynamo;
+pub mod memory;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::domain::{AuditLogEntry, Counts, QueryPlan, StatsRange, StoredPage, TenantId};
+
+pub use dynamo::DynamoStore;
+pub use memory::MemoryStore;
+
+/// Why a store could not do what was asked. The text is for logs; HTTP responses use fixed messages.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("an entry with id {0} already exists")]
+    AlreadyExists(Uuid),
+    /// The backend is shedding load; the caller may retry later.
+    #[error("the storage backend is throttling requests: {0}")]
+    Throttled(String),
+    /// The backend could not be reached or did not answer in time.
+    #[error("the storage backend is unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+/// Where audit entries live.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// A short name for health reports, e.g. `dynamodb` or `memory`.
+    fn backend(&self) -> &'static str;
+
+    /// Adds an entry. Never overwrites: an existing id is [`StoreError::AlreadyExists`] and leaves
+    /// the stored entry as it was. Statistics are counted with the entry, exactly once.
+    async fn put(&self, entry: &AuditLogEntry) -> Result<(), StoreError>;
+
+    /// One entry of `tenant`, unless it does not exist, belongs to another tenant, or has expired.
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AuditLogEntry>, StoreError>;
+
+    /// Runs a plan made by [`crate::domain::AuditQuery::plan`].
+    async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError>;
+
+    /// The summed hourly counters of `tenant` over `range`.
+    async fn counts(
+        &self,
+        tenant: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<Counts, StoreError>;
+
+    /// A cheap round trip that proves the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
