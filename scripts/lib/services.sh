@@ -25,7 +25,8 @@ start_moto() {
   local port log
   port="$(free_port)"
   log="$TOOLS_DIR/moto.log"
-  "$TOOLS_DIR/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+  # moto's own server, with the transaction bookkeeping repair described in moto_server.py.
+  "$TOOLS_DIR/venv/bin/python" scripts/lib/moto_server.py -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
   MOTO_PID=$!
   trap stop_services EXIT
   export AUDITLINE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"

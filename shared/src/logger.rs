@@ -43,6 +43,10 @@ pub enum AuditError {
 
 /// The result of a `log_*` call.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per call and moved, never stored in bulk"
+)]
 pub enum LogOutcome {
     Stored(AuditLogEntry),
     /// `AUDIT_ENABLED` is false: the entry was validated but deliberately not stored.

@@ -124,7 +124,7 @@ fn millis_of(t: DateTime<Utc>) -> u128 {
 /// The smallest id any entry stamped at or after `t` can have.
 pub fn lowest_id_at(t: DateTime<Utc>) -> Uuid {
     // Round up to the next whole millisecond: an entry's time is its millisecond.
-    let ceil = if t.timestamp_subsec_nanos() % 1_000_000 == 0 {
+    let ceil = if t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
         t
     } else {
         t + chrono::Duration::nanoseconds(i64::from(

@@ -10,6 +10,7 @@ mod errors;
 pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use self::errors::{classify, corrupt};
@@ -37,6 +39,12 @@ pub const MAX_QUERIES_PER_PAGE: usize = 8;
 /// Transactions cancelled by a conflicting concurrent write on the same counter are retried this
 /// many times (nothing was written by a cancelled transaction, so a retry is safe).
 const MAX_CONFLICT_RETRIES: u32 = 5;
+/// Requests one store sends at once; more callers queue. Keeps a burst (a big batch, a flood on the
+/// local gateway) from opening a connection per call.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// Entry attributes stored as JSON text rather than DynamoDB maps: free-form JSON keeps its exact
+/// numbers (DynamoDB has one number type, limited to 38 digits and 1e125) and costs fewer bytes.
+const JSON_TEXT_ATTRIBUTES: [&str; 2] = ["changes", "metadata"];
 
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -44,6 +52,7 @@ pub struct DynamoStore {
     entries_table: String,
     counters_table: String,
     counter_shards: u8,
+    in_flight: Arc<Semaphore>,
 }
 
 impl DynamoStore {
@@ -57,6 +66,7 @@ impl DynamoStore {
             entries_table: entries_table.into(),
             counters_table: counters_table.into(),
             counter_shards: 1,
+            in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
         }
     }
 
@@ -70,8 +80,25 @@ impl DynamoStore {
         self
     }
 
+    pub fn with_max_in_flight(mut self, requests: usize) -> Self {
+        self.in_flight = Arc::new(Semaphore::new(requests.max(1)));
+        self
+    }
+
+    /// Waits for a free request slot; held for the duration of one DynamoDB request.
+    async fn slot(&self) -> SemaphorePermit<'_> {
+        self.in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    pub fn entries_table(&self) -> &str {
+        &self.entries_table
     }
 }
 
@@ -123,12 +150,35 @@ fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValue>, 
         let (_, attribute, value) = partition(tenant, &key);
         item.insert(attribute.into(), AttributeValue::S(value));
     }
+    for (attribute, object) in JSON_TEXT_ATTRIBUTES
+        .into_iter()
+        .zip([&entry.changes, &entry.metadata])
+    {
+        if let Some(object) = object {
+            let text =
+                serde_json::to_string(object).map_err(|e| StoreError::Internal(e.to_string()))?;
+            item.insert(attribute.into(), AttributeValue::S(text));
+        }
+    }
     Ok(item)
 }
 
 /// Reads an entry back from an item or a stream image (extra key attributes are ignored).
-pub fn entry_from_item(item: HashMap<String, AttributeValue>) -> Result<AuditLogEntry, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| corrupt("entry", e))
+pub fn entry_from_item(
+    mut item: HashMap<String, AttributeValue>,
+) -> Result<AuditLogEntry, StoreError> {
+    let mut json_fields = [None, None];
+    for (slot, attribute) in json_fields.iter_mut().zip(JSON_TEXT_ATTRIBUTES) {
+        if let Some(AttributeValue::S(text)) = item.remove(attribute) {
+            *slot = Some(serde_json::from_str(&text).map_err(|e| corrupt(attribute, e))?);
+        }
+    }
+    let mut entry: AuditLogEntry =
+        serde_dynamo::from_item(item).map_err(|e| corrupt("entry", e))?;
+    let [changes, metadata] = json_fields;
+    entry.changes = changes;
+    entry.metadata = metadata;
+    Ok(entry)
 }
 
 fn counter_action_attribute(a: AuditAction) -> String {
@@ -342,7 +392,9 @@ impl AuditStore for DynamoStore {
             if residual.is_empty() {
                 query = query.limit(i32::try_from(wanted - matched.len()).unwrap_or(i32::MAX));
             }
+            let slot = self.slot().await;
             let out = query.send().await.map_err(|e| classify("Query", e))?;
+            drop(slot);
             for item in out.items.unwrap_or_default() {
                 let entry = entry_from_item(item)?;
                 // Re-checked here so a store bug could never return a foreign or expired entry.
@@ -425,6 +477,7 @@ impl AuditStore for DynamoStore {
         let mut total = Counts::default();
         let mut start_key = None;
         loop {
+            let _slot = self.slot().await;
             let out = self
                 .client
                 .query()
@@ -462,6 +515,7 @@ impl AuditStore for DynamoStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        let _slot = self.slot().await;
         // A key no entry can have (`H#` is never a tenant prefix): proves reachability and read
         // permission for half a read unit.
         self.client

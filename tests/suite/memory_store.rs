@@ -1,0 +1,63 @@
+//! What only the in-memory store promises: a bound on its size, with statistics kept exact.
+
+use std::sync::Arc;
+
+use auditline::domain::{AuditAction, AuditQuery, EntityType, QueryScope};
+use auditline::store::MemoryStore;
+use auditline::{AuditLogger, AuditSettings, LogOutcome};
+use auditline_tests::{hours_ago, new_entry, stepping_clock, tenant};
+
+#[tokio::test]
+async fn a_bounded_store_evicts_the_oldest_and_keeps_stats_exact() {
+    let store = Arc::new(MemoryStore::bounded(50));
+    let (clock, _) = stepping_clock(hours_ago(10), 60_000);
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
+    let (a, b) = (tenant("acme"), tenant("globex"));
+    let mut ids = Vec::new();
+    for i in 0..120usize {
+        let t = if i % 2 == 0 { &a } else { &b };
+        let request = new_entry(
+            t,
+            AuditAction::ALL[i % 6],
+            EntityType::ALL[i % 7],
+            &format!("e-{i}"),
+            None,
+            None,
+        );
+        match logger.log(request).await.unwrap() {
+            LogOutcome::Stored(e) => ids.push(e),
+            LogOutcome::Disabled => unreachable!(),
+        }
+    }
+    assert_eq!(store.len(), 50);
+    let kept = &ids[70..];
+    for t in [&a, &b] {
+        let mut query = AuditQuery::new(QueryScope::Tenant);
+        query.page.limit = 1000;
+        let page = logger.get_logs(t, &query).await.unwrap();
+        let mut want: Vec<_> = kept
+            .iter()
+            .filter(|e| &e.tenant_id == t)
+            .map(|e| e.id)
+            .collect();
+        want.reverse();
+        assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), want);
+        let stats = logger.get_stats(t, None, None).await.unwrap();
+        assert_eq!(stats.total_entries, 25, "counters follow evictions");
+        let creates = kept
+            .iter()
+            .filter(|e| &e.tenant_id == t && e.action == AuditAction::Create)
+            .count();
+        assert_eq!(stats.by_action[&AuditAction::Create], creates as u64);
+    }
+    // Evicted entries are gone from the indexes too.
+    assert!(
+        logger
+            .get_logs_by_entity(&a, "e-0", Default::default())
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert_eq!(logger.get_log(&a, ids[0].id).await.unwrap(), None);
+}

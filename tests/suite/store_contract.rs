@@ -1,0 +1,864 @@
+//! The contract every store must meet, run on both: the in-memory store and the DynamoDB store
+//! against the local DynamoDB-API server. Results are checked against an oracle computed in the
+//! test from the entries it logged.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use auditline::domain::{
+    AuditAction, AuditFilter, AuditLogEntry, AuditQuery, Counts, EntityType, EntryDetails,
+    HourBucket, PageRequest, QueryScope, TenantId, ValidationError,
+};
+use auditline::store::{AuditStore, StoreError};
+use auditline::{AuditError, AuditLogger, AuditSettings, LogOutcome};
+use auditline_tests::{
+    Backend, fixed_clock, fresh_store, hours_ago, new_entry, stepping_clock, tenant,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(auditline_tests::Backend::Memory).await
+            })*
+        }
+        mod dynamodb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(auditline_tests::Backend::Dynamo).await
+            })*
+        }
+    };
+}
+
+contract!(
+    round_trip_keeps_every_field,
+    entries_are_immutable,
+    every_query_path_and_filter_matches_the_oracle,
+    logger_query_methods_match_the_oracle,
+    pages_by_cursor_and_by_offset_cover_everything_once,
+    filtered_pages_by_cursor_cover_everything_once,
+    date_range_edges_are_inclusive_to_the_millisecond,
+    retention_sets_expiry_and_hides_expired_entries,
+    tenants_never_see_each_other,
+    stats_equal_the_truth,
+    invalid_entries_are_rejected_by_field_and_nothing_is_written,
+    disabled_logging_stores_nothing,
+    concurrent_logging_loses_nothing,
+);
+
+fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
+    let (clock, _) = stepping_clock(start, step_ms);
+    AuditLogger::with_clock(store, AuditSettings::default(), clock)
+}
+
+fn stored(outcome: Result<LogOutcome, AuditError>) -> AuditLogEntry {
+    match outcome.expect("log succeeds") {
+        LogOutcome::Stored(e) => e,
+        LogOutcome::Disabled => panic!("logging is enabled"),
+    }
+}
+
+fn ids(entries: &[AuditLogEntry]) -> Vec<Uuid> {
+    entries.iter().map(|e| e.id).collect()
+}
+
+fn everything(scope: QueryScope, filter: AuditFilter) -> AuditQuery {
+    AuditQuery {
+        scope,
+        filter,
+        page: PageRequest::first(1000),
+    }
+}
+
+/// What a query must return: the matching entries of one tenant, newest first.
+fn oracle(
+    all: &[AuditLogEntry],
+    tenant: &TenantId,
+    scope: &QueryScope,
+    f: &AuditFilter,
+) -> Vec<Uuid> {
+    let mut matching: Vec<&AuditLogEntry> = all
+        .iter()
+        .filter(|e| &e.tenant_id == tenant)
+        .filter(|e| match scope {
+            QueryScope::Tenant => true,
+            QueryScope::Entity(id) => &e.entity_id == id,
+            QueryScope::Project(id) => e.project_id.as_ref() == Some(id),
+        })
+        .filter(|e| f.action.is_none_or(|a| e.action == a))
+        .filter(|e| f.entity_type.is_none_or(|t| e.entity_type == t))
+        .filter(|e| f.user_id.is_none() || e.user_id == f.user_id)
+        .filter(|e| f.start_date.is_none_or(|s| e.timestamp >= s))
+        .filter(|e| f.end_date.is_none_or(|end| e.timestamp <= end))
+        .collect();
+    matching.sort_by_key(|e| std::cmp::Reverse(e.id));
+    matching.into_iter().map(|e| e.id).collect()
+}
+
+/// 72 entries over two tenants, several entities, projects and users, every action and type,
+/// seven minutes apart (so they span several hour buckets).
+async fn dataset(backend: Backend) -> (AuditLogger, Vec<AuditLogEntry>) {
+    let logger = logger(fresh_store(backend).await, hours_ago(30), 7 * 60_000);
+    let (a, b) = (tenant("acme"), tenant("globex"));
+    let mut all = Vec::new();
+    for i in 0..72usize {
+        let t = if i % 5 == 0 { &b } else { &a };
+        let project = format!("project-{}", i % 2);
+        let user = format!("user-{}", i % 3);
+        let request = new_entry(
+            t,
+            AuditAction::ALL[i % 6],
+            EntityType::ALL[i % 7],
+            &format!("entity-{}", i % 4),
+            (i % 3 != 0).then_some(project.as_str()),
+            (i % 4 != 3).then_some(user.as_str()),
+        );
+        all.push(stored(logger.log(request).await));
+    }
+    (logger, all)
+}
+
+async fn round_trip_keeps_every_field(backend: Backend) {
+    let logger = logger(fresh_store(backend).await, hours_ago(1), 1);
+    let t = tenant("acme");
+    let details = EntryDetails {
+        project_id: Some("project-456".into()),
+        user_id: Some("user-789".into()),
+        changes: Some(json!({
+            "before": {"name": "Old Name", "tags": ["a", "b"], "count": 3, "ratio": 0.25, "active": false},
+            "after": {"name": "Ñew Ñame ✓", "tags": [], "count": -7, "ratio": 1.5e10, "huge": 1e300, "big": 18446744073709551615u64, "active": true, "gone": null},
+        })),
+        ip_address: Some("2001:db8::1".into()),
+        metadata: Some(json!({"request_id": "req-1", "nested": {"depth": [1, {"two": 2}]}})),
+    };
+    let entry = stored(
+        logger
+            .log_update(&t, EntityType::Entity, "entity-123", details)
+            .await,
+    );
+    assert_eq!(entry.action, AuditAction::Update);
+    assert_eq!(entry.ip_address, Some("2001:db8::1".parse().unwrap()));
+
+    let fetched = logger
+        .get_log(&t, entry.id)
+        .await
+        .unwrap()
+        .expect("stored entry is found");
+    assert_eq!(fetched, entry);
+    let listed = logger
+        .get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
+        .await
+        .unwrap();
+    assert_eq!(listed.entries, vec![entry.clone()]);
+    // The JSON shape is the seed's, plus tenant_id and expires_at.
+    let json = serde_json::to_value(&fetched).unwrap();
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "action",
+            "changes",
+            "entity_id",
+            "entity_type",
+            "expires_at",
+            "id",
+            "ip_address",
+            "metadata",
+            "project_id",
+            "tenant_id",
+            "timestamp",
+            "user_id"
+        ]
+    );
+}
+
+async fn entries_are_immutable(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let logger = logger(store.clone(), hours_ago(1), 1);
+    let t = tenant("acme");
+    let original = stored(
+        logger
+            .log(new_entry(
+                &t,
+                AuditAction::Create,
+                EntityType::File,
+                "f-1",
+                None,
+                None,
+            ))
+            .await,
+    );
+
+    let mut forged = original.clone();
+    forged.entity_id = "something-else".into();
+    forged.action = AuditAction::Delete;
+    match store.put(&forged).await {
+        Err(StoreError::AlreadyExists(id)) => assert_eq!(id, original.id),
+        other => panic!("a second put with the same id must be rejected, got {other:?}"),
+    }
+    assert!(matches!(
+        store.put(&original).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        logger.get_log(&t, original.id).await.unwrap(),
+        Some(original.clone())
+    );
+    let stats = logger.get_stats(&t, None, None).await.unwrap();
+    assert_eq!(stats.total_entries, 1, "rejected puts are not counted");
+    assert_eq!(stats.by_action[&AuditAction::Delete], 0);
+}
+
+async fn every_query_path_and_filter_matches_the_oracle(backend: Backend) {
+    let (logger, all) = dataset(backend).await;
+    let acme = tenant("acme");
+    let (early, late) = (all[20].timestamp, all[50].timestamp);
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
+            action: Some(AuditAction::Delete),
+            ..Default::default()
+        },
+        AuditFilter {
+            entity_type: Some(EntityType::Report),
+            ..Default::default()
+        },
+        AuditFilter {
+            user_id: Some("user-1".into()),
+            ..Default::default()
+        },
+        AuditFilter {
+            action: Some(AuditAction::Create),
+            entity_type: Some(EntityType::Project),
+            ..Default::default()
+        },
+        AuditFilter {
+            action: Some(AuditAction::Link),
+            user_id: Some("user-2".into()),
+            ..Default::default()
+        },
+        AuditFilter {
+            start_date: Some(early),
+            ..Default::default()
+        },
+        AuditFilter {
+            end_date: Some(late),
+            ..Default::default()
+        },
+        AuditFilter {
+            start_date: Some(early),
+            end_date: Some(late),
+            ..Default::default()
+        },
+        AuditFilter {
+            action: Some(AuditAction::View),
+            entity_type: Some(EntityType::Schedule),
+            user_id: Some("user-0".into()),
+            start_date: Some(early),
+            end_date: Some(late),
+        },
+        AuditFilter {
+            user_id: Some("nobody".into()),
+            ..Default::default()
+        },
+    ];
+    let scopes = [
+        QueryScope::Tenant,
+        QueryScope::Entity("entity-1".into()),
+        QueryScope::Project("project-0".into()),
+        QueryScope::Entity("no-such-entity".into()),
+    ];
+    let mut non_empty = 0;
+    for scope in &scopes {
+        for filter in &filters {
+            let page = logger
+                .get_logs(&acme, &everything(scope.clone(), filter.clone()))
+                .await
+                .unwrap();
+            let want = oracle(&all, &acme, scope, filter);
+            assert_eq!(
+                ids(&page.entries),
+                want,
+                "scope {scope:?}, filter {filter:?}"
+            );
+            assert!(
+                page.entries
+                    .windows(2)
+                    .all(|w| w[0].timestamp >= w[1].timestamp),
+                "newest first"
+            );
+            assert_eq!(page.next_token, None);
+            non_empty += usize::from(!want.is_empty());
+        }
+    }
+    assert!(
+        non_empty >= 20,
+        "the dataset exercises most combinations ({non_empty})"
+    );
+}
+
+async fn logger_query_methods_match_the_oracle(backend: Backend) {
+    let (logger, all) = dataset(backend).await;
+    let acme = tenant("acme");
+    let page = || PageRequest::first(1000);
+    let by = |scope: QueryScope, filter: AuditFilter| oracle(&all, &acme, &scope, &filter);
+
+    let got = logger
+        .get_logs_by_entity(&acme, "entity-2", page())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&got.entries),
+        by(
+            QueryScope::Entity("entity-2".into()),
+            AuditFilter::default()
+        )
+    );
+    let got = logger
+        .get_logs_by_project(&acme, "project-1", page())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&got.entries),
+        by(
+            QueryScope::Project("project-1".into()),
+            AuditFilter::default()
+        )
+    );
+    let got = logger
+        .get_logs_by_action(&acme, AuditAction::Unlink, page())
+        .await
+        .unwrap();
+    let want = by(
+        QueryScope::Tenant,
+        AuditFilter {
+            action: Some(AuditAction::Unlink),
+            ..Default::default()
+        },
+    );
+    assert_eq!(ids(&got.entries), want);
+    let got = logger
+        .get_logs_by_user(&acme, "user-0", page())
+        .await
+        .unwrap();
+    let want = by(
+        QueryScope::Tenant,
+        AuditFilter {
+            user_id: Some("user-0".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(ids(&got.entries), want);
+    let (start, end) = (all[10].timestamp, all[40].timestamp);
+    let got = logger
+        .get_logs_by_date_range(&acme, start, end, page())
+        .await
+        .unwrap();
+    let want = by(
+        QueryScope::Tenant,
+        AuditFilter {
+            start_date: Some(start),
+            end_date: Some(end),
+            ..Default::default()
+        },
+    );
+    assert_eq!(ids(&got.entries), want);
+    assert!(!want.is_empty());
+}
+
+async fn collect_by_cursor(
+    logger: &AuditLogger,
+    t: &TenantId,
+    mut query: AuditQuery,
+) -> (Vec<Uuid>, usize) {
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = logger.get_logs(t, &query).await.unwrap();
+        pages += 1;
+        assert!(page.entries.len() <= query.page.limit);
+        seen.extend(ids(&page.entries));
+        match page.next_token {
+            Some(token) => query.page.next_token = Some(token),
+            None => return (seen, pages),
+        }
+        assert!(pages < 1000, "paging must end");
+    }
+}
+
+async fn pages_by_cursor_and_by_offset_cover_everything_once(backend: Backend) {
+    let logger = logger(fresh_store(backend).await, hours_ago(5), 1000);
+    let t = tenant("acme");
+    let mut all = Vec::new();
+    for i in 0..250 {
+        let request = new_entry(
+            &t,
+            AuditAction::View,
+            EntityType::Report,
+            &format!("r-{}", i % 10),
+            None,
+            None,
+        );
+        all.push(stored(logger.log(request).await));
+    }
+    let want = oracle(&all, &t, &QueryScope::Tenant, &AuditFilter::default());
+
+    let mut query = AuditQuery::new(QueryScope::Tenant);
+    query.page.limit = 37;
+    let (by_cursor, pages) = collect_by_cursor(&logger, &t, query.clone()).await;
+    assert_eq!(
+        by_cursor, want,
+        "cursor pages: no gap, no duplicate, newest first"
+    );
+    assert_eq!(pages, 250usize.div_ceil(37));
+
+    let mut by_offset = Vec::new();
+    for offset in (0..260).step_by(37) {
+        query.page.offset = offset;
+        let page = logger.get_logs(&t, &query).await.unwrap();
+        by_offset.extend(ids(&page.entries));
+    }
+    assert_eq!(by_offset, want, "offset pages: no gap, no duplicate");
+
+    // An offset on the first page, then the cursor.
+    query.page.offset = 100;
+    let (rest, _) = collect_by_cursor(&logger, &t, query).await;
+    assert_eq!(rest, want[100..]);
+}
+
+async fn filtered_pages_by_cursor_cover_everything_once(backend: Backend) {
+    let logger = logger(fresh_store(backend).await, hours_ago(5), 500);
+    let t = tenant("acme");
+    let mut all = Vec::new();
+    for i in 0..260usize {
+        let request = new_entry(
+            &t,
+            AuditAction::ALL[i % 6],
+            EntityType::ALL[i % 7],
+            &format!("e-{}", i % 2),
+            Some("p"),
+            Some(["ann", "bob", "cy"][i % 3]),
+        );
+        all.push(stored(logger.log(request).await));
+    }
+    for (scope, filter) in [
+        (
+            QueryScope::Entity("e-1".into()),
+            AuditFilter {
+                action: Some(AuditAction::Update),
+                ..Default::default()
+            },
+        ),
+        (
+            QueryScope::Tenant,
+            AuditFilter {
+                user_id: Some("bob".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            QueryScope::Project("p".into()),
+            AuditFilter {
+                entity_type: Some(EntityType::File),
+                start_date: Some(all[30].timestamp),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let want = oracle(&all, &t, &scope, &filter);
+        let query = AuditQuery {
+            scope,
+            filter,
+            page: PageRequest::first(7),
+        };
+        let (got, _) = collect_by_cursor(&logger, &t, query).await;
+        assert_eq!(got, want);
+        assert!(want.len() > 7);
+    }
+}
+
+async fn date_range_edges_are_inclusive_to_the_millisecond(backend: Backend) {
+    let t0: DateTime<Utc> =
+        DateTime::from_timestamp_millis(hours_ago(2).timestamp_millis()).unwrap();
+    let logger = logger(fresh_store(backend).await, t0, 1);
+    let t = tenant("acme");
+    let mut all = Vec::new();
+    for i in 0..5 {
+        // The clock is also read by nothing else here, so entry i is stamped at t0 + i ms.
+        all.push(stored(
+            logger
+                .log(new_entry(
+                    &t,
+                    AuditAction::Create,
+                    EntityType::Entity,
+                    "e",
+                    None,
+                    None,
+                ))
+                .await,
+        ));
+        assert_eq!(all[i].timestamp, t0 + Duration::milliseconds(i as i64));
+    }
+    let ms = |n: i64| t0 + Duration::milliseconds(n);
+    let us = |n: i64| t0 + Duration::microseconds(n);
+    for (start, end, want) in [
+        (ms(1), ms(3), vec![3, 2, 1]),
+        (ms(2), ms(2), vec![2]),
+        (us(1500), ms(3), vec![3, 2]),
+        (ms(1), us(3999), vec![3, 2, 1]),
+        (us(1), us(999), vec![]),
+        (ms(4), ms(100), vec![4]),
+    ] {
+        let filter = AuditFilter {
+            start_date: Some(start),
+            end_date: Some(end),
+            ..Default::default()
+        };
+        let page = logger
+            .get_logs(&t, &everything(QueryScope::Tenant, filter))
+            .await
+            .unwrap();
+        let want: Vec<Uuid> = want.into_iter().map(|i: usize| all[i].id).collect();
+        assert_eq!(ids(&page.entries), want, "{start} ..= {end}");
+    }
+}
+
+async fn retention_sets_expiry_and_hides_expired_entries(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let t = tenant("acme");
+    let thirty_days = AuditSettings {
+        enabled: true,
+        retention_days: 30,
+    };
+    let now = AuditLogger::with_clock(
+        store.clone(),
+        thirty_days,
+        stepping_clock(hours_ago(1), 1).0,
+    );
+    let fresh = stored(
+        now.log(new_entry(
+            &t,
+            AuditAction::Create,
+            EntityType::File,
+            "kept",
+            None,
+            None,
+        ))
+        .await,
+    );
+    assert_eq!(fresh.expires_at, fresh.timestamp.timestamp() + 30 * 86_400);
+
+    // Logged 31 days ago with 30 days' retention: past its expiry, though DynamoDB may not have
+    // removed it yet. Reads must leave it out themselves.
+    let past = AuditLogger::with_clock(
+        store.clone(),
+        thirty_days,
+        fixed_clock(Utc::now() - Duration::days(31)),
+    );
+    let old = stored(
+        past.log(new_entry(
+            &t,
+            AuditAction::Create,
+            EntityType::File,
+            "expired",
+            None,
+            None,
+        ))
+        .await,
+    );
+    assert!(old.is_expired(Utc::now()));
+
+    assert_eq!(now.get_log(&t, old.id).await.unwrap(), None);
+    for scope in [QueryScope::Tenant, QueryScope::Entity("expired".into())] {
+        let page = now.get_logs(&t, &AuditQuery::new(scope)).await.unwrap();
+        assert!(!ids(&page.entries).contains(&old.id));
+    }
+    let page = now
+        .get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.entries), vec![fresh.id]);
+}
+
+async fn tenants_never_see_each_other(backend: Backend) {
+    let (logger, all) = dataset(backend).await;
+    let (acme, globex, initech) = (tenant("acme"), tenant("globex"), tenant("initech"));
+    let acme_entry = all.iter().find(|e| e.tenant_id == acme).unwrap();
+
+    assert_eq!(
+        logger.get_log(&globex, acme_entry.id).await.unwrap(),
+        None,
+        "by id"
+    );
+    for scope in [
+        QueryScope::Tenant,
+        QueryScope::Entity(acme_entry.entity_id.clone()),
+        QueryScope::Project("project-0".into()),
+    ] {
+        let page = logger
+            .get_logs(&globex, &everything(scope.clone(), AuditFilter::default()))
+            .await
+            .unwrap();
+        assert!(
+            page.entries.iter().all(|e| e.tenant_id == globex),
+            "{scope:?}"
+        );
+        assert_eq!(
+            ids(&page.entries),
+            oracle(&all, &globex, &scope, &AuditFilter::default())
+        );
+        let none = logger
+            .get_logs(&initech, &AuditQuery::new(scope))
+            .await
+            .unwrap();
+        assert!(none.entries.is_empty());
+    }
+
+    // A cursor issued to acme is refused for globex, with a clear error.
+    let mut query = AuditQuery::new(QueryScope::Tenant);
+    query.page.limit = 5;
+    let first = logger.get_logs(&acme, &query).await.unwrap();
+    query.page.next_token = first.next_token;
+    assert!(query.page.next_token.is_some());
+    match logger.get_logs(&globex, &query).await {
+        Err(AuditError::Invalid(ValidationError::InvalidCursor { .. })) => {}
+        other => panic!("a foreign cursor must be refused, got {other:?}"),
+    }
+    // A tampered cursor too.
+    let mut tampered = query.clone();
+    let token = tampered.page.next_token.take().unwrap();
+    let flipped = if token.ends_with('A') { 'B' } else { 'A' };
+    tampered.page.next_token = Some(format!("{}{flipped}", &token[..token.len() - 1]));
+    assert!(matches!(
+        logger.get_logs(&acme, &tampered).await,
+        Err(AuditError::Invalid(ValidationError::InvalidCursor { .. }))
+    ));
+}
+
+fn truth(entries: &[&AuditLogEntry]) -> Counts {
+    let mut c = Counts::default();
+    for e in entries {
+        c.add(&Counts::of(e));
+    }
+    c
+}
+
+async fn stats_equal_the_truth(backend: Backend) {
+    let (logger, all) = dataset(backend).await;
+    let acme = tenant("acme");
+    let mine: Vec<&AuditLogEntry> = all.iter().filter(|e| e.tenant_id == acme).collect();
+
+    let stats = logger.get_stats(&acme, None, None).await.unwrap();
+    let want = truth(&mine);
+    assert_eq!(stats.total_entries, want.total);
+    for a in AuditAction::ALL {
+        assert_eq!(stats.by_action[a], want.count_of_action(*a), "{a}");
+    }
+    for t in EntityType::ALL {
+        assert_eq!(stats.by_entity_type[t], want.count_of_type(*t), "{t}");
+    }
+    assert_eq!((stats.from, stats.until), (None, None));
+
+    // A range counts whole hours: every entry whose hour lies within the range's hours.
+    let (start, end) = (all[15].timestamp, all[45].timestamp);
+    let stats = logger
+        .get_stats(&acme, Some(start), Some(end))
+        .await
+        .unwrap();
+    let (first, last) = (HourBucket::of(start), HourBucket::of(end));
+    let in_range: Vec<&AuditLogEntry> = mine
+        .iter()
+        .copied()
+        .filter(|e| (first..=last).contains(&HourBucket::of(e.timestamp)))
+        .collect();
+    assert_eq!(stats.total_entries, truth(&in_range).total);
+    assert!(stats.total_entries > 0 && stats.total_entries < want.total);
+    assert_eq!(stats.from, Some(first.start()));
+    assert_eq!(stats.until, Some(last.end()));
+
+    let globex = logger
+        .get_stats(&tenant("globex"), None, None)
+        .await
+        .unwrap();
+    assert_eq!(globex.total_entries, all.len() as u64 - want.total);
+    assert!(matches!(
+        logger.get_stats(&acme, Some(end), Some(start)).await,
+        Err(AuditError::Invalid(ValidationError::InvertedDateRange))
+    ));
+}
+
+/// Spoils one field of a valid request.
+type Breakage = Box<dyn Fn(&mut auditline::domain::NewEntry)>;
+
+async fn invalid_entries_are_rejected_by_field_and_nothing_is_written(backend: Backend) {
+    let logger = logger(fresh_store(backend).await, hours_ago(1), 1);
+    let t = tenant("acme");
+    let base = || {
+        new_entry(
+            &t,
+            AuditAction::Update,
+            EntityType::Entity,
+            "e-1",
+            Some("p-1"),
+            Some("u-1"),
+        )
+    };
+    let mut deep = json!("leaf");
+    for _ in 0..20 {
+        deep = json!({ "k": deep });
+    }
+    let cases: Vec<(&str, Breakage)> = vec![
+        ("entity_id", Box::new(|e| e.entity_id.clear())),
+        ("entity_id", Box::new(|e| e.entity_id = "x".repeat(300))),
+        ("entity_id", Box::new(|e| e.entity_id = "bad\u{0}id".into())),
+        (
+            "project_id",
+            Box::new(|e| e.details.project_id = Some(String::new())),
+        ),
+        (
+            "user_id",
+            Box::new(|e| e.details.user_id = Some("u\n1".into())),
+        ),
+        (
+            "ip_address",
+            Box::new(|e| e.details.ip_address = Some("999.1.1.1".into())),
+        ),
+        (
+            "ip_address",
+            Box::new(|e| e.details.ip_address = Some("localhost".into())),
+        ),
+        (
+            "changes",
+            Box::new(|e| e.details.changes = Some(json!(["not", "an", "object"]))),
+        ),
+        (
+            "metadata",
+            Box::new(|e| e.details.metadata = Some(json!("text"))),
+        ),
+        (
+            "changes",
+            Box::new(move |e| e.details.changes = Some(deep.clone())),
+        ),
+        (
+            "entry",
+            Box::new(|e| e.details.changes = Some(json!({ "blob": "x".repeat(300 * 1024) }))),
+        ),
+    ];
+    for (field, break_it) in cases {
+        let mut request = base();
+        break_it(&mut request);
+        match logger.log(request).await {
+            Err(AuditError::Invalid(err)) => assert_eq!(err.field(), field, "{err}"),
+            other => panic!("expected a validation error for {field}, got {other:?}"),
+        }
+    }
+    let page = logger
+        .get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
+        .await
+        .unwrap();
+    assert!(page.entries.is_empty(), "nothing was written");
+    assert_eq!(
+        logger
+            .get_stats(&t, None, None)
+            .await
+            .unwrap()
+            .total_entries,
+        0
+    );
+    // The same request, repaired, is accepted.
+    stored(logger.log(base()).await);
+}
+
+async fn disabled_logging_stores_nothing(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let off = AuditLogger::new(
+        store.clone(),
+        AuditSettings {
+            enabled: false,
+            retention_days: 90,
+        },
+    );
+    let t = tenant("acme");
+    let outcome = off
+        .log_create(&t, EntityType::Project, "p-1", EntryDetails::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome, LogOutcome::Disabled);
+    assert_eq!(outcome.entry(), None);
+    // Invalid input is still reported while disabled.
+    assert!(
+        off.log_create(&t, EntityType::Project, "", EntryDetails::default())
+            .await
+            .is_err()
+    );
+    let on = AuditLogger::new(store, AuditSettings::default());
+    assert!(
+        on.get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert_eq!(
+        off.health(std::time::Duration::from_secs(2)).await.status,
+        "disabled"
+    );
+}
+
+async fn concurrent_logging_loses_nothing(backend: Backend) {
+    let logger = Arc::new(AuditLogger::new(
+        fresh_store(backend).await,
+        AuditSettings::default(),
+    ));
+    let t = tenant("acme");
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let (logger, t) = (logger.clone(), t.clone());
+            tokio::spawn(async move {
+                let request = new_entry(
+                    &t,
+                    AuditAction::ALL[i % 6],
+                    EntityType::ALL[i % 7],
+                    "busy",
+                    None,
+                    None,
+                );
+                stored(logger.log(request).await).id
+            })
+        })
+        .collect();
+    let mut written = HashSet::new();
+    for task in tasks {
+        assert!(written.insert(task.await.unwrap()), "ids are distinct");
+    }
+    assert_eq!(written.len(), 1000);
+
+    let mut query = AuditQuery::new(QueryScope::Tenant);
+    query.page.limit = 1000;
+    let (listed, _) = collect_by_cursor(&logger, &t, query).await;
+    assert_eq!(
+        listed.iter().copied().collect::<HashSet<_>>(),
+        written,
+        "none lost"
+    );
+    assert_eq!(listed.len(), 1000);
+    assert_eq!(
+        logger
+            .get_stats(&t, None, None)
+            .await
+            .unwrap()
+            .total_entries,
+        1000
+    );
+}

@@ -1,0 +1,112 @@
+//! Test support: the local DynamoDB-API server started by `scripts/test.sh`, fresh tables per test,
+//! controllable clocks and entry fixtures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use auditline::domain::{AuditAction, EntityType, EntryDetails, NewEntry, TenantId};
+use auditline::logger::Clock;
+use auditline::store::dynamo::tables::{self, COUNTERS, ENTRIES};
+use auditline::store::dynamo::{RequestCounter, client_for_local_endpoint};
+use auditline::store::{AuditStore, DynamoStore, MemoryStore};
+use chrono::{DateTime, Duration, Utc};
+
+/// Set by `scripts/test.sh` to the local DynamoDB-API server it started.
+pub const ENDPOINT_VARIABLE: &str = "AUDITLINE_TEST_DYNAMODB_ENDPOINT";
+
+/// The local DynamoDB-API server. Tests that need it fail (never skip) when it is missing.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var(ENDPOINT_VARIABLE).unwrap_or_else(|_| {
+        panic!("{ENDPOINT_VARIABLE} is not set: run the tests with ./scripts/test.sh, which starts a local DynamoDB API")
+    })
+}
+
+/// A name no other test uses, so tests can run in parallel against one server.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A DynamoDB store on freshly created tables, and the counter of requests its client sends.
+pub async fn fresh_dynamo_store(counter_shards: u8) -> (DynamoStore, RequestCounter) {
+    let counter = RequestCounter::default();
+    let client = client_for_local_endpoint(&dynamodb_endpoint(), Some(counter.clone()));
+    let entries = unique_name("entries");
+    let counters = unique_name("counters");
+    tables::create_table(&client, &ENTRIES, &entries)
+        .await
+        .expect("create entries table");
+    tables::create_table(&client, &COUNTERS, &counters)
+        .await
+        .expect("create counters table");
+    counter.reset();
+    (
+        DynamoStore::new(client, entries, counters).with_counter_shards(counter_shards),
+        counter,
+    )
+}
+
+/// Which store a contract test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Dynamo,
+}
+
+pub async fn fresh_store(backend: Backend) -> Arc<dyn AuditStore> {
+    match backend {
+        Backend::Memory => Arc::new(MemoryStore::new()),
+        Backend::Dynamo => Arc::new(fresh_dynamo_store(1).await.0),
+    }
+}
+
+/// A clock that advances by `step_ms` on every reading, starting at `start`: each logged entry gets
+/// its own millisecond, and reads see "now" just after the latest write.
+pub fn stepping_clock(start: DateTime<Utc>, step_ms: i64) -> (Clock, Arc<AtomicI64>) {
+    let millis = Arc::new(AtomicI64::new(start.timestamp_millis()));
+    let shared = millis.clone();
+    let clock: Clock = Arc::new(move || {
+        let ms = shared.fetch_add(step_ms, Ordering::SeqCst);
+        DateTime::from_timestamp_millis(ms).expect("valid time")
+    });
+    (clock, millis)
+}
+
+pub fn fixed_clock(at: DateTime<Utc>) -> Clock {
+    Arc::new(move || at)
+}
+
+pub fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).expect("valid tenant")
+}
+
+pub fn hours_ago(h: i64) -> DateTime<Utc> {
+    Utc::now() - Duration::hours(h)
+}
+
+/// A request for one entry with the usual context filled in.
+pub fn new_entry(
+    tenant: &TenantId,
+    action: AuditAction,
+    entity_type: EntityType,
+    entity_id: &str,
+    project_id: Option<&str>,
+    user_id: Option<&str>,
+) -> NewEntry {
+    NewEntry {
+        tenant_id: tenant.clone(),
+        action,
+        entity_type,
+        entity_id: entity_id.to_owned(),
+        details: EntryDetails {
+            project_id: project_id.map(str::to_owned),
+            user_id: user_id.map(str::to_owned),
+            ip_address: Some("192.168.1.1".to_owned()),
+            ..EntryDetails::default()
+        },
+    }
+}
