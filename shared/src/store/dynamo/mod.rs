@@ -141,7 +141,7 @@ fn partition(tenant: &TenantId, key: &IndexKey) -> (Option<&'static str>, &'stat
 }
 
 /// The stored item: the entry's own fields (via serde_dynamo) plus its table and index keys.
-fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
+pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(entry)
         .map_err(|e| StoreError::Internal(format!("entry could not be encoded: {e}")))?;
     let tenant = &entry.tenant_id;
