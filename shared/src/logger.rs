@@ -62,6 +62,39 @@ impl LogOutcome {
     }
 }
 
+/// The seed's per-action shorthands: `log_create(tenant, entity_type, entity_id, details)` and so on.
+macro_rules! log_shorthands {
+    ($($(#[$doc:meta])* $name:ident => $action:ident),+ $(,)?) => {
+        impl AuditLogger {
+            $($(#[$doc])*
+            pub async fn $name(
+                &self,
+                tenant: &TenantId,
+                entity_type: EntityType,
+                entity_id: &str,
+                details: EntryDetails,
+            ) -> Result<LogOutcome, AuditError> {
+                self.log_action(AuditAction::$action, tenant, entity_type, entity_id, details).await
+            })+
+        }
+    };
+}
+
+log_shorthands!(
+    /// Logs a CREATE.
+    log_create => Create,
+    /// Logs an UPDATE; put `{"before": …, "after": …}` in `changes`.
+    log_update => Update,
+    /// Logs a DELETE.
+    log_delete => Delete,
+    /// Logs a LINK between entities.
+    log_link => Link,
+    /// Logs an UNLINK.
+    log_unlink => Unlink,
+    /// Logs a VIEW.
+    log_view => View,
+);
+
 /// A function told about every stored entry, in the process that stored it.
 pub type Listener = Arc<dyn Fn(&AuditLogEntry) + Send + Sync>;
 
@@ -142,80 +175,15 @@ impl AuditLogger {
         entity_id: &str,
         details: EntryDetails,
     ) -> Result<LogOutcome, AuditError> {
+        let entry_id = entity_id.to_owned();
         self.log(NewEntry {
             tenant_id: tenant.clone(),
             action,
             entity_type,
-            entity_id: entity_id.to_owned(),
+            entity_id: entry_id,
             details,
         })
         .await
-    }
-
-    pub async fn log_create(
-        &self,
-        tenant: &TenantId,
-        entity_type: EntityType,
-        entity_id: &str,
-        details: EntryDetails,
-    ) -> Result<LogOutcome, AuditError> {
-        self.log_action(AuditAction::Create, tenant, entity_type, entity_id, details)
-            .await
-    }
-
-    pub async fn log_update(
-        &self,
-        tenant: &TenantId,
-        entity_type: EntityType,
-        entity_id: &str,
-        details: EntryDetails,
-    ) -> Result<LogOutcome, AuditError> {
-        self.log_action(AuditAction::Update, tenant, entity_type, entity_id, details)
-            .await
-    }
-
-    pub async fn log_delete(
-        &self,
-        tenant: &TenantId,
-        entity_type: EntityType,
-        entity_id: &str,
-        details: EntryDetails,
-    ) -> Result<LogOutcome, AuditError> {
-        self.log_action(AuditAction::Delete, tenant, entity_type, entity_id, details)
-            .await
-    }
-
-    pub async fn log_link(
-        &self,
-        tenant: &TenantId,
-        entity_type: EntityType,
-        entity_id: &str,
-        details: EntryDetails,
-    ) -> Result<LogOutcome, AuditError> {
-        self.log_action(AuditAction::Link, tenant, entity_type, entity_id, details)
-            .await
-    }
-
-    pub async fn log_unlink(
-        &self,
-        tenant: &TenantId,
-        entity_type: EntityType,
-        entity_id: &str,
-        details: EntryDetails,
-    ) -> Result<LogOutcome, AuditError> {
-        self.log_action(AuditAction::Unlink, tenant, entity_type, entity_id, details)
-            .await
-    }
-
-    pub async fn log_view(
-        &self,
-        tenant: &TenantId,
-        entity_type: EntityType,
-        entity_id: &str,
-        details: EntryDetails,
-    ) -> Result<LogOutcome, AuditError> {
-        self.log_action(AuditAction::View, tenant, entity_type, entity_id, details)
-            .await
     }
 
     /// One entry of `tenant` by id; `None` also for another tenant's id, so existence never leaks.
