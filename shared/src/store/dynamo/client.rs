@@ -20,6 +20,16 @@ fn timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// A local DynamoDB API (moto is single-process Python) can be slow to accept connections under a
+/// burst; waiting longer there costs nothing, while failing would turn load into false errors.
+fn local_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(60))
+        .build()
+}
+
 /// The client a deployed function uses: credentials and region from the Lambda environment, and the
 /// endpoint from `endpoint_override` if one is configured (a local DynamoDB-API server).
 pub async fn client_from_environment(endpoint_override: Option<&str>) -> Client {
@@ -45,7 +55,7 @@ pub fn client_for_local_endpoint(endpoint: &str, counter: Option<RequestCounter>
             "auditline-local",
         ))
         .endpoint_url(endpoint)
-        .timeout_config(timeouts());
+        .timeout_config(local_timeouts());
     if let Some(counter) = counter {
         builder = builder.interceptor(counter);
     }
