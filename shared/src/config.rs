@@ -5,12 +5,16 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::auth::AuthMethod;
 use crate::logger::AuditSettings;
 
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 pub const MAX_RETENTION_DAYS: u32 = 3650;
 pub const DEFAULT_ENTRIES_TABLE: &str = "auditline-entries";
 pub const DEFAULT_COUNTERS_TABLE: &str = "auditline-counters";
+pub const DEFAULT_API_KEYS_TABLE: &str = "auditline-api-keys";
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
+pub const MAX_JWT_LEEWAY_SECONDS: u64 = 300;
 /// Statistics counters per tenant-hour. More shards let one tenant write faster without transaction
 /// conflicts on its counter item, at the price of that many more items read per stats hour.
 pub const MAX_COUNTER_SHARDS: u8 = 16;
@@ -25,6 +29,15 @@ pub mod vars {
     pub const COUNTERS_TABLE: &str = "AUDIT_COUNTERS_TABLE";
     pub const COUNTER_SHARDS: &str = "AUDIT_COUNTER_SHARDS";
     pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
+    pub const API_KEYS_TABLE: &str = "API_KEYS_TABLE";
+    pub const JWT_PUBLIC_KEY: &str = "JWT_PUBLIC_KEY";
+    pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
+    pub const JWT_ISSUER: &str = "JWT_ISSUER";
+    pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
+    pub const JWT_LEEWAY_SECONDS: &str = "JWT_LEEWAY_SECONDS";
+    pub const AUTH_REQUIRED: &str = "AUTH_REQUIRED";
+    pub const AUTH_METHODS: &str = "AUTH_METHODS";
+    pub const AUTH_ANONYMOUS_SCOPES: &str = "AUTH_ANONYMOUS_SCOPES";
 }
 
 /// A value that must never reach a log or a response: `Debug` and `Display` print a placeholder.
@@ -60,14 +73,33 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// How callers are authenticated (see `crate::auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// HMAC secret, for HS256/384/512.
+    pub jwt_secret: Option<Secret>,
+    /// The one algorithm tokens must use.
+    pub jwt_algorithm: String,
+    /// PEM public key, for RS*/ES*.
+    pub jwt_public_key: Option<String>,
+    /// JWKS endpoint, for RS*/ES* tokens of an identity provider (takes precedence over a PEM key).
+    pub jwt_jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_leeway_seconds: u64,
+    pub require_auth: bool,
+    pub allowed_methods: Vec<AuthMethod>,
+    pub anonymous_scopes: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub jwt_secret: Option<Secret>,
-    pub jwt_algorithm: String,
+    pub auth: AuthSettings,
     pub audit: AuditSettings,
     pub entries_table: String,
     pub counters_table: String,
     pub counter_shards: u8,
+    pub api_keys_table: String,
     pub dynamodb_endpoint: Option<String>,
 }
 
@@ -83,54 +115,80 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let enabled = match get(vars::AUDIT_ENABLED) {
-            None => true,
-            Some(v) => parse_bool(&v).ok_or_else(|| ConfigError {
-                variable: vars::AUDIT_ENABLED,
-                reason: "must be true or false".into(),
-            })?,
+        let in_range = |v: &str, low: u64, high: u64| {
+            v.parse::<u64>().ok().filter(|n| (low..=high).contains(n))
         };
-        let retention_days = match get(vars::AUDIT_RETENTION_DAYS) {
-            None => DEFAULT_RETENTION_DAYS,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|d| (1..=MAX_RETENTION_DAYS).contains(d))
-                .ok_or_else(|| ConfigError {
-                    variable: vars::AUDIT_RETENTION_DAYS,
-                    reason: format!(
-                        "must be a whole number of days from 1 to {MAX_RETENTION_DAYS}"
-                    ),
-                })?,
-        };
-        let counter_shards = match get(vars::COUNTER_SHARDS) {
-            None => 1,
-            Some(v) => v
-                .parse::<u8>()
-                .ok()
-                .filter(|n| (1..=MAX_COUNTER_SHARDS).contains(n))
-                .ok_or_else(|| ConfigError {
-                    variable: vars::COUNTER_SHARDS,
-                    reason: format!("must be a whole number from 1 to {MAX_COUNTER_SHARDS}"),
-                })?,
-        };
-        let jwt_algorithm = get(vars::JWT_ALGORITHM)
-            .unwrap_or_else(|| "HS256".into())
-            .to_ascii_uppercase();
+
+        let enabled = setting(&get, vars::AUDIT_ENABLED, true, parse_bool, "true or false")?;
+        let retention_days = setting(
+            &get,
+            vars::AUDIT_RETENTION_DAYS,
+            u64::from(DEFAULT_RETENTION_DAYS),
+            |v| in_range(v, 1, u64::from(MAX_RETENTION_DAYS)),
+            &format!("a whole number of days from 1 to {MAX_RETENTION_DAYS}"),
+        )? as u32;
+        let counter_shards = setting(
+            &get,
+            vars::COUNTER_SHARDS,
+            1,
+            |v| in_range(v, 1, u64::from(MAX_COUNTER_SHARDS)),
+            &format!("a whole number from 1 to {MAX_COUNTER_SHARDS}"),
+        )? as u8;
+        let jwt_leeway_seconds = setting(
+            &get,
+            vars::JWT_LEEWAY_SECONDS,
+            DEFAULT_JWT_LEEWAY_SECONDS,
+            |v| in_range(v, 0, MAX_JWT_LEEWAY_SECONDS),
+            &format!("a whole number of seconds from 0 to {MAX_JWT_LEEWAY_SECONDS}"),
+        )?;
+        let require_auth = setting(&get, vars::AUTH_REQUIRED, true, parse_bool, "true or false")?;
+
         const ALGORITHMS: [&str; 8] = [
             "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
         ];
+        let jwt_algorithm = get(vars::JWT_ALGORITHM)
+            .unwrap_or_else(|| "HS256".into())
+            .to_ascii_uppercase();
         if !ALGORITHMS.contains(&jwt_algorithm.as_str()) {
             return Err(ConfigError {
                 variable: vars::JWT_ALGORITHM,
                 reason: format!("must be one of {}", ALGORITHMS.join(", ")),
             });
         }
+        let allowed_methods = match get(vars::AUTH_METHODS) {
+            None => vec![AuthMethod::Jwt, AuthMethod::ApiKey],
+            Some(v) => v
+                .split(',')
+                .map(|m| {
+                    m.trim()
+                        .parse::<AuthMethod>()
+                        .ok()
+                        .filter(|m| *m != AuthMethod::Anonymous)
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ConfigError {
+                    variable: vars::AUTH_METHODS,
+                    reason: "must list jwt and/or api_key, separated by commas".into(),
+                })?,
+        };
+
         Ok(Config {
-            jwt_secret: lookup(vars::JWT_SECRET)
-                .filter(|s| !s.is_empty())
-                .map(Secret),
-            jwt_algorithm,
+            auth: AuthSettings {
+                jwt_secret: lookup(vars::JWT_SECRET)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret),
+                jwt_algorithm,
+                jwt_public_key: get(vars::JWT_PUBLIC_KEY),
+                jwt_jwks_url: get(vars::JWT_JWKS_URL),
+                jwt_issuer: get(vars::JWT_ISSUER),
+                jwt_audience: get(vars::JWT_AUDIENCE),
+                jwt_leeway_seconds,
+                require_auth,
+                allowed_methods,
+                anonymous_scopes: get(vars::AUTH_ANONYMOUS_SCOPES)
+                    .map(|v| crate::auth::scopes::parse_scope_list(&v))
+                    .unwrap_or_default(),
+            },
             audit: AuditSettings {
                 enabled,
                 retention_days,
@@ -139,8 +197,28 @@ impl Config {
             counters_table: get(vars::COUNTERS_TABLE)
                 .unwrap_or_else(|| DEFAULT_COUNTERS_TABLE.into()),
             counter_shards,
+            api_keys_table: get(vars::API_KEYS_TABLE)
+                .unwrap_or_else(|| DEFAULT_API_KEYS_TABLE.into()),
             dynamodb_endpoint: get(vars::DYNAMODB_ENDPOINT),
         })
+    }
+}
+
+/// A variable's value through `parse`, or `default` when unset; a value `parse` refuses is an error
+/// that names the variable and the `rule` it breaks.
+fn setting<T>(
+    get: &dyn Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    parse: impl Fn(&str) -> Option<T>,
+    rule: &str,
+) -> Result<T, ConfigError> {
+    match get(variable) {
+        None => Ok(default),
+        Some(v) => parse(&v).ok_or_else(|| ConfigError {
+            variable,
+            reason: format!("must be {rule}"),
+        }),
     }
 }
 
@@ -175,8 +253,14 @@ mod tests {
                 retention_days: 90
             }
         );
-        assert_eq!(c.jwt_algorithm, "HS256");
-        assert_eq!(c.jwt_secret, None);
+        assert_eq!(c.auth.jwt_algorithm, "HS256");
+        assert_eq!(c.auth.jwt_secret, None);
+        assert!(c.auth.require_auth);
+        assert_eq!(
+            c.auth.allowed_methods,
+            [AuthMethod::Jwt, AuthMethod::ApiKey]
+        );
+        assert_eq!(c.auth.jwt_leeway_seconds, 30);
         assert_eq!(c.entries_table, DEFAULT_ENTRIES_TABLE);
         assert_eq!(c.dynamodb_endpoint, None);
     }
@@ -189,11 +273,15 @@ mod tests {
             ("JWT_SECRET", "s3cret"),
             ("JWT_ALGORITHM", "rs256"),
             ("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+            ("AUTH_METHODS", "api_key"),
+            ("AUTH_REQUIRED", "false"),
+            ("AUTH_ANONYMOUS_SCOPES", "reports:read"),
+            ("JWT_ISSUER", "https://issuer.example"),
         ])
         .unwrap();
         assert!(!c.audit.enabled);
         assert_eq!(c.audit.retention_days, 30);
-        assert_eq!(c.jwt_algorithm, "RS256");
+        assert_eq!(c.auth.jwt_algorithm, "RS256");
         assert_eq!(
             c.dynamodb_endpoint.as_deref(),
             Some("http://127.0.0.1:8000")

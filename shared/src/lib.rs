@@ -5,6 +5,9 @@
 //! - [`logger`]: [`AuditLogger`], the service the functions call.
 //! - [`config`]: settings read from the environment.
 
+pub mod apigw;
+pub mod auth;
+pub mod bootstrap;
 pub mod config;
 pub mod domain;
 pub mod logger;

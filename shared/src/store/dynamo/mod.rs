@@ -5,6 +5,7 @@
 //! - counters: `pk = T#<tenant>`, `sk = <hour>#<shard>`, updated in the same transaction that puts
 //!   the entry, so a retried or replayed write can never be counted twice.
 
+pub mod api_keys;
 pub mod client;
 mod errors;
 pub mod tables;
@@ -31,6 +32,7 @@ use crate::domain::{
     StatsRange, StoredPage, TenantId,
 };
 
+pub use api_keys::DynamoApiKeys;
 pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment};
 
 /// A page stops after this many Query requests even if filters left it short; it then returns a

@@ -111,6 +111,31 @@ pub const COUNTERS: TableSpec = TableSpec {
     stream_new_image: false,
 };
 
+/// Attribute names of the API keys table.
+pub mod api_key_attr {
+    pub const KEY_ID: &str = "key_id";
+    pub const TENANT_ID: &str = "tenant_id";
+    pub const CREATED_AT: &str = "created_at";
+    pub const REVOKED: &str = "revoked";
+}
+
+pub const API_KEYS_BY_TENANT: &str = "by_tenant";
+
+/// API keys: partition `key_id`, the SHA-256 of the key, so checking a key is one GetItem. Records
+/// are kept after revocation, for the audit trail of who had access.
+pub const API_KEYS: TableSpec = TableSpec {
+    name_variable: vars::API_KEYS_TABLE,
+    partition_key: api_key_attr::KEY_ID,
+    sort_key: None,
+    indexes: &[IndexSpec {
+        name: API_KEYS_BY_TENANT,
+        partition_key: api_key_attr::TENANT_ID,
+        sort_key: api_key_attr::CREATED_AT,
+    }],
+    ttl_attribute: None,
+    stream_new_image: false,
+};
+
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
         .attribute_name(name)

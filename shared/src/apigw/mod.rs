@@ -1,0 +1,6 @@
+//! The API Gateway adapter: Lambda handlers as plain async functions of (event, dependencies), over
+//! `aws_lambda_events` types. Lambda `main`s, tests and the local gateway all call these.
+
+pub mod authorizer;
+
+pub use authorizer::{AuthorizerContext, authorize, authorize_http, authorize_websocket};
