@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/services.sh
 start_moto
-cargo bench -p auditline-tests --bench store
+# Sections can be named to run only those, e.g. ./scripts/bench.sh auth
+cargo bench -p auditline-tests --bench benchmarks -- "$@"

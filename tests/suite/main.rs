@@ -1,5 +1,8 @@
 //! All integration tests, in one binary (one link step keeps the test run lean).
 
+mod api_keys;
+mod auth;
+mod authorizer;
 mod dynamo_store;
 mod logger;
 mod memory_store;

@@ -1,14 +1,17 @@
 //! Test support: the local DynamoDB-API server started by `scripts/test.sh`, fresh tables per test,
 //! controllable clocks and entry fixtures.
 
+pub mod auth;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use auditline::domain::{AuditAction, EntityType, EntryDetails, NewEntry, TenantId};
 use auditline::logger::Clock;
-use auditline::store::dynamo::tables::{self, COUNTERS, ENTRIES};
+use auditline::store::dynamo::tables::{self, COUNTERS, ENTRIES, TableSpec};
 use auditline::store::dynamo::{RequestCounter, client_for_local_endpoint};
 use auditline::store::{AuditStore, DynamoStore, MemoryStore};
+use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Duration, Utc};
 
 /// Set by `scripts/test.sh` to the local DynamoDB-API server it started.
@@ -31,23 +34,41 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// A client for the local DynamoDB API, and the counter of the requests it sends.
+pub fn local_client() -> (Client, RequestCounter) {
+    let counter = RequestCounter::default();
+    (
+        client_for_local_endpoint(&dynamodb_endpoint(), Some(counter.clone())),
+        counter,
+    )
+}
+
+/// Creates a table as `spec` describes, under a fresh name, and returns the name.
+pub async fn fresh_table(client: &Client, spec: &TableSpec, prefix: &str) -> String {
+    let name = unique_name(prefix);
+    tables::create_table(client, spec, &name)
+        .await
+        .unwrap_or_else(|e| panic!("create {prefix} table: {e}"));
+    name
+}
+
 /// A DynamoDB store on freshly created tables, and the counter of requests its client sends.
 pub async fn fresh_dynamo_store(counter_shards: u8) -> (DynamoStore, RequestCounter) {
-    let counter = RequestCounter::default();
-    let client = client_for_local_endpoint(&dynamodb_endpoint(), Some(counter.clone()));
-    let entries = unique_name("entries");
-    let counters = unique_name("counters");
-    tables::create_table(&client, &ENTRIES, &entries)
-        .await
-        .expect("create entries table");
-    tables::create_table(&client, &COUNTERS, &counters)
-        .await
-        .expect("create counters table");
+    let (client, counter) = local_client();
+    let entries = fresh_table(&client, &ENTRIES, "entries").await;
+    let counters = fresh_table(&client, &COUNTERS, "counters").await;
     counter.reset();
     (
         DynamoStore::new(client, entries, counters).with_counter_shards(counter_shards),
         counter,
     )
+}
+
+/// A sample event from `events/`, as JSON.
+pub fn event(file: &str) -> serde_json::Value {
+    let path = format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Which store a contract test runs on.

@@ -68,6 +68,14 @@ impl Caller {
     }
 }
 
+/// The caller's context for an allowed request; an empty object for a denied one.
+fn context_if(allowed: bool, result: &AuthResult) -> Value {
+    let context = allowed
+        .then(|| serde_json::to_value(AuthorizerContext::from_result(result)).ok())
+        .flatten();
+    context.unwrap_or_else(|| Value::Object(Default::default()))
+}
+
 fn log_denial(api: &str, result: &AuthResult) {
     tracing::warn!(
         api,
@@ -80,7 +88,7 @@ fn log_denial(api: &str, result: &AuthResult) {
 pub async fn authorize_http(
     event: &ApiGatewayV2CustomAuthorizerV2Request,
     auth: &Authenticator,
-) -> ApiGatewayV2CustomAuthorizerSimpleResponse<AuthorizerContext> {
+) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
     let route = event
         .route_key
         .as_deref()
@@ -100,9 +108,7 @@ pub async fn authorize_http(
     }
     let mut response = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
     response.is_authorized = allowed;
-    if allowed {
-        response.context = AuthorizerContext::from_result(&result);
-    }
+    response.context = context_if(allowed, &result);
     response
 }
 
@@ -110,7 +116,7 @@ pub async fn authorize_http(
 pub async fn authorize_websocket(
     event: &ApiGatewayCustomAuthorizerRequestTypeRequest,
     auth: &Authenticator,
-) -> ApiGatewayCustomAuthorizerResponse<AuthorizerContext> {
+) -> ApiGatewayCustomAuthorizerResponse {
     let query = &event.query_string_parameters;
     let result = auth
         .authenticate_request(&event.headers, |name| query.first(name))
@@ -138,9 +144,7 @@ pub async fn authorize_websocket(
             .unwrap_or_else(|| "anonymous".to_owned()),
     );
     response.policy_document = policy;
-    if allowed {
-        response.context = AuthorizerContext::from_result(&result);
-    }
+    response.context = context_if(allowed, &result);
     response
 }
 

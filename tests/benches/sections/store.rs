@@ -1,13 +1,10 @@
-//! Store benchmark: in-memory write throughput and query latency at 100,000 entries, and DynamoDB
-//! requests (and estimated capacity units) per logical operation, counted on the local DynamoDB API.
-//!
-//! Run with `./scripts/bench.sh` (it starts the local DynamoDB API); the figures replace the
-//! "store" section of BENCHMARKS.md.
+//! Store: in-memory write throughput and query latency at 100,000 entries, and DynamoDB requests
+//! (and estimated capacity units) per logical operation, counted on the local DynamoDB API.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use auditline::domain::{
     AuditAction, AuditQuery, EntityType, EntryDetails, NewEntry, PageRequest, QueryScope,
@@ -20,7 +17,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 
 const ENTRIES: usize = 100_000;
-const SAMPLES: usize = 2_000;
+use crate::{micros, time_calls};
 
 /// A realistic entry: an update with a before/after diff of a few fields and some metadata.
 fn typical(i: usize, tenant_name: &str) -> NewEntry {
@@ -44,27 +41,10 @@ fn typical(i: usize, tenant_name: &str) -> NewEntry {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
-async fn time_calls<F, Fut>(mut call: F) -> (Duration, Duration)
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut samples = Vec::with_capacity(SAMPLES);
-    for i in 0..SAMPLES {
-        let started = Instant::now();
-        call(i).await;
-        samples.push(started.elapsed());
-    }
-    samples.sort_unstable();
-    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+pub async fn run(out: &mut String) {
+    memory_section(out).await;
+    out.push('\n');
+    dynamo_section(out).await;
 }
 
 async fn memory_section(out: &mut String) {
@@ -353,32 +333,4 @@ async fn dynamo_section(out: &mut String) {
     )
     .unwrap();
     writeln!(out, "- stats over 90 days of one counter shard: 2,160 items × ~150 B ≈ 40 RCU (eventually consistent)").unwrap();
-}
-
-fn splice(section: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md");
-    let (begin, end) = ("<!-- store:begin -->", "<!-- store:end -->");
-    let text = std::fs::read_to_string(path).expect("BENCHMARKS.md exists");
-    let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
-        panic!("BENCHMARKS.md lacks the {begin} … {end} markers");
-    };
-    let updated = format!("{}{begin}\n{section}{}", &text[..b], &text[e..]);
-    std::fs::write(path, updated).expect("write BENCHMARKS.md");
-}
-
-#[tokio::main]
-async fn main() {
-    let mut section = String::new();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    writeln!(
-        section,
-        "Measured {} on {cores} cores by `./scripts/bench.sh` (release build).\n",
-        chrono::Utc::now().format("%Y-%m-%d")
-    )
-    .unwrap();
-    memory_section(&mut section).await;
-    section.push('\n');
-    dynamo_section(&mut section).await;
-    println!("{section}");
-    splice(&section);
 }

@@ -1,0 +1,14 @@
+//! One module per section of BENCHMARKS.md.
+
+mod auth;
+mod store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub type Section = fn(&mut String) -> Pin<Box<dyn Future<Output = ()> + '_>>;
+
+pub const ALL: &[(&str, Section)] = &[
+    ("store", |out| Box::pin(store::run(out))),
+    ("auth", |out| Box::pin(auth::run(out))),
+];

@@ -1,0 +1,201 @@
+//! The authorizer Lambda handler, fed the sample events in `events/` (with real credentials put in
+//! place of their placeholders), for both APIs.
+
+use std::sync::Arc;
+
+use auditline::apigw::authorizer::{AuthorizerContext, authorize};
+use auditline::auth::api_keys::{self, ApiKeyStore, MemoryApiKeys};
+use auditline::auth::jwt::JwtVerifier;
+use auditline::auth::{AuthMethod, AuthOptions, Authenticator};
+use auditline::domain::TenantId;
+use auditline_tests::auth::{SECRET, claims, hs256};
+use auditline_tests::event;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+async fn authenticator(require_auth: bool) -> (Authenticator, String) {
+    let keys = Arc::new(MemoryApiKeys::new());
+    let created = api_keys::generate(
+        TenantId::parse("acme").unwrap(),
+        "ingest-bot",
+        vec!["audit:write".into()],
+        None,
+        None,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    keys.insert(&created.record).await.unwrap();
+    let auth = Authenticator::new(AuthOptions {
+        jwt: Some(JwtVerifier::hmac(Algorithm::HS256, SECRET.as_bytes(), 0).unwrap()),
+        api_keys: Some(keys),
+        require_auth,
+        ..AuthOptions::default()
+    });
+    (auth, created.key.expose().to_owned())
+}
+
+fn reader_token() -> String {
+    let mut c = claims("user-789", "audit:read");
+    c["tenant_id"] = json!("acme");
+    hs256(&c)
+}
+
+fn http_event(route: &str, authorization: Option<&str>, api_key: Option<&str>) -> Value {
+    let mut e = event("authorizer-http.json");
+    e["routeKey"] = json!(route);
+    e["requestContext"]["routeKey"] = json!(route);
+    let headers = e["headers"].as_object_mut().unwrap();
+    headers.remove("authorization");
+    if let Some(a) = authorization {
+        headers.insert("authorization".into(), json!(a));
+    }
+    if let Some(k) = api_key {
+        headers.insert("x-api-key".into(), json!(k));
+    }
+    e
+}
+
+#[tokio::test]
+async fn http_routes_need_their_scope() {
+    let (auth, key) = authenticator(true).await;
+    let bearer = format!("Bearer {}", reader_token());
+    for (route, authorization, api_key, allowed) in [
+        ("GET /audit/logs", Some(bearer.as_str()), None, true),
+        ("GET /audit/logs/{id}", Some(bearer.as_str()), None, true),
+        ("GET /audit/stats", Some(bearer.as_str()), None, true),
+        ("POST /audit/logs", Some(bearer.as_str()), None, false),
+        ("POST /audit/logs", None, Some(key.as_str()), true),
+        ("GET /audit/logs", None, Some(key.as_str()), false),
+        ("GET /audit/logs", None, None, false),
+        (
+            "GET /audit/logs",
+            Some("Bearer REPLACE_WITH_A_JWT"),
+            None,
+            false,
+        ),
+        ("GET /audit/health", None, None, true),
+        (
+            "DELETE /audit/logs/{id}",
+            Some(bearer.as_str()),
+            None,
+            false,
+        ),
+    ] {
+        let response = authorize(http_event(route, authorization, api_key), &auth)
+            .await
+            .unwrap();
+        assert_eq!(
+            response["isAuthorized"],
+            json!(allowed),
+            "{route} {authorization:?} {api_key:?}"
+        );
+        if !allowed {
+            assert_eq!(
+                response["context"],
+                json!({}),
+                "a denial carries no context"
+            );
+        }
+    }
+
+    let response = authorize(http_event("GET /audit/logs", Some(&bearer), None), &auth)
+        .await
+        .unwrap();
+    let context: AuthorizerContext = serde_json::from_value(response["context"].clone()).unwrap();
+    assert_eq!(
+        context,
+        AuthorizerContext {
+            user_id: "user-789".into(),
+            tenant_id: "acme".into(),
+            scopes: "audit:read".into(),
+            auth_method: "jwt".into()
+        }
+    );
+    let caller = context.caller().unwrap();
+    assert!(caller.has_scope("audit:read") && !caller.has_scope("audit:write"));
+    assert_eq!(caller.auth_method, AuthMethod::Jwt);
+}
+
+#[tokio::test]
+async fn the_sample_http_event_is_denied_until_it_carries_a_real_token() {
+    let (auth, _) = authenticator(true).await;
+    let response = authorize(event("authorizer-http.json"), &auth)
+        .await
+        .unwrap();
+    assert_eq!(response["isAuthorized"], false);
+}
+
+fn websocket_event(token: Option<&str>, protocol_header: Option<&str>) -> Value {
+    let mut e = event("authorizer-websocket-connect.json");
+    let query = e["queryStringParameters"].as_object_mut().unwrap();
+    query.remove("token");
+    if let Some(t) = token {
+        query.insert("token".into(), json!(t));
+    }
+    e["multiValueQueryStringParameters"] = json!({});
+    if let Some(p) = protocol_header {
+        e["headers"]["Sec-WebSocket-Protocol"] = json!(p);
+    }
+    e
+}
+
+fn effect(response: &Value) -> &str {
+    response["policyDocument"]["Statement"][0]["Effect"]
+        .as_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn websocket_connect_is_allowed_only_with_a_good_credential() {
+    let (auth, _) = authenticator(true).await;
+    let token = reader_token();
+    let method_arn = "arn:aws:execute-api:eu-west-1:123456789012:f6g7h8i9j0/prod/$connect";
+
+    for e in [
+        websocket_event(Some(&token), None),
+        websocket_event(None, Some(&format!("bearer, {token}"))),
+    ] {
+        let response = authorize(e, &auth).await.unwrap();
+        assert_eq!(effect(&response), "Allow");
+        assert_eq!(
+            response["policyDocument"]["Statement"][0]["Resource"],
+            json!([method_arn])
+        );
+        assert_eq!(
+            response["policyDocument"]["Statement"][0]["Action"],
+            json!(["execute-api:Invoke"])
+        );
+        assert_eq!(response["principalId"], "user-789");
+        assert_eq!(response["context"]["tenant_id"], "acme");
+        assert_eq!(response["context"]["scopes"], "audit:read");
+    }
+    for e in [
+        websocket_event(None, None),
+        websocket_event(Some("REPLACE_WITH_A_JWT"), None),
+        event("authorizer-websocket-connect.json"),
+    ] {
+        let response = authorize(e, &auth).await.unwrap();
+        assert_eq!(effect(&response), "Deny");
+        assert_eq!(response["context"], json!({}));
+    }
+
+    let (anonymous, _) = authenticator(false).await;
+    let response = authorize(websocket_event(None, None), &anonymous)
+        .await
+        .unwrap();
+    assert_eq!(effect(&response), "Allow");
+    assert_eq!(response["context"]["auth_method"], "anonymous");
+}
+
+#[tokio::test]
+async fn other_events_are_an_error_not_a_panic() {
+    let (auth, _) = authenticator(true).await;
+    for e in [
+        json!({}),
+        json!({"version": "2.0"}),
+        json!("text"),
+        json!({"methodArn": 5}),
+    ] {
+        assert!(authorize(e, &auth).await.is_err());
+    }
+}
