@@ -1,12 +1,22 @@
 //! What a function builds once per cold start, from its configuration: AWS clients, stores, the
-//! authenticator. Never per request.
+//! authenticator. Never per request. Each Lambda `main` is one call into here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::Config;
+use serde_json::Value;
+
+use crate::apigw::http::{AuditApi, Route};
 use crate::auth::jwt::JwtConfigError;
 use crate::auth::{AuthMethod, Authenticator};
-use crate::store::dynamo::{DynamoApiKeys, client_from_environment};
+use crate::store::DynamoStore;
+use crate::store::dynamo::{DynamoApiKeys, DynamoIdempotency, client_from_environment};
+use crate::{AuditLogger, Config};
+
+/// How long the health check waits for storage before reporting it degraded.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(1500);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The authenticator of a deployed function: API keys in DynamoDB (only if `api_key` is allowed, so
 /// JWT-only deployments need no table and no client).
@@ -18,4 +28,42 @@ pub async fn authenticator(config: &Config) -> Result<Authenticator, JwtConfigEr
         None
     };
     Authenticator::from_settings(&config.auth, api_keys)
+}
+
+/// The HTTP handlers' dependencies on DynamoDB.
+pub async fn audit_api(config: &Config) -> AuditApi {
+    let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
+    let store = Arc::new(DynamoStore::from_config(client.clone(), config));
+    AuditApi {
+        logger: Arc::new(AuditLogger::new(store, config.audit)),
+        idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
+        health_timeout: HEALTH_TIMEOUT,
+        auth_methods: config
+            .auth
+            .allowed_methods
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+/// `main` of an HTTP route's function.
+pub async fn serve_http(route: Route) -> Result<(), BoxError> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    crate::apigw::http::run(route, audit_api(&config).await).await
+}
+
+/// `main` of the authorizer function.
+pub async fn serve_authorizer() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let auth = authenticator(&config).await?;
+    let auth = &auth;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| async move {
+            Ok::<Value, BoxError>(crate::apigw::authorize(event.payload, auth).await?)
+        },
+    ))
+    .await
 }

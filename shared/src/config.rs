@@ -13,6 +13,7 @@ pub const MAX_RETENTION_DAYS: u32 = 3650;
 pub const DEFAULT_ENTRIES_TABLE: &str = "auditline-entries";
 pub const DEFAULT_COUNTERS_TABLE: &str = "auditline-counters";
 pub const DEFAULT_API_KEYS_TABLE: &str = "auditline-api-keys";
+pub const DEFAULT_IDEMPOTENCY_TABLE: &str = "auditline-idempotency";
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
 pub const MAX_JWT_LEEWAY_SECONDS: u64 = 300;
 /// Statistics counters per tenant-hour. More shards let one tenant write faster without transaction
@@ -30,6 +31,7 @@ pub mod vars {
     pub const COUNTER_SHARDS: &str = "AUDIT_COUNTER_SHARDS";
     pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
     pub const API_KEYS_TABLE: &str = "API_KEYS_TABLE";
+    pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
     pub const JWT_PUBLIC_KEY: &str = "JWT_PUBLIC_KEY";
     pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
     pub const JWT_ISSUER: &str = "JWT_ISSUER";
@@ -100,6 +102,7 @@ pub struct Config {
     pub counters_table: String,
     pub counter_shards: u8,
     pub api_keys_table: String,
+    pub idempotency_table: String,
     pub dynamodb_endpoint: Option<String>,
 }
 
@@ -199,6 +202,8 @@ impl Config {
             counter_shards,
             api_keys_table: get(vars::API_KEYS_TABLE)
                 .unwrap_or_else(|| DEFAULT_API_KEYS_TABLE.into()),
+            idempotency_table: get(vars::IDEMPOTENCY_TABLE)
+                .unwrap_or_else(|| DEFAULT_IDEMPOTENCY_TABLE.into()),
             dynamodb_endpoint: get(vars::DYNAMODB_ENDPOINT),
         })
     }

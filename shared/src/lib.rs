@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;
+pub mod idempotency;
 pub mod logger;
 pub mod store;
 

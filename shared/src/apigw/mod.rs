@@ -2,5 +2,6 @@
 //! `aws_lambda_events` types. Lambda `main`s, tests and the local gateway all call these.
 
 pub mod authorizer;
+pub mod http;
 
 pub use authorizer::{AuthorizerContext, authorize, authorize_http, authorize_websocket};

@@ -54,6 +54,10 @@ pub enum ValidationError {
     InvalidUuid { field: &'static str },
     #[error("next_token {reason}")]
     InvalidCursor { reason: &'static str },
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    #[error("{field} must be a string")]
+    NotAString { field: &'static str },
 }
 
 impl ValidationError {
@@ -70,7 +74,9 @@ impl ValidationError {
             | Self::UnknownValue { field, .. }
             | Self::OutOfRange { field, .. }
             | Self::InvalidDateTime { field }
-            | Self::InvalidUuid { field } => field,
+            | Self::InvalidUuid { field }
+            | Self::Missing { field }
+            | Self::NotAString { field } => field,
             Self::EntryTooLarge { .. } => "entry",
             Self::InvertedDateRange => "start_date",
             Self::InvalidCursor { .. } => "next_token",

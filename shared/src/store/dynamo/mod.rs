@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod client;
 mod errors;
+pub mod idempotency;
 pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +35,7 @@ use crate::domain::{
 
 pub use api_keys::DynamoApiKeys;
 pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment};
+pub use idempotency::DynamoIdempotency;
 
 /// A page stops after this many Query requests even if filters left it short; it then returns a
 /// `next_token` so the caller continues where the page stopped. Bounds latency and cost per call.

@@ -136,6 +136,26 @@ pub const API_KEYS: TableSpec = TableSpec {
     stream_new_image: false,
 };
 
+/// Attribute names of the idempotency table.
+pub mod idempotency_attr {
+    pub const PK: &str = "pk";
+    pub const REQUEST_HASH: &str = "request_hash";
+    pub const CLAIMED_AT: &str = "claimed_at";
+    pub const STATUS: &str = "status";
+    pub const BODY: &str = "body";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Idempotency records of writes: partition `T#<tenant>#K#<key>`, kept for a day (TTL).
+pub const IDEMPOTENCY: TableSpec = TableSpec {
+    name_variable: vars::IDEMPOTENCY_TABLE,
+    partition_key: idempotency_attr::PK,
+    sort_key: None,
+    indexes: &[],
+    ttl_attribute: Some(idempotency_attr::EXPIRES_AT),
+    stream_new_image: false,
+};
+
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
         .attribute_name(name)

@@ -1,0 +1,358 @@
+//! `POST /audit/logs`: one entry (a JSON object) or a batch (a JSON array). The server sets id and
+//! timestamp, takes tenant and user from the credentials and the client IP from the request context.
+//! In a batch each entry is stored or rejected on its own and the answer has one result per entry,
+//! in order. An `Idempotency-Key` makes a retried POST answer with the first result.
+
+use chrono::Utc;
+use futures::StreamExt;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::errors::ErrorBody;
+use super::{ApiError, AuditApi, RequestInfo, json};
+use crate::apigw::authorizer::Caller;
+use crate::auth::scopes::AUDIT_WRITE;
+use crate::domain::{AuditLogEntry, EntryDetails, NewEntry, ValidationError};
+use crate::idempotency::{self, Claim, StoredResponse};
+use crate::{AuditError, LogOutcome};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most entries in one batch.
+pub const MAX_BATCH: usize = 100;
+/// Entries of one batch written at once.
+const BATCH_CONCURRENCY: usize = 8;
+/// Idempotency records keep the response only up to this size; larger ones keep a compact form.
+const MAX_REPLAY_BYTES: usize = 300 * 1024;
+
+/// Fields a client may send.
+const CLIENT_FIELDS: [&str; 6] = [
+    "action",
+    "entity_type",
+    "entity_id",
+    "project_id",
+    "changes",
+    "metadata",
+];
+/// Fields the server sets, and where from.
+const SERVER_FIELDS: [(&str, &str); 6] = [
+    ("id", "the server"),
+    ("timestamp", "the server"),
+    ("expires_at", "the retention setting"),
+    ("tenant_id", "your credentials"),
+    ("user_id", "your credentials; name other actors in metadata"),
+    ("ip_address", "the request"),
+];
+
+/// What happened to one entry.
+#[derive(Debug, Serialize)]
+struct ItemResult {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry: Option<AuditLogEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+impl ItemResult {
+    fn of(result: Result<Option<AuditLogEntry>, ApiError>, request_id: &str) -> Self {
+        match result {
+            Ok(Some(entry)) => ItemResult {
+                status: 201,
+                entry: Some(entry),
+                error: None,
+            },
+            Ok(None) => ItemResult {
+                status: 202,
+                entry: None,
+                error: None,
+            },
+            Err(e) => ItemResult {
+                status: e.status(),
+                entry: None,
+                error: Some(e.body(request_id)),
+            },
+        }
+    }
+
+    fn stored(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    fn retryable(&self) -> bool {
+        self.status == 429 || self.status >= 500
+    }
+}
+
+#[derive(Serialize)]
+struct BatchItem<'a> {
+    index: usize,
+    #[serde(flatten)]
+    result: &'a ItemResult,
+}
+
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    results: Vec<BatchItem<'a>>,
+    stored: usize,
+    rejected: usize,
+}
+
+#[derive(Serialize)]
+struct DisabledBody {
+    status: &'static str,
+    message: &'static str,
+}
+
+const DISABLED: DisabledBody = DisabledBody {
+    status: "disabled",
+    message: "audit logging is disabled (AUDIT_ENABLED=false); nothing was stored",
+};
+
+fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
+pub(super) async fn ingest(
+    req: &Request,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_WRITE)?;
+    let body = body_bytes(req);
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            max: MAX_BODY_BYTES,
+        });
+    }
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}").trim().to_owned());
+    let Some(key) = key else {
+        let (response, _) = process(body, caller, info, api).await?;
+        return Ok(response);
+    };
+    idempotency::check_key(&key).map_err(|e| ApiError::parameter_error(&e))?;
+    let hash = idempotency::request_hash(body);
+    let claim = api
+        .idempotency
+        .claim(&caller.tenant_id, &key, &hash, Utc::now())
+        .await
+        .map_err(|e| ApiError::from_store(&e, &info.request_id))?;
+    match claim {
+        Claim::Completed(first) => Ok(replay(first)),
+        Claim::InProgress => Err(ApiError::IdempotencyInProgress),
+        Claim::Mismatch => Err(ApiError::IdempotencyKeyReused),
+        Claim::Claimed => {
+            let outcome = process(body, caller, info, api).await;
+            let finished = match &outcome {
+                // Nothing was stored and a retry may succeed: let the retry run again.
+                Ok((
+                    _,
+                    Progress {
+                        stored: 0,
+                        retryable: true,
+                    },
+                ))
+                | Err(_) => None,
+                Ok((response, _)) => Some(response),
+            };
+            let recorded = match finished {
+                None => api.idempotency.release(&caller.tenant_id, &key).await,
+                Some(response) => {
+                    let first = stored_response(response);
+                    api.idempotency
+                        .complete(&caller.tenant_id, &key, &first, Utc::now())
+                        .await
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::error!(request_id = info.request_id, error = %e, "idempotency record not updated");
+            }
+            outcome.map(|(response, _)| response)
+        }
+    }
+}
+
+/// What a request achieved, for the idempotency record.
+struct Progress {
+    stored: usize,
+    retryable: bool,
+}
+
+async fn process(
+    body: &[u8],
+    caller: &Caller,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<(Response<Body>, Progress), ApiError> {
+    let parsed: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidEntry {
+        parameter: None,
+        message: format!(
+            "the body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    })?;
+    match parsed {
+        Value::Object(item) => {
+            let result = store_one(Value::Object(item), caller, info, api).await;
+            let progress = Progress {
+                stored: usize::from(matches!(result, Ok(Some(_)))),
+                retryable: result.as_ref().is_err_and(|e| e.retry_after().is_some()),
+            };
+            let response = match result {
+                Ok(Some(entry)) => json(201, &entry),
+                Ok(None) => json(202, &DISABLED),
+                Err(e) => e.into_response(&info.request_id),
+            };
+            Ok((response, progress))
+        }
+        Value::Array(items) if !items.is_empty() && items.len() <= MAX_BATCH => {
+            let results: Vec<ItemResult> = futures::stream::iter(items)
+                .map(|item| async {
+                    ItemResult::of(store_one(item, caller, info, api).await, &info.request_id)
+                })
+                .buffered(BATCH_CONCURRENCY)
+                .collect()
+                .await;
+            let stored = results.iter().filter(|r| r.stored()).count();
+            let retryable = results.iter().any(ItemResult::retryable);
+            let status = if stored == results.len() { 201 } else { 207 };
+            let body = BatchBody {
+                results: results
+                    .iter()
+                    .enumerate()
+                    .map(|(index, result)| BatchItem { index, result })
+                    .collect(),
+                stored,
+                rejected: results.len() - stored,
+            };
+            let mut response = json(status, &body);
+            if retryable {
+                response.headers_mut().insert("retry-after", 1.into());
+            }
+            Ok((response, Progress { stored, retryable }))
+        }
+        _ => Err(ApiError::InvalidEntry {
+            parameter: None,
+            message: format!(
+                "the body must be an entry object or an array of 1 to {MAX_BATCH} entry objects"
+            ),
+        }),
+    }
+}
+
+/// Validates and stores one entry: `Ok(None)` when logging is disabled.
+async fn store_one(
+    item: Value,
+    caller: &Caller,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Option<AuditLogEntry>, ApiError> {
+    match api.logger.log(new_entry(item, caller, info)?).await {
+        Ok(LogOutcome::Stored(entry)) => Ok(Some(entry)),
+        Ok(LogOutcome::Disabled) => Ok(None),
+        Err(AuditError::Invalid(e)) => Err(ApiError::entry_error(&e)),
+        Err(AuditError::Store(e)) => Err(ApiError::from_store(&e, &info.request_id)),
+    }
+}
+
+fn string_field(
+    item: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match item.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::entry_error(&ValidationError::NotAString {
+            field,
+        })),
+    }
+}
+
+fn required(value: Option<String>, field: &'static str) -> Result<String, ApiError> {
+    value.ok_or_else(|| ApiError::entry_error(&ValidationError::Missing { field }))
+}
+
+/// An entry request from one JSON object, with the server-owned fields filled in.
+fn new_entry(item: Value, caller: &Caller, info: &RequestInfo) -> Result<NewEntry, ApiError> {
+    let Value::Object(mut item) = item else {
+        return Err(ApiError::InvalidEntry {
+            parameter: None,
+            message: "each entry must be a JSON object".into(),
+        });
+    };
+    if let Some((field, source)) = SERVER_FIELDS.iter().find(|(f, _)| item.contains_key(*f)) {
+        return Err(ApiError::InvalidEntry {
+            parameter: Some((*field).to_owned()),
+            message: format!("{field} is set from {source}, not by the client"),
+        });
+    }
+    if let Some(unknown) = item.keys().find(|k| !CLIENT_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::InvalidEntry {
+            parameter: Some(unknown.clone()),
+            message: format!("{unknown} is not a field of an audit entry"),
+        });
+    }
+    let action = required(string_field(&mut item, "action")?, "action")?;
+    let entity_type = required(string_field(&mut item, "entity_type")?, "entity_type")?;
+    let entity_id = required(string_field(&mut item, "entity_id")?, "entity_id")?;
+    let project_id = string_field(&mut item, "project_id")?;
+    let parse_error = |e: ValidationError| ApiError::entry_error(&e);
+    Ok(NewEntry {
+        tenant_id: caller.tenant_id.clone(),
+        action: action.parse().map_err(parse_error)?,
+        entity_type: entity_type.parse().map_err(parse_error)?,
+        entity_id,
+        details: EntryDetails {
+            project_id,
+            user_id: caller.user_id.clone(),
+            changes: item.remove("changes").filter(|v| !v.is_null()),
+            ip_address: info.source_ip.clone(),
+            metadata: item.remove("metadata").filter(|v| !v.is_null()),
+        },
+    })
+}
+
+/// The record of a first response. Very large ones keep each entry's id only.
+fn stored_response(response: &Response<Body>) -> StoredResponse {
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        Body::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    if body.len() <= MAX_REPLAY_BYTES {
+        return StoredResponse { status, body };
+    }
+    let mut value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if let Some(results) = value.get_mut("results").and_then(Value::as_array_mut) {
+        for result in results {
+            if let Some(entry) = result.get_mut("entry") {
+                *entry =
+                    serde_json::json!({ "id": entry.get("id").cloned().unwrap_or(Value::Null) });
+            }
+        }
+    }
+    StoredResponse {
+        status,
+        body: value.to_string(),
+    }
+}
+
+fn replay(first: StoredResponse) -> Response<Body> {
+    Response::builder()
+        .status(first.status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .header("idempotent-replayed", "true")
+        .body(Body::Text(first.body))
+        .expect("status and headers are valid")
+}

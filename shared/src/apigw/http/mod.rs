@@ -1,0 +1,184 @@
+//! The HTTP API: one handler per route, each a plain async function of (request, [`AuditApi`]).
+//! Each route is its own Lambda function (see `functions/`); the local gateway routes to the same
+//! handlers.
+
+pub mod errors;
+mod ingest;
+mod reads;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+pub use self::errors::ApiError;
+pub use self::ingest::{MAX_BATCH, MAX_BODY_BYTES};
+use super::authorizer::{AuthorizerContext, Caller};
+use crate::AuditLogger;
+use crate::auth::scopes;
+use crate::idempotency::IdempotencyStore;
+
+/// What the handlers need, built once per cold start.
+#[derive(Clone)]
+pub struct AuditApi {
+    pub logger: Arc<AuditLogger>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Health checks give storage this long before reporting it degraded.
+    pub health_timeout: Duration,
+    /// Accepted authentication methods, reported by the health check.
+    pub auth_methods: Vec<String>,
+}
+
+/// The routes of the HTTP API. The seed's endpoint tables, plus the write path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    ListLogs,
+    GetLog,
+    EntityLogs,
+    ProjectLogs,
+    Stats,
+    Health,
+    Ingest,
+}
+
+impl Route {
+    pub const ALL: [Route; 7] = [
+        Route::ListLogs,
+        Route::GetLog,
+        Route::EntityLogs,
+        Route::ProjectLogs,
+        Route::Stats,
+        Route::Health,
+        Route::Ingest,
+    ];
+
+    /// The API Gateway route key.
+    pub fn route_key(self) -> &'static str {
+        match self {
+            Route::ListLogs => "GET /audit/logs",
+            Route::GetLog => "GET /audit/logs/{id}",
+            Route::EntityLogs => "GET /audit/logs/entity/{entity_id}",
+            Route::ProjectLogs => "GET /audit/logs/project/{project_id}",
+            Route::Stats => "GET /audit/stats",
+            Route::Health => "GET /audit/health",
+            Route::Ingest => "POST /audit/logs",
+        }
+    }
+
+    /// The Lambda function (binary) that serves the route.
+    pub fn function(self) -> &'static str {
+        match self {
+            Route::ListLogs => "list-logs",
+            Route::GetLog => "get-log",
+            Route::EntityLogs => "entity-logs",
+            Route::ProjectLogs => "project-logs",
+            Route::Stats => "stats",
+            Route::Health => "health",
+            Route::Ingest => "ingest",
+        }
+    }
+
+    /// The scope a caller needs; `None` for the public health check.
+    pub fn required_scope(self) -> Option<&'static str> {
+        scopes::required_for_route(self.route_key()).flatten()
+    }
+
+    /// The route and path parameters for a method and path (for the local gateway).
+    pub fn resolve(method: &str, path: &str) -> Option<(Route, Vec<(&'static str, String)>)> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        Route::ALL.into_iter().find_map(|route| {
+            let (route_method, template) = route.route_key().split_once(' ')?;
+            let pattern: Vec<&'static str> = template.split('/').skip(1).collect();
+            if route_method != method || pattern.len() != segments.len() {
+                return None;
+            }
+            let mut params = Vec::new();
+            for (want, got) in pattern.iter().zip(&segments) {
+                match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                    Some(name) if !got.is_empty() => params.push((name, (*got).to_owned())),
+                    Some(_) => return None,
+                    None if want == got => {}
+                    None => return None,
+                }
+            }
+            Some((route, params))
+        })
+    }
+}
+
+/// What a handler reads from the API Gateway request context.
+pub(crate) struct RequestInfo {
+    pub request_id: String,
+    pub caller: Option<Caller>,
+    pub source_ip: Option<String>,
+}
+
+impl RequestInfo {
+    fn of(req: &Request) -> Self {
+        match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => RequestInfo {
+                request_id: ctx.request_id.clone().unwrap_or_default(),
+                caller: ctx.authorizer.as_ref().and_then(|a| {
+                    let fields = serde_json::Map::from_iter(a.fields.clone());
+                    serde_json::from_value::<AuthorizerContext>(fields.into())
+                        .ok()?
+                        .caller()
+                }),
+                source_ip: ctx.http.source_ip.clone(),
+            },
+            _ => RequestInfo {
+                request_id: String::new(),
+                caller: None,
+                source_ip: None,
+            },
+        }
+    }
+
+    /// The caller, if it holds `scope` (checked again here although the authorizer already did).
+    pub fn caller_with(&self, scope: &'static str) -> Result<&Caller, ApiError> {
+        let caller = self.caller.as_ref().ok_or(ApiError::Unauthenticated)?;
+        if caller.has_scope(scope) {
+            Ok(caller)
+        } else {
+            Err(ApiError::Forbidden { scope })
+        }
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json(status: u16, body: &impl Serialize) -> Response<Body> {
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(Body::Text(text))
+        .expect("status and headers are valid")
+}
+
+/// Serves one request of `route`. Never fails: every error becomes its HTTP response.
+pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body> {
+    let info = RequestInfo::of(&req);
+    let result = match route {
+        Route::ListLogs | Route::EntityLogs | Route::ProjectLogs => {
+            reads::list(route, &req, &info, api).await
+        }
+        Route::GetLog => reads::get(&req, &info, api).await,
+        Route::Stats => reads::stats(&req, &info, api).await,
+        Route::Health => Ok(reads::health(&req, api).await),
+        Route::Ingest => ingest::ingest(&req, &info, api).await,
+    };
+    result.unwrap_or_else(|e| e.into_response(&info.request_id))
+}
+
+/// The Lambda entry point of one route's function.
+pub async fn run(route: Route, api: AuditApi) -> Result<(), lambda_http::Error> {
+    let api = &api;
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        Ok::<_, Infallible>(handle(route, req, api).await)
+    }))
+    .await
+}

@@ -1,0 +1,165 @@
+//! The read routes: list (tenant, entity, project), one entry, statistics, health.
+
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{ApiError, AuditApi, RequestInfo, Route, json};
+use crate::auth::scopes::AUDIT_READ;
+use crate::domain::time::parse_date_param;
+use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, ValidationError};
+use crate::logger::HealthReport;
+
+const LIST_PARAMETERS: [&str; 8] = [
+    "action",
+    "entity_type",
+    "user_id",
+    "start_date",
+    "end_date",
+    "limit",
+    "offset",
+    "next_token",
+];
+const STATS_PARAMETERS: [&str; 2] = ["start_date", "end_date"];
+
+/// A list page, as the seed's clients expect it plus the cursor.
+#[derive(Serialize)]
+struct PageBody<'a> {
+    entries: &'a [AuditLogEntry],
+    count: usize,
+    limit: usize,
+    offset: usize,
+    next_token: Option<&'a str>,
+}
+
+fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+}
+
+/// Refuses parameters the route does not know: a typo (`acton=DELETE`) must not silently widen a query.
+fn only_known_parameters(req: &Request, known: &[&str]) -> Result<(), ApiError> {
+    let Some(query) = req.query_string_parameters_ref() else {
+        return Ok(());
+    };
+    match query
+        .iter()
+        .map(|(name, _)| name)
+        .find(|name| !known.contains(name))
+    {
+        Some(unknown) => Err(ApiError::InvalidParameter {
+            parameter: unknown.to_owned(),
+            message: format!(
+                "{unknown} is not a parameter of this route; known: {}",
+                known.join(", ")
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn path_param<'r>(req: &'r Request, name: &'static str) -> Result<&'r str, ApiError> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::NotFound)
+}
+
+pub(super) async fn list(
+    route: Route,
+    req: &Request,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_READ)?;
+    only_known_parameters(req, &LIST_PARAMETERS)?;
+    let scope = match route {
+        Route::EntityLogs => QueryScope::Entity(path_param(req, "entity_id")?.to_owned()),
+        Route::ProjectLogs => QueryScope::Project(path_param(req, "project_id")?.to_owned()),
+        _ => QueryScope::Tenant,
+    };
+    let query = AuditQuery::from_params(scope, |name| query_param(req, name))
+        .map_err(|e| ApiError::parameter_error(&e))?;
+    let page = api
+        .logger
+        .get_logs(&caller.tenant_id, &query)
+        .await
+        .map_err(|e| ApiError::from_query(&e, &info.request_id))?;
+    Ok(json(
+        200,
+        &PageBody {
+            entries: &page.entries,
+            count: page.entries.len(),
+            limit: page.limit,
+            offset: page.offset,
+            next_token: page.next_token.as_deref(),
+        },
+    ))
+}
+
+pub(super) async fn get(
+    req: &Request,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_READ)?;
+    only_known_parameters(req, &[])?;
+    let id: Uuid = path_param(req, "id")?
+        .parse()
+        .map_err(|_| ApiError::parameter_error(&ValidationError::InvalidUuid { field: "id" }))?;
+    // Another tenant's id is looked up in the caller's own partition: not found, like any unknown id.
+    match api.logger.get_log(&caller.tenant_id, id).await {
+        Ok(Some(entry)) => Ok(json(200, &entry)),
+        Ok(None) => Err(ApiError::NotFound),
+        Err(e) => Err(ApiError::from_query(&e, &info.request_id)),
+    }
+}
+
+pub(super) async fn stats(
+    req: &Request,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_READ)?;
+    only_known_parameters(req, &STATS_PARAMETERS)?;
+    let date = |name: &'static str| {
+        query_param(req, name)
+            .filter(|v| !v.is_empty())
+            .map(|v| parse_date_param(name, v))
+            .transpose()
+            .map_err(|e| ApiError::parameter_error(&e))
+    };
+    let (start, end) = (date("start_date")?, date("end_date")?);
+    let stats = api
+        .logger
+        .get_stats(&caller.tenant_id, start, end)
+        .await
+        .map_err(|e| ApiError::from_query(&e, &info.request_id))?;
+    Ok(json(200, &stats))
+}
+
+#[derive(Serialize)]
+struct HealthBody<'a> {
+    #[serde(flatten)]
+    report: &'a HealthReport,
+    version: &'static str,
+    auth_methods: &'a [String],
+}
+
+/// Public. 200 when healthy or deliberately disabled, 503 when storage does not answer in time.
+pub(super) async fn health(_req: &Request, api: &AuditApi) -> Response<Body> {
+    let report = api.logger.health(api.health_timeout).await;
+    let status = if report.status == "degraded" {
+        503
+    } else {
+        200
+    };
+    json(
+        status,
+        &HealthBody {
+            report: &report,
+            version: env!("CARGO_PKG_VERSION"),
+            auth_methods: &api.auth_methods,
+        },
+    )
+}
