@@ -38,12 +38,7 @@ pub async fn audit_api(config: &Config) -> AuditApi {
         logger: Arc::new(AuditLogger::new(store, config.audit)),
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
-        auth_methods: config
-            .auth
-            .allowed_methods
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        auth_methods: config.auth.allowed_methods.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -60,10 +55,8 @@ pub async fn serve_authorizer() -> Result<(), BoxError> {
     let config = Config::from_env()?;
     let auth = authenticator(&config).await?;
     let auth = &auth;
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<Value>| async move {
-            Ok::<Value, BoxError>(crate::apigw::authorize(event.payload, auth).await?)
-        },
-    ))
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| async move {
+        Ok::<Value, BoxError>(crate::apigw::authorize(event.payload, auth).await?)
+    }))
     .await
 }

@@ -113,14 +113,8 @@ impl Config {
 
     /// Reads configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let in_range = |v: &str, low: u64, high: u64| {
-            v.parse::<u64>().ok().filter(|n| (low..=high).contains(n))
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let in_range = |v: &str, low: u64, high: u64| v.parse::<u64>().ok().filter(|n| (low..=high).contains(n));
 
         let enabled = setting(&get, vars::AUDIT_ENABLED, true, parse_bool, "true or false")?;
         let retention_days = setting(
@@ -146,12 +140,8 @@ impl Config {
         )?;
         let require_auth = setting(&get, vars::AUTH_REQUIRED, true, parse_bool, "true or false")?;
 
-        const ALGORITHMS: [&str; 8] = [
-            "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384",
-        ];
-        let jwt_algorithm = get(vars::JWT_ALGORITHM)
-            .unwrap_or_else(|| "HS256".into())
-            .to_ascii_uppercase();
+        const ALGORITHMS: [&str; 8] = ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"];
+        let jwt_algorithm = get(vars::JWT_ALGORITHM).unwrap_or_else(|| "HS256".into()).to_ascii_uppercase();
         if !ALGORITHMS.contains(&jwt_algorithm.as_str()) {
             return Err(ConfigError {
                 variable: vars::JWT_ALGORITHM,
@@ -162,12 +152,7 @@ impl Config {
             None => vec![AuthMethod::Jwt, AuthMethod::ApiKey],
             Some(v) => v
                 .split(',')
-                .map(|m| {
-                    m.trim()
-                        .parse::<AuthMethod>()
-                        .ok()
-                        .filter(|m| *m != AuthMethod::Anonymous)
-                })
+                .map(|m| m.trim().parse::<AuthMethod>().ok().filter(|m| *m != AuthMethod::Anonymous))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| ConfigError {
                     variable: vars::AUTH_METHODS,
@@ -177,9 +162,7 @@ impl Config {
 
         Ok(Config {
             auth: AuthSettings {
-                jwt_secret: lookup(vars::JWT_SECRET)
-                    .filter(|s| !s.is_empty())
-                    .map(Secret),
+                jwt_secret: lookup(vars::JWT_SECRET).filter(|s| !s.is_empty()).map(Secret),
                 jwt_algorithm,
                 jwt_public_key: get(vars::JWT_PUBLIC_KEY),
                 jwt_jwks_url: get(vars::JWT_JWKS_URL),
@@ -192,18 +175,12 @@ impl Config {
                     .map(|v| crate::auth::scopes::parse_scope_list(&v))
                     .unwrap_or_default(),
             },
-            audit: AuditSettings {
-                enabled,
-                retention_days,
-            },
+            audit: AuditSettings { enabled, retention_days },
             entries_table: get(vars::ENTRIES_TABLE).unwrap_or_else(|| DEFAULT_ENTRIES_TABLE.into()),
-            counters_table: get(vars::COUNTERS_TABLE)
-                .unwrap_or_else(|| DEFAULT_COUNTERS_TABLE.into()),
+            counters_table: get(vars::COUNTERS_TABLE).unwrap_or_else(|| DEFAULT_COUNTERS_TABLE.into()),
             counter_shards,
-            api_keys_table: get(vars::API_KEYS_TABLE)
-                .unwrap_or_else(|| DEFAULT_API_KEYS_TABLE.into()),
-            idempotency_table: get(vars::IDEMPOTENCY_TABLE)
-                .unwrap_or_else(|| DEFAULT_IDEMPOTENCY_TABLE.into()),
+            api_keys_table: get(vars::API_KEYS_TABLE).unwrap_or_else(|| DEFAULT_API_KEYS_TABLE.into()),
+            idempotency_table: get(vars::IDEMPOTENCY_TABLE).unwrap_or_else(|| DEFAULT_IDEMPOTENCY_TABLE.into()),
             dynamodb_endpoint: get(vars::DYNAMODB_ENDPOINT),
         })
     }
@@ -220,10 +197,7 @@ fn setting<T>(
 ) -> Result<T, ConfigError> {
     match get(variable) {
         None => Ok(default),
-        Some(v) => parse(&v).ok_or_else(|| ConfigError {
-            variable,
-            reason: format!("must be {rule}"),
-        }),
+        Some(v) => parse(&v).ok_or_else(|| ConfigError { variable, reason: format!("must be {rule}") }),
     }
 }
 
@@ -241,30 +215,18 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
     #[test]
     fn defaults_match_the_seed() {
         let c = config(&[]).unwrap();
-        assert_eq!(
-            c.audit,
-            AuditSettings {
-                enabled: true,
-                retention_days: 90
-            }
-        );
+        assert_eq!(c.audit, AuditSettings { enabled: true, retention_days: 90 });
         assert_eq!(c.auth.jwt_algorithm, "HS256");
         assert_eq!(c.auth.jwt_secret, None);
         assert!(c.auth.require_auth);
-        assert_eq!(
-            c.auth.allowed_methods,
-            [AuthMethod::Jwt, AuthMethod::ApiKey]
-        );
+        assert_eq!(c.auth.allowed_methods, [AuthMethod::Jwt, AuthMethod::ApiKey]);
         assert_eq!(c.auth.jwt_leeway_seconds, 30);
         assert_eq!(c.entries_table, DEFAULT_ENTRIES_TABLE);
         assert_eq!(c.dynamodb_endpoint, None);
@@ -287,14 +249,8 @@ mod tests {
         assert!(!c.audit.enabled);
         assert_eq!(c.audit.retention_days, 30);
         assert_eq!(c.auth.jwt_algorithm, "RS256");
-        assert_eq!(
-            c.dynamodb_endpoint.as_deref(),
-            Some("http://127.0.0.1:8000")
-        );
-        assert!(
-            !format!("{c:?}").contains("s3cret"),
-            "secrets never reach Debug output"
-        );
+        assert_eq!(c.dynamodb_endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets never reach Debug output");
 
         for (var, value) in [
             ("AUDIT_ENABLED", "maybe"),

@@ -44,32 +44,19 @@ pub enum Claim {
 pub fn check_key(key: &str) -> Result<(), ValidationError> {
     validation::identifier("Idempotency-Key", key)?;
     if key.len() > MAX_KEY_LEN {
-        return Err(ValidationError::TooLong {
-            field: "Idempotency-Key",
-            max: MAX_KEY_LEN,
-            actual: key.len(),
-        });
+        return Err(ValidationError::TooLong { field: "Idempotency-Key", max: MAX_KEY_LEN, actual: key.len() });
     }
     Ok(())
 }
 
 /// What identifies "the same request": a hash of its body.
 pub fn request_hash(body: &[u8]) -> String {
-    Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(body).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    async fn claim(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Claim, StoreError>;
+    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, StoreError>;
     async fn complete(
         &self,
         tenant: &TenantId,
@@ -100,32 +87,16 @@ impl MemoryIdempotency {
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotency {
-    async fn claim(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Claim, StoreError> {
+    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, StoreError> {
         let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
         records.retain(|_, r| r.claimed_at + RECORD_TTL > now);
         let slot = (tenant.clone(), key.to_owned());
         match records.get(&slot) {
             Some(r) if r.hash != hash => Ok(Claim::Mismatch),
-            Some(Record {
-                response: Some(response),
-                ..
-            }) => Ok(Claim::Completed(response.clone())),
+            Some(Record { response: Some(response), .. }) => Ok(Claim::Completed(response.clone())),
             Some(r) if r.claimed_at + STALE_CLAIM > now => Ok(Claim::InProgress),
             _ => {
-                records.insert(
-                    slot,
-                    Record {
-                        hash: hash.to_owned(),
-                        claimed_at: now,
-                        response: None,
-                    },
-                );
+                records.insert(slot, Record { hash: hash.to_owned(), claimed_at: now, response: None });
                 Ok(Claim::Claimed)
             }
         }
@@ -146,10 +117,7 @@ impl IdempotencyStore for MemoryIdempotency {
     }
 
     async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), StoreError> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(tenant.clone(), key.to_owned()));
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(tenant.clone(), key.to_owned()));
         Ok(())
     }
 }

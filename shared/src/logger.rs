@@ -12,8 +12,8 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::domain::{
-    AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType,
-    EntryDetails, NewEntry, PageRequest, QueryScope, StatsRange, TenantId, ValidationError,
+    AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType, EntryDetails, NewEntry,
+    PageRequest, QueryScope, StatsRange, TenantId, ValidationError,
 };
 use crate::store::{AuditStore, StoreError};
 
@@ -26,10 +26,7 @@ pub struct AuditSettings {
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        AuditSettings {
-            enabled: true,
-            retention_days: crate::config::DEFAULT_RETENTION_DAYS,
-        }
+        AuditSettings { enabled: true, retention_days: crate::config::DEFAULT_RETENTION_DAYS }
     }
 }
 
@@ -43,10 +40,7 @@ pub enum AuditError {
 
 /// The result of a `log_*` call.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "returned once per call and moved, never stored in bulk"
-)]
+#[allow(clippy::large_enum_variant, reason = "returned once per call and moved, never stored in bulk")]
 pub enum LogOutcome {
     Stored(AuditLogEntry),
     /// `AUDIT_ENABLED` is false: the entry was validated but deliberately not stored.
@@ -138,13 +132,7 @@ impl AuditLogger {
     }
 
     pub fn with_clock(store: Arc<dyn AuditStore>, settings: AuditSettings, clock: Clock) -> Self {
-        AuditLogger {
-            store,
-            settings,
-            clock,
-            listeners: RwLock::default(),
-            next_listener: AtomicU64::new(1),
-        }
+        AuditLogger { store, settings, clock, listeners: RwLock::default(), next_listener: AtomicU64::new(1) }
     }
 
     pub fn settings(&self) -> AuditSettings {
@@ -176,37 +164,18 @@ impl AuditLogger {
         details: EntryDetails,
     ) -> Result<LogOutcome, AuditError> {
         let entry_id = entity_id.to_owned();
-        self.log(NewEntry {
-            tenant_id: tenant.clone(),
-            action,
-            entity_type,
-            entity_id: entry_id,
-            details,
-        })
-        .await
+        self.log(NewEntry { tenant_id: tenant.clone(), action, entity_type, entity_id: entry_id, details }).await
     }
 
     /// One entry of `tenant` by id; `None` also for another tenant's id, so existence never leaks.
-    pub async fn get_log(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-    ) -> Result<Option<AuditLogEntry>, AuditError> {
+    pub async fn get_log(&self, tenant: &TenantId, id: Uuid) -> Result<Option<AuditLogEntry>, AuditError> {
         Ok(self.store.get(tenant, id, (self.clock)()).await?)
     }
 
     /// The general query: any scope, any filters, offset or cursor paging. Newest first.
-    pub async fn get_logs(
-        &self,
-        tenant: &TenantId,
-        query: &AuditQuery,
-    ) -> Result<AuditPage, AuditError> {
+    pub async fn get_logs(&self, tenant: &TenantId, query: &AuditQuery) -> Result<AuditPage, AuditError> {
         let plan = query.plan(tenant)?;
-        let stored = if plan.is_empty() {
-            Default::default()
-        } else {
-            self.store.query(&plan, (self.clock)()).await?
-        };
+        let stored = if plan.is_empty() { Default::default() } else { self.store.query(&plan, (self.clock)()).await? };
         Ok(AuditPage {
             entries: stored.entries,
             limit: query.page.limit,
@@ -222,15 +191,7 @@ impl AuditLogger {
         filter: AuditFilter,
         page: PageRequest,
     ) -> Result<AuditPage, AuditError> {
-        self.get_logs(
-            tenant,
-            &AuditQuery {
-                scope,
-                filter,
-                page,
-            },
-        )
-        .await
+        self.get_logs(tenant, &AuditQuery { scope, filter, page }).await
     }
 
     pub async fn get_logs_by_entity(
@@ -239,13 +200,7 @@ impl AuditLogger {
         entity_id: &str,
         page: PageRequest,
     ) -> Result<AuditPage, AuditError> {
-        self.filtered(
-            tenant,
-            QueryScope::Entity(entity_id.to_owned()),
-            AuditFilter::default(),
-            page,
-        )
-        .await
+        self.filtered(tenant, QueryScope::Entity(entity_id.to_owned()), AuditFilter::default(), page).await
     }
 
     pub async fn get_logs_by_project(
@@ -254,13 +209,7 @@ impl AuditLogger {
         project_id: &str,
         page: PageRequest,
     ) -> Result<AuditPage, AuditError> {
-        self.filtered(
-            tenant,
-            QueryScope::Project(project_id.to_owned()),
-            AuditFilter::default(),
-            page,
-        )
-        .await
+        self.filtered(tenant, QueryScope::Project(project_id.to_owned()), AuditFilter::default(), page).await
     }
 
     pub async fn get_logs_by_action(
@@ -269,12 +218,8 @@ impl AuditLogger {
         action: AuditAction,
         page: PageRequest,
     ) -> Result<AuditPage, AuditError> {
-        let filter = AuditFilter {
-            action: Some(action),
-            ..AuditFilter::default()
-        };
-        self.filtered(tenant, QueryScope::Tenant, filter, page)
-            .await
+        let filter = AuditFilter { action: Some(action), ..AuditFilter::default() };
+        self.filtered(tenant, QueryScope::Tenant, filter, page).await
     }
 
     pub async fn get_logs_by_user(
@@ -283,12 +228,8 @@ impl AuditLogger {
         user_id: &str,
         page: PageRequest,
     ) -> Result<AuditPage, AuditError> {
-        let filter = AuditFilter {
-            user_id: Some(user_id.to_owned()),
-            ..AuditFilter::default()
-        };
-        self.filtered(tenant, QueryScope::Tenant, filter, page)
-            .await
+        let filter = AuditFilter { user_id: Some(user_id.to_owned()), ..AuditFilter::default() };
+        self.filtered(tenant, QueryScope::Tenant, filter, page).await
     }
 
     /// Entries stamped from `start` to `end`, both inclusive.
@@ -299,13 +240,8 @@ impl AuditLogger {
         end: DateTime<Utc>,
         page: PageRequest,
     ) -> Result<AuditPage, AuditError> {
-        let filter = AuditFilter {
-            start_date: Some(start),
-            end_date: Some(end),
-            ..AuditFilter::default()
-        };
-        self.filtered(tenant, QueryScope::Tenant, filter, page)
-            .await
+        let filter = AuditFilter { start_date: Some(start), end_date: Some(end), ..AuditFilter::default() };
+        self.filtered(tenant, QueryScope::Tenant, filter, page).await
     }
 
     /// Totals by action and entity type over whole UTC hours covering `start..=end`.
@@ -331,10 +267,7 @@ impl AuditLogger {
                 tracing::warn!(error = %e, "storage health check failed");
                 Some("storage did not answer correctly".to_owned())
             }
-            Err(_) => Some(format!(
-                "storage did not answer within {} ms",
-                timeout.as_millis()
-            )),
+            Err(_) => Some(format!("storage did not answer within {} ms", timeout.as_millis())),
         };
         let reachable = error.is_none();
         HealthReport {
@@ -346,25 +279,14 @@ impl AuditLogger {
             enabled: self.settings.enabled,
             retention_days: self.settings.retention_days,
             listeners: self.listeners.read().map_or(0, |l| l.len()),
-            storage: StorageHealth {
-                backend: self.store.backend(),
-                reachable,
-                latency_ms,
-                error,
-            },
+            storage: StorageHealth { backend: self.store.backend(), reachable, latency_ms, error },
         }
     }
 
     /// Registers a function to be told, in this process, about every entry stored from now on.
-    pub fn add_listener(
-        &self,
-        listener: impl Fn(&AuditLogEntry) + Send + Sync + 'static,
-    ) -> ListenerId {
+    pub fn add_listener(&self, listener: impl Fn(&AuditLogEntry) + Send + Sync + 'static) -> ListenerId {
         let id = ListenerId(self.next_listener.fetch_add(1, Ordering::Relaxed));
-        self.listeners
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, Arc::new(listener)));
+        self.listeners.write().unwrap_or_else(|p| p.into_inner()).push((id, Arc::new(listener)));
         id
     }
 
@@ -379,11 +301,7 @@ impl AuditLogger {
     /// Tells every listener. A panicking listener is logged and skipped: it must not undo a write
     /// that has already been stored, nor keep the other listeners from hearing of it.
     fn notify(&self, entry: &AuditLogEntry) {
-        let listeners: Vec<(ListenerId, Listener)> = self
-            .listeners
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let listeners: Vec<(ListenerId, Listener)> = self.listeners.read().unwrap_or_else(|p| p.into_inner()).clone();
         for (id, listener) in listeners {
             if catch_unwind(AssertUnwindSafe(|| listener(entry))).is_err() {
                 tracing::error!(listener = id.0, entry_id = %entry.id, "audit listener panicked");

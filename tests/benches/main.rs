@@ -35,10 +35,7 @@ where
 /// Replaces the block between `<!-- name:begin -->` and `<!-- name:end -->` in BENCHMARKS.md.
 fn splice(name: &str, section: &str) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../BENCHMARKS.md");
-    let (begin, end) = (
-        format!("<!-- {name}:begin -->"),
-        format!("<!-- {name}:end -->"),
-    );
+    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
     let text = std::fs::read_to_string(path).expect("BENCHMARKS.md exists");
     let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
         panic!("BENCHMARKS.md lacks the {begin} … {end} markers");
@@ -55,10 +52,7 @@ fn preamble() -> String {
 
 #[tokio::main]
 async fn main() {
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     for (name, run) in sections::ALL {
         if !wanted(name) {

@@ -12,19 +12,12 @@ use http::{HeaderMap, HeaderValue};
 
 async fn cli(store: &DynamoApiKeys, command: Command) -> Result<String, String> {
     let mut out = Vec::new();
-    run(command, store, chrono::Utc::now(), &mut out)
-        .await
-        .map_err(|e| e.to_string())?;
+    run(command, store, chrono::Utc::now(), &mut out).await.map_err(|e| e.to_string())?;
     Ok(String::from_utf8(out).unwrap())
 }
 
 fn key_from(output: &str) -> String {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix("key:"))
-        .expect("the key is printed")
-        .trim()
-        .to_owned()
+    output.lines().find_map(|l| l.strip_prefix("key:")).expect("the key is printed").trim().to_owned()
 }
 
 #[tokio::test]
@@ -39,127 +32,39 @@ async fn keys_are_created_listed_checked_in_one_read_and_revoked() {
         name: Some("ingest".into()),
         expires_in_days: days,
     };
-    let out = cli(&store, create(vec!["audit:write", "reports:*"], None))
-        .await
-        .unwrap();
+    let out = cli(&store, create(vec!["audit:write", "reports:*"], None)).await.unwrap();
     let key = key_from(&out);
     assert!(out.contains("cannot be shown again"));
-    let stored = store
-        .find(&key_id(&key))
-        .await
-        .unwrap()
-        .expect("the record exists");
+    let stored = store.find(&key_id(&key)).await.unwrap().expect("the record exists");
     assert_eq!(stored.scopes, ["audit:write", "reports:*"]);
-    assert!(
-        !format!("{stored:?}").contains(&key),
-        "only the hash is stored"
-    );
+    assert!(!format!("{stored:?}").contains(&key), "only the hash is stored");
 
-    let auth = Authenticator::new(AuthOptions {
-        api_keys: Some(Arc::new(store.clone())),
-        ..AuthOptions::default()
-    });
+    let auth = Authenticator::new(AuthOptions { api_keys: Some(Arc::new(store.clone())), ..AuthOptions::default() });
     let mut headers = HeaderMap::new();
     headers.insert("x-api-key", HeaderValue::from_str(&key).unwrap());
     requests.reset();
     let result = auth.authenticate_request(&headers, |_| None).await;
     assert!(result.authenticated);
     assert_eq!(result.tenant_id, tenant("acme"));
-    assert_eq!(
-        requests.get(),
-        1,
-        "an API-key authentication is one GetItem"
-    );
+    assert_eq!(requests.get(), 1, "an API-key authentication is one GetItem");
 
     requests.reset();
     let mut garbage = HeaderMap::new();
     garbage.insert("x-api-key", HeaderValue::from_static("not-a-key"));
-    assert!(
-        !auth
-            .authenticate_request(&garbage, |_| None)
-            .await
-            .is_allowed()
-    );
-    assert_eq!(
-        requests.get(),
-        0,
-        "malformed keys are refused without a lookup"
-    );
+    assert!(!auth.authenticate_request(&garbage, |_| None).await.is_allowed());
+    assert_eq!(requests.get(), 0, "malformed keys are refused without a lookup");
 
-    let expired = key_from(
-        &cli(&store, create(vec!["audit:read"], Some(0)))
-            .await
-            .unwrap(),
-    );
-    let listing = cli(
-        &store,
-        Command::List {
-            tenant: "acme".into(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        listing.lines().count(),
-        3,
-        "header and two keys:\n{listing}"
-    );
-    assert!(
-        listing.contains(&key_id(&key))
-            && listing.contains("expired")
-            && listing.contains("active")
-    );
-    assert!(
-        !listing.contains(&key) && !listing.contains(&expired),
-        "listing never shows a key"
-    );
-    assert!(
-        cli(
-            &store,
-            Command::List {
-                tenant: "globex".into()
-            }
-        )
-        .await
-        .unwrap()
-        .lines()
-        .count()
-            == 1
-    );
+    let expired = key_from(&cli(&store, create(vec!["audit:read"], Some(0))).await.unwrap());
+    let listing = cli(&store, Command::List { tenant: "acme".into() }).await.unwrap();
+    assert_eq!(listing.lines().count(), 3, "header and two keys:\n{listing}");
+    assert!(listing.contains(&key_id(&key)) && listing.contains("expired") && listing.contains("active"));
+    assert!(!listing.contains(&key) && !listing.contains(&expired), "listing never shows a key");
+    assert!(cli(&store, Command::List { tenant: "globex".into() }).await.unwrap().lines().count() == 1);
 
-    let revoked = cli(
-        &store,
-        Command::Revoke {
-            key_id: key_id(&key),
-        },
-    )
-    .await
-    .unwrap();
+    let revoked = cli(&store, Command::Revoke { key_id: key_id(&key) }).await.unwrap();
     assert!(revoked.starts_with("revoked"));
     let result = auth.authenticate_request(&headers, |_| None).await;
-    assert_eq!(
-        result.error.as_deref(),
-        Some("API key is revoked"),
-        "revocation is immediate"
-    );
-    assert!(
-        cli(
-            &store,
-            Command::Revoke {
-                key_id: "0".repeat(64)
-            }
-        )
-        .await
-        .is_err()
-    );
-    assert!(
-        cli(
-            &store,
-            Command::List {
-                tenant: "bad#tenant".into()
-            }
-        )
-        .await
-        .is_err()
-    );
+    assert_eq!(result.error.as_deref(), Some("API key is revoked"), "revocation is immediate");
+    assert!(cli(&store, Command::Revoke { key_id: "0".repeat(64) }).await.is_err());
+    assert!(cli(&store, Command::List { tenant: "bad#tenant".into() }).await.is_err());
 }

@@ -28,15 +28,7 @@ fn rs256_verifier() -> JwtVerifier {
 }
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                HeaderName::from_static(k),
-                HeaderValue::from_str(v).unwrap(),
-            )
-        })
-        .collect()
+    pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
 }
 
 fn no_query(_: &str) -> Option<&'static str> {
@@ -52,16 +44,9 @@ struct Fixture {
 impl Fixture {
     fn new(options: impl FnOnce(&mut AuthOptions)) -> Self {
         let keys = Arc::new(MemoryApiKeys::new());
-        let mut o = AuthOptions {
-            jwt: Some(hs256_verifier()),
-            api_keys: Some(keys.clone()),
-            ..AuthOptions::default()
-        };
+        let mut o = AuthOptions { jwt: Some(hs256_verifier()), api_keys: Some(keys.clone()), ..AuthOptions::default() };
         options(&mut o);
-        Fixture {
-            auth: Authenticator::new(o),
-            keys,
-        }
+        Fixture { auth: Authenticator::new(o), keys }
     }
 
     async fn key(&self, scopes: &[&str], expires_in: Option<Days>) -> String {
@@ -87,42 +72,27 @@ mod extraction {
         let h = headers(&[("authorization", "Bearer h.e.der")]);
         assert_eq!(
             extract::all_presented(&h, no_query),
-            [Presented::Jwt {
-                token: "h.e.der".into(),
-                source: CredentialSource::AuthorizationHeader
-            }]
+            [Presented::Jwt { token: "h.e.der".into(), source: CredentialSource::AuthorizationHeader }]
         );
         let q = |n: &str| (n == "token").then_some("q.u.ery");
         assert_eq!(
             extract::all_presented(&HeaderMap::new(), q),
-            [Presented::Jwt {
-                token: "q.u.ery".into(),
-                source: CredentialSource::TokenQueryParameter
-            }]
+            [Presented::Jwt { token: "q.u.ery".into(), source: CredentialSource::TokenQueryParameter }]
         );
         let h = headers(&[("x-api-key", "alk_header")]);
         assert_eq!(
             extract::all_presented(&h, no_query),
-            [Presented::ApiKey {
-                key: "alk_header".into(),
-                source: CredentialSource::ApiKeyHeader
-            }]
+            [Presented::ApiKey { key: "alk_header".into(), source: CredentialSource::ApiKeyHeader }]
         );
         let q = |n: &str| (n == "api_key").then_some("alk_query");
         assert_eq!(
             extract::all_presented(&HeaderMap::new(), q),
-            [Presented::ApiKey {
-                key: "alk_query".into(),
-                source: CredentialSource::ApiKeyQueryParameter
-            }]
+            [Presented::ApiKey { key: "alk_query".into(), source: CredentialSource::ApiKeyQueryParameter }]
         );
         let h = headers(&[("sec-websocket-protocol", "bearer, s.u.b")]);
         assert_eq!(
             extract::all_presented(&h, no_query),
-            [Presented::Jwt {
-                token: "s.u.b".into(),
-                source: CredentialSource::WebSocketProtocol
-            }]
+            [Presented::Jwt { token: "s.u.b".into(), source: CredentialSource::WebSocketProtocol }]
         );
         assert_eq!(extract::negotiated_subprotocol(&h), Some("bearer"));
     }
@@ -145,10 +115,7 @@ mod result {
         c["scopes"] = json!(["files:read"]);
         let r = f
             .auth
-            .authenticate_request(
-                &headers(&[("authorization", &format!("Bearer {}", hs256(&c)))]),
-                no_query,
-            )
+            .authenticate_request(&headers(&[("authorization", &format!("Bearer {}", hs256(&c)))]), no_query)
             .await;
         assert!(r.authenticated && r.is_allowed());
         assert_eq!(r.user_id.as_deref(), Some("user-789"));
@@ -157,9 +124,7 @@ mod result {
         assert_eq!(r.scopes, ["audit:read", "reports:*", "files:read"]);
         assert_eq!(r.claims.as_ref().unwrap()["sub"], "user-789");
         assert_eq!(r.error, None);
-        assert!(
-            r.has_scope("reports:read") && r.has_scope("files:read") && !r.has_scope("audit:write")
-        );
+        assert!(r.has_scope("reports:read") && r.has_scope("files:read") && !r.has_scope("audit:write"));
         assert_eq!(serde_json::to_value(&r).unwrap()["auth_method"], "jwt");
     }
 
@@ -180,17 +145,11 @@ mod result {
 }
 
 fn jwt(token: &str) -> Presented {
-    Presented::Jwt {
-        token: token.to_owned(),
-        source: CredentialSource::AuthorizationHeader,
-    }
+    Presented::Jwt { token: token.to_owned(), source: CredentialSource::AuthorizationHeader }
 }
 
 fn api_key(key: &str) -> Presented {
-    Presented::ApiKey {
-        key: key.to_owned(),
-        source: CredentialSource::ApiKeyHeader,
-    }
+    Presented::ApiKey { key: key.to_owned(), source: CredentialSource::ApiKeyHeader }
 }
 
 mod jwt_validation {
@@ -199,49 +158,23 @@ mod jwt_validation {
     #[tokio::test]
     async fn valid_tokens_of_each_algorithm_pass() {
         let c = claims("u-1", "audit:read");
-        assert_eq!(
-            hs256_verifier().verify(&hs256(&c)).await.unwrap().user_id,
-            "u-1"
-        );
-        assert_eq!(
-            rs256_verifier()
-                .verify(&creds::rs256(creds::RSA_PRIVATE, None, &c))
-                .await
-                .unwrap()
-                .user_id,
-            "u-1"
-        );
-        let es =
-            JwtVerifier::public_key_pem(Algorithm::ES256, creds::EC_PUBLIC.as_bytes(), 0).unwrap();
-        assert_eq!(
-            es.verify(&creds::es256(&c)).await.unwrap().scopes,
-            ["audit:read"]
-        );
+        assert_eq!(hs256_verifier().verify(&hs256(&c)).await.unwrap().user_id, "u-1");
+        assert_eq!(rs256_verifier().verify(&creds::rs256(creds::RSA_PRIVATE, None, &c)).await.unwrap().user_id, "u-1");
+        let es = JwtVerifier::public_key_pem(Algorithm::ES256, creds::EC_PUBLIC.as_bytes(), 0).unwrap();
+        assert_eq!(es.verify(&creds::es256(&c)).await.unwrap().scopes, ["audit:read"]);
     }
 
     #[tokio::test]
     async fn time_claims_are_enforced_with_the_configured_leeway() {
         let expired = json!({"sub": "u", "exp": now() - 120});
-        assert_eq!(
-            hs256_verifier().verify(&hs256(&expired)).await,
-            Err(JwtError::Expired)
-        );
+        assert_eq!(hs256_verifier().verify(&hs256(&expired)).await, Err(JwtError::Expired));
         let lenient = JwtVerifier::hmac(Algorithm::HS256, SECRET.as_bytes(), 300).unwrap();
-        assert!(
-            lenient.verify(&hs256(&expired)).await.is_ok(),
-            "within leeway"
-        );
+        assert!(lenient.verify(&hs256(&expired)).await.is_ok(), "within leeway");
 
         let early = json!({"sub": "u", "exp": now() + 3600, "nbf": now() + 600});
-        assert_eq!(
-            hs256_verifier().verify(&hs256(&early)).await,
-            Err(JwtError::NotYetValid)
-        );
+        assert_eq!(hs256_verifier().verify(&hs256(&early)).await, Err(JwtError::NotYetValid));
         let no_exp = json!({"sub": "u"});
-        assert_eq!(
-            hs256_verifier().verify(&hs256(&no_exp)).await,
-            Err(JwtError::MissingClaim("exp".into()))
-        );
+        assert_eq!(hs256_verifier().verify(&hs256(&no_exp)).await, Err(JwtError::MissingClaim("exp".into())));
     }
 
     #[tokio::test]
@@ -253,35 +186,21 @@ mod jwt_validation {
             &jsonwebtoken::EncodingKey::from_secret(b"another-secret-that-is-long-enough!!"),
         )
         .unwrap();
-        assert_eq!(
-            hs256_verifier().verify(&forged).await,
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(hs256_verifier().verify(&forged).await, Err(JwtError::BadSignature));
         let other_rsa = creds::rs256(creds::RSA2_PRIVATE, None, &c);
-        assert_eq!(
-            rs256_verifier().verify(&other_rsa).await,
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(rs256_verifier().verify(&other_rsa).await, Err(JwtError::BadSignature));
 
-        let strict = hs256_verifier()
-            .with_issuer("https://id.example")
-            .with_audience("auditline");
+        let strict = hs256_verifier().with_issuer("https://id.example").with_audience("auditline");
         let mut good = claims("u", "");
         good["iss"] = json!("https://id.example");
         good["aud"] = json!("auditline");
         assert!(strict.verify(&hs256(&good)).await.is_ok());
         let mut wrong_iss = good.clone();
         wrong_iss["iss"] = json!("https://evil.example");
-        assert_eq!(
-            strict.verify(&hs256(&wrong_iss)).await,
-            Err(JwtError::WrongIssuer)
-        );
+        assert_eq!(strict.verify(&hs256(&wrong_iss)).await, Err(JwtError::WrongIssuer));
         let mut wrong_aud = good.clone();
         wrong_aud["aud"] = json!("someone-else");
-        assert_eq!(
-            strict.verify(&hs256(&wrong_aud)).await,
-            Err(JwtError::WrongAudience)
-        );
+        assert_eq!(strict.verify(&hs256(&wrong_aud)).await, Err(JwtError::WrongAudience));
         let mut no_aud = good;
         no_aud.as_object_mut().unwrap().remove("aud");
         assert!(strict.verify(&hs256(&no_aud)).await.is_err());
@@ -304,57 +223,24 @@ mod jwt_validation {
             &jsonwebtoken::EncodingKey::from_secret(creds::RSA_PUBLIC.as_bytes()),
         )
         .unwrap();
-        assert!(matches!(
-            rs256_verifier().verify(&confused).await,
-            Err(JwtError::AlgorithmNotAllowed { .. })
-        ));
+        assert!(matches!(rs256_verifier().verify(&confused).await, Err(JwtError::AlgorithmNotAllowed { .. })));
         // And the reverse: an RS256 token presented to an HS256 configuration.
         let rs = creds::rs256(creds::RSA_PRIVATE, None, &c);
-        assert!(matches!(
-            hs256_verifier().verify(&rs).await,
-            Err(JwtError::AlgorithmNotAllowed { .. })
-        ));
+        assert!(matches!(hs256_verifier().verify(&rs).await, Err(JwtError::AlgorithmNotAllowed { .. })));
         // Same family, other algorithm: HS512 against HS256.
-        let hs512 = creds::sign(
-            Algorithm::HS512,
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-            None,
-            &c,
-        );
-        assert!(matches!(
-            hs256_verifier().verify(&hs512).await,
-            Err(JwtError::AlgorithmNotAllowed { .. })
-        ));
+        let hs512 = creds::sign(Algorithm::HS512, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()), None, &c);
+        assert!(matches!(hs256_verifier().verify(&hs512).await, Err(JwtError::AlgorithmNotAllowed { .. })));
     }
 
     #[tokio::test]
     async fn malformed_tokens_are_refused() {
         let v = hs256_verifier();
-        let bad_json = format!(
-            "{}.{}.sig",
-            URL_SAFE_NO_PAD.encode(b"{not json"),
-            URL_SAFE_NO_PAD.encode(b"{}")
-        );
-        let good_header = hs256(&claims("u", ""))
-            .split('.')
-            .next()
-            .unwrap()
-            .to_owned();
+        let bad_json = format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(b"{not json"), URL_SAFE_NO_PAD.encode(b"{}"));
+        let good_header = hs256(&claims("u", "")).split('.').next().unwrap().to_owned();
         let bad_claims = format!("{good_header}.{}.sig", URL_SAFE_NO_PAD.encode(b"[1,2"));
-        for token in [
-            "",
-            "abc",
-            "a.b",
-            "!!!.@@@.###",
-            "a.b.c.d",
-            &bad_json,
-            &bad_claims,
-        ] {
+        for token in ["", "abc", "a.b", "!!!.@@@.###", "a.b.c.d", &bad_json, &bad_claims] {
             let err = v.verify(token).await.unwrap_err();
-            assert!(
-                matches!(err, JwtError::Malformed | JwtError::BadSignature),
-                "{token:?}: {err:?}"
-            );
+            assert!(matches!(err, JwtError::Malformed | JwtError::BadSignature), "{token:?}: {err:?}");
         }
     }
 
@@ -364,11 +250,7 @@ mod jwt_validation {
         c["padding"] = json!("x".repeat(9000));
         let big = hs256(&c);
         assert!(big.len() > 8 * 1024);
-        assert_eq!(
-            hs256_verifier().verify(&big).await,
-            Err(JwtError::TooLarge),
-            "even correctly signed"
-        );
+        assert_eq!(hs256_verifier().verify(&big).await, Err(JwtError::TooLarge), "even correctly signed");
         let f = Fixture::new(|_| {});
         let r = f.auth.authenticate(&[api_key(&"k".repeat(9000))]).await;
         assert_eq!(r.error.as_deref(), Some("API key is too large"));
@@ -378,10 +260,7 @@ mod jwt_validation {
     async fn identity_claims_must_be_present_and_well_formed() {
         let v = hs256_verifier();
         let no_sub = json!({"exp": now() + 60});
-        assert_eq!(
-            v.verify(&hs256(&no_sub)).await,
-            Err(JwtError::MissingClaim("sub".into()))
-        );
+        assert_eq!(v.verify(&hs256(&no_sub)).await, Err(JwtError::MissingClaim("sub".into())));
         for (claim, value) in [
             ("sub", json!("")),
             ("sub", json!(42)),
@@ -404,34 +283,19 @@ mod jwt_validation {
 
     #[tokio::test]
     async fn jwks_keys_are_cached_and_refetched_on_an_unknown_kid() {
-        let server = JwksServer::start(creds::jwk_set(vec![creds::rsa_jwk(
-            creds::RSA_PRIVATE,
-            "key-1",
-        )]))
-        .await;
-        let cache = Arc::new(
-            JwksCache::new(&server.url, Algorithm::RS256)
-                .unwrap()
-                .with_min_refresh_interval(Duration::ZERO),
-        );
+        let server = JwksServer::start(creds::jwk_set(vec![creds::rsa_jwk(creds::RSA_PRIVATE, "key-1")])).await;
+        let cache =
+            Arc::new(JwksCache::new(&server.url, Algorithm::RS256).unwrap().with_min_refresh_interval(Duration::ZERO));
         let verifier = JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(cache), 0).unwrap();
         let c = claims("u", "audit:read");
 
         for _ in 0..3 {
-            verifier
-                .verify(&creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &c))
-                .await
-                .unwrap();
+            verifier.verify(&creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &c)).await.unwrap();
         }
         assert_eq!(server.fetches(), 1, "keys are cached across calls");
 
         // The provider rotates: a new key signs new tokens.
-        server
-            .replace(creds::jwk_set(vec![creds::rsa_jwk(
-                creds::RSA2_PRIVATE,
-                "key-2",
-            )]))
-            .await;
+        server.replace(creds::jwk_set(vec![creds::rsa_jwk(creds::RSA2_PRIVATE, "key-2")])).await;
         let rotated = creds::rs256(creds::RSA2_PRIVATE, Some("key-2"), &c);
         assert_eq!(verifier.verify(&rotated).await.unwrap().user_id, "u");
         assert_eq!(server.fetches(), 2, "an unknown kid triggers one refetch");
@@ -445,39 +309,24 @@ mod jwt_validation {
 
     #[tokio::test]
     async fn jwks_refetches_are_rate_limited() {
-        let server = JwksServer::start(creds::jwk_set(vec![creds::rsa_jwk(
-            creds::RSA_PRIVATE,
-            "key-1",
-        )]))
-        .await;
+        let server = JwksServer::start(creds::jwk_set(vec![creds::rsa_jwk(creds::RSA_PRIVATE, "key-1")])).await;
         let cache = Arc::new(JwksCache::new(&server.url, Algorithm::RS256).unwrap());
         let verifier = JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(cache), 0).unwrap();
         let c = claims("u", "");
-        verifier
-            .verify(&creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &c))
-            .await
-            .unwrap();
+        verifier.verify(&creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &c)).await.unwrap();
         for i in 0..20 {
             let made_up = creds::rs256(creds::RSA_PRIVATE, Some(&format!("made-up-{i}")), &c);
             assert_eq!(verifier.verify(&made_up).await, Err(JwtError::UnknownKey));
         }
-        assert_eq!(
-            server.fetches(),
-            1,
-            "made-up key ids cannot flood the provider"
-        );
+        assert_eq!(server.fetches(), 1, "made-up key ids cannot flood the provider");
     }
 
     #[tokio::test]
     async fn an_unreachable_jwks_fails_closed() {
-        let cache =
-            Arc::new(JwksCache::new("http://127.0.0.1:9/jwks.json", Algorithm::RS256).unwrap());
+        let cache = Arc::new(JwksCache::new("http://127.0.0.1:9/jwks.json", Algorithm::RS256).unwrap());
         let verifier = JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(cache), 0).unwrap();
         let token = creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &claims("u", ""));
-        assert_eq!(
-            verifier.verify(&token).await,
-            Err(JwtError::KeysUnavailable)
-        );
+        assert_eq!(verifier.verify(&token).await, Err(JwtError::KeysUnavailable));
     }
 }
 
@@ -489,14 +338,8 @@ mod api_key_authentication {
         let f = Fixture::new(|_| {});
         let key = f.key(&["audit:write", "reports:*"], None).await;
         for presented in [
-            f.auth
-                .authenticate_request(&headers(&[("x-api-key", &key)]), no_query)
-                .await,
-            f.auth
-                .authenticate_request(&HeaderMap::new(), |n| {
-                    (n == "api_key").then_some(key.as_str())
-                })
-                .await,
+            f.auth.authenticate_request(&headers(&[("x-api-key", &key)]), no_query).await,
+            f.auth.authenticate_request(&HeaderMap::new(), |n| (n == "api_key").then_some(key.as_str())).await,
         ] {
             assert!(presented.authenticated);
             assert_eq!(presented.auth_method, Some(AuthMethod::ApiKey));
@@ -513,46 +356,18 @@ mod api_key_authentication {
         let good = f.key(&["audit:read"], None).await;
         let (_, unknown_body) = good.split_at(4);
         let unknown = format!("alk_{}", unknown_body.chars().rev().collect::<String>());
+        assert_eq!(f.keys.check(&unknown, Utc::now()).await.unwrap(), ApiKeyCheck::Unknown);
+        assert_eq!(f.auth.authenticate(&[api_key(&unknown)]).await.error.as_deref(), Some("API key is unknown"));
         assert_eq!(
-            f.keys.check(&unknown, Utc::now()).await.unwrap(),
-            ApiKeyCheck::Unknown
-        );
-        assert_eq!(
-            f.auth
-                .authenticate(&[api_key(&unknown)])
-                .await
-                .error
-                .as_deref(),
-            Some("API key is unknown")
-        );
-        assert_eq!(
-            f.auth
-                .authenticate(&[api_key("not-even-a-key")])
-                .await
-                .error
-                .as_deref(),
+            f.auth.authenticate(&[api_key("not-even-a-key")]).await.error.as_deref(),
             Some("API key is unknown")
         );
 
         assert!(f.keys.revoke(&api_keys::key_id(&good)).await.unwrap());
-        assert_eq!(
-            f.auth
-                .authenticate(&[api_key(&good)])
-                .await
-                .error
-                .as_deref(),
-            Some("API key is revoked")
-        );
+        assert_eq!(f.auth.authenticate(&[api_key(&good)]).await.error.as_deref(), Some("API key is revoked"));
 
         let expired = f.key(&["audit:read"], Some(Days::seconds(-1))).await;
-        assert_eq!(
-            f.auth
-                .authenticate(&[api_key(&expired)])
-                .await
-                .error
-                .as_deref(),
-            Some("API key has expired")
-        );
+        assert_eq!(f.auth.authenticate(&[api_key(&expired)]).await.error.as_deref(), Some("API key has expired"));
         let later = f.key(&["audit:read"], Some(Days::days(1))).await;
         assert!(f.auth.authenticate(&[api_key(&later)]).await.authenticated);
     }
@@ -564,10 +379,7 @@ mod rejection {
     #[tokio::test]
     async fn no_credentials_are_refused_when_auth_is_required() {
         let f = Fixture::new(|_| {});
-        let r = f
-            .auth
-            .authenticate_request(&HeaderMap::new(), no_query)
-            .await;
+        let r = f.auth.authenticate_request(&HeaderMap::new(), no_query).await;
         assert!(!r.is_allowed());
         assert_eq!(r.error.as_deref(), Some("no credentials were presented"));
     }
@@ -586,15 +398,9 @@ mod rejection {
         let key = f.key(&[], None).await;
         f.keys.revoke(&api_keys::key_id(&key)).await.unwrap();
         let expired = hs256(&json!({"sub": "u", "exp": now() - 999}));
-        for r in [
-            f.auth.authenticate(&[api_key(&key)]).await,
-            f.auth.authenticate(&[jwt(&expired)]).await,
-        ] {
+        for r in [f.auth.authenticate(&[api_key(&key)]).await, f.auth.authenticate(&[jwt(&expired)]).await] {
             let error = r.error.unwrap();
-            assert!(
-                !error.contains(&key) && !error.contains(&expired),
-                "{error}"
-            );
+            assert!(!error.contains(&key) && !error.contains(&expired), "{error}");
         }
     }
 }
@@ -608,10 +414,7 @@ mod configuration {
             o.require_auth = false;
             o.anonymous_scopes = vec!["reports:read".into()];
         });
-        let r = f
-            .auth
-            .authenticate_request(&HeaderMap::new(), no_query)
-            .await;
+        let r = f.auth.authenticate_request(&HeaderMap::new(), no_query).await;
         assert!(r.is_allowed() && !r.authenticated);
         assert_eq!(r.auth_method, Some(AuthMethod::Anonymous));
         assert!(r.has_scope("reports:read") && !r.has_scope("audit:read"));
@@ -623,35 +426,14 @@ mod configuration {
         let jwt_only = Fixture::new(|o| o.allowed_methods = vec![AuthMethod::Jwt]);
         let key = jwt_only.key(&["audit:read"], None).await;
         let r = jwt_only.auth.authenticate(&[api_key(&key)]).await;
-        assert!(
-            !r.is_allowed(),
-            "an API key is refused when only JWTs are allowed"
-        );
+        assert!(!r.is_allowed(), "an API key is refused when only JWTs are allowed");
         let token = hs256(&claims("u", ""));
-        assert!(
-            jwt_only
-                .auth
-                .authenticate(&[api_key(&key), jwt(&token)])
-                .await
-                .authenticated
-        );
+        assert!(jwt_only.auth.authenticate(&[api_key(&key), jwt(&token)]).await.authenticated);
 
         let keys_only = Fixture::new(|o| o.allowed_methods = vec![AuthMethod::ApiKey]);
         let key = keys_only.key(&["audit:read"], None).await;
-        assert!(
-            !keys_only
-                .auth
-                .authenticate(&[jwt(&token)])
-                .await
-                .is_allowed()
-        );
-        assert!(
-            keys_only
-                .auth
-                .authenticate(&[jwt(&token), api_key(&key)])
-                .await
-                .authenticated
-        );
+        assert!(!keys_only.auth.authenticate(&[jwt(&token)]).await.is_allowed());
+        assert!(keys_only.auth.authenticate(&[jwt(&token), api_key(&key)]).await.authenticated);
     }
 
     fn settings() -> AuthSettings {
@@ -662,41 +444,26 @@ mod configuration {
     fn settings_that_cannot_work_are_refused_at_start() {
         let keys: Option<Arc<dyn ApiKeyValidator>> = Some(Arc::new(MemoryApiKeys::new()));
         let no_jwt_key = Authenticator::from_settings(&settings(), keys.clone());
-        assert!(
-            no_jwt_key.is_err(),
-            "jwt allowed but no secret, public key or JWKS"
-        );
+        assert!(no_jwt_key.is_err(), "jwt allowed but no secret, public key or JWKS");
 
         let mut s = settings();
         s.jwt_secret = Some(Secret::new("short"));
-        assert!(
-            Authenticator::from_settings(&s, keys.clone()).is_err(),
-            "a short HMAC secret"
-        );
+        assert!(Authenticator::from_settings(&s, keys.clone()).is_err(), "a short HMAC secret");
 
         s.jwt_secret = Some(Secret::new(SECRET));
-        assert!(
-            Authenticator::from_settings(&s, None).is_err(),
-            "api_key allowed but no key store"
-        );
+        assert!(Authenticator::from_settings(&s, None).is_err(), "api_key allowed but no key store");
         assert!(Authenticator::from_settings(&s, keys.clone()).is_ok());
 
         let mut rs = settings();
         rs.jwt_algorithm = "RS256".into();
         rs.jwt_public_key = Some(creds::RSA_PUBLIC.replace('\n', "\\n"));
-        assert!(
-            Authenticator::from_settings(&rs, keys.clone()).is_ok(),
-            "escaped PEM line breaks are read"
-        );
+        assert!(Authenticator::from_settings(&rs, keys.clone()).is_ok(), "escaped PEM line breaks are read");
         rs.jwt_public_key = Some("not a key".into());
         assert!(Authenticator::from_settings(&rs, keys.clone()).is_err());
 
         let mut jwks = settings();
         jwks.jwt_jwks_url = Some("https://id.example/.well-known/jwks.json".into());
-        assert!(
-            Authenticator::from_settings(&jwks, keys.clone()).is_err(),
-            "JWKS with an HMAC algorithm"
-        );
+        assert!(Authenticator::from_settings(&jwks, keys.clone()).is_err(), "JWKS with an HMAC algorithm");
         jwks.jwt_algorithm = "RS256".into();
         assert!(Authenticator::from_settings(&jwks, keys).is_ok());
     }
@@ -731,10 +498,7 @@ mod convenience {
         )
         .unwrap();
         let r = auth
-            .authenticate_request(
-                &headers(&[("sec-websocket-protocol", &format!("bearer, {token}"))]),
-                no_query,
-            )
+            .authenticate_request(&headers(&[("sec-websocket-protocol", &format!("bearer, {token}"))]), no_query)
             .await;
         assert!(r.authenticated && r.has_scope("anything:at-all"));
     }
@@ -756,10 +520,7 @@ mod error_handling {
                 Err(auditline::store::StoreError::Unavailable("down".into()))
             }
         }
-        let auth = Authenticator::new(AuthOptions {
-            api_keys: Some(Arc::new(Broken)),
-            ..AuthOptions::default()
-        });
+        let auth = Authenticator::new(AuthOptions { api_keys: Some(Arc::new(Broken)), ..AuthOptions::default() });
         let r = auth.authenticate(&[api_key("alk_whatever")]).await;
         assert!(!r.is_allowed());
         assert_eq!(r.error.as_deref(), Some("API key could not be checked"));

@@ -67,40 +67,18 @@ async fn http_routes_need_their_scope() {
         ("POST /audit/logs", None, Some(key.as_str()), true),
         ("GET /audit/logs", None, Some(key.as_str()), false),
         ("GET /audit/logs", None, None, false),
-        (
-            "GET /audit/logs",
-            Some("Bearer REPLACE_WITH_A_JWT"),
-            None,
-            false,
-        ),
+        ("GET /audit/logs", Some("Bearer REPLACE_WITH_A_JWT"), None, false),
         ("GET /audit/health", None, None, true),
-        (
-            "DELETE /audit/logs/{id}",
-            Some(bearer.as_str()),
-            None,
-            false,
-        ),
+        ("DELETE /audit/logs/{id}", Some(bearer.as_str()), None, false),
     ] {
-        let response = authorize(http_event(route, authorization, api_key), &auth)
-            .await
-            .unwrap();
-        assert_eq!(
-            response["isAuthorized"],
-            json!(allowed),
-            "{route} {authorization:?} {api_key:?}"
-        );
+        let response = authorize(http_event(route, authorization, api_key), &auth).await.unwrap();
+        assert_eq!(response["isAuthorized"], json!(allowed), "{route} {authorization:?} {api_key:?}");
         if !allowed {
-            assert_eq!(
-                response["context"],
-                json!({}),
-                "a denial carries no context"
-            );
+            assert_eq!(response["context"], json!({}), "a denial carries no context");
         }
     }
 
-    let response = authorize(http_event("GET /audit/logs", Some(&bearer), None), &auth)
-        .await
-        .unwrap();
+    let response = authorize(http_event("GET /audit/logs", Some(&bearer), None), &auth).await.unwrap();
     let context: AuthorizerContext = serde_json::from_value(response["context"].clone()).unwrap();
     assert_eq!(
         context,
@@ -119,9 +97,7 @@ async fn http_routes_need_their_scope() {
 #[tokio::test]
 async fn the_sample_http_event_is_denied_until_it_carries_a_real_token() {
     let (auth, _) = authenticator(true).await;
-    let response = authorize(event("authorizer-http.json"), &auth)
-        .await
-        .unwrap();
+    let response = authorize(event("authorizer-http.json"), &auth).await.unwrap();
     assert_eq!(response["isAuthorized"], false);
 }
 
@@ -140,9 +116,7 @@ fn websocket_event(token: Option<&str>, protocol_header: Option<&str>) -> Value 
 }
 
 fn effect(response: &Value) -> &str {
-    response["policyDocument"]["Statement"][0]["Effect"]
-        .as_str()
-        .unwrap()
+    response["policyDocument"]["Statement"][0]["Effect"].as_str().unwrap()
 }
 
 #[tokio::test]
@@ -151,20 +125,11 @@ async fn websocket_connect_is_allowed_only_with_a_good_credential() {
     let token = reader_token();
     let method_arn = "arn:aws:execute-api:eu-west-1:123456789012:f6g7h8i9j0/prod/$connect";
 
-    for e in [
-        websocket_event(Some(&token), None),
-        websocket_event(None, Some(&format!("bearer, {token}"))),
-    ] {
+    for e in [websocket_event(Some(&token), None), websocket_event(None, Some(&format!("bearer, {token}")))] {
         let response = authorize(e, &auth).await.unwrap();
         assert_eq!(effect(&response), "Allow");
-        assert_eq!(
-            response["policyDocument"]["Statement"][0]["Resource"],
-            json!([method_arn])
-        );
-        assert_eq!(
-            response["policyDocument"]["Statement"][0]["Action"],
-            json!(["execute-api:Invoke"])
-        );
+        assert_eq!(response["policyDocument"]["Statement"][0]["Resource"], json!([method_arn]));
+        assert_eq!(response["policyDocument"]["Statement"][0]["Action"], json!(["execute-api:Invoke"]));
         assert_eq!(response["principalId"], "user-789");
         assert_eq!(response["context"]["tenant_id"], "acme");
         assert_eq!(response["context"]["scopes"], "audit:read");
@@ -180,9 +145,7 @@ async fn websocket_connect_is_allowed_only_with_a_good_credential() {
     }
 
     let (anonymous, _) = authenticator(false).await;
-    let response = authorize(websocket_event(None, None), &anonymous)
-        .await
-        .unwrap();
+    let response = authorize(websocket_event(None, None), &anonymous).await.unwrap();
     assert_eq!(effect(&response), "Allow");
     assert_eq!(response["context"]["auth_method"], "anonymous");
 }
@@ -190,12 +153,7 @@ async fn websocket_connect_is_allowed_only_with_a_good_credential() {
 #[tokio::test]
 async fn other_events_are_an_error_not_a_panic() {
     let (auth, _) = authenticator(true).await;
-    for e in [
-        json!({}),
-        json!({"version": "2.0"}),
-        json!("text"),
-        json!({"methodArn": 5}),
-    ] {
+    for e in [json!({}), json!({"version": "2.0"}), json!("text"), json!({"methodArn": 5})] {
         assert!(authorize(e, &auth).await.is_err());
     }
 }

@@ -20,20 +20,9 @@ async fn one_request_per_write_per_page_per_lookup_and_per_stats_call() {
     let mut last = None;
     for i in 0..150usize {
         let before = requests.get();
-        let request = new_entry(
-            &t,
-            AuditAction::ALL[i % 6],
-            EntityType::ALL[i % 7],
-            "e-1",
-            Some("p-1"),
-            Some("u-1"),
-        );
+        let request = new_entry(&t, AuditAction::ALL[i % 6], EntityType::ALL[i % 7], "e-1", Some("p-1"), Some("u-1"));
         last = logger.log(request).await.unwrap().entry().cloned();
-        assert_eq!(
-            requests.get() - before,
-            1,
-            "a write (entry + counters) is one TransactWriteItems"
-        );
+        assert_eq!(requests.get() - before, 1, "a write (entry + counters) is one TransactWriteItems");
     }
     let last = last.unwrap();
 
@@ -42,54 +31,31 @@ async fn one_request_per_write_per_page_per_lookup_and_per_stats_call() {
     assert_eq!(requests.get(), 1, "a lookup is one GetItem");
 
     // Pages whose filters are all in the index key: one Query each, cursor included.
-    for scope in [
-        QueryScope::Tenant,
-        QueryScope::Entity("e-1".into()),
-        QueryScope::Project("p-1".into()),
-    ] {
+    for scope in [QueryScope::Tenant, QueryScope::Entity("e-1".into()), QueryScope::Project("p-1".into())] {
         let mut query = AuditQuery::new(scope.clone());
         query.page.limit = 100;
         requests.reset();
         let first = logger.get_logs(&t, &query).await.unwrap();
-        assert_eq!(
-            (first.entries.len(), requests.get()),
-            (100, 1),
-            "{scope:?}: first page"
-        );
+        assert_eq!((first.entries.len(), requests.get()), (100, 1), "{scope:?}: first page");
         query.page.next_token = first.next_token;
         requests.reset();
         let second = logger.get_logs(&t, &query).await.unwrap();
-        assert_eq!(
-            (second.entries.len(), requests.get()),
-            (50, 1),
-            "{scope:?}: last page"
-        );
+        assert_eq!((second.entries.len(), requests.get()), (50, 1), "{scope:?}: last page");
         assert_eq!(second.next_token, None);
     }
-    for (action, user) in [
-        (Some(AuditAction::Delete), None),
-        (None, Some("u-1".to_owned())),
-    ] {
+    for (action, user) in [(Some(AuditAction::Delete), None), (None, Some("u-1".to_owned()))] {
         let mut query = AuditQuery::new(QueryScope::Tenant);
         query.filter.action = action;
         query.filter.user_id = user;
         requests.reset();
         logger.get_logs(&t, &query).await.unwrap();
-        assert_eq!(
-            requests.get(),
-            1,
-            "a tenant-wide filter reads its own index"
-        );
+        assert_eq!(requests.get(), 1, "a tenant-wide filter reads its own index");
     }
 
     requests.reset();
     let stats = logger.get_stats(&t, None, None).await.unwrap();
     assert_eq!(stats.total_entries, 150);
-    assert_eq!(
-        requests.get(),
-        1,
-        "stats read a few counter items in one Query"
-    );
+    assert_eq!(requests.get(), 1, "stats read a few counter items in one Query");
 }
 
 #[tokio::test]
@@ -97,24 +63,11 @@ async fn items_carry_ttl_and_index_keys_and_sharded_counters_sum_up() {
     let (store, _) = fresh_dynamo_store(4).await;
     let client = store.client().clone();
     let entries_table = store.entries_table().to_owned();
-    let logger = AuditLogger::new(
-        Arc::new(store),
-        AuditSettings {
-            enabled: true,
-            retention_days: 7,
-        },
-    );
+    let logger = AuditLogger::new(Arc::new(store), AuditSettings { enabled: true, retention_days: 7 });
     let t = tenant("acme");
     let mut entries = Vec::new();
     for i in 0..40usize {
-        let request = new_entry(
-            &t,
-            AuditAction::Link,
-            EntityType::ALL[i % 7],
-            "e-9",
-            Some("p-9"),
-            Some("u-9"),
-        );
+        let request = new_entry(&t, AuditAction::Link, EntityType::ALL[i % 7], "e-9", Some("p-9"), Some("u-9"));
         if let LogOutcome::Stored(e) = logger.log(request).await.unwrap() {
             entries.push(e);
         }
@@ -136,19 +89,13 @@ async fn items_carry_ttl_and_index_keys_and_sharded_counters_sum_up() {
         .item
         .expect("the item exists");
     let s = |name: &str| item[name].as_s().unwrap().clone();
-    assert_eq!(
-        item["expires_at"].as_n().unwrap(),
-        &(e.timestamp.timestamp() + 7 * 86_400).to_string()
-    );
+    assert_eq!(item["expires_at"].as_n().unwrap(), &(e.timestamp.timestamp() + 7 * 86_400).to_string());
     assert_eq!(s("entity_key"), "T#acme#E#e-9");
     assert_eq!(s("project_key"), "T#acme#P#p-9");
     assert_eq!(s("user_key"), "T#acme#U#u-9");
     assert_eq!(s("action_key"), "T#acme#A#LINK");
     assert_eq!(s("type_key"), format!("T#acme#Y#{}", e.entity_type));
-    assert_eq!(
-        s("timestamp"),
-        auditline::domain::time::format_timestamp(e.timestamp)
-    );
+    assert_eq!(s("timestamp"), auditline::domain::time::format_timestamp(e.timestamp));
 
     // Optional fields left out leave sparse indexes sparse: no NULL key attributes.
     let request = new_entry(&t, AuditAction::View, EntityType::File, "e-10", None, None);
@@ -177,17 +124,7 @@ async fn an_unreachable_dynamodb_is_reported_quickly_not_hung() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(report.status, "degraded");
     assert!(!report.storage.reachable);
-    match logger
-        .log(new_entry(
-            &tenant("acme"),
-            AuditAction::View,
-            EntityType::File,
-            "f",
-            None,
-            None,
-        ))
-        .await
-    {
+    match logger.log(new_entry(&tenant("acme"), AuditAction::View, EntityType::File, "f", None, None)).await {
         Err(auditline::AuditError::Store(auditline::store::StoreError::Unavailable(_))) => {}
         other => panic!("expected an unavailable store, got {other:?}"),
     }

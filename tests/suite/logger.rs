@@ -23,51 +23,30 @@ async fn listeners_hear_every_stored_entry_until_removed() {
         counter.fetch_add(1, Ordering::SeqCst);
     });
 
-    let first = logger
-        .log_delete(&t, EntityType::File, "f-1", EntryDetails::default())
-        .await
-        .unwrap();
+    let first = logger.log_delete(&t, EntityType::File, "f-1", EntryDetails::default()).await.unwrap();
     assert_eq!(*heard.lock().unwrap(), vec![first.entry().unwrap().id]);
-    assert_eq!(
-        counted.load(Ordering::SeqCst),
-        1,
-        "a panicking listener does not silence the others"
-    );
+    assert_eq!(counted.load(Ordering::SeqCst), 1, "a panicking listener does not silence the others");
 
     assert!(logger.remove_listener(id));
     assert!(!logger.remove_listener(id), "removing twice reports false");
     assert!(logger.remove_listener(panics));
-    logger
-        .log_view(&t, EntityType::File, "f-1", EntryDetails::default())
-        .await
-        .unwrap();
+    logger.log_view(&t, EntityType::File, "f-1", EntryDetails::default()).await.unwrap();
     assert_eq!(heard.lock().unwrap().len(), 1);
     assert_eq!(counted.load(Ordering::SeqCst), 2);
 
     // Invalid entries are not announced.
-    assert!(
-        logger
-            .log_view(&t, EntityType::File, "", EntryDetails::default())
-            .await
-            .is_err()
-    );
+    assert!(logger.log_view(&t, EntityType::File, "", EntryDetails::default()).await.is_err());
     assert_eq!(counted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn health_reports_configuration_and_storage() {
-    let settings = AuditSettings {
-        enabled: true,
-        retention_days: 30,
-    };
+    let settings = AuditSettings { enabled: true, retention_days: 30 };
     let logger = AuditLogger::new(Arc::new(MemoryStore::new()), settings);
     logger.add_listener(|_| {});
     let report = logger.health(Duration::from_secs(1)).await;
     assert_eq!(report.status, "healthy");
-    assert_eq!(
-        (report.enabled, report.retention_days, report.listeners),
-        (true, 30, 1)
-    );
+    assert_eq!((report.enabled, report.retention_days, report.listeners), (true, 30, 1));
     assert_eq!(report.storage.backend, "memory");
     assert!(report.storage.reachable);
 }

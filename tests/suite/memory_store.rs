@@ -16,14 +16,7 @@ async fn a_bounded_store_evicts_the_oldest_and_keeps_stats_exact() {
     let mut ids = Vec::new();
     for i in 0..120usize {
         let t = if i % 2 == 0 { &a } else { &b };
-        let request = new_entry(
-            t,
-            AuditAction::ALL[i % 6],
-            EntityType::ALL[i % 7],
-            &format!("e-{i}"),
-            None,
-            None,
-        );
+        let request = new_entry(t, AuditAction::ALL[i % 6], EntityType::ALL[i % 7], &format!("e-{i}"), None, None);
         match logger.log(request).await.unwrap() {
             LogOutcome::Stored(e) => ids.push(e),
             LogOutcome::Disabled => unreachable!(),
@@ -35,29 +28,15 @@ async fn a_bounded_store_evicts_the_oldest_and_keeps_stats_exact() {
         let mut query = AuditQuery::new(QueryScope::Tenant);
         query.page.limit = 1000;
         let page = logger.get_logs(t, &query).await.unwrap();
-        let mut want: Vec<_> = kept
-            .iter()
-            .filter(|e| &e.tenant_id == t)
-            .map(|e| e.id)
-            .collect();
+        let mut want: Vec<_> = kept.iter().filter(|e| &e.tenant_id == t).map(|e| e.id).collect();
         want.reverse();
         assert_eq!(page.entries.iter().map(|e| e.id).collect::<Vec<_>>(), want);
         let stats = logger.get_stats(t, None, None).await.unwrap();
         assert_eq!(stats.total_entries, 25, "counters follow evictions");
-        let creates = kept
-            .iter()
-            .filter(|e| &e.tenant_id == t && e.action == AuditAction::Create)
-            .count();
+        let creates = kept.iter().filter(|e| &e.tenant_id == t && e.action == AuditAction::Create).count();
         assert_eq!(stats.by_action[&AuditAction::Create], creates as u64);
     }
     // Evicted entries are gone from the indexes too.
-    assert!(
-        logger
-            .get_logs_by_entity(&a, "e-0", Default::default())
-            .await
-            .unwrap()
-            .entries
-            .is_empty()
-    );
+    assert!(logger.get_logs_by_entity(&a, "e-0", Default::default()).await.unwrap().entries.is_empty());
     assert_eq!(logger.get_log(&a, ids[0].id).await.unwrap(), None);
 }

@@ -6,14 +6,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use auditline::domain::{
-    AuditAction, AuditFilter, AuditLogEntry, AuditQuery, Counts, EntityType, EntryDetails,
-    HourBucket, PageRequest, QueryScope, TenantId, ValidationError,
+    AuditAction, AuditFilter, AuditLogEntry, AuditQuery, Counts, EntityType, EntryDetails, HourBucket, PageRequest,
+    QueryScope, TenantId, ValidationError,
 };
 use auditline::store::{AuditStore, StoreError};
 use auditline::{AuditError, AuditLogger, AuditSettings, LogOutcome};
-use auditline_tests::{
-    Backend, fixed_clock, fresh_store, hours_ago, new_entry, stepping_clock, tenant,
-};
+use auditline_tests::{Backend, fixed_clock, fresh_store, hours_ago, new_entry, stepping_clock, tenant};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -68,20 +66,11 @@ fn ids(entries: &[AuditLogEntry]) -> Vec<Uuid> {
 }
 
 fn everything(scope: QueryScope, filter: AuditFilter) -> AuditQuery {
-    AuditQuery {
-        scope,
-        filter,
-        page: PageRequest::first(1000),
-    }
+    AuditQuery { scope, filter, page: PageRequest::first(1000) }
 }
 
 /// What a query must return: the matching entries of one tenant, newest first.
-fn oracle(
-    all: &[AuditLogEntry],
-    tenant: &TenantId,
-    scope: &QueryScope,
-    f: &AuditFilter,
-) -> Vec<Uuid> {
+fn oracle(all: &[AuditLogEntry], tenant: &TenantId, scope: &QueryScope, f: &AuditFilter) -> Vec<Uuid> {
     let mut matching: Vec<&AuditLogEntry> = all
         .iter()
         .filter(|e| &e.tenant_id == tenant)
@@ -136,33 +125,17 @@ async fn round_trip_keeps_every_field(backend: Backend) {
         ip_address: Some("2001:db8::1".into()),
         metadata: Some(json!({"request_id": "req-1", "nested": {"depth": [1, {"two": 2}]}})),
     };
-    let entry = stored(
-        logger
-            .log_update(&t, EntityType::Entity, "entity-123", details)
-            .await,
-    );
+    let entry = stored(logger.log_update(&t, EntityType::Entity, "entity-123", details).await);
     assert_eq!(entry.action, AuditAction::Update);
     assert_eq!(entry.ip_address, Some("2001:db8::1".parse().unwrap()));
 
-    let fetched = logger
-        .get_log(&t, entry.id)
-        .await
-        .unwrap()
-        .expect("stored entry is found");
+    let fetched = logger.get_log(&t, entry.id).await.unwrap().expect("stored entry is found");
     assert_eq!(fetched, entry);
-    let listed = logger
-        .get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
-        .await
-        .unwrap();
+    let listed = logger.get_logs(&t, &AuditQuery::new(QueryScope::Tenant)).await.unwrap();
     assert_eq!(listed.entries, vec![entry.clone()]);
     // The JSON shape is the seed's, plus tenant_id and expires_at.
     let json = serde_json::to_value(&fetched).unwrap();
-    let mut keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
@@ -187,18 +160,7 @@ async fn entries_are_immutable(backend: Backend) {
     let store = fresh_store(backend).await;
     let logger = logger(store.clone(), hours_ago(1), 1);
     let t = tenant("acme");
-    let original = stored(
-        logger
-            .log(new_entry(
-                &t,
-                AuditAction::Create,
-                EntityType::File,
-                "f-1",
-                None,
-                None,
-            ))
-            .await,
-    );
+    let original = stored(logger.log(new_entry(&t, AuditAction::Create, EntityType::File, "f-1", None, None)).await);
 
     let mut forged = original.clone();
     forged.entity_id = "something-else".into();
@@ -207,14 +169,8 @@ async fn entries_are_immutable(backend: Backend) {
         Err(StoreError::AlreadyExists(id)) => assert_eq!(id, original.id),
         other => panic!("a second put with the same id must be rejected, got {other:?}"),
     }
-    assert!(matches!(
-        store.put(&original).await,
-        Err(StoreError::AlreadyExists(_))
-    ));
-    assert_eq!(
-        logger.get_log(&t, original.id).await.unwrap(),
-        Some(original.clone())
-    );
+    assert!(matches!(store.put(&original).await, Err(StoreError::AlreadyExists(_))));
+    assert_eq!(logger.get_log(&t, original.id).await.unwrap(), Some(original.clone()));
     let stats = logger.get_stats(&t, None, None).await.unwrap();
     assert_eq!(stats.total_entries, 1, "rejected puts are not counted");
     assert_eq!(stats.by_action[&AuditAction::Delete], 0);
@@ -226,41 +182,14 @@ async fn every_query_path_and_filter_matches_the_oracle(backend: Backend) {
     let (early, late) = (all[20].timestamp, all[50].timestamp);
     let filters = [
         AuditFilter::default(),
-        AuditFilter {
-            action: Some(AuditAction::Delete),
-            ..Default::default()
-        },
-        AuditFilter {
-            entity_type: Some(EntityType::Report),
-            ..Default::default()
-        },
-        AuditFilter {
-            user_id: Some("user-1".into()),
-            ..Default::default()
-        },
-        AuditFilter {
-            action: Some(AuditAction::Create),
-            entity_type: Some(EntityType::Project),
-            ..Default::default()
-        },
-        AuditFilter {
-            action: Some(AuditAction::Link),
-            user_id: Some("user-2".into()),
-            ..Default::default()
-        },
-        AuditFilter {
-            start_date: Some(early),
-            ..Default::default()
-        },
-        AuditFilter {
-            end_date: Some(late),
-            ..Default::default()
-        },
-        AuditFilter {
-            start_date: Some(early),
-            end_date: Some(late),
-            ..Default::default()
-        },
+        AuditFilter { action: Some(AuditAction::Delete), ..Default::default() },
+        AuditFilter { entity_type: Some(EntityType::Report), ..Default::default() },
+        AuditFilter { user_id: Some("user-1".into()), ..Default::default() },
+        AuditFilter { action: Some(AuditAction::Create), entity_type: Some(EntityType::Project), ..Default::default() },
+        AuditFilter { action: Some(AuditAction::Link), user_id: Some("user-2".into()), ..Default::default() },
+        AuditFilter { start_date: Some(early), ..Default::default() },
+        AuditFilter { end_date: Some(late), ..Default::default() },
+        AuditFilter { start_date: Some(early), end_date: Some(late), ..Default::default() },
         AuditFilter {
             action: Some(AuditAction::View),
             entity_type: Some(EntityType::Schedule),
@@ -268,10 +197,7 @@ async fn every_query_path_and_filter_matches_the_oracle(backend: Backend) {
             start_date: Some(early),
             end_date: Some(late),
         },
-        AuditFilter {
-            user_id: Some("nobody".into()),
-            ..Default::default()
-        },
+        AuditFilter { user_id: Some("nobody".into()), ..Default::default() },
     ];
     let scopes = [
         QueryScope::Tenant,
@@ -282,30 +208,15 @@ async fn every_query_path_and_filter_matches_the_oracle(backend: Backend) {
     let mut non_empty = 0;
     for scope in &scopes {
         for filter in &filters {
-            let page = logger
-                .get_logs(&acme, &everything(scope.clone(), filter.clone()))
-                .await
-                .unwrap();
+            let page = logger.get_logs(&acme, &everything(scope.clone(), filter.clone())).await.unwrap();
             let want = oracle(&all, &acme, scope, filter);
-            assert_eq!(
-                ids(&page.entries),
-                want,
-                "scope {scope:?}, filter {filter:?}"
-            );
-            assert!(
-                page.entries
-                    .windows(2)
-                    .all(|w| w[0].timestamp >= w[1].timestamp),
-                "newest first"
-            );
+            assert_eq!(ids(&page.entries), want, "scope {scope:?}, filter {filter:?}");
+            assert!(page.entries.windows(2).all(|w| w[0].timestamp >= w[1].timestamp), "newest first");
             assert_eq!(page.next_token, None);
             non_empty += usize::from(!want.is_empty());
         }
     }
-    assert!(
-        non_empty >= 20,
-        "the dataset exercises most combinations ({non_empty})"
-    );
+    assert!(non_empty >= 20, "the dataset exercises most combinations ({non_empty})");
 }
 
 async fn logger_query_methods_match_the_oracle(backend: Backend) {
@@ -314,74 +225,25 @@ async fn logger_query_methods_match_the_oracle(backend: Backend) {
     let page = || PageRequest::first(1000);
     let by = |scope: QueryScope, filter: AuditFilter| oracle(&all, &acme, &scope, &filter);
 
-    let got = logger
-        .get_logs_by_entity(&acme, "entity-2", page())
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&got.entries),
-        by(
-            QueryScope::Entity("entity-2".into()),
-            AuditFilter::default()
-        )
-    );
-    let got = logger
-        .get_logs_by_project(&acme, "project-1", page())
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&got.entries),
-        by(
-            QueryScope::Project("project-1".into()),
-            AuditFilter::default()
-        )
-    );
-    let got = logger
-        .get_logs_by_action(&acme, AuditAction::Unlink, page())
-        .await
-        .unwrap();
-    let want = by(
-        QueryScope::Tenant,
-        AuditFilter {
-            action: Some(AuditAction::Unlink),
-            ..Default::default()
-        },
-    );
+    let got = logger.get_logs_by_entity(&acme, "entity-2", page()).await.unwrap();
+    assert_eq!(ids(&got.entries), by(QueryScope::Entity("entity-2".into()), AuditFilter::default()));
+    let got = logger.get_logs_by_project(&acme, "project-1", page()).await.unwrap();
+    assert_eq!(ids(&got.entries), by(QueryScope::Project("project-1".into()), AuditFilter::default()));
+    let got = logger.get_logs_by_action(&acme, AuditAction::Unlink, page()).await.unwrap();
+    let want = by(QueryScope::Tenant, AuditFilter { action: Some(AuditAction::Unlink), ..Default::default() });
     assert_eq!(ids(&got.entries), want);
-    let got = logger
-        .get_logs_by_user(&acme, "user-0", page())
-        .await
-        .unwrap();
-    let want = by(
-        QueryScope::Tenant,
-        AuditFilter {
-            user_id: Some("user-0".into()),
-            ..Default::default()
-        },
-    );
+    let got = logger.get_logs_by_user(&acme, "user-0", page()).await.unwrap();
+    let want = by(QueryScope::Tenant, AuditFilter { user_id: Some("user-0".into()), ..Default::default() });
     assert_eq!(ids(&got.entries), want);
     let (start, end) = (all[10].timestamp, all[40].timestamp);
-    let got = logger
-        .get_logs_by_date_range(&acme, start, end, page())
-        .await
-        .unwrap();
-    let want = by(
-        QueryScope::Tenant,
-        AuditFilter {
-            start_date: Some(start),
-            end_date: Some(end),
-            ..Default::default()
-        },
-    );
+    let got = logger.get_logs_by_date_range(&acme, start, end, page()).await.unwrap();
+    let want =
+        by(QueryScope::Tenant, AuditFilter { start_date: Some(start), end_date: Some(end), ..Default::default() });
     assert_eq!(ids(&got.entries), want);
     assert!(!want.is_empty());
 }
 
-async fn collect_by_cursor(
-    logger: &AuditLogger,
-    t: &TenantId,
-    mut query: AuditQuery,
-) -> (Vec<Uuid>, usize) {
+async fn collect_by_cursor(logger: &AuditLogger, t: &TenantId, mut query: AuditQuery) -> (Vec<Uuid>, usize) {
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
@@ -402,14 +264,7 @@ async fn pages_by_cursor_and_by_offset_cover_everything_once(backend: Backend) {
     let t = tenant("acme");
     let mut all = Vec::new();
     for i in 0..250 {
-        let request = new_entry(
-            &t,
-            AuditAction::View,
-            EntityType::Report,
-            &format!("r-{}", i % 10),
-            None,
-            None,
-        );
+        let request = new_entry(&t, AuditAction::View, EntityType::Report, &format!("r-{}", i % 10), None, None);
         all.push(stored(logger.log(request).await));
     }
     let want = oracle(&all, &t, &QueryScope::Tenant, &AuditFilter::default());
@@ -417,10 +272,7 @@ async fn pages_by_cursor_and_by_offset_cover_everything_once(backend: Backend) {
     let mut query = AuditQuery::new(QueryScope::Tenant);
     query.page.limit = 37;
     let (by_cursor, pages) = collect_by_cursor(&logger, &t, query.clone()).await;
-    assert_eq!(
-        by_cursor, want,
-        "cursor pages: no gap, no duplicate, newest first"
-    );
+    assert_eq!(by_cursor, want, "cursor pages: no gap, no duplicate, newest first");
     assert_eq!(pages, 250usize.div_ceil(37));
 
     let mut by_offset = Vec::new();
@@ -453,20 +305,8 @@ async fn filtered_pages_by_cursor_cover_everything_once(backend: Backend) {
         all.push(stored(logger.log(request).await));
     }
     for (scope, filter) in [
-        (
-            QueryScope::Entity("e-1".into()),
-            AuditFilter {
-                action: Some(AuditAction::Update),
-                ..Default::default()
-            },
-        ),
-        (
-            QueryScope::Tenant,
-            AuditFilter {
-                user_id: Some("bob".into()),
-                ..Default::default()
-            },
-        ),
+        (QueryScope::Entity("e-1".into()), AuditFilter { action: Some(AuditAction::Update), ..Default::default() }),
+        (QueryScope::Tenant, AuditFilter { user_id: Some("bob".into()), ..Default::default() }),
         (
             QueryScope::Project("p".into()),
             AuditFilter {
@@ -477,11 +317,7 @@ async fn filtered_pages_by_cursor_cover_everything_once(backend: Backend) {
         ),
     ] {
         let want = oracle(&all, &t, &scope, &filter);
-        let query = AuditQuery {
-            scope,
-            filter,
-            page: PageRequest::first(7),
-        };
+        let query = AuditQuery { scope, filter, page: PageRequest::first(7) };
         let (got, _) = collect_by_cursor(&logger, &t, query).await;
         assert_eq!(got, want);
         assert!(want.len() > 7);
@@ -489,25 +325,13 @@ async fn filtered_pages_by_cursor_cover_everything_once(backend: Backend) {
 }
 
 async fn date_range_edges_are_inclusive_to_the_millisecond(backend: Backend) {
-    let t0: DateTime<Utc> =
-        DateTime::from_timestamp_millis(hours_ago(2).timestamp_millis()).unwrap();
+    let t0: DateTime<Utc> = DateTime::from_timestamp_millis(hours_ago(2).timestamp_millis()).unwrap();
     let logger = logger(fresh_store(backend).await, t0, 1);
     let t = tenant("acme");
     let mut all = Vec::new();
     for i in 0..5 {
         // The clock is also read by nothing else here, so entry i is stamped at t0 + i ms.
-        all.push(stored(
-            logger
-                .log(new_entry(
-                    &t,
-                    AuditAction::Create,
-                    EntityType::Entity,
-                    "e",
-                    None,
-                    None,
-                ))
-                .await,
-        ));
+        all.push(stored(logger.log(new_entry(&t, AuditAction::Create, EntityType::Entity, "e", None, None)).await));
         assert_eq!(all[i].timestamp, t0 + Duration::milliseconds(i as i64));
     }
     let ms = |n: i64| t0 + Duration::milliseconds(n);
@@ -520,15 +344,8 @@ async fn date_range_edges_are_inclusive_to_the_millisecond(backend: Backend) {
         (us(1), us(999), vec![]),
         (ms(4), ms(100), vec![4]),
     ] {
-        let filter = AuditFilter {
-            start_date: Some(start),
-            end_date: Some(end),
-            ..Default::default()
-        };
-        let page = logger
-            .get_logs(&t, &everything(QueryScope::Tenant, filter))
-            .await
-            .unwrap();
+        let filter = AuditFilter { start_date: Some(start), end_date: Some(end), ..Default::default() };
+        let page = logger.get_logs(&t, &everything(QueryScope::Tenant, filter)).await.unwrap();
         let want: Vec<Uuid> = want.into_iter().map(|i: usize| all[i].id).collect();
         assert_eq!(ids(&page.entries), want, "{start} ..= {end}");
     }
@@ -537,46 +354,15 @@ async fn date_range_edges_are_inclusive_to_the_millisecond(backend: Backend) {
 async fn retention_sets_expiry_and_hides_expired_entries(backend: Backend) {
     let store = fresh_store(backend).await;
     let t = tenant("acme");
-    let thirty_days = AuditSettings {
-        enabled: true,
-        retention_days: 30,
-    };
-    let now = AuditLogger::with_clock(
-        store.clone(),
-        thirty_days,
-        stepping_clock(hours_ago(1), 1).0,
-    );
-    let fresh = stored(
-        now.log(new_entry(
-            &t,
-            AuditAction::Create,
-            EntityType::File,
-            "kept",
-            None,
-            None,
-        ))
-        .await,
-    );
+    let thirty_days = AuditSettings { enabled: true, retention_days: 30 };
+    let now = AuditLogger::with_clock(store.clone(), thirty_days, stepping_clock(hours_ago(1), 1).0);
+    let fresh = stored(now.log(new_entry(&t, AuditAction::Create, EntityType::File, "kept", None, None)).await);
     assert_eq!(fresh.expires_at, fresh.timestamp.timestamp() + 30 * 86_400);
 
     // Logged 31 days ago with 30 days' retention: past its expiry, though DynamoDB may not have
     // removed it yet. Reads must leave it out themselves.
-    let past = AuditLogger::with_clock(
-        store.clone(),
-        thirty_days,
-        fixed_clock(Utc::now() - Duration::days(31)),
-    );
-    let old = stored(
-        past.log(new_entry(
-            &t,
-            AuditAction::Create,
-            EntityType::File,
-            "expired",
-            None,
-            None,
-        ))
-        .await,
-    );
+    let past = AuditLogger::with_clock(store.clone(), thirty_days, fixed_clock(Utc::now() - Duration::days(31)));
+    let old = stored(past.log(new_entry(&t, AuditAction::Create, EntityType::File, "expired", None, None)).await);
     assert!(old.is_expired(Utc::now()));
 
     assert_eq!(now.get_log(&t, old.id).await.unwrap(), None);
@@ -584,10 +370,7 @@ async fn retention_sets_expiry_and_hides_expired_entries(backend: Backend) {
         let page = now.get_logs(&t, &AuditQuery::new(scope)).await.unwrap();
         assert!(!ids(&page.entries).contains(&old.id));
     }
-    let page = now
-        .get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
-        .await
-        .unwrap();
+    let page = now.get_logs(&t, &AuditQuery::new(QueryScope::Tenant)).await.unwrap();
     assert_eq!(ids(&page.entries), vec![fresh.id]);
 }
 
@@ -596,32 +379,14 @@ async fn tenants_never_see_each_other(backend: Backend) {
     let (acme, globex, initech) = (tenant("acme"), tenant("globex"), tenant("initech"));
     let acme_entry = all.iter().find(|e| e.tenant_id == acme).unwrap();
 
-    assert_eq!(
-        logger.get_log(&globex, acme_entry.id).await.unwrap(),
-        None,
-        "by id"
-    );
-    for scope in [
-        QueryScope::Tenant,
-        QueryScope::Entity(acme_entry.entity_id.clone()),
-        QueryScope::Project("project-0".into()),
-    ] {
-        let page = logger
-            .get_logs(&globex, &everything(scope.clone(), AuditFilter::default()))
-            .await
-            .unwrap();
-        assert!(
-            page.entries.iter().all(|e| e.tenant_id == globex),
-            "{scope:?}"
-        );
-        assert_eq!(
-            ids(&page.entries),
-            oracle(&all, &globex, &scope, &AuditFilter::default())
-        );
-        let none = logger
-            .get_logs(&initech, &AuditQuery::new(scope))
-            .await
-            .unwrap();
+    assert_eq!(logger.get_log(&globex, acme_entry.id).await.unwrap(), None, "by id");
+    for scope in
+        [QueryScope::Tenant, QueryScope::Entity(acme_entry.entity_id.clone()), QueryScope::Project("project-0".into())]
+    {
+        let page = logger.get_logs(&globex, &everything(scope.clone(), AuditFilter::default())).await.unwrap();
+        assert!(page.entries.iter().all(|e| e.tenant_id == globex), "{scope:?}");
+        assert_eq!(ids(&page.entries), oracle(&all, &globex, &scope, &AuditFilter::default()));
+        let none = logger.get_logs(&initech, &AuditQuery::new(scope)).await.unwrap();
         assert!(none.entries.is_empty());
     }
 
@@ -672,25 +437,16 @@ async fn stats_equal_the_truth(backend: Backend) {
 
     // A range counts whole hours: every entry whose hour lies within the range's hours.
     let (start, end) = (all[15].timestamp, all[45].timestamp);
-    let stats = logger
-        .get_stats(&acme, Some(start), Some(end))
-        .await
-        .unwrap();
+    let stats = logger.get_stats(&acme, Some(start), Some(end)).await.unwrap();
     let (first, last) = (HourBucket::of(start), HourBucket::of(end));
-    let in_range: Vec<&AuditLogEntry> = mine
-        .iter()
-        .copied()
-        .filter(|e| (first..=last).contains(&HourBucket::of(e.timestamp)))
-        .collect();
+    let in_range: Vec<&AuditLogEntry> =
+        mine.iter().copied().filter(|e| (first..=last).contains(&HourBucket::of(e.timestamp))).collect();
     assert_eq!(stats.total_entries, truth(&in_range).total);
     assert!(stats.total_entries > 0 && stats.total_entries < want.total);
     assert_eq!(stats.from, Some(first.start()));
     assert_eq!(stats.until, Some(last.end()));
 
-    let globex = logger
-        .get_stats(&tenant("globex"), None, None)
-        .await
-        .unwrap();
+    let globex = logger.get_stats(&tenant("globex"), None, None).await.unwrap();
     assert_eq!(globex.total_entries, all.len() as u64 - want.total);
     assert!(matches!(
         logger.get_stats(&acme, Some(end), Some(start)).await,
@@ -704,16 +460,7 @@ type Breakage = Box<dyn Fn(&mut auditline::domain::NewEntry)>;
 async fn invalid_entries_are_rejected_by_field_and_nothing_is_written(backend: Backend) {
     let logger = logger(fresh_store(backend).await, hours_ago(1), 1);
     let t = tenant("acme");
-    let base = || {
-        new_entry(
-            &t,
-            AuditAction::Update,
-            EntityType::Entity,
-            "e-1",
-            Some("p-1"),
-            Some("u-1"),
-        )
-    };
+    let base = || new_entry(&t, AuditAction::Update, EntityType::Entity, "e-1", Some("p-1"), Some("u-1"));
     let mut deep = json!("leaf");
     for _ in 0..20 {
         deep = json!({ "k": deep });
@@ -722,38 +469,14 @@ async fn invalid_entries_are_rejected_by_field_and_nothing_is_written(backend: B
         ("entity_id", Box::new(|e| e.entity_id.clear())),
         ("entity_id", Box::new(|e| e.entity_id = "x".repeat(300))),
         ("entity_id", Box::new(|e| e.entity_id = "bad\u{0}id".into())),
-        (
-            "project_id",
-            Box::new(|e| e.details.project_id = Some(String::new())),
-        ),
-        (
-            "user_id",
-            Box::new(|e| e.details.user_id = Some("u\n1".into())),
-        ),
-        (
-            "ip_address",
-            Box::new(|e| e.details.ip_address = Some("999.1.1.1".into())),
-        ),
-        (
-            "ip_address",
-            Box::new(|e| e.details.ip_address = Some("localhost".into())),
-        ),
-        (
-            "changes",
-            Box::new(|e| e.details.changes = Some(json!(["not", "an", "object"]))),
-        ),
-        (
-            "metadata",
-            Box::new(|e| e.details.metadata = Some(json!("text"))),
-        ),
-        (
-            "changes",
-            Box::new(move |e| e.details.changes = Some(deep.clone())),
-        ),
-        (
-            "entry",
-            Box::new(|e| e.details.changes = Some(json!({ "blob": "x".repeat(300 * 1024) }))),
-        ),
+        ("project_id", Box::new(|e| e.details.project_id = Some(String::new()))),
+        ("user_id", Box::new(|e| e.details.user_id = Some("u\n1".into()))),
+        ("ip_address", Box::new(|e| e.details.ip_address = Some("999.1.1.1".into()))),
+        ("ip_address", Box::new(|e| e.details.ip_address = Some("localhost".into()))),
+        ("changes", Box::new(|e| e.details.changes = Some(json!(["not", "an", "object"])))),
+        ("metadata", Box::new(|e| e.details.metadata = Some(json!("text")))),
+        ("changes", Box::new(move |e| e.details.changes = Some(deep.clone()))),
+        ("entry", Box::new(|e| e.details.changes = Some(json!({ "blob": "x".repeat(300 * 1024) })))),
     ];
     for (field, break_it) in cases {
         let mut request = base();
@@ -763,77 +486,35 @@ async fn invalid_entries_are_rejected_by_field_and_nothing_is_written(backend: B
             other => panic!("expected a validation error for {field}, got {other:?}"),
         }
     }
-    let page = logger
-        .get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
-        .await
-        .unwrap();
+    let page = logger.get_logs(&t, &AuditQuery::new(QueryScope::Tenant)).await.unwrap();
     assert!(page.entries.is_empty(), "nothing was written");
-    assert_eq!(
-        logger
-            .get_stats(&t, None, None)
-            .await
-            .unwrap()
-            .total_entries,
-        0
-    );
+    assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 0);
     // The same request, repaired, is accepted.
     stored(logger.log(base()).await);
 }
 
 async fn disabled_logging_stores_nothing(backend: Backend) {
     let store = fresh_store(backend).await;
-    let off = AuditLogger::new(
-        store.clone(),
-        AuditSettings {
-            enabled: false,
-            retention_days: 90,
-        },
-    );
+    let off = AuditLogger::new(store.clone(), AuditSettings { enabled: false, retention_days: 90 });
     let t = tenant("acme");
-    let outcome = off
-        .log_create(&t, EntityType::Project, "p-1", EntryDetails::default())
-        .await
-        .unwrap();
+    let outcome = off.log_create(&t, EntityType::Project, "p-1", EntryDetails::default()).await.unwrap();
     assert_eq!(outcome, LogOutcome::Disabled);
     assert_eq!(outcome.entry(), None);
     // Invalid input is still reported while disabled.
-    assert!(
-        off.log_create(&t, EntityType::Project, "", EntryDetails::default())
-            .await
-            .is_err()
-    );
+    assert!(off.log_create(&t, EntityType::Project, "", EntryDetails::default()).await.is_err());
     let on = AuditLogger::new(store, AuditSettings::default());
-    assert!(
-        on.get_logs(&t, &AuditQuery::new(QueryScope::Tenant))
-            .await
-            .unwrap()
-            .entries
-            .is_empty()
-    );
-    assert_eq!(
-        off.health(std::time::Duration::from_secs(2)).await.status,
-        "disabled"
-    );
+    assert!(on.get_logs(&t, &AuditQuery::new(QueryScope::Tenant)).await.unwrap().entries.is_empty());
+    assert_eq!(off.health(std::time::Duration::from_secs(2)).await.status, "disabled");
 }
 
 async fn concurrent_logging_loses_nothing(backend: Backend) {
-    let logger = Arc::new(AuditLogger::new(
-        fresh_store(backend).await,
-        AuditSettings::default(),
-    ));
+    let logger = Arc::new(AuditLogger::new(fresh_store(backend).await, AuditSettings::default()));
     let t = tenant("acme");
     let tasks: Vec<_> = (0..1000)
         .map(|i| {
             let (logger, t) = (logger.clone(), t.clone());
             tokio::spawn(async move {
-                let request = new_entry(
-                    &t,
-                    AuditAction::ALL[i % 6],
-                    EntityType::ALL[i % 7],
-                    "busy",
-                    None,
-                    None,
-                );
+                let request = new_entry(&t, AuditAction::ALL[i % 6], EntityType::ALL[i % 7], "busy", None, None);
                 stored(logger.log(request).await).id
             })
         })
@@ -847,18 +528,7 @@ async fn concurrent_logging_loses_nothing(backend: Backend) {
     let mut query = AuditQuery::new(QueryScope::Tenant);
     query.page.limit = 1000;
     let (listed, _) = collect_by_cursor(&logger, &t, query).await;
-    assert_eq!(
-        listed.iter().copied().collect::<HashSet<_>>(),
-        written,
-        "none lost"
-    );
+    assert_eq!(listed.iter().copied().collect::<HashSet<_>>(), written, "none lost");
     assert_eq!(listed.len(), 1000);
-    assert_eq!(
-        logger
-            .get_stats(&t, None, None)
-            .await
-            .unwrap()
-            .total_entries,
-        1000
-    );
+    assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 1000);
 }

@@ -35,39 +35,21 @@ pub fn sign(algorithm: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: 
 }
 
 pub fn hs256(claims: &Value) -> String {
-    sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-        None,
-        claims,
-    )
+    sign(Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()), None, claims)
 }
 
 pub fn rs256(private_pem: &str, kid: Option<&str>, claims: &Value) -> String {
-    sign(
-        Algorithm::RS256,
-        &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
-        kid,
-        claims,
-    )
+    sign(Algorithm::RS256, &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(), kid, claims)
 }
 
 pub fn es256(claims: &Value) -> String {
-    sign(
-        Algorithm::ES256,
-        &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(),
-        None,
-        claims,
-    )
+    sign(Algorithm::ES256, &EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(), None, claims)
 }
 
 /// The public JWK of an RSA private key, under `kid`.
 pub fn rsa_jwk(private_pem: &str, kid: &str) -> Jwk {
-    let mut jwk = Jwk::from_encoding_key(
-        &EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
-        Algorithm::RS256,
-    )
-    .expect("jwk");
+    let mut jwk = Jwk::from_encoding_key(&EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(), Algorithm::RS256)
+        .expect("jwk");
     jwk.common.key_id = Some(kid.to_owned());
     jwk
 }
@@ -87,15 +69,8 @@ pub struct JwksServer {
 impl JwksServer {
     pub async fn start(document: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!(
-            "http://{}/.well-known/jwks.json",
-            listener.local_addr().unwrap()
-        );
-        let server = JwksServer {
-            url,
-            document: Arc::new(RwLock::new(document)),
-            fetches: Arc::default(),
-        };
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+        let server = JwksServer { url, document: Arc::new(RwLock::new(document)), fetches: Arc::default() };
         let shared = server.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {

@@ -2,6 +2,7 @@
 //! controllable clocks and entry fixtures.
 
 pub mod auth;
+pub mod http;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -20,35 +21,28 @@ pub const ENDPOINT_VARIABLE: &str = "AUDITLINE_TEST_DYNAMODB_ENDPOINT";
 /// The local DynamoDB-API server. Tests that need it fail (never skip) when it is missing.
 pub fn dynamodb_endpoint() -> String {
     std::env::var(ENDPOINT_VARIABLE).unwrap_or_else(|_| {
-        panic!("{ENDPOINT_VARIABLE} is not set: run the tests with ./scripts/test.sh, which starts a local DynamoDB API")
+        panic!(
+            "{ENDPOINT_VARIABLE} is not set: run the tests with ./scripts/test.sh, which starts a local DynamoDB API"
+        )
     })
 }
 
 /// A name no other test uses, so tests can run in parallel against one server.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A client for the local DynamoDB API, and the counter of the requests it sends.
 pub fn local_client() -> (Client, RequestCounter) {
     let counter = RequestCounter::default();
-    (
-        client_for_local_endpoint(&dynamodb_endpoint(), Some(counter.clone())),
-        counter,
-    )
+    (client_for_local_endpoint(&dynamodb_endpoint(), Some(counter.clone())), counter)
 }
 
 /// Creates a table as `spec` describes, under a fresh name, and returns the name.
 pub async fn fresh_table(client: &Client, spec: &TableSpec, prefix: &str) -> String {
     let name = unique_name(prefix);
-    tables::create_table(client, spec, &name)
-        .await
-        .unwrap_or_else(|e| panic!("create {prefix} table: {e}"));
+    tables::create_table(client, spec, &name).await.unwrap_or_else(|e| panic!("create {prefix} table: {e}"));
     name
 }
 
@@ -58,10 +52,7 @@ pub async fn fresh_dynamo_store(counter_shards: u8) -> (DynamoStore, RequestCoun
     let entries = fresh_table(&client, &ENTRIES, "entries").await;
     let counters = fresh_table(&client, &COUNTERS, "counters").await;
     counter.reset();
-    (
-        DynamoStore::new(client, entries, counters).with_counter_shards(counter_shards),
-        counter,
-    )
+    (DynamoStore::new(client, entries, counters).with_counter_shards(counter_shards), counter)
 }
 
 /// A sample event from `events/`, as JSON.

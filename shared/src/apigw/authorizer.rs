@@ -6,9 +6,8 @@
 //! credential.
 
 use aws_lambda_events::apigw::{
-    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest,
-    ApiGatewayCustomAuthorizerResponse, ApiGatewayV2CustomAuthorizerSimpleResponse,
-    ApiGatewayV2CustomAuthorizerV2Request,
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayCustomAuthorizerResponse,
+    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde::{Deserialize, Serialize};
@@ -34,11 +33,7 @@ impl AuthorizerContext {
             user_id: result.user_id.clone().unwrap_or_default(),
             tenant_id: result.tenant_id.to_string(),
             scopes: join_scope_list(&result.scopes),
-            auth_method: result
-                .auth_method
-                .map(AuthMethod::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            auth_method: result.auth_method.map(AuthMethod::as_str).unwrap_or_default().to_owned(),
         }
     }
 
@@ -70,18 +65,12 @@ impl Caller {
 
 /// The caller's context for an allowed request; an empty object for a denied one.
 fn context_if(allowed: bool, result: &AuthResult) -> Value {
-    let context = allowed
-        .then(|| serde_json::to_value(AuthorizerContext::from_result(result)).ok())
-        .flatten();
+    let context = allowed.then(|| serde_json::to_value(AuthorizerContext::from_result(result)).ok()).flatten();
     context.unwrap_or_else(|| Value::Object(Default::default()))
 }
 
 fn log_denial(api: &str, result: &AuthResult) {
-    tracing::warn!(
-        api,
-        reason = result.error.as_deref().unwrap_or("missing scope"),
-        "authorization denied"
-    );
+    tracing::warn!(api, reason = result.error.as_deref().unwrap_or("missing scope"), "authorization denied");
 }
 
 /// HTTP API (payload 2.0): authenticate, then require the route's scope.
@@ -89,15 +78,9 @@ pub async fn authorize_http(
     event: &ApiGatewayV2CustomAuthorizerV2Request,
     auth: &Authenticator,
 ) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
-    let route = event
-        .route_key
-        .as_deref()
-        .or(event.request_context.route_key.as_deref())
-        .unwrap_or("");
+    let route = event.route_key.as_deref().or(event.request_context.route_key.as_deref()).unwrap_or("");
     let query = &event.query_string_parameters;
-    let result = auth
-        .authenticate_request(&event.headers, |name| query.get(name).map(String::as_str))
-        .await;
+    let result = auth.authenticate_request(&event.headers, |name| query.get(name).map(String::as_str)).await;
     let allowed = match scopes::required_for_route(route) {
         None => false,
         Some(None) => true,
@@ -118,31 +101,20 @@ pub async fn authorize_websocket(
     auth: &Authenticator,
 ) -> ApiGatewayCustomAuthorizerResponse {
     let query = &event.query_string_parameters;
-    let result = auth
-        .authenticate_request(&event.headers, |name| query.first(name))
-        .await;
+    let result = auth.authenticate_request(&event.headers, |name| query.first(name)).await;
     let allowed = result.is_allowed();
     if !allowed {
         log_denial("websocket", &result);
     }
     let mut statement = IamPolicyStatement::default();
     statement.action = vec!["execute-api:Invoke".to_owned()];
-    statement.effect = if allowed {
-        IamPolicyEffect::Allow
-    } else {
-        IamPolicyEffect::Deny
-    };
+    statement.effect = if allowed { IamPolicyEffect::Allow } else { IamPolicyEffect::Deny };
     statement.resource = vec![event.method_arn.clone().unwrap_or_else(|| "*".to_owned())];
     let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
     policy.version = Some("2012-10-17".to_owned());
     policy.statement = vec![statement];
     let mut response = ApiGatewayCustomAuthorizerResponse::default();
-    response.principal_id = Some(
-        result
-            .user_id
-            .clone()
-            .unwrap_or_else(|| "anonymous".to_owned()),
-    );
+    response.principal_id = Some(result.user_id.clone().unwrap_or_else(|| "anonymous".to_owned()));
     response.policy_document = policy;
     response.context = context_if(allowed, &result);
     response
@@ -154,10 +126,7 @@ pub async fn authorize_websocket(
 pub struct UnknownAuthorizerEvent;
 
 /// The one authorizer function: HTTP API events carry `"version": "2.0"`, WebSocket ones a `methodArn`.
-pub async fn authorize(
-    event: Value,
-    auth: &Authenticator,
-) -> Result<Value, UnknownAuthorizerEvent> {
+pub async fn authorize(event: Value, auth: &Authenticator) -> Result<Value, UnknownAuthorizerEvent> {
     let response = if event.get("version").and_then(Value::as_str) == Some("2.0") {
         let event: ApiGatewayV2CustomAuthorizerV2Request =
             serde_json::from_value(event).map_err(|_| UnknownAuthorizerEvent)?;

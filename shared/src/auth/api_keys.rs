@@ -54,12 +54,7 @@ mod optional_millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
-        text.map(|t| {
-            DateTime::parse_from_rfc3339(&t)
-                .map(|t| t.to_utc())
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
+        text.map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.to_utc()).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -72,19 +67,14 @@ pub struct CreatedApiKey {
 
 /// The hash that identifies a key.
 pub fn key_id(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `key` has the shape of a key this service issues; anything else is refused without a lookup.
 pub fn is_well_formed(key: &str) -> bool {
     key.len() == API_KEY_LEN
         && key.starts_with(API_KEY_PREFIX)
-        && key[API_KEY_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && key[API_KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn check_scopes(scopes: &[String]) -> Result<(), ValidationError> {
@@ -124,10 +114,7 @@ pub fn generate(
         expires_at,
         revoked: false,
     };
-    Ok(CreatedApiKey {
-        key: Secret::new(key),
-        record,
-    })
+    Ok(CreatedApiKey { key: Secret::new(key), record })
 }
 
 /// The outcome of checking a presented key.
@@ -187,20 +174,13 @@ impl MemoryApiKeys {
 #[async_trait]
 impl ApiKeyStore for MemoryApiKeys {
     async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key_id)
-            .cloned())
+        Ok(self.0.read().unwrap_or_else(|p| p.into_inner()).get(key_id).cloned())
     }
 
     async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         let mut keys = self.0.write().unwrap_or_else(|p| p.into_inner());
         if keys.contains_key(&record.key_id) {
-            return Err(StoreError::Internal(
-                "an API key with this id exists".into(),
-            ));
+            return Err(StoreError::Internal("an API key with this id exists".into()));
         }
         keys.insert(record.key_id.clone(), record.clone());
         Ok(())
@@ -208,16 +188,8 @@ impl ApiKeyStore for MemoryApiKeys {
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let keys = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let mut mine: Vec<ApiKeyRecord> = keys
-            .values()
-            .filter(|r| &r.tenant_id == tenant)
-            .cloned()
-            .collect();
-        mine.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.key_id.cmp(&b.key_id))
-        });
+        let mut mine: Vec<ApiKeyRecord> = keys.values().filter(|r| &r.tenant_id == tenant).cloned().collect();
+        mine.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key_id.cmp(&b.key_id)));
         Ok(mine)
     }
 
@@ -234,41 +206,17 @@ mod tests {
     #[test]
     fn keys_are_random_well_formed_and_stored_only_as_hashes() {
         let now = Utc::now();
-        let a = generate(
-            TenantId::default(),
-            "svc",
-            vec!["audit:read".into()],
-            None,
-            None,
-            now,
-        )
-        .unwrap();
+        let a = generate(TenantId::default(), "svc", vec!["audit:read".into()], None, None, now).unwrap();
         let b = generate(TenantId::default(), "svc", vec![], None, None, now).unwrap();
         assert_ne!(a.key.expose(), b.key.expose());
         assert!(is_well_formed(a.key.expose()));
         assert_eq!(a.record.key_id, key_id(a.key.expose()));
         assert_eq!(a.record.key_id.len(), 64);
         let stored = serde_json::to_string(&a.record).unwrap();
-        assert!(
-            !stored.contains(a.key.expose()),
-            "the record never holds the key"
-        );
-        assert!(
-            !format!("{a:?}").contains(a.key.expose()),
-            "Debug never prints the key"
-        );
+        assert!(!stored.contains(a.key.expose()), "the record never holds the key");
+        assert!(!format!("{a:?}").contains(a.key.expose()), "Debug never prints the key");
         assert!(!is_well_formed("alk_short"));
         assert!(!is_well_formed(&format!("xyz_{}", &a.key.expose()[4..])));
-        assert!(
-            generate(
-                TenantId::default(),
-                "svc",
-                vec!["has space".into()],
-                None,
-                None,
-                now
-            )
-            .is_err()
-        );
+        assert!(generate(TenantId::default(), "svc", vec!["has space".into()], None, None, now).is_err());
     }
 }

@@ -25,14 +25,8 @@ pub enum CredentialSource {
 /// What the request offered. Its `Debug` never prints the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Presented {
-    Jwt {
-        token: String,
-        source: CredentialSource,
-    },
-    ApiKey {
-        key: String,
-        source: CredentialSource,
-    },
+    Jwt { token: String, source: CredentialSource },
+    ApiKey { key: String, source: CredentialSource },
     Nothing,
 }
 
@@ -49,21 +43,14 @@ impl std::fmt::Debug for Presented {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = header(headers, "authorization")?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// The token of `Sec-WebSocket-Protocol: bearer, <token>`.
@@ -86,19 +73,10 @@ pub fn api_key_header(headers: &HeaderMap) -> Option<&str> {
 
 /// Every credential the request carries, in the order they are tried: headers before query
 /// parameters, JWT before API key.
-pub fn all_presented<'q>(
-    headers: &HeaderMap,
-    query: impl Fn(&str) -> Option<&'q str>,
-) -> Vec<Presented> {
+pub fn all_presented<'q>(headers: &HeaderMap, query: impl Fn(&str) -> Option<&'q str>) -> Vec<Presented> {
     let query = |name: &str| query(name).map(str::trim).filter(|v| !v.is_empty());
-    let jwt = |token: &str, source| Presented::Jwt {
-        token: token.to_owned(),
-        source,
-    };
-    let key = |key: &str, source| Presented::ApiKey {
-        key: key.to_owned(),
-        source,
-    };
+    let jwt = |token: &str, source| Presented::Jwt { token: token.to_owned(), source };
+    let key = |key: &str, source| Presented::ApiKey { key: key.to_owned(), source };
     [
         bearer_token(headers).map(|t| jwt(t, CredentialSource::AuthorizationHeader)),
         api_key_header(headers).map(|k| key(k, CredentialSource::ApiKeyHeader)),
@@ -116,30 +94,15 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
-            .collect()
+        pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap())).collect()
     }
 
     #[test]
     fn bearer_tokens_come_from_the_authorization_header() {
-        assert_eq!(
-            bearer_token(&headers(&[("authorization", "Bearer abc.def.ghi")])),
-            Some("abc.def.ghi")
-        );
-        assert_eq!(
-            bearer_token(&headers(&[("authorization", "bearer   abc")])),
-            Some("abc")
-        );
-        assert_eq!(
-            bearer_token(&headers(&[("authorization", "Basic dXNlcjpwYXNz")])),
-            None
-        );
-        assert_eq!(
-            bearer_token(&headers(&[("authorization", "Bearer ")])),
-            None
-        );
+        assert_eq!(bearer_token(&headers(&[("authorization", "Bearer abc.def.ghi")])), Some("abc.def.ghi"));
+        assert_eq!(bearer_token(&headers(&[("authorization", "bearer   abc")])), Some("abc"));
+        assert_eq!(bearer_token(&headers(&[("authorization", "Basic dXNlcjpwYXNz")])), None);
+        assert_eq!(bearer_token(&headers(&[("authorization", "Bearer ")])), None);
         assert_eq!(bearer_token(&headers(&[])), None);
     }
 
@@ -151,10 +114,7 @@ mod tests {
         let h = headers(&[("sec-websocket-protocol", "graphql-ws")]);
         assert_eq!(subprotocol_token(&h), None);
         assert_eq!(negotiated_subprotocol(&h), None);
-        assert_eq!(
-            subprotocol_token(&headers(&[("sec-websocket-protocol", "bearer")])),
-            None
-        );
+        assert_eq!(subprotocol_token(&headers(&[("sec-websocket-protocol", "bearer")])), None);
     }
 
     #[test]
@@ -166,25 +126,13 @@ mod tests {
             _ => None,
         };
         let all = all_presented(&h, q);
-        assert_eq!(
-            all[0],
-            Presented::ApiKey {
-                key: "alk_key".into(),
-                source: CredentialSource::ApiKeyHeader
-            }
-        );
+        assert_eq!(all[0], Presented::ApiKey { key: "alk_key".into(), source: CredentialSource::ApiKeyHeader });
         assert_eq!(
             all[1],
-            Presented::Jwt {
-                token: "query.jwt.token".into(),
-                source: CredentialSource::TokenQueryParameter
-            }
+            Presented::Jwt { token: "query.jwt.token".into(), source: CredentialSource::TokenQueryParameter }
         );
         assert_eq!(all.len(), 3);
-        assert!(
-            !format!("{all:?}").contains("alk_key"),
-            "Debug hides secrets"
-        );
+        assert!(!format!("{all:?}").contains("alk_key"), "Debug hides secrets");
         assert!(all_presented(&HeaderMap::new(), |_| None).is_empty());
     }
 }

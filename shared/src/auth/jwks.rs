@@ -44,9 +44,7 @@ pub struct JwksCache {
 
 impl JwksCache {
     pub fn new(url: &str, algorithm: Algorithm) -> Result<Self, JwtConfigError> {
-        let url: http::Uri = url
-            .parse()
-            .map_err(|_| JwtConfigError("JWKS URL is not a valid URL".into()))?;
+        let url: http::Uri = url.parse().map_err(|_| JwtConfigError("JWKS URL is not a valid URL".into()))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| JwtConfigError(format!("no TLS root certificates: {e}")))?
@@ -99,9 +97,7 @@ impl JwksCache {
         let _one_fetch_at_a_time = self.fetching.lock().await;
         let stale = {
             let keys = self.keys.read().await;
-            let due = keys
-                .fetched_at
-                .is_none_or(|t| t.elapsed() >= self.min_refresh_interval);
+            let due = keys.fetched_at.is_none_or(|t| t.elapsed() >= self.min_refresh_interval);
             if !due {
                 // Fetched moments ago (perhaps by a concurrent caller): answer from that.
                 return Self::lookup(&keys, kid).ok_or(JwtError::UnknownKey);
@@ -134,23 +130,14 @@ impl JwksCache {
         if !response.status().is_success() {
             return Err(format!("status {}", response.status()));
         }
-        let body = tokio::time::timeout(
-            FETCH_TIMEOUT,
-            Limited::new(response.into_body(), MAX_JWKS_BYTES).collect(),
-        )
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        let body = tokio::time::timeout(FETCH_TIMEOUT, Limited::new(response.into_body(), MAX_JWKS_BYTES).collect())
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         let document: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        let entries = document
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or("no keys array")?;
-        let mut keys = Keys {
-            fetched_at: Some(Instant::now()),
-            ..Keys::default()
-        };
+        let entries = document.get("keys").and_then(Value::as_array).ok_or("no keys array")?;
+        let mut keys = Keys { fetched_at: Some(Instant::now()), ..Keys::default() };
         // Each key on its own: one key of a kind this service does not use must not spoil the rest.
         for entry in entries {
             let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
@@ -173,15 +160,9 @@ impl JwksCache {
         if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
             return None;
         }
-        if jwk
-            .common
-            .key_algorithm
-            .is_some_and(|a| a != self.algorithm.into())
-        {
+        if jwk.common.key_algorithm.is_some_and(|a| a != self.algorithm.into()) {
             return None;
         }
-        DecodingKey::from_jwk(jwk)
-            .ok()
-            .filter(|k| k.family() == self.algorithm.family())
+        DecodingKey::from_jwk(jwk).ok().filter(|k| k.family() == self.algorithm.family())
     }
 }

@@ -54,13 +54,12 @@ impl From<jsonwebtoken::errors::Error> for JwtError {
             ErrorKind::InvalidAudience => JwtError::WrongAudience,
             ErrorKind::MissingRequiredClaim(c) => JwtError::MissingClaim(c.clone()),
             ErrorKind::InvalidClaimFormat(c) => JwtError::InvalidClaim(c.clone()),
-            ErrorKind::InvalidAlgorithm => JwtError::AlgorithmNotAllowed {
-                found: "another".into(),
-                expected: "the configured".into(),
-            },
-            ErrorKind::InvalidEcdsaKey
-            | ErrorKind::InvalidRsaKey(_)
-            | ErrorKind::InvalidKeyFormat => JwtError::BadSignature,
+            ErrorKind::InvalidAlgorithm => {
+                JwtError::AlgorithmNotAllowed { found: "another".into(), expected: "the configured".into() }
+            }
+            ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => {
+                JwtError::BadSignature
+            }
             _ => JwtError::Malformed,
         }
     }
@@ -98,67 +97,40 @@ pub struct JwtVerifier {
 
 /// Parses an algorithm name as configured (`HS256`, `RS256`, `ES256`, …).
 pub fn parse_algorithm(name: &str) -> Result<Algorithm, JwtConfigError> {
-    name.parse::<Algorithm>()
-        .map_err(|_| JwtConfigError(format!("unsupported algorithm {name}")))
+    name.parse::<Algorithm>().map_err(|_| JwtConfigError(format!("unsupported algorithm {name}")))
 }
 
 impl JwtVerifier {
     /// `leeway_seconds` tolerates clock skew on `exp` and `nbf`.
-    pub fn new(
-        algorithm: Algorithm,
-        keys: KeySource,
-        leeway_seconds: u64,
-    ) -> Result<Self, JwtConfigError> {
+    pub fn new(algorithm: Algorithm, keys: KeySource, leeway_seconds: u64) -> Result<Self, JwtConfigError> {
         if let KeySource::Fixed(key) = &keys
             && key.family() != algorithm.family()
         {
-            return Err(JwtConfigError(format!(
-                "the key does not suit {algorithm:?}"
-            )));
+            return Err(JwtConfigError(format!("the key does not suit {algorithm:?}")));
         }
         let mut validation = Validation::new(algorithm);
         validation.leeway = leeway_seconds;
         validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(JwtVerifier {
-            algorithm,
-            keys,
-            validation,
-        })
+        Ok(JwtVerifier { algorithm, keys, validation })
     }
 
     /// An HMAC (HS256/384/512) verifier.
-    pub fn hmac(
-        algorithm: Algorithm,
-        secret: &[u8],
-        leeway_seconds: u64,
-    ) -> Result<Self, JwtConfigError> {
+    pub fn hmac(algorithm: Algorithm, secret: &[u8], leeway_seconds: u64) -> Result<Self, JwtConfigError> {
         if secret.len() < 32 {
-            return Err(JwtConfigError(
-                "the secret must be at least 32 bytes".into(),
-            ));
+            return Err(JwtConfigError("the secret must be at least 32 bytes".into()));
         }
-        Self::new(
-            algorithm,
-            KeySource::Fixed(DecodingKey::from_secret(secret)),
-            leeway_seconds,
-        )
+        Self::new(algorithm, KeySource::Fixed(DecodingKey::from_secret(secret)), leeway_seconds)
     }
 
     /// An RS*/ES* verifier with one PEM public key.
-    pub fn public_key_pem(
-        algorithm: Algorithm,
-        pem: &[u8],
-        leeway_seconds: u64,
-    ) -> Result<Self, JwtConfigError> {
+    pub fn public_key_pem(algorithm: Algorithm, pem: &[u8], leeway_seconds: u64) -> Result<Self, JwtConfigError> {
         let key = match algorithm.family() {
             jsonwebtoken::AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
             jsonwebtoken::AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
             _ => {
-                return Err(JwtConfigError(format!(
-                    "{algorithm:?} takes a secret, not a public key"
-                )));
+                return Err(JwtConfigError(format!("{algorithm:?} takes a secret, not a public key")));
             }
         }
         .map_err(|e| JwtConfigError(format!("the public key could not be read: {e}")))?;
@@ -213,9 +185,7 @@ fn identity(claims: JsonObject) -> Result<VerifiedToken, JwtError> {
     };
     let tenant_id = match claims.get("tenant_id") {
         None | Some(Value::Null) => TenantId::default(),
-        Some(Value::String(t)) => {
-            TenantId::parse(t).map_err(|_| JwtError::InvalidClaim("tenant_id".into()))?
-        }
+        Some(Value::String(t)) => TenantId::parse(t).map_err(|_| JwtError::InvalidClaim("tenant_id".into()))?,
         Some(_) => return Err(JwtError::InvalidClaim("tenant_id".into())),
     };
     let mut scopes = Vec::new();
@@ -229,9 +199,7 @@ fn identity(claims: JsonObject) -> Result<VerifiedToken, JwtError> {
         Some(Value::Array(items)) => {
             for item in items {
                 match item.as_str() {
-                    Some(s) if !s.is_empty() && !s.contains(char::is_whitespace) => {
-                        scopes.push(s.to_owned())
-                    }
+                    Some(s) if !s.is_empty() && !s.contains(char::is_whitespace) => scopes.push(s.to_owned()),
                     _ => return Err(JwtError::InvalidClaim("scopes".into())),
                 }
             }
@@ -240,24 +208,11 @@ fn identity(claims: JsonObject) -> Result<VerifiedToken, JwtError> {
     }
     let mut seen = HashSet::new();
     scopes.retain(|s| seen.insert(s.clone()));
-    Ok(VerifiedToken {
-        user_id,
-        tenant_id,
-        scopes,
-        claims,
-    })
+    Ok(VerifiedToken { user_id, tenant_id, scopes, claims })
 }
 
 /// Signs claims with an HMAC secret: development tokens for the local gateway, and tests.
-pub fn sign_hmac(
-    algorithm: Algorithm,
-    secret: &[u8],
-    claims: &Value,
-) -> Result<String, JwtConfigError> {
-    jsonwebtoken::encode(
-        &Header::new(algorithm),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .map_err(|e| JwtConfigError(format!("signing failed: {e}")))
+pub fn sign_hmac(algorithm: Algorithm, secret: &[u8], claims: &Value) -> Result<String, JwtConfigError> {
+    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret))
+        .map_err(|e| JwtConfigError(format!("signing failed: {e}")))
 }

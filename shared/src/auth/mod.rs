@@ -88,18 +88,12 @@ impl AuthResult {
     }
 
     pub fn anonymous(scopes: Vec<String>) -> Self {
-        AuthResult {
-            auth_method: Some(AuthMethod::Anonymous),
-            error: None,
-            scopes,
-            ..Self::denied("")
-        }
+        AuthResult { auth_method: Some(AuthMethod::Anonymous), error: None, scopes, ..Self::denied("") }
     }
 
     /// Whether the caller may proceed: authenticated, or anonymous where that is allowed.
     pub fn is_allowed(&self) -> bool {
-        self.authenticated
-            || (self.auth_method == Some(AuthMethod::Anonymous) && self.error.is_none())
+        self.authenticated || (self.auth_method == Some(AuthMethod::Anonymous) && self.error.is_none())
     }
 
     pub fn has_scope(&self, required: &str) -> bool {
@@ -154,30 +148,16 @@ impl Authenticator {
         let leeway = settings.jwt_leeway_seconds;
         let verifier = if let Some(url) = &settings.jwt_jwks_url {
             if algorithm.family() == jsonwebtoken::AlgorithmFamily::Hmac {
-                return Err(JwtConfigError(
-                    "a JWKS URL needs an RS* or ES* JWT_ALGORITHM".into(),
-                ));
+                return Err(JwtConfigError("a JWKS URL needs an RS* or ES* JWT_ALGORITHM".into()));
             }
             let cache = Arc::new(jwks::JwksCache::new(url, algorithm)?);
-            Some(JwtVerifier::new(
-                algorithm,
-                jwt::KeySource::Jwks(cache),
-                leeway,
-            )?)
+            Some(JwtVerifier::new(algorithm, jwt::KeySource::Jwks(cache), leeway)?)
         } else if let Some(pem) = &settings.jwt_public_key {
             // Environment variables often carry PEM line breaks escaped as \n.
             let pem = pem.replace("\\n", "\n");
-            Some(JwtVerifier::public_key_pem(
-                algorithm,
-                pem.as_bytes(),
-                leeway,
-            )?)
+            Some(JwtVerifier::public_key_pem(algorithm, pem.as_bytes(), leeway)?)
         } else if let Some(secret) = &settings.jwt_secret {
-            Some(JwtVerifier::hmac(
-                algorithm,
-                secret.expose().as_bytes(),
-                leeway,
-            )?)
+            Some(JwtVerifier::hmac(algorithm, secret.expose().as_bytes(), leeway)?)
         } else {
             None
         };
@@ -196,9 +176,7 @@ impl Authenticator {
             ));
         }
         if settings.allowed_methods.contains(&AuthMethod::ApiKey) && api_keys.is_none() {
-            return Err(JwtConfigError(
-                "api_key is an allowed method but no API key store is configured".into(),
-            ));
+            return Err(JwtConfigError("api_key is an allowed method but no API key store is configured".into()));
         }
         Ok(Authenticator::new(AuthOptions {
             jwt: verifier,
@@ -223,8 +201,7 @@ impl Authenticator {
         headers: &HeaderMap,
         query: impl Fn(&str) -> Option<&'q str>,
     ) -> AuthResult {
-        self.authenticate(&extract::all_presented(headers, query))
-            .await
+        self.authenticate(&extract::all_presented(headers, query)).await
     }
 
     /// Authenticates the first credential of an accepted kind among those presented. A credential
@@ -233,9 +210,7 @@ impl Authenticator {
     pub async fn authenticate(&self, presented: &[Presented]) -> AuthResult {
         let accepted = presented.iter().find(|p| match p {
             Presented::Jwt { .. } => self.allows(AuthMethod::Jwt) && self.options.jwt.is_some(),
-            Presented::ApiKey { .. } => {
-                self.allows(AuthMethod::ApiKey) && self.options.api_keys.is_some()
-            }
+            Presented::ApiKey { .. } => self.allows(AuthMethod::ApiKey) && self.options.api_keys.is_some(),
             Presented::Nothing => false,
         });
         match accepted {

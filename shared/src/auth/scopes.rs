@@ -37,11 +37,7 @@ pub fn parse_scope_list(text: &str) -> Vec<String> {
 }
 
 pub fn join_scope_list<S: AsRef<str>>(scopes: &[S]) -> String {
-    scopes
-        .iter()
-        .map(AsRef::as_ref)
-        .collect::<Vec<_>>()
-        .join(" ")
+    scopes.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ")
 }
 
 /// The scope that lets a live-feed client see entries of one entity type, e.g. `reports:read`.
@@ -80,10 +76,7 @@ mod tests {
         assert!(scope_matches("reports:*", "reports:*"));
         assert!(scope_matches("*", "admin:delete"));
         assert!(!scope_matches("reports:read", "reports:write"));
-        assert!(
-            !scope_matches("reports:*", "reportsx:read"),
-            "no prefix surprises"
-        );
+        assert!(!scope_matches("reports:*", "reportsx:read"), "no prefix surprises");
         assert!(!scope_matches("reports:*", "reports:"));
         assert!(!scope_matches("reports", "reports:read"));
         assert!(!scope_matches("audit:r*", "audit:read"));
@@ -94,22 +87,10 @@ mod tests {
 
     #[test]
     fn routes_need_read_write_or_nothing() {
-        assert_eq!(
-            required_for_route("GET /audit/logs"),
-            Some(Some(AUDIT_READ))
-        );
-        assert_eq!(
-            required_for_route("GET /audit/logs/{id}"),
-            Some(Some(AUDIT_READ))
-        );
-        assert_eq!(
-            required_for_route("GET /audit/stats"),
-            Some(Some(AUDIT_READ))
-        );
-        assert_eq!(
-            required_for_route("POST /audit/logs"),
-            Some(Some(AUDIT_WRITE))
-        );
+        assert_eq!(required_for_route("GET /audit/logs"), Some(Some(AUDIT_READ)));
+        assert_eq!(required_for_route("GET /audit/logs/{id}"), Some(Some(AUDIT_READ)));
+        assert_eq!(required_for_route("GET /audit/stats"), Some(Some(AUDIT_READ)));
+        assert_eq!(required_for_route("POST /audit/logs"), Some(Some(AUDIT_WRITE)));
         assert_eq!(required_for_route("GET /audit/health"), Some(None));
         assert_eq!(required_for_route("DELETE /audit/logs/{id}"), None);
         assert_eq!(required_for_route("$default"), None);

@@ -47,16 +47,12 @@ pub(super) fn encode(at: Continuation, query_key: &str) -> String {
 }
 
 pub(super) fn decode(token: &str, query_key: &str) -> Result<Continuation, ValidationError> {
-    let malformed = ValidationError::InvalidCursor {
-        reason: "is not a token this service issued",
-    };
+    let malformed = ValidationError::InvalidCursor { reason: "is not a token this service issued" };
     // Bound the work before decoding anything a client sent.
     if token.len() > 64 {
         return Err(malformed);
     }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(token.trim())
-        .map_err(|_| malformed.clone())?;
+    let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| malformed.clone())?;
     if bytes.len() != TOKEN_LEN || bytes[0] != VERSION {
         return Err(malformed);
     }

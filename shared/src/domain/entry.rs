@@ -228,19 +228,9 @@ impl NewEntry {
         if let Some(u) = &d.user_id {
             validation::identifier("user_id", u)?;
         }
-        let ip_address = d
-            .ip_address
-            .as_deref()
-            .map(|ip| validation::ip_address("ip_address", ip))
-            .transpose()?;
-        let changes = d
-            .changes
-            .map(|v| validation::json_object("changes", v))
-            .transpose()?;
-        let metadata = d
-            .metadata
-            .map(|v| validation::json_object("metadata", v))
-            .transpose()?;
+        let ip_address = d.ip_address.as_deref().map(|ip| validation::ip_address("ip_address", ip)).transpose()?;
+        let changes = d.changes.map(|v| validation::json_object("changes", v)).transpose()?;
+        let metadata = d.metadata.map(|v| validation::json_object("metadata", v)).transpose()?;
         Ok(ValidEntry {
             tenant_id: self.tenant_id,
             action: self.action,
@@ -259,11 +249,7 @@ impl ValidEntry {
     /// Stamps the entry at `now`: a fresh UUIDv7 for that millisecond, the timestamp read back from
     /// it (so the two always agree), and the expiry `retention_days` later. Fails only if the
     /// finished entry is larger than [`MAX_ENTRY_BYTES`].
-    pub fn stamp(
-        self,
-        now: DateTime<Utc>,
-        retention_days: u32,
-    ) -> Result<AuditLogEntry, ValidationError> {
+    pub fn stamp(self, now: DateTime<Utc>, retention_days: u32) -> Result<AuditLogEntry, ValidationError> {
         let id = time::uuid_v7_at(now);
         let timestamp = time::uuid_v7_time(&id).unwrap_or(now);
         let entry = AuditLogEntry {
@@ -292,49 +278,20 @@ mod tests {
 
     #[test]
     fn enums_serialise_as_the_seed_strings() {
-        let actions: Vec<String> = AuditAction::ALL
-            .iter()
-            .map(|a| serde_json::to_string(a).unwrap())
-            .collect();
-        assert_eq!(
-            actions,
-            [
-                "\"CREATE\"",
-                "\"UPDATE\"",
-                "\"DELETE\"",
-                "\"LINK\"",
-                "\"UNLINK\"",
-                "\"VIEW\""
-            ]
-        );
+        let actions: Vec<String> = AuditAction::ALL.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+        assert_eq!(actions, ["\"CREATE\"", "\"UPDATE\"", "\"DELETE\"", "\"LINK\"", "\"UNLINK\"", "\"VIEW\""]);
         let types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
-        assert_eq!(
-            types,
-            [
-                "PROJECT",
-                "ENTITY",
-                "RELATIONSHIP",
-                "FILE",
-                "REPORT",
-                "TEMPLATE",
-                "SCHEDULE"
-            ]
-        );
+        assert_eq!(types, ["PROJECT", "ENTITY", "RELATIONSHIP", "FILE", "REPORT", "TEMPLATE", "SCHEDULE"]);
         for t in EntityType::ALL {
             assert_eq!(t.as_str().parse::<EntityType>().unwrap(), *t);
-            assert_eq!(
-                serde_json::from_value::<EntityType>(json!(t.as_str())).unwrap(),
-                *t
-            );
+            assert_eq!(serde_json::from_value::<EntityType>(json!(t.as_str())).unwrap(), *t);
         }
         assert!("create".parse::<AuditAction>().is_err());
     }
 
     #[test]
     fn stamp_sets_id_timestamp_and_expiry_consistently() {
-        let now = DateTime::parse_from_rfc3339("2026-11-27T10:20:30.123456Z")
-            .unwrap()
-            .to_utc();
+        let now = DateTime::parse_from_rfc3339("2026-11-27T10:20:30.123456Z").unwrap().to_utc();
         let entry = NewEntry {
             tenant_id: TenantId::default(),
             action: AuditAction::Create,

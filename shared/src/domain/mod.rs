@@ -10,12 +10,11 @@ pub mod time;
 pub mod validation;
 
 pub use entry::{
-    AuditAction, AuditLogEntry, EntityType, EntryDetails, JsonObject, MAX_ENTRY_BYTES, NewEntry,
-    TenantId, ValidEntry,
+    AuditAction, AuditLogEntry, EntityType, EntryDetails, JsonObject, MAX_ENTRY_BYTES, NewEntry, TenantId, ValidEntry,
 };
 pub use query::{
-    AuditFilter, AuditPage, AuditQuery, DEFAULT_LIMIT, IndexKey, MAX_LIMIT, MAX_OFFSET,
-    PageRequest, QueryPlan, QueryScope, Residual, StoredPage,
+    AuditFilter, AuditPage, AuditQuery, DEFAULT_LIMIT, IndexKey, MAX_LIMIT, MAX_OFFSET, PageRequest, QueryPlan,
+    QueryScope, Residual, StoredPage,
 };
 pub use stats::{AuditStats, Counts, StatsRange};
 pub use time::HourBucket;

@@ -43,20 +43,13 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        PageRequest {
-            limit: DEFAULT_LIMIT,
-            offset: 0,
-            next_token: None,
-        }
+        PageRequest { limit: DEFAULT_LIMIT, offset: 0, next_token: None }
     }
 }
 
 impl PageRequest {
     pub fn first(limit: usize) -> Self {
-        PageRequest {
-            limit,
-            ..Self::default()
-        }
+        PageRequest { limit, ..Self::default() }
     }
 }
 
@@ -69,30 +62,19 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     pub fn new(scope: QueryScope) -> Self {
-        AuditQuery {
-            scope,
-            filter: AuditFilter::default(),
-            page: PageRequest::default(),
-        }
+        AuditQuery { scope, filter: AuditFilter::default(), page: PageRequest::default() }
     }
 
     /// Reads the seed's query parameters (action, entity_type, user_id, start_date, end_date,
     /// limit, offset) and next_token. `get` returns a parameter's raw value; unknown ones are ignored.
-    pub fn from_params<'a>(
-        scope: QueryScope,
-        get: impl Fn(&str) -> Option<&'a str>,
-    ) -> Result<Self, ValidationError> {
+    pub fn from_params<'a>(scope: QueryScope, get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, ValidationError> {
         let present = |name: &str| get(name).filter(|v| !v.is_empty());
         let filter = AuditFilter {
             action: present("action").map(str::parse).transpose()?,
             entity_type: present("entity_type").map(str::parse).transpose()?,
             user_id: present("user_id").map(str::to_owned),
-            start_date: present("start_date")
-                .map(|v| time::parse_date_param("start_date", v))
-                .transpose()?,
-            end_date: present("end_date")
-                .map(|v| time::parse_date_param("end_date", v))
-                .transpose()?,
+            start_date: present("start_date").map(|v| time::parse_date_param("start_date", v)).transpose()?,
+            end_date: present("end_date").map(|v| time::parse_date_param("end_date", v)).transpose()?,
         };
         let limit = present("limit")
             .map(|v| validation::bounded_integer("limit", v, 1, MAX_LIMIT as u64))
@@ -102,16 +84,8 @@ impl AuditQuery {
             .map(|v| validation::bounded_integer("offset", v, 0, MAX_OFFSET as u64))
             .transpose()?
             .map_or(0, |n| n as usize);
-        let page = PageRequest {
-            limit,
-            offset,
-            next_token: present("next_token").map(str::to_owned),
-        };
-        Ok(AuditQuery {
-            scope,
-            filter,
-            page,
-        })
+        let page = PageRequest { limit, offset, next_token: present("next_token").map(str::to_owned) };
+        Ok(AuditQuery { scope, filter, page })
     }
 
     /// Checks the query and decides how to run it for `tenant`.
@@ -126,18 +100,10 @@ impl AuditQuery {
             validation::identifier("user_id", u)?;
         }
         if !(1..=MAX_LIMIT).contains(&self.page.limit) {
-            return Err(ValidationError::OutOfRange {
-                field: "limit",
-                min: 1,
-                max: MAX_LIMIT as u64,
-            });
+            return Err(ValidationError::OutOfRange { field: "limit", min: 1, max: MAX_LIMIT as u64 });
         }
         if self.page.offset > MAX_OFFSET {
-            return Err(ValidationError::OutOfRange {
-                field: "offset",
-                min: 0,
-                max: MAX_OFFSET as u64,
-            });
+            return Err(ValidationError::OutOfRange { field: "offset", min: 0, max: MAX_OFFSET as u64 });
         }
         if let (Some(s), Some(e)) = (f.start_date, f.end_date)
             && s > e
@@ -148,13 +114,8 @@ impl AuditQuery {
         let index = choose_index(&self.scope, f);
         let residual = Residual {
             action: f.action.filter(|_| !matches!(index, IndexKey::Action(_))),
-            entity_type: f
-                .entity_type
-                .filter(|_| !matches!(index, IndexKey::EntityType(_))),
-            user_id: f
-                .user_id
-                .clone()
-                .filter(|_| !matches!(index, IndexKey::User(_))),
+            entity_type: f.entity_type.filter(|_| !matches!(index, IndexKey::EntityType(_))),
+            user_id: f.user_id.clone().filter(|_| !matches!(index, IndexKey::User(_))),
         };
         let query_key = self.canonical_key(tenant);
         let lowest = f.start_date.map_or(Uuid::nil(), time::lowest_id_at);
@@ -258,10 +219,7 @@ impl Residual {
     pub fn matches(&self, e: &AuditLogEntry) -> bool {
         self.action.is_none_or(|a| e.action == a)
             && self.entity_type.is_none_or(|t| e.entity_type == t)
-            && self
-                .user_id
-                .as_deref()
-                .is_none_or(|u| e.user_id.as_deref() == Some(u))
+            && self.user_id.as_deref().is_none_or(|u| e.user_id.as_deref() == Some(u))
     }
 }
 
@@ -302,18 +260,8 @@ pub struct StoredPage {
 impl StoredPage {
     /// Continue after the last entry returned (the usual case: the page is full and more remain).
     pub fn after_last(entries: Vec<AuditLogEntry>, more: bool) -> Self {
-        let continuation = more
-            .then(|| {
-                entries.last().map(|e| Continuation {
-                    after: e.id,
-                    skip: 0,
-                })
-            })
-            .flatten();
-        StoredPage {
-            entries,
-            continuation,
-        }
+        let continuation = more.then(|| entries.last().map(|e| Continuation { after: e.id, skip: 0 })).flatten();
+        StoredPage { entries, continuation }
     }
 }
 
@@ -331,9 +279,7 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&'static str, &'static str)]) -> Result<AuditQuery, ValidationError> {
-        AuditQuery::from_params(QueryScope::Tenant, |k| {
-            pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
-        })
+        AuditQuery::from_params(QueryScope::Tenant, |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))
     }
 
     #[test]
@@ -369,10 +315,7 @@ mod tests {
             assert_eq!(params(pairs).unwrap_err().field(), field);
         }
         let inverted = params(&[("start_date", "2026-02-01"), ("end_date", "2026-01-01")]).unwrap();
-        assert_eq!(
-            inverted.plan(&TenantId::default()).unwrap_err(),
-            ValidationError::InvertedDateRange
-        );
+        assert_eq!(inverted.plan(&TenantId::default()).unwrap_err(), ValidationError::InvertedDateRange);
     }
 
     #[test]
@@ -381,13 +324,7 @@ mod tests {
         let q = params(&[("action", "DELETE"), ("entity_type", "FILE")]).unwrap();
         let plan = q.plan(&tenant).unwrap();
         assert_eq!(plan.index, IndexKey::Action(AuditAction::Delete));
-        assert_eq!(
-            plan.residual,
-            Residual {
-                entity_type: Some(EntityType::File),
-                ..Residual::default()
-            }
-        );
+        assert_eq!(plan.residual, Residual { entity_type: Some(EntityType::File), ..Residual::default() });
 
         let mut q = AuditQuery::new(QueryScope::Entity("e-1".into()));
         q.filter.user_id = Some("u".into());
@@ -402,10 +339,7 @@ mod tests {
         let q = params(&[("action", "VIEW")]).unwrap();
         let plan = q.plan(&tenant).unwrap();
         let position = time::uuid_v7_at(Utc::now());
-        let token = plan.next_token(Continuation {
-            after: position,
-            skip: 3,
-        });
+        let token = plan.next_token(Continuation { after: position, skip: 3 });
 
         let mut next = q.clone();
         next.page.next_token = Some(token.clone());
@@ -418,18 +352,11 @@ mod tests {
         assert_eq!(other_tenant.field(), "next_token");
         let mut other_filter = next.clone();
         other_filter.filter.action = Some(AuditAction::Create);
-        assert_eq!(
-            other_filter.plan(&tenant).unwrap_err().field(),
-            "next_token"
-        );
+        assert_eq!(other_filter.plan(&tenant).unwrap_err().field(), "next_token");
         for forged in ["!!!", "AAAA", &token[1..], &format!("{token}A")] {
             let mut q = q.clone();
             q.page.next_token = Some(forged.to_owned());
-            assert_eq!(
-                q.plan(&tenant).unwrap_err().field(),
-                "next_token",
-                "token {forged:?}"
-            );
+            assert_eq!(q.plan(&tenant).unwrap_err().field(), "next_token", "token {forged:?}");
         }
     }
 }

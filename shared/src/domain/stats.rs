@@ -19,18 +19,13 @@ pub struct Counts {
 }
 
 fn position<T: PartialEq>(all: &[T], value: &T) -> usize {
-    all.iter()
-        .position(|v| v == value)
-        .expect("every variant is listed in ALL")
+    all.iter().position(|v| v == value).expect("every variant is listed in ALL")
 }
 
 impl Counts {
     /// The counts of a single entry.
     pub fn of(entry: &AuditLogEntry) -> Self {
-        let mut c = Counts {
-            total: 1,
-            ..Counts::default()
-        };
+        let mut c = Counts { total: 1, ..Counts::default() };
         c.by_action[position(AuditAction::ALL, &entry.action)] = 1;
         c.by_entity_type[position(EntityType::ALL, &entry.entity_type)] = 1;
         c
@@ -38,26 +33,14 @@ impl Counts {
 
     pub fn add(&mut self, other: &Counts) {
         self.total += other.total;
-        self.by_action
-            .iter_mut()
-            .zip(other.by_action)
-            .for_each(|(a, b)| *a += b);
-        self.by_entity_type
-            .iter_mut()
-            .zip(other.by_entity_type)
-            .for_each(|(a, b)| *a += b);
+        self.by_action.iter_mut().zip(other.by_action).for_each(|(a, b)| *a += b);
+        self.by_entity_type.iter_mut().zip(other.by_entity_type).for_each(|(a, b)| *a += b);
     }
 
     pub fn subtract(&mut self, other: &Counts) {
         self.total = self.total.saturating_sub(other.total);
-        self.by_action
-            .iter_mut()
-            .zip(other.by_action)
-            .for_each(|(a, b)| *a = a.saturating_sub(b));
-        self.by_entity_type
-            .iter_mut()
-            .zip(other.by_entity_type)
-            .for_each(|(a, b)| *a = a.saturating_sub(b));
+        self.by_action.iter_mut().zip(other.by_action).for_each(|(a, b)| *a = a.saturating_sub(b));
+        self.by_entity_type.iter_mut().zip(other.by_entity_type).for_each(|(a, b)| *a = a.saturating_sub(b));
     }
 
     pub fn count_of_action(&self, action: AuditAction) -> u64 {
@@ -78,19 +61,13 @@ pub struct StatsRange {
 }
 
 impl StatsRange {
-    pub fn new(
-        start: Option<DateTime<Utc>>,
-        end: Option<DateTime<Utc>>,
-    ) -> Result<Self, ValidationError> {
+    pub fn new(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Result<Self, ValidationError> {
         if let (Some(s), Some(e)) = (start, end)
             && s > e
         {
             return Err(ValidationError::InvertedDateRange);
         }
-        Ok(StatsRange {
-            first: start.map(HourBucket::of),
-            last: end.map(HourBucket::of),
-        })
+        Ok(StatsRange { first: start.map(HourBucket::of), last: end.map(HourBucket::of) })
     }
 
     pub fn contains(&self, bucket: HourBucket) -> bool {
@@ -112,10 +89,7 @@ pub struct AuditStats {
     pub until: Option<DateTime<Utc>>,
 }
 
-fn optional_timestamp<S: serde::Serializer>(
-    t: &Option<DateTime<Utc>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn optional_timestamp<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => serde_millis::serialize(t, s),
         None => s.serialize_none(),
@@ -126,14 +100,8 @@ impl AuditStats {
     pub fn new(counts: &Counts, range: &StatsRange) -> Self {
         AuditStats {
             total_entries: counts.total,
-            by_action: AuditAction::ALL
-                .iter()
-                .map(|a| (*a, counts.count_of_action(*a)))
-                .collect(),
-            by_entity_type: EntityType::ALL
-                .iter()
-                .map(|t| (*t, counts.count_of_type(*t)))
-                .collect(),
+            by_action: AuditAction::ALL.iter().map(|a| (*a, counts.count_of_action(*a))).collect(),
+            by_entity_type: EntityType::ALL.iter().map(|t| (*t, counts.count_of_type(*t))).collect(),
             from: range.first.map(HourBucket::start),
             until: range.last.map(HourBucket::end),
         }

@@ -24,27 +24,18 @@ pub mod serde_millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.to_utc())
-            .map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&s).map(|t| t.to_utc()).map_err(serde::de::Error::custom)
     }
 }
 
 /// Parses a date parameter as the seed's clients send it: an RFC 3339 date-time (any offset), a
 /// date-time without offset (taken as UTC), or a bare date (midnight UTC).
-pub fn parse_date_param(
-    field: &'static str,
-    value: &str,
-) -> Result<DateTime<Utc>, ValidationError> {
+pub fn parse_date_param(field: &'static str, value: &str) -> Result<DateTime<Utc>, ValidationError> {
     let value = value.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         return Ok(t.to_utc());
     }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(value, format) {
             return Ok(Utc.from_utc_datetime(&t));
         }
@@ -92,12 +83,7 @@ impl IdSequence {
         };
         let secs = u64::try_from(millis / 1000).unwrap_or(0);
         let nanos = u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000;
-        Uuid::new_v7(Timestamp::from_unix_time(
-            secs,
-            nanos,
-            u128::from(counter),
-            Self::COUNTER_BITS,
-        ))
+        Uuid::new_v7(Timestamp::from_unix_time(secs, nanos, u128::from(counter), Self::COUNTER_BITS))
     }
 }
 
@@ -127,9 +113,7 @@ pub fn lowest_id_at(t: DateTime<Utc>) -> Uuid {
     let ceil = if t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
         t
     } else {
-        t + chrono::Duration::nanoseconds(i64::from(
-            1_000_000 - t.timestamp_subsec_nanos() % 1_000_000,
-        ))
+        t + chrono::Duration::nanoseconds(i64::from(1_000_000 - t.timestamp_subsec_nanos() % 1_000_000))
     };
     Uuid::from_u128(millis_of(ceil) << 80)
 }
@@ -175,22 +159,10 @@ mod tests {
     #[test]
     fn date_params_accept_the_common_iso_forms() {
         let want = t("2026-11-27T10:20:30Z");
-        assert_eq!(
-            parse_date_param("start_date", "2026-11-27T10:20:30Z").unwrap(),
-            want
-        );
-        assert_eq!(
-            parse_date_param("start_date", "2026-11-27T11:20:30+01:00").unwrap(),
-            want
-        );
-        assert_eq!(
-            parse_date_param("start_date", "2026-11-27T10:20:30").unwrap(),
-            want
-        );
-        assert_eq!(
-            parse_date_param("start_date", "2026-11-27").unwrap(),
-            t("2026-11-27T00:00:00Z")
-        );
+        assert_eq!(parse_date_param("start_date", "2026-11-27T10:20:30Z").unwrap(), want);
+        assert_eq!(parse_date_param("start_date", "2026-11-27T11:20:30+01:00").unwrap(), want);
+        assert_eq!(parse_date_param("start_date", "2026-11-27T10:20:30").unwrap(), want);
+        assert_eq!(parse_date_param("start_date", "2026-11-27").unwrap(), t("2026-11-27T00:00:00Z"));
         let err = parse_date_param("end_date", "yesterday").unwrap_err();
         assert_eq!(err.field(), "end_date");
     }

@@ -18,11 +18,7 @@ pub enum ValidationError {
     #[error("{field} must not be empty")]
     Empty { field: &'static str },
     #[error("{field} is {actual} bytes long; at most {max} are allowed")]
-    TooLong {
-        field: &'static str,
-        max: usize,
-        actual: usize,
-    },
+    TooLong { field: &'static str, max: usize, actual: usize },
     #[error("{field} must not contain control characters")]
     ControlCharacters { field: &'static str },
     #[error("{field} may contain only letters, digits and . _ - : @")]
@@ -36,16 +32,9 @@ pub enum ValidationError {
     #[error("the entry is {actual} bytes as JSON; at most {max} are allowed")]
     EntryTooLarge { actual: usize, max: usize },
     #[error("{field} must be one of: {allowed}")]
-    UnknownValue {
-        field: &'static str,
-        allowed: &'static str,
-    },
+    UnknownValue { field: &'static str, allowed: &'static str },
     #[error("{field} must be an integer from {min} to {max}")]
-    OutOfRange {
-        field: &'static str,
-        min: u64,
-        max: u64,
-    },
+    OutOfRange { field: &'static str, min: u64, max: u64 },
     #[error("{field} is not a valid date or ISO 8601 date-time")]
     InvalidDateTime { field: &'static str },
     #[error("start_date must not be later than end_date")]
@@ -90,11 +79,7 @@ pub fn identifier(field: &'static str, value: &str) -> Result<(), ValidationErro
         return Err(ValidationError::Empty { field });
     }
     if value.len() > MAX_ID_BYTES {
-        return Err(ValidationError::TooLong {
-            field,
-            max: MAX_ID_BYTES,
-            actual: value.len(),
-        });
+        return Err(ValidationError::TooLong { field, max: MAX_ID_BYTES, actual: value.len() });
     }
     if value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacters { field });
@@ -108,11 +93,7 @@ pub(super) fn tenant_id(value: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::Empty { field });
     }
     if value.len() > TenantId::MAX_LEN {
-        return Err(ValidationError::TooLong {
-            field,
-            max: TenantId::MAX_LEN,
-            actual: value.len(),
-        });
+        return Err(ValidationError::TooLong { field, max: TenantId::MAX_LEN, actual: value.len() });
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@');
     if !value.chars().all(allowed) {
@@ -122,22 +103,14 @@ pub(super) fn tenant_id(value: &str) -> Result<(), ValidationError> {
 }
 
 pub(super) fn ip_address(field: &'static str, value: &str) -> Result<IpAddr, ValidationError> {
-    value
-        .parse::<IpAddr>()
-        .map_err(|_| ValidationError::InvalidIpAddress { field })
+    value.parse::<IpAddr>().map_err(|_| ValidationError::InvalidIpAddress { field })
 }
 
-pub(super) fn json_object(
-    field: &'static str,
-    value: Value,
-) -> Result<JsonObject, ValidationError> {
+pub(super) fn json_object(field: &'static str, value: Value) -> Result<JsonObject, ValidationError> {
     match value {
         Value::Object(map) => {
             if depth(&map) > MAX_JSON_DEPTH {
-                return Err(ValidationError::TooDeep {
-                    field,
-                    max: MAX_JSON_DEPTH,
-                });
+                return Err(ValidationError::TooDeep { field, max: MAX_JSON_DEPTH });
             }
             Ok(map)
         }
@@ -165,31 +138,20 @@ fn depth(root: &JsonObject) -> usize {
 }
 
 pub(super) fn entry_size(entry: &AuditLogEntry) -> Result<(), ValidationError> {
-    let actual = serde_json::to_vec(entry)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let actual = serde_json::to_vec(entry).map(|v| v.len()).unwrap_or(usize::MAX);
     if actual > MAX_ENTRY_BYTES {
-        return Err(ValidationError::EntryTooLarge {
-            actual,
-            max: MAX_ENTRY_BYTES,
-        });
+        return Err(ValidationError::EntryTooLarge { actual, max: MAX_ENTRY_BYTES });
     }
     Ok(())
 }
 
 /// An integer parameter within `min..=max`.
-pub fn bounded_integer(
-    field: &'static str,
-    value: &str,
-    min: u64,
-    max: u64,
-) -> Result<u64, ValidationError> {
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or(ValidationError::OutOfRange { field, min, max })
+pub fn bounded_integer(field: &'static str, value: &str, min: u64, max: u64) -> Result<u64, ValidationError> {
+    value.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or(ValidationError::OutOfRange {
+        field,
+        min,
+        max,
+    })
 }
 
 #[cfg(test)]
@@ -201,30 +163,18 @@ mod tests {
     fn identifiers_are_bounded_and_printable() {
         assert!(identifier("entity_id", "entity-123").is_ok());
         assert!(identifier("entity_id", "ünïcode/ok #1").is_ok());
-        assert_eq!(
-            identifier("user_id", ""),
-            Err(ValidationError::Empty { field: "user_id" })
-        );
+        assert_eq!(identifier("user_id", ""), Err(ValidationError::Empty { field: "user_id" }));
         assert!(matches!(
             identifier("project_id", &"x".repeat(257)),
-            Err(ValidationError::TooLong {
-                field: "project_id",
-                ..
-            })
+            Err(ValidationError::TooLong { field: "project_id", .. })
         ));
-        assert_eq!(
-            identifier("entity_id", "a\nb"),
-            Err(ValidationError::ControlCharacters { field: "entity_id" })
-        );
+        assert_eq!(identifier("entity_id", "a\nb"), Err(ValidationError::ControlCharacters { field: "entity_id" }));
     }
 
     #[test]
     fn tenant_ids_cannot_carry_key_separators() {
         assert!(TenantId::parse("acme-corp.eu_1:prod@x").is_ok());
-        assert_eq!(
-            TenantId::parse("acme#E#x").unwrap_err(),
-            ValidationError::InvalidCharacters { field: "tenant_id" }
-        );
+        assert_eq!(TenantId::parse("acme#E#x").unwrap_err(), ValidationError::InvalidCharacters { field: "tenant_id" });
         assert!(TenantId::parse("").is_err());
         assert!(TenantId::parse(&"t".repeat(129)).is_err());
     }
@@ -232,14 +182,8 @@ mod tests {
     #[test]
     fn json_objects_are_objects_of_bounded_depth() {
         assert!(json_object("changes", json!({"a": {"b": [1, {"c": 2}]}})).is_ok());
-        assert_eq!(
-            json_object("changes", json!([1])),
-            Err(ValidationError::NotAnObject { field: "changes" })
-        );
-        assert_eq!(
-            json_object("metadata", json!("x")),
-            Err(ValidationError::NotAnObject { field: "metadata" })
-        );
+        assert_eq!(json_object("changes", json!([1])), Err(ValidationError::NotAnObject { field: "changes" }));
+        assert_eq!(json_object("metadata", json!("x")), Err(ValidationError::NotAnObject { field: "metadata" }));
         let mut deep = json!(1);
         for _ in 0..MAX_JSON_DEPTH {
             deep = json!({ "k": deep });
@@ -247,10 +191,7 @@ mod tests {
         assert!(json_object("changes", deep.clone()).is_ok());
         assert_eq!(
             json_object("changes", json!({ "k": deep })),
-            Err(ValidationError::TooDeep {
-                field: "changes",
-                max: MAX_JSON_DEPTH
-            })
+            Err(ValidationError::TooDeep { field: "changes", max: MAX_JSON_DEPTH })
         );
     }
 

@@ -10,9 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{AuditStore, StoreError};
-use crate::domain::{
-    AuditLogEntry, Counts, HourBucket, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId,
-};
+use crate::domain::{AuditLogEntry, Counts, HourBucket, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -42,10 +40,7 @@ impl MemoryStore {
 
     /// A store that keeps at most `max_entries`, evicting the oldest beyond that.
     pub fn bounded(max_entries: usize) -> Self {
-        MemoryStore {
-            max_entries: Some(max_entries),
-            ..Self::default()
-        }
+        MemoryStore { max_entries: Some(max_entries), ..Self::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -133,11 +128,7 @@ impl AuditStore for MemoryStore {
         for key in IndexKey::all_for(entry) {
             partition.indexes.entry(key).or_default().insert(entry.id);
         }
-        partition
-            .counters
-            .entry(HourBucket::of(entry.timestamp))
-            .or_default()
-            .add(&Counts::of(entry));
+        partition.counters.entry(HourBucket::of(entry.timestamp)).or_default().add(&Counts::of(entry));
         partition.entries.insert(entry.id, Arc::new(entry.clone()));
         state.by_age.insert(entry.id, entry.tenant_id.clone());
         if let Some(max) = self.max_entries {
@@ -148,12 +139,7 @@ impl AuditStore for MemoryStore {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AuditLogEntry>, StoreError> {
+    async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
         let state = self.read();
         let entry = state.tenants.get(tenant).and_then(|p| p.entries.get(&id));
         Ok(entry.filter(|e| !e.is_expired(now)).map(|e| (**e).clone()))
@@ -180,30 +166,17 @@ impl AuditStore for MemoryStore {
             .filter_map(|id| partition.entries.get(id))
             .filter(|e| !e.is_expired(now) && plan.residual.matches(e))
             .skip(plan.skip);
-        let entries: Vec<AuditLogEntry> = matching
-            .by_ref()
-            .take(plan.take)
-            .map(|e| (**e).clone())
-            .collect();
+        let entries: Vec<AuditLogEntry> = matching.by_ref().take(plan.take).map(|e| (**e).clone()).collect();
         let more = matching.next().is_some();
         Ok(StoredPage::after_last(entries, more))
     }
 
-    async fn counts(
-        &self,
-        tenant: &TenantId,
-        range: &StatsRange,
-        now: DateTime<Utc>,
-    ) -> Result<Counts, StoreError> {
+    async fn counts(&self, tenant: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError> {
         self.purge_expired(now);
         let state = self.read();
         let mut total = Counts::default();
         if let Some(partition) = state.tenants.get(tenant) {
-            for (_, counts) in partition
-                .counters
-                .iter()
-                .filter(|(b, _)| range.contains(**b))
-            {
+            for (_, counts) in partition.counters.iter().filter(|(b, _)| range.contains(**b)) {
                 total.add(counts);
             }
         }

@@ -40,23 +40,13 @@ pub trait AuditStore: Send + Sync {
     async fn put(&self, entry: &AuditLogEntry) -> Result<(), StoreError>;
 
     /// One entry of `tenant`, unless it does not exist, belongs to another tenant, or has expired.
-    async fn get(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AuditLogEntry>, StoreError>;
+    async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError>;
 
     /// Runs a plan made by [`crate::domain::AuditQuery::plan`].
     async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError>;
 
     /// The summed hourly counters of `tenant` over `range`.
-    async fn counts(
-        &self,
-        tenant: &TenantId,
-        range: &StatsRange,
-        now: DateTime<Utc>,
-    ) -> Result<Counts, StoreError>;
+    async fn counts(&self, tenant: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError>;
 
     /// A cheap round trip that proves the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -8,7 +8,5 @@ use std::pin::Pin;
 
 pub type Section = fn(&mut String) -> Pin<Box<dyn Future<Output = ()> + '_>>;
 
-pub const ALL: &[(&str, Section)] = &[
-    ("store", |out| Box::pin(store::run(out))),
-    ("auth", |out| Box::pin(auth::run(out))),
-];
+pub const ALL: &[(&str, Section)] =
+    &[("store", |out| Box::pin(store::run(out))), ("auth", |out| Box::pin(auth::run(out)))];

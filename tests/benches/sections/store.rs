@@ -6,9 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use auditline::domain::{
-    AuditAction, AuditQuery, EntityType, EntryDetails, NewEntry, PageRequest, QueryScope,
-};
+use auditline::domain::{AuditAction, AuditQuery, EntityType, EntryDetails, NewEntry, PageRequest, QueryScope};
 use auditline::store::MemoryStore;
 use auditline::store::dynamo::entry_item;
 use auditline::{AuditLogger, AuditSettings, LogOutcome};
@@ -34,9 +32,7 @@ fn typical(i: usize, tenant_name: &str) -> NewEntry {
                 "after": {"name": "Quarterly report (final)", "status": "published", "owner": "user-12", "pages": 15},
             })),
             ip_address: Some("203.0.113.24".into()),
-            metadata: Some(
-                json!({"request_id": "4f1c2b7e-9d3a-4c55-8a51-2e7f0c9b1d23", "user_agent": "Mozilla/5.0"}),
-            ),
+            metadata: Some(json!({"request_id": "4f1c2b7e-9d3a-4c55-8a51-2e7f0c9b1d23", "user_agent": "Mozilla/5.0"})),
         },
     }
 }
@@ -51,14 +47,9 @@ async fn memory_section(out: &mut String) {
     let store = Arc::new(MemoryStore::new());
     // One entry per second of simulated time: 100,000 entries span about 28 hours.
     let (clock, _) = stepping_clock(hours_ago(30), 1000);
-    let logger = Arc::new(AuditLogger::with_clock(
-        store.clone(),
-        AuditSettings::default(),
-        clock,
-    ));
-    let requests: Vec<NewEntry> = (0..ENTRIES)
-        .map(|i| typical(i, if i % 10 == 0 { "globex" } else { "acme" }))
-        .collect();
+    let logger = Arc::new(AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock));
+    let requests: Vec<NewEntry> =
+        (0..ENTRIES).map(|i| typical(i, if i % 10 == 0 { "globex" } else { "acme" })).collect();
 
     let started = Instant::now();
     let mut ids = Vec::with_capacity(ENTRIES);
@@ -71,10 +62,7 @@ async fn memory_section(out: &mut String) {
     let rate = ENTRIES as f64 / elapsed.as_secs_f64();
 
     // A second store, written by 4 tasks at once, for the contended figure.
-    let shared = Arc::new(AuditLogger::new(
-        Arc::new(MemoryStore::new()),
-        AuditSettings::default(),
-    ));
+    let shared = Arc::new(AuditLogger::new(Arc::new(MemoryStore::new()), AuditSettings::default()));
     let started = Instant::now();
     let tasks: Vec<_> = (0..4)
         .map(|t| {
@@ -91,36 +79,15 @@ async fn memory_section(out: &mut String) {
     }
     let concurrent_rate = ENTRIES as f64 / started.elapsed().as_secs_f64();
 
-    writeln!(
-        out,
-        "### In-memory store, {ENTRIES} entries (validation, stamping and indexing included)\n"
-    )
-    .unwrap();
+    writeln!(out, "### In-memory store, {ENTRIES} entries (validation, stamping and indexing included)\n").unwrap();
     writeln!(out, "| operation | figure |\n|---|---|").unwrap();
-    writeln!(
-        out,
-        "| write, 1 task | {rate:.0} entries/s ({} per entry) |",
-        micros(elapsed / ENTRIES as u32)
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "| write, 4 concurrent tasks | {concurrent_rate:.0} entries/s |"
-    )
-    .unwrap();
+    writeln!(out, "| write, 1 task | {rate:.0} entries/s ({} per entry) |", micros(elapsed / ENTRIES as u32)).unwrap();
+    writeln!(out, "| write, 4 concurrent tasks | {concurrent_rate:.0} entries/s |").unwrap();
 
     let acme = tenant("acme");
-    let page = |scope: QueryScope| AuditQuery {
-        scope,
-        filter: Default::default(),
-        page: PageRequest::first(100),
-    };
+    let page = |scope: QueryScope| AuditQuery { scope, filter: Default::default(), page: PageRequest::first(100) };
     let mut second_page = page(QueryScope::Tenant);
-    second_page.page.next_token = logger
-        .get_logs(&acme, &page(QueryScope::Tenant))
-        .await
-        .unwrap()
-        .next_token;
+    second_page.page.next_token = logger.get_logs(&acme, &page(QueryScope::Tenant)).await.unwrap().next_token;
     let mut by_type = page(QueryScope::Tenant);
     by_type.filter.entity_type = Some(EntityType::Report);
     let mut residual = page(QueryScope::Project("project-8".into()));
@@ -131,25 +98,15 @@ async fn memory_section(out: &mut String) {
     let mut deep_offset = page(QueryScope::Tenant);
     deep_offset.page.offset = 5_000;
 
-    writeln!(
-        out,
-        "\n| query (page of 100 unless noted) | p50 | p99 |\n|---|---|---|"
-    )
-    .unwrap();
+    writeln!(out, "\n| query (page of 100 unless noted) | p50 | p99 |\n|---|---|---|").unwrap();
     let cases: Vec<(&str, AuditQuery)> = vec![
         ("tenant, first page", page(QueryScope::Tenant)),
         ("tenant, next page by cursor", second_page),
         ("tenant, offset 5,000", deep_offset),
-        (
-            "one entity (≈90 entries)",
-            page(QueryScope::Entity("entity-42".into())),
-        ),
+        ("one entity (≈90 entries)", page(QueryScope::Entity("entity-42".into()))),
         ("one project", page(QueryScope::Project("project-8".into()))),
         ("tenant, entity_type=REPORT", by_type),
-        (
-            "project + action=DELETE (filter beyond the index)",
-            residual,
-        ),
+        ("project + action=DELETE (filter beyond the index)", residual),
         ("tenant, one-hour date range", hour),
     ];
     for (name, query) in cases {
@@ -179,13 +136,7 @@ async fn memory_section(out: &mut String) {
         }
     })
     .await;
-    writeln!(
-        out,
-        "| stats, whole retention (≈28 hourly counters) | {} | {} |",
-        micros(p50),
-        micros(p99)
-    )
-    .unwrap();
+    writeln!(out, "| stats, whole retention (≈28 hourly counters) | {} | {} |", micros(p50), micros(p99)).unwrap();
     assert_eq!(store.len(), ENTRIES);
 }
 
@@ -196,9 +147,7 @@ fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
             AttributeValue::S(s) => s.len(),
             AttributeValue::N(n) => n.len() / 2 + 1,
             AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-            AttributeValue::M(m) => {
-                3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>()
-            }
+            AttributeValue::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>(),
             AttributeValue::L(l) => 3 + l.iter().map(|v| value(v) + 1).sum::<usize>(),
             _ => 0,
         }
@@ -225,51 +174,19 @@ async fn dynamo_section(out: &mut String) {
     let kb = size.div_ceil(1024);
 
     let count = |what: &str, n: u64| format!("| {what} | {n} |");
-    writeln!(
-        out,
-        "### DynamoDB store: requests per logical operation (counted by an SDK interceptor)\n"
-    )
-    .unwrap();
+    writeln!(out, "### DynamoDB store: requests per logical operation (counted by an SDK interceptor)\n").unwrap();
     writeln!(out, "| operation | DynamoDB requests |\n|---|---|").unwrap();
-    writeln!(
-        out,
-        "| write one entry (entry + hourly counter, one TransactWriteItems) | {per_write:.2} |"
-    )
-    .unwrap();
+    writeln!(out, "| write one entry (entry + hourly counter, one TransactWriteItems) | {per_write:.2} |").unwrap();
 
     requests.reset();
-    logger
-        .get_log(&acme, sample.id)
-        .await
-        .unwrap()
-        .expect("found");
+    logger.get_log(&acme, sample.id).await.unwrap().expect("found");
     writeln!(out, "{}", count("get by id (GetItem)", requests.get())).unwrap();
     for (name, scope, action, user) in [
         ("tenant, page of 100", QueryScope::Tenant, None, None),
-        (
-            "entity, page",
-            QueryScope::Entity("entity-5".into()),
-            None,
-            None,
-        ),
-        (
-            "project, page",
-            QueryScope::Project("project-8".into()),
-            None,
-            None,
-        ),
-        (
-            "tenant + action, page",
-            QueryScope::Tenant,
-            Some(AuditAction::Create),
-            None,
-        ),
-        (
-            "tenant + user_id, page",
-            QueryScope::Tenant,
-            None,
-            Some("user-5".to_owned()),
-        ),
+        ("entity, page", QueryScope::Entity("entity-5".into()), None, None),
+        ("project, page", QueryScope::Project("project-8".into()), None, None),
+        ("tenant + action, page", QueryScope::Tenant, Some(AuditAction::Create), None),
+        ("tenant + user_id, page", QueryScope::Tenant, None, Some("user-5".to_owned())),
     ] {
         let mut query = AuditQuery::new(scope);
         query.filter.action = action;
@@ -283,54 +200,27 @@ async fn dynamo_section(out: &mut String) {
     query.page.next_token = first.next_token;
     requests.reset();
     logger.get_logs(&acme, &query).await.expect("query");
-    writeln!(
-        out,
-        "{}",
-        count("tenant, next page by cursor", requests.get())
-    )
-    .unwrap();
+    writeln!(out, "{}", count("tenant, next page by cursor", requests.get())).unwrap();
     let mut residual = AuditQuery::new(QueryScope::Project("project-8".into()));
     residual.filter.action = Some(AuditAction::Delete);
     requests.reset();
     logger.get_logs(&acme, &residual).await.expect("query");
-    writeln!(
-        out,
-        "{}",
-        count("project + action (filter beyond the index)", requests.get())
-    )
-    .unwrap();
+    writeln!(out, "{}", count("project + action (filter beyond the index)", requests.get())).unwrap();
     requests.reset();
     let stats = logger.get_stats(&acme, None, None).await.expect("stats");
     assert_eq!(stats.total_entries, WRITES as u64);
-    writeln!(
-        out,
-        "{}",
-        count("stats (one Query over the hourly counters)", requests.get())
-    )
-    .unwrap();
+    writeln!(out, "{}", count("stats (one Query over the hourly counters)", requests.get())).unwrap();
 
     let page_rcu = (100 * size).div_ceil(4096) as f64 / 2.0;
-    writeln!(
-        out,
-        "\nEstimated capacity for the typical entry above ({size} bytes as stored):\n"
-    )
-    .unwrap();
+    writeln!(out, "\nEstimated capacity for the typical entry above ({size} bytes as stored):\n").unwrap();
     writeln!(
         out,
         "- write: {} WCU = 2 × {kb} (transactional put) + 2 × 1 (transactional counter update) + 5 × {kb} (GSIs)",
         2 * kb + 2 + 5 * kb
     )
     .unwrap();
-    writeln!(
-        out,
-        "- page of 100 (eventually consistent Query): {page_rcu} RCU"
-    )
-    .unwrap();
-    writeln!(
-        out,
-        "- get by id (strongly consistent GetItem): {} RCU",
-        size.div_ceil(4096)
-    )
-    .unwrap();
-    writeln!(out, "- stats over 90 days of one counter shard: 2,160 items × ~150 B ≈ 40 RCU (eventually consistent)").unwrap();
+    writeln!(out, "- page of 100 (eventually consistent Query): {page_rcu} RCU").unwrap();
+    writeln!(out, "- get by id (strongly consistent GetItem): {} RCU", size.div_ceil(4096)).unwrap();
+    writeln!(out, "- stats over 90 days of one counter shard: 2,160 items × ~150 B ≈ 40 RCU (eventually consistent)")
+        .unwrap();
 }

@@ -61,30 +61,18 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Create {
-            tenant,
-            user,
-            scopes,
-            name,
-            expires_in_days,
-        } => {
+        Command::Create { tenant, user, scopes, name, expires_in_days } => {
             let tenant = TenantId::parse(&tenant)?;
             let expires_at = expires_in_days.map(|d| now + Duration::days(i64::from(d)));
             let created = api_keys::generate(tenant, &user, scopes, name, expires_at, now)?;
             store.insert(&created.record).await?;
             writeln!(out, "key:    {}", created.key.expose())?;
             writeln!(out, "key_id: {}", created.record.key_id)?;
-            writeln!(
-                out,
-                "Store the key now: it is not kept and cannot be shown again."
-            )?;
+            writeln!(out, "Store the key now: it is not kept and cannot be shown again.")?;
         }
         Command::List { tenant } => {
             let tenant = TenantId::parse(&tenant)?;
-            writeln!(
-                out,
-                "key_id\tuser_id\tscopes\tname\tcreated_at\texpires_at\tstatus"
-            )?;
+            writeln!(out, "key_id\tuser_id\tscopes\tname\tcreated_at\texpires_at\tstatus")?;
             for r in store.list(&tenant).await? {
                 let status = match (r.revoked, r.expires_at) {
                     (true, _) => "revoked",

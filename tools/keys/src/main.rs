@@ -7,14 +7,7 @@ async fn main() {
     let cli = Cli::parse();
     let client = client_from_environment(cli.endpoint.as_deref()).await;
     let store = DynamoApiKeys::new(client, cli.table);
-    if let Err(e) = run(
-        cli.command,
-        &store,
-        chrono::Utc::now(),
-        &mut std::io::stdout(),
-    )
-    .await
-    {
+    if let Err(e) = run(cli.command, &store, chrono::Utc::now(), &mut std::io::stdout()).await {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

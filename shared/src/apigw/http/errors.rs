@@ -14,10 +14,7 @@ pub enum ApiError {
     /// 400: a query or path parameter, or a header, is invalid.
     InvalidParameter { parameter: String, message: String },
     /// 400: the body, or a field of an entry in it, is invalid.
-    InvalidEntry {
-        parameter: Option<String>,
-        message: String,
-    },
+    InvalidEntry { parameter: Option<String>, message: String },
     /// 401: no authenticated caller reached the function.
     Unauthenticated,
     /// 403: the caller lacks the scope.
@@ -72,21 +69,15 @@ impl ApiError {
 
     pub fn message(&self) -> String {
         match self {
-            ApiError::InvalidParameter { message, .. } | ApiError::InvalidEntry { message, .. } => {
-                message.clone()
-            }
+            ApiError::InvalidParameter { message, .. } | ApiError::InvalidEntry { message, .. } => message.clone(),
             ApiError::Unauthenticated => "authentication is required".into(),
             ApiError::Forbidden { scope } => format!("the {scope} scope is required"),
             ApiError::NotFound => "no such audit entry".into(),
-            ApiError::IdempotencyInProgress => {
-                "a request with this Idempotency-Key is still in progress".into()
-            }
+            ApiError::IdempotencyInProgress => "a request with this Idempotency-Key is still in progress".into(),
             ApiError::PayloadTooLarge { max } => {
                 format!("the request body is larger than {max} bytes")
             }
-            ApiError::IdempotencyKeyReused => {
-                "this Idempotency-Key was used for a different request".into()
-            }
+            ApiError::IdempotencyKeyReused => "this Idempotency-Key was used for a different request".into(),
             ApiError::Throttled => "too many requests; retry later".into(),
             ApiError::Unavailable => "the service is temporarily unavailable; retry later".into(),
             ApiError::Internal => "internal error; quote the request_id when reporting it".into(),
@@ -111,17 +102,11 @@ impl ApiError {
     }
 
     pub fn parameter_error(e: &ValidationError) -> Self {
-        ApiError::InvalidParameter {
-            parameter: e.field().to_owned(),
-            message: e.to_string(),
-        }
+        ApiError::InvalidParameter { parameter: e.field().to_owned(), message: e.to_string() }
     }
 
     pub fn entry_error(e: &ValidationError) -> Self {
-        ApiError::InvalidEntry {
-            parameter: Some(e.field().to_owned()),
-            message: e.to_string(),
-        }
+        ApiError::InvalidEntry { parameter: Some(e.field().to_owned()), message: e.to_string() }
     }
 
     /// Maps a store failure, logging its detail (which never reaches the client).
@@ -160,12 +145,7 @@ impl ApiError {
     }
 
     pub fn into_response(self, request_id: &str) -> Response<Body> {
-        let mut response = super::json(
-            self.status(),
-            &Envelope {
-                error: self.body(request_id),
-            },
-        );
+        let mut response = super::json(self.status(), &Envelope { error: self.body(request_id) });
         if let Some(seconds) = self.retry_after() {
             response.headers_mut().insert("retry-after", seconds.into());
         }

@@ -27,14 +27,7 @@ const BATCH_CONCURRENCY: usize = 8;
 const MAX_REPLAY_BYTES: usize = 300 * 1024;
 
 /// Fields a client may send.
-const CLIENT_FIELDS: [&str; 6] = [
-    "action",
-    "entity_type",
-    "entity_id",
-    "project_id",
-    "changes",
-    "metadata",
-];
+const CLIENT_FIELDS: [&str; 6] = ["action", "entity_type", "entity_id", "project_id", "changes", "metadata"];
 /// Fields the server sets, and where from.
 const SERVER_FIELDS: [(&str, &str); 6] = [
     ("id", "the server"),
@@ -58,21 +51,9 @@ struct ItemResult {
 impl ItemResult {
     fn of(result: Result<Option<AuditLogEntry>, ApiError>, request_id: &str) -> Self {
         match result {
-            Ok(Some(entry)) => ItemResult {
-                status: 201,
-                entry: Some(entry),
-                error: None,
-            },
-            Ok(None) => ItemResult {
-                status: 202,
-                entry: None,
-                error: None,
-            },
-            Err(e) => ItemResult {
-                status: e.status(),
-                entry: None,
-                error: Some(e.body(request_id)),
-            },
+            Ok(Some(entry)) => ItemResult { status: 201, entry: Some(entry), error: None },
+            Ok(None) => ItemResult { status: 202, entry: None, error: None },
+            Err(e) => ItemResult { status: e.status(), entry: None, error: Some(e.body(request_id)) },
         }
     }
 
@@ -105,10 +86,8 @@ struct DisabledBody {
     message: &'static str,
 }
 
-const DISABLED: DisabledBody = DisabledBody {
-    status: "disabled",
-    message: "audit logging is disabled (AUDIT_ENABLED=false); nothing was stored",
-};
+const DISABLED: DisabledBody =
+    DisabledBody { status: "disabled", message: "audit logging is disabled (AUDIT_ENABLED=false); nothing was stored" };
 
 fn body_bytes(req: &Request) -> &[u8] {
     match req.body() {
@@ -119,22 +98,13 @@ fn body_bytes(req: &Request) -> &[u8] {
     }
 }
 
-pub(super) async fn ingest(
-    req: &Request,
-    info: &RequestInfo,
-    api: &AuditApi,
-) -> Result<Response<Body>, ApiError> {
+pub(super) async fn ingest(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_WRITE)?;
     let body = body_bytes(req);
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge {
-            max: MAX_BODY_BYTES,
-        });
+        return Err(ApiError::PayloadTooLarge { max: MAX_BODY_BYTES });
     }
-    let key = req
-        .headers()
-        .get("idempotency-key")
-        .map(|v| v.to_str().unwrap_or("\u{0}").trim().to_owned());
+    let key = req.headers().get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}").trim().to_owned());
     let Some(key) = key else {
         let (response, _) = process(body, caller, info, api).await?;
         return Ok(response);
@@ -154,23 +124,14 @@ pub(super) async fn ingest(
             let outcome = process(body, caller, info, api).await;
             let finished = match &outcome {
                 // Nothing was stored and a retry may succeed: let the retry run again.
-                Ok((
-                    _,
-                    Progress {
-                        stored: 0,
-                        retryable: true,
-                    },
-                ))
-                | Err(_) => None,
+                Ok((_, Progress { stored: 0, retryable: true })) | Err(_) => None,
                 Ok((response, _)) => Some(response),
             };
             let recorded = match finished {
                 None => api.idempotency.release(&caller.tenant_id, &key).await,
                 Some(response) => {
                     let first = stored_response(response);
-                    api.idempotency
-                        .complete(&caller.tenant_id, &key, &first, Utc::now())
-                        .await
+                    api.idempotency.complete(&caller.tenant_id, &key, &first, Utc::now()).await
                 }
             };
             if let Err(e) = recorded {
@@ -195,11 +156,7 @@ async fn process(
 ) -> Result<(Response<Body>, Progress), ApiError> {
     let parsed: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidEntry {
         parameter: None,
-        message: format!(
-            "the body is not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
+        message: format!("the body is not valid JSON (line {}, column {})", e.line(), e.column()),
     })?;
     match parsed {
         Value::Object(item) => {
@@ -217,9 +174,7 @@ async fn process(
         }
         Value::Array(items) if !items.is_empty() && items.len() <= MAX_BATCH => {
             let results: Vec<ItemResult> = futures::stream::iter(items)
-                .map(|item| async {
-                    ItemResult::of(store_one(item, caller, info, api).await, &info.request_id)
-                })
+                .map(|item| async { ItemResult::of(store_one(item, caller, info, api).await, &info.request_id) })
                 .buffered(BATCH_CONCURRENCY)
                 .collect()
                 .await;
@@ -227,11 +182,7 @@ async fn process(
             let retryable = results.iter().any(ItemResult::retryable);
             let status = if stored == results.len() { 201 } else { 207 };
             let body = BatchBody {
-                results: results
-                    .iter()
-                    .enumerate()
-                    .map(|(index, result)| BatchItem { index, result })
-                    .collect(),
+                results: results.iter().enumerate().map(|(index, result)| BatchItem { index, result }).collect(),
                 stored,
                 rejected: results.len() - stored,
             };
@@ -243,9 +194,7 @@ async fn process(
         }
         _ => Err(ApiError::InvalidEntry {
             parameter: None,
-            message: format!(
-                "the body must be an entry object or an array of 1 to {MAX_BATCH} entry objects"
-            ),
+            message: format!("the body must be an entry object or an array of 1 to {MAX_BATCH} entry objects"),
         }),
     }
 }
@@ -265,16 +214,11 @@ async fn store_one(
     }
 }
 
-fn string_field(
-    item: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, ApiError> {
+fn string_field(item: &mut Map<String, Value>, field: &'static str) -> Result<Option<String>, ApiError> {
     match item.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::entry_error(&ValidationError::NotAString {
-            field,
-        })),
+        Some(_) => Err(ApiError::entry_error(&ValidationError::NotAString { field })),
     }
 }
 
@@ -285,10 +229,7 @@ fn required(value: Option<String>, field: &'static str) -> Result<String, ApiErr
 /// An entry request from one JSON object, with the server-owned fields filled in.
 fn new_entry(item: Value, caller: &Caller, info: &RequestInfo) -> Result<NewEntry, ApiError> {
     let Value::Object(mut item) = item else {
-        return Err(ApiError::InvalidEntry {
-            parameter: None,
-            message: "each entry must be a JSON object".into(),
-        });
+        return Err(ApiError::InvalidEntry { parameter: None, message: "each entry must be a JSON object".into() });
     };
     if let Some((field, source)) = SERVER_FIELDS.iter().find(|(f, _)| item.contains_key(*f)) {
         return Err(ApiError::InvalidEntry {
@@ -336,15 +277,11 @@ fn stored_response(response: &Response<Body>) -> StoredResponse {
     if let Some(results) = value.get_mut("results").and_then(Value::as_array_mut) {
         for result in results {
             if let Some(entry) = result.get_mut("entry") {
-                *entry =
-                    serde_json::json!({ "id": entry.get("id").cloned().unwrap_or(Value::Null) });
+                *entry = serde_json::json!({ "id": entry.get("id").cloned().unwrap_or(Value::Null) });
             }
         }
     }
-    StoredResponse {
-        status,
-        body: value.to_string(),
-    }
+    StoredResponse { status, body: value.to_string() }
 }
 
 fn replay(first: StoredResponse) -> Response<Body> {

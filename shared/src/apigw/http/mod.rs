@@ -123,28 +123,18 @@ impl RequestInfo {
                 request_id: ctx.request_id.clone().unwrap_or_default(),
                 caller: ctx.authorizer.as_ref().and_then(|a| {
                     let fields = serde_json::Map::from_iter(a.fields.clone());
-                    serde_json::from_value::<AuthorizerContext>(fields.into())
-                        .ok()?
-                        .caller()
+                    serde_json::from_value::<AuthorizerContext>(fields.into()).ok()?.caller()
                 }),
                 source_ip: ctx.http.source_ip.clone(),
             },
-            _ => RequestInfo {
-                request_id: String::new(),
-                caller: None,
-                source_ip: None,
-            },
+            _ => RequestInfo { request_id: String::new(), caller: None, source_ip: None },
         }
     }
 
     /// The caller, if it holds `scope` (checked again here although the authorizer already did).
     pub fn caller_with(&self, scope: &'static str) -> Result<&Caller, ApiError> {
         let caller = self.caller.as_ref().ok_or(ApiError::Unauthenticated)?;
-        if caller.has_scope(scope) {
-            Ok(caller)
-        } else {
-            Err(ApiError::Forbidden { scope })
-        }
+        if caller.has_scope(scope) { Ok(caller) } else { Err(ApiError::Forbidden { scope }) }
     }
 }
 
@@ -163,9 +153,7 @@ pub(crate) fn json(status: u16, body: &impl Serialize) -> Response<Body> {
 pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body> {
     let info = RequestInfo::of(&req);
     let result = match route {
-        Route::ListLogs | Route::EntityLogs | Route::ProjectLogs => {
-            reads::list(route, &req, &info, api).await
-        }
+        Route::ListLogs | Route::EntityLogs | Route::ProjectLogs => reads::list(route, &req, &info, api).await,
         Route::GetLog => reads::get(&req, &info, api).await,
         Route::Stats => reads::stats(&req, &info, api).await,
         Route::Health => Ok(reads::health(&req, api).await),

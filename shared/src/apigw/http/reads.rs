@@ -10,16 +10,8 @@ use crate::domain::time::parse_date_param;
 use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, ValidationError};
 use crate::logger::HealthReport;
 
-const LIST_PARAMETERS: [&str; 8] = [
-    "action",
-    "entity_type",
-    "user_id",
-    "start_date",
-    "end_date",
-    "limit",
-    "offset",
-    "next_token",
-];
+const LIST_PARAMETERS: [&str; 8] =
+    ["action", "entity_type", "user_id", "start_date", "end_date", "limit", "offset", "next_token"];
 const STATS_PARAMETERS: [&str; 2] = ["start_date", "end_date"];
 
 /// A list page, as the seed's clients expect it plus the cursor.
@@ -33,8 +25,7 @@ struct PageBody<'a> {
 }
 
 fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.query_string_parameters_ref()
-        .and_then(|q| q.first(name))
+    req.query_string_parameters_ref().and_then(|q| q.first(name))
 }
 
 /// Refuses parameters the route does not know: a typo (`acton=DELETE`) must not silently widen a query.
@@ -42,27 +33,17 @@ fn only_known_parameters(req: &Request, known: &[&str]) -> Result<(), ApiError> 
     let Some(query) = req.query_string_parameters_ref() else {
         return Ok(());
     };
-    match query
-        .iter()
-        .map(|(name, _)| name)
-        .find(|name| !known.contains(name))
-    {
+    match query.iter().map(|(name, _)| name).find(|name| !known.contains(name)) {
         Some(unknown) => Err(ApiError::InvalidParameter {
             parameter: unknown.to_owned(),
-            message: format!(
-                "{unknown} is not a parameter of this route; known: {}",
-                known.join(", ")
-            ),
+            message: format!("{unknown} is not a parameter of this route; known: {}", known.join(", ")),
         }),
         None => Ok(()),
     }
 }
 
 fn path_param<'r>(req: &'r Request, name: &'static str) -> Result<&'r str, ApiError> {
-    req.path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .filter(|v| !v.is_empty())
-        .ok_or(ApiError::NotFound)
+    req.path_parameters_ref().and_then(|p| p.first(name)).filter(|v| !v.is_empty()).ok_or(ApiError::NotFound)
 }
 
 pub(super) async fn list(
@@ -78,13 +59,10 @@ pub(super) async fn list(
         Route::ProjectLogs => QueryScope::Project(path_param(req, "project_id")?.to_owned()),
         _ => QueryScope::Tenant,
     };
-    let query = AuditQuery::from_params(scope, |name| query_param(req, name))
-        .map_err(|e| ApiError::parameter_error(&e))?;
-    let page = api
-        .logger
-        .get_logs(&caller.tenant_id, &query)
-        .await
-        .map_err(|e| ApiError::from_query(&e, &info.request_id))?;
+    let query =
+        AuditQuery::from_params(scope, |name| query_param(req, name)).map_err(|e| ApiError::parameter_error(&e))?;
+    let page =
+        api.logger.get_logs(&caller.tenant_id, &query).await.map_err(|e| ApiError::from_query(&e, &info.request_id))?;
     Ok(json(
         200,
         &PageBody {
@@ -97,11 +75,7 @@ pub(super) async fn list(
     ))
 }
 
-pub(super) async fn get(
-    req: &Request,
-    info: &RequestInfo,
-    api: &AuditApi,
-) -> Result<Response<Body>, ApiError> {
+pub(super) async fn get(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_READ)?;
     only_known_parameters(req, &[])?;
     let id: Uuid = path_param(req, "id")?
@@ -115,11 +89,7 @@ pub(super) async fn get(
     }
 }
 
-pub(super) async fn stats(
-    req: &Request,
-    info: &RequestInfo,
-    api: &AuditApi,
-) -> Result<Response<Body>, ApiError> {
+pub(super) async fn stats(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_READ)?;
     only_known_parameters(req, &STATS_PARAMETERS)?;
     let date = |name: &'static str| {
@@ -149,17 +119,6 @@ struct HealthBody<'a> {
 /// Public. 200 when healthy or deliberately disabled, 503 when storage does not answer in time.
 pub(super) async fn health(_req: &Request, api: &AuditApi) -> Response<Body> {
     let report = api.logger.health(api.health_timeout).await;
-    let status = if report.status == "degraded" {
-        503
-    } else {
-        200
-    };
-    json(
-        status,
-        &HealthBody {
-            report: &report,
-            version: env!("CARGO_PKG_VERSION"),
-            auth_methods: &api.auth_methods,
-        },
-    )
+    let status = if report.status == "degraded" { 503 } else { 200 };
+    json(status, &HealthBody { report: &report, version: env!("CARGO_PKG_VERSION"), auth_methods: &api.auth_methods })
 }

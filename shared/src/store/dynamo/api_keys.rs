@@ -19,10 +19,7 @@ pub struct DynamoApiKeys {
 
 impl DynamoApiKeys {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoApiKeys {
-            client,
-            table: table.into(),
-        }
+        DynamoApiKeys { client, table: table.into() }
     }
 }
 
@@ -38,14 +35,11 @@ impl ApiKeyStore for DynamoApiKeys {
             .send()
             .await
             .map_err(|e| classify("GetItem", e))?;
-        out.item
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| corrupt("API key", e)))
-            .transpose()
+        out.item.map(|item| serde_dynamo::from_item(item).map_err(|e| corrupt("API key", e))).transpose()
     }
 
     async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        let item =
-            serde_dynamo::to_item(record).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let item = serde_dynamo::to_item(record).map_err(|e| StoreError::Internal(e.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -99,12 +93,7 @@ impl ApiKeyStore for DynamoApiKeys {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(classify("UpdateItem", e)),
         }
     }

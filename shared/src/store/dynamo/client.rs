@@ -47,13 +47,7 @@ pub fn client_for_local_endpoint(endpoint: &str, counter: Option<RequestCounter>
     let mut builder = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "auditline-local",
-        ))
+        .credentials_provider(Credentials::new("local", "local", None, None, "auditline-local"))
         .endpoint_url(endpoint)
         .timeout_config(local_timeouts());
     if let Some(counter) = counter {

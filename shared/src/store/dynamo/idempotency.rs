@@ -22,10 +22,7 @@ pub struct DynamoIdempotency {
 
 impl DynamoIdempotency {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoIdempotency {
-            client,
-            table: table.into(),
-        }
+        DynamoIdempotency { client, table: table.into() }
     }
 }
 
@@ -47,10 +44,7 @@ fn existing(item: &HashMap<String, AttributeValue>, hash: &str) -> Claim {
     if text(attr::REQUEST_HASH).as_deref() != Some(hash) {
         return Claim::Mismatch;
     }
-    let status = item
-        .get(attr::STATUS)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse::<u16>().ok());
+    let status = item.get(attr::STATUS).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u16>().ok());
     match (status, text(attr::BODY)) {
         (Some(status), Some(body)) => Claim::Completed(StoredResponse { status, body }),
         _ => Claim::InProgress,
@@ -59,13 +53,7 @@ fn existing(item: &HashMap<String, AttributeValue>, hash: &str) -> Claim {
 
 #[async_trait]
 impl IdempotencyStore for DynamoIdempotency {
-    async fn claim(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Claim, StoreError> {
+    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, StoreError> {
         let result = self
             .client
             .put_item()
@@ -155,12 +143,7 @@ impl IdempotencyStore for DynamoIdempotency {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
             Err(e) => Err(classify("DeleteItem", e)),
         }
     }

@@ -29,8 +29,8 @@ use self::tables::{counter_attr, entry_attr, entry_index};
 use super::{AuditStore, StoreError};
 use crate::config::Config;
 use crate::domain::{
-    AuditAction, AuditLogEntry, Continuation, Counts, EntityType, HourBucket, IndexKey, QueryPlan,
-    StatsRange, StoredPage, TenantId,
+    AuditAction, AuditLogEntry, Continuation, Counts, EntityType, HourBucket, IndexKey, QueryPlan, StatsRange,
+    StoredPage, TenantId,
 };
 
 pub use api_keys::DynamoApiKeys;
@@ -60,11 +60,7 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
-    pub fn new(
-        client: Client,
-        entries_table: impl Into<String>,
-        counters_table: impl Into<String>,
-    ) -> Self {
+    pub fn new(client: Client, entries_table: impl Into<String>, counters_table: impl Into<String>) -> Self {
         DynamoStore {
             client,
             entries_table: entries_table.into(),
@@ -75,8 +71,7 @@ impl DynamoStore {
     }
 
     pub fn from_config(client: Client, config: &Config) -> Self {
-        Self::new(client, &config.entries_table, &config.counters_table)
-            .with_counter_shards(config.counter_shards)
+        Self::new(client, &config.entries_table, &config.counters_table).with_counter_shards(config.counter_shards)
     }
 
     pub fn with_counter_shards(mut self, shards: u8) -> Self {
@@ -91,10 +86,7 @@ impl DynamoStore {
 
     /// Waits for a free request slot; held for the duration of one DynamoDB request.
     async fn slot(&self) -> SemaphorePermit<'_> {
-        self.in_flight
-            .acquire()
-            .await
-            .expect("the semaphore is never closed")
+        self.in_flight.acquire().await.expect("the semaphore is never closed")
     }
 
     pub fn client(&self) -> &Client {
@@ -116,51 +108,27 @@ fn partition(tenant: &TenantId, key: &IndexKey) -> (Option<&'static str>, &'stat
     let scoped = |kind: &str, value: &str| format!("T#{tenant}#{kind}#{value}");
     match key {
         IndexKey::Tenant => (None, entry_attr::PK, tenant_key(tenant)),
-        IndexKey::Entity(id) => (
-            Some(entry_index::BY_ENTITY),
-            entry_attr::ENTITY_KEY,
-            scoped("E", id),
-        ),
-        IndexKey::Project(id) => (
-            Some(entry_index::BY_PROJECT),
-            entry_attr::PROJECT_KEY,
-            scoped("P", id),
-        ),
-        IndexKey::User(id) => (
-            Some(entry_index::BY_USER),
-            entry_attr::USER_KEY,
-            scoped("U", id),
-        ),
-        IndexKey::Action(a) => (
-            Some(entry_index::BY_ACTION),
-            entry_attr::ACTION_KEY,
-            scoped("A", a.as_str()),
-        ),
-        IndexKey::EntityType(t) => (
-            Some(entry_index::BY_TYPE),
-            entry_attr::TYPE_KEY,
-            scoped("Y", t.as_str()),
-        ),
+        IndexKey::Entity(id) => (Some(entry_index::BY_ENTITY), entry_attr::ENTITY_KEY, scoped("E", id)),
+        IndexKey::Project(id) => (Some(entry_index::BY_PROJECT), entry_attr::PROJECT_KEY, scoped("P", id)),
+        IndexKey::User(id) => (Some(entry_index::BY_USER), entry_attr::USER_KEY, scoped("U", id)),
+        IndexKey::Action(a) => (Some(entry_index::BY_ACTION), entry_attr::ACTION_KEY, scoped("A", a.as_str())),
+        IndexKey::EntityType(t) => (Some(entry_index::BY_TYPE), entry_attr::TYPE_KEY, scoped("Y", t.as_str())),
     }
 }
 
 /// The stored item: the entry's own fields (via serde_dynamo) plus its table and index keys.
 pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(entry)
-        .map_err(|e| StoreError::Internal(format!("entry could not be encoded: {e}")))?;
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(entry).map_err(|e| StoreError::Internal(format!("entry could not be encoded: {e}")))?;
     let tenant = &entry.tenant_id;
     item.insert(entry_attr::PK.into(), AttributeValue::S(tenant_key(tenant)));
     for key in IndexKey::all_for(entry) {
         let (_, attribute, value) = partition(tenant, &key);
         item.insert(attribute.into(), AttributeValue::S(value));
     }
-    for (attribute, object) in JSON_TEXT_ATTRIBUTES
-        .into_iter()
-        .zip([&entry.changes, &entry.metadata])
-    {
+    for (attribute, object) in JSON_TEXT_ATTRIBUTES.into_iter().zip([&entry.changes, &entry.metadata]) {
         if let Some(object) = object {
-            let text =
-                serde_json::to_string(object).map_err(|e| StoreError::Internal(e.to_string()))?;
+            let text = serde_json::to_string(object).map_err(|e| StoreError::Internal(e.to_string()))?;
             item.insert(attribute.into(), AttributeValue::S(text));
         }
     }
@@ -168,17 +136,14 @@ pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValu
 }
 
 /// Reads an entry back from an item or a stream image (extra key attributes are ignored).
-pub fn entry_from_item(
-    mut item: HashMap<String, AttributeValue>,
-) -> Result<AuditLogEntry, StoreError> {
+pub fn entry_from_item(mut item: HashMap<String, AttributeValue>) -> Result<AuditLogEntry, StoreError> {
     let mut json_fields = [None, None];
     for (slot, attribute) in json_fields.iter_mut().zip(JSON_TEXT_ATTRIBUTES) {
         if let Some(AttributeValue::S(text)) = item.remove(attribute) {
             *slot = Some(serde_json::from_str(&text).map_err(|e| corrupt(attribute, e))?);
         }
     }
-    let mut entry: AuditLogEntry =
-        serde_dynamo::from_item(item).map_err(|e| corrupt("entry", e))?;
+    let mut entry: AuditLogEntry = serde_dynamo::from_item(item).map_err(|e| corrupt("entry", e))?;
     let [changes, metadata] = json_fields;
     entry.changes = changes;
     entry.metadata = metadata;
@@ -206,17 +171,8 @@ impl DynamoStore {
         // The id's random low bits spread one hour's writes over the shards.
         let shard = (entry.id.as_u128() % u128::from(self.counter_shards)) as u8;
         HashMap::from([
-            (
-                counter_attr::PK.to_owned(),
-                string(tenant_key(&entry.tenant_id)),
-            ),
-            (
-                counter_attr::SK.to_owned(),
-                string(format!(
-                    "{}#{shard:02}",
-                    HourBucket::of(entry.timestamp).label()
-                )),
-            ),
+            (counter_attr::PK.to_owned(), string(tenant_key(&entry.tenant_id))),
+            (counter_attr::SK.to_owned(), string(format!("{}#{shard:02}", HourBucket::of(entry.timestamp).label()))),
         ])
     }
 
@@ -241,10 +197,7 @@ impl DynamoStore {
             .expression_attribute_values(":exp", number(entry.expires_at))
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok(vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(count).build(),
-        ])
+        Ok(vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()])
     }
 }
 
@@ -255,18 +208,11 @@ enum Cancelled {
     Other,
 }
 
-fn cancellation(
-    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
-) -> Cancelled {
-    let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
-    else {
+fn cancellation(err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> Cancelled {
+    let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() else {
         return Cancelled::Other;
     };
-    let codes: Vec<&str> = e
-        .cancellation_reasons()
-        .iter()
-        .map(|r| r.code().unwrap_or("None"))
-        .collect();
+    let codes: Vec<&str> = e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
     if codes.first() == Some(&"ConditionalCheckFailed") {
         Cancelled::AlreadyExists
     } else if codes.contains(&"TransactionConflict") {
@@ -287,12 +233,7 @@ impl AuditStore for DynamoStore {
         let mut attempt = 0;
         loop {
             // The SDK fills ClientRequestToken once per call, so its own retries are idempotent too.
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
             let err = match result {
                 Ok(_) => return Ok(()),
                 Err(err) => err,
@@ -305,21 +246,14 @@ impl AuditStore for DynamoStore {
                     tokio::time::sleep(Duration::from_millis((10 << attempt) + jitter)).await;
                 }
                 Cancelled::Conflict => {
-                    return Err(StoreError::Throttled(
-                        "TransactWriteItems: counter contention persisted".into(),
-                    ));
+                    return Err(StoreError::Throttled("TransactWriteItems: counter contention persisted".into()));
                 }
                 Cancelled::Other => return Err(classify("TransactWriteItems", err)),
             }
         }
     }
 
-    async fn get(
-        &self,
-        tenant: &TenantId,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AuditLogEntry>, StoreError> {
+    async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -360,11 +294,7 @@ impl AuditStore for DynamoStore {
         let residual = &plan.residual;
         for (name, attribute, value) in [
             ("action", "action", residual.action.map(AuditAction::as_str)),
-            (
-                "type",
-                "entity_type",
-                residual.entity_type.map(EntityType::as_str),
-            ),
+            ("type", "entity_type", residual.entity_type.map(EntityType::as_str)),
             ("user", "user_id", residual.user_id.as_deref()),
         ] {
             if let Some(value) = value {
@@ -402,10 +332,7 @@ impl AuditStore for DynamoStore {
             for item in out.items.unwrap_or_default() {
                 let entry = entry_from_item(item)?;
                 // Re-checked here so a store bug could never return a foreign or expired entry.
-                if entry.tenant_id == plan.tenant
-                    && !entry.is_expired(now)
-                    && residual.matches(&entry)
-                {
+                if entry.tenant_id == plan.tenant && !entry.is_expired(now) && residual.matches(&entry) {
                     matched.push(entry);
                 }
             }
@@ -424,29 +351,17 @@ impl AuditStore for DynamoStore {
                     let skipped = matched.len().min(plan.skip);
                     let entries: Vec<AuditLogEntry> = matched.into_iter().skip(plan.skip).collect();
                     let skip = u32::try_from(plan.skip - skipped).unwrap_or(u32::MAX);
-                    return Ok(StoredPage {
-                        entries,
-                        continuation: Some(Continuation { after, skip }),
-                    });
+                    return Ok(StoredPage { entries, continuation: Some(Continuation { after, skip }) });
                 }
                 Some(key) => start_key = Some(key),
             }
         }
         let more = matched.len() >= wanted;
-        let entries: Vec<AuditLogEntry> = matched
-            .into_iter()
-            .skip(plan.skip)
-            .take(plan.take)
-            .collect();
+        let entries: Vec<AuditLogEntry> = matched.into_iter().skip(plan.skip).take(plan.take).collect();
         Ok(StoredPage::after_last(entries, more))
     }
 
-    async fn counts(
-        &self,
-        tenant: &TenantId,
-        range: &StatsRange,
-        now: DateTime<Utc>,
-    ) -> Result<Counts, StoreError> {
+    async fn counts(&self, tenant: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError> {
         let mut condition = "#pk = :pk".to_owned();
         let mut values = HashMap::from([
             (":pk".to_owned(), string(tenant_key(tenant))),
@@ -498,10 +413,7 @@ impl AuditStore for DynamoStore {
                 let fields: BTreeMap<String, Value> =
                     serde_dynamo::from_item(item).map_err(|e| corrupt("counter", e))?;
                 let n = |name: &str| fields.get(name).and_then(Value::as_u64).unwrap_or(0);
-                let mut c = Counts {
-                    total: n(counter_attr::TOTAL),
-                    ..Counts::default()
-                };
+                let mut c = Counts { total: n(counter_attr::TOTAL), ..Counts::default() };
                 for (i, a) in AuditAction::ALL.iter().enumerate() {
                     c.by_action[i] = n(&counter_action_attribute(*a));
                 }

@@ -4,9 +4,8 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 
 use super::errors::classify;
@@ -62,31 +61,11 @@ pub const ENTRIES: TableSpec = TableSpec {
     partition_key: entry_attr::PK,
     sort_key: Some(entry_attr::ID),
     indexes: &[
-        IndexSpec {
-            name: entry_index::BY_ENTITY,
-            partition_key: entry_attr::ENTITY_KEY,
-            sort_key: entry_attr::ID,
-        },
-        IndexSpec {
-            name: entry_index::BY_PROJECT,
-            partition_key: entry_attr::PROJECT_KEY,
-            sort_key: entry_attr::ID,
-        },
-        IndexSpec {
-            name: entry_index::BY_USER,
-            partition_key: entry_attr::USER_KEY,
-            sort_key: entry_attr::ID,
-        },
-        IndexSpec {
-            name: entry_index::BY_ACTION,
-            partition_key: entry_attr::ACTION_KEY,
-            sort_key: entry_attr::ID,
-        },
-        IndexSpec {
-            name: entry_index::BY_TYPE,
-            partition_key: entry_attr::TYPE_KEY,
-            sort_key: entry_attr::ID,
-        },
+        IndexSpec { name: entry_index::BY_ENTITY, partition_key: entry_attr::ENTITY_KEY, sort_key: entry_attr::ID },
+        IndexSpec { name: entry_index::BY_PROJECT, partition_key: entry_attr::PROJECT_KEY, sort_key: entry_attr::ID },
+        IndexSpec { name: entry_index::BY_USER, partition_key: entry_attr::USER_KEY, sort_key: entry_attr::ID },
+        IndexSpec { name: entry_index::BY_ACTION, partition_key: entry_attr::ACTION_KEY, sort_key: entry_attr::ID },
+        IndexSpec { name: entry_index::BY_TYPE, partition_key: entry_attr::TYPE_KEY, sort_key: entry_attr::ID },
     ],
     ttl_attribute: Some(entry_attr::EXPIRES_AT),
     stream_new_image: true,
@@ -157,11 +136,7 @@ pub const IDEMPOTENCY: TableSpec = TableSpec {
 };
 
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(key_type)
-        .build()
-        .expect("name and type are set")
+    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and type are set")
 }
 
 fn string_attribute(name: &str) -> AttributeDefinition {
@@ -174,11 +149,7 @@ fn string_attribute(name: &str) -> AttributeDefinition {
 
 /// Creates `table_name` as `spec` describes, with TTL enabled. For tests and local servers;
 /// deployed tables come from the SAM template.
-pub async fn create_table(
-    client: &Client,
-    spec: &TableSpec,
-    table_name: &str,
-) -> Result<(), StoreError> {
+pub async fn create_table(client: &Client, spec: &TableSpec, table_name: &str) -> Result<(), StoreError> {
     let mut attributes: Vec<&str> = vec![spec.partition_key];
     attributes.extend(spec.sort_key);
     for index in spec.indexes {
@@ -202,11 +173,7 @@ pub async fn create_table(
                 .index_name(index.name)
                 .key_schema(key(index.partition_key, KeyType::Hash))
                 .key_schema(key(index.sort_key, KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
                 .build()
                 .expect("name, keys and projection are set"),
         );
@@ -220,21 +187,14 @@ pub async fn create_table(
                 .expect("enabled is set"),
         );
     }
-    request
-        .send()
-        .await
-        .map_err(|e| classify("CreateTable", e))?;
+    request.send().await.map_err(|e| classify("CreateTable", e))?;
 
     if let Some(ttl) = spec.ttl_attribute {
         client
             .update_time_to_live()
             .table_name(table_name)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name(ttl)
-                    .build()
-                    .expect("fields are set"),
+                TimeToLiveSpecification::builder().enabled(true).attribute_name(ttl).build().expect("fields are set"),
             )
             .send()
             .await

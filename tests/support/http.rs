@@ -1,0 +1,80 @@
+//! Driving the HTTP handlers with API Gateway events, exactly as Lambda does.
+
+use std::sync::Arc;
+
+use auditline::apigw::http::{AuditApi, Route, handle};
+use auditline::idempotency::MemoryIdempotency;
+use auditline::store::dynamo::tables::{COUNTERS, ENTRIES, IDEMPOTENCY};
+use auditline::store::dynamo::{DynamoIdempotency, RequestCounter};
+use auditline::store::{AuditStore, DynamoStore, MemoryStore};
+use auditline::{AuditLogger, AuditSettings};
+use lambda_http::Body;
+use serde_json::Value;
+
+use super::{event, fresh_table, local_client};
+
+/// A handler's response, decoded.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error code of an error envelope.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// Runs `event` (an API Gateway HTTP API event) through the route's real handler.
+pub async fn call(api: &AuditApi, route: Route, event: &Value) -> Reply {
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let response = handle(route, request, api).await;
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        Body::Text(t) => serde_json::from_str(&t).expect("JSON body"),
+        Body::Binary(b) => serde_json::from_slice(&b).expect("JSON body"),
+        _ => Value::Null,
+    };
+    Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+}
+
+/// A sample event from `events/`, changed by `edit`.
+pub fn sample(file: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut e = event(file);
+    edit(&mut e);
+    e
+}
+
+pub fn api_over(
+    store: Arc<dyn AuditStore>,
+    idempotency: Arc<dyn auditline::idempotency::IdempotencyStore>,
+) -> AuditApi {
+    AuditApi {
+        logger: Arc::new(AuditLogger::new(store, AuditSettings::default())),
+        idempotency,
+        health_timeout: std::time::Duration::from_millis(800),
+        auth_methods: vec!["jwt".into(), "api_key".into()],
+    }
+}
+
+pub fn memory_api() -> AuditApi {
+    api_over(Arc::new(MemoryStore::new()), Arc::new(MemoryIdempotency::new()))
+}
+
+/// The API over fresh DynamoDB tables on the local DynamoDB API, and its request counter.
+pub async fn dynamo_api() -> (AuditApi, RequestCounter) {
+    let (client, counter) = local_client();
+    let entries = fresh_table(&client, &ENTRIES, "entries").await;
+    let counters = fresh_table(&client, &COUNTERS, "counters").await;
+    let idempotency = fresh_table(&client, &IDEMPOTENCY, "idempotency").await;
+    let store = Arc::new(DynamoStore::new(client.clone(), entries, counters));
+    counter.reset();
+    (api_over(store, Arc::new(DynamoIdempotency::new(client, idempotency))), counter)
+}
