@@ -7,4 +7,5 @@ mod dynamo_store;
 mod http_api;
 mod logger;
 mod memory_store;
+mod openapi;
 mod store_contract;

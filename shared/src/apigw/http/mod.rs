@@ -81,6 +81,17 @@ impl Route {
         }
     }
 
+    /// The query parameters the route accepts; any other is refused.
+    pub fn query_parameters(self) -> &'static [&'static str] {
+        match self {
+            Route::ListLogs | Route::EntityLogs | Route::ProjectLogs => {
+                &["action", "entity_type", "user_id", "start_date", "end_date", "limit", "offset", "next_token"]
+            }
+            Route::Stats => &["start_date", "end_date"],
+            Route::GetLog | Route::Health | Route::Ingest => &[],
+        }
+    }
+
     /// The scope a caller needs; `None` for the public health check.
     pub fn required_scope(self) -> Option<&'static str> {
         scopes::required_for_route(self.route_key()).flatten()

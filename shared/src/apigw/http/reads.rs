@@ -10,10 +10,6 @@ use crate::domain::time::parse_date_param;
 use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, ValidationError};
 use crate::logger::HealthReport;
 
-const LIST_PARAMETERS: [&str; 8] =
-    ["action", "entity_type", "user_id", "start_date", "end_date", "limit", "offset", "next_token"];
-const STATS_PARAMETERS: [&str; 2] = ["start_date", "end_date"];
-
 /// A list page, as the seed's clients expect it plus the cursor.
 #[derive(Serialize)]
 struct PageBody<'a> {
@@ -53,7 +49,7 @@ pub(super) async fn list(
     api: &AuditApi,
 ) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_READ)?;
-    only_known_parameters(req, &LIST_PARAMETERS)?;
+    only_known_parameters(req, route.query_parameters())?;
     let scope = match route {
         Route::EntityLogs => QueryScope::Entity(path_param(req, "entity_id")?.to_owned()),
         Route::ProjectLogs => QueryScope::Project(path_param(req, "project_id")?.to_owned()),
@@ -77,7 +73,7 @@ pub(super) async fn list(
 
 pub(super) async fn get(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_READ)?;
-    only_known_parameters(req, &[])?;
+    only_known_parameters(req, Route::GetLog.query_parameters())?;
     let id: Uuid = path_param(req, "id")?
         .parse()
         .map_err(|_| ApiError::parameter_error(&ValidationError::InvalidUuid { field: "id" }))?;
@@ -91,7 +87,7 @@ pub(super) async fn get(req: &Request, info: &RequestInfo, api: &AuditApi) -> Re
 
 pub(super) async fn stats(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_READ)?;
-    only_known_parameters(req, &STATS_PARAMETERS)?;
+    only_known_parameters(req, Route::Stats.query_parameters())?;
     let date = |name: &'static str| {
         query_param(req, name)
             .filter(|v| !v.is_empty())

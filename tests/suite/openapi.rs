@@ -1,0 +1,217 @@
+//! docs/openapi.json against the real routes and the real responses: every route documented and
+//! nothing else, parameters and scopes as the handlers enforce them, and every status a handler
+//! produces declared, with a body matching its schema.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use auditline::apigw::http::{AuditApi, MAX_BODY_BYTES, Route};
+use auditline::idempotency::MemoryIdempotency;
+use auditline::store::MemoryStore;
+use auditline::store::dynamo::client_for_local_endpoint;
+use auditline::{AuditLogger, AuditSettings};
+use auditline_tests::event;
+use auditline_tests::http::{Reply, api_over, call, memory_api, sample};
+use serde_json::{Value, json};
+
+fn spec() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("docs/openapi.json")).expect("valid JSON")
+}
+
+fn operation(spec: &Value, route: Route) -> &Value {
+    let (method, path) = route.route_key().split_once(' ').unwrap();
+    &spec["paths"][path][method.to_ascii_lowercase()]
+}
+
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    }
+}
+
+/// Whether `value` matches `schema` (the subset of OpenAPI 3.0 schemas the document uses).
+fn conforms(spec: &Value, value: &Value, schema: &Value, at: &str) -> Result<(), String> {
+    let schema = resolve(spec, schema);
+    if value.is_null() {
+        return if schema["nullable"] == true { Ok(()) } else { Err(format!("{at}: null is not allowed")) };
+    }
+    if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
+        let matching = options.iter().filter(|o| conforms(spec, value, o, at).is_ok()).count();
+        return if matching == 1 { Ok(()) } else { Err(format!("{at}: matches {matching} of oneOf")) };
+    }
+    let ok = match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    if !ok {
+        return Err(format!("{at}: {value} is not of type {}", schema["type"]));
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        return Err(format!("{at}: {value} is not in the enum"));
+    }
+    if let (Some(object), Some(properties)) = (value.as_object(), schema.get("properties").and_then(Value::as_object)) {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            if !object.contains_key(required.as_str().unwrap()) {
+                return Err(format!("{at}: required {required} is missing"));
+            }
+        }
+        for (name, v) in object {
+            match properties.get(name) {
+                Some(s) => conforms(spec, v, s, &format!("{at}.{name}"))?,
+                None if schema["additionalProperties"] == false => {
+                    return Err(format!("{at}: {name} is not declared"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
+        for (i, v) in items.iter().enumerate() {
+            conforms(spec, v, item_schema, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The reply is declared for the route, with a body of the declared schema.
+fn check(spec: &Value, route: Route, reply: &Reply) {
+    let declared = &operation(spec, route)["responses"][reply.status.to_string()];
+    assert!(declared.is_object(), "{route:?} answers {} which the document does not declare", reply.status);
+    let schema = &declared["content"]["application/json"]["schema"];
+    if let Err(e) = conforms(spec, &reply.body, schema, "body") {
+        panic!("{route:?} {}: {e}\n{}", reply.status, reply.body);
+    }
+}
+
+#[test]
+fn every_route_is_documented_with_its_parameters_and_scope() {
+    let spec = spec();
+    let mut documented = BTreeSet::new();
+    for (path, methods) in spec["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            documented.insert(format!("{} {path}", method.to_ascii_uppercase()));
+        }
+    }
+    let routes: BTreeSet<String> = Route::ALL.iter().map(|r| r.route_key().to_owned()).collect();
+    assert_eq!(documented, routes);
+    for route in Route::ALL {
+        let op = operation(&spec, route);
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let named = |place: &str| -> BTreeSet<String> {
+            params.iter().filter(|p| p["in"] == place).map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+        };
+        let query: BTreeSet<String> = route.query_parameters().iter().map(|s| s.to_string()).collect();
+        assert_eq!(named("query"), query, "{route:?} query parameters");
+        let template = route.route_key().split_once(' ').unwrap().1;
+        let path_params: BTreeSet<String> = template
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(named("path"), path_params, "{route:?} path parameters");
+        assert_eq!(op["x-required-scope"].as_str(), route.required_scope(), "{route:?} scope");
+        assert_eq!(op["security"].as_array().unwrap().is_empty(), route.required_scope().is_none());
+    }
+}
+
+fn post(body: &Value, scopes: &str, key: Option<&str>) -> Value {
+    sample("http-ingest.json", |e| {
+        e["body"] = json!(body.to_string());
+        e["requestContext"]["authorizer"]["lambda"]["scopes"] = json!(scopes);
+        let headers = e["headers"].as_object_mut().unwrap();
+        headers.remove("idempotency-key");
+        if let Some(k) = key {
+            headers.insert("idempotency-key".into(), json!(k));
+        }
+    })
+}
+
+#[tokio::test]
+async fn every_response_matches_its_schema() {
+    let spec = spec();
+    let api = memory_api();
+    let good = json!({"action": "CREATE", "entity_type": "FILE", "entity_id": "f-1", "project_id": "p-1", "changes": {"a": 1}});
+    let bad = json!({"action": "CREATE", "entity_type": "FILE"});
+    let rw = "audit:read audit:write";
+
+    let created = call(&api, Route::Ingest, &post(&good, rw, None)).await;
+    check(&spec, Route::Ingest, &created);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    for (body, scopes, key) in [
+        (json!([good.clone(), good.clone()]), rw, None),
+        (json!([good.clone(), bad.clone()]), rw, None),
+        (bad.clone(), rw, None),
+        (good.clone(), "audit:read", None),
+        (json!({"x": "y".repeat(MAX_BODY_BYTES)}), rw, None),
+        (good.clone(), rw, Some("key-1")),
+        (json!([good.clone()]), rw, Some("key-1")),
+    ] {
+        check(&spec, Route::Ingest, &call(&api, Route::Ingest, &post(&body, scopes, key)).await);
+    }
+    let anonymous = sample("http-ingest.json", |e| {
+        e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    });
+    check(&spec, Route::Ingest, &call(&api, Route::Ingest, &anonymous).await);
+
+    let get = |id: &str| sample("http-get-log.json", |e| e["pathParameters"] = json!({ "id": id }));
+    for id in [id.as_str(), "0192f7e1-0000-7000-8000-000000000000", "not-a-uuid"] {
+        check(&spec, Route::GetLog, &call(&api, Route::GetLog, &get(id)).await);
+    }
+    for route in [Route::ListLogs, Route::EntityLogs, Route::ProjectLogs] {
+        let file = match route {
+            Route::EntityLogs => "http-entity-logs.json",
+            Route::ProjectLogs => "http-project-logs.json",
+            _ => "http-list-logs.json",
+        };
+        check(&spec, route, &call(&api, route, &event(file)).await);
+        let invalid = sample(file, |e| e["queryStringParameters"] = json!({"limit": "0"}));
+        check(&spec, route, &call(&api, route, &invalid).await);
+    }
+    check(&spec, Route::Stats, &call(&api, Route::Stats, &event("http-stats.json")).await);
+    let inverted = sample("http-stats.json", |e| {
+        e["queryStringParameters"] = json!({"start_date": "2026-12-01", "end_date": "2026-01-01"})
+    });
+    check(&spec, Route::Stats, &call(&api, Route::Stats, &inverted).await);
+    check(&spec, Route::Health, &call(&api, Route::Health, &event("http-health.json")).await);
+
+    // Disabled logging, and storage that cannot be reached.
+    let store = Arc::new(MemoryStore::new());
+    let disabled = AuditApi {
+        logger: Arc::new(AuditLogger::new(store, AuditSettings { enabled: false, retention_days: 90 })),
+        ..memory_api()
+    };
+    check(&spec, Route::Ingest, &call(&disabled, Route::Ingest, &post(&good, rw, None)).await);
+    let store = auditline::store::DynamoStore::new(client_for_local_endpoint("http://127.0.0.1:9", None), "e", "c");
+    let down = api_over(Arc::new(store), Arc::new(MemoryIdempotency::new()));
+    for route in [Route::Health, Route::Stats] {
+        let file = if route == Route::Health { "http-health.json" } else { "http-stats.json" };
+        let reply = call(&down, route, &event(file)).await;
+        assert_eq!(reply.status, 503);
+        check(&spec, route, &reply);
+    }
+}
+
+#[test]
+fn the_schema_check_catches_drift() {
+    let spec = spec();
+    let error = json!({"error": {"code": "x", "message": "m", "request_id": "r"}});
+    let schema = json!({"$ref": "#/components/schemas/Error"});
+    assert!(conforms(&spec, &error, &schema, "body").is_ok());
+    let mut extra = error.clone();
+    extra["error"]["detail"] = json!("undeclared");
+    assert!(conforms(&spec, &extra, &schema, "body").is_err());
+    let mut missing = error.clone();
+    missing["error"].as_object_mut().unwrap().remove("request_id");
+    assert!(conforms(&spec, &missing, &schema, "body").is_err());
+    let mut wrong_type = error;
+    wrong_type["error"]["code"] = json!(5);
+    assert!(conforms(&spec, &wrong_type, &schema, "body").is_err());
+}
