@@ -10,7 +10,7 @@ use auditline::domain::{AuditQuery, Counts, QueryPlan, StatsRange, StoredPage, T
 use auditline::idempotency::MemoryIdempotency;
 use auditline::store::dynamo::client_for_local_endpoint;
 use auditline::store::{AuditStore, DynamoStore, MemoryStore, StoreError};
-use auditline_tests::http::{Reply, api_over, call, dynamo_api, memory_api, sample};
+use auditline_tests::http::{Reply, api_over, call, dynamo_api, memory_api, sample, with_query};
 use auditline_tests::tenant;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -19,16 +19,6 @@ use uuid::Uuid;
 fn with_caller(e: &mut Value, tenant: &str, user: &str, scopes: &str) {
     e["requestContext"]["authorizer"] =
         json!({"lambda": {"user_id": user, "tenant_id": tenant, "scopes": scopes, "auth_method": "jwt"}});
-}
-
-fn with_query(e: &mut Value, pairs: &[(&str, &str)]) {
-    let map: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    e["rawQueryString"] = json!(pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"));
-    if map.is_empty() {
-        e.as_object_mut().unwrap().remove("queryStringParameters");
-    } else {
-        e["queryStringParameters"] = Value::Object(map);
-    }
 }
 
 fn with_path(e: &mut Value, name: &str, value: &str) {

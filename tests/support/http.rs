@@ -34,7 +34,8 @@ impl Reply {
 
 /// Runs `event` (an API Gateway HTTP API event) through the route's real handler.
 pub async fn call(api: &AuditApi, route: Route, event: &Value) -> Reply {
-    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let request = lambda_http::request::from_str(&event.to_string())
+        .unwrap_or_else(|e| panic!("not a valid API Gateway event ({e}): {event}"));
     let response = handle(route, request, api).await;
     let (parts, body) = response.into_parts();
     let body = match body {
@@ -43,6 +44,27 @@ pub async fn call(api: &AuditApi, route: Route, event: &Value) -> Reply {
         _ => Value::Null,
     };
     Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+}
+
+/// Sets an event's query string the way API Gateway delivers it: `rawQueryString` (percent-encoded,
+/// which is what lambda_http reads) and `queryStringParameters`.
+pub fn with_query(e: &mut Value, pairs: &[(&str, &str)]) {
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    let raw: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+    e["rawQueryString"] = Value::String(raw.join("&"));
+    let map: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+    if map.is_empty() {
+        e.as_object_mut().expect("an event object").remove("queryStringParameters");
+    } else {
+        e["queryStringParameters"] = Value::Object(map);
+    }
 }
 
 /// A sample event from `events/`, changed by `edit`.
