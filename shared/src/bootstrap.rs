@@ -4,13 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::dynamodb::Event as StreamEvent;
+use chrono::Utc;
+use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 use crate::apigw::http::{AuditApi, Route};
+use crate::apigw::management::ApiGatewayPusher;
+use crate::apigw::stream::{FeedDeps, handle_stream};
+use crate::apigw::websocket;
 use crate::auth::jwt::JwtConfigError;
 use crate::auth::{AuthMethod, Authenticator};
+use crate::realtime::fanout::FanoutSettings;
 use crate::store::DynamoStore;
-use crate::store::dynamo::{DynamoApiKeys, DynamoIdempotency, client_from_environment};
+use crate::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_from_environment};
 use crate::{AuditLogger, Config};
 
 /// How long the health check waits for storage before reporting it degraded.
@@ -55,8 +63,51 @@ pub async fn serve_authorizer() -> Result<(), BoxError> {
     let config = Config::from_env()?;
     let auth = authenticator(&config).await?;
     let auth = &auth;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<Value>| async move {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         Ok::<Value, BoxError>(crate::apigw::authorize(event.payload, auth).await?)
+    }))
+    .await
+}
+
+async fn connections(config: &Config) -> DynamoConnections {
+    let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
+    DynamoConnections::new(client, &config.connections_table)
+}
+
+/// `main` of the WebSocket `$connect` function.
+pub async fn serve_ws_connect() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let store = &connections(&Config::from_env()?).await;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+        Ok::<_, BoxError>(websocket::connect(&event.payload, store, Utc::now()).await)
+    }))
+    .await
+}
+
+/// `main` of the WebSocket `$disconnect` function.
+pub async fn serve_ws_disconnect() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let store = &connections(&Config::from_env()?).await;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+        Ok::<_, BoxError>(websocket::disconnect(&event.payload, store).await)
+    }))
+    .await
+}
+
+/// `main` of the stream fan-out function.
+pub async fn serve_stream_fanout() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let endpoint = config.websocket_endpoint.clone().ok_or(
+        "set WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (or WEBSOCKET_ENDPOINT) so the fan-out can post messages",
+    )?;
+    let deps = &FeedDeps {
+        connections: Arc::new(connections(&config).await),
+        pusher: Arc::new(ApiGatewayPusher::from_environment(&endpoint).await),
+        settings: FanoutSettings::default(),
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
+        Ok::<_, BoxError>(handle_stream(event.payload, deps).await.0)
     }))
     .await
 }

@@ -14,6 +14,7 @@ pub const DEFAULT_ENTRIES_TABLE: &str = "auditline-entries";
 pub const DEFAULT_COUNTERS_TABLE: &str = "auditline-counters";
 pub const DEFAULT_API_KEYS_TABLE: &str = "auditline-api-keys";
 pub const DEFAULT_IDEMPOTENCY_TABLE: &str = "auditline-idempotency";
+pub const DEFAULT_CONNECTIONS_TABLE: &str = "auditline-connections";
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
 pub const MAX_JWT_LEEWAY_SECONDS: u64 = 300;
 /// Statistics counters per tenant-hour. More shards let one tenant write faster without transaction
@@ -32,6 +33,11 @@ pub mod vars {
     pub const DYNAMODB_ENDPOINT: &str = "DYNAMODB_ENDPOINT";
     pub const API_KEYS_TABLE: &str = "API_KEYS_TABLE";
     pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
+    pub const CONNECTIONS_TABLE: &str = "CONNECTIONS_TABLE";
+    pub const WEBSOCKET_API_ID: &str = "WEBSOCKET_API_ID";
+    pub const WEBSOCKET_STAGE: &str = "WEBSOCKET_STAGE";
+    pub const WEBSOCKET_ENDPOINT: &str = "WEBSOCKET_ENDPOINT";
+    pub const AWS_REGION: &str = "AWS_REGION";
     pub const JWT_PUBLIC_KEY: &str = "JWT_PUBLIC_KEY";
     pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
     pub const JWT_ISSUER: &str = "JWT_ISSUER";
@@ -103,6 +109,12 @@ pub struct Config {
     pub counter_shards: u8,
     pub api_keys_table: String,
     pub idempotency_table: String,
+    pub connections_table: String,
+    /// Where the fan-out posts messages: the API Gateway Management API endpoint of the WebSocket
+    /// API, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
+    /// WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (so it works behind custom domains), or given
+    /// whole as WEBSOCKET_ENDPOINT.
+    pub websocket_endpoint: Option<String>,
     pub dynamodb_endpoint: Option<String>,
 }
 
@@ -180,10 +192,23 @@ impl Config {
             counters_table: get(vars::COUNTERS_TABLE).unwrap_or_else(|| DEFAULT_COUNTERS_TABLE.into()),
             counter_shards,
             api_keys_table: get(vars::API_KEYS_TABLE).unwrap_or_else(|| DEFAULT_API_KEYS_TABLE.into()),
+            connections_table: get(vars::CONNECTIONS_TABLE).unwrap_or_else(|| DEFAULT_CONNECTIONS_TABLE.into()),
+            websocket_endpoint: get(vars::WEBSOCKET_ENDPOINT).or_else(|| {
+                Some(management_endpoint(
+                    &get(vars::WEBSOCKET_API_ID)?,
+                    &get(vars::AWS_REGION)?,
+                    &get(vars::WEBSOCKET_STAGE)?,
+                ))
+            }),
             idempotency_table: get(vars::IDEMPOTENCY_TABLE).unwrap_or_else(|| DEFAULT_IDEMPOTENCY_TABLE.into()),
             dynamodb_endpoint: get(vars::DYNAMODB_ENDPOINT),
         })
     }
+}
+
+/// The API Gateway Management API endpoint of a WebSocket API stage.
+pub fn management_endpoint(api_id: &str, region: &str, stage: &str) -> String {
+    format!("https://{api_id}.execute-api.{region}.amazonaws.com/{stage}")
 }
 
 /// A variable's value through `parse`, or `default` when unset; a value `parse` refuses is an error
@@ -230,6 +255,19 @@ mod tests {
         assert_eq!(c.auth.jwt_leeway_seconds, 30);
         assert_eq!(c.entries_table, DEFAULT_ENTRIES_TABLE);
         assert_eq!(c.dynamodb_endpoint, None);
+        assert_eq!(c.websocket_endpoint, None);
+    }
+
+    #[test]
+    fn the_management_endpoint_is_built_from_api_region_and_stage() {
+        let c = config(&[("WEBSOCKET_API_ID", "f6g7h8i9j0"), ("AWS_REGION", "eu-west-1"), ("WEBSOCKET_STAGE", "prod")])
+            .unwrap();
+        assert_eq!(
+            c.websocket_endpoint.as_deref(),
+            Some("https://f6g7h8i9j0.execute-api.eu-west-1.amazonaws.com/prod")
+        );
+        let c = config(&[("WEBSOCKET_API_ID", "x"), ("WEBSOCKET_ENDPOINT", "http://127.0.0.1:9001")]).unwrap();
+        assert_eq!(c.websocket_endpoint.as_deref(), Some("http://127.0.0.1:9001"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod idempotency;
 pub mod logger;
+pub mod realtime;
 pub mod store;
 
 pub use config::Config;

@@ -3,5 +3,8 @@
 
 pub mod authorizer;
 pub mod http;
+pub mod management;
+pub mod stream;
+pub mod websocket;
 
 pub use authorizer::{AuthorizerContext, authorize, authorize_http, authorize_websocket};

@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod client;
+pub mod connections;
 mod errors;
 pub mod idempotency;
 pub mod tables;
@@ -35,6 +36,7 @@ use crate::domain::{
 
 pub use api_keys::DynamoApiKeys;
 pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment};
+pub use connections::DynamoConnections;
 pub use idempotency::DynamoIdempotency;
 
 /// A page stops after this many Query requests even if filters left it short; it then returns a

@@ -135,6 +135,30 @@ pub const IDEMPOTENCY: TableSpec = TableSpec {
     stream_new_image: false,
 };
 
+/// Attribute names of the connections table.
+pub mod connection_attr {
+    pub const CONNECTION_ID: &str = "connection_id";
+    pub const TENANT_ID: &str = "tenant_id";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+pub const CONNECTIONS_BY_TENANT: &str = "by_tenant";
+
+/// Open WebSocket connections: partition `connection_id` (what `$disconnect` and a 410 know), GSI
+/// `by_tenant` for the fan-out's one Query per tenant, TTL just past API Gateway's 2-hour limit.
+pub const CONNECTIONS: TableSpec = TableSpec {
+    name_variable: vars::CONNECTIONS_TABLE,
+    partition_key: connection_attr::CONNECTION_ID,
+    sort_key: None,
+    indexes: &[IndexSpec {
+        name: CONNECTIONS_BY_TENANT,
+        partition_key: connection_attr::TENANT_ID,
+        sort_key: connection_attr::CONNECTION_ID,
+    }],
+    ttl_attribute: Some(connection_attr::EXPIRES_AT),
+    stream_new_image: false,
+};
+
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and type are set")
 }

@@ -1,0 +1,50 @@
+//! The API Gateway Management API as a [`Pusher`]: PostToConnection, with its errors mapped to
+//! what the fan-out needs to know.
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::realtime::{PushError, Pusher};
+
+#[derive(Debug, Clone)]
+pub struct ApiGatewayPusher {
+    client: Client,
+}
+
+impl ApiGatewayPusher {
+    /// A pusher for the WebSocket API stage at `endpoint` (see `Config::websocket_endpoint`).
+    pub async fn from_environment(endpoint: &str) -> Self {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint).build();
+        ApiGatewayPusher { client: Client::from_conf(config) }
+    }
+
+    pub fn new(client: Client) -> Self {
+        ApiGatewayPusher { client }
+    }
+}
+
+#[async_trait]
+impl Pusher for ApiGatewayPusher {
+    async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError> {
+        let result = self
+            .client
+            .post_to_connection()
+            .connection_id(connection_id)
+            .data(Blob::new(message.to_vec()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match e.as_service_error() {
+                Some(s) if s.is_gone_exception() => PushError::Gone,
+                Some(s) if s.is_payload_too_large_exception() => PushError::TooLarge,
+                Some(s) if s.is_limit_exceeded_exception() => PushError::Throttled,
+                Some(s) if s.is_forbidden_exception() => PushError::Forbidden,
+                _ => PushError::Other(DisplayErrorContext(&e).to_string()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The entries table's stream, fanned out to the live feed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use chrono::Utc;
+
+use crate::domain::AuditLogEntry;
+use crate::realtime::fanout::{FanoutReport, FanoutSettings, fan_out};
+use crate::realtime::{ConnectionStore, Pusher};
+use crate::store::dynamo::entry_from_item;
+
+/// What the stream handler needs, built once per cold start.
+#[derive(Clone)]
+pub struct FeedDeps {
+    pub connections: Arc<dyn ConnectionStore>,
+    pub pusher: Arc<dyn Pusher>,
+    pub settings: FanoutSettings,
+}
+
+/// Whether a record is a TTL expiry: a REMOVE made by the DynamoDB service itself.
+fn is_ttl_removal(record: &EventRecord) -> bool {
+    record.user_identity.as_ref().is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
+}
+
+/// The new entry of an INSERT record; `None` for every other record (updates, deletions and TTL
+/// expiries are not news). Entries are never updated, so INSERT is the only event that matters.
+fn inserted_entry(record: &EventRecord) -> Option<Result<AuditLogEntry, String>> {
+    if record.event_name != "INSERT" || is_ttl_removal(record) {
+        return None;
+    }
+    let image: HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = record.change.new_image.clone().into();
+    Some(entry_from_item(image).map_err(|e| e.to_string()))
+}
+
+/// Handles one batch: fans out every new entry and reports, by sequence number, the records whose
+/// entry could not reach every connection allowed to see it (or could not be read), so Lambda
+/// retries those, and only those, instead of failing the whole batch.
+pub async fn handle_stream(event: Event, deps: &FeedDeps) -> (DynamoDbEventResponse, FanoutReport) {
+    let mut failed_sequences = Vec::new();
+    let mut entries = Vec::new();
+    let mut sequences = Vec::new();
+    for record in &event.records {
+        let sequence = record.change.sequence_number.clone().unwrap_or_default();
+        match inserted_entry(record) {
+            None => {}
+            Some(Ok(entry)) => {
+                entries.push(entry);
+                sequences.push(sequence);
+            }
+            Some(Err(e)) => {
+                tracing::error!(sequence, error = %e, "stream record is not an audit entry");
+                failed_sequences.push(sequence);
+            }
+        }
+    }
+    let report = fan_out(&entries, deps.connections.as_ref(), deps.pusher.as_ref(), &deps.settings, Utc::now()).await;
+    failed_sequences.extend(report.failed.iter().map(|i| sequences[*i].clone()));
+    tracing::info!(
+        records = event.records.len(),
+        entries = entries.len(),
+        delivered = report.delivered,
+        gone = report.gone.len(),
+        failed = failed_sequences.len(),
+        "stream batch fanned out"
+    );
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failed_sequences
+        .into_iter()
+        .map(|sequence| {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence);
+            failure
+        })
+        .collect();
+    (response, report)
+}

@@ -1,0 +1,242 @@
+//! Fan-out: deliver a batch of new entries to every connection allowed to see each.
+//!
+//! Per batch: entries are grouped by tenant and each tenant's connections are loaded once. Every
+//! connection receives its entries in batch order (one task per connection, sending in sequence),
+//! and up to `concurrency` connections are served at once. A connection that is gone (410) has its
+//! record removed and is not a failure. Other failures are retried with backoff; an entry that still
+//! could not reach some allowed connection is reported, so the stream redelivers it. Delivery is at
+//! least once: clients de-duplicate by entry id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::{ConnectionStore, PushError, Pusher, WebSocketConnectionInfo};
+use crate::domain::time::serde_millis;
+use crate::domain::{AuditAction, AuditLogEntry, EntityType, TenantId};
+
+/// API Gateway's largest WebSocket message (PostToConnection data).
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FanoutSettings {
+    /// Connections served at once.
+    pub concurrency: usize,
+    /// Attempts per message for failures a retry may cure.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub retry_base: Duration,
+    /// Messages larger than this go out as a compact notice.
+    pub max_message_bytes: usize,
+}
+
+impl Default for FanoutSettings {
+    fn default() -> Self {
+        FanoutSettings {
+            concurrency: 64,
+            max_attempts: 3,
+            retry_base: Duration::from_millis(50),
+            max_message_bytes: MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// The message a client receives for a new entry.
+#[derive(Serialize)]
+struct EntryMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    entry: &'a AuditLogEntry,
+}
+
+/// What is sent instead when an entry is too large for one WebSocket message: enough to show it in
+/// a feed and to fetch it whole with `GET /audit/logs/{id}`.
+#[derive(Serialize)]
+struct NoticeMessage<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    reason: &'static str,
+    entry: EntrySummary<'a>,
+}
+
+#[derive(Serialize)]
+struct EntrySummary<'a> {
+    id: uuid::Uuid,
+    #[serde(with = "serde_millis")]
+    timestamp: DateTime<Utc>,
+    action: AuditAction,
+    entity_type: EntityType,
+    entity_id: &'a str,
+    project_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    tenant_id: &'a TenantId,
+}
+
+/// The full message (`{"type": "audit_entry", "entry": …}`), and the compact notice.
+pub fn messages_for(entry: &AuditLogEntry) -> (Vec<u8>, Vec<u8>) {
+    let full = serde_json::to_vec(&EntryMessage { kind: "audit_entry", entry }).unwrap_or_default();
+    let notice = NoticeMessage {
+        kind: "audit_entry_notice",
+        reason: "too_large",
+        entry: EntrySummary {
+            id: entry.id,
+            timestamp: entry.timestamp,
+            action: entry.action,
+            entity_type: entry.entity_type,
+            entity_id: &entry.entity_id,
+            project_id: entry.project_id.as_deref(),
+            user_id: entry.user_id.as_deref(),
+            tenant_id: &entry.tenant_id,
+        },
+    };
+    (full, serde_json::to_vec(&notice).unwrap_or_default())
+}
+
+/// What a fan-out did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FanoutReport {
+    /// Messages delivered.
+    pub delivered: usize,
+    /// Entries sent as a notice because they were too large.
+    pub notices: usize,
+    /// Connections found gone, whose records were removed.
+    pub gone: Vec<String>,
+    /// Indexes (into the batch) of entries that could not reach some allowed connection.
+    pub failed: BTreeSet<usize>,
+    /// Most connections served at the same moment.
+    pub peak_concurrency: usize,
+}
+
+struct Prepared {
+    message: Arc<Vec<u8>>,
+    notice: Arc<Vec<u8>>,
+}
+
+/// What one connection's task achieved.
+#[derive(Default)]
+struct ConnectionOutcome {
+    delivered: usize,
+    notices: usize,
+    gone: bool,
+    failed: Vec<usize>,
+}
+
+pub async fn fan_out(
+    entries: &[AuditLogEntry],
+    connections: &dyn ConnectionStore,
+    pusher: &dyn Pusher,
+    settings: &FanoutSettings,
+    now: DateTime<Utc>,
+) -> FanoutReport {
+    let mut report = FanoutReport::default();
+    let mut by_tenant: BTreeMap<&TenantId, Vec<usize>> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        by_tenant.entry(&e.tenant_id).or_default().push(i);
+    }
+    let prepared: Vec<Prepared> = entries
+        .iter()
+        .map(|e| {
+            let (full, notice) = messages_for(e);
+            let notice = Arc::new(notice);
+            let message = if full.len() > settings.max_message_bytes { notice.clone() } else { Arc::new(full) };
+            Prepared { message, notice }
+        })
+        .collect();
+
+    // Each connection with the entries it may receive, in batch order.
+    let mut work: Vec<(WebSocketConnectionInfo, Vec<usize>)> = Vec::new();
+    for (tenant, indexes) in by_tenant {
+        match connections.tenant_connections(tenant, now).await {
+            Ok(list) => {
+                for connection in list {
+                    let mine: Vec<usize> =
+                        indexes.iter().copied().filter(|i| connection.may_receive(&entries[*i])).collect();
+                    if !mine.is_empty() {
+                        work.push((connection, mine));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(tenant = %tenant, error = %e, "connections could not be loaded");
+                report.failed.extend(indexes);
+            }
+        }
+    }
+
+    let in_flight = AtomicUsize::new(0);
+    let peak = AtomicUsize::new(0);
+    let outcomes: Vec<(String, ConnectionOutcome)> = futures::stream::iter(work)
+        .map(|(connection, mine)| {
+            let (prepared, in_flight, peak) = (&prepared, &in_flight, &peak);
+            async move {
+                let now_running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now_running, Ordering::SeqCst);
+                let outcome = serve(&connection.connection_id, &mine, prepared, pusher, settings).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                (connection.connection_id, outcome)
+            }
+        })
+        .buffer_unordered(settings.concurrency.max(1))
+        .collect()
+        .await;
+
+    for (connection_id, outcome) in outcomes {
+        report.delivered += outcome.delivered;
+        report.notices += outcome.notices;
+        report.failed.extend(outcome.failed);
+        if outcome.gone {
+            // The stale connection, never the sender: there is no sender here, only the entry.
+            if let Err(e) = connections.remove(&connection_id).await {
+                tracing::warn!(connection_id, error = %e, "gone connection not removed; its TTL will");
+            }
+            report.gone.push(connection_id);
+        }
+    }
+    report.peak_concurrency = peak.load(Ordering::SeqCst);
+    report
+}
+
+/// Sends one connection its entries in order.
+async fn serve(
+    connection_id: &str,
+    indexes: &[usize],
+    prepared: &[Prepared],
+    pusher: &dyn Pusher,
+    settings: &FanoutSettings,
+) -> ConnectionOutcome {
+    let mut outcome = ConnectionOutcome::default();
+    for &i in indexes {
+        let p = &prepared[i];
+        let mut message = &p.message;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match pusher.push(connection_id, message).await {
+                Ok(()) => {
+                    outcome.delivered += 1;
+                    outcome.notices += usize::from(Arc::ptr_eq(message, &p.notice));
+                    break;
+                }
+                Err(PushError::Gone) => {
+                    outcome.gone = true;
+                    return outcome;
+                }
+                Err(PushError::TooLarge) if !Arc::ptr_eq(message, &p.notice) => message = &p.notice,
+                Err(e) if e.is_retryable() && attempt < settings.max_attempts => {
+                    tokio::time::sleep(settings.retry_base * 2u32.pow(attempt - 1)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(connection_id, error = ?e, attempts = attempt, "entry not delivered");
+                    outcome.failed.push(i);
+                    break;
+                }
+            }
+        }
+    }
+    outcome
+}

@@ -1,0 +1,252 @@
+//! The live feed: WebSocket connections, which entries each may see, and pushing entries to them.
+//! No AWS types here: connections live behind [`ConnectionStore`], delivery behind [`Pusher`], so the
+//! Lambda functions and the local gateway share all of it.
+
+pub mod fanout;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::apigw::authorizer::Caller;
+use crate::auth::AuthMethod;
+use crate::auth::scopes::{self, AUDIT_READ};
+use crate::domain::time::serde_millis;
+use crate::domain::{AuditAction, AuditLogEntry, EntityType, TenantId, ValidationError, validation};
+use crate::store::StoreError;
+
+/// API Gateway closes a WebSocket after 2 hours at most; a record lives a little longer, so one whose
+/// `$disconnect` never arrived does not linger.
+pub const CONNECTION_TTL: Duration = Duration::minutes(125);
+
+/// What a client may ask for when it connects, to narrow (never widen) what it receives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionFilters {
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub entity_type: Option<EntityType>,
+    #[serde(default)]
+    pub action: Option<AuditAction>,
+}
+
+impl ConnectionFilters {
+    /// Reads `project_id`, `entity_type` and `action` from the connect request's query.
+    pub fn from_query<'q>(get: impl Fn(&str) -> Option<&'q str>) -> Result<Self, ValidationError> {
+        let present = |name: &str| get(name).map(str::trim).filter(|v| !v.is_empty());
+        let project_id = present("project_id").map(str::to_owned);
+        if let Some(p) = &project_id {
+            validation::identifier("project_id", p)?;
+        }
+        Ok(ConnectionFilters {
+            project_id,
+            entity_type: present("entity_type").map(str::parse).transpose()?,
+            action: present("action").map(str::parse).transpose()?,
+        })
+    }
+
+    pub fn matches(&self, e: &AuditLogEntry) -> bool {
+        self.project_id.as_ref().is_none_or(|p| e.project_id.as_ref() == Some(p))
+            && self.entity_type.is_none_or(|t| e.entity_type == t)
+            && self.action.is_none_or(|a| e.action == a)
+    }
+}
+
+/// One open WebSocket connection (the seed's `WebSocketConnectionInfo`), as stored at `$connect`
+/// from what the authorizer established.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSocketConnectionInfo {
+    pub connection_id: String,
+    pub tenant_id: TenantId,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub auth_method: AuthMethod,
+    #[serde(with = "serde_millis")]
+    pub connected_at: DateTime<Utc>,
+    /// Epoch seconds after which the record is ignored and removed (TTL).
+    pub expires_at: i64,
+    #[serde(default)]
+    pub filters: ConnectionFilters,
+}
+
+impl WebSocketConnectionInfo {
+    pub fn new(connection_id: &str, caller: &Caller, filters: ConnectionFilters, now: DateTime<Utc>) -> Self {
+        WebSocketConnectionInfo {
+            connection_id: connection_id.to_owned(),
+            tenant_id: caller.tenant_id.clone(),
+            user_id: caller.user_id.clone(),
+            scopes: caller.scopes.clone(),
+            auth_method: caller.auth_method,
+            connected_at: now,
+            expires_at: (now + CONNECTION_TTL).timestamp(),
+            filters,
+        }
+    }
+
+    /// The identity the connection was opened with (the seed's `auth_info`).
+    pub fn auth_info(&self) -> Caller {
+        Caller {
+            tenant_id: self.tenant_id.clone(),
+            user_id: self.user_id.clone(),
+            scopes: self.scopes.clone(),
+            auth_method: self.auth_method,
+        }
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.auth_method != AuthMethod::Anonymous
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        scopes::has_scope(&self.scopes, scope)
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now.timestamp()
+    }
+
+    /// The delivery rule: an entry of the connection's own tenant, which the connection may read
+    /// (`audit:read`, or `<kind>:read` for the entry's entity type; wildcards as usual), and which
+    /// its filters let through.
+    pub fn may_receive(&self, entry: &AuditLogEntry) -> bool {
+        entry.tenant_id == self.tenant_id
+            && (self.has_scope(AUDIT_READ) || self.has_scope(&scopes::read_scope_for(entry.entity_type)))
+            && self.filters.matches(entry)
+    }
+}
+
+/// Where connection records live.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), StoreError>;
+    /// Removes a record; removing one that is not there is not an error.
+    async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// A tenant's live connections: one Query on the tenant index, never a Scan.
+    async fn tenant_connections(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError>;
+}
+
+/// The seed's connection-manager queries, over a tenant's connections.
+pub struct ConnectionManager<'a> {
+    store: &'a dyn ConnectionStore,
+}
+
+impl<'a> ConnectionManager<'a> {
+    pub fn new(store: &'a dyn ConnectionStore) -> Self {
+        ConnectionManager { store }
+    }
+
+    pub async fn get_authenticated_connections(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+        self.matching(tenant, |c| c.is_authenticated()).await
+    }
+
+    pub async fn get_connections_by_user_id(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+        self.matching(tenant, |c| c.user_id.as_deref() == Some(user_id)).await
+    }
+
+    /// Connections granted `scope` (so `reports:*` and `*` count for `reports:read`).
+    pub async fn get_connections_with_scope(
+        &self,
+        tenant: &TenantId,
+        scope: &str,
+    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+        self.matching(tenant, |c| c.has_scope(scope)).await
+    }
+
+    async fn matching(
+        &self,
+        tenant: &TenantId,
+        keep: impl Fn(&WebSocketConnectionInfo) -> bool,
+    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+        let mut all = self.store.tenant_connections(tenant, Utc::now()).await?;
+        all.retain(keep);
+        Ok(all)
+    }
+}
+
+/// Connection records in memory: the local gateway's default, and tests.
+#[derive(Default)]
+pub struct MemoryConnections(RwLock<HashMap<String, WebSocketConnectionInfo>>);
+
+impl MemoryConnections {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryConnections {
+    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), StoreError> {
+        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
+        all.insert(connection.connection_id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
+        Ok(())
+    }
+
+    async fn tenant_connections(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
+        all.retain(|_, c| !c.is_expired(now));
+        let mut mine: Vec<_> = all.values().filter(|c| &c.tenant_id == tenant).cloned().collect();
+        mine.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        Ok(mine)
+    }
+}
+
+/// Why a message could not be pushed to a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is gone (HTTP 410): remove its record; not a failure of the entry.
+    Gone,
+    /// The message is larger than the connection accepts.
+    TooLarge,
+    /// Too many messages at once; a retry may succeed.
+    Throttled,
+    /// Not allowed to post (a configuration fault); retrying will not help.
+    Forbidden,
+    /// Anything else (network, 5xx); a retry may succeed.
+    Other(String),
+}
+
+impl PushError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PushError::Throttled | PushError::Other(_))
+    }
+}
+
+/// Sends a message to one connection: the API Gateway Management API when deployed, the local
+/// gateway's own WebSocket sessions when run locally.
+#[async_trait]
+pub trait Pusher: Send + Sync {
+    async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError>;
+}
