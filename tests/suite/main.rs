@@ -4,6 +4,7 @@ mod api_keys;
 mod auth;
 mod authorizer;
 mod dynamo_store;
+mod feed;
 mod http_api;
 mod logger;
 mod memory_store;

@@ -2,6 +2,7 @@
 //! controllable clocks and entry fixtures.
 
 pub mod auth;
+pub mod feed;
 pub mod http;
 
 use std::sync::Arc;

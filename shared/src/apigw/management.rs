@@ -1,8 +1,12 @@
 //! The API Gateway Management API as a [`Pusher`]: PostToConnection, with its errors mapped to
 //! what the fan-out needs to know.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
+use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -17,7 +21,12 @@ impl ApiGatewayPusher {
     /// A pusher for the WebSocket API stage at `endpoint` (see `Config::websocket_endpoint`).
     pub async fn from_environment(endpoint: &str) -> Self {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint).build();
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&shared)
+            .endpoint_url(endpoint)
+            // The fan-out owns retries (with its own policy per failure); the SDK does not add its own.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(3)).build())
+            .build();
         ApiGatewayPusher { client: Client::from_conf(config) }
     }
 

@@ -1,0 +1,209 @@
+//! For the live feed: a stand-in for the API Gateway Management API on loopback (for the real
+//! aws-sdk-apigatewaymanagement client), and the local DynamoDB API's real stream records turned
+//! into the event Lambda would deliver.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use auditline::apigw::management::ApiGatewayPusher;
+use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::Client;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the stand-in answers posts to one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Gone,
+    Broken,
+    TooLarge,
+}
+
+#[derive(Default)]
+struct State {
+    posts: Vec<(String, Value)>,
+    answers: HashMap<String, Answer>,
+    attempts: HashMap<String, usize>,
+    limit: Option<usize>,
+}
+
+/// Records every PostToConnection; answers 410 GoneException, 500, or 413 PayloadTooLargeException
+/// for the connections it is told to, and 413 for any message over `limit` bytes.
+#[derive(Clone)]
+pub struct ManagementServer {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl ManagementServer {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = ManagementServer { url, state: Arc::default() };
+        let state = server.state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, state.clone()));
+            }
+        });
+        server
+    }
+
+    pub fn answer(&self, connection_id: &str, answer: Answer) {
+        self.state.lock().unwrap().answers.insert(connection_id.to_owned(), answer);
+    }
+
+    pub fn limit_messages_to(&self, bytes: usize) {
+        self.state.lock().unwrap().limit = Some(bytes);
+    }
+
+    /// The messages delivered (2xx) to each connection, in order.
+    pub fn delivered(&self) -> HashMap<String, Vec<Value>> {
+        let mut by_connection: HashMap<String, Vec<Value>> = HashMap::new();
+        for (id, message) in &self.state.lock().unwrap().posts {
+            by_connection.entry(id.clone()).or_default().push(message.clone());
+        }
+        by_connection
+    }
+
+    /// Entry ids delivered to one connection.
+    pub fn entry_ids(&self, connection_id: &str) -> HashSet<String> {
+        self.delivered()
+            .get(connection_id)
+            .map(|ms| ms.iter().map(|m| m["entry"]["id"].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Posts tried for one connection, answered or not.
+    pub fn attempts(&self, connection_id: &str) -> usize {
+        self.state.lock().unwrap().attempts.get(connection_id).copied().unwrap_or(0)
+    }
+
+    pub fn clear(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.posts.clear();
+        s.attempts.clear();
+    }
+
+    /// The real SDK client, pointed here.
+    pub fn pusher(&self) -> ApiGatewayPusher {
+        let config = aws_sdk_apigatewaymanagement::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "test"))
+            .endpoint_url(&self.url)
+            .retry_config(aws_sdk_apigatewaymanagement::config::retry::RetryConfig::disabled())
+            .build();
+        ApiGatewayPusher::new(aws_sdk_apigatewaymanagement::Client::from_conf(config))
+    }
+}
+
+async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let (head_end, length) = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (end + 4, length);
+        }
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    while buffer.len() < head_end + length {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("");
+    let connection_id = path.rsplit('/').next().unwrap_or("").replace("%3D", "=");
+    let body = &buffer[head_end..head_end + length];
+    let (status, error_type) = {
+        let mut s = state.lock().unwrap();
+        *s.attempts.entry(connection_id.clone()).or_default() += 1;
+        match (s.answers.get(&connection_id).copied(), s.limit) {
+            (Some(Answer::Gone), _) => (410, Some("GoneException")),
+            (Some(Answer::Broken), _) => (500, Some("InternalServerErrorException")),
+            (Some(Answer::TooLarge), _) => (413, Some("PayloadTooLargeException")),
+            (None, Some(limit)) if body.len() > limit => (413, Some("PayloadTooLargeException")),
+            (None, _) => {
+                let message = serde_json::from_slice(body).unwrap_or(Value::Null);
+                s.posts.push((connection_id.clone(), message));
+                (200, None)
+            }
+        }
+    };
+    let mut response = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n");
+    if let Some(t) = error_type {
+        response.push_str(&format!("x-amzn-errortype: {t}\r\ncontent-type: application/json\r\n"));
+    }
+    response.push_str("\r\n{}");
+    let _ = socket.write_all(response.as_bytes()).await;
+}
+
+/// Every record the table's stream holds, as the DynamoDB-stream event Lambda would deliver.
+pub async fn stream_event(client: &Client, table: &str) -> Value {
+    let described = client.describe_table().table_name(table).send().await.unwrap();
+    let arn = described.table().and_then(|t| t.latest_stream_arn()).expect("the table streams").to_owned();
+    let endpoint = super::dynamodb_endpoint();
+    let streams = aws_sdk_dynamodbstreams::Client::from_conf(
+        aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new("l", "l", None, None, "t"))
+            .endpoint_url(endpoint)
+            .build(),
+    );
+    let stream = streams.describe_stream().stream_arn(&arn).send().await.unwrap();
+    let mut records = Vec::new();
+    for shard in stream.stream_description().map(|d| d.shards()).unwrap_or_default() {
+        let iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id().unwrap())
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap();
+        let mut next = iterator.shard_iterator().map(str::to_owned);
+        while let Some(it) = next.take() {
+            let out = streams.get_records().shard_iterator(it).limit(1000).send().await.unwrap();
+            for r in out.records() {
+                let change = r.dynamodb().unwrap();
+                let image = |m: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+                    let item: serde_dynamo::Item = m.cloned().unwrap_or_default().into();
+                    serde_json::to_value(item).unwrap()
+                };
+                records.push(json!({
+                    "eventID": r.event_id(),
+                    "eventName": r.event_name().map(|n| n.as_str()),
+                    "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": "us-east-1",
+                    "dynamodb": {
+                        "ApproximateCreationDateTime": change.approximate_creation_date_time().map(|t| t.secs()).unwrap_or(0),
+                        "Keys": image(change.keys()),
+                        "NewImage": image(change.new_image()),
+                        "SequenceNumber": change.sequence_number(),
+                        "SizeBytes": change.size_bytes().unwrap_or(0),
+                        "StreamViewType": "NEW_IMAGE"
+                    },
+                    "eventSourceARN": arn
+                }));
+            }
+            if !out.records().is_empty() {
+                next = out.next_shard_iterator().map(str::to_owned);
+            }
+        }
+    }
+    json!({ "Records": records })
+}
