@@ -1,6 +1,7 @@
 //! One module per section of BENCHMARKS.md.
 
 mod auth;
+mod feed;
 mod http;
 mod store;
 
@@ -13,4 +14,5 @@ pub const ALL: &[(&str, Section)] = &[
     ("store", |out| Box::pin(store::run(out))),
     ("auth", |out| Box::pin(auth::run(out))),
     ("http", |out| Box::pin(http::run(out))),
+    ("feed", |out| Box::pin(feed::run(out))),
 ];
