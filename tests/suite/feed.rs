@@ -68,8 +68,10 @@ fn connect_event(
     serde_json::from_value(e).expect("a WebSocket event")
 }
 
+/// Connects a client; it connected a minute ago, so it is fully open (see `OPENING_GRACE`).
 async fn connect(f: &Feed, id: &str, tenant: &str, scopes: &str, query: &[(&str, &str)]) -> ApiGatewayProxyResponse {
-    websocket::connect(&connect_event(id, tenant, scopes, query), f.connections.as_ref(), Utc::now()).await
+    let a_minute_ago = Utc::now() - chrono::Duration::minutes(1);
+    websocket::connect(&connect_event(id, tenant, scopes, query), f.connections.as_ref(), a_minute_ago).await
 }
 
 async fn log(
@@ -176,6 +178,19 @@ async fn a_gone_connection_is_removed_and_does_not_fail_the_batch() {
         .map(|c| c.connection_id)
         .collect();
     assert_eq!(left, ["c-live"], "the stale connection is removed, the live one kept");
+}
+
+#[tokio::test]
+async fn a_connection_still_opening_is_kept_on_a_410() {
+    let f = feed().await;
+    let just_now = connect_event("c-opening", "acme", "audit:read", &[]);
+    websocket::connect(&just_now, f.connections.as_ref(), Utc::now()).await;
+    f.server.answer("c-opening", Answer::Gone);
+    log(&f, "acme", AuditAction::View, EntityType::File, None).await;
+    let (response, report) = handle_stream(batch(&f).await, &f.deps).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((report.opening, report.gone.len()), (1, 0));
+    assert_eq!(f.connections.tenant_connections(&tenant("acme"), Utc::now()).await.unwrap().len(), 1, "kept");
 }
 
 #[tokio::test]

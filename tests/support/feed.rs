@@ -207,31 +207,3 @@ pub async fn stream_event(client: &Client, table: &str) -> Value {
     }
     json!({ "Records": records })
 }
-
-/// A stream event holding INSERT records for `entries`, as Lambda would deliver them.
-pub fn stream_event_for(entries: &[auditline::domain::AuditLogEntry]) -> Value {
-    let records: Vec<Value> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let item: serde_dynamo::Item = auditline::store::dynamo::entry_item(e).expect("item").into();
-            json!({
-                "eventID": format!("event-{i}"),
-                "eventName": "INSERT",
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1",
-                "dynamodb": {
-                    "ApproximateCreationDateTime": e.timestamp.timestamp(),
-                    "Keys": {"pk": {"S": format!("T#{}", e.tenant_id)}, "id": {"S": e.id.to_string()}},
-                    "NewImage": serde_json::to_value(item).unwrap(),
-                    "SequenceNumber": format!("{}", 1_000_000 + i),
-                    "SizeBytes": 600,
-                    "StreamViewType": "NEW_IMAGE"
-                },
-                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/entries/stream/x"
-            })
-        })
-        .collect();
-    json!({ "Records": records })
-}

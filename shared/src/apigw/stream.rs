@@ -35,6 +35,34 @@ fn inserted_entry(record: &EventRecord) -> Option<Result<AuditLogEntry, String>>
     Some(entry_from_item(image).map_err(|e| e.to_string()))
 }
 
+/// A stream event of INSERT records for `entries`, numbered from `first_sequence`: what the
+/// entries table's stream delivers for them. The local gateway feeds these to [`handle_stream`].
+pub fn insert_event(entries: &[AuditLogEntry], first_sequence: u64) -> Event {
+    let records: Vec<serde_json::Value> = entries
+        .iter()
+        .zip(first_sequence..)
+        .filter_map(|(e, sequence)| {
+            let image: serde_dynamo::Item = crate::store::dynamo::entry_item(e).ok()?.into();
+            Some(serde_json::json!({
+                "eventID": format!("{sequence:032x}"),
+                "eventName": "INSERT",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "local",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": e.timestamp.timestamp(),
+                    "Keys": {"pk": {"S": format!("T#{}", e.tenant_id)}, "id": {"S": e.id.to_string()}},
+                    "NewImage": image,
+                    "SequenceNumber": sequence.to_string(),
+                    "SizeBytes": 0,
+                    "StreamViewType": "NEW_IMAGE"
+                }
+            }))
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap_or_default()
+}
+
 /// Handles one batch: fans out every new entry and reports, by sequence number, the records whose
 /// entry could not reach every connection allowed to see it (or could not be read), so Lambda
 /// retries those, and only those, instead of failing the whole batch.

@@ -22,6 +22,9 @@ use crate::domain::{AuditAction, AuditLogEntry, EntityType, TenantId};
 
 /// API Gateway's largest WebSocket message (PostToConnection data).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+/// API Gateway answers 410 to posts for a connection still inside its `$connect`; a connection this
+/// young is not deleted on a 410 (it is opening, not gone), and missing one message then is no failure.
+pub const OPENING_GRACE: chrono::Duration = chrono::Duration::seconds(10);
 
 #[derive(Debug, Clone)]
 pub struct FanoutSettings {
@@ -106,6 +109,8 @@ pub struct FanoutReport {
     pub notices: usize,
     /// Connections found gone, whose records were removed.
     pub gone: Vec<String>,
+    /// Connections that answered 410 while still opening (kept).
+    pub opening: usize,
     /// Indexes (into the batch) of entries that could not reach some allowed connection.
     pub failed: BTreeSet<usize>,
     /// Most connections served at the same moment.
@@ -123,6 +128,7 @@ struct ConnectionOutcome {
     delivered: usize,
     notices: usize,
     gone: bool,
+    opening: bool,
     failed: Vec<usize>,
 }
 
@@ -176,7 +182,7 @@ pub async fn fan_out(
             async move {
                 let now_running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now_running, Ordering::SeqCst);
-                let outcome = serve(&connection.connection_id, &mine, prepared, pusher, settings).await;
+                let outcome = serve(&connection, &mine, prepared, pusher, settings, now).await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
                 (connection.connection_id, outcome)
             }
@@ -189,6 +195,7 @@ pub async fn fan_out(
         report.delivered += outcome.delivered;
         report.notices += outcome.notices;
         report.failed.extend(outcome.failed);
+        report.opening += usize::from(outcome.opening);
         if outcome.gone {
             // The stale connection, never the sender: there is no sender here, only the entry.
             if let Err(e) = connections.remove(&connection_id).await {
@@ -203,12 +210,14 @@ pub async fn fan_out(
 
 /// Sends one connection its entries in order.
 async fn serve(
-    connection_id: &str,
+    connection: &WebSocketConnectionInfo,
     indexes: &[usize],
     prepared: &[Prepared],
     pusher: &dyn Pusher,
     settings: &FanoutSettings,
+    now: DateTime<Utc>,
 ) -> ConnectionOutcome {
+    let connection_id = connection.connection_id.as_str();
     let mut outcome = ConnectionOutcome::default();
     for &i in indexes {
         let p = &prepared[i];
@@ -221,6 +230,10 @@ async fn serve(
                     outcome.delivered += 1;
                     outcome.notices += usize::from(Arc::ptr_eq(message, &p.notice));
                     break;
+                }
+                Err(PushError::Gone) if now - connection.connected_at < OPENING_GRACE => {
+                    outcome.opening = true;
+                    return outcome;
                 }
                 Err(PushError::Gone) => {
                     outcome.gone = true;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auditline::apigw::authorizer::Caller;
-use auditline::apigw::stream::{FeedDeps, handle_stream};
+use auditline::apigw::stream::{FeedDeps, handle_stream, insert_event};
 use auditline::auth::AuthMethod;
 use auditline::domain::{AuditAction, EntityType, EntryDetails, NewEntry};
 use auditline::realtime::fanout::FanoutSettings;
@@ -16,7 +16,6 @@ use auditline::realtime::{
 };
 use auditline::store::dynamo::DynamoConnections;
 use auditline::store::dynamo::tables::CONNECTIONS;
-use auditline_tests::feed::stream_event_for;
 use auditline_tests::{fresh_table, local_client, tenant};
 use aws_lambda_events::dynamodb::Event;
 use chrono::Utc;
@@ -63,7 +62,7 @@ fn batch() -> Event {
             .unwrap()
         })
         .collect();
-    serde_json::from_value(stream_event_for(&entries)).unwrap()
+    insert_event(&entries, 1)
 }
 
 async fn connect_all(store: &dyn ConnectionStore, gone: usize) {
@@ -75,7 +74,9 @@ async fn connect_all(store: &dyn ConnectionStore, gone: usize) {
     };
     for i in 0..CONNECTIONS_PER_BATCH + gone {
         let id = if i < CONNECTIONS_PER_BATCH { format!("conn-{i:04}") } else { format!("gone-{i:04}") };
-        store.put(&WebSocketConnectionInfo::new(&id, &caller, ConnectionFilters::default(), Utc::now())).await.unwrap();
+        // Connected a minute ago: past the opening grace, so a 410 means gone.
+        let connected = Utc::now() - chrono::Duration::minutes(1);
+        store.put(&WebSocketConnectionInfo::new(&id, &caller, ConnectionFilters::default(), connected)).await.unwrap();
     }
 }
 
