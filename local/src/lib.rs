@@ -1,0 +1,457 @@
+//! The local gateway: both APIs on one loopback port, served by the very handlers Lambda runs.
+//!
+//! Each HTTP request becomes an API Gateway HTTP API event — first the authorizer's, then the
+//! route's — and each WebSocket upgrade the `$connect` authorizer's and integration's events; the
+//! live feed runs the stream handler over batches of new entries. Storage is in memory by default,
+//! or any DynamoDB API endpoint.
+
+pub mod events;
+pub mod sessions;
+pub mod source;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditline::apigw::authorizer::{authorize_http, authorize_websocket};
+use auditline::apigw::http::{AuditApi, MAX_BODY_BYTES, Route, handle};
+use auditline::apigw::stream::FeedDeps;
+use auditline::apigw::websocket;
+use auditline::auth::api_keys::{self, ApiKeyStore, ApiKeyValidator, MemoryApiKeys};
+use auditline::auth::jwt::sign_hmac;
+use auditline::auth::{AuthMethod, Authenticator, extract};
+use auditline::config::Secret;
+use auditline::domain::TenantId;
+use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
+use auditline::realtime::fanout::FanoutSettings;
+use auditline::realtime::{ConnectionStore, MemoryConnections};
+use auditline::store::dynamo::tables::{self, API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, TableSpec};
+use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
+use auditline::store::{AuditStore, DynamoStore, MemoryStore};
+use auditline::{AuditLogger, Config};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use self::events::{HttpRequest, Upgrade};
+use self::sessions::Sessions;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The tenant of the development credentials printed at start.
+pub const DEV_TENANT: &str = "local";
+/// How long the printed development token is valid.
+pub const DEV_TOKEN_HOURS: i64 = 12;
+/// Entries the in-memory store keeps before dropping the oldest.
+pub const DEFAULT_MEMORY_ENTRIES: usize = 1_000_000;
+
+/// Where the gateway keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    Memory {
+        max_entries: usize,
+    },
+    /// A DynamoDB API endpoint (moto, DynamoDB Local, …); tables are created if missing.
+    DynamoDb {
+        endpoint: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub bind: SocketAddr,
+    pub storage: Storage,
+    pub config: Config,
+}
+
+/// Credentials a newcomer can use at once.
+#[derive(Debug, Clone)]
+pub struct DevCredentials {
+    /// A JWT for tenant `local` with every scope, when the gateway signs its own tokens.
+    pub token: Option<Secret>,
+    /// An API key for tenant `local` with `audit:read audit:write`.
+    pub api_key: Secret,
+}
+
+/// A running gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub credentials: DevCredentials,
+    pub storage: Storage,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn websocket_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Stops accepting, closes every WebSocket session, and waits for the server to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+struct Gateway {
+    api: AuditApi,
+    auth: Authenticator,
+    connections: Arc<dyn ConnectionStore>,
+    sessions: Arc<Sessions>,
+}
+
+/// The storage side: stores and key records, memory or DynamoDB.
+struct Backends {
+    store: Arc<dyn AuditStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    connections: Arc<dyn ConnectionStore>,
+    api_keys: Arc<dyn ApiKeyStore>,
+    /// The same key records, as the authenticator sees them.
+    key_validator: Arc<dyn ApiKeyValidator>,
+    dynamodb: Option<aws_sdk_dynamodb::Client>,
+}
+
+async fn ensure_table(client: &aws_sdk_dynamodb::Client, spec: &TableSpec, name: &str) -> Result<(), BoxError> {
+    if client.describe_table().table_name(name).send().await.is_ok() {
+        return Ok(());
+    }
+    tables::create_table(client, spec, name).await?;
+    Ok(())
+}
+
+async fn backends(storage: &Storage, config: &Config) -> Result<Backends, BoxError> {
+    Ok(match storage {
+        Storage::Memory { max_entries } => {
+            let keys = Arc::new(MemoryApiKeys::new());
+            Backends {
+                store: Arc::new(MemoryStore::bounded(*max_entries)),
+                idempotency: Arc::new(MemoryIdempotency::new()),
+                connections: Arc::new(MemoryConnections::new()),
+                api_keys: keys.clone(),
+                key_validator: keys,
+                dynamodb: None,
+            }
+        }
+        Storage::DynamoDb { endpoint } => {
+            let client = client_for_local_endpoint(endpoint, None);
+            for (spec, name) in [
+                (&ENTRIES, &config.entries_table),
+                (&COUNTERS, &config.counters_table),
+                (&API_KEYS, &config.api_keys_table),
+                (&IDEMPOTENCY, &config.idempotency_table),
+                (&CONNECTIONS, &config.connections_table),
+            ] {
+                ensure_table(&client, spec, name).await.map_err(|e| format!("table {name} at {endpoint}: {e}"))?;
+            }
+            let keys = Arc::new(DynamoApiKeys::new(client.clone(), &config.api_keys_table));
+            Backends {
+                store: Arc::new(DynamoStore::from_config(client.clone(), config)),
+                idempotency: Arc::new(DynamoIdempotency::new(client.clone(), &config.idempotency_table)),
+                connections: Arc::new(DynamoConnections::new(client.clone(), &config.connections_table)),
+                api_keys: keys.clone(),
+                key_validator: keys,
+                dynamodb: Some(client),
+            }
+        }
+    })
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts the gateway and its live feed; returns once it is listening.
+pub async fn start(options: Options) -> Result<Running, BoxError> {
+    let mut config = options.config;
+    let backends = backends(&options.storage, &config).await?;
+
+    // With no JWT key configured, the gateway signs its own development tokens.
+    let own_secret =
+        config.auth.jwt_secret.is_none() && config.auth.jwt_public_key.is_none() && config.auth.jwt_jwks_url.is_none();
+    if own_secret {
+        config.auth.jwt_secret = Some(Secret::new(random_secret()));
+        config.auth.jwt_algorithm = "HS256".into();
+    }
+    let auth = Authenticator::from_settings(&config.auth, Some(backends.key_validator.clone()))?;
+    let now = chrono::Utc::now();
+    let token = match (&config.auth.jwt_secret, config.auth.jwt_algorithm.starts_with("HS")) {
+        (Some(secret), true) => {
+            let algorithm = auditline::auth::jwt::parse_algorithm(&config.auth.jwt_algorithm)?;
+            let mut claims = json!({
+                "sub": "developer",
+                "tenant_id": DEV_TENANT,
+                "scope": "*",
+                "iat": now.timestamp(),
+                "exp": (now + chrono::Duration::hours(DEV_TOKEN_HOURS)).timestamp(),
+            });
+            if let Some(iss) = &config.auth.jwt_issuer {
+                claims["iss"] = json!(iss);
+            }
+            if let Some(aud) = &config.auth.jwt_audience {
+                claims["aud"] = json!(aud);
+            }
+            Some(Secret::new(sign_hmac(algorithm, secret.expose().as_bytes(), &claims)?))
+        }
+        _ => None,
+    };
+    let key = api_keys::generate(
+        TenantId::parse(DEV_TENANT)?,
+        "developer",
+        vec!["audit:read".into(), "audit:write".into()],
+        Some("local gateway".into()),
+        Some(now + chrono::Duration::hours(DEV_TOKEN_HOURS)),
+        now,
+    )?;
+    backends.api_keys.insert(&key.record).await?;
+
+    let logger = Arc::new(AuditLogger::new(backends.store.clone(), config.audit));
+    let sessions = Arc::new(Sessions::default());
+    let feed = FeedDeps {
+        connections: backends.connections.clone(),
+        pusher: sessions.clone(),
+        settings: FanoutSettings::default(),
+    };
+    let source = match (&options.storage, &backends.dynamodb) {
+        (Storage::DynamoDb { endpoint }, Some(client)) => {
+            let streams = aws_sdk_dynamodbstreams::Client::from_conf(
+                aws_sdk_dynamodbstreams::Config::builder()
+                    .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+                    .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+                    .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
+                        "local",
+                        "local",
+                        None,
+                        None,
+                        "auditline-local",
+                    ))
+                    .endpoint_url(endpoint)
+                    .build(),
+            );
+            source::follow_stream(client.clone(), streams, config.entries_table.clone(), feed).await?
+        }
+        _ => source::follow_listener(&logger, feed),
+    };
+
+    let gateway = Arc::new(Gateway {
+        api: AuditApi {
+            logger,
+            idempotency: backends.idempotency,
+            health_timeout: auditline::bootstrap::HEALTH_TIMEOUT,
+            auth_methods: config.auth.allowed_methods.iter().map(AuthMethod::to_string).collect(),
+        },
+        auth,
+        connections: backends.connections,
+        sessions: sessions.clone(),
+    });
+    let app = Router::new().route("/ws", any(websocket_upgrade)).fallback(http_request).with_state(gateway);
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e} (set --port or AUDITLINE_PORT)", options.bind))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        let stopped = async move {
+            let _ = stop.await;
+            sessions.close_all();
+        };
+        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stopped).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(Running {
+        addr,
+        credentials: DevCredentials { token, api_key: key.key },
+        storage: options.storage,
+        shutdown,
+        server,
+        tasks: vec![source],
+    })
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("status and header are valid")
+}
+
+fn request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Every HTTP request: route it as API Gateway would, authorize it with the authorizer, then hand
+/// the route's event to its handler.
+async fn http_request(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let method = parts.method.as_str().to_owned();
+    let Some((route, path_parameters)) = Route::resolve(&method, &path) else {
+        return json_response(404, &json!({"message": "Not Found"}));
+    };
+    // Read at most one byte more than the limit: enough for the handler to answer 413.
+    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(_) => vec![b' '; MAX_BODY_BYTES + 1],
+    };
+    let request_id = request_id();
+    let r = HttpRequest {
+        route_key: route.route_key(),
+        method: &method,
+        path: &path,
+        raw_query: &raw_query,
+        headers: &parts.headers,
+        source_ip: peer.ip(),
+        request_id: &request_id,
+    };
+    let authorizer = if route.required_scope().is_some() {
+        let event = serde_json::from_value(events::http_authorizer(&r)).unwrap_or_default();
+        let decision = authorize_http(&event, &gateway.auth).await;
+        if !decision.is_authorized {
+            // What API Gateway answers for a denial: no reason given.
+            return json_response(403, &json!({"message": "Forbidden"}));
+        }
+        Some(decision.context)
+    } else {
+        None
+    };
+    let event = events::http_request(&r, &path_parameters, &body, authorizer.as_ref());
+    let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::error!(error = %e, "could not build the API Gateway event");
+            return json_response(500, &json!({"message": "Internal Server Error"}));
+        }
+    };
+    let response = handle(route, lambda_request, &gateway.api).await;
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Text(t) => t.into_bytes(),
+        lambda_http::Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// A WebSocket upgrade: the `$connect` authorizer, then the `$connect` integration, then the session.
+async fn websocket_upgrade(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    headers: http::HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let connection_id =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &uuid::Uuid::now_v7().as_bytes()[6..]);
+    let raw_query = query.unwrap_or_default();
+    let u = Upgrade { connection_id: &connection_id, raw_query: &raw_query, headers: &headers, source_ip: peer.ip() };
+    let event = serde_json::from_value(events::websocket_authorizer(&u)).unwrap_or_default();
+    let decision = authorize_websocket(&event, &gateway.auth).await;
+    let allowed = decision
+        .policy_document
+        .statement
+        .first()
+        .is_some_and(|s| s.effect == aws_lambda_events::iam::IamPolicyEffect::Allow);
+    if !allowed {
+        return json_response(403, &json!({"message": "Forbidden"}));
+    }
+    // The session's queue exists before the record does: no entry can find one without the other.
+    let queue = gateway.sessions.register(&connection_id);
+    let principal = decision.principal_id.unwrap_or_default();
+    let connect = events::websocket_connect(&u, &principal, &decision.context);
+    let connected = match serde_json::from_value(connect) {
+        Ok(event) => websocket::connect(&event, gateway.connections.as_ref(), chrono::Utc::now()).await,
+        Err(_) => {
+            gateway.sessions.remove(&connection_id);
+            return json_response(500, &json!({"message": "Internal Server Error"}));
+        }
+    };
+    if connected.status_code != 200 {
+        gateway.sessions.remove(&connection_id);
+        let body = match connected.body {
+            Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(&t).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        return json_response(connected.status_code as u16, &body);
+    }
+    let upgrade = match extract::negotiated_subprotocol(&headers) {
+        Some(protocol) => upgrade.protocols([protocol]),
+        None => upgrade,
+    };
+    upgrade.on_upgrade(move |socket| session(socket, queue, gateway, connection_id)).into_response()
+}
+
+/// One open WebSocket: forwards the feed's messages until either side closes, then `$disconnect`.
+async fn session(socket: WebSocket, mut queue: mpsc::Receiver<String>, gateway: Arc<Gateway>, connection_id: String) {
+    let (mut outgoing, mut incoming) = socket.split();
+    loop {
+        tokio::select! {
+            message = queue.recv() => match message {
+                Some(text) => {
+                    if outgoing.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    let _ = outgoing.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            received = incoming.next() => match received {
+                // The API routes nothing from clients: their messages are read and dropped.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    gateway.sessions.remove(&connection_id);
+    match serde_json::from_value(events::websocket_disconnect(&connection_id)) {
+        Ok(event) => {
+            websocket::disconnect(&event, gateway.connections.as_ref()).await;
+        }
+        Err(e) => tracing::error!(error = %e, "could not build the $disconnect event"),
+    }
+}
+
+/// Options from the environment (the same variables as the deployed functions) and the bind address.
+pub fn options_from_env(host: IpAddr, port: u16) -> Result<Options, BoxError> {
+    let config = Config::from_env()?;
+    let storage = match &config.dynamodb_endpoint {
+        Some(endpoint) => Storage::DynamoDb { endpoint: endpoint.clone() },
+        None => Storage::Memory {
+            max_entries: std::env::var("AUDITLINE_MEMORY_ENTRIES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MEMORY_ENTRIES),
+        },
+    };
+    Ok(Options { bind: SocketAddr::new(host, port), storage, config })
+}
+
+/// Waits this long for in-flight requests after Ctrl-C before giving up.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

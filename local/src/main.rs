@@ -1,0 +1,64 @@
+//! `cargo run --release -p auditline-local`: the whole service on loopback. No AWS account, no Docker.
+
+use std::net::IpAddr;
+
+use auditline_local::{DEV_TENANT, DEV_TOKEN_HOURS, SHUTDOWN_GRACE, Storage, options_from_env, start};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "auditline-local", about = "Run auditline's HTTP and WebSocket APIs locally")]
+struct Args {
+    /// Address to listen on (keep it loopback unless you mean it).
+    #[arg(long, env = "AUDITLINE_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port for both APIs.
+    #[arg(long, env = "AUDITLINE_PORT", default_value_t = 8080)]
+    port: u16,
+}
+
+#[tokio::main]
+async fn main() {
+    lambda_runtime::tracing::init_default_subscriber();
+    let args = Args::parse();
+    let running = match options_from_env(args.host, args.port) {
+        Ok(options) => start(options).await,
+        Err(e) => Err(e),
+    };
+    let running = match running {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("auditline-local: {e}");
+            std::process::exit(1);
+        }
+    };
+    let http = running.http_url();
+    let storage = match &running.storage {
+        Storage::Memory { max_entries } => {
+            format!("in memory (up to {max_entries} entries; set DYNAMODB_ENDPOINT to use a DynamoDB API)")
+        }
+        Storage::DynamoDb { endpoint } => format!("DynamoDB API at {endpoint}"),
+    };
+    let key = running.credentials.api_key.expose();
+    println!("auditline local gateway");
+    println!("  HTTP API   {http}/audit/logs   (contract: docs/openapi.json)");
+    println!("  WebSocket  {}", running.websocket_url());
+    println!("  storage    {storage}");
+    if let Some(token) = &running.credentials.token {
+        println!("  token      {}", token.expose());
+        println!("             (tenant {DEV_TENANT}, every scope, valid {DEV_TOKEN_HOURS} h)");
+    }
+    println!("  api key    {key}");
+    println!("             (tenant {DEV_TENANT}, audit:read audit:write, valid {DEV_TOKEN_HOURS} h)");
+    println!();
+    println!("Try:");
+    println!("  curl -s -X POST {http}/audit/logs -H 'X-API-Key: {key}' -H 'content-type: application/json' \\");
+    println!("       -d '{{\"action\":\"CREATE\",\"entity_type\":\"ENTITY\",\"entity_id\":\"entity-123\"}}'");
+    println!("  curl -s {http}/audit/logs -H 'X-API-Key: {key}'");
+    println!("Ctrl-C stops.");
+
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping…");
+    if tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown()).await.is_err() {
+        eprintln!("auditline-local: gave up waiting for open requests");
+    }
+}

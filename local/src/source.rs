@@ -1,0 +1,151 @@
+//! Where the local gateway's live feed comes from, standing in for the Lambda event source mapping:
+//! the logger's in-process listener (in-memory storage), or the entries table's DynamoDB stream (a
+//! DynamoDB API endpoint). Either way batches go through the same stream handler Lambda runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditline::AuditLogger;
+use auditline::apigw::stream::{FeedDeps, handle_stream, insert_event};
+use auditline::domain::AuditLogEntry;
+use aws_lambda_events::dynamodb::Event;
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Records per batch, as an event source mapping's default batch size.
+const BATCH_SIZE: usize = 100;
+/// Retries of a batch with failures (a mapping configured with bounded retries).
+const MAX_RETRIES: u32 = 3;
+/// Entries waiting for the feed before new ones are dropped from it (they stay stored).
+const BACKLOG: usize = 10_000;
+
+/// Runs one batch through the stream handler, retrying from the lowest failed record as Lambda does.
+pub async fn deliver(mut event: Event, feed: &FeedDeps) {
+    for attempt in 0..=MAX_RETRIES {
+        let (response, _) = handle_stream(event.clone(), feed).await;
+        let failed: Vec<String> = response.batch_item_failures.into_iter().filter_map(|f| f.item_identifier).collect();
+        let Some(first) =
+            event.records.iter().position(|r| r.change.sequence_number.as_ref().is_some_and(|s| failed.contains(s)))
+        else {
+            return;
+        };
+        if attempt == MAX_RETRIES {
+            break;
+        }
+        event.records.drain(..first);
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    tracing::warn!("a feed batch still failed after {MAX_RETRIES} retries; its entries remain readable over HTTP");
+}
+
+/// In-memory storage: every stored entry, as the logger announces it, batched like a stream.
+pub fn follow_listener(logger: &AuditLogger, feed: FeedDeps) -> JoinHandle<()> {
+    let (tx, mut rx) = mpsc::channel::<AuditLogEntry>(BACKLOG);
+    logger.add_listener(move |entry| {
+        if tx.try_send(entry.clone()).is_err() {
+            tracing::warn!(entry_id = %entry.id, "feed backlog full: entry stored but not pushed live");
+        }
+    });
+    tokio::spawn(async move {
+        let mut sequence = 1u64;
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH_SIZE {
+                match rx.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+            let event = insert_event(&batch, sequence);
+            sequence += batch.len() as u64;
+            deliver(event, &feed).await;
+        }
+    })
+}
+
+/// DynamoDB stream records as the event Lambda receives.
+pub fn records_to_event(records: &[Record], stream_arn: &str) -> Event {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .filter_map(|r| {
+            let change = r.dynamodb()?;
+            let image = |m: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+                let item: serde_dynamo::Item = m.cloned().unwrap_or_default().into();
+                serde_json::to_value(item).unwrap_or_default()
+            };
+            let mut record = json!({
+                "eventID": r.event_id(),
+                "eventName": r.event_name().map(|n| n.as_str()),
+                "eventVersion": r.event_version(),
+                "eventSource": "aws:dynamodb",
+                "awsRegion": r.aws_region().unwrap_or("local"),
+                "dynamodb": {
+                    "ApproximateCreationDateTime": change.approximate_creation_date_time().map_or(0, |t| t.secs()),
+                    "Keys": image(change.keys()),
+                    "NewImage": image(change.new_image()),
+                    "SequenceNumber": change.sequence_number(),
+                    "SizeBytes": change.size_bytes().unwrap_or(0),
+                    "StreamViewType": "NEW_IMAGE"
+                },
+                "eventSourceARN": stream_arn
+            });
+            if let Some(identity) = r.user_identity() {
+                record["userIdentity"] = json!({"type": identity.r#type(), "principalId": identity.principal_id()});
+            }
+            Some(record)
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap_or_default()
+}
+
+/// A DynamoDB API: follows the entries table's stream from now on, polling each shard.
+pub async fn follow_stream(
+    dynamodb: aws_sdk_dynamodb::Client,
+    streams: aws_sdk_dynamodbstreams::Client,
+    table: String,
+    feed: FeedDeps,
+) -> Result<JoinHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
+    let described = dynamodb.describe_table().table_name(&table).send().await?;
+    let arn = described
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .ok_or("the entries table has no stream; create it from the table definitions")?
+        .to_owned();
+    let stream = streams.describe_stream().stream_arn(&arn).send().await?;
+    let mut iterators = Vec::new();
+    for shard in stream.stream_description().map(|d| d.shards()).unwrap_or_default() {
+        let it = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id().unwrap_or_default())
+            .shard_iterator_type(ShardIteratorType::Latest)
+            .send()
+            .await?;
+        iterators.extend(it.shard_iterator().map(str::to_owned));
+    }
+    let feed = Arc::new(feed);
+    Ok(tokio::spawn(async move {
+        loop {
+            let mut next = Vec::new();
+            for iterator in iterators.drain(..) {
+                match streams.get_records().shard_iterator(&iterator).limit(BATCH_SIZE as i32).send().await {
+                    Ok(out) => {
+                        if !out.records().is_empty() {
+                            deliver(records_to_event(out.records(), &arn), &feed).await;
+                        }
+                        next.extend(out.next_shard_iterator().map(str::to_owned));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "stream read failed; retrying");
+                        next.push(iterator);
+                    }
+                }
+            }
+            iterators = next;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }))
+}
