@@ -10,6 +10,9 @@ cargo fmt --all --check
 echo "==> cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "==> cargo build: the Lambda functions and the local gateway (tests run the real binaries)"
+cargo build --quiet -p auditline-functions -p auditline-local
+
 start_moto
 echo "==> cargo test --workspace"
 cargo test --workspace "$@"

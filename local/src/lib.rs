@@ -86,6 +86,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub credentials: DevCredentials,
     pub storage: Storage,
+    connections: Arc<dyn ConnectionStore>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -98,6 +99,11 @@ impl Running {
 
     pub fn websocket_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// The connection records, as `$connect` and `$disconnect` leave them.
+    pub fn connections(&self) -> &Arc<dyn ConnectionStore> {
+        &self.connections
     }
 
     /// Stops accepting, closes every WebSocket session, and waits for the server to finish.
@@ -251,6 +257,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         _ => source::follow_listener(&logger, feed),
     };
 
+    let connections = backends.connections.clone();
     let gateway = Arc::new(Gateway {
         api: AuditApi {
             logger,
@@ -282,6 +289,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         addr,
         credentials: DevCredentials { token, api_key: key.key },
         storage: options.storage,
+        connections,
         shutdown,
         server,
         tasks: vec![source],

@@ -5,6 +5,7 @@ mod auth;
 mod authorizer;
 mod dynamo_store;
 mod feed;
+mod gateway;
 mod http_api;
 mod logger;
 mod memory_store;

@@ -2,6 +2,7 @@
 //! controllable clocks and entry fixtures.
 
 pub mod auth;
+pub mod client;
 pub mod feed;
 pub mod http;
 
@@ -54,6 +55,20 @@ pub async fn fresh_dynamo_store(counter_shards: u8) -> (DynamoStore, RequestCoun
     let counters = fresh_table(&client, &COUNTERS, "counters").await;
     counter.reset();
     (DynamoStore::new(client, entries, counters).with_counter_shards(counter_shards), counter)
+}
+
+/// A binary of this workspace, built by `scripts/test.sh` before the tests run. Missing is a failure.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var("AUDITLINE_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with ./scripts/test.sh, which builds the binaries first",
+        path.display()
+    );
+    path
 }
 
 /// A sample event from `events/`, as JSON.

@@ -1,0 +1,238 @@
+//! End to end through the local gateway, with real HTTP and WebSocket clients on real sockets.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use auditline::Config;
+use auditline_local::{Options, Running, Storage, start};
+use auditline_tests::auth::{SECRET, claims, hs256};
+use auditline_tests::client::{HttpReply, Socket, http, receive, websocket};
+use auditline_tests::{tenant, unique_name};
+use futures::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Deliveries must arrive within this (they take milliseconds; the bound only catches losses).
+const DELIVERY: Duration = Duration::from_secs(3);
+
+fn config(extra: &[(&str, String)]) -> Config {
+    let mut vars: Vec<(&str, String)> = vec![("JWT_SECRET", SECRET.to_owned())];
+    vars.extend(extra.iter().cloned());
+    Config::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap()
+}
+
+async fn gateway(storage: Storage, config: Config) -> Running {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    start(Options { bind, storage, config }).await.expect("the gateway starts")
+}
+
+async fn memory_gateway() -> Running {
+    gateway(Storage::Memory { max_entries: 100_000 }, config(&[])).await
+}
+
+fn token(tenant: &str, scope: &str) -> String {
+    let mut c = claims(&format!("user-of-{tenant}"), scope);
+    c["tenant_id"] = json!(tenant);
+    hs256(&c)
+}
+
+async fn post(g: &Running, token: &str, body: &Value) -> HttpReply {
+    let auth = format!("Bearer {token}");
+    http("POST", &format!("{}/audit/logs", g.http_url()), &[("authorization", &auth)], Some(body)).await
+}
+
+async fn open(g: &Running, query: &str, headers: &[(&str, &str)]) -> Socket {
+    let url = format!("{}{query}", g.websocket_url());
+    websocket(&url, headers).await.expect("the connection is accepted").0
+}
+
+fn entry_ids(messages: &[Value]) -> HashSet<String> {
+    messages.iter().map(|m| m["entry"]["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn credentials_are_accepted_in_every_position() {
+    let g = memory_gateway().await;
+    let t = token("acme", "audit:read");
+    let key = g.credentials.api_key.expose().to_owned();
+    let bearer = format!("Bearer {t}");
+    let protocol = format!("bearer, {t}");
+    for (query, headers) in [
+        (String::new(), vec![("authorization", bearer.as_str())]),
+        (format!("?token={t}"), vec![]),
+        (String::new(), vec![("sec-websocket-protocol", protocol.as_str())]),
+        (String::new(), vec![("x-api-key", key.as_str())]),
+        (format!("?api_key={key}"), vec![]),
+    ] {
+        let url = format!("{}{query}", g.websocket_url());
+        let (mut socket, response) =
+            websocket(&url, &headers).await.unwrap_or_else(|s| panic!("{headers:?} {query}: {s}"));
+        if headers.iter().any(|(k, _)| *k == "sec-websocket-protocol") {
+            assert_eq!(response.get("sec-websocket-protocol").unwrap(), "bearer", "the subprotocol is answered");
+        }
+        socket.close(None).await.unwrap();
+    }
+    let dev = g.credentials.token.as_ref().expect("the gateway printed a token").expose().to_owned();
+    assert!(websocket(&format!("{}?token={dev}", g.websocket_url()), &[]).await.is_ok());
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_or_bad_credentials_are_refused() {
+    let g = memory_gateway().await;
+    let url = g.websocket_url();
+    assert_eq!(websocket(&url, &[]).await.err(), Some(403));
+    assert_eq!(websocket(&format!("{url}?token=not.a.token"), &[]).await.err(), Some(403));
+    let expired = hs256(&json!({"sub": "u", "exp": 1_000_000}));
+    assert_eq!(websocket(&format!("{url}?token={expired}"), &[]).await.err(), Some(403));
+    let forged = format!("alk_{}", "A".repeat(43));
+    assert_eq!(websocket(&url, &[("x-api-key", &forged)]).await.err(), Some(403));
+    let bad_filter = format!("{url}?token={}&entity_type=GADGET", token("acme", "audit:read"));
+    assert_eq!(websocket(&bad_filter, &[]).await.err(), Some(400), "$connect refuses a bad filter");
+
+    let list = format!("{}/audit/logs", g.http_url());
+    assert_eq!(http("GET", &list, &[], None).await.status, 403);
+    assert_eq!(http("GET", &list, &[("authorization", "Bearer nope")], None).await.status, 403);
+    let writer = format!("Bearer {}", token("acme", "audit:write"));
+    assert_eq!(http("GET", &list, &[("authorization", &writer)], None).await.status, 403, "scope per route");
+    assert_eq!(http("GET", &format!("{}/nowhere", g.http_url()), &[], None).await.status, 404);
+    assert_eq!(http("GET", &format!("{}/audit/health", g.http_url()), &[], None).await.status, 200);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn posted_entries_reach_exactly_the_clients_allowed_to_see_them() {
+    let g = memory_gateway().await;
+    let everything = open(&g, &format!("?token={}", token("acme", "audit:read")), &[]).await;
+    let reports = open(&g, &format!("?token={}", token("acme", "reports:read")), &[]).await;
+    let project = open(&g, &format!("?token={}&project_id=p-1", token("acme", "audit:read")), &[]).await;
+    let other_tenant = open(&g, &format!("?token={}", token("globex", "*")), &[]).await;
+    let writer = token("acme", "audit:write");
+
+    let started = Instant::now();
+    let mut stored = Vec::new();
+    for (entity_type, project_id) in [("REPORT", "p-1"), ("FILE", "p-1"), ("REPORT", "p-2"), ("PROJECT", "p-2")] {
+        let body =
+            json!({"action": "UPDATE", "entity_type": entity_type, "entity_id": "e-1", "project_id": project_id});
+        let reply = post(&g, &writer, &body).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        stored.push(reply.body);
+    }
+    let batch = json!([{"action": "VIEW", "entity_type": "FILE", "entity_id": "f"}, {"action": "VIEW", "entity_type": "REPORT", "entity_id": "r"}]);
+    let batch_reply = post(&g, &writer, &batch).await;
+    stored.extend(batch_reply.body["results"].as_array().unwrap().iter().map(|r| r["entry"].clone()));
+    let id = |i: usize| stored[i]["id"].as_str().unwrap().to_owned();
+
+    let cases = [
+        (everything, (0..6).map(id).collect::<HashSet<_>>()),
+        (reports, [0, 2, 5].into_iter().map(id).collect()),
+        (project, [0, 1].into_iter().map(id).collect()),
+        (other_tenant, HashSet::new()),
+    ];
+    let mut sockets = Vec::new();
+    for (i, (mut socket, want)) in cases.into_iter().enumerate() {
+        let messages = receive(&mut socket, want.len(), DELIVERY).await;
+        assert_eq!(entry_ids(&messages), want, "client {i}");
+        if i == 0 {
+            assert_eq!(messages[0], json!({"type": "audit_entry", "entry": stored[0]}), "the HTTP API's entry shape");
+        }
+        sockets.push(socket);
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < DELIVERY, "every allowed entry arrived within {DELIVERY:?} (took {elapsed:?})");
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        let extra = receive(socket, 1, Duration::from_millis(300)).await;
+        assert!(extra.is_empty(), "client {i} got nothing else, nothing twice: {extra:?}");
+    }
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_disconnect_removes_the_connection() {
+    let g = memory_gateway().await;
+    let mut socket = open(&g, &format!("?token={}", token("acme", "audit:read")), &[]).await;
+    let acme = tenant("acme");
+    assert_eq!(g.connections().tenant_connections(&acme, chrono::Utc::now()).await.unwrap().len(), 1);
+    socket.send(Message::Text("clients may talk; nothing is routed".into())).await.unwrap();
+    socket.close(None).await.unwrap();
+    let deadline = Instant::now() + DELIVERY;
+    while !g.connections().tenant_connections(&acme, chrono::Utc::now()).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the record is gone after $disconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_a_dynamodb_api_the_gateway_follows_the_table_stream() {
+    let name = unique_name("gw");
+    let tables: Vec<(&str, String)> = vec![
+        ("AUDIT_ENTRIES_TABLE", format!("{name}-entries")),
+        ("AUDIT_COUNTERS_TABLE", format!("{name}-counters")),
+        ("API_KEYS_TABLE", format!("{name}-keys")),
+        ("IDEMPOTENCY_TABLE", format!("{name}-idempotency")),
+        ("CONNECTIONS_TABLE", format!("{name}-connections")),
+    ];
+    let endpoint = auditline_tests::dynamodb_endpoint();
+    let g = gateway(Storage::DynamoDb { endpoint }, config(&tables)).await;
+    let mut socket = open(&g, "", &[("x-api-key", g.credentials.api_key.expose())]).await;
+    let key = g.credentials.api_key.expose().to_owned();
+    let url = format!("{}/audit/logs", g.http_url());
+    let reply = http(
+        "POST",
+        &url,
+        &[("x-api-key", &key)],
+        Some(&json!({"action": "DELETE", "entity_type": "FILE", "entity_id": "f-1"})),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let messages = receive(&mut socket, 1, Duration::from_secs(10)).await;
+    assert_eq!(entry_ids(&messages), HashSet::from([reply.body["id"].as_str().unwrap().to_owned()]));
+    let listed = http("GET", &url, &[("x-api-key", &key)], None).await;
+    assert_eq!(listed.body["count"], 1);
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binary_runs_prints_working_credentials_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(auditline_tests::binary("auditline-local"))
+        .env("AUDITLINE_PORT", "0")
+        .env_remove("DYNAMODB_ENDPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the local gateway binary runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut key) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("HTTP API") {
+            url = rest.split_whitespace().next().map(|u| u.trim_end_matches("/audit/logs").to_owned());
+        }
+        if let Some(rest) = line.trim().strip_prefix("api key") {
+            key = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+    }
+    let (url, key) = (url.expect("the URL is printed"), key.expect("an API key is printed"));
+    let health = http("GET", &format!("{url}/audit/health"), &[], None).await;
+    assert_eq!((health.status, health.body["status"].as_str()), (200, Some("healthy")));
+    let body = json!({"action": "CREATE", "entity_type": "ENTITY", "entity_id": "entity-123"});
+    assert_eq!(http("POST", &format!("{url}/audit/logs"), &[("x-api-key", &key)], Some(&body)).await.status, 201);
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "a clean exit on Ctrl-C: {status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "stops promptly");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
