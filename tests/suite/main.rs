@@ -7,6 +7,7 @@ mod dynamo_store;
 mod feed;
 mod gateway;
 mod http_api;
+mod lambda_binaries;
 mod logger;
 mod memory_store;
 mod openapi;

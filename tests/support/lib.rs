@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod feed;
 pub mod http;
+pub mod runtime;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -1,0 +1,156 @@
+//! Every function's real binary, its real `main`, under the Runtime API emulator, invoked with the
+//! files in `events/`, against the local DynamoDB API.
+
+use std::time::Duration;
+
+use auditline::store::dynamo::tables::{API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY};
+use auditline_tests::auth::{SECRET, claims, hs256};
+use auditline_tests::feed::ManagementServer;
+use auditline_tests::runtime::{Function, Outcome, RuntimeApi};
+use auditline_tests::{binary, dynamodb_endpoint, event, fresh_table, local_client};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Fresh tables, and the environment every function gets (as the SAM template sets it).
+async fn environment() -> Vec<(&'static str, String)> {
+    let (client, _) = local_client();
+    vec![
+        ("DYNAMODB_ENDPOINT", dynamodb_endpoint()),
+        ("AUDIT_ENTRIES_TABLE", fresh_table(&client, &ENTRIES, "entries").await),
+        ("AUDIT_COUNTERS_TABLE", fresh_table(&client, &COUNTERS, "counters").await),
+        ("API_KEYS_TABLE", fresh_table(&client, &API_KEYS, "keys").await),
+        ("IDEMPOTENCY_TABLE", fresh_table(&client, &IDEMPOTENCY, "idempotency").await),
+        ("CONNECTIONS_TABLE", fresh_table(&client, &CONNECTIONS, "connections").await),
+        ("JWT_SECRET", SECRET.to_owned()),
+    ]
+}
+
+async fn function(name: &str, env: &[(&str, String)]) -> Function {
+    let api = RuntimeApi::start().await;
+    let f = api.spawn(&binary(name), name, env);
+    assert!(api.ready(WAIT).await.is_some(), "{name} starts and polls for events");
+    f
+}
+
+async fn invoke(f: &Function, event: &Value) -> Value {
+    match f.api.invoke(event, WAIT).await {
+        Some(Outcome::Response(v)) => v,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+/// The JSON body of an API Gateway proxy response.
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn the_http_functions_serve_their_sample_events() {
+    let env = environment().await;
+    let ingest = function("ingest", &env).await;
+    let created = invoke(&ingest, &event("http-ingest.json")).await;
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let entry = body(&created);
+    assert_eq!(entry["tenant_id"], "acme");
+    let replayed = invoke(&ingest, &event("http-ingest.json")).await;
+    assert_eq!(body(&replayed)["id"], entry["id"], "the Idempotency-Key works across invocations");
+    let batch = invoke(&ingest, &event("http-ingest-batch.json")).await;
+    assert_eq!((batch["statusCode"].as_u64(), body(&batch)["stored"].as_u64()), (Some(201), Some(3)));
+
+    let mut get = event("http-get-log.json");
+    get["pathParameters"]["id"] = entry["id"].clone();
+    get["rawPath"] = json!(format!("/audit/logs/{}", entry["id"].as_str().unwrap()));
+    let got = invoke(&function("get-log", &env).await, &get).await;
+    assert_eq!((got["statusCode"].as_u64(), body(&got)), (Some(200), entry.clone()));
+
+    for (name, file, count) in [
+        ("list-logs", "http-list-logs.json", 1),
+        ("entity-logs", "http-entity-logs.json", 1),
+        ("project-logs", "http-project-logs.json", 1),
+    ] {
+        let response = invoke(&function(name, &env).await, &event(file)).await;
+        assert_eq!(response["statusCode"], 200, "{name}");
+        assert_eq!(body(&response)["count"], count, "{name}: {}", response["body"]);
+    }
+    let mut stats = event("http-stats.json");
+    stats["rawQueryString"] = json!("");
+    stats.as_object_mut().unwrap().remove("queryStringParameters");
+    let response = invoke(&function("stats", &env).await, &stats).await;
+    assert_eq!(body(&response)["total_entries"], 4);
+    let response = invoke(&function("health", &env).await, &event("http-health.json")).await;
+    assert_eq!((response["statusCode"].as_u64(), body(&response)["status"].as_str()), (Some(200), Some("healthy")));
+}
+
+#[tokio::test]
+async fn the_authorizer_serves_both_apis() {
+    let env = environment().await;
+    let authorizer = function("authorizer", &env).await;
+    let mut c = claims("user-789", "audit:read");
+    c["tenant_id"] = json!("acme");
+    let token = hs256(&c);
+
+    let mut http = event("authorizer-http.json");
+    http["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    let response = invoke(&authorizer, &http).await;
+    assert_eq!(response["isAuthorized"], true);
+    assert_eq!(response["context"]["tenant_id"], "acme");
+    let denied = invoke(&authorizer, &event("authorizer-http.json")).await;
+    assert_eq!(denied["isAuthorized"], false, "the sample's placeholder token is refused");
+
+    let mut ws = event("authorizer-websocket-connect.json");
+    ws["queryStringParameters"]["token"] = json!(token);
+    ws["multiValueQueryStringParameters"]["token"] = json!([token]);
+    let response = invoke(&authorizer, &ws).await;
+    assert_eq!(response["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    let response = invoke(&authorizer, &event("authorizer-websocket-connect.json")).await;
+    assert_eq!(response["policyDocument"]["Statement"][0]["Effect"], "Deny");
+
+    match authorizer.api.invoke(&json!({"something": "else"}), WAIT).await {
+        Some(Outcome::Error(e)) => assert!(e["errorMessage"].as_str().unwrap_or("").contains("neither")),
+        other => panic!("an unknown event is an invocation error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_websocket_and_stream_functions_serve_their_sample_events() {
+    let mut env = environment().await;
+    let management = ManagementServer::start().await;
+    env.push(("WEBSOCKET_ENDPOINT", management.url.clone()));
+    let connect = invoke(&function("ws-connect", &env).await, &event("ws-connect.json")).await;
+    assert_eq!(connect["statusCode"], 200, "{connect}");
+    assert_eq!(connect["headers"]["sec-websocket-protocol"], "bearer");
+
+    let fanout = function("stream-fanout", &env).await;
+    let response = invoke(&fanout, &event("stream-batch.json")).await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let delivered = management.entry_ids("Jq4FvcM0oAMCLpw=");
+    assert_eq!(
+        delivered,
+        ["019ac4a1-6f3e-7c52-9a10-4c1d2b3e4f50".to_owned()].into(),
+        "the REPORT of project-456 only, as the connection's scope and filters allow"
+    );
+
+    let disconnect = invoke(&function("ws-disconnect", &env).await, &event("ws-disconnect.json")).await;
+    assert_eq!(disconnect["statusCode"], 200);
+    management.clear();
+    invoke(&fanout, &event("stream-batch.json")).await;
+    assert!(management.delivered().is_empty(), "a disconnected client gets nothing");
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_reported_as_an_init_error() {
+    let mut env = environment().await;
+    env.push(("JWT_ALGORITHM", "none".into()));
+    let api = RuntimeApi::start().await;
+    let mut f = api.spawn(&binary("authorizer"), "authorizer", &env);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = f.child.wait().unwrap();
+        (status, f)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(!status.success(), "the function stops instead of serving with a broken configuration");
+    assert_eq!(api.first_poll(), None, "it never asked for an event");
+}

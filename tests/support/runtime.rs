@@ -1,0 +1,202 @@
+//! A Lambda Runtime API emulator on loopback, to run the functions' real binaries: they poll it for
+//! events exactly as they poll Lambda, and post their responses (or errors) back to it.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, oneshot};
+
+/// What an invocation came back with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Response(Value),
+    Error(Value),
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<(String, String)>,
+    waiting: HashMap<String, oneshot::Sender<Outcome>>,
+    init_error: Option<Value>,
+    first_poll: Option<Instant>,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+pub struct RuntimeApi {
+    /// `host:port`, the value of AWS_LAMBDA_RUNTIME_API.
+    pub address: String,
+    state: Arc<Mutex<State>>,
+    queued: Arc<Notify>,
+}
+
+/// A function process under the emulator.
+pub struct Function {
+    pub api: RuntimeApi,
+    pub child: Child,
+    pub started: Instant,
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RuntimeApi {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = RuntimeApi {
+            address: listener.local_addr().unwrap().to_string(),
+            state: Arc::default(),
+            queued: Arc::new(Notify::new()),
+        };
+        let server = api.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(server.clone().serve(socket));
+            }
+        });
+        api
+    }
+
+    /// Starts `binary` against this emulator with `env` (plus Lambda's own variables).
+    pub fn spawn(&self, binary: &Path, name: &str, env: &[(&str, String)]) -> Function {
+        let mut command = Command::new(binary);
+        command
+            .env("AWS_LAMBDA_RUNTIME_API", &self.address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let started = Instant::now();
+        let child = command.spawn().unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+        Function { api: self.clone(), child, started }
+    }
+
+    /// Invokes the function with `event` and waits for what it answers.
+    pub async fn invoke(&self, event: &Value, wait: Duration) -> Option<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut s = self.state.lock().unwrap();
+            s.next_id += 1;
+            let id = format!("request-{}", s.next_id);
+            s.waiting.insert(id.clone(), tx);
+            s.queue.push_back((id, event.to_string()));
+        }
+        self.queued.notify_waiters();
+        self.queued.notify_one();
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// The error a function reported while starting, if any.
+    pub fn init_error(&self) -> Option<Value> {
+        self.state.lock().unwrap().init_error.clone()
+    }
+
+    /// When the function first asked for an event: it had finished initialising.
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.state.lock().unwrap().first_poll
+    }
+
+    /// Waits until the function polls for its first event.
+    pub async fn ready(&self, wait: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if let Some(t) = self.first_poll() {
+                return Some(t);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    }
+
+    async fn serve(self, mut socket: TcpStream) {
+        let Some((head, body)) = read_request(&mut socket).await else { return };
+        let mut words = head.split_whitespace();
+        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("").to_owned());
+        if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            self.state.lock().unwrap().first_poll.get_or_insert_with(Instant::now);
+            let (id, event) = loop {
+                let notified = self.queued.notified();
+                if let Some(next) = self.state.lock().unwrap().queue.pop_front() {
+                    break next;
+                }
+                notified.await;
+            };
+            let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+            let headers = format!(
+                "lambda-runtime-aws-request-id: {id}\r\nlambda-runtime-deadline-ms: {deadline}\r\n\
+                 lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:000000000000:function:local\r\n\
+                 lambda-runtime-trace-id: Root=1-00000000-000000000000000000000000\r\n"
+            );
+            respond(&mut socket, 200, &headers, &event).await;
+            return;
+        }
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let parts: Vec<&str> = path.split('/').collect();
+        if path.ends_with("/runtime/init/error") {
+            self.state.lock().unwrap().init_error = Some(value);
+        } else if parts.len() >= 6 && parts[3] == "invocation" {
+            let outcome = if parts[5] == "response" { Outcome::Response(value) } else { Outcome::Error(value) };
+            if let Some(waiter) = self.state.lock().unwrap().waiting.remove(parts[4]) {
+                let _ = waiter.send(outcome);
+            }
+        }
+        respond(&mut socket, 202, "", "{}").await;
+    }
+}
+
+async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            while buffer.len() < end + 4 + length {
+                let n = socket.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            return Some((head, buffer[end + 4..end + 4 + length].to_vec()));
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn respond(socket: &mut TcpStream, status: u16, headers: &str, body: &str) {
+    let response = format!(
+        "HTTP/1.1 {status} X\r\n{headers}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+}
