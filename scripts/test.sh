@@ -10,6 +10,11 @@ cargo fmt --all --check
 echo "==> cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+ensure_template_tools
+echo "==> cfn-lint template.yaml; sam validate --lint"
+"$TOOLS_DIR/venv/bin/cfn-lint" template.yaml
+SAM_CLI_TELEMETRY=0 "$TOOLS_DIR/venv/bin/sam" validate --lint --region us-east-1 >/dev/null
+
 echo "==> cargo build: the Lambda functions and the local gateway (tests run the real binaries)"
 cargo build --quiet -p auditline-functions -p auditline-local
 

@@ -3,6 +3,8 @@
 
 TOOLS_DIR="${TOOLS_DIR:-$PWD/.tools}"
 MOTO_VERSION="5.2.5"
+SAM_CLI_VERSION="1.170.0"
+CFN_LINT_VERSION="1.58.0"
 
 # Installs moto's server mode (a local DynamoDB API with Streams) into an ignored virtualenv.
 ensure_moto() {
@@ -11,6 +13,15 @@ ensure_moto() {
     echo "==> installing moto[server]==$MOTO_VERSION into $venv (once)"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
+  fi
+}
+
+# Installs the template checkers (cfn-lint, and the SAM CLI for `sam validate --lint`).
+ensure_template_tools() {
+  ensure_moto
+  if [ ! -x "$TOOLS_DIR/venv/bin/sam" ] || [ ! -x "$TOOLS_DIR/venv/bin/cfn-lint" ]; then
+    echo "==> installing aws-sam-cli and cfn-lint into $TOOLS_DIR/venv (once)"
+    "$TOOLS_DIR/venv/bin/pip" install --quiet "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
   fi
 }
 

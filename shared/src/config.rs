@@ -46,6 +46,33 @@ pub mod vars {
     pub const AUTH_REQUIRED: &str = "AUTH_REQUIRED";
     pub const AUTH_METHODS: &str = "AUTH_METHODS";
     pub const AUTH_ANONYMOUS_SCOPES: &str = "AUTH_ANONYMOUS_SCOPES";
+
+    /// Every variable above: the SAM template may set these and no others.
+    pub const ALL: &[&str] = &[
+        JWT_SECRET,
+        JWT_ALGORITHM,
+        AUDIT_ENABLED,
+        AUDIT_RETENTION_DAYS,
+        ENTRIES_TABLE,
+        COUNTERS_TABLE,
+        COUNTER_SHARDS,
+        DYNAMODB_ENDPOINT,
+        API_KEYS_TABLE,
+        IDEMPOTENCY_TABLE,
+        CONNECTIONS_TABLE,
+        WEBSOCKET_API_ID,
+        WEBSOCKET_STAGE,
+        WEBSOCKET_ENDPOINT,
+        AWS_REGION,
+        JWT_PUBLIC_KEY,
+        JWT_JWKS_URL,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        JWT_LEEWAY_SECONDS,
+        AUTH_REQUIRED,
+        AUTH_METHODS,
+        AUTH_ANONYMOUS_SCOPES,
+    ];
 }
 
 /// A value that must never reach a log or a response: `Debug` and `Display` print a placeholder.

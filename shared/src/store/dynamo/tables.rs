@@ -159,6 +159,9 @@ pub const CONNECTIONS: TableSpec = TableSpec {
     stream_new_image: false,
 };
 
+/// Every table the product uses.
+pub const ALL: [&TableSpec; 5] = [&ENTRIES, &COUNTERS, &API_KEYS, &IDEMPOTENCY, &CONNECTIONS];
+
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and type are set")
 }

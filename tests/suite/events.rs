@@ -1,0 +1,49 @@
+//! Every file in `events/` parses as the event type of the function it is for, and is listed in
+//! events/README.md.
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2CustomAuthorizerV2Request,
+    ApiGatewayWebsocketProxyRequest,
+};
+use aws_lambda_events::dynamodb::Event;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+
+#[test]
+fn every_sample_event_parses_as_its_functions_event_type() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
+    let readme = std::fs::read_to_string(format!("{dir}/README.md")).unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(readme.contains(&format!("`{name}`")), "{name} is described in events/README.md");
+        if name.starts_with("authorizer-http") {
+            let e: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_str(&text).expect(&name);
+            assert_eq!(e.version.as_deref(), Some("2.0"));
+        } else if name.starts_with("authorizer-websocket") {
+            let e: ApiGatewayCustomAuthorizerRequestTypeRequest = serde_json::from_str(&text).expect(&name);
+            assert!(e.method_arn.is_some());
+        } else if name.starts_with("http-") {
+            let request = lambda_http::request::from_str(&text).expect(&name);
+            assert!(
+                matches!(request.request_context(), RequestContext::ApiGatewayV2(_)),
+                "{name} is an HTTP API event"
+            );
+        } else if name.starts_with("ws-") {
+            let e: ApiGatewayWebsocketProxyRequest = serde_json::from_str(&text).expect(&name);
+            assert!(e.request_context.connection_id.is_some(), "{name}");
+        } else if name.starts_with("stream-") {
+            let e: Event = serde_json::from_str(&text).expect(&name);
+            assert!(!e.records.is_empty(), "{name}");
+        } else {
+            panic!("{name}: no known function takes this event (name it authorizer-, http-, ws- or stream-)");
+        }
+    }
+    assert!(seen >= 13, "all sample events were checked ({seen})");
+}

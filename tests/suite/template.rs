@@ -1,0 +1,317 @@
+//! template.yaml against the code: functions and their binaries, environment variables, tables,
+//! routes, the stream mapping and IAM. (cfn-lint and `sam validate --lint` run in scripts/test.sh.)
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use auditline::apigw::http::Route;
+use auditline::config::vars;
+use auditline::store::dynamo::tables::{self, TableSpec};
+use serde_norway::Value;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_norway::from_str(&std::fs::read_to_string(path).expect("template.yaml")).expect("valid YAML")
+}
+
+/// A value with CloudFormation's short-form tags rendered as text, e.g. `!Ref EntriesTable`.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Tagged(t) => format!("{} {}", t.tag, text(&t.value)),
+        Value::Sequence(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        other => format!("{other:?}"),
+    }
+}
+
+fn resources(t: &Value) -> BTreeMap<String, Value> {
+    t["Resources"].as_mapping().unwrap().iter().map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone())).collect()
+}
+
+fn of_type(t: &Value, kind: &str) -> BTreeMap<String, Value> {
+    resources(t).into_iter().filter(|(_, r)| r["Type"].as_str() == Some(kind)).collect()
+}
+
+/// Function resources by binary name.
+fn functions(t: &Value) -> BTreeMap<String, Value> {
+    of_type(t, "AWS::Serverless::Function")
+        .into_values()
+        .map(|f| {
+            (
+                f["Metadata"]["BuildProperties"]["Binary"]
+                    .as_str()
+                    .expect("every function names its binary")
+                    .to_owned(),
+                f,
+            )
+        })
+        .collect()
+}
+
+fn binaries() -> BTreeSet<String> {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/Cargo.toml")).unwrap();
+    manifest
+        .split("[[bin]]")
+        .skip(1)
+        .filter_map(|block| {
+            block.lines().find_map(|l| l.trim().strip_prefix("name = ")).map(|n| n.trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+fn environment(f: &Value) -> BTreeMap<String, String> {
+    f["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .map(|m| m.iter().map(|(k, v)| (k.as_str().unwrap().to_owned(), text(v))).collect())
+        .unwrap_or_default()
+}
+
+/// (actions, resources) of every policy statement of a function.
+fn statements(f: &Value) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut all = Vec::new();
+    for policy in f["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+        for s in policy["Statement"].as_sequence().into_iter().flatten() {
+            assert_eq!(s["Effect"].as_str(), Some("Allow"));
+            let list = |v: &Value| -> Vec<String> {
+                v.as_sequence().map(|s| s.iter().map(text).collect()).unwrap_or_else(|| vec![text(v)])
+            };
+            all.push((list(&s["Action"]), list(&s["Resource"])));
+        }
+    }
+    all
+}
+
+#[test]
+fn every_function_is_a_binary_built_by_cargo_lambda_for_arm64() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(text(&globals["Architectures"]), "arm64");
+    assert_eq!(globals["Handler"].as_str(), Some("bootstrap"));
+    assert_eq!(globals["CodeUri"].as_str(), Some("./functions"));
+    let fns = functions(&t);
+    assert_eq!(fns.keys().cloned().collect::<BTreeSet<_>>(), binaries(), "one function per binary, and back");
+    for (binary, f) in &fns {
+        assert_eq!(f["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{binary}");
+        let log_group = text(&f["Properties"]["LoggingConfig"]["LogGroup"]);
+        let group = log_group.strip_prefix("!Ref ").expect("a log group of its own");
+        assert!(
+            resources(&t)[group]["Properties"]["RetentionInDays"].as_str().is_some()
+                || !resources(&t)[group]["Properties"]["RetentionInDays"].is_null(),
+            "{binary}: log retention"
+        );
+    }
+}
+
+#[test]
+fn functions_set_only_variables_the_code_reads() {
+    let t = template();
+    for (binary, f) in functions(&t) {
+        for name in environment(&f).keys() {
+            assert!(vars::ALL.contains(&name.as_str()), "{binary} sets {name}, which the code never reads");
+        }
+    }
+    let fanout = environment(&functions(&t)["stream-fanout"]);
+    assert!(fanout.contains_key(vars::WEBSOCKET_API_ID) && fanout.contains_key(vars::WEBSOCKET_STAGE));
+    let authorizer = environment(&functions(&t)["authorizer"]);
+    assert!(authorizer.contains_key(vars::JWT_SECRET) && authorizer.contains_key(vars::API_KEYS_TABLE));
+    for (binary, f) in functions(&t) {
+        if binary != "authorizer" {
+            assert!(!environment(&f).contains_key(vars::JWT_SECRET), "{binary} has no use for the JWT secret");
+        }
+    }
+    let params = &t["Parameters"];
+    assert_eq!(params["JwtSecret"]["NoEcho"].as_bool(), Some(true), "the secret is NoEcho");
+}
+
+/// The table resource that the variable naming `spec`'s table refers to.
+fn table_for(t: &Value, spec: &TableSpec) -> (String, Value) {
+    let refs: BTreeSet<String> =
+        functions(t).values().filter_map(|f| environment(f).get(spec.name_variable).cloned()).collect();
+    assert_eq!(refs.len(), 1, "{} refers to one table: {refs:?}", spec.name_variable);
+    let name = refs.into_iter().next().unwrap().strip_prefix("!Ref ").expect("a !Ref").to_owned();
+    (name.clone(), resources(t)[&name].clone())
+}
+
+fn key_schema(v: &Value) -> Vec<(String, String)> {
+    v.as_sequence().unwrap().iter().map(|k| (text(&k["AttributeName"]), text(&k["KeyType"]))).collect()
+}
+
+#[test]
+fn tables_match_their_definitions_in_code() {
+    let t = template();
+    for spec in tables::ALL {
+        let (name, table) = table_for(&t, spec);
+        let p = &table["Properties"];
+        assert_eq!(p["BillingMode"].as_str(), Some("PAY_PER_REQUEST"), "{name}");
+        let mut keys = vec![(spec.partition_key.to_owned(), "HASH".to_owned())];
+        keys.extend(spec.sort_key.map(|s| (s.to_owned(), "RANGE".to_owned())));
+        assert_eq!(key_schema(&p["KeySchema"]), keys, "{name} keys");
+        let indexes: BTreeMap<String, (Vec<(String, String)>, String)> = p["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|i| (text(&i["IndexName"]), (key_schema(&i["KeySchema"]), text(&i["Projection"]["ProjectionType"]))))
+            .collect();
+        let want: BTreeMap<String, (Vec<(String, String)>, String)> = spec
+            .indexes
+            .iter()
+            .map(|i| {
+                let keys =
+                    vec![(i.partition_key.to_owned(), "HASH".to_owned()), (i.sort_key.to_owned(), "RANGE".to_owned())];
+                (i.name.to_owned(), (keys, "ALL".to_owned()))
+            })
+            .collect();
+        assert_eq!(indexes, want, "{name} indexes");
+        let defined: BTreeSet<(String, String)> = p["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| (text(&a["AttributeName"]), text(&a["AttributeType"])))
+            .collect();
+        let mut used: BTreeSet<(String, String)> = keys.iter().map(|(k, _)| (k.clone(), "S".to_owned())).collect();
+        used.extend(
+            spec.indexes.iter().flat_map(|i| [i.partition_key, i.sort_key]).map(|k| (k.to_owned(), "S".to_owned())),
+        );
+        assert_eq!(defined, used, "{name} attribute definitions");
+        match spec.ttl_attribute {
+            Some(attr) => {
+                assert_eq!(text(&p["TimeToLiveSpecification"]["AttributeName"]), attr, "{name} TTL");
+                assert_eq!(p["TimeToLiveSpecification"]["Enabled"].as_bool(), Some(true), "{name} TTL");
+            }
+            None => assert!(p["TimeToLiveSpecification"].is_null(), "{name} has no TTL"),
+        }
+        let stream = p["StreamSpecification"]["StreamViewType"].as_str();
+        assert_eq!(stream == Some("NEW_IMAGE"), spec.stream_new_image, "{name} stream");
+    }
+    let (_, entries) = table_for(&t, &tables::ENTRIES);
+    assert_eq!(
+        entries["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(entries["DeletionPolicy"].as_str(), Some("Retain"), "audit entries outlive the stack");
+}
+
+#[test]
+fn every_route_has_its_function_and_only_health_is_public() {
+    let t = template();
+    let fns = functions(&t);
+    let mut routes = BTreeSet::new();
+    for (binary, f) in &fns {
+        for event in f["Properties"]["Events"].as_mapping().into_iter().flat_map(|m| m.values()) {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let p = &event["Properties"];
+            assert_eq!(text(&p["ApiId"]), "!Ref HttpApi");
+            let key = format!("{} {}", text(&p["Method"]), text(&p["Path"]));
+            let route =
+                Route::ALL.into_iter().find(|r| r.route_key() == key).unwrap_or_else(|| panic!("{key} is not a route"));
+            assert_eq!(route.function(), binary, "{key} is served by its own function");
+            assert_eq!(text(&p["Auth"]["Authorizer"]) == "NONE", route.required_scope().is_none(), "{key} authorizer");
+            routes.insert(route.route_key());
+        }
+    }
+    assert_eq!(routes, Route::ALL.iter().map(|r| r.route_key()).collect(), "every route is deployed");
+    let auth = &resources(&t)["HttpApi"]["Properties"]["Auth"];
+    assert_eq!(text(&auth["DefaultAuthorizer"]), "LambdaAuthorizer");
+    let authorizer = &auth["Authorizers"]["LambdaAuthorizer"];
+    assert_eq!(text(&authorizer["FunctionArn"]), "!GetAtt AuthorizerFunction.Arn");
+    assert_eq!(text(&authorizer["AuthorizerPayloadFormatVersion"]), "2.0");
+    assert_eq!(authorizer["EnableSimpleResponses"].as_bool(), Some(true));
+    assert_eq!(text(&authorizer["Identity"]["ReauthorizeEvery"]), "0", "no caching: credentials have several homes");
+}
+
+#[test]
+fn the_websocket_api_has_an_authorized_connect_and_a_disconnect() {
+    let t = template();
+    let r = resources(&t);
+    assert_eq!(r["WebSocketApi"]["Properties"]["ProtocolType"].as_str(), Some("WEBSOCKET"));
+    let connect = &r["ConnectRoute"]["Properties"];
+    assert_eq!(
+        (text(&connect["RouteKey"]).as_str(), text(&connect["AuthorizationType"]).as_str()),
+        ("$connect", "CUSTOM")
+    );
+    assert_eq!(text(&connect["AuthorizerId"]), "!Ref WebSocketAuthorizer");
+    assert_eq!(text(&r["WebSocketAuthorizer"]["Properties"]["AuthorizerType"]), "REQUEST");
+    assert!(text(&r["WebSocketAuthorizer"]["Properties"]["AuthorizerUri"]).contains("AuthorizerFunction.Arn"));
+    assert_eq!(text(&r["DisconnectRoute"]["Properties"]["RouteKey"]), "$disconnect");
+    for (integration, function) in
+        [("ConnectIntegration", "WsConnectFunction"), ("DisconnectIntegration", "WsDisconnectFunction")]
+    {
+        assert!(text(&r[integration]["Properties"]["IntegrationUri"]).contains(&format!("{function}.Arn")));
+    }
+    let permissions = of_type(&t, "AWS::Lambda::Permission");
+    for function in ["AuthorizerFunction", "WsConnectFunction", "WsDisconnectFunction"] {
+        let p = permissions
+            .values()
+            .find(|p| text(&p["Properties"]["FunctionName"]) == format!("!Ref {function}"))
+            .expect("a permission");
+        assert!(text(&p["Properties"]["SourceArn"]).contains("${WebSocketApi}"), "{function}: scoped by SourceArn");
+    }
+    assert!(r.contains_key("WebSocketStage") && r.contains_key("WebSocketDeployment"));
+    let outputs = &t["Outputs"];
+    assert!(text(&outputs["HttpApiUrl"]["Value"]).contains("${HttpApi}"));
+    assert!(text(&outputs["WebSocketUrl"]["Value"]).starts_with("!Sub wss://"));
+}
+
+#[test]
+fn the_stream_mapping_reports_failures_bisects_and_keeps_poison_batches() {
+    let t = template();
+    let fanout = &functions(&t)["stream-fanout"];
+    let events: Vec<&Value> = fanout["Properties"]["Events"].as_mapping().unwrap().values().collect();
+    assert_eq!(events.len(), 1);
+    let p = &events[0]["Properties"];
+    assert_eq!(events[0]["Type"].as_str(), Some("DynamoDB"));
+    assert_eq!(text(&p["Stream"]), "!GetAtt EntriesTable.StreamArn");
+    assert_eq!(text(&p["FunctionResponseTypes"]), "ReportBatchItemFailures");
+    assert_eq!(p["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    let retries: i64 = text(&p["MaximumRetryAttempts"]).parse().unwrap();
+    assert!((0..=100).contains(&retries), "bounded retries, not -1 (forever)");
+    let age: i64 = text(&p["MaximumRecordAgeInSeconds"]).parse().unwrap();
+    assert!((60..=86_400).contains(&age), "bounded record age");
+    assert_eq!(text(&p["DestinationConfig"]["OnFailure"]["Destination"]), "!GetAtt FanoutFailureQueue.Arn");
+    assert!(text(&p["FilterCriteria"]["Filters"][0]["Pattern"]).contains("INSERT"));
+}
+
+#[test]
+fn iam_is_least_privilege_per_function() {
+    let t = template();
+    let readers = ["list-logs", "get-log", "entity-logs", "project-logs", "stats", "health"];
+    for (binary, f) in functions(&t) {
+        let all = statements(&f);
+        assert!(!all.is_empty(), "{binary} has its own policy");
+        for (actions, resources) in &all {
+            for action in actions {
+                assert!(!action.contains('*'), "{binary}: no wildcard actions ({action})");
+                assert_ne!(action, "dynamodb:Scan", "{binary}: every read is a Query or a GetItem, never a Scan");
+                if readers.contains(&binary.as_str()) {
+                    assert!(
+                        ["dynamodb:Query", "dynamodb:GetItem"].contains(&action.as_str()),
+                        "{binary} only reads: {action}"
+                    );
+                }
+                if action == "execute-api:ManageConnections" {
+                    assert_eq!(binary, "stream-fanout", "only the fan-out posts to connections");
+                }
+                let on_entries = resources.iter().any(|r| r.contains("EntriesTable"));
+                if on_entries {
+                    assert!(
+                        !["dynamodb:UpdateItem", "dynamodb:DeleteItem"].contains(&action.as_str()),
+                        "{binary}: entries are never changed or deleted"
+                    );
+                }
+            }
+            for resource in resources {
+                assert!(resource != "*" && !resource.ends_with(":*"), "{binary}: no wildcard resources ({resource})");
+            }
+        }
+    }
+    let manage: Vec<String> = functions(&t)
+        .into_iter()
+        .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a.starts_with("execute-api"))))
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(manage, ["stream-fanout"]);
+}
