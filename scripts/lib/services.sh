@@ -5,6 +5,7 @@ TOOLS_DIR="${TOOLS_DIR:-$PWD/.tools}"
 MOTO_VERSION="5.2.5"
 SAM_CLI_VERSION="1.170.0"
 CFN_LINT_VERSION="1.58.0"
+CARGO_LAMBDA_VERSION="1.9.2"
 
 # Installs moto's server mode (a local DynamoDB API with Streams) into an ignored virtualenv.
 ensure_moto() {
@@ -23,6 +24,16 @@ ensure_template_tools() {
     echo "==> installing aws-sam-cli and cfn-lint into $TOOLS_DIR/venv (once)"
     "$TOOLS_DIR/venv/bin/pip" install --quiet "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
   fi
+}
+
+# Installs what `sam build` needs for Rust: cargo-lambda and zig (from PyPI), and the arm64 target.
+ensure_cargo_lambda() {
+  ensure_template_tools
+  if [ ! -x "$TOOLS_DIR/venv/bin/cargo-lambda" ]; then
+    echo "==> installing cargo-lambda and ziglang into $TOOLS_DIR/venv (once)"
+    "$TOOLS_DIR/venv/bin/pip" install --quiet "cargo-lambda==$CARGO_LAMBDA_VERSION" ziglang
+  fi
+  rustup target add aarch64-unknown-linux-gnu >/dev/null
 }
 
 free_port() {

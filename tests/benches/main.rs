@@ -53,7 +53,9 @@ fn preamble() -> String {
 #[tokio::main]
 async fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let wanted = |name: &str| {
+        if only.is_empty() { !sections::OPT_IN.contains(&name) } else { only.iter().any(|o| o == name) }
+    };
     for (name, run) in sections::ALL {
         if !wanted(name) {
             continue;

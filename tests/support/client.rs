@@ -20,24 +20,44 @@ pub struct HttpReply {
     pub body: Value,
 }
 
-/// One HTTP request; the body is decoded as JSON (null when empty).
+/// One HTTP request on a fresh connection; the body is decoded as JSON (null when empty).
 pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> HttpReply {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut request = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
+    HttpClient::new().request(method, url, headers, body).await
+}
+
+/// A client that keeps connections open between requests.
+#[derive(Clone)]
+pub struct HttpClient(Client<HttpConnector, Full<Bytes>>);
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
     }
-    let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        HttpClient(Client::builder(TokioExecutor::new()).build_http())
     }
-    let response = client.request(request.body(Full::new(payload)).unwrap()).await.expect("HTTP request");
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    HttpReply {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) },
+
+    pub async fn request(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> HttpReply {
+        let client = &self.0;
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let response = client.request(request.body(Full::new(payload)).unwrap()).await.expect("HTTP request");
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        HttpReply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) },
+        }
     }
 }
 

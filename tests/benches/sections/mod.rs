@@ -2,7 +2,10 @@
 
 mod auth;
 mod feed;
+mod gateway;
 mod http;
+mod lambda;
+mod sam;
 mod store;
 
 use std::future::Future;
@@ -10,9 +13,15 @@ use std::pin::Pin;
 
 pub type Section = fn(&mut String) -> Pin<Box<dyn Future<Output = ()> + '_>>;
 
+/// Sections a plain `./scripts/bench.sh` leaves out (they take long); name them to run them.
+pub const OPT_IN: &[&str] = &["sam"];
+
 pub const ALL: &[(&str, Section)] = &[
     ("store", |out| Box::pin(store::run(out))),
     ("auth", |out| Box::pin(auth::run(out))),
     ("http", |out| Box::pin(http::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
+    ("lambda", |out| Box::pin(lambda::run(out))),
+    ("gateway", |out| Box::pin(gateway::run(out))),
+    ("sam", |out| Box::pin(sam::run(out))),
 ];

@@ -1,0 +1,98 @@
+//! The Lambda binaries: stripped release size, cold start (process start until it asks the Runtime
+//! API for its first event) and peak RSS after serving its sample event, under the emulator.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use auditline::store::dynamo::tables::{API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY};
+use auditline_tests::auth::{SECRET, claims, hs256};
+use auditline_tests::feed::ManagementServer;
+use auditline_tests::runtime::{Outcome, RuntimeApi};
+use auditline_tests::{binary, dynamodb_endpoint, event, fresh_table, local_client};
+use serde_json::{Value, json};
+
+const STARTS: usize = 15;
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Each function with the event it is measured on.
+fn cases() -> Vec<(&'static str, Value)> {
+    let mut c = claims("user-789", "audit:read");
+    c["tenant_id"] = json!("acme");
+    let mut authorizer = event("authorizer-http.json");
+    authorizer["headers"]["authorization"] = json!(format!("Bearer {}", hs256(&c)));
+    vec![
+        ("authorizer", authorizer),
+        ("ingest", event("http-ingest.json")),
+        ("list-logs", event("http-list-logs.json")),
+        ("get-log", event("http-get-log.json")),
+        ("entity-logs", event("http-entity-logs.json")),
+        ("project-logs", event("http-project-logs.json")),
+        ("stats", event("http-stats.json")),
+        ("health", event("http-health.json")),
+        ("ws-connect", event("ws-connect.json")),
+        ("ws-disconnect", event("ws-disconnect.json")),
+        ("stream-fanout", event("stream-batch.json")),
+    ]
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+pub async fn run(out: &mut String) {
+    let (client, _) = local_client();
+    let management = ManagementServer::start().await;
+    let env: Vec<(&str, String)> = vec![
+        ("DYNAMODB_ENDPOINT", dynamodb_endpoint()),
+        ("AUDIT_ENTRIES_TABLE", fresh_table(&client, &ENTRIES, "bench-entries").await),
+        ("AUDIT_COUNTERS_TABLE", fresh_table(&client, &COUNTERS, "bench-counters").await),
+        ("API_KEYS_TABLE", fresh_table(&client, &API_KEYS, "bench-keys").await),
+        ("IDEMPOTENCY_TABLE", fresh_table(&client, &IDEMPOTENCY, "bench-idempotency").await),
+        ("CONNECTIONS_TABLE", fresh_table(&client, &CONNECTIONS, "bench-connections").await),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("WEBSOCKET_ENDPOINT", management.url.clone()),
+    ];
+    writeln!(out, "| function | stripped size | cold start p50 | cold start max | first invocation | peak RSS |")
+        .unwrap();
+    writeln!(out, "|---|---|---|---|---|---|").unwrap();
+    for (name, sample) in cases() {
+        let path = binary(name);
+        let size = std::fs::metadata(&path).unwrap().len() as f64 / (1024.0 * 1024.0);
+        let mut starts = Vec::new();
+        for _ in 0..STARTS {
+            let api = RuntimeApi::start().await;
+            let f = api.spawn(&path, name, &env);
+            let ready = api.ready(WAIT).await.expect("the function starts");
+            starts.push(ready - f.started);
+        }
+        starts.sort_unstable();
+        let api = RuntimeApi::start().await;
+        let f = api.spawn(&path, name, &env);
+        api.ready(WAIT).await.expect("the function starts");
+        let first = std::time::Instant::now();
+        let outcome = api.invoke(&sample, WAIT).await;
+        let first = first.elapsed();
+        assert!(matches!(outcome, Some(Outcome::Response(_))), "{name}: {outcome:?}");
+        for _ in 0..5 {
+            api.invoke(&sample, WAIT).await;
+        }
+        let rss = peak_rss_kib(f.child.id()) as f64 / 1024.0;
+        writeln!(
+            out,
+            "| {name} | {size:.2} MB | {} | {} | {} | {rss:.1} MB |",
+            ms(starts[STARTS / 2]),
+            ms(starts[STARTS - 1]),
+            ms(first)
+        )
+        .unwrap();
+    }
+}
