@@ -3,27 +3,16 @@
 
 use std::time::Duration;
 
-use auditline::store::dynamo::tables::{API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY};
-use auditline_tests::auth::{SECRET, claims, hs256};
+use auditline_tests::auth::{claims, hs256};
 use auditline_tests::feed::ManagementServer;
-use auditline_tests::runtime::{Function, Outcome, RuntimeApi};
-use auditline_tests::{binary, dynamodb_endpoint, event, fresh_table, local_client};
+use auditline_tests::runtime::{Function, Outcome, RuntimeApi, function_environment};
+use auditline_tests::{binary, event};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Fresh tables, and the environment every function gets (as the SAM template sets it).
 async fn environment() -> Vec<(&'static str, String)> {
-    let (client, _) = local_client();
-    vec![
-        ("DYNAMODB_ENDPOINT", dynamodb_endpoint()),
-        ("AUDIT_ENTRIES_TABLE", fresh_table(&client, &ENTRIES, "entries").await),
-        ("AUDIT_COUNTERS_TABLE", fresh_table(&client, &COUNTERS, "counters").await),
-        ("API_KEYS_TABLE", fresh_table(&client, &API_KEYS, "keys").await),
-        ("IDEMPOTENCY_TABLE", fresh_table(&client, &IDEMPOTENCY, "idempotency").await),
-        ("CONNECTIONS_TABLE", fresh_table(&client, &CONNECTIONS, "connections").await),
-        ("JWT_SECRET", SECRET.to_owned()),
-    ]
+    function_environment(&[]).await
 }
 
 async fn function(name: &str, env: &[(&str, String)]) -> Function {

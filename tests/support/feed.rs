@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use auditline::apigw::management::ApiGatewayPusher;
 use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -177,33 +177,12 @@ pub async fn stream_event(client: &Client, table: &str) -> Value {
         let mut next = iterator.shard_iterator().map(str::to_owned);
         while let Some(it) = next.take() {
             let out = streams.get_records().shard_iterator(it).limit(1000).send().await.unwrap();
-            for r in out.records() {
-                let change = r.dynamodb().unwrap();
-                let image = |m: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
-                    let item: serde_dynamo::Item = m.cloned().unwrap_or_default().into();
-                    serde_json::to_value(item).unwrap()
-                };
-                records.push(json!({
-                    "eventID": r.event_id(),
-                    "eventName": r.event_name().map(|n| n.as_str()),
-                    "eventVersion": "1.1",
-                    "eventSource": "aws:dynamodb",
-                    "awsRegion": "us-east-1",
-                    "dynamodb": {
-                        "ApproximateCreationDateTime": change.approximate_creation_date_time().map(|t| t.secs()).unwrap_or(0),
-                        "Keys": image(change.keys()),
-                        "NewImage": image(change.new_image()),
-                        "SequenceNumber": change.sequence_number(),
-                        "SizeBytes": change.size_bytes().unwrap_or(0),
-                        "StreamViewType": "NEW_IMAGE"
-                    },
-                    "eventSourceARN": arn
-                }));
-            }
+            records.extend(out.records().iter().cloned());
             if !out.records().is_empty() {
                 next = out.next_shard_iterator().map(str::to_owned);
             }
         }
     }
-    json!({ "Records": records })
+    // The conversion the local gateway uses when it follows a stream.
+    serde_json::to_value(auditline_local::source::records_to_event(&records, &arn)).unwrap()
 }

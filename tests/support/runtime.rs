@@ -12,6 +12,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
+/// Fresh tables on the local DynamoDB API, and the environment every function gets with them (as
+/// the SAM template sets it), plus `extra`.
+pub async fn function_environment(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    use auditline::store::dynamo::tables::{API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY};
+    let (client, _) = super::local_client();
+    let mut env = vec![
+        ("DYNAMODB_ENDPOINT", super::dynamodb_endpoint()),
+        ("AUDIT_ENTRIES_TABLE", super::fresh_table(&client, &ENTRIES, "entries").await),
+        ("AUDIT_COUNTERS_TABLE", super::fresh_table(&client, &COUNTERS, "counters").await),
+        ("API_KEYS_TABLE", super::fresh_table(&client, &API_KEYS, "keys").await),
+        ("IDEMPOTENCY_TABLE", super::fresh_table(&client, &IDEMPOTENCY, "idempotency").await),
+        ("CONNECTIONS_TABLE", super::fresh_table(&client, &CONNECTIONS, "connections").await),
+        ("JWT_SECRET", super::auth::SECRET.to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    env
+}
+
 /// What an invocation came back with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

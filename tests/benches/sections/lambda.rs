@@ -4,11 +4,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use auditline::store::dynamo::tables::{API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY};
-use auditline_tests::auth::{SECRET, claims, hs256};
+use auditline_tests::auth::{claims, hs256};
 use auditline_tests::feed::ManagementServer;
-use auditline_tests::runtime::{Outcome, RuntimeApi};
-use auditline_tests::{binary, dynamodb_endpoint, event, fresh_table, local_client};
+use auditline_tests::runtime::{Outcome, RuntimeApi, function_environment};
+use auditline_tests::{binary, event};
 use serde_json::{Value, json};
 
 const STARTS: usize = 15;
@@ -49,18 +48,8 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn run(out: &mut String) {
-    let (client, _) = local_client();
     let management = ManagementServer::start().await;
-    let env: Vec<(&str, String)> = vec![
-        ("DYNAMODB_ENDPOINT", dynamodb_endpoint()),
-        ("AUDIT_ENTRIES_TABLE", fresh_table(&client, &ENTRIES, "bench-entries").await),
-        ("AUDIT_COUNTERS_TABLE", fresh_table(&client, &COUNTERS, "bench-counters").await),
-        ("API_KEYS_TABLE", fresh_table(&client, &API_KEYS, "bench-keys").await),
-        ("IDEMPOTENCY_TABLE", fresh_table(&client, &IDEMPOTENCY, "bench-idempotency").await),
-        ("CONNECTIONS_TABLE", fresh_table(&client, &CONNECTIONS, "bench-connections").await),
-        ("JWT_SECRET", SECRET.to_owned()),
-        ("WEBSOCKET_ENDPOINT", management.url.clone()),
-    ];
+    let env = function_environment(&[("WEBSOCKET_ENDPOINT", management.url.clone())]).await;
     writeln!(out, "| function | stripped size | cold start p50 | cold start max | first invocation | peak RSS |")
         .unwrap();
     writeln!(out, "|---|---|---|---|---|---|").unwrap();

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::errors::{classify, corrupt};
+use super::query_all;
 use super::tables::{API_KEYS_BY_TENANT, api_key_attr};
 use crate::auth::api_keys::{ApiKeyRecord, ApiKeyStore};
 use crate::domain::TenantId;
@@ -53,29 +54,15 @@ impl ApiKeyStore for DynamoApiKeys {
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let mut records = Vec::new();
-        let mut start_key = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(API_KEYS_BY_TENANT)
-                .key_condition_expression("#t = :t")
-                .expression_attribute_names("#t", api_key_attr::TENANT_ID)
-                .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                records.push(serde_dynamo::from_item(item).map_err(|e| corrupt("API key", e))?);
-            }
-            match out.last_evaluated_key {
-                Some(key) => start_key = Some(key),
-                None => return Ok(records),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(API_KEYS_BY_TENANT)
+            .key_condition_expression("#t = :t")
+            .expression_attribute_names("#t", api_key_attr::TENANT_ID)
+            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()));
+        query_all(query, "API key").await
     }
 
     async fn revoke(&self, key_id: &str) -> Result<bool, StoreError> {

@@ -5,7 +5,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::errors::{classify, corrupt};
+use super::errors::classify;
+use super::query_all;
 use super::tables::{CONNECTIONS_BY_TENANT, connection_attr};
 use crate::domain::TenantId;
 use crate::realtime::{ConnectionStore, WebSocketConnectionInfo};
@@ -53,32 +54,18 @@ impl ConnectionStore for DynamoConnections {
         tenant: &TenantId,
         now: DateTime<Utc>,
     ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
-        let mut connections = Vec::new();
-        let mut start_key = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(CONNECTIONS_BY_TENANT)
-                .key_condition_expression("#t = :t")
-                // TTL removes expired records within a day or two; until then they are skipped here.
-                .filter_expression("#exp > :now")
-                .expression_attribute_names("#t", connection_attr::TENANT_ID)
-                .expression_attribute_names("#exp", connection_attr::EXPIRES_AT)
-                .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
-                .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                connections.push(serde_dynamo::from_item(item).map_err(|e| corrupt("connection", e))?);
-            }
-            match out.last_evaluated_key {
-                Some(key) => start_key = Some(key),
-                None => return Ok(connections),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CONNECTIONS_BY_TENANT)
+            .key_condition_expression("#t = :t")
+            // TTL removes expired records within a day or two; until then they are skipped here.
+            .filter_expression("#exp > :now")
+            .expression_attribute_names("#t", connection_attr::TENANT_ID)
+            .expression_attribute_names("#exp", connection_attr::EXPIRES_AT)
+            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()));
+        query_all(query, "connection").await
     }
 }

@@ -137,6 +137,27 @@ pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValu
     Ok(item)
 }
 
+/// Every item a Query returns, following `LastEvaluatedKey` page after page, each decoded as `T`.
+/// For small, bounded results (a tenant's API keys, connections, hourly counters).
+pub(crate) async fn query_all<T: serde::de::DeserializeOwned>(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut decoded = Vec::new();
+    let mut start_key = None;
+    loop {
+        let out =
+            query.clone().set_exclusive_start_key(start_key.take()).send().await.map_err(|e| classify("Query", e))?;
+        for item in out.items.unwrap_or_default() {
+            decoded.push(serde_dynamo::from_item(item).map_err(|e| corrupt(what, e))?);
+        }
+        match out.last_evaluated_key {
+            Some(key) => start_key = Some(key),
+            None => return Ok(decoded),
+        }
+    }
+}
+
 /// Reads an entry back from an item or a stream image (extra key attributes are ignored).
 pub fn entry_from_item(mut item: HashMap<String, AttributeValue>) -> Result<AuditLogEntry, StoreError> {
     let mut json_fields = [None, None];
@@ -395,39 +416,26 @@ impl AuditStore for DynamoStore {
             names.insert("#sk".to_owned(), counter_attr::SK.to_owned());
         }
 
+        let _slot = self.slot().await;
+        let query = self
+            .client
+            .query()
+            .table_name(&self.counters_table)
+            .key_condition_expression(&condition)
+            .filter_expression("#exp > :now")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values));
         let mut total = Counts::default();
-        let mut start_key = None;
-        loop {
-            let _slot = self.slot().await;
-            let out = self
-                .client
-                .query()
-                .table_name(&self.counters_table)
-                .key_condition_expression(&condition)
-                .filter_expression("#exp > :now")
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                let fields: BTreeMap<String, Value> =
-                    serde_dynamo::from_item(item).map_err(|e| corrupt("counter", e))?;
-                let n = |name: &str| fields.get(name).and_then(Value::as_u64).unwrap_or(0);
-                let mut c = Counts { total: n(counter_attr::TOTAL), ..Counts::default() };
-                for (i, a) in AuditAction::ALL.iter().enumerate() {
-                    c.by_action[i] = n(&counter_action_attribute(*a));
-                }
-                for (i, t) in EntityType::ALL.iter().enumerate() {
-                    c.by_entity_type[i] = n(&counter_type_attribute(*t));
-                }
-                total.add(&c);
+        for fields in query_all::<BTreeMap<String, Value>>(query, "counter").await? {
+            let n = |name: &str| fields.get(name).and_then(Value::as_u64).unwrap_or(0);
+            let mut c = Counts { total: n(counter_attr::TOTAL), ..Counts::default() };
+            for (i, a) in AuditAction::ALL.iter().enumerate() {
+                c.by_action[i] = n(&counter_action_attribute(*a));
             }
-            match out.last_evaluated_key {
-                Some(key) => start_key = Some(key),
-                None => break,
+            for (i, t) in EntityType::ALL.iter().enumerate() {
+                c.by_entity_type[i] = n(&counter_type_attribute(*t));
             }
+            total.add(&c);
         }
         Ok(total)
     }
