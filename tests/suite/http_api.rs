@@ -425,8 +425,8 @@ async fn a_batch_with_a_bad_item_reports_it_and_stores_the_rest_once() {
     assert_eq!(entities, HashSet::from(["f-1", "f-3", "f-5"]));
 }
 
-/// A store that fails every call the way it is told: DynamoDB cannot be made to throttle or to
-/// fail internally on demand, so this stands in for those two cases only.
+/// A store that fails every call the way it is told, to cover each route's mapping of each failure
+/// (the real SDK's throttling and server errors are covered in `dynamo_faults`).
 struct Failing(fn() -> StoreError);
 
 #[async_trait]

@@ -3,6 +3,7 @@
 mod api_keys;
 mod auth;
 mod authorizer;
+mod dynamo_faults;
 mod dynamo_store;
 mod events;
 mod feed;

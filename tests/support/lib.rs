@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod dynamo_faults;
 pub mod feed;
 pub mod http;
 pub mod runtime;
