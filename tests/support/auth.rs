@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::RwLock;
+
+use super::wire::{read_request, respond};
 
 /// The HMAC secret tests configure (long enough for the 32-byte minimum).
 pub const SECRET: &str = "auditline-test-secret-0123456789abcdef";
@@ -76,21 +77,12 @@ impl JwksServer {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
+                    if read_request(&mut socket).await.is_none() {
+                        return;
                     }
                     shared.fetches.fetch_add(1, Ordering::SeqCst);
                     let body = shared.document.read().await.clone();
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = socket.write_all(response.as_bytes()).await;
+                    respond(&mut socket, 200, &[("content-type", "application/json")], &body).await;
                 });
             }
         });

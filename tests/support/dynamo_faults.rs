@@ -5,8 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::wire::{read_request, respond};
 
 /// One scripted answer: HTTP status and JSON body.
 pub type Answer = (u16, String);
@@ -53,51 +54,15 @@ impl FaultyDynamo {
     }
 
     async fn serve(self, mut socket: TcpStream) {
-        let mut buffer = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let (head, length) = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                break (head, end + 4 + length);
-            }
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        };
-        while buffer.len() < length {
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let operation = head
-            .lines()
-            .find_map(|l| l.strip_prefix("x-amz-target:"))
-            .and_then(|t| t.trim().rsplit('.').next())
-            .unwrap_or("")
-            .to_owned();
-        // Header values were lower-cased above; map back to the operation's real name.
-        let operation = ["TransactWriteItems", "Query", "GetItem", "PutItem"]
-            .into_iter()
-            .find(|o| o.eq_ignore_ascii_case(&operation))
-            .unwrap_or("Other")
-            .to_owned();
+        let Some(request) = read_request(&mut socket).await else { return };
+        let target = request.header("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("Other");
+        let operation = target.to_owned();
         self.calls.lock().unwrap().push(operation.clone());
         let scripted = self.scripts.lock().unwrap().get_mut(&operation).and_then(VecDeque::pop_front);
         let (status, body) = scripted.unwrap_or_else(|| match operation.as_str() {
             "Query" => (200, r#"{"Items":[],"Count":0,"ScannedCount":0}"#.to_owned()),
             _ => (200, "{}".to_owned()),
         });
-        let response = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = socket.write_all(response.as_bytes()).await;
+        respond(&mut socket, status, &[("content-type", "application/x-amz-json-1.0")], &body).await;
     }
 }

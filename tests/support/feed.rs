@@ -9,8 +9,9 @@ use auditline::apigw::management::ApiGatewayPusher;
 use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::wire::{read_request, respond};
 
 /// How the stand-in answers posts to one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,33 +101,9 @@ impl ManagementServer {
 }
 
 async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let (head_end, length) = loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            break (end + 4, length);
-        }
-        match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-        }
-    };
-    while buffer.len() < head_end + length {
-        match socket.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    let path = head.split_whitespace().nth(1).unwrap_or("");
-    let connection_id = path.rsplit('/').next().unwrap_or("").replace("%3D", "=");
-    let body = &buffer[head_end..head_end + length];
+    let Some(request) = read_request(&mut socket).await else { return };
+    let connection_id = request.path().rsplit('/').next().unwrap_or("").replace("%3D", "=");
+    let body = &request.body;
     let (status, error_type) = {
         let mut s = state.lock().unwrap();
         *s.attempts.entry(connection_id.clone()).or_default() += 1;
@@ -142,12 +119,9 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             }
         }
     };
-    let mut response = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n");
-    if let Some(t) = error_type {
-        response.push_str(&format!("x-amzn-errortype: {t}\r\ncontent-type: application/json\r\n"));
-    }
-    response.push_str("\r\n{}");
-    let _ = socket.write_all(response.as_bytes()).await;
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(error_type.map(|t| ("x-amzn-errortype", t)));
+    respond(&mut socket, status, &headers, "{}").await;
 }
 
 /// Every record the table's stream holds, as the DynamoDB-stream event Lambda would deliver.

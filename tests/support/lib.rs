@@ -7,6 +7,7 @@ pub mod dynamo_faults;
 pub mod feed;
 pub mod http;
 pub mod runtime;
+pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
+
+use super::wire::{read_request, respond};
 
 /// Fresh tables on the local DynamoDB API, and the environment every function gets with them (as
 /// the SAM template sets it), plus `extra`.
@@ -148,9 +149,9 @@ impl RuntimeApi {
     }
 
     async fn serve(self, mut socket: TcpStream) {
-        let Some((head, body)) = read_request(&mut socket).await else { return };
-        let mut words = head.split_whitespace();
-        let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or("").to_owned());
+        let Some(request) = read_request(&mut socket).await else { return };
+        let (method, path) = (request.method().to_owned(), request.path().to_owned());
+        let body = request.body;
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
             self.state.lock().unwrap().first_poll.get_or_insert_with(Instant::now);
             let (id, event) = loop {
@@ -160,12 +161,14 @@ impl RuntimeApi {
                 }
                 notified.await;
             };
-            let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-            let headers = format!(
-                "lambda-runtime-aws-request-id: {id}\r\nlambda-runtime-deadline-ms: {deadline}\r\n\
-                 lambda-runtime-invoked-function-arn: arn:aws:lambda:us-east-1:000000000000:function:local\r\n\
-                 lambda-runtime-trace-id: Root=1-00000000-000000000000000000000000\r\n"
-            );
+            let deadline = (chrono::Utc::now().timestamp_millis() + 30_000).to_string();
+            let headers = [
+                ("content-type", "application/json"),
+                ("lambda-runtime-aws-request-id", id.as_str()),
+                ("lambda-runtime-deadline-ms", deadline.as_str()),
+                ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:000000000000:function:local"),
+                ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000"),
+            ];
             respond(&mut socket, 200, &headers, &event).await;
             return;
         }
@@ -179,42 +182,6 @@ impl RuntimeApi {
                 let _ = waiter.send(outcome);
             }
         }
-        respond(&mut socket, 202, "", "{}").await;
+        respond(&mut socket, 202, &[("content-type", "application/json")], "{}").await;
     }
-}
-
-async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            let length = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            while buffer.len() < end + 4 + length {
-                let n = socket.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buffer.extend_from_slice(&chunk[..n]);
-            }
-            return Some((head, buffer[end + 4..end + 4 + length].to_vec()));
-        }
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-}
-
-async fn respond(socket: &mut TcpStream, status: u16, headers: &str, body: &str) {
-    let response = format!(
-        "HTTP/1.1 {status} X\r\n{headers}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = socket.write_all(response.as_bytes()).await;
 }
