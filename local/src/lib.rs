@@ -17,17 +17,17 @@ use auditline::apigw::authorizer::{authorize_http, authorize_websocket};
 use auditline::apigw::http::{AuditApi, MAX_BODY_BYTES, Route, handle};
 use auditline::apigw::stream::FeedDeps;
 use auditline::apigw::websocket;
+use auditline::auth::Secret;
 use auditline::auth::api_keys::{self, ApiKeyStore, ApiKeyValidator, MemoryApiKeys};
 use auditline::auth::jwt::sign_hmac;
 use auditline::auth::{AuthMethod, Authenticator, extract};
-use auditline::config::Secret;
 use auditline::domain::TenantId;
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
 use auditline::realtime::fanout::FanoutSettings;
 use auditline::realtime::{ConnectionStore, MemoryConnections};
 use auditline::store::dynamo::tables::{self, API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, TableSpec};
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
-use auditline::store::{AuditStore, DynamoStore, MemoryStore};
+use auditline::store::{AuditStore, MemoryStore};
 use auditline::{AuditLogger, Config};
 use axum::Router;
 use axum::body::Body;
@@ -168,7 +168,7 @@ async fn backends(storage: &Storage, config: &Config) -> Result<Backends, BoxErr
             }
             let keys = Arc::new(DynamoApiKeys::new(client.clone(), &config.api_keys_table));
             Backends {
-                store: Arc::new(DynamoStore::from_config(client.clone(), config)),
+                store: Arc::new(auditline::bootstrap::dynamo_store(client.clone(), config)),
                 idempotency: Arc::new(DynamoIdempotency::new(client.clone(), &config.idempotency_table)),
                 connections: Arc::new(DynamoConnections::new(client.clone(), &config.connections_table)),
                 api_keys: keys.clone(),

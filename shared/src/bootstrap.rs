@@ -38,10 +38,15 @@ pub async fn authenticator(config: &Config) -> Result<Authenticator, JwtConfigEr
     Authenticator::from_settings(&config.auth, api_keys)
 }
 
+/// The audit store on the configured tables.
+pub fn dynamo_store(client: aws_sdk_dynamodb::Client, config: &Config) -> DynamoStore {
+    DynamoStore::new(client, &config.entries_table, &config.counters_table).with_counter_shards(config.counter_shards)
+}
+
 /// The HTTP handlers' dependencies on DynamoDB.
 pub async fn audit_api(config: &Config) -> AuditApi {
     let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
-    let store = Arc::new(DynamoStore::from_config(client.clone(), config));
+    let store = Arc::new(dynamo_store(client.clone(), config));
     AuditApi {
         logger: Arc::new(AuditLogger::new(store, config.audit)),
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),

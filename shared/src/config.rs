@@ -1,15 +1,11 @@
 //! Configuration from the environment: the seed's settings plus table names and a DynamoDB endpoint
 //! override for local servers. Read once per process (per Lambda cold start).
 
-use std::fmt;
-
 use thiserror::Error;
 
-use crate::auth::AuthMethod;
-use crate::logger::AuditSettings;
-
-pub const DEFAULT_RETENTION_DAYS: u32 = 90;
-pub const MAX_RETENTION_DAYS: u32 = 3650;
+use crate::auth::{AuthMethod, AuthSettings, Secret};
+use crate::domain::TenantId;
+use crate::logger::{AuditSettings, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
 pub const DEFAULT_ENTRIES_TABLE: &str = "auditline-entries";
 pub const DEFAULT_COUNTERS_TABLE: &str = "auditline-counters";
 pub const DEFAULT_API_KEYS_TABLE: &str = "auditline-api-keys";
@@ -23,6 +19,8 @@ pub const MAX_COUNTER_SHARDS: u8 = 16;
 
 /// Names of every environment variable the code reads, in one place (the SAM template test checks them).
 pub mod vars {
+    use crate::store::dynamo::tables::{self, TableSpec};
+
     pub const JWT_SECRET: &str = "JWT_SECRET";
     pub const JWT_ALGORITHM: &str = "JWT_ALGORITHM";
     pub const AUDIT_ENABLED: &str = "AUDIT_ENABLED";
@@ -42,10 +40,20 @@ pub mod vars {
     pub const JWT_JWKS_URL: &str = "JWT_JWKS_URL";
     pub const JWT_ISSUER: &str = "JWT_ISSUER";
     pub const JWT_AUDIENCE: &str = "JWT_AUDIENCE";
+    pub const JWT_DEFAULT_TENANT: &str = "JWT_DEFAULT_TENANT";
     pub const JWT_LEEWAY_SECONDS: &str = "JWT_LEEWAY_SECONDS";
     pub const AUTH_REQUIRED: &str = "AUTH_REQUIRED";
     pub const AUTH_METHODS: &str = "AUTH_METHODS";
     pub const AUTH_ANONYMOUS_SCOPES: &str = "AUTH_ANONYMOUS_SCOPES";
+
+    /// The variable naming each table, as the functions read it.
+    pub const TABLES: [(&str, &TableSpec); 5] = [
+        (ENTRIES_TABLE, &tables::ENTRIES),
+        (COUNTERS_TABLE, &tables::COUNTERS),
+        (API_KEYS_TABLE, &tables::API_KEYS),
+        (IDEMPOTENCY_TABLE, &tables::IDEMPOTENCY),
+        (CONNECTIONS_TABLE, &tables::CONNECTIONS),
+    ];
 
     /// Every variable above: the SAM template may set these and no others.
     pub const ALL: &[&str] = &[
@@ -68,6 +76,7 @@ pub mod vars {
         JWT_JWKS_URL,
         JWT_ISSUER,
         JWT_AUDIENCE,
+        JWT_DEFAULT_TENANT,
         JWT_LEEWAY_SECONDS,
         AUTH_REQUIRED,
         AUTH_METHODS,
@@ -75,56 +84,11 @@ pub mod vars {
     ];
 }
 
-/// A value that must never reach a log or a response: `Debug` and `Display` print a placeholder.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("environment variable {variable} {reason}")]
 pub struct ConfigError {
     pub variable: &'static str,
     pub reason: String,
-}
-
-/// How callers are authenticated (see `crate::auth`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthSettings {
-    /// HMAC secret, for HS256/384/512.
-    pub jwt_secret: Option<Secret>,
-    /// The one algorithm tokens must use.
-    pub jwt_algorithm: String,
-    /// PEM public key, for RS*/ES*.
-    pub jwt_public_key: Option<String>,
-    /// JWKS endpoint, for RS*/ES* tokens of an identity provider (takes precedence over a PEM key).
-    pub jwt_jwks_url: Option<String>,
-    pub jwt_issuer: Option<String>,
-    pub jwt_audience: Option<String>,
-    pub jwt_leeway_seconds: u64,
-    pub require_auth: bool,
-    pub allowed_methods: Vec<AuthMethod>,
-    pub anonymous_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,12 +165,15 @@ impl Config {
 
         Ok(Config {
             auth: AuthSettings {
-                jwt_secret: lookup(vars::JWT_SECRET).filter(|s| !s.is_empty()).map(Secret),
+                jwt_secret: lookup(vars::JWT_SECRET).filter(|s| !s.is_empty()).map(Secret::new),
                 jwt_algorithm,
                 jwt_public_key: get(vars::JWT_PUBLIC_KEY),
                 jwt_jwks_url: get(vars::JWT_JWKS_URL),
                 jwt_issuer: get(vars::JWT_ISSUER),
                 jwt_audience: get(vars::JWT_AUDIENCE),
+                jwt_default_tenant: get(vars::JWT_DEFAULT_TENANT).map(|t| TenantId::parse(&t)).transpose().map_err(
+                    |e| ConfigError { variable: vars::JWT_DEFAULT_TENANT, reason: format!("is invalid: {e}") },
+                )?,
                 jwt_leeway_seconds,
                 require_auth,
                 allowed_methods,

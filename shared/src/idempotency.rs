@@ -14,8 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::backend::BackendError;
 use crate::domain::{TenantId, ValidationError, validation};
-use crate::store::StoreError;
 
 pub const RECORD_TTL: Duration = Duration::hours(24);
 pub const STALE_CLAIM: Duration = Duration::seconds(60);
@@ -56,16 +56,16 @@ pub fn request_hash(body: &[u8]) -> String {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, StoreError>;
+    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, BackendError>;
     async fn complete(
         &self,
         tenant: &TenantId,
         key: &str,
         response: &StoredResponse,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), BackendError>;
     /// Gives a claim up (the work failed in a way worth retrying), so a retry can run.
-    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), StoreError>;
+    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), BackendError>;
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ impl MemoryIdempotency {
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotency {
-    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, StoreError> {
+    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, BackendError> {
         let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
         records.retain(|_, r| r.claimed_at + RECORD_TTL > now);
         let slot = (tenant.clone(), key.to_owned());
@@ -108,7 +108,7 @@ impl IdempotencyStore for MemoryIdempotency {
         key: &str,
         response: &StoredResponse,
         _now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BackendError> {
         let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = records.get_mut(&(tenant.clone(), key.to_owned())) {
             r.response = Some(response.clone());
@@ -116,7 +116,7 @@ impl IdempotencyStore for MemoryIdempotency {
         Ok(())
     }
 
-    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), BackendError> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(tenant.clone(), key.to_owned()));
         Ok(())
     }

@@ -7,6 +7,7 @@
 
 pub mod apigw;
 pub mod auth;
+pub mod backend;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;

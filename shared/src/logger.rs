@@ -17,6 +17,10 @@ use crate::domain::{
 };
 use crate::store::{AuditStore, StoreError};
 
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// Ten years: longer retention belongs in an archive, not in the live table.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
 /// Whether logging is on and how long entries are kept (`AUDIT_ENABLED`, `AUDIT_RETENTION_DAYS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditSettings {
@@ -26,7 +30,7 @@ pub struct AuditSettings {
 
 impl Default for AuditSettings {
     fn default() -> Self {
-        AuditSettings { enabled: true, retention_days: crate::config::DEFAULT_RETENTION_DAYS }
+        AuditSettings { enabled: true, retention_days: DEFAULT_RETENTION_DAYS }
     }
 }
 

@@ -9,7 +9,7 @@ use auditline::auth::extract::{self, CredentialSource, Presented};
 use auditline::auth::jwks::JwksCache;
 use auditline::auth::jwt::{JwtError, JwtVerifier, KeySource};
 use auditline::auth::{AuthMethod, AuthOptions, AuthResult, Authenticator, WebSocketAuthenticator};
-use auditline::config::{AuthSettings, Secret};
+use auditline::auth::{AuthSettings, Secret};
 use auditline::domain::TenantId;
 use auditline_tests::auth::{self as creds, JwksServer, SECRET, claims, hs256, now};
 use base64::Engine;
@@ -129,11 +129,13 @@ mod result {
     }
 
     #[tokio::test]
-    async fn a_token_without_tenant_belongs_to_the_default_tenant() {
+    async fn a_token_without_tenant_is_refused_rather_than_shared() {
         let f = Fixture::new(|_| {});
-        let r = f.auth.authenticate(&[jwt(&hs256(&claims("u", "")))]).await;
-        assert_eq!(r.tenant_id, TenantId::default());
-        assert!(r.scopes.is_empty());
+        let mut c = claims("u", "audit:read");
+        c.as_object_mut().unwrap().remove("tenant_id");
+        let r = f.auth.authenticate(&[jwt(&hs256(&c))]).await;
+        assert!(!r.is_allowed(), "no silent tenant `default` shared by every such token");
+        assert_eq!(r.error.as_deref(), Some("token lacks the tenant_id claim"));
     }
 
     #[test]
@@ -166,12 +168,12 @@ mod jwt_validation {
 
     #[tokio::test]
     async fn time_claims_are_enforced_with_the_configured_leeway() {
-        let expired = json!({"sub": "u", "exp": now() - 120});
+        let expired = json!({"sub": "u", "tenant_id": "acme", "exp": now() - 120});
         assert_eq!(hs256_verifier().verify(&hs256(&expired)).await, Err(JwtError::Expired));
         let lenient = JwtVerifier::hmac(Algorithm::HS256, SECRET.as_bytes(), 300).unwrap();
         assert!(lenient.verify(&hs256(&expired)).await.is_ok(), "within leeway");
 
-        let early = json!({"sub": "u", "exp": now() + 3600, "nbf": now() + 600});
+        let early = json!({"sub": "u", "tenant_id": "acme", "exp": now() + 3600, "nbf": now() + 600});
         assert_eq!(hs256_verifier().verify(&hs256(&early)).await, Err(JwtError::NotYetValid));
         let no_exp = json!({"sub": "u"});
         assert_eq!(hs256_verifier().verify(&hs256(&no_exp)).await, Err(JwtError::MissingClaim("exp".into())));
@@ -204,6 +206,59 @@ mod jwt_validation {
         let mut no_aud = good;
         no_aud.as_object_mut().unwrap().remove("aud");
         assert!(strict.verify(&hs256(&no_aud)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_configured_issuer_is_required_as_exactly_that_string() {
+        let strict = hs256_verifier().with_issuer("https://id.example");
+        let mut c = claims("u", "");
+        assert_eq!(strict.verify(&hs256(&c)).await, Err(JwtError::MissingClaim("iss".into())), "no iss");
+        for wrong in [json!(42), json!(["https://id.example"]), json!(null), json!("https://id.example/")] {
+            c["iss"] = wrong.clone();
+            assert!(strict.verify(&hs256(&c)).await.is_err(), "iss {wrong} is refused");
+        }
+        c["iss"] = json!("https://id.example");
+        assert!(strict.verify(&hs256(&c)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_token_without_a_tenant_is_refused_unless_a_default_tenant_is_configured() {
+        let mut c = claims("u", "audit:read");
+        c.as_object_mut().unwrap().remove("tenant_id");
+        let token = hs256(&c);
+        assert_eq!(hs256_verifier().verify(&token).await, Err(JwtError::MissingClaim("tenant_id".into())));
+        let lenient = hs256_verifier().with_default_tenant(TenantId::parse("shared").unwrap());
+        assert_eq!(lenient.verify(&token).await.unwrap().tenant_id.as_str(), "shared");
+        c["tenant_id"] = json!("acme");
+        assert_eq!(lenient.verify(&hs256(&c)).await.unwrap().tenant_id.as_str(), "acme", "a named tenant wins");
+
+        // Through the configuration: JWT_DEFAULT_TENANT.
+        let config = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<String, String> =
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            auditline::Config::from_lookup(|k| map.get(k).cloned())
+        };
+        let settings = config(&[("JWT_SECRET", SECRET), ("AUTH_METHODS", "jwt")]).unwrap().auth;
+        let refused = Authenticator::from_settings(&settings, None).unwrap().authenticate(&[jwt(&token)]).await;
+        assert_eq!(refused.error.as_deref(), Some("token lacks the tenant_id claim"));
+        let settings =
+            config(&[("JWT_SECRET", SECRET), ("AUTH_METHODS", "jwt"), ("JWT_DEFAULT_TENANT", "shared")]).unwrap().auth;
+        let admitted = Authenticator::from_settings(&settings, None).unwrap().authenticate(&[jwt(&token)]).await;
+        assert_eq!(admitted.tenant_id.as_str(), "shared");
+        assert_eq!(config(&[("JWT_DEFAULT_TENANT", "bad#tenant")]).unwrap_err().variable, "JWT_DEFAULT_TENANT");
+    }
+
+    #[tokio::test]
+    async fn scopes_are_read_from_scope_scp_and_scopes() {
+        let v = hs256_verifier();
+        let mut c = claims("u", "audit:read");
+        c["scp"] = json!(["reports:read", "files:*"]);
+        c["scopes"] = json!(["audit:read", "schedules:read"]);
+        let scopes = v.verify(&hs256(&c)).await.unwrap().scopes;
+        assert_eq!(scopes, ["audit:read", "reports:read", "files:*", "schedules:read"], "merged, duplicates dropped");
+        let mut azure = claims("u", "");
+        azure["scp"] = json!("reports:read templates:read");
+        assert_eq!(v.verify(&hs256(&azure)).await.unwrap().scopes, ["reports:read", "templates:read"]);
     }
 
     #[tokio::test]
@@ -266,9 +321,10 @@ mod jwt_validation {
             ("sub", json!(42)),
             ("tenant_id", json!("evil#E#x")),
             ("tenant_id", json!(7)),
-            ("scope", json!(["a"])),
-            ("scopes", json!("audit:read")),
+            ("scope", json!(7)),
+            ("scp", json!({"audit": "read"})),
             ("scopes", json!(["has space"])),
+            ("scp", json!([""])),
         ] {
             let mut c = claims("u", "");
             c[claim] = value;
@@ -323,10 +379,71 @@ mod jwt_validation {
 
     #[tokio::test]
     async fn an_unreachable_jwks_fails_closed() {
-        let cache = Arc::new(JwksCache::new("http://127.0.0.1:9/jwks.json", Algorithm::RS256).unwrap());
+        let url = format!("{}/jwks.json", auditline_tests::unreachable_url());
+        let cache = Arc::new(JwksCache::new(&url, Algorithm::RS256).unwrap());
         let verifier = JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(cache), 0).unwrap();
         let token = creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &claims("u", ""));
         assert_eq!(verifier.verify(&token).await, Err(JwtError::KeysUnavailable));
+    }
+
+    #[tokio::test]
+    async fn failed_fetches_back_off_instead_of_hammering_the_provider() {
+        let server = JwksServer::start(creds::jwk_set(vec![creds::rsa_jwk(creds::RSA_PRIVATE, "key-1")])).await;
+        server.set_failing(true);
+        let cache = Arc::new(JwksCache::new(&server.url, Algorithm::RS256).unwrap());
+        let verifier = JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(cache), 0).unwrap();
+        let token = creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &claims("u", ""));
+        for _ in 0..20 {
+            assert_eq!(verifier.verify(&token).await, Err(JwtError::KeysUnavailable));
+        }
+        assert_eq!(server.fetches(), 1, "one attempt, then a back-off: attempts count, not only successes");
+        server.set_failing(false);
+        assert_eq!(verifier.verify(&token).await, Err(JwtError::KeysUnavailable), "still backing off");
+        assert_eq!(server.fetches(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_key_ids_are_remembered_briefly() {
+        let server = JwksServer::start(creds::jwk_set(vec![creds::rsa_jwk(creds::RSA_PRIVATE, "key-1")])).await;
+        let cache =
+            Arc::new(JwksCache::new(&server.url, Algorithm::RS256).unwrap().with_min_refresh_interval(Duration::ZERO));
+        let verifier = JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(cache), 0).unwrap();
+        let made_up = creds::rs256(creds::RSA_PRIVATE, Some("made-up"), &claims("u", ""));
+        for _ in 0..10 {
+            assert_eq!(verifier.verify(&made_up).await, Err(JwtError::UnknownKey));
+        }
+        assert_eq!(server.fetches(), 1, "even with no refresh interval, a known-unknown kid costs no fetch");
+        let good = creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &claims("u", ""));
+        assert!(verifier.verify(&good).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn stale_keys_are_refused_past_their_absolute_age() {
+        let server = JwksServer::start(creds::jwk_set(vec![creds::rsa_jwk(creds::RSA_PRIVATE, "key-1")])).await;
+        let cache = JwksCache::new(&server.url, Algorithm::RS256)
+            .unwrap()
+            .with_min_refresh_interval(Duration::ZERO)
+            .with_max_age(Duration::ZERO)
+            .with_max_stale(Duration::from_secs(3));
+        let verifier = JwtVerifier::new(Algorithm::RS256, KeySource::Jwks(Arc::new(cache)), 0).unwrap();
+        let token = creds::rs256(creds::RSA_PRIVATE, Some("key-1"), &claims("u", ""));
+        assert!(verifier.verify(&token).await.is_ok());
+        server.set_failing(true);
+        assert!(verifier.verify(&token).await.is_ok(), "a known key rides out a short outage");
+        tokio::time::sleep(Duration::from_millis(3200)).await;
+        assert_eq!(verifier.verify(&token).await, Err(JwtError::KeysUnavailable), "but not past max_stale");
+    }
+
+    #[test]
+    fn jwks_urls_must_be_https_except_on_loopback() {
+        let mut s = auditline::Config::from_lookup(|_| None).unwrap().auth;
+        s.jwt_algorithm = "RS256".into();
+        s.allowed_methods = vec![AuthMethod::Jwt];
+        s.jwt_jwks_url = Some("http://id.example/.well-known/jwks.json".into());
+        let refused = Authenticator::from_settings(&s, None).err().expect("plain http to a remote host is refused");
+        assert!(refused.to_string().contains("https"), "{refused}");
+        s.jwt_jwks_url = Some("http://127.0.0.1:8080/jwks.json".into());
+        assert!(Authenticator::from_settings(&s, None).is_ok());
     }
 }
 
@@ -494,7 +611,7 @@ mod convenience {
         let token = auditline::auth::jwt::sign_hmac(
             Algorithm::HS256,
             SECRET.as_bytes(),
-            &json!({"sub": "dev", "scope": "*", "exp": now() + 60}),
+            &json!({"sub": "dev", "tenant_id": "acme", "scope": "*", "exp": now() + 60}),
         )
         .unwrap();
         let r = auth
@@ -516,8 +633,8 @@ mod error_handling {
                 &self,
                 _: &str,
                 _: chrono::DateTime<Utc>,
-            ) -> Result<ApiKeyCheck, auditline::store::StoreError> {
-                Err(auditline::store::StoreError::Unavailable("down".into()))
+            ) -> Result<ApiKeyCheck, auditline::backend::BackendError> {
+                Err(auditline::backend::BackendError::Unavailable("down".into()))
             }
         }
         let auth = Authenticator::new(AuthOptions { api_keys: Some(Arc::new(Broken)), ..AuthOptions::default() });

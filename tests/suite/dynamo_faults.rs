@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use auditline::apigw::http::Route;
+use auditline::backend::BackendError;
 use auditline::domain::{AuditAction, EntityType};
 use auditline::idempotency::MemoryIdempotency;
 use auditline::store::dynamo::{RequestCounter, client_for_local_endpoint};
@@ -39,7 +40,7 @@ async fn persistent_conflicts_end_as_throttling_after_bounded_retries() {
     let (logger, server, _) = logger().await;
     server.script("TransactWriteItems", vec![cancelled(&["None", "TransactionConflict"]); 20]);
     match logger.log(request()).await {
-        Err(AuditError::Store(StoreError::Throttled(_))) => {}
+        Err(AuditError::Store(StoreError::Backend(BackendError::Throttled(_)))) => {}
         other => panic!("expected throttling, got {other:?}"),
     }
     assert_eq!(server.calls("TransactWriteItems"), 6, "the first try and five retries");

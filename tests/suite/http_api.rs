@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auditline::apigw::http::{AuditApi, MAX_BATCH, MAX_BODY_BYTES, Route};
+use auditline::backend::BackendError;
 use auditline::domain::{AuditQuery, Counts, QueryPlan, StatsRange, StoredPage, TenantId};
 use auditline::idempotency::MemoryIdempotency;
 use auditline::store::dynamo::client_for_local_endpoint;
@@ -462,21 +463,26 @@ fn failing_api(error: fn() -> StoreError) -> AuditApi {
 
 #[tokio::test]
 async fn storage_trouble_gets_429_503_or_500_without_internals() {
-    let throttled = failing_api(|| StoreError::Throttled("ProvisionedThroughputExceededException on table x".into()));
+    let throttled = failing_api(|| {
+        StoreError::from(BackendError::Throttled("ProvisionedThroughputExceededException on table x".into()))
+    });
     let reply = call(&throttled, Route::ListLogs, &list_event(Route::ListLogs, "acme", &[])).await;
     assert_eq!((reply.status, reply.error_code(), reply.header("retry-after")), (429, "throttled", Some("1")));
     let reply = post(&throttled, &entry("VIEW", "FILE", "f", None), "acme").await;
     assert_eq!(reply.status, 429);
 
     // A real DynamoDB client pointed at a port where nothing listens.
-    let unreachable = DynamoStore::new(client_for_local_endpoint("http://127.0.0.1:9", None), "entries", "counters");
+    let unreachable =
+        DynamoStore::new(client_for_local_endpoint(&auditline_tests::unreachable_url(), None), "entries", "counters");
     let down = api_over(Arc::new(unreachable), Arc::new(MemoryIdempotency::new()));
     let reply = call(&down, Route::GetLog, &sample("http-get-log.json", |_| {})).await;
     assert_eq!((reply.status, reply.error_code(), reply.header("retry-after")), (503, "unavailable", Some("2")));
     let health = call(&down, Route::Health, &auditline_tests::event("http-health.json")).await;
     assert_eq!((health.status, health.body["status"].as_str()), (503, Some("degraded")));
 
-    let broken = failing_api(|| StoreError::Internal("item at T#acme failed: SerializationException {secret}".into()));
+    let broken = failing_api(|| {
+        StoreError::from(BackendError::Internal("item at T#acme failed: SerializationException {secret}".into()))
+    });
     let reply = call(&broken, Route::Stats, &list_event(Route::Stats, "acme", &[])).await;
     assert_eq!((reply.status, reply.error_code()), (500, "internal_error"));
     let text = reply.body.to_string();
@@ -485,7 +491,8 @@ async fn storage_trouble_gets_429_503_or_500_without_internals() {
 
     // A failed write with an Idempotency-Key releases the key, so the retry runs for real.
     let idempotency = Arc::new(MemoryIdempotency::new());
-    let flaky = api_over(Arc::new(Failing(|| StoreError::Unavailable("down".into()))), idempotency.clone());
+    let flaky =
+        api_over(Arc::new(Failing(|| StoreError::from(BackendError::Unavailable("down".into())))), idempotency.clone());
     let body = entry("VIEW", "FILE", "f", None);
     assert_eq!(call(&flaky, Route::Ingest, &ingest_event(&body, "acme", Some("k1"))).await.status, 503);
     let healthy = api_over(Arc::new(MemoryStore::new()), idempotency);

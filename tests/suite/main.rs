@@ -1,6 +1,7 @@
 //! All integration tests, in one binary (one link step keeps the test run lean).
 
 mod api_keys;
+mod architecture;
 mod auth;
 mod authorizer;
 mod dynamo_faults;

@@ -127,9 +127,10 @@ fn functions_set_only_variables_the_code_reads() {
 
 /// The table resource that the variable naming `spec`'s table refers to.
 fn table_for(t: &Value, spec: &TableSpec) -> (String, Value) {
-    let refs: BTreeSet<String> =
-        functions(t).values().filter_map(|f| environment(f).get(spec.name_variable).cloned()).collect();
-    assert_eq!(refs.len(), 1, "{} refers to one table: {refs:?}", spec.name_variable);
+    let (variable, _) =
+        vars::TABLES.into_iter().find(|(_, s)| std::ptr::eq(*s, spec)).expect("every table has a variable");
+    let refs: BTreeSet<String> = functions(t).values().filter_map(|f| environment(f).get(variable).cloned()).collect();
+    assert_eq!(refs.len(), 1, "{variable} refers to one table: {refs:?}");
     let name = refs.into_iter().next().unwrap().strip_prefix("!Ref ").expect("a !Ref").to_owned();
     (name.clone(), resources(t)[&name].clone())
 }

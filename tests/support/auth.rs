@@ -24,9 +24,12 @@ pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Claims for `sub` with `scope` (space separated), valid for an hour.
+/// The tenant of the tokens [`claims`] makes.
+pub const TENANT: &str = "acme";
+
+/// Claims for `sub` in tenant `acme` with `scope` (space separated), valid for an hour.
 pub fn claims(sub: &str, scope: &str) -> Value {
-    json!({ "sub": sub, "scope": scope, "iat": now(), "exp": now() + 3600 })
+    json!({ "sub": sub, "tenant_id": TENANT, "scope": scope, "iat": now(), "exp": now() + 3600 })
 }
 
 pub fn sign(algorithm: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
@@ -65,13 +68,19 @@ pub struct JwksServer {
     pub url: String,
     document: Arc<RwLock<String>>,
     fetches: Arc<AtomicUsize>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl JwksServer {
     pub async fn start(document: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
-        let server = JwksServer { url, document: Arc::new(RwLock::new(document)), fetches: Arc::default() };
+        let server = JwksServer {
+            url,
+            document: Arc::new(RwLock::new(document)),
+            fetches: Arc::default(),
+            failing: Arc::default(),
+        };
         let shared = server.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
@@ -81,6 +90,10 @@ impl JwksServer {
                         return;
                     }
                     shared.fetches.fetch_add(1, Ordering::SeqCst);
+                    if shared.failing.load(Ordering::SeqCst) {
+                        respond(&mut socket, 503, &[("content-type", "text/plain")], "down").await;
+                        return;
+                    }
                     let body = shared.document.read().await.clone();
                     respond(&mut socket, 200, &[("content-type", "application/json")], &body).await;
                 });
@@ -91,6 +104,11 @@ impl JwksServer {
 
     pub async fn replace(&self, document: String) {
         *self.document.write().await = document;
+    }
+
+    /// Makes the provider answer 503 (an outage) or serve its keys again.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     pub fn fetches(&self) -> usize {

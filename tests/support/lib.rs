@@ -60,6 +60,17 @@ pub async fn fresh_dynamo_store(counter_shards: u8) -> (DynamoStore, RequestCoun
     (DynamoStore::new(client, entries, counters).with_counter_shards(counter_shards), counter)
 }
 
+/// A loopback port that nothing listens on: bound, then released (never assume a port is closed).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// The URL of [`closed_port`]: a connection there is refused.
+pub fn unreachable_url() -> String {
+    format!("http://127.0.0.1:{}", closed_port())
+}
+
 /// A binary of this workspace, built by `scripts/test.sh` before the tests run. Missing is a failure.
 pub fn binary(name: &str) -> std::path::PathBuf {
     let dir = std::env::var("AUDITLINE_BIN_DIR")

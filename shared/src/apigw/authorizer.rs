@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::scopes::{self, join_scope_list, parse_scope_list};
-use crate::auth::{AuthMethod, AuthResult, Authenticator};
+use crate::auth::{AuthMethod, AuthResult, Authenticator, Caller};
 use crate::domain::TenantId;
 
 /// What the authorizer tells the integrations about the caller. API Gateway allows only string,
@@ -45,21 +45,6 @@ impl AuthorizerContext {
             scopes: parse_scope_list(&self.scopes),
             auth_method: self.auth_method.parse().ok()?,
         })
-    }
-}
-
-/// An authenticated caller, as read back from the authorizer context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub tenant_id: TenantId,
-    pub user_id: Option<String>,
-    pub scopes: Vec<String>,
-    pub auth_method: AuthMethod,
-}
-
-impl Caller {
-    pub fn has_scope(&self, required: &str) -> bool {
-        scopes::has_scope(&self.scopes, required)
     }
 }
 

@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use super::Secret;
+use crate::backend::BackendError;
 use crate::domain::time::serde_millis;
 use crate::domain::{TenantId, ValidationError, validation};
-use crate::store::StoreError;
 
 /// Every key starts with this, so secret scanners can recognise a leaked one.
 pub const API_KEY_PREFIX: &str = "alk_";
@@ -130,25 +130,25 @@ pub enum ApiKeyCheck {
 /// plug in another key system; every [`ApiKeyStore`] is one.
 #[async_trait]
 pub trait ApiKeyValidator: Send + Sync {
-    async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<ApiKeyCheck, StoreError>;
+    async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<ApiKeyCheck, BackendError>;
 }
 
 /// Where key records live.
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
     /// The record with this id: one read.
-    async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, BackendError>;
     /// Adds a record; never overwrites.
-    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), BackendError>;
     /// The tenant's keys, oldest first.
-    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, BackendError>;
     /// Marks a key revoked; false if there is no such key.
-    async fn revoke(&self, key_id: &str) -> Result<bool, StoreError>;
+    async fn revoke(&self, key_id: &str) -> Result<bool, BackendError>;
 }
 
 #[async_trait]
 impl<S: ApiKeyStore + ?Sized> ApiKeyValidator for S {
-    async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<ApiKeyCheck, StoreError> {
+    async fn check(&self, key: &str, now: DateTime<Utc>) -> Result<ApiKeyCheck, BackendError> {
         if !is_well_formed(key) {
             return Ok(ApiKeyCheck::Unknown);
         }
@@ -173,27 +173,27 @@ impl MemoryApiKeys {
 
 #[async_trait]
 impl ApiKeyStore for MemoryApiKeys {
-    async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, BackendError> {
         Ok(self.0.read().unwrap_or_else(|p| p.into_inner()).get(key_id).cloned())
     }
 
-    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), BackendError> {
         let mut keys = self.0.write().unwrap_or_else(|p| p.into_inner());
         if keys.contains_key(&record.key_id) {
-            return Err(StoreError::Internal("an API key with this id exists".into()));
+            return Err(BackendError::Internal("an API key with this id exists".into()));
         }
         keys.insert(record.key_id.clone(), record.clone());
         Ok(())
     }
 
-    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, BackendError> {
         let keys = self.0.read().unwrap_or_else(|p| p.into_inner());
         let mut mine: Vec<ApiKeyRecord> = keys.values().filter(|r| &r.tenant_id == tenant).cloned().collect();
         mine.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.key_id.cmp(&b.key_id)));
         Ok(mine)
     }
 
-    async fn revoke(&self, key_id: &str) -> Result<bool, StoreError> {
+    async fn revoke(&self, key_id: &str) -> Result<bool, BackendError> {
         let mut keys = self.0.write().unwrap_or_else(|p| p.into_inner());
         Ok(keys.get_mut(key_id).map(|r| r.revoked = true).is_some())
     }

@@ -1,5 +1,7 @@
 //! JWT verification with the algorithm pinned by configuration: signature, `exp` (required), `nbf`,
-//! and `iss`/`aud` when configured, with a small leeway. A token whose header names any other
+//! and `iss`/`aud` when configured (then required, and `iss` must be exactly the configured string),
+//! with a small leeway. The tenant comes from the `tenant_id` claim; a token without one is refused
+//! unless the operator names a default tenant. A token whose header names any other
 //! algorithm is refused before its signature is looked at, which rules out `alg: none` and HS/RS
 //! confusion (an RSA public key used as an HMAC secret).
 
@@ -12,7 +14,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::extract::MAX_CREDENTIAL_BYTES;
-use super::jwks::JwksCache;
+use super::jwks::{JwksCache, JwksUrlError, KeyLookupError};
 use crate::domain::{JsonObject, TenantId, validation};
 
 /// Why a token was refused. For logs: it never contains the token.
@@ -65,10 +67,25 @@ impl From<jsonwebtoken::errors::Error> for JwtError {
     }
 }
 
+impl From<KeyLookupError> for JwtError {
+    fn from(e: KeyLookupError) -> Self {
+        match e {
+            KeyLookupError::UnknownKey => JwtError::UnknownKey,
+            KeyLookupError::Unavailable => JwtError::KeysUnavailable,
+        }
+    }
+}
+
 /// A configuration that cannot work (e.g. an RS256 algorithm with no public key).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("JWT configuration: {0}")]
 pub struct JwtConfigError(pub String);
+
+impl From<JwksUrlError> for JwtConfigError {
+    fn from(e: JwksUrlError) -> Self {
+        JwtConfigError(e.to_string())
+    }
+}
 
 /// Where verification keys come from.
 #[derive(Clone)]
@@ -93,6 +110,10 @@ pub struct JwtVerifier {
     algorithm: Algorithm,
     keys: KeySource,
     validation: Validation,
+    /// The `iss` every token must carry, when configured.
+    issuer: Option<String>,
+    /// The tenant of tokens without a `tenant_id` claim; `None` refuses such tokens.
+    default_tenant: Option<TenantId>,
 }
 
 /// Parses an algorithm name as configured (`HS256`, `RS256`, `ES256`, …).
@@ -113,7 +134,7 @@ impl JwtVerifier {
         validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(JwtVerifier { algorithm, keys, validation })
+        Ok(JwtVerifier { algorithm, keys, validation, issuer: None, default_tenant: None })
     }
 
     /// An HMAC (HS256/384/512) verifier.
@@ -137,9 +158,19 @@ impl JwtVerifier {
         Self::new(algorithm, KeySource::Fixed(key), leeway_seconds)
     }
 
-    /// Accept only tokens whose `iss` is `issuer`.
+    /// Accept only tokens whose `iss` is exactly the string `issuer` (a missing, non-string or
+    /// array-valued `iss` is refused).
     pub fn with_issuer(mut self, issuer: &str) -> Self {
         self.validation.set_issuer(&[issuer]);
+        self.validation.required_spec_claims.insert("iss".into());
+        self.issuer = Some(issuer.to_owned());
+        self
+    }
+
+    /// Put tokens without a `tenant_id` claim in `tenant` (an operator's explicit choice; without it
+    /// such tokens are refused, so that no two deployments' users silently share a tenant).
+    pub fn with_default_tenant(mut self, tenant: TenantId) -> Self {
+        self.default_tenant = Some(tenant);
         self
     }
 
@@ -171,40 +202,58 @@ impl JwtVerifier {
             KeySource::Jwks(cache) => cache.key(header.kid.as_deref()).await?,
         };
         let data = jsonwebtoken::decode::<JsonObject>(token, &key, &self.validation)?;
-        identity(data.claims)
+        if let Some(issuer) = &self.issuer {
+            match data.claims.get("iss") {
+                Some(Value::String(iss)) if iss == issuer => {}
+                None => return Err(JwtError::MissingClaim("iss".into())),
+                Some(_) => return Err(JwtError::WrongIssuer),
+            }
+        }
+        identity(data.claims, self.default_tenant.as_ref())
+    }
+}
+
+/// Scopes from a claim: a space-separated string (OAuth 2 `scope`, Azure AD `scp`) or an array of
+/// strings (`scopes`, Okta's `scp`).
+fn scopes_of(claims: &JsonObject, claim: &str, into: &mut Vec<String>) -> Result<(), JwtError> {
+    match claims.get(claim) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) => {
+            into.extend(s.split_whitespace().map(str::to_owned));
+            Ok(())
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item.as_str() {
+                    Some(s) if !s.is_empty() && !s.contains(char::is_whitespace) => into.push(s.to_owned()),
+                    _ => return Err(JwtError::InvalidClaim(claim.to_owned())),
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err(JwtError::InvalidClaim(claim.to_owned())),
     }
 }
 
 /// Reads the bearer's identity from verified claims: `sub` is the user, `tenant_id` the tenant
-/// (default if absent), scopes from `scope` (space separated) and/or `scopes` (array).
-fn identity(claims: JsonObject) -> Result<VerifiedToken, JwtError> {
+/// (`default_tenant` if absent and configured, else refused), scopes from `scope`, `scp` and
+/// `scopes`.
+fn identity(claims: JsonObject, default_tenant: Option<&TenantId>) -> Result<VerifiedToken, JwtError> {
     let user_id = match claims.get("sub") {
         Some(Value::String(s)) if validation::identifier("sub", s).is_ok() => s.clone(),
         Some(_) => return Err(JwtError::InvalidClaim("sub".into())),
         None => return Err(JwtError::MissingClaim("sub".into())),
     };
     let tenant_id = match claims.get("tenant_id") {
-        None | Some(Value::Null) => TenantId::default(),
+        None | Some(Value::Null) => {
+            default_tenant.cloned().ok_or_else(|| JwtError::MissingClaim("tenant_id".into()))?
+        }
         Some(Value::String(t)) => TenantId::parse(t).map_err(|_| JwtError::InvalidClaim("tenant_id".into()))?,
         Some(_) => return Err(JwtError::InvalidClaim("tenant_id".into())),
     };
     let mut scopes = Vec::new();
-    match claims.get("scope") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => scopes.extend(s.split_whitespace().map(str::to_owned)),
-        Some(_) => return Err(JwtError::InvalidClaim("scope".into())),
-    }
-    match claims.get("scopes") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for item in items {
-                match item.as_str() {
-                    Some(s) if !s.is_empty() && !s.contains(char::is_whitespace) => scopes.push(s.to_owned()),
-                    _ => return Err(JwtError::InvalidClaim("scopes".into())),
-                }
-            }
-        }
-        Some(_) => return Err(JwtError::InvalidClaim("scopes".into())),
+    for claim in ["scope", "scp", "scopes"] {
+        scopes_of(&claims, claim, &mut scopes)?;
     }
     let mut seen = HashSet::new();
     scopes.retain(|s| seen.insert(s.clone()));

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod jwks;
 pub mod jwt;
 pub mod scopes;
+mod secret;
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use self::api_keys::{ApiKeyCheck, ApiKeyValidator};
 use self::extract::{MAX_CREDENTIAL_BYTES, Presented};
 use self::jwt::{JwtConfigError, JwtVerifier};
-use crate::config::AuthSettings;
+pub use self::secret::Secret;
 use crate::domain::{JsonObject, TenantId};
 
 /// How a caller proved who they are.
@@ -56,6 +57,43 @@ impl FromStr for AuthMethod {
             "anonymous" => Ok(AuthMethod::Anonymous),
             other => Err(format!("unknown authentication method {other:?}")),
         }
+    }
+}
+
+/// How callers are authenticated, as configured (see `crate::config`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// HMAC secret, for HS256/384/512.
+    pub jwt_secret: Option<Secret>,
+    /// The one algorithm tokens must use.
+    pub jwt_algorithm: String,
+    /// PEM public key, for RS*/ES*.
+    pub jwt_public_key: Option<String>,
+    /// JWKS endpoint, for RS*/ES* tokens of an identity provider (takes precedence over a PEM key).
+    pub jwt_jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// The tenant of tokens without a `tenant_id` claim; unset, such tokens are refused.
+    pub jwt_default_tenant: Option<TenantId>,
+    pub jwt_leeway_seconds: u64,
+    pub require_auth: bool,
+    pub allowed_methods: Vec<AuthMethod>,
+    pub anonymous_scopes: Vec<String>,
+}
+
+/// A caller whose credentials were checked: what every handler knows about who is asking. Adapters
+/// (the authorizer context, a connection record) translate into this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant_id: TenantId,
+    pub user_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub auth_method: AuthMethod,
+}
+
+impl Caller {
+    pub fn has_scope(&self, required: &str) -> bool {
+        scopes::has_scope(&self.scopes, required)
     }
 }
 
@@ -167,6 +205,9 @@ impl Authenticator {
             }
             if let Some(audience) = &settings.jwt_audience {
                 v = v.with_audience(audience);
+            }
+            if let Some(tenant) = &settings.jwt_default_tenant {
+                v = v.with_default_tenant(tenant.clone());
             }
             v
         });

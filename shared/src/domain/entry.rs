@@ -6,14 +6,12 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::time;
+pub use super::validation::JsonObject;
 use super::validation::{self, ValidationError};
-
-/// A JSON object, as carried by `changes` and `metadata`.
-pub type JsonObject = Map<String, Value>;
 
 /// Largest accepted entry, measured as its JSON serialisation. DynamoDB items may hold 400 KB; the
 /// key attributes and DynamoDB's own encoding need headroom, and a smaller bound keeps write cost sane.
@@ -109,7 +107,7 @@ pub struct TenantId(String);
 impl TenantId {
     /// The tenant of callers whose credentials name none.
     pub const DEFAULT: &'static str = "default";
-    pub const MAX_LEN: usize = 128;
+    pub const MAX_LEN: usize = validation::MAX_TENANT_BYTES;
 
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
         validation::tenant_id(value)?;
@@ -266,7 +264,10 @@ impl ValidEntry {
             tenant_id: self.tenant_id,
             expires_at: timestamp.timestamp() + i64::from(retention_days) * 86_400,
         };
-        validation::entry_size(&entry)?;
+        let actual = serde_json::to_vec(&entry).map_or(usize::MAX, |v| v.len());
+        if actual > MAX_ENTRY_BYTES {
+            return Err(ValidationError::EntryTooLarge { actual, max: MAX_ENTRY_BYTES });
+        }
         Ok(entry)
     }
 }

@@ -3,13 +3,16 @@
 
 use std::net::IpAddr;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use thiserror::Error;
 
-use super::entry::{AuditLogEntry, JsonObject, MAX_ENTRY_BYTES, TenantId};
+/// A JSON object, as carried by `changes` and `metadata`.
+pub type JsonObject = Map<String, Value>;
 
 /// Longest accepted identifier (entity_id, project_id, user_id), in bytes.
 pub const MAX_ID_BYTES: usize = 256;
+/// Longest accepted tenant id, in bytes.
+pub const MAX_TENANT_BYTES: usize = 128;
 /// Deepest accepted nesting of `changes` and `metadata`; DynamoDB allows 32 levels in all.
 pub const MAX_JSON_DEPTH: usize = 16;
 
@@ -92,8 +95,8 @@ pub(super) fn tenant_id(value: &str) -> Result<(), ValidationError> {
     if value.is_empty() {
         return Err(ValidationError::Empty { field });
     }
-    if value.len() > TenantId::MAX_LEN {
-        return Err(ValidationError::TooLong { field, max: TenantId::MAX_LEN, actual: value.len() });
+    if value.len() > MAX_TENANT_BYTES {
+        return Err(ValidationError::TooLong { field, max: MAX_TENANT_BYTES, actual: value.len() });
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@');
     if !value.chars().all(allowed) {
@@ -137,14 +140,6 @@ fn depth(root: &JsonObject) -> usize {
     deepest
 }
 
-pub(super) fn entry_size(entry: &AuditLogEntry) -> Result<(), ValidationError> {
-    let actual = serde_json::to_vec(entry).map(|v| v.len()).unwrap_or(usize::MAX);
-    if actual > MAX_ENTRY_BYTES {
-        return Err(ValidationError::EntryTooLarge { actual, max: MAX_ENTRY_BYTES });
-    }
-    Ok(())
-}
-
 /// An integer parameter within `min..=max`.
 pub fn bounded_integer(field: &'static str, value: &str, min: u64, max: u64) -> Result<u64, ValidationError> {
     value.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or(ValidationError::OutOfRange {
@@ -173,10 +168,10 @@ mod tests {
 
     #[test]
     fn tenant_ids_cannot_carry_key_separators() {
-        assert!(TenantId::parse("acme-corp.eu_1:prod@x").is_ok());
-        assert_eq!(TenantId::parse("acme#E#x").unwrap_err(), ValidationError::InvalidCharacters { field: "tenant_id" });
-        assert!(TenantId::parse("").is_err());
-        assert!(TenantId::parse(&"t".repeat(129)).is_err());
+        assert!(tenant_id("acme-corp.eu_1:prod@x").is_ok());
+        assert_eq!(tenant_id("acme#E#x").unwrap_err(), ValidationError::InvalidCharacters { field: "tenant_id" });
+        assert!(tenant_id("").is_err());
+        assert!(tenant_id(&"t".repeat(129)).is_err());
     }
 
     #[test]

@@ -11,12 +11,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::apigw::authorizer::Caller;
-use crate::auth::AuthMethod;
 use crate::auth::scopes::{self, AUDIT_READ};
+use crate::auth::{AuthMethod, Caller};
+use crate::backend::BackendError;
 use crate::domain::time::serde_millis;
 use crate::domain::{AuditAction, AuditLogEntry, EntityType, TenantId, ValidationError, validation};
-use crate::store::StoreError;
 
 /// API Gateway closes a WebSocket after 2 hours at most; a record lives a little longer, so one whose
 /// `$disconnect` never arrived does not linger.
@@ -123,15 +122,15 @@ impl WebSocketConnectionInfo {
 /// Where connection records live.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
-    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), StoreError>;
+    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), BackendError>;
     /// Removes a record; removing one that is not there is not an error.
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError>;
+    async fn remove(&self, connection_id: &str) -> Result<(), BackendError>;
     /// A tenant's live connections: one Query on the tenant index, never a Scan.
     async fn tenant_connections(
         &self,
         tenant: &TenantId,
         now: DateTime<Utc>,
-    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError>;
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError>;
 }
 
 /// The seed's connection-manager queries, over a tenant's connections.
@@ -147,7 +146,7 @@ impl<'a> ConnectionManager<'a> {
     pub async fn get_authenticated_connections(
         &self,
         tenant: &TenantId,
-    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
         self.matching(tenant, |c| c.is_authenticated()).await
     }
 
@@ -155,7 +154,7 @@ impl<'a> ConnectionManager<'a> {
         &self,
         tenant: &TenantId,
         user_id: &str,
-    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
         self.matching(tenant, |c| c.user_id.as_deref() == Some(user_id)).await
     }
 
@@ -164,7 +163,7 @@ impl<'a> ConnectionManager<'a> {
         &self,
         tenant: &TenantId,
         scope: &str,
-    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
         self.matching(tenant, |c| c.has_scope(scope)).await
     }
 
@@ -172,7 +171,7 @@ impl<'a> ConnectionManager<'a> {
         &self,
         tenant: &TenantId,
         keep: impl Fn(&WebSocketConnectionInfo) -> bool,
-    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
         let mut all = self.store.tenant_connections(tenant, Utc::now()).await?;
         all.retain(keep);
         Ok(all)
@@ -199,13 +198,13 @@ impl MemoryConnections {
 
 #[async_trait]
 impl ConnectionStore for MemoryConnections {
-    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), StoreError> {
+    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), BackendError> {
         let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
         all.insert(connection.connection_id.clone(), connection.clone());
         Ok(())
     }
 
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, connection_id: &str) -> Result<(), BackendError> {
         self.0.write().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
         Ok(())
     }
@@ -214,7 +213,7 @@ impl ConnectionStore for MemoryConnections {
         &self,
         tenant: &TenantId,
         now: DateTime<Utc>,
-    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
         let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
         all.retain(|_, c| !c.is_expired(now));
         let mut mine: Vec<_> = all.values().filter(|c| &c.tenant_id == tenant).cloned().collect();

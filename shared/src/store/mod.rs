@@ -9,24 +9,20 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::backend::BackendError;
 use crate::domain::{AuditLogEntry, Counts, QueryPlan, StatsRange, StoredPage, TenantId};
 
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 
-/// Why a store could not do what was asked. The text is for logs; HTTP responses use fixed messages.
+/// Why an audit store could not do what was asked: the entry exists already (entries are never
+/// overwritten), or the backend failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("an entry with id {0} already exists")]
     AlreadyExists(Uuid),
-    /// The backend is shedding load; the caller may retry later.
-    #[error("the storage backend is throttling requests: {0}")]
-    Throttled(String),
-    /// The backend could not be reached or did not answer in time.
-    #[error("the storage backend is unavailable: {0}")]
-    Unavailable(String),
-    #[error("storage failure: {0}")]
-    Internal(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 /// Where audit entries live.

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use auditline::apigw::authorizer::Caller;
 use auditline::apigw::stream::{FeedDeps, handle_stream, insert_event};
 use auditline::auth::AuthMethod;
+use auditline::auth::Caller;
 use auditline::domain::{AuditAction, EntityType, EntryDetails, NewEntry};
 use auditline::realtime::fanout::FanoutSettings;
 use auditline::realtime::{

@@ -6,6 +6,7 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::AuditError;
+use crate::backend::BackendError;
 use crate::domain::ValidationError;
 use crate::store::StoreError;
 
@@ -109,19 +110,30 @@ impl ApiError {
         ApiError::InvalidEntry { parameter: Some(e.field().to_owned()), message: e.to_string() }
     }
 
-    /// Maps a store failure, logging its detail (which never reaches the client).
-    pub fn from_store(e: &StoreError, request_id: &str) -> Self {
+    /// Maps a backend failure, logging its detail (which never reaches the client).
+    pub fn from_backend(e: &BackendError, request_id: &str) -> Self {
         match e {
-            StoreError::Throttled(detail) => {
+            BackendError::Throttled(detail) => {
                 tracing::warn!(request_id, detail, "storage throttled");
                 ApiError::Throttled
             }
-            StoreError::Unavailable(detail) => {
+            BackendError::Unavailable(detail) => {
                 tracing::error!(request_id, detail, "storage unavailable");
                 ApiError::Unavailable
             }
-            other => {
-                tracing::error!(request_id, error = %other, "storage failure");
+            BackendError::Internal(detail) => {
+                tracing::error!(request_id, detail, "storage failure");
+                ApiError::Internal
+            }
+        }
+    }
+
+    /// Maps an audit store failure. An existing id is a fault here: ids are unique by construction.
+    pub fn from_store(e: &StoreError, request_id: &str) -> Self {
+        match e {
+            StoreError::Backend(b) => Self::from_backend(b, request_id),
+            StoreError::AlreadyExists(id) => {
+                tracing::error!(request_id, %id, "entry id already taken");
                 ApiError::Internal
             }
         }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::errors::ErrorBody;
 use super::{ApiError, AuditApi, RequestInfo, json};
-use crate::apigw::authorizer::Caller;
+use crate::auth::Caller;
 use crate::auth::scopes::AUDIT_WRITE;
 use crate::domain::{AuditLogEntry, EntryDetails, NewEntry, ValidationError};
 use crate::idempotency::{self, Claim, StoredResponse};
@@ -115,7 +115,7 @@ pub(super) async fn ingest(req: &Request, info: &RequestInfo, api: &AuditApi) ->
         .idempotency
         .claim(&caller.tenant_id, &key, &hash, Utc::now())
         .await
-        .map_err(|e| ApiError::from_store(&e, &info.request_id))?;
+        .map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
     match claim {
         Claim::Completed(first) => Ok(replay(first)),
         Claim::InProgress => Err(ApiError::IdempotencyInProgress),

@@ -16,8 +16,9 @@ use serde::Serialize;
 
 pub use self::errors::ApiError;
 pub use self::ingest::{MAX_BATCH, MAX_BODY_BYTES};
-use super::authorizer::{AuthorizerContext, Caller};
+use super::authorizer::AuthorizerContext;
 use crate::AuditLogger;
+use crate::auth::Caller;
 use crate::auth::scopes;
 use crate::idempotency::IdempotencyStore;
 

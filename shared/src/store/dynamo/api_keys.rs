@@ -9,8 +9,8 @@ use super::errors::{classify, corrupt};
 use super::query_all;
 use super::tables::{API_KEYS_BY_TENANT, api_key_attr};
 use crate::auth::api_keys::{ApiKeyRecord, ApiKeyStore};
+use crate::backend::BackendError;
 use crate::domain::TenantId;
-use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct DynamoApiKeys {
@@ -26,7 +26,7 @@ impl DynamoApiKeys {
 
 #[async_trait]
 impl ApiKeyStore for DynamoApiKeys {
-    async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    async fn find(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, BackendError> {
         let out = self
             .client
             .get_item()
@@ -39,8 +39,8 @@ impl ApiKeyStore for DynamoApiKeys {
         out.item.map(|item| serde_dynamo::from_item(item).map_err(|e| corrupt("API key", e))).transpose()
     }
 
-    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
-        let item = serde_dynamo::to_item(record).map_err(|e| StoreError::Internal(e.to_string()))?;
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<(), BackendError> {
+        let item = serde_dynamo::to_item(record).map_err(|e| BackendError::Internal(e.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -53,7 +53,7 @@ impl ApiKeyStore for DynamoApiKeys {
         Ok(())
     }
 
-    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, BackendError> {
         let query = self
             .client
             .query()
@@ -65,7 +65,7 @@ impl ApiKeyStore for DynamoApiKeys {
         query_all(query, "API key").await
     }
 
-    async fn revoke(&self, key_id: &str) -> Result<bool, StoreError> {
+    async fn revoke(&self, key_id: &str) -> Result<bool, BackendError> {
         let result = self
             .client
             .update_item()

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use super::errors::classify;
 use super::query_all;
 use super::tables::{CONNECTIONS_BY_TENANT, connection_attr};
+use crate::backend::BackendError;
 use crate::domain::TenantId;
 use crate::realtime::{ConnectionStore, WebSocketConnectionInfo};
-use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct DynamoConnections {
@@ -26,8 +26,8 @@ impl DynamoConnections {
 
 #[async_trait]
 impl ConnectionStore for DynamoConnections {
-    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), StoreError> {
-        let item = serde_dynamo::to_item(connection).map_err(|e| StoreError::Internal(e.to_string()))?;
+    async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), BackendError> {
+        let item = serde_dynamo::to_item(connection).map_err(|e| BackendError::Internal(e.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -38,7 +38,7 @@ impl ConnectionStore for DynamoConnections {
         Ok(())
     }
 
-    async fn remove(&self, connection_id: &str) -> Result<(), StoreError> {
+    async fn remove(&self, connection_id: &str) -> Result<(), BackendError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -53,7 +53,7 @@ impl ConnectionStore for DynamoConnections {
         &self,
         tenant: &TenantId,
         now: DateTime<Utc>,
-    ) -> Result<Vec<WebSocketConnectionInfo>, StoreError> {
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
         let query = self
             .client
             .query()

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::errors::classify;
 use super::tables::idempotency_attr as attr;
+use crate::backend::BackendError;
 use crate::domain::TenantId;
 use crate::idempotency::{Claim, IdempotencyStore, RECORD_TTL, STALE_CLAIM, StoredResponse};
-use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
 pub struct DynamoIdempotency {
@@ -53,7 +53,7 @@ fn existing(item: &HashMap<String, AttributeValue>, hash: &str) -> Claim {
 
 #[async_trait]
 impl IdempotencyStore for DynamoIdempotency {
-    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, StoreError> {
+    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, BackendError> {
         let result = self
             .client
             .put_item()
@@ -113,7 +113,7 @@ impl IdempotencyStore for DynamoIdempotency {
         key: &str,
         response: &StoredResponse,
         _now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), BackendError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -131,7 +131,7 @@ impl IdempotencyStore for DynamoIdempotency {
         Ok(())
     }
 
-    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), BackendError> {
         let result = self
             .client
             .delete_item()

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use self::errors::{classify, corrupt};
 use self::tables::{counter_attr, entry_attr, entry_index};
 use super::{AuditStore, StoreError};
-use crate::config::Config;
+use crate::backend::BackendError;
 use crate::domain::{
     AuditAction, AuditLogEntry, Continuation, Counts, EntityType, HourBucket, IndexKey, QueryPlan, StatsRange,
     StoredPage, TenantId,
@@ -70,10 +70,6 @@ impl DynamoStore {
             counter_shards: 1,
             in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
         }
-    }
-
-    pub fn from_config(client: Client, config: &Config) -> Self {
-        Self::new(client, &config.entries_table, &config.counters_table).with_counter_shards(config.counter_shards)
     }
 
     pub fn with_counter_shards(mut self, shards: u8) -> Self {
@@ -119,9 +115,9 @@ fn partition(tenant: &TenantId, key: &IndexKey) -> (Option<&'static str>, &'stat
 }
 
 /// The stored item: the entry's own fields (via serde_dynamo) plus its table and index keys.
-pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
+pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValue>, BackendError> {
     let mut item: HashMap<String, AttributeValue> =
-        serde_dynamo::to_item(entry).map_err(|e| StoreError::Internal(format!("entry could not be encoded: {e}")))?;
+        serde_dynamo::to_item(entry).map_err(|e| BackendError::Internal(format!("entry could not be encoded: {e}")))?;
     let tenant = &entry.tenant_id;
     item.insert(entry_attr::PK.into(), AttributeValue::S(tenant_key(tenant)));
     for key in IndexKey::all_for(entry) {
@@ -130,7 +126,7 @@ pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValu
     }
     for (attribute, object) in JSON_TEXT_ATTRIBUTES.into_iter().zip([&entry.changes, &entry.metadata]) {
         if let Some(object) = object {
-            let text = serde_json::to_string(object).map_err(|e| StoreError::Internal(e.to_string()))?;
+            let text = serde_json::to_string(object).map_err(|e| BackendError::Internal(e.to_string()))?;
             item.insert(attribute.into(), AttributeValue::S(text));
         }
     }
@@ -142,7 +138,7 @@ pub fn entry_item(entry: &AuditLogEntry) -> Result<HashMap<String, AttributeValu
 pub(crate) async fn query_all<T: serde::de::DeserializeOwned>(
     query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
     what: &str,
-) -> Result<Vec<T>, StoreError> {
+) -> Result<Vec<T>, BackendError> {
     let mut decoded = Vec::new();
     let mut start_key = None;
     loop {
@@ -159,7 +155,7 @@ pub(crate) async fn query_all<T: serde::de::DeserializeOwned>(
 }
 
 /// Reads an entry back from an item or a stream image (extra key attributes are ignored).
-pub fn entry_from_item(mut item: HashMap<String, AttributeValue>) -> Result<AuditLogEntry, StoreError> {
+pub fn entry_from_item(mut item: HashMap<String, AttributeValue>) -> Result<AuditLogEntry, BackendError> {
     let mut json_fields = [None, None];
     for (slot, attribute) in json_fields.iter_mut().zip(JSON_TEXT_ATTRIBUTES) {
         if let Some(AttributeValue::S(text)) = item.remove(attribute) {
@@ -199,14 +195,14 @@ impl DynamoStore {
         ])
     }
 
-    fn put_transaction(&self, entry: &AuditLogEntry) -> Result<Vec<TransactWriteItem>, StoreError> {
+    fn put_transaction(&self, entry: &AuditLogEntry) -> Result<Vec<TransactWriteItem>, BackendError> {
         let put = Put::builder()
             .table_name(&self.entries_table)
             .set_item(Some(entry_item(entry)?))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", entry_attr::PK)
             .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
         let count = Update::builder()
             .table_name(&self.counters_table)
             .set_key(Some(self.counter_key(entry)))
@@ -219,7 +215,7 @@ impl DynamoStore {
             // Later entries of an hour expire later, so the counter lives as long as its last entry.
             .expression_attribute_values(":exp", number(entry.expires_at))
             .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
         Ok(vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()])
     }
 }
@@ -269,9 +265,11 @@ impl AuditStore for DynamoStore {
                     tokio::time::sleep(Duration::from_millis((10 << attempt) + jitter)).await;
                 }
                 Cancelled::Conflict => {
-                    return Err(StoreError::Throttled("TransactWriteItems: counter contention persisted".into()));
+                    return Err(
+                        BackendError::Throttled("TransactWriteItems: counter contention persisted".into()).into()
+                    );
                 }
-                Cancelled::Other => return Err(classify("TransactWriteItems", err)),
+                Cancelled::Other => return Err(classify("TransactWriteItems", err).into()),
             }
         }
     }

@@ -9,8 +9,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::errors::classify;
-use crate::config::vars;
-use crate::store::StoreError;
+use crate::backend::BackendError;
 
 /// A global secondary index. Every index projects all attributes, so a page needs no second read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +22,6 @@ pub struct IndexSpec {
 /// A table. All key attributes are strings; billing is on demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableSpec {
-    /// The environment variable holding the deployed table's name.
-    pub name_variable: &'static str,
     pub partition_key: &'static str,
     pub sort_key: Option<&'static str>,
     pub indexes: &'static [IndexSpec],
@@ -57,7 +54,6 @@ pub mod entry_index {
 /// Audit entries: partition `T#<tenant>`, sort key the entry's UUIDv7 id (so: time order), one
 /// index per seed query dimension. Entries are only ever put, never updated or deleted.
 pub const ENTRIES: TableSpec = TableSpec {
-    name_variable: vars::ENTRIES_TABLE,
     partition_key: entry_attr::PK,
     sort_key: Some(entry_attr::ID),
     indexes: &[
@@ -82,7 +78,6 @@ pub mod counter_attr {
 /// Hourly statistics counters: partition `T#<tenant>`, sort key `<hour>#<shard>`. Kept apart from
 /// the entries so that IAM can allow UpdateItem here while entries stay put-only.
 pub const COUNTERS: TableSpec = TableSpec {
-    name_variable: vars::COUNTERS_TABLE,
     partition_key: counter_attr::PK,
     sort_key: Some(counter_attr::SK),
     indexes: &[],
@@ -103,7 +98,6 @@ pub const API_KEYS_BY_TENANT: &str = "by_tenant";
 /// API keys: partition `key_id`, the SHA-256 of the key, so checking a key is one GetItem. Records
 /// are kept after revocation, for the audit trail of who had access.
 pub const API_KEYS: TableSpec = TableSpec {
-    name_variable: vars::API_KEYS_TABLE,
     partition_key: api_key_attr::KEY_ID,
     sort_key: None,
     indexes: &[IndexSpec {
@@ -127,7 +121,6 @@ pub mod idempotency_attr {
 
 /// Idempotency records of writes: partition `T#<tenant>#K#<key>`, kept for a day (TTL).
 pub const IDEMPOTENCY: TableSpec = TableSpec {
-    name_variable: vars::IDEMPOTENCY_TABLE,
     partition_key: idempotency_attr::PK,
     sort_key: None,
     indexes: &[],
@@ -147,7 +140,6 @@ pub const CONNECTIONS_BY_TENANT: &str = "by_tenant";
 /// Open WebSocket connections: partition `connection_id` (what `$disconnect` and a 410 know), GSI
 /// `by_tenant` for the fan-out's one Query per tenant, TTL just past API Gateway's 2-hour limit.
 pub const CONNECTIONS: TableSpec = TableSpec {
-    name_variable: vars::CONNECTIONS_TABLE,
     partition_key: connection_attr::CONNECTION_ID,
     sort_key: None,
     indexes: &[IndexSpec {
@@ -176,7 +168,7 @@ fn string_attribute(name: &str) -> AttributeDefinition {
 
 /// Creates `table_name` as `spec` describes, with TTL enabled. For tests and local servers;
 /// deployed tables come from the SAM template.
-pub async fn create_table(client: &Client, spec: &TableSpec, table_name: &str) -> Result<(), StoreError> {
+pub async fn create_table(client: &Client, spec: &TableSpec, table_name: &str) -> Result<(), BackendError> {
     let mut attributes: Vec<&str> = vec![spec.partition_key];
     attributes.extend(spec.sort_key);
     for index in spec.indexes {
