@@ -69,6 +69,8 @@ async fn http_routes_need_their_scope() {
         ("GET /audit/logs", None, None, false),
         ("GET /audit/logs", Some("Bearer REPLACE_WITH_A_JWT"), None, false),
         ("GET /audit/health", None, None, true),
+        ("GET /audit/health", Some(bearer.as_str()), None, true),
+        ("GET /audit/health", Some("Bearer REPLACE_WITH_A_JWT"), None, false),
         ("DELETE /audit/logs/{id}", Some(bearer.as_str()), None, false),
     ] {
         let response = authorize(http_event(route, authorization, api_key), &auth).await.unwrap();
@@ -156,4 +158,26 @@ async fn other_events_are_an_error_not_a_panic() {
     for e in [json!({}), json!({"version": "2.0"}), json!("text"), json!({"methodArn": 5})] {
         assert!(authorize(e, &auth).await.is_err());
     }
+}
+
+#[tokio::test]
+async fn the_http_authorizer_reads_credentials_from_headers_only() {
+    let (auth, key) = authenticator(true).await;
+    for (name, value) in [("token", reader_token()), ("api_key", key)] {
+        let mut e = http_event("GET /audit/logs", None, None);
+        e["queryStringParameters"] = json!({ name: value });
+        e["rawQueryString"] = json!(format!("{name}={value}"));
+        let response = authorize(e, &auth).await.unwrap();
+        assert_eq!(response["isAuthorized"], false, "a {name} in the URL is not a credential of the HTTP API");
+    }
+}
+
+#[tokio::test]
+async fn the_health_check_carries_an_identity_only_for_callers_who_present_one() {
+    let (auth, _) = authenticator(true).await;
+    let anonymous = authorize(http_event("GET /audit/health", None, None), &auth).await.unwrap();
+    assert_eq!((anonymous["isAuthorized"].as_bool(), &anonymous["context"]), (Some(true), &json!({})));
+    let bearer = format!("Bearer {}", reader_token());
+    let reader = authorize(http_event("GET /audit/health", Some(&bearer), None), &auth).await.unwrap();
+    assert_eq!(reader["context"]["scopes"], "audit:read");
 }

@@ -135,6 +135,9 @@ async fn every_route_works_on_its_sample_event() {
     assert_eq!(reply.body["from"], "2026-11-01T00:00:00.000Z");
 
     let reply = call(&api, Route::Health, &auditline_tests::event("http-health.json")).await;
+    assert_eq!((reply.status, &reply.body), (200, &json!({"status": "healthy"})), "the public answer: status only");
+    let reader = sample("http-health.json", |e| with_caller(e, "acme", "user-789", "audit:read"));
+    let reply = call(&api, Route::Health, &reader).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["status"], "healthy");
     assert_eq!(reply.body["storage"]["backend"], "dynamodb");
@@ -531,4 +534,40 @@ fn routes_resolve_paths_for_the_local_gateway() {
     for route in Route::ALL {
         assert_eq!(route.required_scope().is_none(), route == Route::Health);
     }
+}
+
+#[tokio::test]
+async fn a_date_past_the_representable_years_is_a_400_not_a_panic() {
+    // Once a panic in the handler (DateTime + TimeDelta overflow): the gateway dropped the
+    // connection and a Lambda answered 500.
+    let api = auditline_tests::http::memory_api();
+    for route in [Route::ListLogs, Route::EntityLogs, Route::ProjectLogs, Route::Stats] {
+        for (name, value) in [("start_date", "+262142-12-31T23:59:59.9995"), ("end_date", "+10000-01-01")] {
+            let reply = call(&api, route, &list_event(route, "acme", &[(name, value)])).await;
+            assert_eq!((reply.status, reply.body["error"]["parameter"].as_str()), (400, Some(name)), "{route:?}");
+            assert!(reply.body["error"]["message"].as_str().unwrap().contains("9999"), "{}", reply.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn credentials_in_the_query_string_are_refused_by_name() {
+    let api = auditline_tests::http::memory_api();
+    for route in [Route::ListLogs, Route::GetLog, Route::Stats, Route::Health, Route::Ingest] {
+        for name in ["token", "api_key"] {
+            let mut e = match route {
+                Route::Ingest => ingest_event(&entry("VIEW", "FILE", "f", None), "acme", None),
+                Route::GetLog => sample("http-get-log.json", |e| with_caller(e, "acme", "u", "audit:read")),
+                Route::Health => auditline_tests::event("http-health.json"),
+                _ => list_event(route, "acme", &[]),
+            };
+            with_query(&mut e, &[(name, "eyJhbGciOi.secret.value")]);
+            let reply = call(&api, route, &e).await;
+            assert_eq!((reply.status, reply.body["error"]["parameter"].as_str()), (400, Some(name)), "{route:?}");
+            let message = reply.body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("Authorization") && !message.contains("secret"), "{message}");
+        }
+    }
+    let stored = call(&api, Route::ListLogs, &list_event(Route::ListLogs, "acme", &[])).await;
+    assert_eq!(stored.body["count"], 0, "the refused POST stored nothing");
 }

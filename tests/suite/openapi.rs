@@ -118,7 +118,15 @@ fn every_route_is_documented_with_its_parameters_and_scope() {
             .collect();
         assert_eq!(named("path"), path_params, "{route:?} path parameters");
         assert_eq!(op["x-required-scope"].as_str(), route.required_scope(), "{route:?} scope");
-        assert_eq!(op["security"].as_array().unwrap().is_empty(), route.required_scope().is_none());
+        // A public route lists "no credentials" ({}) among its options; the others require one.
+        let security = op["security"].as_array().unwrap();
+        assert!(!security.is_empty(), "{route:?} documents its credentials");
+        assert_eq!(security.contains(&json!({})), route.required_scope().is_none(), "{route:?} security");
+        for option in security {
+            for scheme in option.as_object().unwrap().keys() {
+                assert_eq!(spec["components"]["securitySchemes"][scheme]["in"].as_str().unwrap_or("header"), "header");
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::extract;
 use crate::auth::scopes::{self, join_scope_list, parse_scope_list};
 use crate::auth::{AuthMethod, AuthResult, Authenticator, Caller};
 use crate::domain::TenantId;
@@ -58,17 +59,19 @@ fn log_denial(api: &str, result: &AuthResult) {
     tracing::warn!(api, reason = result.error.as_deref().unwrap_or("missing scope"), "authorization denied");
 }
 
-/// HTTP API (payload 2.0): authenticate, then require the route's scope.
+/// HTTP API (payload 2.0): authenticate from the headers (never the query string), then require
+/// the route's scope. A public route (the health check) lets a caller without credentials in, with
+/// no identity; one whose credentials fail is refused there too.
 pub async fn authorize_http(
     event: &ApiGatewayV2CustomAuthorizerV2Request,
     auth: &Authenticator,
 ) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
     let route = event.route_key.as_deref().or(event.request_context.route_key.as_deref()).unwrap_or("");
-    let query = &event.query_string_parameters;
-    let result = auth.authenticate_request(&event.headers, |name| query.get(name).map(String::as_str)).await;
+    let presented = extract::in_headers(&event.headers);
+    let result = auth.authenticate(&presented).await;
     let allowed = match scopes::required_for_route(route) {
         None => false,
-        Some(None) => true,
+        Some(None) => presented.is_empty() || result.is_allowed(),
         Some(Some(scope)) => result.has_scope(scope),
     };
     if !allowed {
@@ -76,7 +79,7 @@ pub async fn authorize_http(
     }
     let mut response = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
     response.is_authorized = allowed;
-    response.context = context_if(allowed, &result);
+    response.context = context_if(allowed && result.is_allowed(), &result);
     response
 }
 

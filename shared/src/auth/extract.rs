@@ -1,14 +1,21 @@
-//! Finding the credential in a request, exactly where the seed looks for it:
-//! `Authorization: Bearer <token>` or `?token=<token>` for JWTs, `X-API-Key` or `?api_key=` for API
-//! keys. Browsers cannot set headers on a WebSocket, so a token may also be offered as the
+//! Finding the credential in a request: `Authorization: Bearer <token>` for JWTs, `X-API-Key` for
+//! API keys. Browsers cannot set headers on a WebSocket, so a token may also be offered as the
 //! subprotocol pair `Sec-WebSocket-Protocol: bearer, <token>`; the server then answers with the
 //! subprotocol `bearer` (see [`negotiated_subprotocol`]).
+//!
+//! The seed also reads `?token=` and `?api_key=`. URLs end up in access logs, browser history and
+//! proxies, so the HTTP API takes credentials from headers only ([`in_headers`]); the WebSocket
+//! `$connect` still accepts the query forms ([`all_presented`]) for clients that can do nothing
+//! else, and the subprotocol is the way to prefer.
 
 use http::HeaderMap;
 
 /// Credentials longer than this are refused before any parsing (API Gateway's authorizer context is
 /// 8 KB in all; no legitimate token or key comes near it).
 pub const MAX_CREDENTIAL_BYTES: usize = 8 * 1024;
+
+/// Query parameters that carry credentials on a WebSocket `$connect`; the HTTP API refuses them.
+pub const QUERY_CREDENTIALS: [&str; 2] = ["token", "api_key"];
 
 /// The subprotocol name that announces a token in `Sec-WebSocket-Protocol`.
 pub const BEARER_SUBPROTOCOL: &str = "bearer";
@@ -71,22 +78,34 @@ pub fn api_key_header(headers: &HeaderMap) -> Option<&str> {
     header(headers, "x-api-key")
 }
 
-/// Every credential the request carries, in the order they are tried: headers before query
-/// parameters, JWT before API key.
-pub fn all_presented<'q>(headers: &HeaderMap, query: impl Fn(&str) -> Option<&'q str>) -> Vec<Presented> {
-    let query = |name: &str| query(name).map(str::trim).filter(|v| !v.is_empty());
-    let jwt = |token: &str, source| Presented::Jwt { token: token.to_owned(), source };
-    let key = |key: &str, source| Presented::ApiKey { key: key.to_owned(), source };
+fn jwt(token: &str, source: CredentialSource) -> Presented {
+    Presented::Jwt { token: token.to_owned(), source }
+}
+
+fn key(key: &str, source: CredentialSource) -> Presented {
+    Presented::ApiKey { key: key.to_owned(), source }
+}
+
+/// The credentials in the headers (HTTP API requests): JWT before API key.
+pub fn in_headers(headers: &HeaderMap) -> Vec<Presented> {
     [
         bearer_token(headers).map(|t| jwt(t, CredentialSource::AuthorizationHeader)),
         api_key_header(headers).map(|k| key(k, CredentialSource::ApiKeyHeader)),
         subprotocol_token(headers).map(|t| jwt(t, CredentialSource::WebSocketProtocol)),
-        query("token").map(|t| jwt(t, CredentialSource::TokenQueryParameter)),
-        query("api_key").map(|k| key(k, CredentialSource::ApiKeyQueryParameter)),
     ]
     .into_iter()
     .flatten()
     .collect()
+}
+
+/// Every credential a WebSocket `$connect` carries, in the order they are tried: headers before
+/// query parameters, JWT before API key.
+pub fn all_presented<'q>(headers: &HeaderMap, query: impl Fn(&str) -> Option<&'q str>) -> Vec<Presented> {
+    let query = |name: &str| query(name).map(str::trim).filter(|v| !v.is_empty());
+    let mut presented = in_headers(headers);
+    presented.extend(query("token").map(|t| jwt(t, CredentialSource::TokenQueryParameter)));
+    presented.extend(query("api_key").map(|k| key(k, CredentialSource::ApiKeyQueryParameter)));
+    presented
 }
 
 #[cfg(test)]

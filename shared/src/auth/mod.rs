@@ -236,7 +236,7 @@ impl Authenticator {
         self.options.allowed_methods.contains(&method)
     }
 
-    /// Authenticates a request from its headers and query parameters.
+    /// Authenticates a WebSocket `$connect` from its headers and query parameters.
     pub async fn authenticate_request<'q>(
         &self,
         headers: &HeaderMap,

@@ -1,7 +1,7 @@
 //! Time: the wire format of timestamps, parsing of date parameters, UUIDv7 time bounds and the hour
 //! buckets that statistics are kept in.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Timelike, Utc};
 use std::sync::Mutex;
 
 use uuid::{Timestamp, Uuid};
@@ -28,22 +28,34 @@ pub mod serde_millis {
     }
 }
 
+/// The years a date parameter may name: four digits, as RFC 3339 writes them. Wider than any entry
+/// can be (ids hold milliseconds since 1970), and narrow enough that no arithmetic on a date can
+/// overflow.
+pub const MIN_YEAR: i32 = 1;
+pub const MAX_YEAR: i32 = 9999;
+
 /// Parses a date parameter as the seed's clients send it: an RFC 3339 date-time (any offset), a
-/// date-time without offset (taken as UTC), or a bare date (midnight UTC).
+/// date-time without offset (taken as UTC), or a bare date (midnight UTC). Years outside
+/// [`MIN_YEAR`]..=[`MAX_YEAR`] are refused by name.
 pub fn parse_date_param(field: &'static str, value: &str) -> Result<DateTime<Utc>, ValidationError> {
-    let value = value.trim();
+    let t = parse_any_date(value.trim()).ok_or(ValidationError::InvalidDateTime { field })?;
+    if !(MIN_YEAR..=MAX_YEAR).contains(&t.year()) {
+        return Err(ValidationError::DateOutOfRange { field, min_year: MIN_YEAR, max_year: MAX_YEAR });
+    }
+    Ok(t)
+}
+
+fn parse_any_date(value: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.to_utc());
+        return Some(t.to_utc());
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(value, format) {
-            return Ok(Utc.from_utc_datetime(&t));
+            return Some(Utc.from_utc_datetime(&t));
         }
     }
-    if let Ok(d) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        return Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists")));
-    }
-    Err(ValidationError::InvalidDateTime { field })
+    let midnight = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?;
+    Some(Utc.from_utc_datetime(&midnight))
 }
 
 /// A UUIDv7 for the millisecond of `t`, from the process-wide [`IdSequence`].
@@ -102,25 +114,26 @@ pub fn uuid_v7_time(id: &Uuid) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
 }
 
-fn millis_of(t: DateTime<Utc>) -> u128 {
-    // Dates before 1970 cannot occur in a UUIDv7; clamp them to its epoch.
-    u128::from(u64::try_from(t.timestamp_millis()).unwrap_or(0)) & 0xFFFF_FFFF_FFFF
+/// The largest millisecond a UUIDv7 can hold (48 bits: the year 10889).
+const MAX_ID_MILLIS: i64 = (1 << 48) - 1;
+
+/// `millis` as the 48-bit time of a UUIDv7: dates before 1970 clamp to its epoch, dates after its
+/// last millisecond to that. Integer arithmetic only: no date can overflow it.
+fn id_millis(millis: i64) -> u128 {
+    millis.clamp(0, MAX_ID_MILLIS) as u128
 }
 
 /// The smallest id any entry stamped at or after `t` can have.
 pub fn lowest_id_at(t: DateTime<Utc>) -> Uuid {
     // Round up to the next whole millisecond: an entry's time is its millisecond.
-    let ceil = if t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
-        t
-    } else {
-        t + chrono::Duration::nanoseconds(i64::from(1_000_000 - t.timestamp_subsec_nanos() % 1_000_000))
-    };
-    Uuid::from_u128(millis_of(ceil) << 80)
+    let floor = t.timestamp_millis();
+    let ceil = if t.timestamp_subsec_nanos().is_multiple_of(1_000_000) { floor } else { floor.saturating_add(1) };
+    Uuid::from_u128(id_millis(ceil) << 80)
 }
 
 /// The largest id any entry stamped at or before `t` can have.
 pub fn highest_id_at(t: DateTime<Utc>) -> Uuid {
-    Uuid::from_u128((millis_of(t) << 80) | ((1u128 << 80) - 1))
+    Uuid::from_u128((id_millis(t.timestamp_millis()) << 80) | ((1u128 << 80) - 1))
 }
 
 /// An hour of UTC time, the unit statistics are counted in.
@@ -165,6 +178,21 @@ mod tests {
         assert_eq!(parse_date_param("start_date", "2026-11-27").unwrap(), t("2026-11-27T00:00:00Z"));
         let err = parse_date_param("end_date", "yesterday").unwrap_err();
         assert_eq!(err.field(), "end_date");
+    }
+
+    #[test]
+    fn dates_beyond_four_digit_years_are_refused_by_name() {
+        // Once a panic: chrono parses a six-digit year, and rounding it up overflowed.
+        for far in ["+262142-12-31T23:59:59.9995", "+10000-01-01", "-0001-01-01T00:00:00Z", "0000-12-31"] {
+            let err = parse_date_param("start_date", far).unwrap_err();
+            assert_eq!(err.field(), "start_date", "{far}");
+        }
+        let last = parse_date_param("end_date", "9999-12-31T23:59:59.9995Z").unwrap();
+        assert!(lowest_id_at(last) > highest_id_at(t("2026-01-01T00:00:00Z")));
+        let first = parse_date_param("start_date", "0001-01-01").unwrap();
+        assert_eq!(lowest_id_at(first), Uuid::nil());
+        assert_eq!(lowest_id_at(DateTime::<Utc>::MAX_UTC), Uuid::from_u128((MAX_ID_MILLIS as u128) << 80));
+        assert_eq!(highest_id_at(DateTime::<Utc>::MIN_UTC), Uuid::from_u128((1u128 << 80) - 1));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum ValidationError {
     OutOfRange { field: &'static str, min: u64, max: u64 },
     #[error("{field} is not a valid date or ISO 8601 date-time")]
     InvalidDateTime { field: &'static str },
+    #[error("{field} must be a date in the years {min_year:04} to {max_year}")]
+    DateOutOfRange { field: &'static str, min_year: i32, max_year: i32 },
     #[error("start_date must not be later than end_date")]
     InvertedDateRange,
     #[error("{field} is not a valid UUID")]
@@ -66,6 +68,7 @@ impl ValidationError {
             | Self::UnknownValue { field, .. }
             | Self::OutOfRange { field, .. }
             | Self::InvalidDateTime { field }
+            | Self::DateOutOfRange { field, .. }
             | Self::InvalidUuid { field }
             | Self::Missing { field }
             | Self::NotAString { field } => field,

@@ -19,7 +19,7 @@ pub use self::ingest::{MAX_BATCH, MAX_BODY_BYTES};
 use super::authorizer::AuthorizerContext;
 use crate::AuditLogger;
 use crate::auth::Caller;
-use crate::auth::scopes;
+use crate::auth::{extract, scopes};
 use crate::idempotency::IdempotencyStore;
 
 /// What the handlers need, built once per cold start.
@@ -161,14 +161,42 @@ pub(crate) fn json(status: u16, body: &impl Serialize) -> Response<Body> {
         .expect("status and headers are valid")
 }
 
+/// Refuses query parameters the route does not know: a typo (`acton=DELETE`) must not silently
+/// widen a query. Credentials get their own answer: the HTTP API reads them from headers only.
+fn only_known_parameters(req: &Request, known: &[&str]) -> Result<(), ApiError> {
+    let Some(query) = req.query_string_parameters_ref() else {
+        return Ok(());
+    };
+    match query.iter().map(|(name, _)| name).find(|name| !known.contains(name)) {
+        Some(credential) if extract::QUERY_CREDENTIALS.contains(&credential) => Err(ApiError::InvalidParameter {
+            parameter: credential.to_owned(),
+            message: format!(
+                "{credential} is not accepted in the query string, where URLs are logged; send Authorization: Bearer <token> or X-API-Key"
+            ),
+        }),
+        Some(unknown) => Err(ApiError::InvalidParameter {
+            parameter: unknown.to_owned(),
+            message: if known.is_empty() {
+                format!("{unknown} is not a parameter of this route; it takes none")
+            } else {
+                format!("{unknown} is not a parameter of this route; known: {}", known.join(", "))
+            },
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Serves one request of `route`. Never fails: every error becomes its HTTP response.
 pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body> {
     let info = RequestInfo::of(&req);
+    if let Err(e) = only_known_parameters(&req, route.query_parameters()) {
+        return e.into_response(&info.request_id);
+    }
     let result = match route {
         Route::ListLogs | Route::EntityLogs | Route::ProjectLogs => reads::list(route, &req, &info, api).await,
         Route::GetLog => reads::get(&req, &info, api).await,
         Route::Stats => reads::stats(&req, &info, api).await,
-        Route::Health => Ok(reads::health(&req, api).await),
+        Route::Health => Ok(reads::health(&info, api).await),
         Route::Ingest => ingest::ingest(&req, &info, api).await,
     };
     result.unwrap_or_else(|e| e.into_response(&info.request_id))
