@@ -24,7 +24,7 @@ use auditline::auth::{AuthMethod, Authenticator, extract};
 use auditline::domain::TenantId;
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
 use auditline::realtime::fanout::FanoutSettings;
-use auditline::realtime::{ConnectionStore, MemoryConnections};
+use auditline::realtime::{ConnectionLimits, ConnectionStore, MemoryConnections};
 use auditline::store::dynamo::tables::{self, API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, TableSpec};
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
 use auditline::store::{AuditStore, MemoryStore};
@@ -120,6 +120,7 @@ struct Gateway {
     api: AuditApi,
     auth: Authenticator,
     connections: Arc<dyn ConnectionStore>,
+    connection_limits: ConnectionLimits,
     sessions: Arc<Sessions>,
 }
 
@@ -267,6 +268,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         },
         auth,
         connections: backends.connections,
+        connection_limits: config.connection_limits,
         sessions: sessions.clone(),
     });
     let app = Router::new().route("/ws", any(websocket_upgrade)).fallback(http_request).with_state(gateway);
@@ -391,7 +393,10 @@ async fn websocket_upgrade(
     let principal = decision.principal_id.unwrap_or_default();
     let connect = events::websocket_connect(&u, &principal, &decision.context);
     let connected = match serde_json::from_value(connect) {
-        Ok(event) => websocket::connect(&event, gateway.connections.as_ref(), chrono::Utc::now()).await,
+        Ok(event) => {
+            websocket::connect(&event, gateway.connections.as_ref(), gateway.connection_limits, chrono::Utc::now())
+                .await
+        }
         Err(_) => {
             gateway.sessions.remove(&connection_id);
             return json_response(500, &json!({"message": "Internal Server Error"}));

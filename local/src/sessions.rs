@@ -56,4 +56,10 @@ impl Pusher for Sessions {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Gone),
         }
     }
+
+    /// Dropping the session's queue ends it: the socket is closed and `$disconnect` runs.
+    async fn close(&self, connection_id: &str) -> Result<(), PushError> {
+        self.remove(connection_id);
+        Ok(())
+    }
 }

@@ -82,9 +82,11 @@ async fn connections(config: &Config) -> DynamoConnections {
 /// `main` of the WebSocket `$connect` function.
 pub async fn serve_ws_connect() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let store = &connections(&Config::from_env()?).await;
+    let config = Config::from_env()?;
+    let limits = config.connection_limits;
+    let store = &connections(&config).await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
-        Ok::<_, BoxError>(websocket::connect(&event.payload, store, Utc::now()).await)
+        Ok::<_, BoxError>(websocket::connect(&event.payload, store, limits, Utc::now()).await)
     }))
     .await
 }

@@ -6,6 +6,7 @@ use thiserror::Error;
 use crate::auth::{AuthMethod, AuthSettings, Secret};
 use crate::domain::TenantId;
 use crate::logger::{AuditSettings, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
+use crate::realtime::ConnectionLimits;
 pub const DEFAULT_ENTRIES_TABLE: &str = "auditline-entries";
 pub const DEFAULT_COUNTERS_TABLE: &str = "auditline-counters";
 pub const DEFAULT_API_KEYS_TABLE: &str = "auditline-api-keys";
@@ -45,6 +46,8 @@ pub mod vars {
     pub const AUTH_REQUIRED: &str = "AUTH_REQUIRED";
     pub const AUTH_METHODS: &str = "AUTH_METHODS";
     pub const AUTH_ANONYMOUS_SCOPES: &str = "AUTH_ANONYMOUS_SCOPES";
+    pub const FEED_MAX_CONNECTIONS_PER_TENANT: &str = "FEED_MAX_CONNECTIONS_PER_TENANT";
+    pub const FEED_MAX_CONNECTIONS_PER_PRINCIPAL: &str = "FEED_MAX_CONNECTIONS_PER_PRINCIPAL";
 
     /// The variable naming each table, as the functions read it.
     pub const TABLES: [(&str, &TableSpec); 5] = [
@@ -81,6 +84,8 @@ pub mod vars {
         AUTH_REQUIRED,
         AUTH_METHODS,
         AUTH_ANONYMOUS_SCOPES,
+        FEED_MAX_CONNECTIONS_PER_TENANT,
+        FEED_MAX_CONNECTIONS_PER_PRINCIPAL,
     ];
 }
 
@@ -107,6 +112,7 @@ pub struct Config {
     /// whole as WEBSOCKET_ENDPOINT.
     pub websocket_endpoint: Option<String>,
     pub dynamodb_endpoint: Option<String>,
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Config {
@@ -142,6 +148,17 @@ impl Config {
             &format!("a whole number of seconds from 0 to {MAX_JWT_LEEWAY_SECONDS}"),
         )?;
         let require_auth = setting(&get, vars::AUTH_REQUIRED, true, parse_bool, "true or false")?;
+        let connection_limit = |variable, default: usize| {
+            setting(&get, variable, default as u64, |v| in_range(v, 1, 1_000_000), "a whole number from 1 to 1000000")
+                .map(|n| n as usize)
+        };
+        let connection_limits = ConnectionLimits {
+            per_tenant: connection_limit(vars::FEED_MAX_CONNECTIONS_PER_TENANT, ConnectionLimits::DEFAULT_PER_TENANT)?,
+            per_principal: connection_limit(
+                vars::FEED_MAX_CONNECTIONS_PER_PRINCIPAL,
+                ConnectionLimits::DEFAULT_PER_PRINCIPAL,
+            )?,
+        };
 
         const ALGORITHMS: [&str; 8] = ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"];
         let jwt_algorithm = get(vars::JWT_ALGORITHM).unwrap_or_else(|| "HS256".into()).to_ascii_uppercase();
@@ -196,6 +213,7 @@ impl Config {
             }),
             idempotency_table: get(vars::IDEMPOTENCY_TABLE).unwrap_or_else(|| DEFAULT_IDEMPOTENCY_TABLE.into()),
             dynamodb_endpoint: get(vars::DYNAMODB_ENDPOINT),
+            connection_limits,
         })
     }
 }

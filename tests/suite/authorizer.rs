@@ -88,9 +88,12 @@ async fn http_routes_need_their_scope() {
             user_id: "user-789".into(),
             tenant_id: "acme".into(),
             scopes: "audit:read".into(),
-            auth_method: "jwt".into()
+            auth_method: "jwt".into(),
+            expires_at: context.expires_at.clone(),
         }
     );
+    let exp: i64 = context.expires_at.parse().expect("the token's exp travels as epoch seconds");
+    assert!(exp > chrono::Utc::now().timestamp());
     let caller = context.caller().unwrap();
     assert!(caller.has_scope("audit:read") && !caller.has_scope("audit:write"));
     assert_eq!(caller.auth_method, AuthMethod::Jwt);

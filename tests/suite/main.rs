@@ -8,6 +8,7 @@ mod dynamo_faults;
 mod dynamo_store;
 mod events;
 mod feed;
+mod feed_isolation;
 mod gateway;
 mod http_api;
 mod lambda_binaries;

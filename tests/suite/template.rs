@@ -317,3 +317,57 @@ fn iam_is_least_privilege_per_function() {
         .collect();
     assert_eq!(manage, ["stream-fanout"]);
 }
+
+/// A function's timeout in seconds (its own, or the Globals').
+fn timeout_of(t: &Value, f: &Value) -> u64 {
+    let own = &f["Properties"]["Timeout"];
+    let value = if own.is_null() { &t["Globals"]["Function"]["Timeout"] } else { own };
+    text(value).parse().expect("a timeout in seconds")
+}
+
+#[test]
+fn sdk_time_limits_end_before_any_function_is_killed() {
+    use auditline::realtime::fanout::FanoutSettings;
+    let t = template();
+    let dynamodb = auditline::store::dynamo::client::OPERATION_TIMEOUT.as_secs();
+    let post = auditline::apigw::management::OPERATION_TIMEOUT.as_secs();
+    for (binary, f) in functions(&t) {
+        let timeout = timeout_of(&t, &f);
+        // Room for one whole DynamoDB operation (retries included) and the reply after it.
+        assert!(timeout >= dynamodb + 2, "{binary}: {timeout} s leaves no room for a {dynamodb} s DynamoDB call");
+        if binary == "stream-fanout" {
+            let budget = FanoutSettings::DEFAULT_BUDGET.as_secs();
+            assert!(
+                timeout >= budget + post + 2 * dynamodb,
+                "stream-fanout: {timeout} s must cover the {budget} s budget, a last post, the connection reads and strikes"
+            );
+        }
+    }
+}
+
+#[test]
+fn floods_are_cut_at_the_stage_and_cannot_starve_ingest_or_the_feed() {
+    let t = template();
+    let r = resources(&t);
+    let stage = &r["HttpApi"]["Properties"]["DefaultRouteSettings"];
+    assert_eq!(text(&stage["ThrottlingRateLimit"]), "!Ref HttpThrottlingRateLimit");
+    assert_eq!(text(&stage["ThrottlingBurstLimit"]), "!Ref HttpThrottlingBurstLimit");
+    let ws = &r["WebSocketStage"]["Properties"]["DefaultRouteSettings"];
+    assert!(!ws["ThrottlingRateLimit"].is_null() && !ws["ThrottlingBurstLimit"].is_null(), "the WebSocket stage too");
+    let fns = functions(&t);
+    for (binary, parameter, condition) in [
+        ("authorizer", "AuthorizerMaxConcurrency", "CapAuthorizer"),
+        ("ingest", "IngestReservedConcurrency", "ReserveIngest"),
+        ("stream-fanout", "FanoutReservedConcurrency", "ReserveFanout"),
+    ] {
+        let reserved = text(&fns[binary]["Properties"]["ReservedConcurrentExecutions"]);
+        assert!(reserved.contains(condition) && reserved.contains(parameter), "{binary}: {reserved}");
+        assert!(!t["Conditions"][condition].is_null(), "{condition} is defined");
+        let default: u64 = text(&t["Parameters"][parameter]["Default"]).parse().unwrap();
+        assert!(default > 0, "{parameter} reserves by default");
+    }
+    let readers = ["list-logs", "get-log", "entity-logs", "project-logs", "stats", "health", "ws-connect"];
+    for binary in readers {
+        assert!(fns[binary]["Properties"]["ReservedConcurrentExecutions"].is_null(), "{binary} shares the pool");
+    }
+}

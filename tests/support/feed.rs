@@ -27,6 +27,7 @@ struct State {
     answers: HashMap<String, Answer>,
     attempts: HashMap<String, usize>,
     limit: Option<usize>,
+    closed: Vec<String>,
 }
 
 /// Records every PostToConnection; answers 410 GoneException, 500, or 413 PayloadTooLargeException
@@ -76,6 +77,11 @@ impl ManagementServer {
             .unwrap_or_default()
     }
 
+    /// Connections closed with DeleteConnection, in order.
+    pub fn closed(&self) -> Vec<String> {
+        self.state.lock().unwrap().closed.clone()
+    }
+
     /// Posts tried for one connection, answered or not.
     pub fn attempts(&self, connection_id: &str) -> usize {
         self.state.lock().unwrap().attempts.get(connection_id).copied().unwrap_or(0)
@@ -104,6 +110,11 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     let Some(request) = read_request(&mut socket).await else { return };
     let connection_id = request.path().rsplit('/').next().unwrap_or("").replace("%3D", "=");
     let body = &request.body;
+    if request.method() == "DELETE" {
+        state.lock().unwrap().closed.push(connection_id);
+        respond(&mut socket, 204, &[], "").await;
+        return;
+    }
     let (status, error_type) = {
         let mut s = state.lock().unwrap();
         *s.attempts.entry(connection_id.clone()).or_default() += 1;

@@ -10,6 +10,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,13 +20,16 @@ use crate::auth::{AuthMethod, AuthResult, Authenticator, Caller};
 use crate::domain::TenantId;
 
 /// What the authorizer tells the integrations about the caller. API Gateway allows only string,
-/// number and boolean values here, so scopes travel space separated.
+/// number and boolean values here, so scopes travel space separated and the credential's expiry
+/// as epoch seconds in a string (REST-style contexts turn every value into a string anyway).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizerContext {
     pub user_id: String,
     pub tenant_id: String,
     pub scopes: String,
     pub auth_method: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expires_at: String,
 }
 
 impl AuthorizerContext {
@@ -35,6 +39,7 @@ impl AuthorizerContext {
             tenant_id: result.tenant_id.to_string(),
             scopes: join_scope_list(&result.scopes),
             auth_method: result.auth_method.map(AuthMethod::as_str).unwrap_or_default().to_owned(),
+            expires_at: result.expires_at.map(|t| t.timestamp().to_string()).unwrap_or_default(),
         }
     }
 
@@ -45,6 +50,10 @@ impl AuthorizerContext {
             user_id: Some(self.user_id.clone()).filter(|u| !u.is_empty()),
             scopes: parse_scope_list(&self.scopes),
             auth_method: self.auth_method.parse().ok()?,
+            credential_expires_at: match self.expires_at.as_str() {
+                "" => None,
+                seconds => Some(DateTime::from_timestamp(seconds.parse().ok()?, 0)?),
+            },
         })
     }
 }

@@ -12,6 +12,9 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::realtime::{PushError, Pusher};
 
+/// The longest one post may take; the fan-out's budget bounds a batch as a whole.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Clone)]
 pub struct ApiGatewayPusher {
     client: Client,
@@ -25,7 +28,7 @@ impl ApiGatewayPusher {
             .endpoint_url(endpoint)
             // The fan-out owns retries (with its own policy per failure); the SDK does not add its own.
             .retry_config(RetryConfig::disabled())
-            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(3)).build())
+            .timeout_config(TimeoutConfig::builder().operation_timeout(OPERATION_TIMEOUT).build())
             .build();
         ApiGatewayPusher { client: Client::from_conf(config) }
     }
@@ -54,6 +57,15 @@ impl Pusher for ApiGatewayPusher {
                 Some(s) if s.is_forbidden_exception() => PushError::Forbidden,
                 _ => PushError::Other(DisplayErrorContext(&e).to_string()),
             }),
+        }
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), PushError> {
+        match self.client.delete_connection().connection_id(connection_id).send().await {
+            Ok(_) => Ok(()),
+            // Closed already: what was asked for.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(()),
+            Err(e) => Err(PushError::Other(DisplayErrorContext(&e).to_string())),
         }
     }
 }

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::authorizer::AuthorizerContext;
 use crate::auth::extract;
-use crate::realtime::{ConnectionFilters, ConnectionStore, WebSocketConnectionInfo};
+use crate::realtime::{
+    ConnectRefusal, ConnectionFilters, ConnectionLimits, ConnectionStore, WebSocketConnectionInfo, admit, may_subscribe,
+};
 
 fn respond(status: i64, body: serde_json::Value) -> ApiGatewayProxyResponse {
     let mut response = ApiGatewayProxyResponse::default();
@@ -21,12 +23,15 @@ fn refuse(status: i64, code: &str, message: &str, parameter: Option<&str>) -> Ap
     respond(status, json!({"error": {"code": code, "message": message, "parameter": parameter}}))
 }
 
-/// `$connect`, after the authorizer allowed it: records the connection with the identity the
-/// authorizer established and the filters the client asked for (`project_id`, `entity_type`,
-/// `action` in the query). Answers with the `bearer` subprotocol when the token came that way.
+/// `$connect`, after the authorizer allowed it: admits callers with a read scope while their tenant
+/// and they themselves are under their connection limits, and records the connection with the
+/// identity the authorizer established and the filters the client asked for (`project_id`,
+/// `entity_type`, `action` in the query). Answers with the `bearer` subprotocol when the token came
+/// that way.
 pub async fn connect(
     event: &ApiGatewayWebsocketProxyRequest,
     connections: &dyn ConnectionStore,
+    limits: ConnectionLimits,
     now: DateTime<Utc>,
 ) -> ApiGatewayProxyResponse {
     let ctx = &event.request_context;
@@ -38,11 +43,27 @@ pub async fn connect(
     let Some(caller) = caller else {
         return refuse(401, "unauthenticated", "authentication is required", None);
     };
+    if !may_subscribe(&caller.scopes) {
+        return refuse(403, "forbidden", &ConnectRefusal::NoReadScope.to_string(), None);
+    }
     let query = &event.query_string_parameters;
     let filters = match ConnectionFilters::from_query(|name| query.first(name)) {
         Ok(f) => f,
         Err(e) => return refuse(400, "invalid_parameter", &e.to_string(), Some(e.field())),
     };
+    // Counted before the put, so concurrent connects may overshoot a limit by a few: the limits
+    // bound a tenant's share, they are not exact quotas.
+    let counts = match connections.count(&caller.tenant_id, caller.user_id.as_deref(), now).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            tracing::error!(connection_id, error = %e, "connections not counted");
+            return refuse(503, "unavailable", "the connection could not be registered; retry later", None);
+        }
+    };
+    if let Err(refusal) = admit(&caller, counts, limits) {
+        tracing::warn!(connection_id, tenant = %caller.tenant_id, %refusal, "connection refused");
+        return refuse(429, "connection_limit", &refusal.to_string(), None);
+    }
     let connection = WebSocketConnectionInfo::new(connection_id, &caller, filters, now);
     if let Err(e) = connections.put(&connection).await {
         tracing::error!(connection_id, error = %e, "connection not recorded");

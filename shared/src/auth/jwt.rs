@@ -102,6 +102,8 @@ pub struct VerifiedToken {
     pub user_id: String,
     pub tenant_id: TenantId,
     pub scopes: Vec<String>,
+    /// The `exp` claim.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub claims: JsonObject,
 }
 
@@ -257,7 +259,8 @@ fn identity(claims: JsonObject, default_tenant: Option<&TenantId>) -> Result<Ver
     }
     let mut seen = HashSet::new();
     scopes.retain(|s| seen.insert(s.clone()));
-    Ok(VerifiedToken { user_id, tenant_id, scopes, claims })
+    let expires_at = claims.get("exp").and_then(Value::as_i64).and_then(|exp| chrono::DateTime::from_timestamp(exp, 0));
+    Ok(VerifiedToken { user_id, tenant_id, scopes, expires_at, claims })
 }
 
 /// Signs claims with an HMAC secret: development tokens for the local gateway, and tests.

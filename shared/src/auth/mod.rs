@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +89,8 @@ pub struct Caller {
     pub user_id: Option<String>,
     pub scopes: Vec<String>,
     pub auth_method: AuthMethod,
+    /// When the credential stops being valid (a token's `exp`, an API key's expiry), if it does.
+    pub credential_expires_at: Option<DateTime<Utc>>,
 }
 
 impl Caller {
@@ -108,6 +110,9 @@ pub struct AuthResult {
     /// Why authentication failed, for logs. Never contains the credential; never sent to clients.
     pub error: Option<String>,
     pub tenant_id: TenantId,
+    /// When the credential stops being valid, if it does.
+    #[serde(skip)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 pub type WebSocketAuthResult = AuthResult;
@@ -122,6 +127,7 @@ impl AuthResult {
             claims: None,
             error: Some(reason.into()),
             tenant_id: TenantId::default(),
+            expires_at: None,
         }
     }
 
@@ -278,6 +284,7 @@ impl Authenticator {
                 claims: Some(v.claims),
                 error: None,
                 tenant_id: v.tenant_id,
+                expires_at: v.expires_at,
             },
             Err(e) => AuthResult::denied(e.to_string()),
         }
@@ -298,6 +305,7 @@ impl Authenticator {
                 scopes: record.scopes,
                 claims: None,
                 error: None,
+                expires_at: record.expires_at,
                 tenant_id: record.tenant_id,
             },
             Ok(ApiKeyCheck::Unknown) => AuthResult::denied("API key is unknown"),

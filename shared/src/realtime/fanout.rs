@@ -2,12 +2,18 @@
 //!
 //! Per batch: entries are grouped by tenant and each tenant's connections are loaded once. Every
 //! connection receives its entries in batch order (one task per connection, sending in sequence),
-//! and up to `concurrency` connections are served at once. A connection that is gone (410) has its
-//! record removed and is not a failure. Other failures are retried with backoff; an entry that still
-//! could not reach some allowed connection is reported, so the stream redelivers it. Delivery is at
-//! least once: clients de-duplicate by entry id.
+//! and up to `concurrency` connections are served at once, taken from the tenants in turn so that a
+//! tenant with thousands of connections cannot keep another tenant's few waiting. A connection that
+//! is gone (410) has its record removed and is not a failure. Other failures are retried with
+//! backoff while the batch's time `budget` lasts.
+//!
+//! A connection that still missed entries gets a *strike* on its record. Below `max_strikes` its
+//! missed entries are reported, so the stream redelivers them; at `max_strikes` the connection is
+//! closed and forgotten instead (its client reconnects and catches up over HTTP), so one bad
+//! connection cannot fail entries for everyone else nor hold the shard back for every tenant.
+//! Delivery is at least once: clients de-duplicate by entry id.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::{ConnectionStore, PushError, Pusher, WebSocketConnectionInfo};
 use crate::domain::time::serde_millis;
@@ -36,6 +43,16 @@ pub struct FanoutSettings {
     pub retry_base: Duration,
     /// Messages larger than this go out as a compact notice.
     pub max_message_bytes: usize,
+    /// How long one batch may take; what is not delivered by then counts as missed. Keep it well
+    /// under the stream function's timeout (the template test checks).
+    pub budget: Duration,
+    /// Batches a connection may miss before it is closed instead of failing entries again.
+    pub max_strikes: u32,
+}
+
+impl FanoutSettings {
+    pub const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
+    pub const DEFAULT_MAX_STRIKES: u32 = 3;
 }
 
 impl Default for FanoutSettings {
@@ -45,6 +62,8 @@ impl Default for FanoutSettings {
             max_attempts: 3,
             retry_base: Duration::from_millis(50),
             max_message_bytes: MAX_MESSAGE_BYTES,
+            budget: Self::DEFAULT_BUDGET,
+            max_strikes: Self::DEFAULT_MAX_STRIKES,
         }
     }
 }
@@ -111,6 +130,12 @@ pub struct FanoutReport {
     pub gone: Vec<String>,
     /// Connections that answered 410 while still opening (kept).
     pub opening: usize,
+    /// Connections that missed entries and were struck (their entries are in `failed`).
+    pub struck: Vec<String>,
+    /// Connections closed and forgotten after `max_strikes` missed batches.
+    pub dropped: Vec<String>,
+    /// Connections the time budget ran out on before all their entries were sent.
+    pub out_of_time: usize,
     /// Indexes (into the batch) of entries that could not reach some allowed connection.
     pub failed: BTreeSet<usize>,
     /// Most connections served at the same moment.
@@ -129,7 +154,23 @@ struct ConnectionOutcome {
     notices: usize,
     gone: bool,
     opening: bool,
-    failed: Vec<usize>,
+    out_of_time: bool,
+    /// Entries it should have had and did not get.
+    missed: Vec<usize>,
+}
+
+/// Each connection with the entries it may receive, taken from the tenants in turn.
+fn interleave(
+    mut per_tenant: Vec<VecDeque<(WebSocketConnectionInfo, Vec<usize>)>>,
+) -> Vec<(WebSocketConnectionInfo, Vec<usize>)> {
+    let mut work = Vec::with_capacity(per_tenant.iter().map(VecDeque::len).sum());
+    while !per_tenant.is_empty() {
+        per_tenant.retain_mut(|queue| {
+            work.extend(queue.pop_front());
+            !queue.is_empty()
+        });
+    }
+    work
 }
 
 pub async fn fan_out(
@@ -139,6 +180,7 @@ pub async fn fan_out(
     settings: &FanoutSettings,
     now: DateTime<Utc>,
 ) -> FanoutReport {
+    let deadline = Instant::now() + settings.budget;
     let mut report = FanoutReport::default();
     let mut by_tenant: BTreeMap<&TenantId, Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
@@ -154,18 +196,19 @@ pub async fn fan_out(
         })
         .collect();
 
-    // Each connection with the entries it may receive, in batch order.
-    let mut work: Vec<(WebSocketConnectionInfo, Vec<usize>)> = Vec::new();
+    let mut per_tenant = Vec::new();
     for (tenant, indexes) in by_tenant {
         match connections.tenant_connections(tenant, now).await {
             Ok(list) => {
-                for connection in list {
-                    let mine: Vec<usize> =
-                        indexes.iter().copied().filter(|i| connection.may_receive(&entries[*i])).collect();
-                    if !mine.is_empty() {
-                        work.push((connection, mine));
-                    }
-                }
+                let queue: VecDeque<_> = list
+                    .into_iter()
+                    .filter_map(|connection| {
+                        let mine: Vec<usize> =
+                            indexes.iter().copied().filter(|i| connection.may_receive(&entries[*i])).collect();
+                        (!mine.is_empty()).then_some((connection, mine))
+                    })
+                    .collect();
+                per_tenant.push(queue);
             }
             Err(e) => {
                 tracing::error!(tenant = %tenant, error = %e, "connections could not be loaded");
@@ -176,13 +219,13 @@ pub async fn fan_out(
 
     let in_flight = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);
-    let outcomes: Vec<(String, ConnectionOutcome)> = futures::stream::iter(work)
+    let outcomes: Vec<(String, ConnectionOutcome)> = futures::stream::iter(interleave(per_tenant))
         .map(|(connection, mine)| {
             let (prepared, in_flight, peak) = (&prepared, &in_flight, &peak);
             async move {
                 let now_running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now_running, Ordering::SeqCst);
-                let outcome = serve(&connection, &mine, prepared, pusher, settings, now).await;
+                let outcome = serve(&connection, &mine, prepared, pusher, settings, now, deadline).await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
                 (connection.connection_id, outcome)
             }
@@ -194,21 +237,55 @@ pub async fn fan_out(
     for (connection_id, outcome) in outcomes {
         report.delivered += outcome.delivered;
         report.notices += outcome.notices;
-        report.failed.extend(outcome.failed);
         report.opening += usize::from(outcome.opening);
+        report.out_of_time += usize::from(outcome.out_of_time);
         if outcome.gone {
             // The stale connection, never the sender: there is no sender here, only the entry.
             if let Err(e) = connections.remove(&connection_id).await {
                 tracing::warn!(connection_id, error = %e, "gone connection not removed; its TTL will");
             }
             report.gone.push(connection_id);
+        } else if !outcome.missed.is_empty() {
+            settle_missed(&connection_id, outcome.missed, connections, pusher, settings, &mut report).await;
         }
     }
     report.peak_concurrency = peak.load(Ordering::SeqCst);
     report
 }
 
-/// Sends one connection its entries in order.
+/// A connection missed entries: strike it, and either report the entries (so they come again) or,
+/// at the limit, close the connection and let the entries go for it.
+async fn settle_missed(
+    connection_id: &str,
+    missed: Vec<usize>,
+    connections: &dyn ConnectionStore,
+    pusher: &dyn Pusher,
+    settings: &FanoutSettings,
+    report: &mut FanoutReport,
+) {
+    let strikes = match connections.strike(connection_id).await {
+        Ok(strikes) => strikes,
+        Err(e) => {
+            tracing::warn!(connection_id, error = %e, "strike not recorded");
+            0
+        }
+    };
+    if strikes >= settings.max_strikes {
+        tracing::warn!(connection_id, strikes, "connection keeps failing: closed and forgotten");
+        if let Err(e) = pusher.close(connection_id).await {
+            tracing::warn!(connection_id, error = ?e, "connection not closed; its record is removed anyway");
+        }
+        if let Err(e) = connections.remove(connection_id).await {
+            tracing::warn!(connection_id, error = %e, "dropped connection's record not removed; its TTL will");
+        }
+        report.dropped.push(connection_id.to_owned());
+    } else {
+        report.failed.extend(missed);
+        report.struck.push(connection_id.to_owned());
+    }
+}
+
+/// Sends one connection its entries in order, until done, gone, or out of time.
 async fn serve(
     connection: &WebSocketConnectionInfo,
     indexes: &[usize],
@@ -216,16 +293,23 @@ async fn serve(
     pusher: &dyn Pusher,
     settings: &FanoutSettings,
     now: DateTime<Utc>,
+    deadline: Instant,
 ) -> ConnectionOutcome {
     let connection_id = connection.connection_id.as_str();
     let mut outcome = ConnectionOutcome::default();
-    for &i in indexes {
+    for (position, &i) in indexes.iter().enumerate() {
         let p = &prepared[i];
         let mut message = &p.message;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match pusher.push(connection_id, message).await {
+            // The budget bounds every post too: one that hangs must not hold the batch.
+            let Ok(pushed) = tokio::time::timeout_at(deadline, pusher.push(connection_id, message)).await else {
+                outcome.out_of_time = true;
+                outcome.missed.extend(&indexes[position..]);
+                return outcome;
+            };
+            match pushed {
                 Ok(()) => {
                     outcome.delivered += 1;
                     outcome.notices += usize::from(Arc::ptr_eq(message, &p.notice));
@@ -241,11 +325,17 @@ async fn serve(
                 }
                 Err(PushError::TooLarge) if !Arc::ptr_eq(message, &p.notice) => message = &p.notice,
                 Err(e) if e.is_retryable() && attempt < settings.max_attempts => {
-                    tokio::time::sleep(settings.retry_base * 2u32.pow(attempt - 1)).await;
+                    let delay = settings.retry_base * 2u32.pow(attempt - 1);
+                    if Instant::now() + delay >= deadline {
+                        outcome.out_of_time = true;
+                        outcome.missed.extend(&indexes[position..]);
+                        return outcome;
+                    }
+                    tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
                     tracing::warn!(connection_id, error = ?e, attempts = attempt, "entry not delivered");
-                    outcome.failed.push(i);
+                    outcome.missed.push(i);
                     break;
                 }
             }

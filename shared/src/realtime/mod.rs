@@ -17,9 +17,67 @@ use crate::backend::BackendError;
 use crate::domain::time::serde_millis;
 use crate::domain::{AuditAction, AuditLogEntry, EntityType, TenantId, ValidationError, validation};
 
-/// API Gateway closes a WebSocket after 2 hours at most; a record lives a little longer, so one whose
-/// `$disconnect` never arrived does not linger.
-pub const CONNECTION_TTL: Duration = Duration::minutes(125);
+/// API Gateway closes a WebSocket after 2 hours at most; a record never outlives that, so one whose
+/// `$disconnect` never arrived does not linger, and a revoked API key stops receiving within it.
+pub const MAX_CONNECTION_LIFETIME: Duration = Duration::hours(2);
+
+/// How many live connections one tenant, and one principal (user or API key holder) within it, may
+/// hold. A tenant cannot take the feed's whole capacity, nor one leaked credential its tenant's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub per_tenant: usize,
+    pub per_principal: usize,
+}
+
+impl ConnectionLimits {
+    pub const DEFAULT_PER_TENANT: usize = 10_000;
+    pub const DEFAULT_PER_PRINCIPAL: usize = 100;
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits { per_tenant: Self::DEFAULT_PER_TENANT, per_principal: Self::DEFAULT_PER_PRINCIPAL }
+    }
+}
+
+/// A tenant's live connections, and how many of them belong to one principal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    pub tenant: usize,
+    pub principal: usize,
+}
+
+/// Why a connection is refused although its credentials are good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectRefusal {
+    #[error("a read scope is required to receive entries: audit:read or <kind>:read (e.g. reports:read)")]
+    NoReadScope,
+    #[error("this tenant has {0} live connections, its limit; close some or ask for a higher limit")]
+    TenantLimit(usize),
+    #[error("these credentials hold {0} live connections, their limit; close some before opening more")]
+    PrincipalLimit(usize),
+}
+
+/// Whether `scopes` let a client receive anything at all: `audit:read`, or `<kind>:read` for at
+/// least one entity type (wildcards as usual).
+pub fn may_subscribe<S: AsRef<str>>(scopes: &[S]) -> bool {
+    scopes::has_scope(scopes, AUDIT_READ)
+        || EntityType::ALL.iter().any(|t| scopes::has_scope(scopes, &scopes::read_scope_for(*t)))
+}
+
+/// The `$connect` rule: a read scope, and room under both limits.
+pub fn admit(caller: &Caller, counts: ConnectionCounts, limits: ConnectionLimits) -> Result<(), ConnectRefusal> {
+    if !may_subscribe(&caller.scopes) {
+        return Err(ConnectRefusal::NoReadScope);
+    }
+    if counts.tenant >= limits.per_tenant {
+        return Err(ConnectRefusal::TenantLimit(limits.per_tenant));
+    }
+    if counts.principal >= limits.per_principal {
+        return Err(ConnectRefusal::PrincipalLimit(limits.per_principal));
+    }
+    Ok(())
+}
 
 /// What a client may ask for when it connects, to narrow (never widen) what it receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,10 +125,15 @@ pub struct WebSocketConnectionInfo {
     pub auth_method: AuthMethod,
     #[serde(with = "serde_millis")]
     pub connected_at: DateTime<Utc>,
-    /// Epoch seconds after which the record is ignored and removed (TTL).
+    /// Epoch seconds after which the record is ignored and removed (TTL): the earlier of the
+    /// credential's expiry and [`MAX_CONNECTION_LIFETIME`].
     pub expires_at: i64,
     #[serde(default)]
     pub filters: ConnectionFilters,
+    /// Stream batches in which delivery to this connection failed; at the fan-out's limit the
+    /// connection is dropped instead of holding the stream back.
+    #[serde(default)]
+    pub strikes: u32,
 }
 
 impl WebSocketConnectionInfo {
@@ -82,8 +145,12 @@ impl WebSocketConnectionInfo {
             scopes: caller.scopes.clone(),
             auth_method: caller.auth_method,
             connected_at: now,
-            expires_at: (now + CONNECTION_TTL).timestamp(),
+            expires_at: caller
+                .credential_expires_at
+                .map_or(i64::MAX, |e| e.timestamp())
+                .min((now + MAX_CONNECTION_LIFETIME).timestamp()),
             filters,
+            strikes: 0,
         }
     }
 
@@ -94,6 +161,7 @@ impl WebSocketConnectionInfo {
             user_id: self.user_id.clone(),
             scopes: self.scopes.clone(),
             auth_method: self.auth_method,
+            credential_expires_at: DateTime::from_timestamp(self.expires_at, 0),
         }
     }
 
@@ -131,6 +199,16 @@ pub trait ConnectionStore: Send + Sync {
         tenant: &TenantId,
         now: DateTime<Utc>,
     ) -> Result<Vec<WebSocketConnectionInfo>, BackendError>;
+    /// How many live connections the tenant has, and how many of them `principal` holds.
+    async fn count(
+        &self,
+        tenant: &TenantId,
+        principal: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<ConnectionCounts, BackendError>;
+    /// Counts one more failed batch against a connection; returns its strikes so far (0 if the
+    /// record is gone).
+    async fn strike(&self, connection_id: &str) -> Result<u32, BackendError>;
 }
 
 /// The seed's connection-manager queries, over a tenant's connections.
@@ -220,6 +298,29 @@ impl ConnectionStore for MemoryConnections {
         mine.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
         Ok(mine)
     }
+
+    async fn count(
+        &self,
+        tenant: &TenantId,
+        principal: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<ConnectionCounts, BackendError> {
+        let all = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let live = all.values().filter(|c| &c.tenant_id == tenant && !c.is_expired(now));
+        Ok(live.fold(ConnectionCounts::default(), |mut counts, c| {
+            counts.tenant += 1;
+            counts.principal += usize::from(principal.is_some() && c.user_id.as_deref() == principal);
+            counts
+        }))
+    }
+
+    async fn strike(&self, connection_id: &str) -> Result<u32, BackendError> {
+        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
+        Ok(all.get_mut(connection_id).map_or(0, |c| {
+            c.strikes += 1;
+            c.strikes
+        }))
+    }
 }
 
 /// Why a message could not be pushed to a connection.
@@ -248,4 +349,6 @@ impl PushError {
 #[async_trait]
 pub trait Pusher: Send + Sync {
     async fn push(&self, connection_id: &str, message: &[u8]) -> Result<(), PushError>;
+    /// Closes a connection (the client sees it close, reconnects and catches up over HTTP).
+    async fn close(&self, connection_id: &str) -> Result<(), PushError>;
 }

@@ -40,6 +40,10 @@ impl Pusher for InProcess {
         self.pushed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
+    async fn close(&self, _: &str) -> Result<(), PushError> {
+        Ok(())
+    }
 }
 
 fn batch() -> Event {
@@ -71,6 +75,7 @@ async fn connect_all(store: &dyn ConnectionStore, gone: usize) {
         user_id: Some("viewer".into()),
         scopes: vec!["audit:read".into()],
         auth_method: AuthMethod::Jwt,
+        credential_expires_at: None,
     };
     for i in 0..CONNECTIONS_PER_BATCH + gone {
         let id = if i < CONNECTIONS_PER_BATCH { format!("conn-{i:04}") } else { format!("gone-{i:04}") };
@@ -136,6 +141,10 @@ pub async fn run(out: &mut String) {
     impl Pusher for SomeGone {
         async fn push(&self, id: &str, _: &[u8]) -> Result<(), PushError> {
             if id.starts_with("gone-") { Err(PushError::Gone) } else { Ok(()) }
+        }
+
+        async fn close(&self, _: &str) -> Result<(), PushError> {
+            Ok(())
         }
     }
     let deps = FeedDeps { connections: store.clone(), pusher: Arc::new(SomeGone), settings: FanoutSettings::default() };

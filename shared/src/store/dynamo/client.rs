@@ -11,12 +11,17 @@ use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 
+/// The longest one DynamoDB operation may take, retries included. Every function's timeout in
+/// `template.yaml` is longer (a test checks), so a slow DynamoDB ends in an error the function
+/// reports, not in Lambda killing it half-way.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(6);
+
 /// Time limits that keep a Lambda invocation from hanging on an unreachable endpoint.
 fn timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .operation_attempt_timeout(Duration::from_secs(5))
-        .operation_timeout(Duration::from_secs(12))
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(3))
+        .operation_timeout(OPERATION_TIMEOUT)
         .build()
 }
 

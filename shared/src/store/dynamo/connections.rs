@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
 use super::errors::classify;
@@ -10,7 +10,7 @@ use super::query_all;
 use super::tables::{CONNECTIONS_BY_TENANT, connection_attr};
 use crate::backend::BackendError;
 use crate::domain::TenantId;
-use crate::realtime::{ConnectionStore, WebSocketConnectionInfo};
+use crate::realtime::{ConnectionCounts, ConnectionStore, WebSocketConnectionInfo};
 
 #[derive(Debug, Clone)]
 pub struct DynamoConnections {
@@ -67,5 +67,59 @@ impl ConnectionStore for DynamoConnections {
             .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()));
         query_all(query, "connection").await
+    }
+
+    async fn count(
+        &self,
+        tenant: &TenantId,
+        principal: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<ConnectionCounts, BackendError> {
+        #[derive(serde::Deserialize)]
+        struct Owner {
+            #[serde(default)]
+            user_id: Option<String>,
+        }
+        // The same Query as the fan-out's, reading only the owner of each record.
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CONNECTIONS_BY_TENANT)
+            .key_condition_expression("#t = :t")
+            .filter_expression("#exp > :now")
+            .projection_expression("#u")
+            .expression_attribute_names("#t", connection_attr::TENANT_ID)
+            .expression_attribute_names("#exp", connection_attr::EXPIRES_AT)
+            .expression_attribute_names("#u", connection_attr::USER_ID)
+            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()));
+        let owners: Vec<Owner> = query_all(query, "connection").await?;
+        let principal_count =
+            owners.iter().filter(|o| principal.is_some() && o.user_id.as_deref() == principal).count();
+        Ok(ConnectionCounts { tenant: owners.len(), principal: principal_count })
+    }
+
+    async fn strike(&self, connection_id: &str) -> Result<u32, BackendError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(connection_attr::CONNECTION_ID, AttributeValue::S(connection_id.to_owned()))
+            .update_expression("ADD #strikes :one")
+            .condition_expression("attribute_exists(#id)")
+            .expression_attribute_names("#strikes", connection_attr::STRIKES)
+            .expression_attribute_names("#id", connection_attr::CONNECTION_ID)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                Ok(out.attributes.and_then(|a| a.get(connection_attr::STRIKES)?.as_n().ok()?.parse().ok()).unwrap_or(0))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(0),
+            Err(e) => Err(classify("UpdateItem", e)),
+        }
     }
 }

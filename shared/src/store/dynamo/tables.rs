@@ -132,13 +132,16 @@ pub const IDEMPOTENCY: TableSpec = TableSpec {
 pub mod connection_attr {
     pub const CONNECTION_ID: &str = "connection_id";
     pub const TENANT_ID: &str = "tenant_id";
+    pub const USER_ID: &str = "user_id";
     pub const EXPIRES_AT: &str = "expires_at";
+    pub const STRIKES: &str = "strikes";
 }
 
 pub const CONNECTIONS_BY_TENANT: &str = "by_tenant";
 
 /// Open WebSocket connections: partition `connection_id` (what `$disconnect` and a 410 know), GSI
-/// `by_tenant` for the fan-out's one Query per tenant, TTL just past API Gateway's 2-hour limit.
+/// `by_tenant` for the fan-out's one Query per tenant, TTL at the earlier of the credential's expiry
+/// and API Gateway's 2-hour limit.
 pub const CONNECTIONS: TableSpec = TableSpec {
     partition_key: connection_attr::CONNECTION_ID,
     sort_key: None,
