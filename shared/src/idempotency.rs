@@ -5,6 +5,11 @@
 //! claim with its response. A repeat finds the completed claim and replays it; a repeat while the
 //! first is still running is told to retry; a repeat with a different body is refused. A claim whose
 //! holder died is taken over after [`STALE_CLAIM`]. Records expire after [`RECORD_TTL`].
+//!
+//! Keys belong to a caller ([`KeyOwner`]: tenant and principal). The claim also fixes when the
+//! request's entries are stamped, and their ids derive from that and the key: a request cut off
+//! half-way (a Lambda timeout) and taken over later writes the very same ids, so the entries it did
+//! store are refused by the conditional put instead of stored twice.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +26,23 @@ pub const RECORD_TTL: Duration = Duration::hours(24);
 pub const STALE_CLAIM: Duration = Duration::seconds(60);
 pub const MAX_KEY_LEN: usize = 128;
 
+/// Whose request an `Idempotency-Key` names: keys are per caller (tenant and principal), so two
+/// users of one tenant can neither replay, block nor probe each other's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyOwner<'a> {
+    pub tenant: &'a TenantId,
+    /// The user or API-key holder; empty for an anonymous caller.
+    pub principal: &'a str,
+}
+
+impl KeyOwner<'_> {
+    /// What a request's entry ids derive from: tenant, principal and key, NUL-separated (none of
+    /// them can contain NUL, so no two owners' keys give the same bytes).
+    pub fn identity(&self, key: &str) -> Vec<u8> {
+        [self.tenant.as_str(), self.principal, key].join("\0").into_bytes()
+    }
+}
+
 /// A response as first sent, to be replayed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredResponse {
@@ -30,8 +52,10 @@ pub struct StoredResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This request owns the key: do the work, then `complete` (or `release` on failure).
-    Claimed,
+    /// This request owns the key: do the work, stamping its entries at `stamped_at`, then
+    /// `complete` (or `release`). A claim taken over from an attempt that was cut off keeps that
+    /// attempt's `stamped_at`, so the same entries get the same ids.
+    Claimed { stamped_at: DateTime<Utc> },
     /// Done before with the same request: replay this.
     Completed(StoredResponse),
     /// Another request with this key is still running.
@@ -56,68 +80,130 @@ pub fn request_hash(body: &[u8]) -> String {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, BackendError>;
+    async fn claim(
+        &self,
+        owner: KeyOwner<'_>,
+        key: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, BackendError>;
     async fn complete(
         &self,
-        tenant: &TenantId,
+        owner: KeyOwner<'_>,
         key: &str,
         response: &StoredResponse,
         now: DateTime<Utc>,
     ) -> Result<(), BackendError>;
-    /// Gives a claim up (the work failed in a way worth retrying), so a retry can run.
-    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), BackendError>;
+    /// Gives a claim up (the work failed in a way worth retrying), so a retry can run at once. The
+    /// record and its stamp stay: the retry writes the same ids, and whatever the failed attempt
+    /// did store after all is not stored twice.
+    async fn release(&self, owner: KeyOwner<'_>, key: &str) -> Result<(), BackendError>;
+}
+
+/// What an existing record means for a new request with `hash` at `now`.
+pub fn decide(
+    hash: &str,
+    record_hash: &str,
+    response: Option<StoredResponse>,
+    claimed_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Decision {
+    if record_hash != hash {
+        return Decision::Answer(Claim::Mismatch);
+    }
+    match response {
+        Some(response) => Decision::Answer(Claim::Completed(response)),
+        None if claimed_at + STALE_CLAIM > now => Decision::Answer(Claim::InProgress),
+        None => Decision::TakeOver,
+    }
+}
+
+/// What to do about an existing record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Answer(Claim),
+    /// Its holder was cut off (or released it): claim it, keeping its stamp.
+    TakeOver,
 }
 
 #[derive(Debug, Clone)]
 struct Record {
     hash: String,
     claimed_at: DateTime<Utc>,
+    stamped_at: DateTime<Utc>,
     response: Option<StoredResponse>,
 }
 
 /// In-process records: the local default and tests.
 #[derive(Default)]
-pub struct MemoryIdempotency(Mutex<HashMap<(TenantId, String), Record>>);
+pub struct MemoryIdempotency(Mutex<HashMap<(TenantId, String, String), Record>>);
 
 impl MemoryIdempotency {
     pub fn new() -> Self {
         Self::default()
     }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn slot(owner: KeyOwner<'_>, key: &str) -> (TenantId, String, String) {
+    (owner.tenant.clone(), owner.principal.to_owned(), key.to_owned())
 }
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotency {
-    async fn claim(&self, tenant: &TenantId, key: &str, hash: &str, now: DateTime<Utc>) -> Result<Claim, BackendError> {
+    async fn claim(
+        &self,
+        owner: KeyOwner<'_>,
+        key: &str,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, BackendError> {
         let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        records.retain(|_, r| r.claimed_at + RECORD_TTL > now);
-        let slot = (tenant.clone(), key.to_owned());
-        match records.get(&slot) {
-            Some(r) if r.hash != hash => Ok(Claim::Mismatch),
-            Some(Record { response: Some(response), .. }) => Ok(Claim::Completed(response.clone())),
-            Some(r) if r.claimed_at + STALE_CLAIM > now => Ok(Claim::InProgress),
-            _ => {
-                records.insert(slot, Record { hash: hash.to_owned(), claimed_at: now, response: None });
-                Ok(Claim::Claimed)
+        records.retain(|_, r| r.stamped_at + RECORD_TTL > now);
+        let slot = slot(owner, key);
+        let record = match records.get_mut(&slot) {
+            None => {
+                let fresh = Record { hash: hash.to_owned(), claimed_at: now, stamped_at: now, response: None };
+                records.insert(slot, fresh);
+                return Ok(Claim::Claimed { stamped_at: now });
+            }
+            Some(record) => record,
+        };
+        match decide(hash, &record.hash, record.response.clone(), record.claimed_at, now) {
+            Decision::Answer(claim) => Ok(claim),
+            Decision::TakeOver => {
+                record.claimed_at = now;
+                Ok(Claim::Claimed { stamped_at: record.stamped_at })
             }
         }
     }
 
     async fn complete(
         &self,
-        tenant: &TenantId,
+        owner: KeyOwner<'_>,
         key: &str,
         response: &StoredResponse,
         _now: DateTime<Utc>,
     ) -> Result<(), BackendError> {
         let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get_mut(&(tenant.clone(), key.to_owned())) {
+        if let Some(r) = records.get_mut(&slot(owner, key)) {
             r.response = Some(response.clone());
         }
         Ok(())
     }
 
-    async fn release(&self, tenant: &TenantId, key: &str) -> Result<(), BackendError> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(tenant.clone(), key.to_owned()));
+    async fn release(&self, owner: KeyOwner<'_>, key: &str) -> Result<(), BackendError> {
+        let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = records.get_mut(&slot(owner, key)).filter(|r| r.response.is_none()) {
+            r.claimed_at = DateTime::UNIX_EPOCH;
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::domain::time;
 use crate::domain::{
     AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType, EntryDetails, NewEntry,
     PageRequest, QueryScope, StatsRange, TenantId, ValidationError,
@@ -147,6 +148,11 @@ impl AuditLogger {
         &self.store
     }
 
+    /// The current time, as this logger stamps entries.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
     /// Validates, stamps (id, timestamp, expiry), stores and announces one entry.
     pub async fn log(&self, entry: NewEntry) -> Result<LogOutcome, AuditError> {
         let valid = entry.validate()?;
@@ -157,6 +163,35 @@ impl AuditLogger {
         self.store.put(&entry).await?;
         self.notify(&entry);
         Ok(LogOutcome::Stored(entry))
+    }
+
+    /// Logs an entry whose id is derived from `at`, its `position` in a request and the request's
+    /// `identity` (see [`crate::domain::time::derived_uuid_v7`]). Written again with the same
+    /// three — a retried request whose first attempt was cut off — it is not stored twice: the
+    /// store refuses the existing id and the entry stored the first time is returned.
+    pub async fn log_once(
+        &self,
+        entry: NewEntry,
+        at: DateTime<Utc>,
+        position: u16,
+        identity: &[u8],
+    ) -> Result<LogOutcome, AuditError> {
+        let valid = entry.validate()?;
+        if !self.settings.enabled {
+            return Ok(LogOutcome::Disabled);
+        }
+        let entry = valid.stamp_as(time::derived_uuid_v7(at, position, identity), self.settings.retention_days)?;
+        match self.store.put(&entry).await {
+            Ok(()) => {
+                self.notify(&entry);
+                Ok(LogOutcome::Stored(entry))
+            }
+            Err(StoreError::AlreadyExists(id)) => match self.store.get(&entry.tenant_id, id, (self.clock)()).await? {
+                Some(first) => Ok(LogOutcome::Stored(first)),
+                None => Err(StoreError::AlreadyExists(id).into()),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn log_action(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use auditline::apigw::http::{AuditApi, MAX_BATCH, MAX_BODY_BYTES, Route};
 use auditline::backend::BackendError;
 use auditline::domain::{AuditQuery, Counts, QueryPlan, StatsRange, StoredPage, TenantId};
-use auditline::idempotency::MemoryIdempotency;
+use auditline::idempotency::{KeyOwner, MemoryIdempotency};
 use auditline::store::dynamo::client_for_local_endpoint;
 use auditline::store::{AuditStore, DynamoStore, MemoryStore, StoreError};
 use auditline_tests::http::{Reply, api_over, call, dynamo_api, memory_api, sample, with_query};
@@ -383,7 +383,7 @@ async fn an_idempotent_retry_returns_the_first_result_and_stores_once() {
     // A claim still held by a request in flight: retry later.
     api.idempotency
         .claim(
-            &tenant("acme"),
+            KeyOwner { tenant: &tenant("acme"), principal: "user-789" },
             "in-flight",
             &auditline::idempotency::request_hash(body.to_string().as_bytes()),
             Utc::now(),

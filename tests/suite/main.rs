@@ -11,6 +11,7 @@ mod feed;
 mod feed_isolation;
 mod gateway;
 mod http_api;
+mod idempotent_writes;
 mod lambda_binaries;
 mod logger;
 mod memory_store;

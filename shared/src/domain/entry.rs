@@ -248,8 +248,13 @@ impl ValidEntry {
     /// it (so the two always agree), and the expiry `retention_days` later. Fails only if the
     /// finished entry is larger than [`MAX_ENTRY_BYTES`].
     pub fn stamp(self, now: DateTime<Utc>, retention_days: u32) -> Result<AuditLogEntry, ValidationError> {
-        let id = time::uuid_v7_at(now);
-        let timestamp = time::uuid_v7_time(&id).unwrap_or(now);
+        self.stamp_as(time::uuid_v7_at(now), retention_days)
+    }
+
+    /// Stamps the entry with a given UUIDv7 (see [`time::derived_uuid_v7`]); its time is the
+    /// entry's timestamp.
+    pub fn stamp_as(self, id: Uuid, retention_days: u32) -> Result<AuditLogEntry, ValidationError> {
+        let timestamp = time::uuid_v7_time(&id).ok_or(ValidationError::InvalidUuid { field: "id" })?;
         let entry = AuditLogEntry {
             id,
             timestamp,

@@ -105,6 +105,21 @@ impl Default for IdSequence {
     }
 }
 
+/// A UUIDv7 for the millisecond of `t` whose other bits are fixed by `position` (kept in order:
+/// the 12 bits after the time) and `seed` (hashed into the rest). The same inputs give the same id,
+/// so a request written again under the same identity meets its first write's key and is refused
+/// by the store's conditional put instead of stored twice.
+pub fn derived_uuid_v7(t: DateTime<Utc>, position: u16, seed: &[u8]) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(seed);
+    let hashed = u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"));
+    let counter = (u128::from(position & 0x0FFF) << 62) | u128::from(hashed >> 2);
+    let millis = id_millis(t.timestamp_millis());
+    let secs = u64::try_from(millis / 1000).unwrap_or(0);
+    let nanos = u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000;
+    Uuid::new_v7(Timestamp::from_unix_time(secs, nanos, counter, 74))
+}
+
 /// The millisecond embedded in a UUIDv7, or `None` for any other version.
 pub fn uuid_v7_time(id: &Uuid) -> Option<DateTime<Utc>> {
     if id.get_version_num() != 7 {
@@ -216,6 +231,18 @@ mod tests {
         let ids: Vec<Uuid> = (0..1000).map(|_| sequence.next(at)).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert!(ids.iter().all(|id| uuid_v7_time(id) == Some(at)));
+    }
+
+    #[test]
+    fn derived_ids_repeat_for_the_same_inputs_and_keep_positions_in_order() {
+        let at = t("2026-11-27T10:20:30.123Z");
+        let a = derived_uuid_v7(at, 0, b"acme\0alice\0key-1");
+        assert_eq!(a, derived_uuid_v7(at, 0, b"acme\0alice\0key-1"));
+        assert_ne!(a, derived_uuid_v7(at, 0, b"acme\0bob\0key-1"));
+        assert_eq!(uuid_v7_time(&a), Some(at));
+        let batch: Vec<Uuid> = (0..100).map(|i| derived_uuid_v7(at, i, b"acme\0alice\0key-2")).collect();
+        assert!(batch.windows(2).all(|w| w[0] < w[1]), "a batch keeps its order");
+        assert!(batch.iter().all(|id| id.get_version_num() == 7));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! In a batch each entry is stored or rejected on its own and the answer has one result per entry,
 //! in order. An `Idempotency-Key` makes a retried POST answer with the first result.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -14,7 +14,7 @@ use super::{ApiError, AuditApi, RequestInfo, json};
 use crate::auth::Caller;
 use crate::auth::scopes::AUDIT_WRITE;
 use crate::domain::{AuditLogEntry, EntryDetails, NewEntry, ValidationError};
-use crate::idempotency::{self, Claim, StoredResponse};
+use crate::idempotency::{self, Claim, KeyOwner, StoredResponse};
 use crate::{AuditError, LogOutcome};
 
 /// Largest accepted request body.
@@ -106,32 +106,34 @@ pub(super) async fn ingest(req: &Request, info: &RequestInfo, api: &AuditApi) ->
     }
     let key = req.headers().get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}").trim().to_owned());
     let Some(key) = key else {
-        let (response, _) = process(body, caller, info, api).await?;
+        let (response, _) = process(body, caller, info, api, None).await?;
         return Ok(response);
     };
     idempotency::check_key(&key).map_err(|e| ApiError::parameter_error(&e))?;
     let hash = idempotency::request_hash(body);
+    let owner = KeyOwner { tenant: &caller.tenant_id, principal: caller.user_id.as_deref().unwrap_or("") };
     let claim = api
         .idempotency
-        .claim(&caller.tenant_id, &key, &hash, Utc::now())
+        .claim(owner, &key, &hash, api.logger.now())
         .await
         .map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
     match claim {
         Claim::Completed(first) => Ok(replay(first)),
         Claim::InProgress => Err(ApiError::IdempotencyInProgress),
         Claim::Mismatch => Err(ApiError::IdempotencyKeyReused),
-        Claim::Claimed => {
-            let outcome = process(body, caller, info, api).await;
+        Claim::Claimed { stamped_at } => {
+            let once = Once { at: stamped_at, identity: owner.identity(&key) };
+            let outcome = process(body, caller, info, api, Some(&once)).await;
             let finished = match &outcome {
                 // Nothing was stored and a retry may succeed: let the retry run again.
                 Ok((_, Progress { stored: 0, retryable: true })) | Err(_) => None,
                 Ok((response, _)) => Some(response),
             };
             let recorded = match finished {
-                None => api.idempotency.release(&caller.tenant_id, &key).await,
+                None => api.idempotency.release(owner, &key).await,
                 Some(response) => {
                     let first = stored_response(response);
-                    api.idempotency.complete(&caller.tenant_id, &key, &first, Utc::now()).await
+                    api.idempotency.complete(owner, &key, &first, api.logger.now()).await
                 }
             };
             if let Err(e) = recorded {
@@ -140,6 +142,13 @@ pub(super) async fn ingest(req: &Request, info: &RequestInfo, api: &AuditApi) ->
             outcome.map(|(response, _)| response)
         }
     }
+}
+
+/// How a keyed request stamps its entries: at the claim's time, with ids derived from the key (so
+/// a retry of a request cut off half-way cannot store an entry twice).
+struct Once {
+    at: DateTime<Utc>,
+    identity: Vec<u8>,
 }
 
 /// What a request achieved, for the idempotency record.
@@ -153,6 +162,7 @@ async fn process(
     caller: &Caller,
     info: &RequestInfo,
     api: &AuditApi,
+    once: Option<&Once>,
 ) -> Result<(Response<Body>, Progress), ApiError> {
     let parsed: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidEntry {
         parameter: None,
@@ -160,7 +170,7 @@ async fn process(
     })?;
     match parsed {
         Value::Object(item) => {
-            let result = store_one(Value::Object(item), caller, info, api).await;
+            let result = store_one(Value::Object(item), 0, caller, info, api, once).await;
             let progress = Progress {
                 stored: usize::from(matches!(result, Ok(Some(_)))),
                 retryable: result.as_ref().is_err_and(|e| e.retry_after().is_some()),
@@ -173,8 +183,10 @@ async fn process(
             Ok((response, progress))
         }
         Value::Array(items) if !items.is_empty() && items.len() <= MAX_BATCH => {
-            let results: Vec<ItemResult> = futures::stream::iter(items)
-                .map(|item| async { ItemResult::of(store_one(item, caller, info, api).await, &info.request_id) })
+            let results: Vec<ItemResult> = futures::stream::iter(items.into_iter().zip(0u16..))
+                .map(|(item, position)| async move {
+                    ItemResult::of(store_one(item, position, caller, info, api, once).await, &info.request_id)
+                })
                 .buffered(BATCH_CONCURRENCY)
                 .collect()
                 .await;
@@ -199,14 +211,22 @@ async fn process(
     }
 }
 
-/// Validates and stores one entry: `Ok(None)` when logging is disabled.
+/// Validates and stores one entry, the `position`th of its request: `Ok(None)` when logging is
+/// disabled.
 async fn store_one(
     item: Value,
+    position: u16,
     caller: &Caller,
     info: &RequestInfo,
     api: &AuditApi,
+    once: Option<&Once>,
 ) -> Result<Option<AuditLogEntry>, ApiError> {
-    match api.logger.log(new_entry(item, caller, info)?).await {
+    let entry = new_entry(item, caller, info)?;
+    let logged = match once {
+        Some(once) => api.logger.log_once(entry, once.at, position, &once.identity).await,
+        None => api.logger.log(entry).await,
+    };
+    match logged {
         Ok(LogOutcome::Stored(entry)) => Ok(Some(entry)),
         Ok(LogOutcome::Disabled) => Ok(None),
         Err(AuditError::Invalid(e)) => Err(ApiError::entry_error(&e)),

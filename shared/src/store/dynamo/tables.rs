@@ -114,12 +114,15 @@ pub mod idempotency_attr {
     pub const PK: &str = "pk";
     pub const REQUEST_HASH: &str = "request_hash";
     pub const CLAIMED_AT: &str = "claimed_at";
+    /// When the request's entries are stamped: the first claim's time, kept by takeovers.
+    pub const STAMPED_AT: &str = "stamped_at";
     pub const STATUS: &str = "status";
     pub const BODY: &str = "body";
     pub const EXPIRES_AT: &str = "expires_at";
 }
 
-/// Idempotency records of writes: partition `T#<tenant>#K#<key>`, kept for a day (TTL).
+/// Idempotency records of writes: partition `T#<tenant>#C#<hash of principal and key>`, kept for a
+/// day (TTL).
 pub const IDEMPOTENCY: TableSpec = TableSpec {
     partition_key: idempotency_attr::PK,
     sort_key: None,
