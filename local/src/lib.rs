@@ -38,11 +38,11 @@ use axum::routing::any;
 use futures::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::events::{HttpRequest, Upgrade};
-use self::sessions::Sessions;
+use self::sessions::{Outbox, Sessions};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -52,12 +52,43 @@ pub const DEV_TENANT: &str = "local";
 pub const DEV_TOKEN_HOURS: i64 = 12;
 /// Entries the in-memory store keeps before dropping the oldest.
 pub const DEFAULT_MEMORY_ENTRIES: usize = 1_000_000;
+/// Memory the in-memory store's entries may take (their JSON and index keys) before the oldest go.
+pub const DEFAULT_MEMORY_BYTES: usize = 512 << 20;
+
+/// What the gateway holds in memory besides the store, bounded in bytes and numbers so that no
+/// client (one that never reads, one that sends huge frames, one that opens sockets in a loop) can
+/// grow it without limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open WebSocket sessions; more are refused with 503.
+    pub max_sessions: usize,
+    /// Messages waiting for one slow session; beyond, posts to it are throttled (as API Gateway does).
+    pub session_buffer_bytes: usize,
+    /// Idempotency records (in-memory storage); beyond, the oldest go.
+    pub idempotency_bytes: usize,
+    /// Largest WebSocket frame and message a client may send (API Gateway's: 32 KB, 128 KB).
+    pub max_frame_bytes: usize,
+    pub max_client_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sessions: 1_000,
+            session_buffer_bytes: 1 << 20,
+            idempotency_bytes: 64 << 20,
+            max_frame_bytes: 32 * 1024,
+            max_client_message_bytes: 128 * 1024,
+        }
+    }
+}
 
 /// Where the gateway keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
     Memory {
         max_entries: usize,
+        max_bytes: usize,
     },
     /// A DynamoDB API endpoint (moto, DynamoDB Local, …); tables are created if missing.
     DynamoDb {
@@ -70,12 +101,15 @@ pub struct Options {
     pub bind: SocketAddr,
     pub storage: Storage,
     pub config: Config,
+    pub limits: Limits,
 }
 
 /// Credentials a newcomer can use at once.
 #[derive(Debug, Clone)]
 pub struct DevCredentials {
-    /// A JWT for tenant `local` with every scope, when the gateway signs its own tokens.
+    /// A JWT for tenant `local` with every scope — only when no JWT key is configured, so that the
+    /// gateway signs with a secret it generated itself and nobody else holds. (Pointed at a real
+    /// identity provider's or a deployment's key, it never mints tokens valid there.)
     pub token: Option<Secret>,
     /// An API key for tenant `local` with `audit:read audit:write`.
     pub api_key: Secret,
@@ -87,6 +121,7 @@ pub struct Running {
     pub credentials: DevCredentials,
     pub storage: Storage,
     connections: Arc<dyn ConnectionStore>,
+    sessions: Arc<Sessions>,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -106,6 +141,11 @@ impl Running {
         &self.connections
     }
 
+    /// The open WebSocket sessions.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
     /// Stops accepting, closes every WebSocket session, and waits for the server to finish.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(());
@@ -122,6 +162,7 @@ struct Gateway {
     connections: Arc<dyn ConnectionStore>,
     connection_limits: ConnectionLimits,
     sessions: Arc<Sessions>,
+    limits: Limits,
 }
 
 /// The storage side: stores and key records, memory or DynamoDB.
@@ -143,13 +184,13 @@ async fn ensure_table(client: &aws_sdk_dynamodb::Client, spec: &TableSpec, name:
     Ok(())
 }
 
-async fn backends(storage: &Storage, config: &Config) -> Result<Backends, BoxError> {
+async fn backends(storage: &Storage, config: &Config, limits: &Limits) -> Result<Backends, BoxError> {
     Ok(match storage {
-        Storage::Memory { max_entries } => {
+        Storage::Memory { max_entries, max_bytes } => {
             let keys = Arc::new(MemoryApiKeys::new());
             Backends {
-                store: Arc::new(MemoryStore::bounded(*max_entries)),
-                idempotency: Arc::new(MemoryIdempotency::new()),
+                store: Arc::new(MemoryStore::bounded(*max_entries, *max_bytes)),
+                idempotency: Arc::new(MemoryIdempotency::bounded(limits.idempotency_bytes)),
                 connections: Arc::new(MemoryConnections::new()),
                 api_keys: keys.clone(),
                 key_validator: keys,
@@ -189,7 +230,7 @@ fn random_secret() -> String {
 /// Starts the gateway and its live feed; returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, BoxError> {
     let mut config = options.config;
-    let backends = backends(&options.storage, &config).await?;
+    let backends = backends(&options.storage, &config, &options.limits).await?;
 
     // With no JWT key configured, the gateway signs its own development tokens.
     let own_secret =
@@ -200,7 +241,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     }
     let auth = Authenticator::from_settings(&config.auth, Some(backends.key_validator.clone()))?;
     let now = chrono::Utc::now();
-    let token = match (&config.auth.jwt_secret, config.auth.jwt_algorithm.starts_with("HS")) {
+    let token = match (&config.auth.jwt_secret, own_secret) {
         (Some(secret), true) => {
             let algorithm = auditline::auth::jwt::parse_algorithm(&config.auth.jwt_algorithm)?;
             let mut claims = json!({
@@ -231,7 +272,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     backends.api_keys.insert(&key.record).await?;
 
     let logger = Arc::new(AuditLogger::new(backends.store.clone(), config.audit));
-    let sessions = Arc::new(Sessions::default());
+    let limits = options.limits;
+    let sessions = Arc::new(Sessions::new(limits.max_sessions, limits.session_buffer_bytes));
     let feed = FeedDeps {
         connections: backends.connections.clone(),
         pusher: sessions.clone(),
@@ -270,6 +312,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         connections: backends.connections,
         connection_limits: config.connection_limits,
         sessions: sessions.clone(),
+        limits,
     });
     let app = Router::new().route("/ws", any(websocket_upgrade)).fallback(http_request).with_state(gateway);
     let listener = tokio::net::TcpListener::bind(options.bind)
@@ -277,11 +320,12 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         .map_err(|e| format!("cannot listen on {}: {e} (set --port or AUDITLINE_PORT)", options.bind))?;
     let addr = listener.local_addr()?;
     let (shutdown, stop) = oneshot::channel::<()>();
+    let closing = sessions.clone();
     let server = tokio::spawn(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let stopped = async move {
             let _ = stop.await;
-            sessions.close_all();
+            closing.close_all();
         };
         if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stopped).await {
             tracing::error!(error = %e, "server stopped");
@@ -292,6 +336,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         credentials: DevCredentials { token, api_key: key.key },
         storage: options.storage,
         connections,
+        sessions,
         shutdown,
         server,
         tasks: vec![source],
@@ -389,7 +434,12 @@ async fn websocket_upgrade(
         return json_response(403, &json!({"message": "Forbidden"}));
     }
     // The session's queue exists before the record does: no entry can find one without the other.
-    let queue = gateway.sessions.register(&connection_id);
+    let Some(queue) = gateway.sessions.register(&connection_id) else {
+        return json_response(
+            503,
+            &json!({"error": {"code": "unavailable", "message": "this gateway has as many live connections as it takes; retry later"}}),
+        );
+    };
     let principal = decision.principal_id.unwrap_or_default();
     let connect = events::websocket_connect(&u, &principal, &decision.context);
     let connected = match serde_json::from_value(connect) {
@@ -410,6 +460,9 @@ async fn websocket_upgrade(
         };
         return json_response(connected.status_code as u16, &body);
     }
+    let upgrade = upgrade
+        .max_frame_size(gateway.limits.max_frame_bytes)
+        .max_message_size(gateway.limits.max_client_message_bytes);
     let upgrade = match extract::negotiated_subprotocol(&headers) {
         Some(protocol) => upgrade.protocols([protocol]),
         None => upgrade,
@@ -418,11 +471,11 @@ async fn websocket_upgrade(
 }
 
 /// One open WebSocket: forwards the feed's messages until either side closes, then `$disconnect`.
-async fn session(socket: WebSocket, mut queue: mpsc::Receiver<String>, gateway: Arc<Gateway>, connection_id: String) {
+async fn session(socket: WebSocket, mut queue: Outbox, gateway: Arc<Gateway>, connection_id: String) {
     let (mut outgoing, mut incoming) = socket.split();
     loop {
         tokio::select! {
-            message = queue.recv() => match message {
+            message = queue.next() => match message {
                 Some(text) => {
                     if outgoing.send(Message::Text(text.into())).await.is_err() {
                         break;
@@ -434,7 +487,8 @@ async fn session(socket: WebSocket, mut queue: mpsc::Receiver<String>, gateway: 
                 }
             },
             received = incoming.next() => match received {
-                // The API routes nothing from clients: their messages are read and dropped.
+                // The API routes nothing from clients: their messages are read and dropped. One
+                // over the size limits is an error that ends the session.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 Some(Ok(_)) => {}
             },
@@ -455,13 +509,28 @@ pub fn options_from_env(host: IpAddr, port: u16) -> Result<Options, BoxError> {
     let storage = match &config.dynamodb_endpoint {
         Some(endpoint) => Storage::DynamoDb { endpoint: endpoint.clone() },
         None => Storage::Memory {
-            max_entries: std::env::var("AUDITLINE_MEMORY_ENTRIES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_MEMORY_ENTRIES),
+            max_entries: number_from_env("AUDITLINE_MEMORY_ENTRIES", DEFAULT_MEMORY_ENTRIES, 1)?,
+            max_bytes: number_from_env("AUDITLINE_MEMORY_MB", DEFAULT_MEMORY_BYTES >> 20, 16)? << 20,
         },
     };
-    Ok(Options { bind: SocketAddr::new(host, port), storage, config })
+    let limits = Limits {
+        max_sessions: number_from_env("AUDITLINE_MAX_SESSIONS", Limits::default().max_sessions, 1)?,
+        ..Limits::default()
+    };
+    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits })
+}
+
+/// A whole number of at least `min` from `variable`, or `default` when unset.
+fn number_from_env(variable: &str, default: usize, min: usize) -> Result<usize, BoxError> {
+    match std::env::var(variable) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= min)
+            .ok_or_else(|| format!("{variable} must be a whole number of at least {min}").into()),
+    }
 }
 
 /// Waits this long for in-flight requests after Ctrl-C before giving up.

@@ -33,9 +33,10 @@ async fn main() {
     };
     let http = running.http_url();
     let storage = match &running.storage {
-        Storage::Memory { max_entries } => {
-            format!("in memory (up to {max_entries} entries; set DYNAMODB_ENDPOINT to use a DynamoDB API)")
-        }
+        Storage::Memory { max_entries, max_bytes } => format!(
+            "in memory (up to {max_entries} entries, {} MB; set DYNAMODB_ENDPOINT to use a DynamoDB API)",
+            max_bytes >> 20
+        ),
         Storage::DynamoDb { endpoint } => format!("DynamoDB API at {endpoint}"),
     };
     let key = running.credentials.api_key.expose();
@@ -43,9 +44,12 @@ async fn main() {
     println!("  HTTP API   {http}/audit/logs   (contract: docs/openapi.json)");
     println!("  WebSocket  {}", running.websocket_url());
     println!("  storage    {storage}");
-    if let Some(token) = &running.credentials.token {
-        println!("  token      {}", token.expose());
-        println!("             (tenant {DEV_TENANT}, every scope, valid {DEV_TOKEN_HOURS} h)");
+    match &running.credentials.token {
+        Some(token) => {
+            println!("  token      {}", token.expose());
+            println!("             (tenant {DEV_TENANT}, every scope, valid {DEV_TOKEN_HOURS} h)");
+        }
+        None => println!("  token      none: a JWT key is configured, so the gateway mints no tokens of its own"),
     }
     println!("  api key    {key}");
     println!("             (tenant {DEV_TENANT}, audit:read audit:write, valid {DEV_TOKEN_HOURS} h)");

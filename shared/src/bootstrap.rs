@@ -55,18 +55,54 @@ pub async fn audit_api(config: &Config) -> AuditApi {
     }
 }
 
+/// Runs a function's initialisation; if it fails, tells Lambda through the Runtime API's
+/// init-error endpoint (so the failure shows as `Runtime.InitError` with its reason, not as an
+/// unexplained exit) and returns the error, which ends the process.
+async fn initialise<T>(init: impl Future<Output = Result<T, BoxError>>) -> Result<T, BoxError> {
+    match init.await {
+        Ok(ready) => Ok(ready),
+        Err(error) => {
+            tracing::error!(error = %error, "initialisation failed");
+            report_init_error(&error).await;
+            Err(error)
+        }
+    }
+}
+
+async fn report_init_error(error: &BoxError) {
+    let Some(uri) = std::env::var("AWS_LAMBDA_RUNTIME_API").ok().and_then(|a| format!("http://{a}").parse().ok())
+    else {
+        return;
+    };
+    let client = lambda_runtime_api_client::PooledClient::builder().with_endpoint(uri).build();
+    // Configuration errors name the variable at fault, never a value.
+    let body = serde_json::json!({"errorType": "Runtime.InitError", "errorMessage": error.to_string()}).to_string();
+    let request = lambda_runtime_api_client::build_request()
+        .method(http::Method::POST)
+        .uri("/2018-06-01/runtime/init/error")
+        .header("lambda-runtime-function-error-type", "Runtime.InitError")
+        .header("content-type", "application/json")
+        .body(lambda_runtime_api_client::body::Body::from(body));
+    let sent = match request {
+        Ok(request) => client.call(request).await.map(|_| ()),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = sent {
+        tracing::error!(error = %e, "the init error could not be reported");
+    }
+}
+
 /// `main` of an HTTP route's function.
 pub async fn serve_http(route: Route) -> Result<(), BoxError> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    crate::apigw::http::run(route, audit_api(&config).await).await
+    let api = initialise(async { Ok(audit_api(&Config::from_env()?).await) }).await?;
+    crate::apigw::http::run(route, api).await
 }
 
 /// `main` of the authorizer function.
 pub async fn serve_authorizer() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let auth = authenticator(&config).await?;
+    let auth = initialise(async { Ok(authenticator(&Config::from_env()?).await?) }).await?;
     let auth = &auth;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         Ok::<Value, BoxError>(crate::apigw::authorize(event.payload, auth).await?)
@@ -82,9 +118,12 @@ async fn connections(config: &Config) -> DynamoConnections {
 /// `main` of the WebSocket `$connect` function.
 pub async fn serve_ws_connect() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let limits = config.connection_limits;
-    let store = &connections(&config).await;
+    let (store, limits) = initialise(async {
+        let config = Config::from_env()?;
+        Ok((connections(&config).await, config.connection_limits))
+    })
+    .await?;
+    let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         Ok::<_, BoxError>(websocket::connect(&event.payload, store, limits, Utc::now()).await)
     }))
@@ -94,7 +133,7 @@ pub async fn serve_ws_connect() -> Result<(), BoxError> {
 /// `main` of the WebSocket `$disconnect` function.
 pub async fn serve_ws_disconnect() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let store = &connections(&Config::from_env()?).await;
+    let store = &initialise(async { Ok(connections(&Config::from_env()?).await) }).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         Ok::<_, BoxError>(websocket::disconnect(&event.payload, store).await)
     }))
@@ -104,15 +143,18 @@ pub async fn serve_ws_disconnect() -> Result<(), BoxError> {
 /// `main` of the stream fan-out function.
 pub async fn serve_stream_fanout() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    let endpoint = config.websocket_endpoint.clone().ok_or(
-        "set WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (or WEBSOCKET_ENDPOINT) so the fan-out can post messages",
-    )?;
-    let deps = &FeedDeps {
-        connections: Arc::new(connections(&config).await),
-        pusher: Arc::new(ApiGatewayPusher::from_environment(&endpoint).await),
-        settings: FanoutSettings::default(),
-    };
+    let deps = &initialise(async {
+        let config = Config::from_env()?;
+        let endpoint = config.websocket_endpoint.clone().ok_or(
+            "set WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (or WEBSOCKET_ENDPOINT) so the fan-out can post messages",
+        )?;
+        Ok(FeedDeps {
+            connections: Arc::new(connections(&config).await),
+            pusher: Arc::new(ApiGatewayPusher::from_environment(&endpoint).await),
+            settings: FanoutSettings::default(),
+        })
+    })
+    .await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, BoxError>(handle_stream(event.payload, deps).await.0)
     }))

@@ -11,7 +11,7 @@
 //! half-way (a Lambda timeout) and taken over later writes the very same ids, so the entries it did
 //! store are refused by the conditional put instead of stored twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -134,25 +134,93 @@ struct Record {
     response: Option<StoredResponse>,
 }
 
-/// In-process records: the local default and tests.
+type Slot = (TenantId, String, String);
+
+/// In-process records: the local default and tests. Optionally bounded in bytes: past the bound the
+/// oldest records go first (a retry after that is a new request, as after [`RECORD_TTL`]).
 #[derive(Default)]
-pub struct MemoryIdempotency(Mutex<HashMap<(TenantId, String, String), Record>>);
+pub struct MemoryIdempotency {
+    state: Mutex<Records>,
+    max_bytes: Option<usize>,
+}
+
+#[derive(Default)]
+struct Records {
+    by_slot: HashMap<Slot, Record>,
+    /// Slots in the order they were first claimed (some may be gone already).
+    order: VecDeque<Slot>,
+    bytes: usize,
+}
+
+impl Record {
+    fn size(slot: &Slot, record: &Record) -> usize {
+        const OVERHEAD: usize = 128;
+        slot.0.as_str().len()
+            + slot.1.len()
+            + slot.2.len()
+            + record.hash.len()
+            + record.response.as_ref().map_or(0, |r| r.body.len())
+            + OVERHEAD
+    }
+}
+
+impl Records {
+    fn remove(&mut self, slot: &Slot) {
+        if let Some(record) = self.by_slot.remove(slot) {
+            self.bytes -= Record::size(slot, &record);
+        }
+    }
+
+    /// Drops expired records from the old end (claims come in time order, so they are there).
+    fn expire(&mut self, now: DateTime<Utc>) {
+        while let Some(oldest) = self.order.front() {
+            if self.by_slot.get(oldest).is_some_and(|r| r.stamped_at + RECORD_TTL > now) {
+                break;
+            }
+            let oldest = self.order.pop_front().expect("a front exists");
+            if self.by_slot.get(&oldest).is_some_and(|r| r.stamped_at + RECORD_TTL <= now) {
+                self.remove(&oldest);
+            }
+        }
+    }
+
+    fn shrink_to(&mut self, max_bytes: usize) {
+        while self.bytes > max_bytes {
+            let Some(oldest) = self.order.pop_front() else { break };
+            self.remove(&oldest);
+        }
+    }
+}
 
 impl MemoryIdempotency {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Records bounded to about `max_bytes` (keys, hashes and kept responses).
+    pub fn bounded(max_bytes: usize) -> Self {
+        MemoryIdempotency { max_bytes: Some(max_bytes), ..Self::default() }
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.records().by_slot.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The bytes the records take, as the bound counts them.
+    pub fn bytes(&self) -> usize {
+        self.records().bytes
+    }
 }
 
-fn slot(owner: KeyOwner<'_>, key: &str) -> (TenantId, String, String) {
+fn slot(owner: KeyOwner<'_>, key: &str) -> Slot {
     (owner.tenant.clone(), owner.principal.to_owned(), key.to_owned())
 }
 
@@ -165,13 +233,21 @@ impl IdempotencyStore for MemoryIdempotency {
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Claim, BackendError> {
-        let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        records.retain(|_, r| r.stamped_at + RECORD_TTL > now);
+        let mut records = self.records();
+        records.expire(now);
         let slot = slot(owner, key);
-        let record = match records.get_mut(&slot) {
+        if records.by_slot.get(&slot).is_some_and(|r| r.stamped_at + RECORD_TTL <= now) {
+            records.remove(&slot);
+        }
+        let record = match records.by_slot.get_mut(&slot) {
             None => {
                 let fresh = Record { hash: hash.to_owned(), claimed_at: now, stamped_at: now, response: None };
-                records.insert(slot, fresh);
+                records.bytes += Record::size(&slot, &fresh);
+                records.by_slot.insert(slot.clone(), fresh);
+                records.order.push_back(slot);
+                if let Some(max) = self.max_bytes {
+                    records.shrink_to(max);
+                }
                 return Ok(Claim::Claimed { stamped_at: now });
             }
             Some(record) => record,
@@ -192,16 +268,23 @@ impl IdempotencyStore for MemoryIdempotency {
         response: &StoredResponse,
         _now: DateTime<Utc>,
     ) -> Result<(), BackendError> {
-        let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get_mut(&slot(owner, key)) {
+        let mut records = self.records();
+        let slot = slot(owner, key);
+        if let Some(r) = records.by_slot.get_mut(&slot) {
+            let before = Record::size(&slot, r);
             r.response = Some(response.clone());
+            let after = Record::size(&slot, r);
+            records.bytes = records.bytes - before + after;
+        }
+        if let Some(max) = self.max_bytes {
+            records.shrink_to(max);
         }
         Ok(())
     }
 
     async fn release(&self, owner: KeyOwner<'_>, key: &str) -> Result<(), BackendError> {
-        let mut records = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = records.get_mut(&slot(owner, key)).filter(|r| r.response.is_none()) {
+        let mut records = self.records();
+        if let Some(r) = records.by_slot.get_mut(&slot(owner, key)).filter(|r| r.response.is_none()) {
             r.claimed_at = DateTime::UNIX_EPOCH;
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use auditline::Config;
-use auditline_local::{Options, Running, Storage, start};
+use auditline_local::{Limits, Options, Running, Storage, start};
 use auditline_tests::auth::{SECRET, claims, hs256};
 use auditline_tests::client::{HttpReply, Socket, http, receive, websocket};
 use auditline_tests::{tenant, unique_name};
@@ -26,11 +26,11 @@ fn config(extra: &[(&str, String)]) -> Config {
 
 async fn gateway(storage: Storage, config: Config) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    start(Options { bind, storage, config }).await.expect("the gateway starts")
+    start(Options { bind, storage, config, limits: Limits::default() }).await.expect("the gateway starts")
 }
 
 async fn memory_gateway() -> Running {
-    gateway(Storage::Memory { max_entries: 100_000 }, config(&[])).await
+    gateway(Storage::Memory { max_entries: 100_000, max_bytes: 64 << 20 }, config(&[])).await
 }
 
 fn token(tenant: &str, scope: &str) -> String {
@@ -75,8 +75,7 @@ async fn credentials_are_accepted_in_every_position() {
         }
         socket.close(None).await.unwrap();
     }
-    let dev = g.credentials.token.as_ref().expect("the gateway printed a token").expose().to_owned();
-    assert!(websocket(&format!("{}?token={dev}", g.websocket_url()), &[]).await.is_ok());
+    assert!(g.credentials.token.is_none(), "configured with a JWT secret, the gateway mints no token with it");
     g.shutdown().await;
 }
 
@@ -231,4 +230,75 @@ async fn the_binary_runs_prints_working_credentials_and_stops_on_ctrl_c() {
         .expect("the gateway exits on Ctrl-C");
     let status = exited.unwrap().unwrap();
     assert!(status.success(), "a clean exit on Ctrl-C: {status}");
+}
+
+async fn gateway_with(limits: Limits, config: Config) -> Running {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let storage = Storage::Memory { max_entries: 100_000, max_bytes: 64 << 20 };
+    start(Options { bind, storage, config, limits }).await.expect("the gateway starts")
+}
+
+#[tokio::test]
+async fn the_development_token_is_signed_only_with_a_secret_the_gateway_made() {
+    let own = gateway_with(Limits::default(), Config::from_lookup(|_| None).unwrap()).await;
+    let dev = own.credentials.token.as_ref().expect("no JWT key configured: a token is minted").expose().to_owned();
+    let list = format!("{}/audit/logs", own.http_url());
+    assert_eq!(http("GET", &list, &[("authorization", &format!("Bearer {dev}"))], None).await.status, 200);
+    // Signed with the gateway's own random secret: worthless to a deployment with another key.
+    let configured = gateway(Storage::Memory { max_entries: 10, max_bytes: 16 << 20 }, config(&[])).await;
+    let other = format!("{}/audit/logs", configured.http_url());
+    assert_eq!(http("GET", &other, &[("authorization", &format!("Bearer {dev}"))], None).await.status, 403);
+    assert!(configured.credentials.token.is_none(), "and a configured secret never signs one");
+    own.shutdown().await;
+    configured.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_are_capped_and_a_client_that_never_reads_holds_a_bounded_buffer() {
+    let limits = Limits { max_sessions: 3, session_buffer_bytes: 128 * 1024, ..Limits::default() };
+    let g = gateway_with(limits, config(&[])).await;
+    let reader = format!("?token={}", token("acme", "audit:read"));
+    let mut healthy = open(&g, &reader, &[]).await;
+    let _never_reads = open(&g, &reader, &[]).await;
+    let third = open(&g, &reader, &[]).await;
+    assert_eq!(websocket(&format!("{}{reader}", g.websocket_url()), &[]).await.err(), Some(503), "the fourth");
+    drop(third);
+
+    // ~16 MB of entries: far more than the kernel's socket buffers hold for the sleeper.
+    let writer = token("acme", "audit:write");
+    let blob = "z".repeat(100_000);
+    let mut most_queued = 0;
+    for i in 0..160 {
+        let body = json!({"action": "UPDATE", "entity_type": "FILE", "entity_id": format!("f-{i}"), "changes": {"blob": blob}});
+        assert_eq!(post(&g, &writer, &body).await.status, 201);
+        most_queued = most_queued.max(g.sessions().queued_bytes());
+        if i % 20 == 19 {
+            let got = receive(&mut healthy, 20, DELIVERY).await;
+            assert_eq!(got.len(), 20, "the reader keeps up, whatever the sleeper does");
+        }
+    }
+    assert!(most_queued <= 2 * 128 * 1024, "at most a buffer per session waits: {most_queued} bytes");
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_frame_over_the_limit_ends_only_that_session() {
+    let g = gateway_with(Limits::default(), config(&[])).await;
+    let reader = format!("?token={}", token("acme", "audit:read"));
+    let mut big = open(&g, &reader, &[]).await;
+    let mut other = open(&g, &reader, &[]).await;
+    let _ = big.send(Message::Text("x".repeat(200 * 1024).into())).await;
+    let closed = tokio::time::timeout(DELIVERY, async {
+        while let Some(Ok(message)) = futures::StreamExt::next(&mut big).await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the oversized sender is disconnected");
+    let body = json!({"action": "VIEW", "entity_type": "FILE", "entity_id": "f"});
+    assert_eq!(post(&g, &token("acme", "audit:write"), &body).await.status, 201);
+    assert_eq!(receive(&mut other, 1, DELIVERY).await.len(), 1, "the others are served as before");
+    g.shutdown().await;
 }

@@ -348,9 +348,20 @@ async fn tenants_are_isolated_end_to_end() {
     assert_eq!((stolen.status, stolen.body["error"]["parameter"].as_str()), (400, Some("next_token")));
     let stats = call(&api, Route::Stats, &list_event(Route::Stats, "initech", &[])).await;
     assert_eq!(stats.body["total_entries"], 0);
-    for route in [Route::EntityLogs, Route::ProjectLogs] {
-        let reply = call(&api, route, &list_event(route, "globex", &[("_path", "project-0")])).await;
-        assert!(reply.body["entries"].as_array().unwrap().iter().all(|e| e["tenant_id"] == "globex"));
+    // An entity and a project that both tenants have: each sees only its own entries of them.
+    for (route, id) in [(Route::EntityLogs, "entity-1"), (Route::ProjectLogs, "project-0")] {
+        let globex = call(&api, route, &list_event(route, "globex", &[("_path", id)])).await;
+        let acme = call(&api, route, &list_event(route, "acme", &[("_path", id)])).await;
+        let tenants = |reply: &auditline_tests::http::Reply| -> Vec<String> {
+            reply.body["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["tenant_id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(tenants(&globex), ["globex"], "{route:?} {id}: globex's one entry, none of acme's");
+        assert!(tenants(&acme).len() > 1 && tenants(&acme).iter().all(|t| t == "acme"), "{route:?} {id}: acme's only");
     }
 }
 

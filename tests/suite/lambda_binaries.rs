@@ -142,4 +142,9 @@ async fn a_bad_configuration_is_reported_as_an_init_error() {
     .0;
     assert!(!status.success(), "the function stops instead of serving with a broken configuration");
     assert_eq!(api.first_poll(), None, "it never asked for an event");
+    let reported = api.init_error().expect("the failure reached the Runtime API's init-error endpoint");
+    assert_eq!(reported["errorType"], "Runtime.InitError");
+    let message = reported["errorMessage"].as_str().unwrap();
+    assert!(message.contains("JWT_ALGORITHM"), "it names the variable at fault: {message}");
+    assert!(!message.contains(auditline_tests::auth::SECRET), "and no secret");
 }

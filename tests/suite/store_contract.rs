@@ -19,7 +19,8 @@ use uuid::Uuid;
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
-            $(#[tokio::test]
+            // Multi-threaded, as the DynamoDB half: concurrency in the store is real.
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 super::$name(auditline_tests::Backend::Memory).await
             })*
@@ -524,11 +525,24 @@ async fn concurrent_logging_loses_nothing(backend: Backend) {
         assert!(written.insert(task.await.unwrap()), "ids are distinct");
     }
     assert_eq!(written.len(), 1000);
+    // What was written, by action and by type (i % 6 and i % 7 over 0..1000).
+    let mut want = Counts { total: 1000, ..Counts::default() };
+    for i in 0..1000 {
+        want.by_action[i % 6] += 1;
+        want.by_entity_type[i % 7] += 1;
+    }
 
     let mut query = AuditQuery::new(QueryScope::Tenant);
     query.page.limit = 1000;
     let (listed, _) = collect_by_cursor(&logger, &t, query).await;
     assert_eq!(listed.iter().copied().collect::<HashSet<_>>(), written, "none lost");
     assert_eq!(listed.len(), 1000);
-    assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 1000);
+    let stats = logger.get_stats(&t, None, None).await.unwrap();
+    assert_eq!(stats.total_entries, 1000);
+    for (i, action) in AuditAction::ALL.iter().enumerate() {
+        assert_eq!(stats.by_action[action], want.by_action[i], "{action}: no count lost or doubled");
+    }
+    for (i, kind) in EntityType::ALL.iter().enumerate() {
+        assert_eq!(stats.by_entity_type[kind], want.by_entity_type[i], "{kind}");
+    }
 }

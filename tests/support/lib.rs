@@ -71,11 +71,24 @@ pub fn unreachable_url() -> String {
     format!("http://127.0.0.1:{}", closed_port())
 }
 
+/// Where this workspace's binaries are: `AUDITLINE_BIN_DIR`, or beside the running test executable
+/// (`<target>/<profile>/deps/suite-…` → `<target>/<profile>`), wherever `CARGO_TARGET_DIR` put it.
+pub fn binary_dir() -> std::path::PathBuf {
+    if let Ok(dir) = std::env::var("AUDITLINE_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("the executable's directory");
+    if dir.file_name().is_some_and(|d| d == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 /// A binary of this workspace, built by `scripts/test.sh` before the tests run. Missing is a failure.
 pub fn binary(name: &str) -> std::path::PathBuf {
-    let dir = std::env::var("AUDITLINE_BIN_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let dir = binary_dir();
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -1,6 +1,7 @@
 //! The embedded store: the default for local runs and tests of code above the store. It keeps the
-//! same partitions and indexes as the DynamoDB layout, drops expired entries, and can be bounded so
-//! that a long local run cannot grow without limit (the oldest entries go first).
+//! same partitions and indexes as the DynamoDB layout, drops expired entries, and can be bounded in
+//! entries and in bytes so that a long local run cannot grow without limit (the oldest entries go
+//! first).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -16,13 +17,22 @@ use crate::domain::{AuditLogEntry, Counts, HourBucket, IndexKey, QueryPlan, Stat
 pub struct MemoryStore {
     state: RwLock<State>,
     max_entries: Option<usize>,
+    max_bytes: Option<usize>,
 }
 
 #[derive(Default)]
 struct State {
     tenants: HashMap<TenantId, Partition>,
-    /// Every entry's id, oldest first, for retention and the size bound.
-    by_age: BTreeMap<Uuid, TenantId>,
+    /// Every entry's id, oldest first, with its tenant and its size, for retention and the bounds.
+    by_age: BTreeMap<Uuid, (TenantId, usize)>,
+    /// The sizes of the entries held, by [`held_bytes`].
+    bytes: usize,
+}
+
+/// What an entry costs in memory, roughly: its JSON, plus its keys in the indexes and maps.
+fn held_bytes(entry: &AuditLogEntry) -> usize {
+    const INDEX_OVERHEAD: usize = 400;
+    serde_json::to_vec(entry).map_or(0, |v| v.len()) + INDEX_OVERHEAD
 }
 
 #[derive(Default)]
@@ -38,13 +48,19 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A store that keeps at most `max_entries`, evicting the oldest beyond that.
-    pub fn bounded(max_entries: usize) -> Self {
-        MemoryStore { max_entries: Some(max_entries), ..Self::default() }
+    /// A store that keeps at most `max_entries`, and at most `max_bytes` of them as
+    /// [`MemoryStore::bytes`] counts them, evicting the oldest beyond either.
+    pub fn bounded(max_entries: usize, max_bytes: usize) -> Self {
+        MemoryStore { max_entries: Some(max_entries), max_bytes: Some(max_bytes), ..Self::default() }
     }
 
     pub fn len(&self) -> usize {
         self.read().by_age.len()
+    }
+
+    /// The memory the entries held take, roughly: their JSON and their index keys.
+    pub fn bytes(&self) -> usize {
+        self.read().bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,7 +83,7 @@ impl MemoryStore {
             s.by_age
                 .iter()
                 .next()
-                .and_then(|(id, t)| s.tenants.get(t)?.entries.get(id))
+                .and_then(|(id, (t, _))| s.tenants.get(t)?.entries.get(id))
                 .is_some_and(|e| e.is_expired(now))
         };
         if !oldest_expired(&self.read()) {
@@ -82,9 +98,10 @@ impl MemoryStore {
 
 impl State {
     fn remove_oldest(&mut self) {
-        let Some((id, tenant)) = self.by_age.pop_first() else {
+        let Some((id, (tenant, size))) = self.by_age.pop_first() else {
             return;
         };
+        self.bytes -= size;
         let Some(partition) = self.tenants.get_mut(&tenant) else {
             return;
         };
@@ -130,11 +147,13 @@ impl AuditStore for MemoryStore {
         }
         partition.counters.entry(HourBucket::of(entry.timestamp)).or_default().add(&Counts::of(entry));
         partition.entries.insert(entry.id, Arc::new(entry.clone()));
-        state.by_age.insert(entry.id, entry.tenant_id.clone());
-        if let Some(max) = self.max_entries {
-            while state.by_age.len() > max {
-                state.remove_oldest();
-            }
+        let size = held_bytes(entry);
+        state.by_age.insert(entry.id, (entry.tenant_id.clone(), size));
+        state.bytes += size;
+        let too_many = |s: &State| self.max_entries.is_some_and(|max| s.by_age.len() > max);
+        let too_big = |s: &State| self.max_bytes.is_some_and(|max| s.bytes > max);
+        while too_many(&state) || too_big(&state) {
+            state.remove_oldest();
         }
         Ok(())
     }

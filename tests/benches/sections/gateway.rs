@@ -25,13 +25,19 @@ pub async fn run(out: &mut String) {
     let config = Config::from_lookup(|k| (k == "JWT_SECRET").then(|| SECRET.to_owned())).unwrap();
     let g = start(Options {
         bind: "127.0.0.1:0".parse().unwrap(),
-        storage: Storage::Memory { max_entries: 1_000_000 },
+        storage: Storage::Memory { max_entries: 1_000_000, max_bytes: auditline_local::DEFAULT_MEMORY_BYTES },
         config,
+        limits: auditline_local::Limits::default(),
     })
     .await
     .unwrap();
     let key = g.credentials.api_key.expose().to_owned();
-    let token = g.credentials.token.as_ref().unwrap().expose().to_owned();
+    // The gateway is configured with the tests' secret, so it mints no token: sign one with it.
+    let token = auditline_tests::auth::hs256(&{
+        let mut c = auditline_tests::auth::claims("developer", "*");
+        c["tenant_id"] = serde_json::json!(auditline_local::DEV_TENANT);
+        c
+    });
 
     let arrivals: Arrivals = Arc::default();
     let mut readers = Vec::new();
