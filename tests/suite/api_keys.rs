@@ -54,7 +54,12 @@ async fn keys_are_created_listed_checked_in_one_read_and_revoked() {
     assert!(!auth.authenticate_request(&garbage, |_| None).await.is_allowed());
     assert_eq!(requests.get(), 0, "malformed keys are refused without a lookup");
 
-    let expired = key_from(&cli(&store, create(vec!["audit:read"], Some(0))).await.unwrap());
+    // Created a day ago for a day: expired now.
+    let mut out = Vec::new();
+    run(create(vec!["audit:read"], Some(1)), &store, chrono::Utc::now() - chrono::Duration::days(1), &mut out)
+        .await
+        .unwrap();
+    let expired = key_from(&String::from_utf8(out).unwrap());
     let listing = cli(&store, Command::List { tenant: "acme".into() }).await.unwrap();
     assert_eq!(listing.lines().count(), 3, "header and two keys:\n{listing}");
     assert!(listing.contains(&key_id(&key)) && listing.contains("expired") && listing.contains("active"));
@@ -67,4 +72,39 @@ async fn keys_are_created_listed_checked_in_one_read_and_revoked() {
     assert_eq!(result.error.as_deref(), Some("API key is revoked"), "revocation is immediate");
     assert!(cli(&store, Command::Revoke { key_id: "0".repeat(64) }).await.is_err());
     assert!(cli(&store, Command::List { tenant: "bad#tenant".into() }).await.is_err());
+}
+
+#[tokio::test]
+async fn an_out_of_range_expiry_is_refused_not_a_panic() {
+    use auditline_keys::Cli;
+    use clap::Parser;
+    // Once a panic: `now + Duration::days(4294967295)` overflows the calendar.
+    for days in ["0", "3651", "4294967295", "-1", "ten", "1e3"] {
+        let parsed = Cli::try_parse_from([
+            "auditline-keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--user",
+            "bot",
+            "--scope",
+            "audit:read",
+            "--expires-in-days",
+            days,
+        ]);
+        let error = parsed.expect_err("refused while parsing").to_string();
+        assert!(error.contains("--expires-in-days") || error.contains(days), "{days}: {error}");
+    }
+    // The library refuses it too, whoever builds the command.
+    let store = auditline::auth::api_keys::MemoryApiKeys::new();
+    let command = Command::Create {
+        tenant: "acme".into(),
+        user: "bot".into(),
+        scopes: vec!["audit:read".into()],
+        name: None,
+        expires_in_days: Some(u32::MAX),
+    };
+    let error = run(command, &store, chrono::Utc::now(), &mut Vec::new()).await.unwrap_err().to_string();
+    assert!(error.contains("--expires-in-days must be from 1 to 3650"), "{error}");
+    assert!(store.list(&tenant("acme")).await.unwrap().is_empty(), "nothing stored");
 }

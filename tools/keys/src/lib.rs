@@ -36,8 +36,8 @@ pub enum Command {
         /// A label to recognise the key by.
         #[arg(long)]
         name: Option<String>,
-        /// Days until the key stops working.
-        #[arg(long)]
+        /// Days until the key stops working (1 to 3650).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_EXPIRY_DAYS)))]
         expires_in_days: Option<u32>,
     },
     /// List a tenant's keys (ids and attributes, never the keys).
@@ -48,6 +48,9 @@ pub enum Command {
     /// Revoke a key by its id (as `list` shows it).
     Revoke { key_id: String },
 }
+
+/// The longest a key may be valid: ten years, as the longest retention.
+pub const MAX_EXPIRY_DAYS: u32 = 3650;
 
 fn timestamp(t: &DateTime<Utc>) -> String {
     auditline::domain::time::format_timestamp(*t)
@@ -63,7 +66,15 @@ pub async fn run(
     match command {
         Command::Create { tenant, user, scopes, name, expires_in_days } => {
             let tenant = TenantId::parse(&tenant)?;
-            let expires_at = expires_in_days.map(|d| now + Duration::days(i64::from(d)));
+            let expires_at = expires_in_days
+                .map(|d| {
+                    (1..=MAX_EXPIRY_DAYS)
+                        .contains(&d)
+                        .then(|| now.checked_add_signed(Duration::days(i64::from(d))))
+                        .flatten()
+                        .ok_or_else(|| format!("--expires-in-days must be from 1 to {MAX_EXPIRY_DAYS}"))
+                })
+                .transpose()?;
             let created = api_keys::generate(tenant, &user, scopes, name, expires_at, now)?;
             store.insert(&created.record).await?;
             writeln!(out, "key:    {}", created.key.expose())?;
