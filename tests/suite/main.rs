@@ -9,6 +9,7 @@ mod dynamo_store;
 mod events;
 mod feed;
 mod feed_isolation;
+mod fuzz;
 mod gateway;
 mod http_api;
 mod idempotent_writes;
