@@ -18,7 +18,7 @@ use auditline::realtime::{
 };
 use auditline::store::dynamo::DynamoConnections;
 use auditline::store::dynamo::tables::CONNECTIONS;
-use auditline_tests::feed::{Answer, ManagementServer};
+use auditline_tests::feed::{Answer, ManagementServer, SlowToLoad, connection_ids};
 use auditline_tests::{Backend, event, fresh_table, local_client, tenant};
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use chrono::{DateTime, Utc};
@@ -99,24 +99,7 @@ async fn open(store: &dyn ConnectionStore, id: &str, tenant_name: &str) {
     store.put(&record).await.unwrap();
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(auditline_tests::Backend::Memory).await
-            })*
-        }
-        mod dynamodb {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(auditline_tests::Backend::Dynamo).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+auditline_tests::on_both_backends!(
     connect_needs_a_read_scope,
     tenants_and_principals_are_held_to_their_connection_limits,
     a_record_lives_no_longer_than_its_credential,
@@ -292,6 +275,32 @@ async fn a_tenant_with_many_connections_does_not_delay_another() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_tenant_whose_connections_take_long_to_read_does_not_delay_another() {
+    // 5,000 records read at 10 ms per 1,000, as a paged Query: 50 ms before the big tenant's
+    // first post. The small tenant's are read and served meanwhile.
+    let store = SlowToLoad { inner: MemoryConnections::new(), per_thousand: Duration::from_millis(10) };
+    for i in 0..5_000 {
+        open(&store, &format!("big-{i:04}"), "aaa-bigcorp").await;
+    }
+    open(&store, "small-0", "zzz-smallco").await;
+    let mut pusher = Recorder::default();
+    pusher.delays.insert("small-0".into(), Duration::from_millis(2));
+    let started = tokio::time::Instant::now();
+    let batch = [entry("aaa-bigcorp", EntityType::File), entry("zzz-smallco", EntityType::File)];
+    let report = fan_out(&batch, &store, &pusher, &FanoutSettings::default(), Utc::now()).await;
+    assert_eq!(report.delivered, 5_001);
+    let log = pusher.log.lock().unwrap();
+    let small = log.iter().find(|(c, _)| c == "small-0").unwrap().1 - started;
+    let first_big = log.iter().filter(|(c, _)| c.starts_with("big-")).map(|(_, t)| *t - started).min().unwrap();
+    assert_eq!(first_big, Duration::from_millis(50), "the big tenant's records took 50 ms to read");
+    assert_eq!(
+        small,
+        Duration::from_millis(12),
+        "the small tenant's: read in 10 ms, posted in 2, not after the big one's"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_batch_stops_at_its_time_budget_and_strikes_the_slow_connection() {
     let store = MemoryConnections::new();
     open(&store, "fast", "acme").await;
@@ -346,14 +355,7 @@ async fn a_connection_that_keeps_failing_is_dropped_instead_of_stalling_the_stre
     assert!(response.batch_item_failures.is_empty(), "at the strike limit the stream moves on");
     assert_eq!(report.dropped, ["broken"]);
     assert_eq!(server.closed(), ["broken"], "the client is told: its connection is closed");
-    let left: Vec<String> = store
-        .tenant_connections(&tenant("acme"), Utc::now())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.connection_id)
-        .collect();
-    assert_eq!(left, ["healthy"]);
+    assert_eq!(connection_ids(store.as_ref(), "acme").await, ["healthy"]);
     assert_eq!(server.entry_ids("healthy").len(), 1);
     assert_eq!(server.delivered()["healthy"].len(), settings.max_strikes as usize, "at least once, each redelivery");
 }

@@ -86,24 +86,7 @@ impl AuditStore for CutOff {
     }
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(auditline_tests::Backend::Memory).await
-            })*
-        }
-        mod dynamodb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(auditline_tests::Backend::Dynamo).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(keys_belong_to_one_caller, a_batch_cut_off_and_retried_stores_each_entry_once);
+auditline_tests::on_both_backends!(keys_belong_to_one_caller, a_batch_cut_off_and_retried_stores_each_entry_once);
 
 async fn keys_belong_to_one_caller(backend: Backend) {
     let store = fresh_store(backend).await;

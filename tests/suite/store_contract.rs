@@ -16,25 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            // Multi-threaded, as the DynamoDB half: concurrency in the store is real.
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(auditline_tests::Backend::Memory).await
-            })*
-        }
-        mod dynamodb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(auditline_tests::Backend::Dynamo).await
-            })*
-        }
-    };
-}
-
-contract!(
+auditline_tests::on_both_backends!(
     round_trip_keeps_every_field,
     entries_are_immutable,
     every_query_path_and_filter_matches_the_oracle,

@@ -5,9 +5,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
+use async_trait::async_trait;
 use auditline::apigw::management::ApiGatewayPusher;
+use auditline::backend::BackendError;
+use auditline::domain::TenantId;
+use auditline::realtime::{ConnectionCounts, ConnectionStore, MemoryConnections, WebSocketConnectionInfo};
 use aws_sdk_apigatewaymanagement::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -133,6 +140,44 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     let mut headers = vec![("content-type", "application/json")];
     headers.extend(error_type.map(|t| ("x-amzn-errortype", t)));
     respond(&mut socket, status, &headers, "{}").await;
+}
+
+/// The ids of a tenant's live connections, in id order.
+pub async fn connection_ids(store: &dyn auditline::realtime::ConnectionStore, tenant: &str) -> Vec<String> {
+    let tenant = super::tenant(tenant);
+    let live = store.tenant_connections(&tenant, chrono::Utc::now()).await.expect("connections are read");
+    live.into_iter().map(|c| c.connection_id).collect()
+}
+
+/// Connection records that take time to read in proportion to their number, as a paged Query does.
+pub struct SlowToLoad {
+    pub inner: MemoryConnections,
+    pub per_thousand: Duration,
+}
+
+#[async_trait]
+impl ConnectionStore for SlowToLoad {
+    async fn put(&self, c: &WebSocketConnectionInfo) -> Result<(), BackendError> {
+        self.inner.put(c).await
+    }
+    async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        self.inner.remove(id).await
+    }
+    async fn tenant_connections(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
+        let list = self.inner.tenant_connections(tenant, now).await?;
+        tokio::time::sleep(self.per_thousand * (list.len() as u32).div_ceil(1000)).await;
+        Ok(list)
+    }
+    async fn count(&self, t: &TenantId, p: Option<&str>, now: DateTime<Utc>) -> Result<ConnectionCounts, BackendError> {
+        self.inner.count(t, p, now).await
+    }
+    async fn strike(&self, id: &str) -> Result<u32, BackendError> {
+        self.inner.strike(id).await
+    }
 }
 
 /// Every record the table's stream holds, as the DynamoDB-stream event Lambda would deliver.

@@ -13,7 +13,7 @@
 //! connection cannot fail entries for everyone else nor hold the shard back for every tenant.
 //! Delivery is at least once: clients de-duplicate by entry id.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -159,18 +159,17 @@ struct ConnectionOutcome {
     missed: Vec<usize>,
 }
 
-/// Each connection with the entries it may receive, taken from the tenants in turn.
-fn interleave(
-    mut per_tenant: Vec<VecDeque<(WebSocketConnectionInfo, Vec<usize>)>>,
-) -> Vec<(WebSocketConnectionInfo, Vec<usize>)> {
-    let mut work = Vec::with_capacity(per_tenant.iter().map(VecDeque::len).sum());
-    while !per_tenant.is_empty() {
-        per_tenant.retain_mut(|queue| {
-            work.extend(queue.pop_front());
-            !queue.is_empty()
-        });
-    }
-    work
+/// One piece of a batch's work: a connection and the entries (indexes) it may receive, or the
+/// entries of a tenant whose connections could not be loaded.
+enum Work {
+    Serve(WebSocketConnectionInfo, Vec<usize>),
+    Unloaded(Vec<usize>),
+}
+
+/// What became of one piece of work.
+enum Served {
+    Connection(String, ConnectionOutcome),
+    Unloaded(Vec<usize>),
 }
 
 pub async fn fan_out(
@@ -196,45 +195,58 @@ pub async fn fan_out(
         })
         .collect();
 
-    let mut per_tenant = Vec::new();
-    for (tenant, indexes) in by_tenant {
-        match connections.tenant_connections(tenant, now).await {
-            Ok(list) => {
-                let queue: VecDeque<_> = list
-                    .into_iter()
-                    .filter_map(|connection| {
+    // One stream of work per tenant: its connections once loaded, each with the entries it may
+    // receive. `select_all` takes from the tenants in turn as their loads complete, so a tenant
+    // with thousands of connections delays neither another's load nor its place in the queue.
+    let tenants = by_tenant.into_iter().map(|(tenant, indexes)| {
+        futures::stream::once(async move { (tenant, connections.tenant_connections(tenant, now).await, indexes) })
+            .flat_map(move |(tenant, loaded, indexes)| {
+                // Lazily: a connection's entries are matched when it is taken, not all up front.
+                let work: Box<dyn Iterator<Item = Work> + Send> = match loaded {
+                    Ok(list) => Box::new(list.into_iter().filter_map(move |connection| {
                         let mine: Vec<usize> =
                             indexes.iter().copied().filter(|i| connection.may_receive(&entries[*i])).collect();
-                        (!mine.is_empty()).then_some((connection, mine))
-                    })
-                    .collect();
-                per_tenant.push(queue);
-            }
-            Err(e) => {
-                tracing::error!(tenant = %tenant, error = %e, "connections could not be loaded");
-                report.failed.extend(indexes);
-            }
-        }
-    }
+                        (!mine.is_empty()).then_some(Work::Serve(connection, mine))
+                    })),
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant, error = %e, "connections could not be loaded");
+                        Box::new(std::iter::once(Work::Unloaded(indexes)))
+                    }
+                };
+                futures::stream::iter(work)
+            })
+            .boxed()
+    });
 
     let in_flight = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);
-    let outcomes: Vec<(String, ConnectionOutcome)> = futures::stream::iter(interleave(per_tenant))
-        .map(|(connection, mine)| {
+    let outcomes: Vec<Served> = futures::stream::select_all(tenants)
+        .map(|work| {
             let (prepared, in_flight, peak) = (&prepared, &in_flight, &peak);
             async move {
+                let (connection, mine) = match work {
+                    Work::Serve(connection, mine) => (connection, mine),
+                    Work::Unloaded(indexes) => return Served::Unloaded(indexes),
+                };
                 let now_running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now_running, Ordering::SeqCst);
                 let outcome = serve(&connection, &mine, prepared, pusher, settings, now, deadline).await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
-                (connection.connection_id, outcome)
+                Served::Connection(connection.connection_id, outcome)
             }
         })
         .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
 
-    for (connection_id, outcome) in outcomes {
+    for served in outcomes {
+        let (connection_id, outcome) = match served {
+            Served::Connection(connection_id, outcome) => (connection_id, outcome),
+            Served::Unloaded(indexes) => {
+                report.failed.extend(indexes);
+                continue;
+            }
+        };
         report.delivered += outcome.delivered;
         report.notices += outcome.notices;
         report.opening += usize::from(outcome.opening);

@@ -4,7 +4,7 @@
 
 pub mod fanout;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -45,6 +45,17 @@ impl Default for ConnectionLimits {
 pub struct ConnectionCounts {
     pub tenant: usize,
     pub principal: usize,
+}
+
+impl ConnectionCounts {
+    /// Counts a tenant's live connections by their owners (`None`: anonymous).
+    pub fn tally<'a>(owners: impl IntoIterator<Item = Option<&'a str>>, principal: Option<&str>) -> Self {
+        owners.into_iter().fold(ConnectionCounts::default(), |mut counts, owner| {
+            counts.tenant += 1;
+            counts.principal += usize::from(principal.is_some() && owner == principal);
+            counts
+        })
+    }
 }
 
 /// Why a connection is refused although its credentials are good.
@@ -256,9 +267,16 @@ impl<'a> ConnectionManager<'a> {
     }
 }
 
-/// Connection records in memory: the local gateway's default, and tests.
+/// Connection records in memory: the local gateway's default, and tests. Kept by tenant (as the
+/// DynamoDB table's `by_tenant` index), so reading one tenant's never walks another's.
 #[derive(Default)]
-pub struct MemoryConnections(RwLock<HashMap<String, WebSocketConnectionInfo>>);
+pub struct MemoryConnections(RwLock<Records>);
+
+#[derive(Default)]
+struct Records {
+    tenant_of: HashMap<String, TenantId>,
+    by_tenant: HashMap<TenantId, BTreeMap<String, WebSocketConnectionInfo>>,
+}
 
 impl MemoryConnections {
     pub fn new() -> Self {
@@ -266,24 +284,57 @@ impl MemoryConnections {
     }
 
     pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.0.read().unwrap_or_else(|p| p.into_inner()).tenant_of.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Records> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Records> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Records {
+    fn remove(&mut self, connection_id: &str) {
+        if let Some(tenant) = self.tenant_of.remove(connection_id)
+            && let Some(records) = self.by_tenant.get_mut(&tenant)
+        {
+            records.remove(connection_id);
+            if records.is_empty() {
+                self.by_tenant.remove(&tenant);
+            }
+        }
     }
 }
 
 #[async_trait]
 impl ConnectionStore for MemoryConnections {
     async fn put(&self, connection: &WebSocketConnectionInfo) -> Result<(), BackendError> {
-        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
-        all.insert(connection.connection_id.clone(), connection.clone());
+        let mut records = self.write();
+        records.remove(&connection.connection_id);
+        let Records { tenant_of, by_tenant } = &mut *records;
+        let mine = by_tenant.entry(connection.tenant_id.clone()).or_default();
+        // Expired records go when their tenant connects again (TTL's part, in memory).
+        let now = Utc::now();
+        let expired: Vec<String> =
+            mine.values().filter(|c| c.is_expired(now)).map(|c| c.connection_id.clone()).collect();
+        for id in expired {
+            mine.remove(&id);
+            tenant_of.remove(&id);
+        }
+        mine.insert(connection.connection_id.clone(), connection.clone());
+        tenant_of.insert(connection.connection_id.clone(), connection.tenant_id.clone());
         Ok(())
     }
 
     async fn remove(&self, connection_id: &str) -> Result<(), BackendError> {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(connection_id);
+        self.write().remove(connection_id);
         Ok(())
     }
 
@@ -292,11 +343,9 @@ impl ConnectionStore for MemoryConnections {
         tenant: &TenantId,
         now: DateTime<Utc>,
     ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
-        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
-        all.retain(|_, c| !c.is_expired(now));
-        let mut mine: Vec<_> = all.values().filter(|c| &c.tenant_id == tenant).cloned().collect();
-        mine.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
-        Ok(mine)
+        let records = self.read();
+        let mine = records.by_tenant.get(tenant).into_iter().flat_map(|m| m.values());
+        Ok(mine.filter(|c| !c.is_expired(now)).cloned().collect())
     }
 
     async fn count(
@@ -305,18 +354,15 @@ impl ConnectionStore for MemoryConnections {
         principal: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<ConnectionCounts, BackendError> {
-        let all = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let live = all.values().filter(|c| &c.tenant_id == tenant && !c.is_expired(now));
-        Ok(live.fold(ConnectionCounts::default(), |mut counts, c| {
-            counts.tenant += 1;
-            counts.principal += usize::from(principal.is_some() && c.user_id.as_deref() == principal);
-            counts
-        }))
+        let records = self.read();
+        let live = records.by_tenant.get(tenant).into_iter().flat_map(|m| m.values()).filter(|c| !c.is_expired(now));
+        Ok(ConnectionCounts::tally(live.map(|c| c.user_id.as_deref()), principal))
     }
 
     async fn strike(&self, connection_id: &str) -> Result<u32, BackendError> {
-        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
-        Ok(all.get_mut(connection_id).map_or(0, |c| {
+        let mut records = self.write();
+        let Some(tenant) = records.tenant_of.get(connection_id).cloned() else { return Ok(0) };
+        Ok(records.by_tenant.get_mut(&tenant).and_then(|m| m.get_mut(connection_id)).map_or(0, |c| {
             c.strikes += 1;
             c.strikes
         }))

@@ -4,6 +4,7 @@ mod auth;
 mod feed;
 mod gateway;
 mod http;
+mod isolation;
 mod lambda;
 mod sam;
 mod store;
@@ -21,6 +22,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("auth", |out| Box::pin(auth::run(out))),
     ("http", |out| Box::pin(http::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
+    ("isolation", |out| Box::pin(isolation::run(out))),
     ("lambda", |out| Box::pin(lambda::run(out))),
     ("gateway", |out| Box::pin(gateway::run(out))),
     ("sam", |out| Box::pin(sam::run(out))),

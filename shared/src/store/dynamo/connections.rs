@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
@@ -21,6 +22,21 @@ pub struct DynamoConnections {
 impl DynamoConnections {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoConnections { client, table: table.into() }
+    }
+
+    /// A tenant's live records: one Query on the tenant index, never a Scan. TTL removes expired
+    /// records within a day or two; until then the filter skips them.
+    fn live_of(&self, tenant: &TenantId, now: DateTime<Utc>) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(CONNECTIONS_BY_TENANT)
+            .key_condition_expression("#t = :t")
+            .filter_expression("#exp > :now")
+            .expression_attribute_names("#t", connection_attr::TENANT_ID)
+            .expression_attribute_names("#exp", connection_attr::EXPIRES_AT)
+            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
     }
 }
 
@@ -54,19 +70,7 @@ impl ConnectionStore for DynamoConnections {
         tenant: &TenantId,
         now: DateTime<Utc>,
     ) -> Result<Vec<WebSocketConnectionInfo>, BackendError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(CONNECTIONS_BY_TENANT)
-            .key_condition_expression("#t = :t")
-            // TTL removes expired records within a day or two; until then they are skipped here.
-            .filter_expression("#exp > :now")
-            .expression_attribute_names("#t", connection_attr::TENANT_ID)
-            .expression_attribute_names("#exp", connection_attr::EXPIRES_AT)
-            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()));
-        query_all(query, "connection").await
+        query_all(self.live_of(tenant, now), "connection").await
     }
 
     async fn count(
@@ -80,24 +84,13 @@ impl ConnectionStore for DynamoConnections {
             #[serde(default)]
             user_id: Option<String>,
         }
-        // The same Query as the fan-out's, reading only the owner of each record.
+        // The fan-out's Query, reading only the owner of each record.
         let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(CONNECTIONS_BY_TENANT)
-            .key_condition_expression("#t = :t")
-            .filter_expression("#exp > :now")
+            .live_of(tenant, now)
             .projection_expression("#u")
-            .expression_attribute_names("#t", connection_attr::TENANT_ID)
-            .expression_attribute_names("#exp", connection_attr::EXPIRES_AT)
-            .expression_attribute_names("#u", connection_attr::USER_ID)
-            .expression_attribute_values(":t", AttributeValue::S(tenant.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()));
+            .expression_attribute_names("#u", connection_attr::USER_ID);
         let owners: Vec<Owner> = query_all(query, "connection").await?;
-        let principal_count =
-            owners.iter().filter(|o| principal.is_some() && o.user_id.as_deref() == principal).count();
-        Ok(ConnectionCounts { tenant: owners.len(), principal: principal_count })
+        Ok(ConnectionCounts::tally(owners.iter().map(|o| o.user_id.as_deref()), principal))
     }
 
     async fn strike(&self, connection_id: &str) -> Result<u32, BackendError> {
