@@ -15,8 +15,10 @@ echo "==> cfn-lint template.yaml; sam validate --lint"
 "$TOOLS_DIR/venv/bin/cfn-lint" template.yaml
 SAM_CLI_TELEMETRY=0 "$TOOLS_DIR/venv/bin/sam" validate --lint --region us-east-1 >/dev/null
 
-echo "==> cargo build: the Lambda functions and the local gateway (tests run the real binaries)"
-cargo build --quiet -p auditline-functions -p auditline-local
+# One build of every binary and test target, with one set of features: the tests run the real
+# binaries, and building those apart would compile much of the dependency graph twice.
+echo "==> cargo build: every binary and test (the tests run the real binaries)"
+cargo build --quiet --workspace --bins --tests
 
 start_moto
 echo "==> cargo test --workspace"
