@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod domain;
 pub mod idempotency;
+pub mod integrity;
 pub mod logger;
 pub mod realtime;
 pub mod store;

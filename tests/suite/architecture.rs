@@ -10,19 +10,23 @@ use std::path::{Path, PathBuf};
 /// `bootstrap` wires everything.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("backend", &[]),
-    ("domain", &[]),
-    ("auth", &["backend", "domain"]),
-    ("idempotency", &["backend", "domain"]),
-    ("realtime", &["auth", "backend", "domain"]),
-    ("store", &["auth", "backend", "domain", "idempotency", "realtime"]),
-    ("logger", &["backend", "domain", "store"]),
-    ("apigw", &["auth", "backend", "domain", "idempotency", "logger", "realtime", "store"]),
-    ("config", &["auth", "domain", "logger", "realtime", "store"]),
-    ("bootstrap", &["apigw", "auth", "backend", "config", "domain", "idempotency", "logger", "realtime", "store"]),
+    ("integrity", &[]),
+    ("domain", &["integrity"]),
+    ("auth", &["backend", "domain", "integrity"]),
+    ("idempotency", &["backend", "domain", "integrity"]),
+    ("realtime", &["auth", "backend", "domain", "integrity"]),
+    ("store", &["auth", "backend", "domain", "integrity", "idempotency", "realtime"]),
+    ("logger", &["backend", "domain", "integrity", "store"]),
+    ("apigw", &["auth", "backend", "domain", "integrity", "idempotency", "logger", "realtime", "store"]),
+    ("config", &["auth", "domain", "integrity", "logger", "realtime", "store"]),
+    (
+        "bootstrap",
+        &["apigw", "auth", "backend", "config", "domain", "idempotency", "integrity", "logger", "realtime", "store"],
+    ),
 ];
 
 /// Modules that hold the product's logic: no AWS or Lambda types in them.
-const AWS_FREE: &[&str] = &["backend", "domain", "auth", "idempotency", "realtime", "logger"];
+const AWS_FREE: &[&str] = &["backend", "integrity", "domain", "auth", "idempotency", "realtime", "logger"];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src")

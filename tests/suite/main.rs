@@ -13,6 +13,7 @@ mod fuzz;
 mod gateway;
 mod http_api;
 mod idempotent_writes;
+mod integrity;
 mod lambda_binaries;
 mod logger;
 mod memory_store;

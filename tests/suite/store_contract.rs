@@ -103,7 +103,7 @@ async fn round_trip_keeps_every_field(backend: Backend) {
         user_id: Some("user-789".into()),
         changes: Some(json!({
             "before": {"name": "Old Name", "tags": ["a", "b"], "count": 3, "ratio": 0.25, "active": false},
-            "after": {"name": "Ñew Ñame ✓", "tags": [], "count": -7, "ratio": 1.5e10, "huge": 1e300, "big": 18446744073709551615u64, "active": true, "gone": null},
+            "after": {"name": "Ñew Ñame ✓", "tags": [], "count": -7, "ratio": 1.5e10, "huge": 1e300, "big": 9007199254740992u64, "pow": 9223372036854775808u64, "active": true, "gone": null},
         })),
         ip_address: Some("2001:db8::1".into()),
         metadata: Some(json!({"request_id": "req-1", "nested": {"depth": [1, {"two": 2}]}})),
@@ -114,9 +114,10 @@ async fn round_trip_keeps_every_field(backend: Backend) {
 
     let fetched = logger.get_log(&t, entry.id).await.unwrap().expect("stored entry is found");
     assert_eq!(fetched, entry);
+    assert_eq!(fetched.verify_leaf(), Ok(vec![]), "what is read back still matches its leaf");
     let listed = logger.get_logs(&t, &AuditQuery::new(QueryScope::Tenant)).await.unwrap();
     assert_eq!(listed.entries, vec![entry.clone()]);
-    // The JSON shape is the seed's, plus tenant_id and expires_at.
+    // The JSON shape is the seed's, plus tenant_id, expires_at and integrity.
     let json = serde_json::to_value(&fetched).unwrap();
     let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
@@ -129,6 +130,7 @@ async fn round_trip_keeps_every_field(backend: Backend) {
             "entity_type",
             "expires_at",
             "id",
+            "integrity",
             "ip_address",
             "metadata",
             "project_id",
@@ -460,6 +462,9 @@ async fn invalid_entries_are_rejected_by_field_and_nothing_is_written(backend: B
         ("metadata", Box::new(|e| e.details.metadata = Some(json!("text")))),
         ("changes", Box::new(move |e| e.details.changes = Some(deep.clone()))),
         ("entry", Box::new(|e| e.details.changes = Some(json!({ "blob": "x".repeat(300 * 1024) })))),
+        // No canonical form (RFC 8785), so no provable leaf: refused rather than rounded.
+        ("changes", Box::new(|e| e.details.changes = Some(json!({ "id": u64::MAX })))),
+        ("metadata", Box::new(|e| e.details.metadata = Some(json!({ "n": [9007199254740993u64] })))),
     ];
     for (field, break_it) in cases {
         let mut request = base();

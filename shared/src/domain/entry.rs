@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::time;
 pub use super::validation::JsonObject;
 use super::validation::{self, ValidationError};
+use crate::integrity::leaf::Integrity;
 
 /// Largest accepted entry, measured as its JSON serialisation. DynamoDB items may hold 400 KB; the
 /// key attributes and DynamoDB's own encoding need headroom, and a smaller bound keeps write cost sane.
@@ -146,7 +147,8 @@ impl From<TenantId> for String {
 }
 
 /// One immutable audit record. Field names and value strings are the seed's `AuditLogEntry`, plus
-/// `tenant_id` and `expires_at` (the retention deadline, epoch seconds, used as DynamoDB TTL).
+/// `tenant_id`, `expires_at` (the retention deadline, epoch seconds, used as DynamoDB TTL) and
+/// `integrity` (its leaf hash and the salts behind it; see [`crate::integrity::leaf`]).
 ///
 /// `id` is a UUIDv7 and `timestamp` is the millisecond embedded in it, so ordering by id is ordering
 /// by time; the stores rely on that for newest-first reads and date ranges.
@@ -165,9 +167,37 @@ pub struct AuditLogEntry {
     pub metadata: Option<JsonObject>,
     pub tenant_id: TenantId,
     pub expires_at: i64,
+    pub integrity: Integrity,
 }
 
+/// The fields an entry's leaf commits to, in this order: all but `expires_at` (retention may be
+/// changed) and `integrity` itself.
+pub const COMMITTED_FIELDS: [&str; 11] = [
+    "id",
+    "timestamp",
+    "action",
+    "entity_type",
+    "entity_id",
+    "project_id",
+    "user_id",
+    "changes",
+    "ip_address",
+    "metadata",
+    "tenant_id",
+];
+
 impl AuditLogEntry {
+    /// The committed fields with their values, as the entry's JSON has them.
+    pub fn committed_fields(&self) -> Vec<(&'static str, Value)> {
+        let json = serde_json::to_value(self).unwrap_or(Value::Null);
+        COMMITTED_FIELDS.iter().map(|name| (*name, json.get(*name).cloned().unwrap_or(Value::Null))).collect()
+    }
+
+    /// Whether the entry still matches its leaf; the erased fields when it does.
+    pub fn verify_leaf(&self) -> Result<Vec<String>, crate::integrity::leaf::LeafError> {
+        self.integrity.verify(&self.committed_fields())
+    }
+
     /// True once the retention period has passed. DynamoDB removes expired items only within a day
     /// or two, so every read checks this itself.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
@@ -255,7 +285,7 @@ impl ValidEntry {
     /// entry's timestamp.
     pub fn stamp_as(self, id: Uuid, retention_days: u32) -> Result<AuditLogEntry, ValidationError> {
         let timestamp = time::uuid_v7_time(&id).ok_or(ValidationError::InvalidUuid { field: "id" })?;
-        let entry = AuditLogEntry {
+        let mut entry = AuditLogEntry {
             id,
             timestamp,
             action: self.action,
@@ -268,7 +298,11 @@ impl ValidEntry {
             metadata: self.metadata,
             tenant_id: self.tenant_id,
             expires_at: timestamp.timestamp() + i64::from(retention_days) * 86_400,
+            integrity: Integrity::default(),
         };
+        // Validation let only exactly representable numbers in, so every field has a canonical form.
+        entry.integrity = Integrity::commit(&entry.committed_fields())
+            .map_err(|_| ValidationError::InexactNumber { field: "changes" })?;
         let actual = serde_json::to_vec(&entry).map_or(usize::MAX, |v| v.len());
         if actual > MAX_ENTRY_BYTES {
             return Err(ValidationError::EntryTooLarge { actual, max: MAX_ENTRY_BYTES });

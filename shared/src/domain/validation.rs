@@ -32,6 +32,8 @@ pub enum ValidationError {
     NotAnObject { field: &'static str },
     #[error("{field} is nested more than {max} levels deep")]
     TooDeep { field: &'static str, max: usize },
+    #[error("{field} holds a number that no IEEE-754 double represents exactly; send it as a string")]
+    InexactNumber { field: &'static str },
     #[error("the entry is {actual} bytes as JSON; at most {max} are allowed")]
     EntryTooLarge { actual: usize, max: usize },
     #[error("{field} must be one of: {allowed}")]
@@ -65,6 +67,7 @@ impl ValidationError {
             | Self::InvalidIpAddress { field }
             | Self::NotAnObject { field }
             | Self::TooDeep { field, .. }
+            | Self::InexactNumber { field }
             | Self::UnknownValue { field, .. }
             | Self::OutOfRange { field, .. }
             | Self::InvalidDateTime { field }
@@ -118,6 +121,10 @@ pub(super) fn json_object(field: &'static str, value: Value) -> Result<JsonObjec
             if depth(&map) > MAX_JSON_DEPTH {
                 return Err(ValidationError::TooDeep { field, max: MAX_JSON_DEPTH });
             }
+            // Entries are hashed in canonical form (RFC 8785), which only doubles have.
+            if !all_numbers_exact(&map) {
+                return Err(ValidationError::InexactNumber { field });
+            }
             Ok(map)
         }
         _ => Err(ValidationError::NotAnObject { field }),
@@ -141,6 +148,20 @@ fn depth(root: &JsonObject) -> usize {
         stack.extend(children.map(|v| (v, level + 1)));
     }
     deepest
+}
+
+/// Whether every number in `root` is exactly a double. Iterative, as [`depth`].
+fn all_numbers_exact(root: &JsonObject) -> bool {
+    let mut stack: Vec<&Value> = root.values().collect();
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Number(n) if !crate::integrity::canonical::is_exact(n) => return false,
+            Value::Object(m) => stack.extend(m.values()),
+            Value::Array(a) => stack.extend(a.iter()),
+            _ => {}
+        }
+    }
+    true
 }
 
 /// An integer parameter within `min..=max`.

@@ -1,0 +1,1 @@
+//! Checkpoints: signed, chained commitments to one tenant's sealed periods.
