@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod idempotency;
 pub mod integrity;
+pub mod kms;
 pub mod logger;
 pub mod realtime;
 pub mod store;

@@ -18,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["auth", "backend", "domain", "integrity", "idempotency", "realtime"]),
     ("logger", &["backend", "domain", "integrity", "store"]),
     ("apigw", &["auth", "backend", "domain", "integrity", "idempotency", "logger", "realtime", "store"]),
+    ("kms", &["integrity"]),
     ("config", &["auth", "domain", "integrity", "logger", "realtime", "store"]),
     (
         "bootstrap",

@@ -18,5 +18,6 @@ mod lambda_binaries;
 mod logger;
 mod memory_store;
 mod openapi;
+mod signing;
 mod store_contract;
 mod template;

@@ -1,0 +1,87 @@
+//! The KMS adapter of the checkpoint signer: an asymmetric `ECC_NIST_P256` key whose private half
+//! never leaves KMS. The public key is read once (per cold start) and fingerprinted as any other.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::config::timeout::TimeoutConfig;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{CustomerMasterKeySpec, KeySpec, MessageType, SigningAlgorithmSpec};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::integrity::signing::{SignError, Signer, key_id};
+
+/// KMS signs raw messages of at most this many bytes.
+const MAX_RAW_MESSAGE: usize = 4096;
+
+pub struct KmsSigner {
+    client: Client,
+    /// The KMS key's id or ARN.
+    key: String,
+    public_der: Vec<u8>,
+    key_id: String,
+}
+
+impl KmsSigner {
+    /// Reads the key's public half and checks it is a P-256 signing key.
+    pub async fn new(client: Client, key: &str) -> Result<Self, SignError> {
+        let out = client
+            .get_public_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| SignError::Unavailable(format!("GetPublicKey: {}", DisplayErrorContext(&e))))?;
+        // KMS reports `KeySpec` (and the older `CustomerMasterKeySpec`); some emulators only the latter.
+        let p256 = out.key_spec() == Some(&KeySpec::EccNistP256)
+            || out.customer_master_key_spec() == Some(&CustomerMasterKeySpec::EccNistP256);
+        if !p256 {
+            return Err(SignError::Key(format!("{key} is not an ECC_NIST_P256 key")));
+        }
+        let public_der =
+            out.public_key().map(|b| b.as_ref().to_vec()).ok_or_else(|| SignError::Key("no public key".into()))?;
+        Ok(KmsSigner { key_id: key_id(&public_der), public_der, client, key: key.to_owned() })
+    }
+
+    /// The signer of a deployed function: credentials and region from the Lambda environment.
+    pub async fn from_environment(key: &str, endpoint_override: Option<&str>) -> Result<Self, SignError> {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let mut builder = aws_sdk_kms::config::Builder::from(&shared)
+            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build());
+        if let Some(endpoint) = endpoint_override {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Self::new(Client::from_conf(builder.build()), key).await
+    }
+}
+
+#[async_trait]
+impl Signer for KmsSigner {
+    fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn public_key_der(&self) -> &[u8] {
+        &self.public_der
+    }
+
+    /// KMS hashes the message with SHA-256 and signs that (`MessageType::Raw`, up to 4 KB: a
+    /// checkpoint's body is well under 1 KB). Raw is also the mode emulators agree on: moto signs a
+    /// `Digest` message as if it were raw.
+    async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        if message.len() > MAX_RAW_MESSAGE {
+            return Err(SignError::Key(format!("a {} byte message is over KMS's 4 KB", message.len())));
+        }
+        let out = self
+            .client
+            .sign()
+            .key_id(&self.key)
+            .message(Blob::new(message.to_vec()))
+            .message_type(MessageType::Raw)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|e| SignError::Unavailable(format!("Sign: {}", DisplayErrorContext(&e))))?;
+        out.signature().map(|b| b.as_ref().to_vec()).ok_or_else(|| SignError::Unavailable("no signature".into()))
+    }
+}
