@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::timeout::TimeoutConfig;
+use aws_sdk_kms::operation::get_public_key::GetPublicKeyOutput;
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{CustomerMasterKeySpec, KeySpec, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::integrity::signing::{SignError, Signer, key_id};
@@ -32,10 +33,7 @@ impl KmsSigner {
             .send()
             .await
             .map_err(|e| SignError::Unavailable(format!("GetPublicKey: {}", DisplayErrorContext(&e))))?;
-        // KMS reports `KeySpec` (and the older `CustomerMasterKeySpec`); some emulators only the latter.
-        let p256 = out.key_spec() == Some(&KeySpec::EccNistP256)
-            || out.customer_master_key_spec() == Some(&CustomerMasterKeySpec::EccNistP256);
-        if !p256 {
+        if !is_p256(&out) {
             return Err(SignError::Key(format!("{key} is not an ECC_NIST_P256 key")));
         }
         let public_der =
@@ -53,6 +51,13 @@ impl KmsSigner {
         }
         Self::new(Client::from_conf(builder.build()), key).await
     }
+}
+
+/// KMS reports `KeySpec` and the deprecated `CustomerMasterKeySpec`; some emulators only the latter.
+#[allow(deprecated, reason = "read only as a fallback for emulators that omit KeySpec")]
+fn is_p256(out: &GetPublicKeyOutput) -> bool {
+    out.key_spec() == Some(&KeySpec::EccNistP256)
+        || out.customer_master_key_spec() == Some(&aws_sdk_kms::types::CustomerMasterKeySpec::EccNistP256)
 }
 
 #[async_trait]
