@@ -10,6 +10,7 @@ pub mod sessions;
 pub mod source;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +24,13 @@ use auditline::auth::jwt::sign_hmac;
 use auditline::auth::{AuthMethod, Authenticator, extract};
 use auditline::domain::TenantId;
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
+use auditline::integrity::signing::{LocalSigner, Signer, public_key_pem};
 use auditline::realtime::fanout::FanoutSettings;
 use auditline::realtime::{ConnectionLimits, ConnectionStore, MemoryConnections};
-use auditline::store::dynamo::tables::{self, API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, TableSpec};
+use auditline::seal::{SealStore, Sealer};
+use auditline::store::dynamo::tables::{
+    self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
+};
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
 use auditline::store::{AuditStore, MemoryStore};
 use auditline::{AuditLogger, Config};
@@ -102,6 +107,71 @@ pub struct Options {
     pub storage: Storage,
     pub config: Config,
     pub limits: Limits,
+    pub seal: SealOptions,
+}
+
+/// How the gateway seals: how often it runs the sealer, and with which key.
+#[derive(Debug, Clone)]
+pub struct SealOptions {
+    pub every: Duration,
+    pub key: SealKey,
+}
+
+impl Default for SealOptions {
+    fn default() -> Self {
+        SealOptions { every: DEFAULT_SEAL_EVERY, key: SealKey::Generate }
+    }
+}
+
+/// How often the sealer runs unless told otherwise.
+pub const DEFAULT_SEAL_EVERY: Duration = Duration::from_secs(60);
+
+/// The P-256 key checkpoints are signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealKey {
+    /// A new key for this run only.
+    Generate,
+    /// A PKCS#8 PEM file, made (with the public key beside it, `.pub.pem`) if it does not exist.
+    File(PathBuf),
+}
+
+/// Where to find the key checkpoints are signed with.
+#[derive(Debug, Clone)]
+pub struct SealKeyInfo {
+    pub key_id: String,
+    /// The public key as PEM, when the key lives in a file.
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// The signer for `key`, and the public key's file.
+fn seal_key(key: &SealKey) -> Result<(Arc<LocalSigner>, Option<PathBuf>), BoxError> {
+    let path = match key {
+        SealKey::Generate => return Ok((Arc::new(LocalSigner::generate()?), None)),
+        SealKey::File(path) => path,
+    };
+    let public = path.with_extension("pub.pem");
+    let signer = match std::fs::read_to_string(path) {
+        Ok(pem) => LocalSigner::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let signer = LocalSigner::generate()?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_private(path, &signer.private_key_pem())?;
+            signer
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+    };
+    std::fs::write(&public, public_key_pem(signer.public_key_der()))?;
+    Ok((Arc::new(signer), Some(public)))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(pem.as_bytes())
 }
 
 /// Credentials a newcomer can use at once.
@@ -122,6 +192,7 @@ pub struct Running {
     pub storage: Storage,
     connections: Arc<dyn ConnectionStore>,
     sessions: Arc<Sessions>,
+    pub seal_key: SealKeyInfo,
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
@@ -168,6 +239,8 @@ struct Gateway {
 /// The storage side: stores and key records, memory or DynamoDB.
 struct Backends {
     store: Arc<dyn AuditStore>,
+    /// The same store's checkpoints and tiles.
+    seal: Arc<dyn SealStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     connections: Arc<dyn ConnectionStore>,
     api_keys: Arc<dyn ApiKeyStore>,
@@ -188,8 +261,10 @@ async fn backends(storage: &Storage, config: &Config, limits: &Limits) -> Result
     Ok(match storage {
         Storage::Memory { max_entries, max_bytes } => {
             let keys = Arc::new(MemoryApiKeys::new());
+            let store = Arc::new(MemoryStore::bounded(*max_entries, *max_bytes));
             Backends {
-                store: Arc::new(MemoryStore::bounded(*max_entries, *max_bytes)),
+                store: store.clone(),
+                seal: store,
                 idempotency: Arc::new(MemoryIdempotency::bounded(limits.idempotency_bytes)),
                 connections: Arc::new(MemoryConnections::new()),
                 api_keys: keys.clone(),
@@ -205,12 +280,16 @@ async fn backends(storage: &Storage, config: &Config, limits: &Limits) -> Result
                 (&API_KEYS, &config.api_keys_table),
                 (&IDEMPOTENCY, &config.idempotency_table),
                 (&CONNECTIONS, &config.connections_table),
+                (&CHECKPOINTS, &config.checkpoints_table),
+                (&PROOFS, &config.proofs_table),
             ] {
                 ensure_table(&client, spec, name).await.map_err(|e| format!("table {name} at {endpoint}: {e}"))?;
             }
             let keys = Arc::new(DynamoApiKeys::new(client.clone(), &config.api_keys_table));
+            let store = Arc::new(auditline::bootstrap::dynamo_store(client.clone(), config));
             Backends {
-                store: Arc::new(auditline::bootstrap::dynamo_store(client.clone(), config)),
+                store: store.clone(),
+                seal: store,
                 idempotency: Arc::new(DynamoIdempotency::new(client.clone(), &config.idempotency_table)),
                 connections: Arc::new(DynamoConnections::new(client.clone(), &config.connections_table)),
                 api_keys: keys.clone(),
@@ -272,6 +351,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     backends.api_keys.insert(&key.record).await?;
 
     let logger = Arc::new(AuditLogger::new(backends.store.clone(), config.audit));
+    let (signer, public_key_file) = seal_key(&options.seal.key)?;
     let limits = options.limits;
     let sessions = Arc::new(Sessions::new(limits.max_sessions, limits.session_buffer_bytes));
     let feed = FeedDeps {
@@ -307,6 +387,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
             idempotency: backends.idempotency,
             health_timeout: auditline::bootstrap::HEALTH_TIMEOUT,
             auth_methods: config.auth.allowed_methods.iter().map(AuthMethod::to_string).collect(),
+            seal: backends.seal.clone(),
+            seal_settings: config.seal,
         },
         auth,
         connections: backends.connections,
@@ -331,15 +413,28 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
             tracing::error!(error = %e, "server stopped");
         }
     });
+    // The sealer on a timer: the same code as the scheduled seal function, with a local key.
+    let sealer = Sealer { store: backends.seal, signer: signer.clone(), settings: config.seal };
+    let every = options.seal.every;
+    let sealing = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = sealer.run(chrono::Utc::now()).await {
+                tracing::error!(error = %e, "sealing failed; the next tick tries again");
+            }
+        }
+    });
     Ok(Running {
         addr,
         credentials: DevCredentials { token, api_key: key.key },
         storage: options.storage,
         connections,
         sessions,
+        seal_key: SealKeyInfo { key_id: signer.key_id().to_owned(), public_key_file },
         shutdown,
         server,
-        tasks: vec![source],
+        tasks: vec![source, sealing],
     })
 }
 
@@ -503,8 +598,13 @@ async fn session(socket: WebSocket, mut queue: Outbox, gateway: Arc<Gateway>, co
     }
 }
 
-/// Options from the environment (the same variables as the deployed functions) and the bind address.
-pub fn options_from_env(host: IpAddr, port: u16) -> Result<Options, BoxError> {
+/// Where the gateway keeps its signing key unless `AUDITLINE_SEAL_KEY_FILE` says otherwise: kept
+/// between runs, so a chain stored in a DynamoDB API verifies with one key.
+pub const DEFAULT_SEAL_KEY_FILE: &str = ".auditline/seal-key.pem";
+
+/// Options from the environment (the same variables as the deployed functions), the bind address
+/// and how often to seal.
+pub fn options_from_env(host: IpAddr, port: u16, seal_every: Duration) -> Result<Options, BoxError> {
     let config = Config::from_env()?;
     let storage = match &config.dynamodb_endpoint {
         Some(endpoint) => Storage::DynamoDb { endpoint: endpoint.clone() },
@@ -517,7 +617,10 @@ pub fn options_from_env(host: IpAddr, port: u16) -> Result<Options, BoxError> {
         max_sessions: number_from_env("AUDITLINE_MAX_SESSIONS", Limits::default().max_sessions, 1)?,
         ..Limits::default()
     };
-    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits })
+    let key =
+        std::env::var("AUDITLINE_SEAL_KEY_FILE").map_or_else(|_| PathBuf::from(DEFAULT_SEAL_KEY_FILE), PathBuf::from);
+    let seal = SealOptions { every: seal_every, key: SealKey::File(key) };
+    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits, seal })
 }
 
 /// A whole number of at least `min` from `variable`, or `default` when unset.

@@ -1,6 +1,7 @@
 //! `cargo run --release -p auditline-local`: the whole service on loopback. No AWS account, no Docker.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use auditline_local::{DEV_TENANT, DEV_TOKEN_HOURS, SHUTDOWN_GRACE, Storage, options_from_env, start};
 use clap::Parser;
@@ -14,13 +15,30 @@ struct Args {
     /// Port for both APIs.
     #[arg(long, env = "AUDITLINE_PORT", default_value_t = 8080)]
     port: u16,
+    /// How often the sealer runs: `10s`, `2m` or seconds (periods are AUDIT_SEAL_PERIOD_MINUTES,
+    /// sealed AUDIT_SEAL_GRACE_SECONDS after they end).
+    #[arg(long, env = "AUDITLINE_SEAL_EVERY", default_value = "60s", value_parser = parse_every)]
+    seal_every: Duration,
+}
+
+fn parse_every(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.strip_suffix('s') {
+        Some(n) => (n, 1),
+        None => match text.strip_suffix('m') {
+            Some(n) => (n, 60),
+            None => (text, 1),
+        },
+    };
+    let value: u64 = number.trim().parse().map_err(|_| format!("{text:?} is not a duration such as 10s or 2m"))?;
+    (1..=86_400).contains(&(value * unit)).then(|| Duration::from_secs(value * unit)).ok_or("from 1 s to 1 day".into())
 }
 
 #[tokio::main]
 async fn main() {
     lambda_runtime::tracing::init_default_subscriber();
     let args = Args::parse();
-    let running = match options_from_env(args.host, args.port) {
+    let running = match options_from_env(args.host, args.port, args.seal_every) {
         Ok(options) => start(options).await,
         Err(e) => Err(e),
     };
@@ -50,6 +68,13 @@ async fn main() {
             println!("             (tenant {DEV_TENANT}, every scope, valid {DEV_TOKEN_HOURS} h)");
         }
         None => println!("  token      none: a JWT key is configured, so the gateway mints no tokens of its own"),
+    }
+    let keys_url = format!("{http}/audit/keys");
+    match &running.seal_key.public_key_file {
+        Some(file) => {
+            println!("  seal key   {} (public key {}; also {keys_url})", running.seal_key.key_id, file.display())
+        }
+        None => println!("  seal key   {} (public key at {keys_url})", running.seal_key.key_id),
     }
     println!("  api key    {key}");
     println!("             (tenant {DEV_TENANT}, audit:read audit:write, valid {DEV_TOKEN_HOURS} h)");

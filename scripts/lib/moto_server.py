@@ -9,6 +9,13 @@ run on parallel threads, a rollback can silently undo a concurrent transaction's
 Here the snapshot is of just the items the transaction names, plus the length of each table's stream,
 and transactions are serialised. A failed transaction is still rolled back completely (its items and
 its stream records), so the semantics the tests rely on are moto's, unchanged; only the cost is not.
+
+Single-item writes (PutItem, UpdateItem, DeleteItem) and reads (GetItem, Query, BatchGetItem) take
+the same lock. DynamoDB documents serializable isolation between TransactWriteItems and standard
+writes, and read-committed reads that never see a transaction half-applied; moto, on parallel
+threads, interleaves them, and a read can even see the item of a transaction that is then rolled
+back. The seal relies on the documented guarantees (a write checks the seal marker in its
+transaction; a seal moves the marker with UpdateItem, then reads), so the emulator provides them.
 Nothing else in moto is touched.
 """
 
@@ -35,7 +42,8 @@ class _CopyKeepingTables:
 
 dynamodb_models.copy = _CopyKeepingTables
 _original_transact_write_items = DynamoDBBackend.transact_write_items
-_transactions = threading.Lock()
+# Reentrant: moto applies a transaction through the very put_item and update_item locked below.
+_transactions = threading.RLock()
 
 
 def _key_of(table, op):
@@ -90,6 +98,18 @@ def transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def _serialised(write):
+    def locked(self, *args, **kwargs):
+        with _transactions:
+            return write(self, *args, **kwargs)
+
+    return locked
+
+
+for _name in ("put_item", "update_item", "delete_item", "get_item", "query", "batch_get_item"):
+    setattr(DynamoDBBackend, _name, _serialised(getattr(DynamoDBBackend, _name)))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

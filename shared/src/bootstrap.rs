@@ -16,9 +16,11 @@ use crate::apigw::stream::{FeedDeps, handle_stream};
 use crate::apigw::websocket;
 use crate::auth::jwt::JwtConfigError;
 use crate::auth::{AuthMethod, Authenticator};
+use crate::kms::KmsSigner;
 use crate::realtime::fanout::FanoutSettings;
+use crate::seal::Sealer;
 use crate::store::DynamoStore;
-use crate::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_from_environment};
+use crate::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment};
 use crate::{AuditLogger, Config};
 
 /// How long the health check waits for storage before reporting it degraded.
@@ -40,7 +42,13 @@ pub async fn authenticator(config: &Config) -> Result<Authenticator, JwtConfigEr
 
 /// The audit store on the configured tables.
 pub fn dynamo_store(client: aws_sdk_dynamodb::Client, config: &Config) -> DynamoStore {
-    DynamoStore::new(client, &config.entries_table, &config.counters_table).with_counter_shards(config.counter_shards)
+    DynamoStore::new(client, &config.entries_table, &config.counters_table)
+        .with_counter_shards(config.counter_shards)
+        .with_seal_tables(SealTables {
+            checkpoints: config.checkpoints_table.clone(),
+            proofs: config.proofs_table.clone(),
+            retention_days: config.audit.retention_days,
+        })
 }
 
 /// The HTTP handlers' dependencies on DynamoDB.
@@ -48,7 +56,9 @@ pub async fn audit_api(config: &Config) -> AuditApi {
     let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
     let store = Arc::new(dynamo_store(client.clone(), config));
     AuditApi {
-        logger: Arc::new(AuditLogger::new(store, config.audit)),
+        logger: Arc::new(AuditLogger::new(store.clone(), config.audit)),
+        seal: store,
+        seal_settings: config.seal,
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
         auth_methods: config.auth.allowed_methods.iter().map(ToString::to_string).collect(),
@@ -157,6 +167,34 @@ pub async fn serve_stream_fanout() -> Result<(), BoxError> {
     .await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
         Ok::<_, BoxError>(handle_stream(event.payload, deps).await.0)
+    }))
+    .await
+}
+
+/// `main` of the seal function: on each scheduled invocation, seals every tenant's closed periods.
+pub async fn serve_seal() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sealer = initialise(async {
+        let config = Config::from_env()?;
+        let key = config
+            .seal_kms_key_id
+            .clone()
+            .ok_or("set SEAL_KMS_KEY_ID to the KMS key (ECC_NIST_P256) that signs checkpoints")?;
+        let signer = KmsSigner::from_environment(&key, config.kms_endpoint.as_deref()).await?;
+        let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
+        Ok(Sealer { store: Arc::new(dynamo_store(client, &config)), signer: Arc::new(signer), settings: config.seal })
+    })
+    .await?;
+    let sealer = &sealer;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+        let report = sealer.run(Utc::now()).await?;
+        tracing::info!(?report, "sealed");
+        Ok::<Value, BoxError>(serde_json::json!({
+            "tenants": report.tenants,
+            "checkpoints": report.checkpoints,
+            "entries": report.entries,
+            "raced": report.raced,
+        }))
     }))
     .await
 }

@@ -7,11 +7,14 @@ use crate::auth::{AuthMethod, AuthSettings, Secret};
 use crate::domain::TenantId;
 use crate::logger::{AuditSettings, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
 use crate::realtime::ConnectionLimits;
+use crate::seal::SealSettings;
 pub const DEFAULT_ENTRIES_TABLE: &str = "auditline-entries";
 pub const DEFAULT_COUNTERS_TABLE: &str = "auditline-counters";
 pub const DEFAULT_API_KEYS_TABLE: &str = "auditline-api-keys";
 pub const DEFAULT_IDEMPOTENCY_TABLE: &str = "auditline-idempotency";
 pub const DEFAULT_CONNECTIONS_TABLE: &str = "auditline-connections";
+pub const DEFAULT_CHECKPOINTS_TABLE: &str = "auditline-checkpoints";
+pub const DEFAULT_PROOFS_TABLE: &str = "auditline-proofs";
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
 pub const MAX_JWT_LEEWAY_SECONDS: u64 = 300;
 /// Statistics counters per tenant-hour. More shards let one tenant write faster without transaction
@@ -33,6 +36,12 @@ pub mod vars {
     pub const API_KEYS_TABLE: &str = "API_KEYS_TABLE";
     pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
     pub const CONNECTIONS_TABLE: &str = "CONNECTIONS_TABLE";
+    pub const CHECKPOINTS_TABLE: &str = "CHECKPOINTS_TABLE";
+    pub const PROOFS_TABLE: &str = "PROOFS_TABLE";
+    pub const AUDIT_SEAL_PERIOD_MINUTES: &str = "AUDIT_SEAL_PERIOD_MINUTES";
+    pub const AUDIT_SEAL_GRACE_SECONDS: &str = "AUDIT_SEAL_GRACE_SECONDS";
+    pub const SEAL_KMS_KEY_ID: &str = "SEAL_KMS_KEY_ID";
+    pub const KMS_ENDPOINT: &str = "KMS_ENDPOINT";
     pub const WEBSOCKET_API_ID: &str = "WEBSOCKET_API_ID";
     pub const WEBSOCKET_STAGE: &str = "WEBSOCKET_STAGE";
     pub const WEBSOCKET_ENDPOINT: &str = "WEBSOCKET_ENDPOINT";
@@ -50,12 +59,14 @@ pub mod vars {
     pub const FEED_MAX_CONNECTIONS_PER_PRINCIPAL: &str = "FEED_MAX_CONNECTIONS_PER_PRINCIPAL";
 
     /// The variable naming each table, as the functions read it.
-    pub const TABLES: [(&str, &TableSpec); 5] = [
+    pub const TABLES: [(&str, &TableSpec); 7] = [
         (ENTRIES_TABLE, &tables::ENTRIES),
         (COUNTERS_TABLE, &tables::COUNTERS),
         (API_KEYS_TABLE, &tables::API_KEYS),
         (IDEMPOTENCY_TABLE, &tables::IDEMPOTENCY),
         (CONNECTIONS_TABLE, &tables::CONNECTIONS),
+        (CHECKPOINTS_TABLE, &tables::CHECKPOINTS),
+        (PROOFS_TABLE, &tables::PROOFS),
     ];
 
     /// Every variable above: the SAM template may set these and no others.
@@ -71,6 +82,12 @@ pub mod vars {
         API_KEYS_TABLE,
         IDEMPOTENCY_TABLE,
         CONNECTIONS_TABLE,
+        CHECKPOINTS_TABLE,
+        PROOFS_TABLE,
+        AUDIT_SEAL_PERIOD_MINUTES,
+        AUDIT_SEAL_GRACE_SECONDS,
+        SEAL_KMS_KEY_ID,
+        KMS_ENDPOINT,
         WEBSOCKET_API_ID,
         WEBSOCKET_STAGE,
         WEBSOCKET_ENDPOINT,
@@ -106,6 +123,12 @@ pub struct Config {
     pub api_keys_table: String,
     pub idempotency_table: String,
     pub connections_table: String,
+    pub checkpoints_table: String,
+    pub proofs_table: String,
+    pub seal: SealSettings,
+    /// The KMS key checkpoints are signed with (the seal function).
+    pub seal_kms_key_id: Option<String>,
+    pub kms_endpoint: Option<String>,
     /// Where the fan-out posts messages: the API Gateway Management API endpoint of the WebSocket
     /// API, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
     /// WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (so it works behind custom domains), or given
@@ -148,6 +171,20 @@ impl Config {
             &format!("a whole number of seconds from 0 to {MAX_JWT_LEEWAY_SECONDS}"),
         )?;
         let require_auth = setting(&get, vars::AUTH_REQUIRED, true, parse_bool, "true or false")?;
+        let period_minutes = setting(
+            &get,
+            vars::AUDIT_SEAL_PERIOD_MINUTES,
+            u64::from(crate::seal::DEFAULT_PERIOD_MINUTES),
+            |v| in_range(v, 1, 60).filter(|m| 60 % m == 0),
+            "a whole number of minutes from 1 to 60 that divides an hour (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)",
+        )? as u32;
+        let grace_seconds = setting(
+            &get,
+            vars::AUDIT_SEAL_GRACE_SECONDS,
+            u64::from(crate::seal::DEFAULT_GRACE_SECONDS),
+            |v| in_range(v, 0, 3600),
+            "a whole number of seconds from 0 to 3600",
+        )? as u32;
         let connection_limit = |variable, default: usize| {
             setting(&get, variable, default as u64, |v| in_range(v, 1, 1_000_000), "a whole number from 1 to 1000000")
                 .map(|n| n as usize)
@@ -204,6 +241,11 @@ impl Config {
             counter_shards,
             api_keys_table: get(vars::API_KEYS_TABLE).unwrap_or_else(|| DEFAULT_API_KEYS_TABLE.into()),
             connections_table: get(vars::CONNECTIONS_TABLE).unwrap_or_else(|| DEFAULT_CONNECTIONS_TABLE.into()),
+            checkpoints_table: get(vars::CHECKPOINTS_TABLE).unwrap_or_else(|| DEFAULT_CHECKPOINTS_TABLE.into()),
+            proofs_table: get(vars::PROOFS_TABLE).unwrap_or_else(|| DEFAULT_PROOFS_TABLE.into()),
+            seal: SealSettings { period_minutes, grace_seconds, lookback_hours: retention_days * 24 },
+            seal_kms_key_id: get(vars::SEAL_KMS_KEY_ID),
+            kms_endpoint: get(vars::KMS_ENDPOINT),
             websocket_endpoint: get(vars::WEBSOCKET_ENDPOINT).or_else(|| {
                 Some(management_endpoint(
                     &get(vars::WEBSOCKET_API_ID)?,

@@ -16,6 +16,7 @@ pub mod integrity;
 pub mod kms;
 pub mod logger;
 pub mod realtime;
+pub mod seal;
 pub mod store;
 
 pub use config::Config;

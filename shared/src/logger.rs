@@ -159,8 +159,16 @@ impl AuditLogger {
         if !self.settings.enabled {
             return Ok(LogOutcome::Disabled);
         }
-        let entry = valid.stamp((self.clock)(), self.settings.retention_days)?;
-        self.store.put(&entry).await?;
+        let mut entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
+        match self.store.put(&entry).await {
+            Ok(()) => {}
+            // Stamped, then held up past the seal's grace: nothing was written, so stamp it again.
+            Err(StoreError::Sealed(_)) => {
+                entry = valid.stamp((self.clock)(), self.settings.retention_days)?;
+                self.store.put(&entry).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.notify(&entry);
         Ok(LogOutcome::Stored(entry))
     }

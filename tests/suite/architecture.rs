@@ -15,19 +15,33 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["backend", "domain", "integrity"]),
     ("idempotency", &["backend", "domain", "integrity"]),
     ("realtime", &["auth", "backend", "domain", "integrity"]),
-    ("store", &["auth", "backend", "domain", "integrity", "idempotency", "realtime"]),
+    ("seal", &["backend", "domain", "integrity"]),
+    ("store", &["auth", "backend", "domain", "integrity", "idempotency", "realtime", "seal"]),
     ("logger", &["backend", "domain", "integrity", "store"]),
-    ("apigw", &["auth", "backend", "domain", "integrity", "idempotency", "logger", "realtime", "store"]),
+    ("apigw", &["auth", "backend", "domain", "integrity", "idempotency", "logger", "realtime", "seal", "store"]),
     ("kms", &["integrity"]),
-    ("config", &["auth", "domain", "integrity", "logger", "realtime", "store"]),
+    ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store"]),
     (
         "bootstrap",
-        &["apigw", "auth", "backend", "config", "domain", "idempotency", "integrity", "logger", "realtime", "store"],
+        &[
+            "apigw",
+            "auth",
+            "backend",
+            "config",
+            "domain",
+            "idempotency",
+            "integrity",
+            "kms",
+            "logger",
+            "realtime",
+            "seal",
+            "store",
+        ],
     ),
 ];
 
 /// Modules that hold the product's logic: no AWS or Lambda types in them.
-const AWS_FREE: &[&str] = &["backend", "integrity", "domain", "auth", "idempotency", "realtime", "logger"];
+const AWS_FREE: &[&str] = &["backend", "integrity", "domain", "auth", "idempotency", "realtime", "logger", "seal"];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src")

@@ -104,7 +104,7 @@ fn every_date_edge_on_every_route() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (api, _) = seeded(&runtime);
     let mut checked = 0;
-    for route in [Route::ListLogs, Route::EntityLogs, Route::ProjectLogs, Route::Stats] {
+    for route in [Route::ListLogs, Route::EntityLogs, Route::ProjectLogs, Route::Stats, Route::Checkpoints] {
         for edge in edge_instants() {
             for nanos in NUDGES {
                 for form in 0..DATE_FORMS {
@@ -121,7 +121,7 @@ fn every_date_edge_on_every_route() {
             }
         }
     }
-    assert_eq!(checked, 4 * 5 * NUDGES.len() * DATE_FORMS as usize * 2);
+    assert_eq!(checked, 5 * 5 * NUDGES.len() * DATE_FORMS as usize * 2);
 }
 
 fn date_like() -> impl Strategy<Value = String> {
@@ -259,6 +259,8 @@ fn api(store: Arc<MemoryStore>) -> AuditApi {
         idempotency: Arc::new(MemoryIdempotency::new()),
         health_timeout: std::time::Duration::from_secs(1),
         auth_methods: vec!["jwt".into()],
+        seal: Arc::new(auditline::store::MemoryStore::new()),
+        seal_settings: Default::default(),
     }
 }
 
@@ -291,6 +293,9 @@ fn sample_of(route: Route) -> &'static str {
         Route::Stats => "http-stats.json",
         Route::Health => "http-health.json",
         Route::Ingest => "http-ingest.json",
+        Route::Checkpoints => "http-checkpoints.json",
+        Route::Proof => "http-proof.json",
+        Route::Keys => "http-keys.json",
     }
 }
 
@@ -326,8 +331,10 @@ fn stored(runtime: &tokio::runtime::Runtime, store: &MemoryStore) -> usize {
 fn query_parameters_of_every_route() {
     // Routes that read parameters twice as often as those that only refuse them.
     let routes = prop_oneof![
-        2 => proptest::sample::select(vec![Route::ListLogs, Route::EntityLogs, Route::ProjectLogs, Route::Stats]),
-        1 => proptest::sample::select(vec![Route::GetLog, Route::Health, Route::Ingest]),
+        2 => proptest::sample::select(vec![
+            Route::ListLogs, Route::EntityLogs, Route::ProjectLogs, Route::Stats, Route::Checkpoints,
+        ]),
+        1 => proptest::sample::select(vec![Route::GetLog, Route::Health, Route::Ingest, Route::Proof, Route::Keys]),
     ];
     let pairs = parameters(
         vec!["action", "entity_type", "user_id", "start_date", "end_date", "limit", "offset", "next_token"],
@@ -361,13 +368,13 @@ fn query_parameters_of_every_route() {
 
 #[test]
 fn path_parameters() {
-    let routes = proptest::sample::select(vec![Route::GetLog, Route::EntityLogs, Route::ProjectLogs]);
+    let routes = proptest::sample::select(vec![Route::GetLog, Route::Proof, Route::EntityLogs, Route::ProjectLogs]);
     let values =
         prop_oneof![odd_text(), parameter_value(), any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string())];
     fuzz((routes, values), |runtime, (route, value)| {
         let (api, store) = seeded(runtime);
         let name = match route {
-            Route::GetLog => "id",
+            Route::GetLog | Route::Proof => "id",
             Route::EntityLogs => "entity_id",
             _ => "project_id",
         };

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use auditline::Config;
-use auditline_local::{Limits, Options, Running, Storage, start};
+use auditline_local::{Limits, Options, Running, SealOptions, Storage, start};
 use auditline_tests::auth::{SECRET, claims, hs256};
 use auditline_tests::client::{HttpReply, Socket, http, receive, websocket};
 use auditline_tests::{tenant, unique_name};
@@ -26,7 +26,9 @@ fn config(extra: &[(&str, String)]) -> Config {
 
 async fn gateway(storage: Storage, config: Config) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    start(Options { bind, storage, config, limits: Limits::default() }).await.expect("the gateway starts")
+    start(Options { bind, storage, config, limits: Limits::default(), seal: SealOptions::default() })
+        .await
+        .expect("the gateway starts")
 }
 
 async fn memory_gateway() -> Running {
@@ -235,7 +237,7 @@ async fn the_binary_runs_prints_working_credentials_and_stops_on_ctrl_c() {
 async fn gateway_with(limits: Limits, config: Config) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let storage = Storage::Memory { max_entries: 100_000, max_bytes: 64 << 20 };
-    start(Options { bind, storage, config, limits }).await.expect("the gateway starts")
+    start(Options { bind, storage, config, limits, seal: SealOptions::default() }).await.expect("the gateway starts")
 }
 
 #[tokio::test]

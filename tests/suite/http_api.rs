@@ -538,12 +538,16 @@ fn routes_resolve_paths_for_the_local_gateway() {
         Some((Route::EntityLogs, vec![("entity_id", "e-1".into())]))
     );
     assert_eq!(Route::resolve("GET", "/audit/stats/"), Some((Route::Stats, vec![])));
+    assert_eq!(Route::resolve("GET", "/audit/logs/abc/proof"), Some((Route::Proof, vec![("id", "abc".into())])));
+    assert_eq!(Route::resolve("GET", "/audit/checkpoints"), Some((Route::Checkpoints, vec![])));
+    assert_eq!(Route::resolve("GET", "/audit/keys"), Some((Route::Keys, vec![])));
     assert_eq!(Route::resolve("DELETE", "/audit/logs/abc"), None);
     assert_eq!(Route::resolve("GET", "/audit/logs/entity/"), Some((Route::GetLog, vec![("id", "entity".into())])));
     assert_eq!(Route::resolve("GET", "/audit/logs/entity//x"), None);
     assert_eq!(Route::resolve("GET", "/other"), None);
     for route in Route::ALL {
-        assert_eq!(route.required_scope().is_none(), route == Route::Health);
+        // Public: the health check and the verification keys (an auditor needs no account).
+        assert_eq!(route.required_scope().is_none(), matches!(route, Route::Health | Route::Keys), "{route:?}");
     }
 }
 

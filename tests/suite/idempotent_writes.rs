@@ -95,6 +95,8 @@ async fn keys_belong_to_one_caller(backend: Backend) {
         idempotency: idempotency(backend).await,
         health_timeout: Duration::from_secs(1),
         auth_methods: vec![],
+        seal: Arc::new(auditline::store::MemoryStore::new()),
+        seal_settings: Default::default(),
     };
     let alice_body = json!({"action": "CREATE", "entity_type": "FILE", "entity_id": "alice-file"});
     let bob_body = json!({"action": "DELETE", "entity_type": "FILE", "entity_id": "bob-file"});
@@ -125,6 +127,8 @@ async fn a_batch_cut_off_and_retried_stores_each_entry_once(backend: Backend) {
         idempotency: idempotency.clone(),
         health_timeout: Duration::from_secs(1),
         auth_methods: vec![],
+        seal: Arc::new(auditline::store::MemoryStore::new()),
+        seal_settings: Default::default(),
     };
     let request = post(&batch(SIZE), "acme", "alice", "nightly-import-1");
 

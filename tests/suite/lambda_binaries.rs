@@ -128,6 +128,33 @@ async fn the_websocket_and_stream_functions_serve_their_sample_events() {
 }
 
 #[tokio::test]
+async fn the_seal_and_integrity_functions_serve_their_sample_events() {
+    let mut env = environment().await;
+    let kms = auditline_tests::kms::local_kms();
+    env.push(("SEAL_KMS_KEY_ID", auditline_tests::kms::p256_key(&kms).await));
+    env.push(("KMS_ENDPOINT", auditline_tests::dynamodb_endpoint()));
+    // A first run looks back over the retention, an hour per query: two days keeps this quick.
+    env.push(("AUDIT_RETENTION_DAYS", "2".into()));
+    let created = invoke(&function("ingest", &env).await, &event("http-ingest.json")).await;
+    let id = body(&created)["id"].as_str().unwrap().to_owned();
+
+    // A scheduled run: the entry's hour is still open, so nothing is sealed, but the key is published.
+    let report = invoke(&function("seal", &env).await, &event("seal-schedule.json")).await;
+    assert_eq!(report["checkpoints"], 0, "{report}");
+    let keys = body(&invoke(&function("list-keys", &env).await, &event("http-keys.json")).await);
+    assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1), "{keys}");
+    assert!(keys["keys"][0]["public_key_pem"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
+
+    let checkpoints = invoke(&function("list-checkpoints", &env).await, &event("http-checkpoints.json")).await;
+    assert_eq!((checkpoints["statusCode"].as_u64(), body(&checkpoints)["count"].as_u64()), (Some(200), Some(0)));
+    let mut proof = event("http-proof.json");
+    proof["pathParameters"]["id"] = json!(id);
+    proof["rawPath"] = json!(format!("/audit/logs/{id}/proof"));
+    let proof = invoke(&function("get-proof", &env).await, &proof).await;
+    assert_eq!((proof["statusCode"].as_u64(), &body(&proof)["sealed"]), (Some(200), &json!(false)), "{proof}");
+}
+
+#[tokio::test]
 async fn a_bad_configuration_is_reported_as_an_init_error() {
     let mut env = environment().await;
     env.push(("JWT_ALGORITHM", "none".into()));

@@ -18,6 +18,7 @@ mod lambda_binaries;
 mod logger;
 mod memory_store;
 mod openapi;
+mod seal;
 mod signing;
 mod store_contract;
 mod template;

@@ -6,12 +6,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use auditline::apigw::http::{AuditApi, MAX_BODY_BYTES, Route};
+use auditline::domain::{AuditAction, EntityType};
 use auditline::idempotency::MemoryIdempotency;
+use auditline::integrity::signing::LocalSigner;
+use auditline::seal::{SealSettings, Sealer};
 use auditline::store::MemoryStore;
 use auditline::store::dynamo::client_for_local_endpoint;
-use auditline::{AuditLogger, AuditSettings};
+use auditline::{AuditLogger, AuditSettings, LogOutcome};
 use auditline_tests::event;
 use auditline_tests::http::{Reply, api_over, call, memory_api, sample, with_query};
+use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 fn spec() -> Value {
@@ -212,6 +216,40 @@ async fn every_response_matches_its_schema() {
         assert_eq!(reply.status, 503);
         check(&spec, route, &reply);
     }
+}
+
+#[tokio::test]
+async fn integrity_responses_match_their_schemas() {
+    let spec = spec();
+    let store = Arc::new(MemoryStore::new());
+    let mut api =
+        auditline_tests::http::api_with_seal(store.clone(), store.clone(), Arc::new(MemoryIdempotency::new()));
+    let hours_ago = Utc::now() - Duration::hours(3);
+    let (clock, _) = auditline_tests::stepping_clock(hours_ago, 60_000);
+    let past = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
+    let acme = auditline_tests::tenant("acme");
+    let request = auditline_tests::new_entry(&acme, AuditAction::Create, EntityType::File, "f", None, None);
+    let Ok(LogOutcome::Stored(sealed)) = past.log(request).await else { panic!("stored") };
+    let signer = Arc::new(LocalSigner::generate().unwrap());
+    Sealer { store: store.clone(), signer, settings: SealSettings::default() }.run(Utc::now()).await.unwrap();
+    api.logger = Arc::new(AuditLogger::new(store, AuditSettings::default()));
+    let created = call(&api, Route::Ingest, &event("http-ingest.json")).await;
+    let fresh = created.body["id"].as_str().unwrap().to_owned();
+
+    let checkpoints = |pairs: &[(&str, &str)]| sample("http-checkpoints.json", |e| with_query(e, pairs));
+    for pairs in [&[][..], &[("limit", "1")], &[("limit", "x")], &[("end_date", "2020-01-01")]] {
+        check(&spec, Route::Checkpoints, &call(&api, Route::Checkpoints, &checkpoints(pairs)).await);
+    }
+    let proof = |id: &str| sample("http-proof.json", |e| e["pathParameters"] = json!({ "id": id }));
+    let sealed_id = sealed.id.to_string();
+    for (id, status) in
+        [(sealed_id.as_str(), 200), (fresh.as_str(), 200), ("0192f7e1-0000-7000-8000-000000000000", 404), ("x", 400)]
+    {
+        let reply = call(&api, Route::Proof, &proof(id)).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        check(&spec, Route::Proof, &reply);
+    }
+    check(&spec, Route::Keys, &call(&api, Route::Keys, &event("http-keys.json")).await);
 }
 
 #[test]

@@ -161,7 +161,8 @@ fn tables_match_their_definitions_in_code() {
             .map(|i| {
                 let keys =
                     vec![(i.partition_key.to_owned(), "HASH".to_owned()), (i.sort_key.to_owned(), "RANGE".to_owned())];
-                (i.name.to_owned(), (keys, "ALL".to_owned()))
+                let projection = if i.keys_only { "KEYS_ONLY" } else { "ALL" };
+                (i.name.to_owned(), (keys, projection.to_owned()))
             })
             .collect();
         assert_eq!(indexes, want, "{name} indexes");

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use auditline::apigw::http::{AuditApi, Route, handle};
 use auditline::idempotency::MemoryIdempotency;
-use auditline::store::dynamo::tables::{COUNTERS, ENTRIES, IDEMPOTENCY};
-use auditline::store::dynamo::{DynamoIdempotency, RequestCounter};
+use auditline::seal::{SealSettings, SealStore};
+use auditline::store::dynamo::tables::{CHECKPOINTS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS};
+use auditline::store::dynamo::{DynamoIdempotency, RequestCounter, SealTables};
 use auditline::store::{AuditStore, DynamoStore, MemoryStore};
 use auditline::{AuditLogger, AuditSettings};
 use lambda_http::Body;
@@ -74,8 +75,18 @@ pub fn sample(file: &str, edit: impl FnOnce(&mut Value)) -> Value {
     e
 }
 
+/// The API over `store`, with an empty seal store beside it (for stores that only fail, or tests
+/// that do not seal).
 pub fn api_over(
     store: Arc<dyn AuditStore>,
+    idempotency: Arc<dyn auditline::idempotency::IdempotencyStore>,
+) -> AuditApi {
+    api_with_seal(store, Arc::new(MemoryStore::new()), idempotency)
+}
+
+pub fn api_with_seal(
+    store: Arc<dyn AuditStore>,
+    seal: Arc<dyn SealStore>,
     idempotency: Arc<dyn auditline::idempotency::IdempotencyStore>,
 ) -> AuditApi {
     AuditApi {
@@ -83,11 +94,14 @@ pub fn api_over(
         idempotency,
         health_timeout: std::time::Duration::from_millis(800),
         auth_methods: vec!["jwt".into(), "api_key".into()],
+        seal,
+        seal_settings: SealSettings::default(),
     }
 }
 
 pub fn memory_api() -> AuditApi {
-    api_over(Arc::new(MemoryStore::new()), Arc::new(MemoryIdempotency::new()))
+    let store = Arc::new(MemoryStore::new());
+    api_with_seal(store.clone(), store, Arc::new(MemoryIdempotency::new()))
 }
 
 /// The API over fresh DynamoDB tables on the local DynamoDB API, and its request counter.
@@ -96,7 +110,12 @@ pub async fn dynamo_api() -> (AuditApi, RequestCounter) {
     let entries = fresh_table(&client, &ENTRIES, "entries").await;
     let counters = fresh_table(&client, &COUNTERS, "counters").await;
     let idempotency = fresh_table(&client, &IDEMPOTENCY, "idempotency").await;
-    let store = Arc::new(DynamoStore::new(client.clone(), entries, counters));
+    let tables = SealTables {
+        checkpoints: fresh_table(&client, &CHECKPOINTS, "checkpoints").await,
+        proofs: fresh_table(&client, &PROOFS, "proofs").await,
+        retention_days: 90,
+    };
+    let store = Arc::new(DynamoStore::new(client.clone(), entries, counters).with_seal_tables(tables));
     counter.reset();
-    (api_over(store, Arc::new(DynamoIdempotency::new(client, idempotency))), counter)
+    (api_with_seal(store.clone(), store, Arc::new(DynamoIdempotency::new(client, idempotency))), counter)
 }

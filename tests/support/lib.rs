@@ -6,6 +6,7 @@ pub mod client;
 pub mod dynamo_faults;
 pub mod feed;
 pub mod http;
+pub mod kms;
 pub mod runtime;
 pub mod wire;
 

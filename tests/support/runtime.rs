@@ -16,7 +16,9 @@ use super::wire::{read_request, respond};
 /// Fresh tables on the local DynamoDB API, and the environment every function gets with them (as
 /// the SAM template sets it), plus `extra`.
 pub async fn function_environment(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-    use auditline::store::dynamo::tables::{API_KEYS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY};
+    use auditline::store::dynamo::tables::{
+        API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS,
+    };
     let (client, _) = super::local_client();
     let mut env = vec![
         ("DYNAMODB_ENDPOINT", super::dynamodb_endpoint()),
@@ -25,6 +27,8 @@ pub async fn function_environment(extra: &[(&'static str, String)]) -> Vec<(&'st
         ("API_KEYS_TABLE", super::fresh_table(&client, &API_KEYS, "keys").await),
         ("IDEMPOTENCY_TABLE", super::fresh_table(&client, &IDEMPOTENCY, "idempotency").await),
         ("CONNECTIONS_TABLE", super::fresh_table(&client, &CONNECTIONS, "connections").await),
+        ("CHECKPOINTS_TABLE", super::fresh_table(&client, &CHECKPOINTS, "checkpoints").await),
+        ("PROOFS_TABLE", super::fresh_table(&client, &PROOFS, "proofs").await),
         ("JWT_SECRET", super::auth::SECRET.to_owned()),
     ];
     env.extend(extra.iter().cloned());

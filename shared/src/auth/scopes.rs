@@ -50,7 +50,7 @@ pub fn read_scope_for(entity_type: EntityType) -> String {
 pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
     let (method, path) = route_key.split_once(' ')?;
     match (method, path) {
-        ("GET", "/audit/health") => Some(None),
+        ("GET", "/audit/health" | "/audit/keys") => Some(None),
         ("POST", "/audit/logs") => Some(Some(AUDIT_WRITE)),
         (
             "GET",
@@ -58,6 +58,8 @@ pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
             | "/audit/logs/{id}"
             | "/audit/logs/entity/{entity_id}"
             | "/audit/logs/project/{project_id}"
+            | "/audit/logs/{id}/proof"
+            | "/audit/checkpoints"
             | "/audit/stats",
         ) => Some(Some(AUDIT_READ)),
         _ => None,

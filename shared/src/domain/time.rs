@@ -169,6 +169,23 @@ impl HourBucket {
         DateTime::from_timestamp((self.0 + 1) * 3600, 0).unwrap_or_default()
     }
 
+    /// Hours since the epoch.
+    pub fn index(self) -> i64 {
+        self.0
+    }
+
+    pub fn from_index(index: i64) -> Self {
+        HourBucket(index)
+    }
+
+    pub fn previous(self) -> Self {
+        HourBucket(self.0 - 1)
+    }
+
+    pub fn next(self) -> Self {
+        HourBucket(self.0 + 1)
+    }
+
     /// Sortable text form, `2026-11-27T10`.
     pub fn label(self) -> String {
         let s = self.start();

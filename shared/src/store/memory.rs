@@ -11,7 +11,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{AuditStore, StoreError};
+use crate::backend::BackendError;
+use crate::domain::time::{highest_id_at, lowest_id_at};
 use crate::domain::{AuditLogEntry, Counts, HourBucket, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId};
+use crate::integrity::Hash;
+use crate::integrity::checkpoint::Checkpoint;
+use crate::seal::{Appended, Head, PublishedKey, SealState, SealStore, SealedPeriod, StoredTile};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -23,6 +28,9 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     tenants: HashMap<TenantId, Partition>,
+    seals: HashMap<TenantId, Sealed>,
+    keys: BTreeMap<String, PublishedKey>,
+    cursor: Option<HourBucket>,
     /// Every entry's id, oldest first, with its tenant and its size, for retention and the bounds.
     by_age: BTreeMap<Uuid, (TenantId, usize)>,
     /// The sizes of the entries held, by [`held_bytes`].
@@ -33,6 +41,15 @@ struct State {
 fn held_bytes(entry: &AuditLogEntry) -> usize {
     const INDEX_OVERHEAD: usize = 400;
     serde_json::to_vec(entry).map_or(0, |v| v.len()) + INDEX_OVERHEAD
+}
+
+/// A tenant's seal state, checkpoints (by end) and their trees' tiles. Kept apart from the entries:
+/// checkpoints outlive them; tiles go with the entries of their period.
+#[derive(Default)]
+struct Sealed {
+    state: SealState,
+    checkpoints: BTreeMap<DateTime<Utc>, (Checkpoint, Vec<Uuid>)>,
+    tiles: BTreeMap<(DateTime<Utc>, u32, u64), StoredTile>,
 }
 
 #[derive(Default)]
@@ -116,6 +133,10 @@ impl State {
                 }
             }
         }
+        // A period's tiles go with its entries (its checkpoint stays).
+        if let Some(sealed) = self.seals.get_mut(&tenant) {
+            sealed.tiles.retain(|(end, _, _), _| *end > entry.timestamp);
+        }
         let bucket = HourBucket::of(entry.timestamp);
         if let Some(counts) = partition.counters.get_mut(&bucket) {
             counts.subtract(&Counts::of(&entry));
@@ -138,9 +159,13 @@ impl AuditStore for MemoryStore {
     async fn put(&self, entry: &AuditLogEntry) -> Result<(), StoreError> {
         self.purge_expired(Utc::now());
         let mut state = self.write();
+        let closed_before = state.seals.get(&entry.tenant_id).and_then(|s| s.state.closed_before);
         let partition = state.tenants.entry(entry.tenant_id.clone()).or_default();
         if partition.entries.contains_key(&entry.id) {
             return Err(StoreError::AlreadyExists(entry.id));
+        }
+        if closed_before.is_some_and(|c| entry.timestamp < c) {
+            return Err(StoreError::Sealed(entry.id));
         }
         for key in IndexKey::all_for(entry) {
             partition.indexes.entry(key).or_default().insert(entry.id);
@@ -205,4 +230,134 @@ impl AuditStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// The ids of `partition`'s entries stamped in `start..end`.
+fn ids_between(partition: &Partition, start: DateTime<Utc>, end: DateTime<Utc>) -> impl Iterator<Item = &Uuid> {
+    let range = lowest_id_at(start)..=highest_id_at(end - chrono::Duration::milliseconds(1));
+    partition.entries.range(range).map(|(id, _)| id)
+}
+
+#[async_trait]
+impl SealStore for MemoryStore {
+    async fn active_tenants(&self, hour: HourBucket) -> Result<Vec<TenantId>, BackendError> {
+        let state = self.read();
+        let mut active: Vec<TenantId> = state
+            .tenants
+            .iter()
+            .filter(|(_, p)| ids_between(p, hour.start(), hour.end()).next().is_some())
+            .map(|(t, _)| t.clone())
+            .collect();
+        active.sort();
+        Ok(active)
+    }
+
+    async fn seal_state(&self, tenant: &TenantId) -> Result<SealState, BackendError> {
+        Ok(self.read().seals.get(tenant).map(|s| s.state).unwrap_or_default())
+    }
+
+    async fn close_before(&self, tenant: &TenantId, before: DateTime<Utc>) -> Result<(), BackendError> {
+        let mut state = self.write();
+        let seal = &mut state.seals.entry(tenant.clone()).or_default().state;
+        seal.closed_before = Some(seal.closed_before.map_or(before, |c| c.max(before)));
+        Ok(())
+    }
+
+    async fn leaves(
+        &self,
+        tenant: &TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, Hash)>, BackendError> {
+        let state = self.read();
+        let Some(partition) = state.tenants.get(tenant) else { return Ok(Vec::new()) };
+        Ok(ids_between(partition, start, end)
+            .filter_map(|id| partition.entries.get(id).map(|e| (*id, e.integrity.leaf_hash)))
+            .collect())
+    }
+
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        period: &SealedPeriod,
+        previous: Option<&Head>,
+    ) -> Result<Appended, BackendError> {
+        let end = parse_time(&period.checkpoint.body.end)?;
+        let mut state = self.write();
+        let sealed = state.seals.entry(tenant.clone()).or_default();
+        if sealed.state.head.as_ref() != previous {
+            return Ok(Appended::HeadMoved);
+        }
+        sealed.checkpoints.insert(end, (period.checkpoint.clone(), period.first_ids.clone()));
+        for tile in &period.tiles {
+            sealed.tiles.insert((end, tile.tile.level, tile.tile.index), tile.clone());
+        }
+        sealed.state.head = Some(Head { end, hash: period.checkpoint.hash() });
+        Ok(Appended::Done)
+    }
+
+    async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, BackendError> {
+        let state = self.read();
+        let Some(sealed) = state.seals.get(tenant) else { return Ok(Vec::new()) };
+        Ok(sealed
+            .checkpoints
+            .iter()
+            .filter(|(end, _)| after.is_none_or(|a| **end > a) && until.is_none_or(|u| **end <= u))
+            .take(limit)
+            .map(|(_, (c, _))| c.clone())
+            .collect())
+    }
+
+    async fn checkpoint_covering(
+        &self,
+        tenant: &TenantId,
+        t: DateTime<Utc>,
+    ) -> Result<Option<(Checkpoint, Vec<Uuid>)>, BackendError> {
+        let state = self.read();
+        let Some(sealed) = state.seals.get(tenant) else { return Ok(None) };
+        let after = std::ops::Bound::Excluded(t);
+        let found = sealed.checkpoints.range((after, std::ops::Bound::Unbounded)).next();
+        Ok(found.map(|(_, c)| c.clone()).filter(|(c, _)| parse_time(&c.body.start).is_ok_and(|s| s <= t)))
+    }
+
+    async fn tiles(
+        &self,
+        tenant: &TenantId,
+        end: DateTime<Utc>,
+        wanted: &[(u32, u64)],
+    ) -> Result<Vec<StoredTile>, BackendError> {
+        let state = self.read();
+        let Some(sealed) = state.seals.get(tenant) else { return Ok(Vec::new()) };
+        Ok(wanted.iter().filter_map(|(level, index)| sealed.tiles.get(&(end, *level, *index)).cloned()).collect())
+    }
+
+    async fn publish_key(&self, key: &PublishedKey) -> Result<(), BackendError> {
+        self.write().keys.entry(key.key_id.clone()).or_insert_with(|| key.clone());
+        Ok(())
+    }
+
+    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError> {
+        Ok(self.read().keys.values().cloned().collect())
+    }
+
+    async fn cursor(&self) -> Result<Option<HourBucket>, BackendError> {
+        Ok(self.read().cursor)
+    }
+
+    async fn set_cursor(&self, hour: HourBucket) -> Result<(), BackendError> {
+        self.write().cursor = Some(hour);
+        Ok(())
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, BackendError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|e| BackendError::Internal(format!("a stored checkpoint time could not be read: {e}")))
 }

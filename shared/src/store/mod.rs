@@ -21,6 +21,10 @@ pub use memory::MemoryStore;
 pub enum StoreError {
     #[error("an entry with id {0} already exists")]
     AlreadyExists(Uuid),
+    /// The entry's period is sealed: it can no longer be stored there (a write that took longer
+    /// than the seal's grace, or a late retry). Nothing was written.
+    #[error("the period of entry {0} is already sealed")]
+    Sealed(Uuid),
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -32,7 +36,8 @@ pub trait AuditStore: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// Adds an entry. Never overwrites: an existing id is [`StoreError::AlreadyExists`] and leaves
-    /// the stored entry as it was. Statistics are counted with the entry, exactly once.
+    /// the stored entry as it was. Statistics are counted with the entry, exactly once. An entry
+    /// stamped before its tenant's seal marker is [`StoreError::Sealed`] and not stored.
     async fn put(&self, entry: &AuditLogEntry) -> Result<(), StoreError>;
 
     /// One entry of `tenant`, unless it does not exist, belongs to another tenant, or has expired.

@@ -28,6 +28,7 @@ pub async fn run(out: &mut String) {
         storage: Storage::Memory { max_entries: 1_000_000, max_bytes: auditline_local::DEFAULT_MEMORY_BYTES },
         config,
         limits: auditline_local::Limits::default(),
+        seal: auditline_local::SealOptions::default(),
     })
     .await
     .unwrap();

@@ -24,6 +24,8 @@ pub enum ApiError {
     NotFound,
     /// 409: a request with the same Idempotency-Key is still running.
     IdempotencyInProgress,
+    /// 409: a retried request's entries were first stamped in a period sealed since.
+    PeriodSealed,
     /// 413: the body is larger than allowed.
     PayloadTooLarge { max: usize },
     /// 422: the Idempotency-Key was used for a different request.
@@ -43,7 +45,7 @@ impl ApiError {
             ApiError::Unauthenticated => 401,
             ApiError::Forbidden { .. } => 403,
             ApiError::NotFound => 404,
-            ApiError::IdempotencyInProgress => 409,
+            ApiError::IdempotencyInProgress | ApiError::PeriodSealed => 409,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::IdempotencyKeyReused => 422,
             ApiError::Throttled => 429,
@@ -60,6 +62,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::IdempotencyInProgress => "idempotency_in_progress",
+            ApiError::PeriodSealed => "period_sealed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::Throttled => "throttled",
@@ -75,6 +78,7 @@ impl ApiError {
             ApiError::Forbidden { scope } => format!("the {scope} scope is required"),
             ApiError::NotFound => "no such audit entry".into(),
             ApiError::IdempotencyInProgress => "a request with this Idempotency-Key is still in progress".into(),
+            ApiError::PeriodSealed => "this request was first stamped in a period that is sealed since; send the entries it did not store again, under a new Idempotency-Key".into(),
             ApiError::PayloadTooLarge { max } => {
                 format!("the request body is larger than {max} bytes")
             }
@@ -132,6 +136,10 @@ impl ApiError {
     pub fn from_store(e: &StoreError, request_id: &str) -> Self {
         match e {
             StoreError::Backend(b) => Self::from_backend(b, request_id),
+            StoreError::Sealed(id) => {
+                tracing::warn!(request_id, %id, "write refused: its period is sealed");
+                ApiError::PeriodSealed
+            }
             StoreError::AlreadyExists(id) => {
                 tracing::error!(request_id, %id, "entry id already taken");
                 ApiError::Internal

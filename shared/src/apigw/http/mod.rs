@@ -4,6 +4,7 @@
 
 pub mod errors;
 mod ingest;
+mod integrity;
 mod reads;
 
 use std::convert::Infallible;
@@ -21,6 +22,7 @@ use crate::AuditLogger;
 use crate::auth::Caller;
 use crate::auth::{extract, scopes};
 use crate::idempotency::IdempotencyStore;
+use crate::seal::{SealSettings, SealStore};
 
 /// What the handlers need, built once per cold start.
 #[derive(Clone)]
@@ -31,6 +33,9 @@ pub struct AuditApi {
     pub health_timeout: Duration,
     /// Accepted authentication methods, reported by the health check.
     pub auth_methods: Vec<String>,
+    /// Checkpoints, proof tiles and published keys.
+    pub seal: Arc<dyn SealStore>,
+    pub seal_settings: SealSettings,
 }
 
 /// The routes of the HTTP API. The seed's endpoint tables, plus the write path.
@@ -43,10 +48,13 @@ pub enum Route {
     Stats,
     Health,
     Ingest,
+    Checkpoints,
+    Proof,
+    Keys,
 }
 
 impl Route {
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 10] = [
         Route::ListLogs,
         Route::GetLog,
         Route::EntityLogs,
@@ -54,6 +62,9 @@ impl Route {
         Route::Stats,
         Route::Health,
         Route::Ingest,
+        Route::Checkpoints,
+        Route::Proof,
+        Route::Keys,
     ];
 
     /// The API Gateway route key.
@@ -66,6 +77,9 @@ impl Route {
             Route::Stats => "GET /audit/stats",
             Route::Health => "GET /audit/health",
             Route::Ingest => "POST /audit/logs",
+            Route::Checkpoints => "GET /audit/checkpoints",
+            Route::Proof => "GET /audit/logs/{id}/proof",
+            Route::Keys => "GET /audit/keys",
         }
     }
 
@@ -79,6 +93,9 @@ impl Route {
             Route::Stats => "stats",
             Route::Health => "health",
             Route::Ingest => "ingest",
+            Route::Checkpoints => "list-checkpoints",
+            Route::Proof => "get-proof",
+            Route::Keys => "list-keys",
         }
     }
 
@@ -89,7 +106,8 @@ impl Route {
                 &["action", "entity_type", "user_id", "start_date", "end_date", "limit", "offset", "next_token"]
             }
             Route::Stats => &["start_date", "end_date"],
-            Route::GetLog | Route::Health | Route::Ingest => &[],
+            Route::Checkpoints => &["start_date", "end_date", "limit", "next_token"],
+            Route::GetLog | Route::Health | Route::Ingest | Route::Proof | Route::Keys => &[],
         }
     }
 
@@ -198,6 +216,9 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::Stats => reads::stats(&req, &info, api).await,
         Route::Health => Ok(reads::health(&info, api).await),
         Route::Ingest => ingest::ingest(&req, &info, api).await,
+        Route::Checkpoints => integrity::checkpoints(&req, &info, api).await,
+        Route::Proof => integrity::proof(&req, &info, api).await,
+        Route::Keys => integrity::keys(&info, api).await,
     };
     result.unwrap_or_else(|e| e.into_response(&info.request_id))
 }

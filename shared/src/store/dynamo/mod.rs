@@ -10,6 +10,7 @@ pub mod client;
 pub mod connections;
 mod errors;
 pub mod idempotency;
+mod seal;
 pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -59,6 +60,17 @@ pub struct DynamoStore {
     counters_table: String,
     counter_shards: u8,
     in_flight: Arc<Semaphore>,
+    /// Where seals keep checkpoints and tiles; `None` for a store that never seals or proves.
+    seal_tables: Option<SealTables>,
+}
+
+/// The tables of sealing: checkpoints (put-only, kept forever) and proof tiles (kept as long as
+/// the entries).
+#[derive(Debug, Clone)]
+pub struct SealTables {
+    pub checkpoints: String,
+    pub proofs: String,
+    pub retention_days: u32,
 }
 
 impl DynamoStore {
@@ -69,7 +81,13 @@ impl DynamoStore {
             counters_table: counters_table.into(),
             counter_shards: 1,
             in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            seal_tables: None,
         }
+    }
+
+    pub fn with_seal_tables(mut self, tables: SealTables) -> Self {
+        self.seal_tables = Some(tables);
+        self
     }
 
     pub fn with_counter_shards(mut self, shards: u8) -> Self {
@@ -99,6 +117,9 @@ impl DynamoStore {
 fn tenant_key(tenant: &TenantId) -> String {
     format!("T#{tenant}")
 }
+
+/// The sort key of a tenant's seal item in the counters table (its hourly counters sort before it).
+const SEAL_SK: &str = "SEAL";
 
 /// The index, key attribute and key value of the partition `key` names for `tenant`. Tenant ids
 /// cannot contain `#`, so no value of one tenant can equal a value of another.
@@ -206,7 +227,9 @@ impl DynamoStore {
         let count = Update::builder()
             .table_name(&self.counters_table)
             .set_key(Some(self.counter_key(entry)))
-            .update_expression("ADD #total :one, #action :one, #type :one SET #exp = :exp")
+            .update_expression("ADD #total :one, #action :one, #type :one SET #exp = :exp, #hour = :hour")
+            .expression_attribute_names("#hour", counter_attr::HOUR)
+            .expression_attribute_values(":hour", string(HourBucket::of(entry.timestamp).label()))
             .expression_attribute_names("#total", counter_attr::TOTAL)
             .expression_attribute_names("#action", counter_action_attribute(entry.action))
             .expression_attribute_names("#type", counter_type_attribute(entry.entity_type))
@@ -216,13 +239,28 @@ impl DynamoStore {
             .expression_attribute_values(":exp", number(entry.expires_at))
             .build()
             .map_err(|e| BackendError::Internal(e.to_string()))?;
-        Ok(vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()])
+        // The tenant's seal marker: no entry stamped before a sealed period's end may be stored.
+        let open = ConditionCheck::builder()
+            .table_name(&self.counters_table)
+            .key(counter_attr::PK, string(tenant_key(&entry.tenant_id)))
+            .key(counter_attr::SK, string(SEAL_SK))
+            .condition_expression("attribute_not_exists(#closed) OR #closed <= :stamped")
+            .expression_attribute_names("#closed", counter_attr::CLOSED_BEFORE)
+            .expression_attribute_values(":stamped", number(entry.timestamp.timestamp_millis()))
+            .build()
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
+        Ok(vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(count).build(),
+            TransactWriteItem::builder().condition_check(open).build(),
+        ])
     }
 }
 
 /// What a cancelled transaction means for us.
 enum Cancelled {
     AlreadyExists,
+    Sealed,
     Conflict,
     Other,
 }
@@ -234,6 +272,8 @@ fn cancellation(err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError,
     let codes: Vec<&str> = e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
     if codes.first() == Some(&"ConditionalCheckFailed") {
         Cancelled::AlreadyExists
+    } else if codes.get(2) == Some(&"ConditionalCheckFailed") {
+        Cancelled::Sealed
     } else if codes.contains(&"TransactionConflict") {
         Cancelled::Conflict
     } else {
@@ -259,6 +299,7 @@ impl AuditStore for DynamoStore {
             };
             match cancellation(&err) {
                 Cancelled::AlreadyExists => return Err(StoreError::AlreadyExists(entry.id)),
+                Cancelled::Sealed => return Err(StoreError::Sealed(entry.id)),
                 Cancelled::Conflict if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     let jitter = u64::from(entry.id.as_u128() as u8 % 16);

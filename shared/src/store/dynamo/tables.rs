@@ -11,12 +11,14 @@ use aws_sdk_dynamodb::types::{
 use super::errors::classify;
 use crate::backend::BackendError;
 
-/// A global secondary index. Every index projects all attributes, so a page needs no second read.
+/// A global secondary index. Entry indexes project all attributes, so a page needs no second
+/// read; an index that only finds keys projects only them (and is written only when they change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexSpec {
     pub name: &'static str,
     pub partition_key: &'static str,
     pub sort_key: &'static str,
+    pub keys_only: bool,
 }
 
 /// A table. All key attributes are strings; billing is on demand.
@@ -57,11 +59,36 @@ pub const ENTRIES: TableSpec = TableSpec {
     partition_key: entry_attr::PK,
     sort_key: Some(entry_attr::ID),
     indexes: &[
-        IndexSpec { name: entry_index::BY_ENTITY, partition_key: entry_attr::ENTITY_KEY, sort_key: entry_attr::ID },
-        IndexSpec { name: entry_index::BY_PROJECT, partition_key: entry_attr::PROJECT_KEY, sort_key: entry_attr::ID },
-        IndexSpec { name: entry_index::BY_USER, partition_key: entry_attr::USER_KEY, sort_key: entry_attr::ID },
-        IndexSpec { name: entry_index::BY_ACTION, partition_key: entry_attr::ACTION_KEY, sort_key: entry_attr::ID },
-        IndexSpec { name: entry_index::BY_TYPE, partition_key: entry_attr::TYPE_KEY, sort_key: entry_attr::ID },
+        IndexSpec {
+            name: entry_index::BY_ENTITY,
+            partition_key: entry_attr::ENTITY_KEY,
+            sort_key: entry_attr::ID,
+            keys_only: false,
+        },
+        IndexSpec {
+            name: entry_index::BY_PROJECT,
+            partition_key: entry_attr::PROJECT_KEY,
+            sort_key: entry_attr::ID,
+            keys_only: false,
+        },
+        IndexSpec {
+            name: entry_index::BY_USER,
+            partition_key: entry_attr::USER_KEY,
+            sort_key: entry_attr::ID,
+            keys_only: false,
+        },
+        IndexSpec {
+            name: entry_index::BY_ACTION,
+            partition_key: entry_attr::ACTION_KEY,
+            sort_key: entry_attr::ID,
+            keys_only: false,
+        },
+        IndexSpec {
+            name: entry_index::BY_TYPE,
+            partition_key: entry_attr::TYPE_KEY,
+            sort_key: entry_attr::ID,
+            keys_only: false,
+        },
     ],
     ttl_attribute: Some(entry_attr::EXPIRES_AT),
     stream_new_image: true,
@@ -73,14 +100,29 @@ pub mod counter_attr {
     pub const SK: &str = "sk";
     pub const TOTAL: &str = "total";
     pub const EXPIRES_AT: &str = "expires_at";
+    /// The counter's hour label, the key of `by_hour`: which tenants wrote in an hour.
+    pub const HOUR: &str = "hour";
+    /// On a tenant's seal item (`sk = SEAL`): entries stamped before this (epoch ms) are refused.
+    pub const CLOSED_BEFORE: &str = "closed_before";
+    pub const HEAD_END: &str = "head_end";
+    pub const HEAD_HASH: &str = "head_hash";
 }
+
+/// Tenants by hour of activity, for the sealer: no Scan. Keys only, so it is written once per
+/// tenant-hour (when the counter item is made), not once per entry.
+pub const COUNTERS_BY_HOUR: &str = "by_hour";
 
 /// Hourly statistics counters: partition `T#<tenant>`, sort key `<hour>#<shard>`. Kept apart from
 /// the entries so that IAM can allow UpdateItem here while entries stay put-only.
 pub const COUNTERS: TableSpec = TableSpec {
     partition_key: counter_attr::PK,
     sort_key: Some(counter_attr::SK),
-    indexes: &[],
+    indexes: &[IndexSpec {
+        name: COUNTERS_BY_HOUR,
+        partition_key: counter_attr::HOUR,
+        sort_key: counter_attr::PK,
+        keys_only: true,
+    }],
     ttl_attribute: Some(counter_attr::EXPIRES_AT),
     stream_new_image: false,
 };
@@ -104,6 +146,7 @@ pub const API_KEYS: TableSpec = TableSpec {
         name: API_KEYS_BY_TENANT,
         partition_key: api_key_attr::TENANT_ID,
         sort_key: api_key_attr::CREATED_AT,
+        keys_only: false,
     }],
     ttl_attribute: None,
     stream_new_image: false,
@@ -152,13 +195,53 @@ pub const CONNECTIONS: TableSpec = TableSpec {
         name: CONNECTIONS_BY_TENANT,
         partition_key: connection_attr::TENANT_ID,
         sort_key: connection_attr::CONNECTION_ID,
+        keys_only: false,
     }],
     ttl_attribute: Some(connection_attr::EXPIRES_AT),
     stream_new_image: false,
 };
 
+/// Attribute names of the checkpoints table.
+pub mod checkpoint_attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const CHECKPOINT: &str = "checkpoint";
+    pub const FIRST_IDS: &str = "first_ids";
+}
+
+/// Checkpoints: partition `T#<tenant>`, sort key the period's end (epoch ms, 15 digits), so a
+/// tenant's chain reads in order and "the checkpoint covering t" is the first with end > t; and
+/// published keys under partition `KEYS`. Put-only and never expiring: retention removes entries,
+/// never the proof that they were there.
+pub const CHECKPOINTS: TableSpec = TableSpec {
+    partition_key: checkpoint_attr::PK,
+    sort_key: Some(checkpoint_attr::SK),
+    indexes: &[],
+    ttl_attribute: None,
+    stream_new_image: false,
+};
+
+/// Attribute names of the proofs table.
+pub mod proof_attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const HASHES: &str = "hashes";
+    pub const IDS: &str = "ids";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// The tiles of sealed trees: partition `T#<tenant>#<end>`, sort key `<level>#<index>`. Derived
+/// from the entries (a seal rewrites the same tiles if it is run again), so they expire with them.
+pub const PROOFS: TableSpec = TableSpec {
+    partition_key: proof_attr::PK,
+    sort_key: Some(proof_attr::SK),
+    indexes: &[],
+    ttl_attribute: Some(proof_attr::EXPIRES_AT),
+    stream_new_image: false,
+};
+
 /// Every table the product uses.
-pub const ALL: [&TableSpec; 5] = [&ENTRIES, &COUNTERS, &API_KEYS, &IDEMPOTENCY, &CONNECTIONS];
+pub const ALL: [&TableSpec; 7] = [&ENTRIES, &COUNTERS, &API_KEYS, &IDEMPOTENCY, &CONNECTIONS, &CHECKPOINTS, &PROOFS];
 
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and type are set")
@@ -198,7 +281,11 @@ pub async fn create_table(client: &Client, spec: &TableSpec, table_name: &str) -
                 .index_name(index.name)
                 .key_schema(key(index.partition_key, KeyType::Hash))
                 .key_schema(key(index.sort_key, KeyType::Range))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(if index.keys_only { ProjectionType::KeysOnly } else { ProjectionType::All })
+                        .build(),
+                )
                 .build()
                 .expect("name, keys and projection are set"),
         );

@@ -1,0 +1,142 @@
+//! The integrity routes: the tenant's checkpoint chain, one entry's proof, and the public keys
+//! checkpoints are signed with.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{ApiError, AuditApi, RequestInfo, json};
+use crate::auth::scopes::AUDIT_READ;
+use crate::domain::time::{format_timestamp, parse_date_param};
+use crate::domain::{MAX_LIMIT, ValidationError, validation};
+use crate::integrity::checkpoint::Checkpoint;
+use crate::seal::{self, EntryProof, ProofOutcome, PublishedKey};
+
+/// Checkpoints a page holds unless `limit` says otherwise.
+const DEFAULT_CHECKPOINTS: usize = 100;
+
+fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).filter(|v| !v.is_empty())
+}
+
+fn date(req: &Request, name: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    query_param(req, name).map(|v| parse_date_param(name, v)).transpose().map_err(|e| ApiError::parameter_error(&e))
+}
+
+/// `next_token` of the checkpoint list: the end (epoch ms) of the last checkpoint returned. It only
+/// narrows the caller's own chain, so it needs no signature.
+fn decode_after(token: &str) -> Result<DateTime<Utc>, ApiError> {
+    let bad =
+        || ApiError::parameter_error(&ValidationError::InvalidCursor { reason: "is not a token this service issued" });
+    let bytes = URL_SAFE_NO_PAD.decode(token.as_bytes()).map_err(|_| bad())?;
+    let millis = i64::from_be_bytes(bytes.try_into().map_err(|_| bad())?);
+    DateTime::from_timestamp_millis(millis).ok_or_else(bad)
+}
+
+fn encode_after(end: DateTime<Utc>) -> String {
+    URL_SAFE_NO_PAD.encode(end.timestamp_millis().to_be_bytes())
+}
+
+#[derive(Serialize)]
+struct CheckpointPage<'a> {
+    checkpoints: &'a [Checkpoint],
+    count: usize,
+    next_token: Option<String>,
+}
+
+/// `GET /audit/checkpoints`: the tenant's chain, oldest first, by the periods' ends.
+pub(super) async fn checkpoints(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_READ)?;
+    let limit = query_param(req, "limit")
+        .map(|v| validation::bounded_integer("limit", v, 1, MAX_LIMIT as u64))
+        .transpose()
+        .map_err(|e| ApiError::parameter_error(&e))?
+        .map_or(DEFAULT_CHECKPOINTS, |n| n as usize);
+    let (start, end) = (date(req, "start_date")?, date(req, "end_date")?);
+    if let (Some(s), Some(e)) = (start, end)
+        && s > e
+    {
+        return Err(ApiError::parameter_error(&ValidationError::InvertedDateRange));
+    }
+    let after = query_param(req, "next_token").map(decode_after).transpose()?;
+    // A checkpoint is listed when its period ends after start_date and begins before end_date.
+    let after = match (after, start) {
+        (Some(a), Some(s)) => Some(a.max(s)),
+        (a, s) => a.or(s),
+    };
+    let mut found = api
+        .seal
+        .checkpoints(&caller.tenant_id, after, None, limit + 1)
+        .await
+        .map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
+    if let Some(end) = end {
+        let until = format_timestamp(end);
+        found.retain(|c| c.body.start <= until);
+    }
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next_token = more
+        .then(|| found.last().and_then(|c| DateTime::parse_from_rfc3339(&c.body.end).ok()))
+        .flatten()
+        .map(|end| encode_after(end.to_utc()));
+    Ok(json(200, &CheckpointPage { checkpoints: &found, count: found.len(), next_token }))
+}
+
+#[derive(Serialize)]
+struct Sealed<'a> {
+    sealed: bool,
+    #[serde(flatten)]
+    proof: &'a EntryProof,
+}
+
+#[derive(Serialize)]
+struct NotSealed {
+    sealed: bool,
+    #[serde(with = "crate::domain::time::serde_millis")]
+    sealed_after: DateTime<Utc>,
+    message: &'static str,
+}
+
+/// `GET /audit/logs/{id}/proof`: the entry, its leaf's place in its period's tree, the audit path
+/// and the signed checkpoint; or when it will be sealed.
+pub(super) async fn proof(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_READ)?;
+    let id: Uuid = req
+        .path_parameters_ref()
+        .and_then(|p| p.first("id"))
+        .ok_or(ApiError::NotFound)?
+        .parse()
+        .map_err(|_| ApiError::parameter_error(&ValidationError::InvalidUuid { field: "id" }))?;
+    let entry = api
+        .logger
+        .get_log(&caller.tenant_id, id)
+        .await
+        .map_err(|e| ApiError::from_query(&e, &info.request_id))?
+        .ok_or(ApiError::NotFound)?;
+    match seal::prove(api.seal.as_ref(), entry, &api.seal_settings).await {
+        Ok(ProofOutcome::Proven(proof)) => Ok(json(200, &Sealed { sealed: true, proof: &proof })),
+        Ok(ProofOutcome::NotSealed { sealed_after }) => Ok(json(
+            200,
+            &NotSealed {
+                sealed: false,
+                sealed_after,
+                message: "the entry's period is not sealed yet; ask again after sealed_after",
+            },
+        )),
+        Err(e) => Err(ApiError::from_backend(&e, &info.request_id)),
+    }
+}
+
+#[derive(Serialize)]
+struct Keys<'a> {
+    keys: &'a [PublishedKey],
+}
+
+/// `GET /audit/keys` (public): every key checkpoints have been signed with.
+pub(super) async fn keys(info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let keys = api.seal.keys().await.map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
+    Ok(json(200, &Keys { keys: &keys }))
+}

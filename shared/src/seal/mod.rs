@@ -1,0 +1,456 @@
+//! Seals: per tenant, entries are sealed in periods (an hour by default). After a period and a
+//! grace, the sealer closes the period to writes, reads its leaves in id order, builds the RFC 6962
+//! tree, and appends a signed checkpoint to the tenant's chain; the tree's tiles are kept so that
+//! one entry's proof is a few small reads.
+//!
+//! Why a write cannot slip past a seal: every write's transaction checks the tenant's marker ("no
+//! entry stamped before T"), and a seal moves the marker *before* it reads the leaves. A write is
+//! ordered before the marker move (so the seal's strongly consistent read sees it) or after it
+//! (so the write is refused). Never lost from the tree.
+//!
+//! Ports only: [`SealStore`] is implemented by the stores, the [`Signer`] by a local key or KMS.
+
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use futures::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::backend::BackendError;
+use crate::domain::time::format_timestamp;
+use crate::domain::{AuditLogEntry, HourBucket, TenantId};
+use crate::integrity::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointBody, GENESIS, encode_signature};
+use crate::integrity::merkle::{self, Levels, TILE_WIDTH, Tile, Tiles};
+use crate::integrity::signing::{self, SignError, Signer};
+use crate::integrity::{Hash, leaf::LeafError};
+
+pub const DEFAULT_PERIOD_MINUTES: u32 = 60;
+/// Longer than any write can take (every function's timeout is 10 s): a period is sealed this long
+/// after it ends. A write that still arrives later is refused, not lost.
+pub const DEFAULT_GRACE_SECONDS: u32 = 120;
+
+/// The default retention (90 days), in hours.
+pub const DEFAULT_LOOKBACK_HOURS: u32 = 90 * 24;
+/// Entries one period of one tenant may hold: the checkpoint item keeps the first id of each
+/// 256-leaf tile, 16 bytes each, within DynamoDB's 400 KB.
+pub const MAX_PERIOD_ENTRIES: usize = 20_000 * TILE_WIDTH;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealSettings {
+    /// Minutes per period; divides 60, so that periods fall within hours.
+    pub period_minutes: u32,
+    pub grace_seconds: u32,
+    /// How far a run with no cursor (the first, or after one was lost) looks for tenants: the
+    /// retention, so that a sealer that only starts working late still seals every stored entry.
+    pub lookback_hours: u32,
+}
+
+impl Default for SealSettings {
+    fn default() -> Self {
+        SealSettings {
+            period_minutes: DEFAULT_PERIOD_MINUTES,
+            grace_seconds: DEFAULT_GRACE_SECONDS,
+            lookback_hours: DEFAULT_LOOKBACK_HOURS,
+        }
+    }
+}
+
+impl SealSettings {
+    pub fn period(&self) -> Duration {
+        Duration::minutes(i64::from(self.period_minutes))
+    }
+
+    /// The start of the period holding `t`.
+    pub fn period_start(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        t.duration_trunc(self.period()).unwrap_or(t)
+    }
+
+    /// The end of the last period a seal may close at `now` (its grace over).
+    pub fn sealable_through(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.period_start(now - Duration::seconds(i64::from(self.grace_seconds)))
+    }
+
+    /// The earliest a seal can cover an entry stamped at `t`.
+    pub fn sealed_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        self.period_start(t) + self.period() + Duration::seconds(i64::from(self.grace_seconds))
+    }
+}
+
+/// The end of a tenant's chain: the last checkpoint's end and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub end: DateTime<Utc>,
+    pub hash: Hash,
+}
+
+/// Where a tenant's sealing stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealState {
+    /// No entry stamped before this may be stored any more.
+    pub closed_before: Option<DateTime<Utc>>,
+    pub head: Option<Head>,
+}
+
+/// A stored piece of a sealed tree; level-0 tiles also hold their entries' ids, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTile {
+    pub tile: Tile,
+    pub ids: Vec<Uuid>,
+}
+
+/// A sealed period as it is stored: the checkpoint, the first id of each level-0 tile (to find an
+/// entry's tile with no read of the period), and the tiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedPeriod {
+    pub checkpoint: Checkpoint,
+    pub first_ids: Vec<Uuid>,
+    pub tiles: Vec<StoredTile>,
+}
+
+/// A public key checkpoints may be signed with (the seed of `GET /audit/keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedKey {
+    pub key_id: String,
+    pub public_key_pem: String,
+    #[serde(with = "crate::domain::time::serde_millis")]
+    pub valid_from: DateTime<Utc>,
+}
+
+/// Whether an append found the chain where the seal left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Done,
+    /// Another seal moved the head first: nothing was written.
+    HeadMoved,
+}
+
+/// What sealing needs from storage. The stores implement it beside [`crate::store::AuditStore`]:
+/// the marker is the same one their writes check.
+#[async_trait]
+pub trait SealStore: Send + Sync {
+    /// Tenants with entries stamped in `hour` (an index, never a Scan).
+    async fn active_tenants(&self, hour: HourBucket) -> Result<Vec<TenantId>, BackendError>;
+    async fn seal_state(&self, tenant: &TenantId) -> Result<SealState, BackendError>;
+    /// From now on, refuses entries of `tenant` stamped before `before` (never moves back).
+    async fn close_before(&self, tenant: &TenantId, before: DateTime<Utc>) -> Result<(), BackendError>;
+    /// The (id, leaf hash) of every entry of `tenant` stamped in `start..end`, in id order, read
+    /// strongly consistently.
+    async fn leaves(
+        &self,
+        tenant: &TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, Hash)>, BackendError>;
+    /// Stores the period and moves the head from `previous` to it, all or nothing.
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        period: &SealedPeriod,
+        previous: Option<&Head>,
+    ) -> Result<Appended, BackendError>;
+    /// Checkpoints with `end` in `(after, until]`, oldest first, at most `limit`.
+    async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, BackendError>;
+    /// The checkpoint whose range holds `t`, and its tiles' first ids.
+    async fn checkpoint_covering(
+        &self,
+        tenant: &TenantId,
+        t: DateTime<Utc>,
+    ) -> Result<Option<(Checkpoint, Vec<Uuid>)>, BackendError>;
+    /// Tiles of the tree of the checkpoint ending at `end`.
+    async fn tiles(
+        &self,
+        tenant: &TenantId,
+        end: DateTime<Utc>,
+        wanted: &[(u32, u64)],
+    ) -> Result<Vec<StoredTile>, BackendError>;
+    /// Adds a key to the published ones (kept if already there).
+    async fn publish_key(&self, key: &PublishedKey) -> Result<(), BackendError>;
+    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError>;
+    /// The last hour a run of the sealer reached.
+    async fn cursor(&self) -> Result<Option<HourBucket>, BackendError>;
+    async fn set_cursor(&self, hour: HourBucket) -> Result<(), BackendError>;
+}
+
+#[derive(Debug, Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error("a period of tenant {tenant} holds {size} entries; at most {MAX_PERIOD_ENTRIES} fit one checkpoint")]
+    TooLarge { tenant: TenantId, size: usize },
+}
+
+/// What one run of the sealer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealReport {
+    pub tenants: usize,
+    pub checkpoints: usize,
+    pub entries: u64,
+    /// Tenants another seal was sealing at the same time (left to it).
+    pub raced: usize,
+}
+
+/// Seals periods: builds, signs and appends checkpoints.
+#[derive(Clone)]
+pub struct Sealer {
+    pub store: Arc<dyn SealStore>,
+    pub signer: Arc<dyn Signer>,
+    pub settings: SealSettings,
+}
+
+impl Sealer {
+    /// Publishes the signing key (once) and seals every tenant active in the hours since the last
+    /// run's (an index lags a little, so the hour before that is read again).
+    pub async fn run(&self, now: DateTime<Utc>) -> Result<SealReport, SealError> {
+        self.publish_key(now).await?;
+        let since = self.store.cursor().await?;
+        let through = self.settings.sealable_through(now);
+        let last = HourBucket::of(through - Duration::milliseconds(1));
+        // From the hour before the cursor (a tenant's counter item may land just after a run read
+        // its hour); with no cursor, from as far back as entries live.
+        let first = match since {
+            Some(s) => s.min(last).previous(),
+            None => HourBucket::of(through - Duration::hours(i64::from(self.settings.lookback_hours))),
+        };
+        let mut report = SealReport::default();
+        let mut hours = Vec::new();
+        let mut hour = first;
+        while hour <= last {
+            hours.push(hour);
+            hour = hour.next();
+        }
+        // One small query per hour; a first run reads the whole retention, so a few at a time.
+        let mut active =
+            stream::iter(hours).map(|h| async move { (h, self.store.active_tenants(h).await) }).buffered(8);
+        let mut tenants: BTreeMap<TenantId, HourBucket> = BTreeMap::new();
+        while let Some((hour, found)) = active.next().await {
+            for tenant in found? {
+                tenants.entry(tenant).or_insert(hour);
+            }
+        }
+        for (tenant, first_seen) in tenants {
+            let sealed = self.seal_tenant(&tenant, first_seen.start(), now).await?;
+            report.tenants += 1;
+            report.checkpoints += sealed.checkpoints;
+            report.entries += sealed.entries;
+            report.raced += sealed.raced;
+        }
+        self.store.set_cursor(last).await?;
+        Ok(report)
+    }
+
+    async fn publish_key(&self, now: DateTime<Utc>) -> Result<(), SealError> {
+        let key = PublishedKey {
+            key_id: self.signer.key_id().to_owned(),
+            public_key_pem: signing::public_key_pem(self.signer.public_key_der()),
+            valid_from: now,
+        };
+        Ok(self.store.publish_key(&key).await?)
+    }
+
+    /// Seals `tenant`'s closed periods after its chain's head (or from `first_seen`, for its first).
+    pub async fn seal_tenant(
+        &self,
+        tenant: &TenantId,
+        first_seen: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<SealReport, SealError> {
+        let through = self.settings.sealable_through(now);
+        let state = self.store.seal_state(tenant).await?;
+        let start = state.head.map_or(self.settings.period_start(first_seen), |h| h.end);
+        let mut report = SealReport::default();
+        if start >= through {
+            return Ok(report);
+        }
+        // First close, then read: a write racing this seal is either seen below or refused.
+        self.store.close_before(tenant, through).await?;
+        let leaves = self.store.leaves(tenant, start, through).await?;
+        let mut by_period: BTreeMap<DateTime<Utc>, Vec<(Uuid, Hash)>> = BTreeMap::new();
+        for (id, leaf) in leaves {
+            let stamped = crate::domain::time::uuid_v7_time(&id).unwrap_or(start);
+            by_period.entry(self.settings.period_start(stamped) + self.settings.period()).or_default().push((id, leaf));
+        }
+        let mut head = state.head;
+        let mut range_start = start;
+        for (end, leaves) in by_period {
+            if leaves.len() > MAX_PERIOD_ENTRIES {
+                return Err(SealError::TooLarge { tenant: tenant.clone(), size: leaves.len() });
+            }
+            let period = self.build(tenant, range_start, end, &leaves, head.map_or(GENESIS, |h| h.hash)).await?;
+            match self.store.append(tenant, &period, head.as_ref()).await? {
+                Appended::Done => {}
+                Appended::HeadMoved => {
+                    report.raced = 1;
+                    return Ok(report);
+                }
+            }
+            report.checkpoints += 1;
+            report.entries += leaves.len() as u64;
+            head = Some(Head { end, hash: period.checkpoint.hash() });
+            range_start = end;
+        }
+        Ok(report)
+    }
+
+    async fn build(
+        &self,
+        tenant: &TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        leaves: &[(Uuid, Hash)],
+        previous: Hash,
+    ) -> Result<SealedPeriod, SealError> {
+        let tree = Levels::new(leaves.iter().map(|(_, h)| *h).collect());
+        let body = CheckpointBody {
+            format: CHECKPOINT_FORMAT.to_owned(),
+            tenant: tenant.to_string(),
+            start: format_timestamp(start),
+            end: format_timestamp(end),
+            size: tree.size(),
+            root: tree.root(),
+            previous,
+            key_id: self.signer.key_id().to_owned(),
+        };
+        let signature = self.signer.sign(&body.signed_bytes()).await?;
+        let ids: Vec<Uuid> = leaves.iter().map(|(id, _)| *id).collect();
+        let tiles = tree
+            .tiles()
+            .into_iter()
+            .map(|tile| {
+                let ids = if tile.level == 0 {
+                    let from = tile.index as usize * TILE_WIDTH;
+                    ids[from..from + tile.hashes.len()].to_vec()
+                } else {
+                    Vec::new()
+                };
+                StoredTile { tile, ids }
+            })
+            .collect();
+        Ok(SealedPeriod {
+            checkpoint: Checkpoint { body, signature: encode_signature(&signature) },
+            first_ids: ids.chunks(TILE_WIDTH).map(|c| c[0]).collect(),
+            tiles,
+        })
+    }
+}
+
+/// One entry's proof: the entry, where its leaf sits in its period's tree, the audit path, and the
+/// checkpoint that commits to the tree. Checkable offline with the signer's public key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryProof {
+    pub entry: AuditLogEntry,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub proof: Vec<Hash>,
+    pub checkpoint: Checkpoint,
+}
+
+/// What a proof request finds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProofOutcome {
+    Proven(Box<EntryProof>),
+    /// The entry's period is not sealed yet; it will be after this.
+    NotSealed {
+        sealed_after: DateTime<Utc>,
+    },
+}
+
+/// The proof of `entry` (read by the caller from its tenant's entries). Reads the checkpoint that
+/// covers it and the few tiles its path crosses: O(log n) hashes in at most three requests.
+pub async fn prove(
+    store: &dyn SealStore,
+    entry: AuditLogEntry,
+    settings: &SealSettings,
+) -> Result<ProofOutcome, BackendError> {
+    let tenant = entry.tenant_id.clone();
+    let not_sealed = ProofOutcome::NotSealed { sealed_after: settings.sealed_after(entry.timestamp) };
+    let Some((checkpoint, first_ids)) = store.checkpoint_covering(&tenant, entry.timestamp).await? else {
+        return Ok(not_sealed);
+    };
+    let end = DateTime::parse_from_rfc3339(&checkpoint.body.end).map_err(|e| corrupt(&e))?.to_utc();
+    // The tile holding the entry: the last whose first id is not after it.
+    let tile = first_ids.partition_point(|first| *first <= entry.id).checked_sub(1);
+    let Some(tile) = tile else { return Ok(not_sealed) };
+    let level0 = store.tiles(&tenant, end, &[(0, tile as u64)]).await?;
+    let Some(position) = level0.first().and_then(|t| t.ids.iter().position(|id| *id == entry.id)) else {
+        // Stamped in a sealed range but not in its tree: only a store fault can do that.
+        return Err(BackendError::Internal(format!("entry {} is missing from its sealed tree", entry.id)));
+    };
+    let index = (tile * TILE_WIDTH + position) as u64;
+    let size = checkpoint.body.size;
+    let needed: Vec<(u32, u64)> =
+        merkle::tiles_for_inclusion(index, size).into_iter().filter(|t| *t != (0, tile as u64)).collect();
+    let mut tiles: Vec<Tile> = level0.into_iter().map(|t| t.tile).collect();
+    if !needed.is_empty() {
+        tiles.extend(store.tiles(&tenant, end, &needed).await?.into_iter().map(|t| t.tile));
+    }
+    let proof = merkle::inclusion_proof(&Tiles(&tiles), index, size);
+    Ok(ProofOutcome::Proven(Box::new(EntryProof { entry, leaf_index: index, tree_size: size, proof, checkpoint })))
+}
+
+fn corrupt(e: &dyn std::fmt::Display) -> BackendError {
+    BackendError::Internal(format!("a stored checkpoint could not be read: {e}"))
+}
+
+/// Why a proof does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProofError {
+    #[error("the entry does not match its leaf hash: {0}")]
+    Leaf(LeafError),
+    #[error("the audit path does not lead from the entry's leaf to the checkpoint's root")]
+    Path,
+    #[error("the checkpoint's signature does not verify with the key given")]
+    Signature,
+    #[error("the checkpoint was signed by key {found}, not by the key given ({expected})")]
+    OtherKey { found: String, expected: String },
+    #[error("the entry belongs to tenant {entry}, the checkpoint to {checkpoint}")]
+    Tenant { entry: String, checkpoint: String },
+    #[error("the entry was stamped outside the checkpoint's period")]
+    OutOfRange,
+}
+
+impl EntryProof {
+    /// Checks the proof with the signer's public key (DER). Returns the erased fields.
+    pub fn verify(&self, public_key_der: &[u8]) -> Result<Vec<String>, ProofError> {
+        let body = &self.checkpoint.body;
+        let expected = signing::key_id(public_key_der);
+        if body.key_id != expected {
+            return Err(ProofError::OtherKey { found: body.key_id.clone(), expected });
+        }
+        let signature = self.checkpoint.signature_bytes().ok_or(ProofError::Signature)?;
+        if !signing::verify(public_key_der, &body.signed_bytes(), &signature) {
+            return Err(ProofError::Signature);
+        }
+        if self.entry.tenant_id.as_str() != body.tenant {
+            return Err(ProofError::Tenant {
+                entry: self.entry.tenant_id.to_string(),
+                checkpoint: body.tenant.clone(),
+            });
+        }
+        let stamped = format_timestamp(self.entry.timestamp);
+        if !(body.start <= stamped && stamped < body.end) {
+            return Err(ProofError::OutOfRange);
+        }
+        let erased = self.entry.verify_leaf().map_err(ProofError::Leaf)?;
+        let leaf = self.entry.integrity.leaf_hash;
+        if self.tree_size != body.size
+            || !merkle::verify_inclusion(&leaf, self.leaf_index, self.tree_size, &self.proof, &body.root)
+        {
+            return Err(ProofError::Path);
+        }
+        Ok(erased)
+    }
+}
