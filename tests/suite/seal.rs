@@ -283,4 +283,18 @@ async fn the_integrity_routes_serve_the_chain_proofs_and_keys(backend: Backend) 
     assert_eq!(keys.body["keys"][0]["key_id"].as_str(), Some(signer.key_id()));
     let pem = keys.body["keys"][0]["public_key_pem"].as_str().unwrap();
     assert_eq!(auditline::integrity::signing::pem_der(pem, "PUBLIC KEY").unwrap(), signer.public_key_der());
+    assert_eq!(keys.body["keys"][0]["valid_until"], json!(null), "the current key's window is open");
+
+    // A rotation: the old key's window closes when the new one first signs.
+    let rotated = Arc::new(LocalSigner::generate().unwrap());
+    let later = Utc::now() + Duration::seconds(1);
+    sealer(seal_store.clone(), rotated.clone()).run(later).await.unwrap();
+    let keys = call(&api, Route::Keys, &anonymous).await.body["keys"].clone();
+    assert_eq!(keys.as_array().map(Vec::len), Some(2), "{keys}");
+    assert_eq!(
+        (keys[0]["key_id"].as_str(), keys[1]["key_id"].as_str()),
+        (Some(signer.key_id()), Some(rotated.key_id()))
+    );
+    assert_eq!(keys[0]["valid_until"], keys[1]["valid_from"]);
+    assert_eq!(keys[1]["valid_until"], json!(null));
 }

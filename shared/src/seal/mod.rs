@@ -122,6 +122,23 @@ pub struct PublishedKey {
     pub valid_from: DateTime<Utc>,
 }
 
+/// A published key and the window it signs in: from its first use until the next key's first use;
+/// open (`None`) for the current key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyWindow {
+    #[serde(flatten)]
+    pub key: PublishedKey,
+    pub valid_until: Option<String>,
+}
+
+/// The windows of `keys`, oldest first.
+pub fn key_windows(mut keys: Vec<PublishedKey>) -> Vec<KeyWindow> {
+    keys.sort_by(|a, b| (a.valid_from, &a.key_id).cmp(&(b.valid_from, &b.key_id)));
+    let ends: Vec<Option<String>> =
+        keys.iter().skip(1).map(|next| Some(format_timestamp(next.valid_from))).chain([None]).collect();
+    keys.into_iter().zip(ends).map(|(key, valid_until)| KeyWindow { key, valid_until }).collect()
+}
+
 /// Whether an append found the chain where the seal left it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {

@@ -13,7 +13,7 @@ use crate::auth::scopes::AUDIT_READ;
 use crate::domain::time::{format_timestamp, parse_date_param};
 use crate::domain::{MAX_LIMIT, ValidationError, validation};
 use crate::integrity::checkpoint::Checkpoint;
-use crate::seal::{self, EntryProof, ProofOutcome, PublishedKey};
+use crate::seal::{self, EntryProof, KeyWindow, ProofOutcome};
 
 /// Checkpoints a page holds unless `limit` says otherwise.
 const DEFAULT_CHECKPOINTS: usize = 100;
@@ -131,12 +131,12 @@ pub(super) async fn proof(req: &Request, info: &RequestInfo, api: &AuditApi) -> 
 }
 
 #[derive(Serialize)]
-struct Keys<'a> {
-    keys: &'a [PublishedKey],
+struct Keys {
+    keys: Vec<KeyWindow>,
 }
 
 /// `GET /audit/keys` (public): every key checkpoints have been signed with.
 pub(super) async fn keys(info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let keys = api.seal.keys().await.map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
-    Ok(json(200, &Keys { keys: &keys }))
+    Ok(json(200, &Keys { keys: seal::key_windows(keys) }))
 }
