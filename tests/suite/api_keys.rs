@@ -6,7 +6,7 @@ use auditline::auth::api_keys::{ApiKeyStore, key_id};
 use auditline::auth::{AuthOptions, Authenticator};
 use auditline::store::dynamo::DynamoApiKeys;
 use auditline::store::dynamo::tables::API_KEYS;
-use auditline_keys::{Command, run};
+use auditline_cli::keys::{KeysCommand as Command, run};
 use auditline_tests::{fresh_table, local_client, tenant};
 use http::{HeaderMap, HeaderValue};
 
@@ -76,12 +76,13 @@ async fn keys_are_created_listed_checked_in_one_read_and_revoked() {
 
 #[tokio::test]
 async fn an_out_of_range_expiry_is_refused_not_a_panic() {
-    use auditline_keys::Cli;
+    use auditline_cli::Cli;
     use clap::Parser;
     // Once a panic: `now + Duration::days(4294967295)` overflows the calendar.
     for days in ["0", "3651", "4294967295", "-1", "ten", "1e3"] {
         let parsed = Cli::try_parse_from([
-            "auditline-keys",
+            "auditline",
+            "keys",
             "create",
             "--tenant",
             "acme",

@@ -759,11 +759,12 @@ fn command_line_arguments() {
         1 => number_like(),
     ];
     fuzz(proptest::collection::vec(word, 0..10), |runtime, words| {
-        let argv = std::iter::once("auditline-keys".to_owned()).chain(words);
-        let Ok(cli) = auditline_keys::Cli::try_parse_from(argv) else { return Ok(()) };
+        let argv = ["auditline", "keys"].into_iter().map(str::to_owned).chain(words);
+        let Ok(cli) = auditline_cli::Cli::try_parse_from(argv) else { return Ok(()) };
+        let auditline_cli::Command::Keys(args) = cli.command else { unreachable!("the keys subcommand") };
         let store = MemoryApiKeys::new();
         let mut out = Vec::new();
-        let result = runtime.block_on(auditline_keys::run(cli.command, &store, Utc::now(), &mut out));
+        let result = runtime.block_on(auditline_cli::keys::run(args.command, &store, Utc::now(), &mut out));
         let created = runtime.block_on(store.list(&tenant("acme"))).map(|l| l.len()).unwrap_or(0);
         if result.is_err() {
             prop_assert_eq!(created, 0, "a refused command stores nothing");

@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use auditline::apigw::http::Route;
-use auditline::domain::{AuditAction, AuditLogEntry, AuditQuery, EntityType, QueryScope, TenantId};
+use auditline::domain::{AuditAction, AuditLogEntry, EntityType};
 use auditline::idempotency::MemoryIdempotency;
 use auditline::integrity::signing::{LocalSigner, Signer};
 use auditline::seal::EntryProof;
-use auditline::seal::verify::{Bundle, verify_bundle};
+use auditline::seal::verify::{Bundle, Verifier};
 use auditline::seal::{ProofOutcome, SealSettings, SealStore, Sealer, prove};
 use auditline::store::dynamo::tables::{CHECKPOINTS, COUNTERS, ENTRIES, PROOFS};
 use auditline::store::dynamo::{SealTables, client_for_local_endpoint};
 use auditline::store::{AuditStore, DynamoStore, MemoryStore, StoreError};
 use auditline::{AuditError, AuditLogger, AuditSettings, LogOutcome};
 use auditline_tests::http::{api_with_seal, call, sample, with_query};
-use auditline_tests::{Backend, fixed_clock, fresh_table, new_entry, stepping_clock, tenant};
+use auditline_tests::{Backend, all_entries, fixed_clock, fresh_table, new_entry, stepping_clock, tenant};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::json;
 
@@ -59,21 +59,6 @@ fn stored(outcome: Result<LogOutcome, AuditError>) -> AuditLogEntry {
     }
 }
 
-async fn all_entries(store: Arc<dyn AuditStore>, t: &TenantId) -> Vec<AuditLogEntry> {
-    let logger = AuditLogger::new(store, AuditSettings::default());
-    let mut out = Vec::new();
-    let mut query = AuditQuery::new(QueryScope::Tenant);
-    query.page.limit = 1000;
-    loop {
-        let page = logger.get_logs(t, &query).await.unwrap();
-        out.extend(page.entries);
-        match page.next_token {
-            Some(token) => query.page.next_token = Some(token),
-            None => return out,
-        }
-    }
-}
-
 auditline_tests::on_both_backends!(
     sealed_periods_form_a_chain_the_verifier_accepts,
     writes_racing_a_seal_are_in_its_tree_or_refused,
@@ -103,7 +88,7 @@ async fn sealed_periods_form_a_chain_the_verifier_accepts(backend: Backend) {
     assert_eq!(checkpoints.len(), 3, "one checkpoint per hour with entries");
     assert_eq!(checkpoints.iter().map(|c| c.body.size).sum::<u64>(), 30);
     let bundle = Bundle { entries: all_entries(store.clone(), &acme).await, checkpoints };
-    let summary = verify_bundle(&bundle, signer.public_key_der());
+    let summary = Verifier::new([signer.public_key_der()]).verify(&bundle);
     assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
     assert_eq!(summary.to_string(), "3/3 checkpoints valid, 30/30 entries valid");
 
@@ -169,7 +154,7 @@ async fn writes_racing_a_seal_are_in_its_tree_or_refused(backend: Backend) {
     let checkpoints = seal_store.checkpoints(&acme, None, None, 10).await.unwrap();
     assert_eq!(report.checkpoints, 1);
     assert_eq!(checkpoints[0].body.size as usize, accepted, "every stored entry is in the sealed tree");
-    let summary = verify_bundle(&Bundle { entries: stored, checkpoints }, signer.public_key_der());
+    let summary = Verifier::new([signer.public_key_der()]).verify(&Bundle { entries: stored, checkpoints });
     assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
 }
 
@@ -191,8 +176,8 @@ async fn two_seals_at_once_make_one_chain(backend: Backend) {
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     let checkpoints = seal_store.checkpoints(&acme, None, None, 100).await.unwrap();
     assert_eq!(checkpoints.len(), 4, "four hours with entries, each sealed once ({ra:?}, {rb:?})");
-    let summary =
-        verify_bundle(&Bundle { entries: all_entries(store, &acme).await, checkpoints }, signer.public_key_der());
+    let summary = Verifier::new([signer.public_key_der()])
+        .verify(&Bundle { entries: all_entries(store, &acme).await, checkpoints });
     assert!(summary.is_valid(), "no fork: {summary}: {:?}", summary.failures);
 }
 

@@ -186,3 +186,20 @@ pub fn new_entry(
         },
     }
 }
+
+/// Every live entry of `tenant`, read page by page through the logger as the API reads them.
+pub async fn all_entries(store: Arc<dyn AuditStore>, tenant: &TenantId) -> Vec<auditline::domain::AuditLogEntry> {
+    use auditline::domain::{AuditQuery, QueryScope};
+    let logger = auditline::AuditLogger::new(store, auditline::AuditSettings::default());
+    let mut out = Vec::new();
+    let mut query = AuditQuery::new(QueryScope::Tenant);
+    query.page.limit = 1000;
+    loop {
+        let page = logger.get_logs(tenant, &query).await.expect("entries are listed");
+        out.extend(page.entries);
+        match page.next_token {
+            Some(token) => query.page.next_token = Some(token),
+            None => return out,
+        }
+    }
+}

@@ -187,10 +187,27 @@ pub const COMMITTED_FIELDS: [&str; 11] = [
 ];
 
 impl AuditLogEntry {
-    /// The committed fields with their values, as the entry's JSON has them.
+    /// The committed fields with their values, as the entry's JSON has them (each field on its
+    /// own: serialising the whole entry would also write what the leaf leaves out).
     pub fn committed_fields(&self) -> Vec<(&'static str, Value)> {
-        let json = serde_json::to_value(self).unwrap_or(Value::Null);
-        COMMITTED_FIELDS.iter().map(|name| (*name, json.get(*name).cloned().unwrap_or(Value::Null))).collect()
+        fn json(value: &impl Serialize) -> Value {
+            serde_json::to_value(value).unwrap_or(Value::Null)
+        }
+        let fields = [
+            ("id", Value::String(self.id.to_string())),
+            ("timestamp", Value::String(time::format_timestamp(self.timestamp))),
+            ("action", json(&self.action)),
+            ("entity_type", json(&self.entity_type)),
+            ("entity_id", Value::String(self.entity_id.clone())),
+            ("project_id", json(&self.project_id)),
+            ("user_id", json(&self.user_id)),
+            ("changes", json(&self.changes)),
+            ("ip_address", json(&self.ip_address)),
+            ("metadata", json(&self.metadata)),
+            ("tenant_id", json(&self.tenant_id)),
+        ];
+        debug_assert!(fields.iter().map(|(n, _)| *n).eq(COMMITTED_FIELDS));
+        fields.into()
     }
 
     /// Whether the entry still matches its leaf; the erased fields when it does.

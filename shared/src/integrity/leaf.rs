@@ -73,12 +73,40 @@ pub fn commitment(salt: &Salt, value: &Value) -> Result<Hash, InexactNumber> {
     Ok(Hash::of(&[&salt.0, canonical::to_string(value)?.as_bytes()]))
 }
 
-/// The leaf of the commitments, one per field.
-pub fn leaf(commitments: &BTreeMap<String, Hash>) -> Hash {
+/// The leaf of `(field, commitment)` pairs with distinct names.
+pub fn leaf(commitments: &[(&str, Hash)]) -> Hash {
+    // Field names are plain identifiers: for those, the canonical form can be written directly (no
+    // escapes; UTF-16 order is byte order). Anything else goes through the general writer.
+    let plain = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !commitments.iter().all(|(n, _)| plain(n)) {
+        return leaf_via_json(commitments);
+    }
+    let mut members: Vec<(&str, String)> = Vec::with_capacity(commitments.len() + 1);
+    members.push(("_format", LEAF_FORMAT.to_owned()));
+    members.extend(commitments.iter().map(|(n, c)| (*n, c.to_hex())));
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut text = String::with_capacity(members.len() * 80);
+    text.push('{');
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push('"');
+        text.push_str(name);
+        text.push_str("\":\"");
+        text.push_str(value);
+        text.push('"');
+    }
+    text.push('}');
+    merkle::leaf_hash(text.as_bytes())
+}
+
+/// The leaf through the general canonical writer: the definition the direct one must match.
+fn leaf_via_json(commitments: &[(&str, Hash)]) -> Hash {
     let mut object = serde_json::Map::new();
     object.insert("_format".into(), Value::from(LEAF_FORMAT));
     for (name, c) in commitments {
-        object.insert(name.clone(), Value::from(c.to_hex()));
+        object.insert((*name).to_owned(), Value::from(c.to_hex()));
     }
     let text = canonical::to_string(&Value::Object(object)).expect("hex strings are canonical");
     merkle::leaf_hash(text.as_bytes())
@@ -104,9 +132,9 @@ impl Integrity {
     /// Commits to `fields` with salts from a fresh seed.
     pub fn commit(fields: &[(&str, Value)]) -> Result<Integrity, InexactNumber> {
         let seed = Salt::random();
-        let mut commitments = BTreeMap::new();
+        let mut commitments = Vec::with_capacity(fields.len());
         for (name, value) in fields {
-            commitments.insert((*name).to_owned(), commitment(&seed.for_field(name), value)?);
+            commitments.push((*name, commitment(&seed.for_field(name), value)?));
         }
         Ok(Integrity {
             format: LEAF_FORMAT.to_owned(),
@@ -146,7 +174,7 @@ impl Integrity {
         if self.format != LEAF_FORMAT {
             return Err(LeafError::UnknownFormat(self.format.clone()));
         }
-        let mut commitments = BTreeMap::new();
+        let mut commitments = Vec::with_capacity(fields.len());
         let mut erased = Vec::new();
         for (name, value) in fields {
             let c = match self.erased.get(*name) {
@@ -162,7 +190,7 @@ impl Integrity {
                     commitment(&salt, value).map_err(|e| LeafError::Inexact((*name).to_owned(), e))?
                 }
             };
-            commitments.insert((*name).to_owned(), c);
+            commitments.push((*name, c));
         }
         if leaf(&commitments) != self.leaf_hash {
             return Err(LeafError::Mismatch);
@@ -193,6 +221,19 @@ mod tests {
 
     fn fields() -> Vec<(&'static str, Value)> {
         vec![("action", json!("UPDATE")), ("ip_address", json!("10.1.2.3")), ("changes", json!({"b": 1, "a": [true]}))]
+    }
+
+    #[test]
+    fn the_direct_leaf_writer_matches_the_canonical_one() {
+        let names = ["id", "tenant_id", "_x", "A", "Z9", "a_b", "ab", "a", "b_"];
+        let commitments: Vec<(&str, Hash)> =
+            names.iter().enumerate().map(|(i, n)| (*n, Hash::of(&[&[i as u8]]))).collect();
+        for k in 0..=commitments.len() {
+            assert_eq!(leaf(&commitments[..k]), leaf_via_json(&commitments[..k]), "{k}");
+        }
+        // Names that need the general writer take it.
+        let odd = [("é", Hash::of(&[b"1"])), ("a\"b", Hash::of(&[b"2"]))];
+        assert_eq!(leaf(&odd), leaf_via_json(&odd));
     }
 
     #[test]

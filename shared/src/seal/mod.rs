@@ -433,6 +433,8 @@ pub enum ProofError {
     Signature,
     #[error("the checkpoint was signed by key {found}, not by the key given ({expected})")]
     OtherKey { found: String, expected: String },
+    #[error("the checkpoint was signed by key {found}, which is not among the keys given")]
+    UnknownKey { found: String },
     #[error("the entry belongs to tenant {entry}, the checkpoint to {checkpoint}")]
     Tenant { entry: String, checkpoint: String },
     #[error("the entry was stamped outside the checkpoint's period")]

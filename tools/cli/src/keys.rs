@@ -1,4 +1,4 @@
-//! `auditline-keys`: create, list and revoke API keys. A key is printed once, at creation; the
+//! `auditline keys`: create, list and revoke API keys. A key is printed once, at creation; the
 //! table holds only its hash.
 
 use std::io::Write;
@@ -6,11 +6,10 @@ use std::io::Write;
 use auditline::auth::api_keys::{self, ApiKeyStore};
 use auditline::domain::TenantId;
 use chrono::{DateTime, Duration, Utc};
-use clap::{Parser, Subcommand};
+use clap::{Args, Subcommand};
 
-#[derive(Debug, Parser)]
-#[command(name = "auditline-keys", about = "Manage auditline API keys")]
-pub struct Cli {
+#[derive(Debug, Args)]
+pub struct KeysArgs {
     /// The API keys table.
     #[arg(long, env = "API_KEYS_TABLE", default_value = auditline::config::DEFAULT_API_KEYS_TABLE)]
     pub table: String,
@@ -18,11 +17,11 @@ pub struct Cli {
     #[arg(long, env = "DYNAMODB_ENDPOINT")]
     pub endpoint: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: KeysCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum KeysCommand {
     /// Create a key and print it. It cannot be shown again.
     Create {
         #[arg(long)]
@@ -58,13 +57,13 @@ fn timestamp(t: &DateTime<Utc>) -> String {
 
 /// Runs one command against `store`, writing what it has to say to `out`.
 pub async fn run(
-    command: Command,
+    command: KeysCommand,
     store: &dyn ApiKeyStore,
     now: DateTime<Utc>,
     out: &mut dyn Write,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Create { tenant, user, scopes, name, expires_in_days } => {
+        KeysCommand::Create { tenant, user, scopes, name, expires_in_days } => {
             let tenant = TenantId::parse(&tenant)?;
             let expires_at = expires_in_days
                 .map(|d| {
@@ -81,7 +80,7 @@ pub async fn run(
             writeln!(out, "key_id: {}", created.record.key_id)?;
             writeln!(out, "Store the key now: it is not kept and cannot be shown again.")?;
         }
-        Command::List { tenant } => {
+        KeysCommand::List { tenant } => {
             let tenant = TenantId::parse(&tenant)?;
             writeln!(out, "key_id\tuser_id\tscopes\tname\tcreated_at\texpires_at\tstatus")?;
             for r in store.list(&tenant).await? {
@@ -102,7 +101,7 @@ pub async fn run(
                 )?;
             }
         }
-        Command::Revoke { key_id } => {
+        KeysCommand::Revoke { key_id } => {
             if store.revoke(&key_id).await? {
                 writeln!(out, "revoked {key_id}")?;
             } else {

@@ -1,0 +1,183 @@
+//! The `auditline` binary end to end: a local gateway on the local DynamoDB API seals on its timer
+//! with a key in a file; `auditline fetch` downloads the bundle over HTTP; `auditline verify`
+//! checks it and a proof from the proof route offline — and refuses them once changed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auditline::config::vars;
+use auditline::domain::{AuditAction, EntityType};
+use auditline::integrity::signing::{LocalSigner, Signer, public_key_pem};
+use auditline::store::DynamoStore;
+use auditline::{AuditLogger, AuditSettings, Config, LogOutcome};
+use auditline_local::{Limits, Options, Running, SealKey, SealOptions, Storage, start};
+use auditline_tests::client::http;
+use auditline_tests::{fresh_table, local_client, new_entry, stepping_clock, tenant, unique_name};
+use chrono::{DurationRound, Utc};
+
+fn auditline(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(auditline_tests::binary("auditline"));
+    command.args(args).env_remove("AUDITLINE_TOKEN").env_remove("AUDITLINE_API_KEY");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("auditline runs")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Fresh tables for a gateway, all created up front so that entries can be written before it
+/// starts; with a day's retention, so that its sealer's first run looks back only a day.
+async fn fresh_config() -> Config {
+    let (client, _) = local_client();
+    let mut tables = Vec::new();
+    for (variable, spec) in vars::TABLES {
+        tables.push((variable, fresh_table(&client, spec, &variable.to_lowercase()).await));
+    }
+    Config::from_lookup(|v| match v {
+        "AUDIT_RETENTION_DAYS" => Some("1".into()),
+        _ => tables.iter().find(|(k, _)| *k == v).map(|(_, t)| t.clone()),
+    })
+    .unwrap()
+}
+
+/// A gateway on `config`'s tables that seals every 200 ms with the key in `key_file`.
+async fn sealing_gateway(config: &Config, key_file: &Path) -> Running {
+    let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let seal = SealOptions { every: Duration::from_millis(200), key: SealKey::File(key_file.to_owned()) };
+    let storage = Storage::DynamoDb { endpoint: auditline_tests::dynamodb_endpoint() };
+    start(Options { bind, storage, config: config.clone(), limits: Limits::default(), seal })
+        .await
+        .expect("the gateway starts")
+}
+
+// Multi-threaded: the gateway must answer while the test waits on the command line's process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_then_verify_offline_and_catch_a_change() {
+    let dir = std::env::temp_dir().join(unique_name("auditline-cli"));
+    let key_file = dir.join("seal-key.pem");
+    let config = fresh_config().await;
+
+    // Three hours of entries of the gateway's own tenant, written straight into its tables with a
+    // clock in the past before it starts; their periods are closed, so its timer seals them.
+    let (client, _) = local_client();
+    let store = Arc::new(DynamoStore::new(client, config.entries_table.clone(), config.counters_table.clone()));
+    let start = (Utc::now() - chrono::Duration::hours(4)).duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 6 * 60_000);
+    let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock);
+    let local = tenant(auditline_local::DEV_TENANT);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let request = new_entry(&local, AuditAction::ALL[i % 6], EntityType::File, &format!("f-{i}"), None, None);
+        let outcome = logger.log(request).await;
+        let Ok(LogOutcome::Stored(e)) = outcome else { panic!("stored: {outcome:?}") };
+        ids.push(e.id);
+    }
+    let g = sealing_gateway(&config, &key_file).await;
+    let public_key = g.seal_key.public_key_file.clone().expect("a key in a file has its public key beside it");
+    let key = g.credentials.api_key.expose().to_owned();
+    let base = g.http_url();
+    let started = Instant::now();
+    loop {
+        let page = http("GET", &format!("{base}/audit/checkpoints"), &[("x-api-key", &key)], None).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body["count"].as_u64() == Some(3) {
+            break;
+        }
+        // A guard against waiting forever, not a measure of speed.
+        assert!(started.elapsed() < Duration::from_secs(60), "the gateway seals the three hours: {}", page.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A fresh entry through the API: not sealed yet.
+    let fresh = serde_json::json!({"action": "VIEW", "entity_type": "FILE", "entity_id": "now"});
+    let created = http("POST", &format!("{base}/audit/logs"), &[("x-api-key", &key)], Some(&fresh)).await;
+    assert_eq!(created.status, 201);
+
+    // fetch → verify, with the key from the command line's environment.
+    let bundle = dir.join("bundle");
+    let (bundle_arg, key_arg) = (bundle.to_str().unwrap(), public_key.to_str().unwrap());
+    let fetched = auditline(&["fetch", "--url", &base, "--out", bundle_arg], &[("AUDITLINE_API_KEY", &key)]);
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    assert!(text(&fetched).contains("wrote 31 entries and 3 checkpoints"), "{}", text(&fetched));
+    let verified = auditline(&["verify", "--public-key", key_arg, bundle_arg], &[]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert!(
+        text(&verified).starts_with("3/3 checkpoints valid, 31/31 entries valid, 1 not sealed yet\nhead: "),
+        "{}",
+        text(&verified)
+    );
+    // A second fetch into the same directory is refused rather than mixed in.
+    let again = auditline(&["fetch", "--url", &base, "--out", bundle_arg], &[("AUDITLINE_API_KEY", &key)]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+
+    // One value changed in the file: caught, named, exit 1.
+    let entries = bundle.join("entries.jsonl");
+    let original = std::fs::read_to_string(&entries).unwrap();
+    std::fs::write(&entries, original.replacen("\"entity_id\":\"f-7\"", "\"entity_id\":\"f-70\"", 1)).unwrap();
+    let refused = auditline(&["verify", "--public-key", key_arg, bundle_arg], &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("FAILED: entry "), "{}", text(&refused));
+    // A line that is not an entry at all: named by line, and not verified.
+    std::fs::write(&entries, format!("{original}{{\"id\": 1}}\n")).unwrap();
+    let broken = auditline(&["verify", "--public-key", key_arg, bundle_arg], &[]);
+    assert_eq!(broken.status.code(), Some(2), "{}", text(&broken));
+    assert!(text(&broken).contains("entries.jsonl line 32"), "{}", text(&broken));
+
+    // One entry's proof from the proof route, checked offline.
+    let id = ids[12].to_string();
+    let proof = http("GET", &format!("{base}/audit/logs/{id}/proof"), &[("x-api-key", &key)], None).await;
+    assert_eq!((proof.status, &proof.body["sealed"]), (200, &serde_json::json!(true)), "{}", proof.body);
+    let proof_file = dir.join("proof.json");
+    std::fs::write(&proof_file, proof.body.to_string()).unwrap();
+    let checked = auditline(&["verify", "--public-key", key_arg, "--proof", proof_file.to_str().unwrap()], &[]);
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    assert!(text(&checked).starts_with(&format!("entry {id} verified: leaf ")), "{}", text(&checked));
+    let mut forged = proof.body.clone();
+    forged["entry"]["user_id"] = serde_json::json!("mallory");
+    std::fs::write(&proof_file, forged.to_string()).unwrap();
+    let refused = auditline(&["verify", "--public-key", key_arg, "--proof", proof_file.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(text(&refused).contains("does not match its leaf hash"), "{}", text(&refused));
+    // The fresh entry's answer is not a proof yet, and says so.
+    let fresh_id = created.body["id"].as_str().unwrap();
+    let pending = http("GET", &format!("{base}/audit/logs/{fresh_id}/proof"), &[("x-api-key", &key)], None).await;
+    std::fs::write(&proof_file, pending.body.to_string()).unwrap();
+    let early = auditline(&["verify", "--public-key", key_arg, "--proof", proof_file.to_str().unwrap()], &[]);
+    assert_eq!(early.status.code(), Some(1), "{}", text(&early));
+    assert!(text(&early).contains("not sealed yet"), "{}", text(&early));
+
+    // Another key than the one that signed: nothing verifies.
+    let other = dir.join("other.pem");
+    let stranger_key = LocalSigner::generate().unwrap();
+    std::fs::write(&other, public_key_pem(stranger_key.public_key_der())).unwrap();
+    std::fs::write(&entries, &original).unwrap();
+    let stranger = auditline(&["verify", "--public-key", other.to_str().unwrap(), bundle_arg], &[]);
+    assert_eq!(stranger.status.code(), Some(1), "{}", text(&stranger));
+    assert!(text(&stranger).contains("which is not among the keys given"), "{}", text(&stranger));
+    g.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_invocations_are_refused_with_a_reason() {
+    for (args, says) in [
+        (&["verify", "some-dir"][..], "--public-key"),
+        (&["verify", "--public-key", "/nonexistent.pem", "dir"], "/nonexistent.pem"),
+        (&["fetch", "--url", "http://127.0.0.1:9", "--out", "/tmp/x"], "--token or --api-key"),
+        (&["verify", "--public-key", "k.pem"], "required"),
+        (&["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let output = auditline(args, &[]);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(text(&output).contains(says), "{args:?}: {}", text(&output));
+    }
+    let help = auditline(&["--help"], &[]);
+    for subcommand in ["keys", "fetch", "verify"] {
+        assert!(text(&help).contains(subcommand), "{}", text(&help));
+    }
+}

@@ -1,0 +1,99 @@
+//! A bundle on disk: a directory with a tenant's entries and checkpoints as JSON Lines, and the
+//! public keys the service published. What `fetch` writes and `verify` reads.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use auditline::domain::AuditLogEntry;
+use auditline::integrity::checkpoint::Checkpoint;
+use auditline::seal::verify::Bundle;
+use serde::de::DeserializeOwned;
+
+pub const ENTRIES: &str = "entries.jsonl";
+pub const CHECKPOINTS: &str = "checkpoints.jsonl";
+/// The published keys as fetched, one `<key_id>.pem` each. Handy, but trust a key you got by
+/// another route (the deployment's output, a colleague) rather than one from the same download.
+pub const KEYS_DIR: &str = "public-keys";
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Reads the bundle in `dir`. A line that is not an entry (or a checkpoint) is an error that names
+/// the file and line: a bundle that does not parse is not a bundle that verifies.
+pub fn read(dir: &Path) -> Result<Bundle, BoxError> {
+    Ok(Bundle {
+        entries: read_lines::<AuditLogEntry>(&dir.join(ENTRIES))?,
+        checkpoints: read_lines(&dir.join(CHECKPOINTS))?,
+    })
+}
+
+fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, BoxError> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let item = serde_json::from_str(&line).map_err(|e| format!("{} line {}: {e}", path.display(), n + 1))?;
+        out.push(item);
+    }
+    Ok(out)
+}
+
+/// Writes a bundle into a new (or empty) directory, line by line.
+pub struct Writer {
+    dir: PathBuf,
+    entries: BufWriter<File>,
+    checkpoints: BufWriter<File>,
+}
+
+impl Writer {
+    /// Refuses a directory that already holds a bundle, rather than mixing two downloads.
+    pub fn create(dir: &Path) -> Result<Self, BoxError> {
+        fs::create_dir_all(dir.join(KEYS_DIR)).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let open = |name: &str| -> Result<BufWriter<File>, BoxError> {
+            let path = dir.join(name);
+            let file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    format!("{} exists: write the bundle to a new directory", path.display())
+                } else {
+                    format!("{}: {e}", path.display())
+                }
+            })?;
+            Ok(BufWriter::new(file))
+        };
+        Ok(Writer { dir: dir.to_owned(), entries: open(ENTRIES)?, checkpoints: open(CHECKPOINTS)? })
+    }
+
+    pub fn entry(&mut self, entry: &serde_json::Value) -> Result<(), BoxError> {
+        writeln!(self.entries, "{entry}")?;
+        Ok(())
+    }
+
+    pub fn checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<(), BoxError> {
+        writeln!(self.checkpoints, "{}", serde_json::to_string(checkpoint)?)?;
+        Ok(())
+    }
+
+    /// Writes a published key as `<key_id>.pem`; the id is checked against the key itself.
+    pub fn public_key(&mut self, key_id: &str, pem: &str) -> Result<PathBuf, BoxError> {
+        let der = auditline::integrity::signing::pem_der(pem, "PUBLIC KEY")
+            .ok_or_else(|| format!("key {key_id}: not a PEM public key"))?;
+        let actual = auditline::integrity::signing::key_id(&der);
+        if actual != key_id {
+            return Err(format!("key {key_id}: its fingerprint is {actual}").into());
+        }
+        let path = self.dir.join(KEYS_DIR).join(format!("{actual}.pem"));
+        fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    pub fn finish(mut self) -> Result<(), BoxError> {
+        self.entries.flush()?;
+        self.checkpoints.flush()?;
+        self.entries.get_ref().sync_all()?;
+        self.checkpoints.get_ref().sync_all()?;
+        Ok(())
+    }
+}

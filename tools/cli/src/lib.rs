@@ -1,0 +1,26 @@
+//! `auditline`, the command line for people: API keys, fetching a tenant's bundle, and verifying
+//! bundles and proofs offline. Each subcommand is a module whose `run` the binary and the tests call.
+
+pub mod bundle;
+pub mod fetch;
+pub mod keys;
+pub mod verify;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "auditline", version, about = "The auditline command line")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list and revoke API keys (in the API keys table).
+    Keys(keys::KeysArgs),
+    /// Download your tenant's checkpoints, entries and published keys into a bundle directory.
+    Fetch(fetch::FetchArgs),
+    /// Verify a bundle, or one entry's proof, offline against public keys you trust.
+    Verify(verify::VerifyArgs),
+}

@@ -1,0 +1,27 @@
+use auditline::store::dynamo::{DynamoApiKeys, client_from_environment};
+use auditline_cli::{Cli, Command, fetch, keys, verify};
+use clap::Parser;
+
+/// Exit codes: 0 done (or verified), 1 not verified, 2 could not be done (bad input, I/O, network).
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout();
+    let result: Result<bool, Box<dyn std::error::Error>> = match cli.command {
+        Command::Keys(args) => {
+            let client = client_from_environment(args.endpoint.as_deref()).await;
+            let store = DynamoApiKeys::new(client, args.table);
+            keys::run(args.command, &store, chrono::Utc::now(), &mut out).await.map(|()| true)
+        }
+        Command::Fetch(args) => fetch::run(&args, &mut out).await.map(|_| true).map_err(|e| e as _),
+        Command::Verify(args) => verify::run(&args, &mut out).map_err(|e| e as _),
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
