@@ -111,6 +111,13 @@ async fn fetch_then_verify_offline_and_catch_a_change() {
         "{}",
         text(&verified)
     );
+    // A retention horizon before every entry changes nothing; one that is not a time is refused.
+    let a_day_ago = (Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let with_horizon = auditline(&["verify", "--public-key", key_arg, "--expired-before", &a_day_ago, bundle_arg], &[]);
+    assert_eq!((with_horizon.status.code(), text(&with_horizon)), (Some(0), text(&verified)));
+    let bad_horizon = auditline(&["verify", "--public-key", key_arg, "--expired-before", "yesterday", bundle_arg], &[]);
+    assert_eq!(bad_horizon.status.code(), Some(2), "{}", text(&bad_horizon));
+    assert!(text(&bad_horizon).contains("--expired-before"), "{}", text(&bad_horizon));
     // A second fetch into the same directory is refused rather than mixed in.
     let again = auditline(&["fetch", "--url", &base, "--out", bundle_arg], &[("AUDITLINE_API_KEY", &key)]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));

@@ -64,6 +64,7 @@ auditline_tests::on_both_backends!(
     writes_racing_a_seal_are_in_its_tree_or_refused,
     two_seals_at_once_make_one_chain,
     the_integrity_routes_serve_the_chain_proofs_and_keys,
+    entries_past_retention_leave_a_chain_that_verifies,
 );
 
 async fn sealed_periods_form_a_chain_the_verifier_accepts(backend: Backend) {
@@ -282,4 +283,59 @@ async fn the_integrity_routes_serve_the_chain_proofs_and_keys(backend: Backend) 
     );
     assert_eq!(keys[0]["valid_until"], keys[1]["valid_from"]);
     assert_eq!(keys[1]["valid_until"], json!(null));
+}
+
+async fn entries_past_retention_leave_a_chain_that_verifies(backend: Backend) {
+    let (store, seal_store) = stores(backend).await;
+    let acme = tenant("acme");
+    let settings = AuditSettings { retention_days: 1, ..AuditSettings::default() };
+    // Ten entries that reach the end of their day's retention three seconds from now, and ten from
+    // the last three hours that stay.
+    let (expiring, _) = stepping_clock(Utc::now() - Duration::days(1) + Duration::seconds(3), 1);
+    let logger = AuditLogger::with_clock(store.clone(), settings.clone(), expiring);
+    let mut old = Vec::new();
+    for i in 0..10 {
+        old.push(stored(
+            logger.log(new_entry(&acme, AuditAction::Create, EntityType::File, &format!("o-{i}"), None, None)).await,
+        ));
+    }
+    let (recent, _) = stepping_clock(hours_back(3) + Duration::minutes(1), 10 * 60_000);
+    let logger = AuditLogger::with_clock(store.clone(), settings, recent);
+    for i in 0..10 {
+        stored(
+            logger.log(new_entry(&acme, AuditAction::Update, EntityType::File, &format!("r-{i}"), None, None)).await,
+        );
+    }
+    let signer = Arc::new(LocalSigner::generate().unwrap());
+    sealer(seal_store.clone(), signer.clone()).run(Utc::now()).await.unwrap();
+    let sealed = seal_store.checkpoints(&acme, None, None, 100).await.unwrap();
+    assert_eq!(sealed.iter().map(|c| c.body.size).sum::<u64>(), 20, "all twenty sealed before any expired");
+
+    // The store's TTL takes the old ten (a read no longer returns them); checkpoints stay.
+    let last_expiry = old.iter().map(|e| e.expires_at).max().unwrap();
+    while Utc::now().timestamp() <= last_expiry {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let bundle = Bundle {
+        entries: all_entries(store.clone(), &acme).await,
+        checkpoints: seal_store.checkpoints(&acme, None, None, 100).await.unwrap(),
+    };
+    assert_eq!(bundle.entries.len(), 10);
+    assert_eq!(bundle.checkpoints, sealed, "retention never removes a checkpoint");
+    let verifier = Verifier::new([signer.public_key_der()]);
+    let horizon = Utc::now() - Duration::days(1);
+    let summary = verifier.clone().with_expired_before(horizon).verify(&bundle);
+    assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
+    let n = sealed.len();
+    assert_eq!(summary.to_string(), format!("{n}/{n} checkpoints valid, 10/10 entries valid, 1 period past retention"));
+    // Told of no retention, the verifier calls the same gap a removal.
+    let summary = verifier.verify(&bundle);
+    assert!(summary.failures.iter().any(|f| f.to_string().contains("are all missing")), "{summary}");
+
+    // A proof of a gone entry: not found, like the entry itself.
+    let api = api_with_seal(store.clone(), seal_store.clone(), Arc::new(MemoryIdempotency::new()));
+    let event =
+        integrity_event("http-proof.json", "acme", |e| e["pathParameters"] = json!({ "id": old[0].id.to_string() }));
+    let reply = call(&api, Route::Proof, &event).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
 }

@@ -193,6 +193,40 @@ fn deleted_inserted_swapped_and_back_dated_entries_are_detected() {
     let gone = bundle.entries.remove(4321);
     detected("deleted entry", &v.verify(&bundle), &format!("period {}", period_of(&f.bundle, &gone)));
 
+    // A whole period's entries deleted: not mistaken for expiry, since that period is not past
+    // retention — and the same deletion of the oldest periods, past the horizon, is expiry.
+    let mut ordered: Vec<_> = f.bundle.checkpoints.iter().collect();
+    ordered.sort_by_key(|c| c.body.end.clone());
+    let (fifth, eighth) = (ordered[4], ordered[7]);
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+    let in_period =
+        |e: &AuditLogEntry, c: &Checkpoint| at(&c.body.start) <= e.timestamp && e.timestamp < at(&c.body.end);
+    let mut bundle = f.bundle.clone();
+    bundle.entries.retain(|e| !in_period(e, fifth));
+    detected("deleted period", &v.verify(&bundle), &format!("period {} – {}: its", fifth.body.start, fifth.body.end));
+    let mut expired = f.bundle.clone();
+    let horizon = at(&fifth.body.end);
+    expired.entries.retain(|e| e.timestamp >= horizon);
+    let summary = v.clone().with_expired_before(horizon).verify(&expired);
+    assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
+    assert!(summary.to_string().ends_with(", 5 periods past retention"), "{summary}");
+    // A horizon inside a period: its remaining entries are not checked against its root, and
+    // everything after it is.
+    let mut partly = f.bundle.clone();
+    let inside: Vec<_> = partly.entries.iter().filter(|e| in_period(e, eighth)).map(|e| e.timestamp).collect();
+    let horizon = inside[inside.len() / 2];
+    partly.entries.retain(|e| e.timestamp >= horizon);
+    let summary = v.clone().with_expired_before(horizon).verify(&partly);
+    assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
+    let kept = inside.len() - inside.len() / 2;
+    assert!(
+        summary.to_string().ends_with(&format!(
+            ", 7 periods past retention, {kept} entries in a period partly past retention (root not checked)"
+        )),
+        "{summary}"
+    );
+    assert_eq!(summary.entries_valid, partly.entries.len() - kept);
+
     // An inserted entry, well formed and with a valid leaf, in a sealed period.
     let mut bundle = f.bundle.clone();
     let mut forged = bundle.entries[777].clone();

@@ -37,6 +37,7 @@ pub enum Failure {
     Leaf { id: Uuid, reason: String },
     Uncovered { id: Uuid, timestamp: String },
     Count { start: String, end: String, found: u64, size: u64 },
+    Missing { start: String, end: String, size: u64 },
     Root { start: String, end: String },
     Duplicate { id: Uuid },
 }
@@ -81,6 +82,10 @@ impl fmt::Display for Failure {
                 f,
                 "period {start} – {end}: the bundle holds {found} entries, the checkpoint {size} (entries were removed or added)"
             ),
+            Failure::Missing { start, end, size } => write!(
+                f,
+                "period {start} – {end}: its {size} entries are all missing, and it is not past retention (entries were removed)"
+            ),
             Failure::Root { start, end } => write!(
                 f,
                 "period {start} – {end}: its entries do not hash to the checkpoint's root (an entry was changed, replaced or moved)"
@@ -101,9 +106,12 @@ pub struct Summary {
     pub erased: BTreeMap<Uuid, Vec<String>>,
     /// Entries after the last checkpoint: not sealed yet, so not checked against a root.
     pub unsealed: usize,
-    /// Checkpoints whose entries are all absent from the bundle (expired): signature and chain
+    /// Checkpoints of periods past retention whose entries are all gone: signature and chain
     /// checked, root not.
-    pub without_entries: usize,
+    pub expired_periods: usize,
+    /// Entries of the period that straddles the retention horizon, some of whose entries are gone:
+    /// each checked against its leaf, but their period's root cannot be recomputed.
+    pub partly_expired: usize,
     /// The last checkpoint's end and hash: keep it, and pass it as the expected head next time to
     /// show that no checkpoint was removed from the end since.
     pub head: Option<(String, Hash)>,
@@ -129,8 +137,12 @@ impl fmt::Display for Summary {
         if self.unsealed > 0 {
             write!(f, ", {} not sealed yet", self.unsealed)?;
         }
-        if self.without_entries > 0 {
-            write!(f, ", {} periods without entries in the bundle (expired?)", self.without_entries)?;
+        if self.expired_periods > 0 {
+            let s = if self.expired_periods == 1 { "" } else { "s" };
+            write!(f, ", {} period{s} past retention", self.expired_periods)?;
+        }
+        if self.partly_expired > 0 {
+            write!(f, ", {} entries in a period partly past retention (root not checked)", self.partly_expired)?;
         }
         Ok(())
     }
@@ -142,6 +154,7 @@ pub struct Verifier {
     /// Public keys (DER SubjectPublicKeyInfo) by key id.
     keys: BTreeMap<String, Vec<u8>>,
     head: Option<Hash>,
+    expired_before: Option<DateTime<Utc>>,
 }
 
 /// A checkpoint with its period parsed, in chain order.
@@ -155,12 +168,21 @@ impl Verifier {
     /// A verifier that accepts checkpoints signed by any of `keys` (a rotation leaves several).
     pub fn new<K: AsRef<[u8]>>(keys: impl IntoIterator<Item = K>) -> Self {
         let keys = keys.into_iter().map(|k| (signing::key_id(k.as_ref()), k.as_ref().to_vec())).collect();
-        Verifier { keys, head: None }
+        Verifier { keys, head: None, expired_before: None }
     }
 
     /// Requires the chain to end at the checkpoint with this hash.
     pub fn with_head(mut self, head: Hash) -> Self {
         self.head = Some(head);
+        self
+    }
+
+    /// Accepts that entries written before `horizon` may be gone (retention: the store's TTL
+    /// removes entries, never checkpoints). Periods that began before it may have lost some or
+    /// all of their entries; those that remain are checked against their leaves, not their root. Without a horizon, every
+    /// missing entry is a failure.
+    pub fn with_expired_before(mut self, horizon: DateTime<Utc>) -> Self {
+        self.expired_before = Some(horizon);
         self
     }
 
@@ -286,14 +308,23 @@ impl Verifier {
         }
         for (i, link) in chain.iter().enumerate() {
             let c = link.checkpoint;
+            let (start, end) = (c.body.start.clone(), c.body.end.clone());
             let Some(mut entries) = by_period.remove(&i) else {
-                if c.body.size > 0 {
-                    summary.without_entries += 1;
+                // A period that began before the horizon may have lost all its entries.
+                let expired = self.expired_before.is_some_and(|h| link.start < h);
+                match c.body.size {
+                    0 => {}
+                    _ if expired => summary.expired_periods += 1,
+                    size => summary.failures.push(Failure::Missing { start, end, size }),
                 }
                 continue;
             };
             entries.sort_by_key(|e| e.id);
-            let (start, end) = (c.body.start.clone(), c.body.end.clone());
+            let straddles = self.expired_before.is_some_and(|h| link.start < h);
+            if straddles && (entries.len() as u64) < c.body.size {
+                summary.partly_expired += entries.len();
+                continue;
+            }
             if entries.len() as u64 != c.body.size {
                 summary.failures.push(Failure::Count { start, end, found: entries.len() as u64, size: c.body.size });
                 continue;

@@ -26,6 +26,11 @@ pub struct VerifyArgs {
     /// checkpoints removed from its end are found.
     #[arg(long, value_name = "HASH", conflicts_with = "proof")]
     pub head: Option<String>,
+    /// Entries written before this time (RFC 3339) may be gone: the trail's retention had removed
+    /// them when the bundle was fetched (e.g. fetch time minus `AUDIT_RETENTION_DAYS`). Without
+    /// it, every missing entry is a failure.
+    #[arg(long, value_name = "TIME", conflicts_with = "proof")]
+    pub expired_before: Option<String>,
     /// One entry's proof, as `GET /audit/logs/{id}/proof` returns it.
     #[arg(long, value_name = "FILE")]
     pub proof: Option<PathBuf>,
@@ -40,6 +45,11 @@ pub fn run(args: &VerifyArgs, out: &mut dyn Write) -> Result<bool, BoxError> {
     let mut verifier = Verifier::new(read_keys(&args.public_keys)?);
     if let Some(head) = &args.head {
         verifier = verifier.with_head(head.parse::<Hash>().map_err(|_| "--head: not a 64-digit hex hash")?);
+    }
+    if let Some(time) = &args.expired_before {
+        let horizon = chrono::DateTime::parse_from_rfc3339(time)
+            .map_err(|_| "--expired-before: not an RFC 3339 time such as 2026-09-01T00:00:00Z")?;
+        verifier = verifier.with_expired_before(horizon.to_utc());
     }
     match (&args.proof, &args.bundle) {
         (Some(proof), _) => verify_proof(&verifier, proof, out),
