@@ -292,7 +292,7 @@ async fn entries_past_retention_leave_a_chain_that_verifies(backend: Backend) {
     // Ten entries that reach the end of their day's retention three seconds from now, and ten from
     // the last three hours that stay.
     let (expiring, _) = stepping_clock(Utc::now() - Duration::days(1) + Duration::seconds(3), 1);
-    let logger = AuditLogger::with_clock(store.clone(), settings.clone(), expiring);
+    let logger = AuditLogger::with_clock(store.clone(), settings, expiring);
     let mut old = Vec::new();
     for i in 0..10 {
         old.push(stored(
