@@ -11,6 +11,7 @@ pub mod backend;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod idempotency;
 pub mod integrity;
 pub mod kms;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::domain::query::PAGE_BYTE_BUDGET;
 use crate::domain::time;
 use crate::domain::{
     AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType, EntryDetails, NewEntry,
@@ -223,6 +224,7 @@ impl AuditLogger {
     pub async fn get_logs(&self, tenant: &TenantId, query: &AuditQuery) -> Result<AuditPage, AuditError> {
         let plan = query.plan(tenant)?;
         let stored = if plan.is_empty() { Default::default() } else { self.store.query(&plan, (self.clock)()).await? };
+        let stored = stored.within_bytes(PAGE_BYTE_BUDGET);
         Ok(AuditPage {
             entries: stored.entries,
             limit: query.page.limit,

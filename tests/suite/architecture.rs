@@ -12,13 +12,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("backend", &[]),
     ("integrity", &[]),
     ("domain", &["integrity"]),
+    ("export", &["domain", "integrity"]),
     ("auth", &["backend", "domain", "integrity"]),
     ("idempotency", &["backend", "domain", "integrity"]),
     ("realtime", &["auth", "backend", "domain", "integrity"]),
     ("seal", &["backend", "domain", "integrity"]),
     ("store", &["auth", "backend", "domain", "integrity", "idempotency", "realtime", "seal"]),
     ("logger", &["backend", "domain", "integrity", "store"]),
-    ("apigw", &["auth", "backend", "domain", "integrity", "idempotency", "logger", "realtime", "seal", "store"]),
+    (
+        "apigw",
+        &["auth", "backend", "domain", "export", "integrity", "idempotency", "logger", "realtime", "seal", "store"],
+    ),
     ("kms", &["integrity"]),
     ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store"]),
     (
@@ -29,6 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "backend",
             "config",
             "domain",
+            "export",
             "idempotency",
             "integrity",
             "kms",
@@ -41,7 +46,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Modules that hold the product's logic: no AWS or Lambda types in them.
-const AWS_FREE: &[&str] = &["backend", "integrity", "domain", "auth", "idempotency", "realtime", "logger", "seal"];
+const AWS_FREE: &[&str] =
+    &["backend", "integrity", "domain", "export", "auth", "idempotency", "realtime", "logger", "seal"];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src")

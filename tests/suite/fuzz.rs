@@ -296,6 +296,7 @@ fn sample_of(route: Route) -> &'static str {
         Route::Checkpoints => "http-checkpoints.json",
         Route::Proof => "http-proof.json",
         Route::Keys => "http-keys.json",
+        Route::Export => "http-export.json",
     }
 }
 

@@ -19,7 +19,10 @@ use super::{event, fresh_table, local_client};
 pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
+    /// The body parsed as JSON (`Null` when it is not JSON).
     pub body: Value,
+    /// The body as sent.
+    pub text: String,
 }
 
 impl Reply {
@@ -39,12 +42,14 @@ pub async fn call(api: &AuditApi, route: Route, event: &Value) -> Reply {
         .unwrap_or_else(|e| panic!("not a valid API Gateway event ({e}): {event}"));
     let response = handle(route, request, api).await;
     let (parts, body) = response.into_parts();
-    let body = match body {
-        Body::Text(t) => serde_json::from_str(&t).expect("JSON body"),
-        Body::Binary(b) => serde_json::from_slice(&b).expect("JSON body"),
-        _ => Value::Null,
+    let text = match body {
+        Body::Text(t) => t,
+        Body::Binary(b) => String::from_utf8(b).expect("a UTF-8 body"),
+        _ => String::new(),
     };
-    Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+    let is_json = parts.headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let body = if is_json { serde_json::from_str(&text).expect("a JSON body") } else { Value::Null };
+    Reply { status: parts.status.as_u16(), headers: parts.headers, body, text }
 }
 
 /// Sets an event's query string the way API Gateway delivers it: `rawQueryString` (percent-encoded,

@@ -60,6 +60,7 @@ pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
             | "/audit/logs/project/{project_id}"
             | "/audit/logs/{id}/proof"
             | "/audit/checkpoints"
+            | "/audit/export"
             | "/audit/stats",
         ) => Some(Some(AUDIT_READ)),
         _ => None,

@@ -290,6 +290,24 @@ impl NewEntry {
     }
 }
 
+impl AuditLogEntry {
+    /// The length of the entry's JSON, as the API writes it, without building it.
+    pub fn json_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        serde_json::to_writer(&mut counter, self).map_or(usize::MAX, |()| counter.0)
+    }
+}
+
 impl ValidEntry {
     /// Stamps the entry at `now`: a fresh UUIDv7 for that millisecond, the timestamp read back from
     /// it (so the two always agree), and the expiry `retention_days` later. Fails only if the
@@ -320,7 +338,7 @@ impl ValidEntry {
         // Validation let only exactly representable numbers in, so every field has a canonical form.
         entry.integrity = Integrity::commit(&entry.committed_fields())
             .map_err(|_| ValidationError::InexactNumber { field: "changes" })?;
-        let actual = serde_json::to_vec(&entry).map_or(usize::MAX, |v| v.len());
+        let actual = entry.json_len();
         if actual > MAX_ENTRY_BYTES {
             return Err(ValidationError::EntryTooLarge { actual, max: MAX_ENTRY_BYTES });
         }

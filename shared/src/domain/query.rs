@@ -13,6 +13,10 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 /// Offsets are read and thrown away by every store, so they are bounded; use `next_token` beyond.
 pub const MAX_OFFSET: usize = 10_000;
+/// The most bytes of entry JSON one page carries (always at least one entry). A Lambda response is
+/// at most 6 MB, and API Gateway's proxy format carries the body as a JSON string, where escaping can
+/// double it: 2 MiB stays under the limit whatever the entries hold (each is at most 256 KiB).
+pub const PAGE_BYTE_BUDGET: usize = 2 * 1024 * 1024;
 
 /// The seed's filters. Dates are inclusive instants.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -262,6 +266,25 @@ impl StoredPage {
     pub fn after_last(entries: Vec<AuditLogEntry>, more: bool) -> Self {
         let continuation = more.then(|| entries.last().map(|e| Continuation { after: e.id, skip: 0 })).flatten();
         StoredPage { entries, continuation }
+    }
+
+    /// Keeps the leading entries whose JSON fits in `budget` bytes (at least one), continuing after
+    /// the last one kept when any were dropped.
+    pub fn within_bytes(mut self, budget: usize) -> Self {
+        let mut used = 0;
+        let fits = self
+            .entries
+            .iter()
+            .position(|e| {
+                used += e.json_len() + 1;
+                used > budget
+            })
+            .map(|over| over.max(1));
+        if let Some(keep) = fits.filter(|keep| *keep < self.entries.len()) {
+            self.entries.truncate(keep);
+            self.continuation = self.entries.last().map(|e| Continuation { after: e.id, skip: 0 });
+        }
+        self
     }
 }
 

@@ -4,6 +4,7 @@ mod auth;
 mod feed;
 mod gateway;
 mod http;
+mod integrity;
 mod isolation;
 mod lambda;
 mod sam;
@@ -21,6 +22,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("store", |out| Box::pin(store::run(out))),
     ("auth", |out| Box::pin(auth::run(out))),
     ("http", |out| Box::pin(http::run(out))),
+    ("integrity", |out| Box::pin(integrity::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
     ("isolation", |out| Box::pin(isolation::run(out))),
     ("lambda", |out| Box::pin(lambda::run(out))),

@@ -18,7 +18,7 @@ const ENTRIES: usize = 100_000;
 use crate::{micros, time_calls};
 
 /// A realistic entry: an update with a before/after diff of a few fields and some metadata.
-fn typical(i: usize, tenant_name: &str) -> NewEntry {
+pub(crate) fn typical(i: usize, tenant_name: &str) -> NewEntry {
     NewEntry {
         tenant_id: tenant(tenant_name),
         action: AuditAction::ALL[i % 6],
@@ -141,7 +141,7 @@ async fn memory_section(out: &mut String) {
 }
 
 /// DynamoDB's item size: attribute names plus values (numbers approximated as digits/2 + 1).
-fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+pub(crate) fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
     fn value(v: &AttributeValue) -> usize {
         match v {
             AttributeValue::S(s) => s.len(),

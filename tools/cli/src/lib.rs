@@ -2,6 +2,8 @@
 //! bundles and proofs offline. Each subcommand is a module whose `run` the binary and the tests call.
 
 pub mod bundle;
+pub mod client;
+pub mod export;
 pub mod fetch;
 pub mod keys;
 pub mod verify;
@@ -19,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Create, list and revoke API keys (in the API keys table).
     Keys(keys::KeysArgs),
+    /// Export entries (JSON lines, CSV or OCSF) to a file, page by page; --resume continues.
+    Export(export::ExportArgs),
     /// Download your tenant's checkpoints, entries and published keys into a bundle directory.
     Fetch(fetch::FetchArgs),
     /// Verify a bundle, or one entry's proof, offline against public keys you trust.

@@ -1,5 +1,5 @@
 use auditline::store::dynamo::{DynamoApiKeys, client_from_environment};
-use auditline_cli::{Cli, Command, fetch, keys, verify};
+use auditline_cli::{Cli, Command, export, fetch, keys, verify};
 use clap::Parser;
 
 /// Exit codes: 0 done (or verified), 1 not verified, 2 could not be done (bad input, I/O, network).
@@ -13,6 +13,7 @@ async fn main() {
             let store = DynamoApiKeys::new(client, args.table);
             keys::run(args.command, &store, chrono::Utc::now(), &mut out).await.map(|()| true)
         }
+        Command::Export(args) => export::run(&args, &mut out).await.map(|_| true).map_err(|e| e as _),
         Command::Fetch(args) => fetch::run(&args, &mut out).await.map(|_| true).map_err(|e| e as _),
         Command::Verify(args) => verify::run(&args, &mut out).map_err(|e| e as _),
     };

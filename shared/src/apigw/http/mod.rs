@@ -3,6 +3,7 @@
 //! handlers.
 
 pub mod errors;
+pub mod export;
 mod ingest;
 mod integrity;
 mod reads;
@@ -51,10 +52,11 @@ pub enum Route {
     Checkpoints,
     Proof,
     Keys,
+    Export,
 }
 
 impl Route {
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 11] = [
         Route::ListLogs,
         Route::GetLog,
         Route::EntityLogs,
@@ -65,6 +67,7 @@ impl Route {
         Route::Checkpoints,
         Route::Proof,
         Route::Keys,
+        Route::Export,
     ];
 
     /// The API Gateway route key.
@@ -80,6 +83,7 @@ impl Route {
             Route::Checkpoints => "GET /audit/checkpoints",
             Route::Proof => "GET /audit/logs/{id}/proof",
             Route::Keys => "GET /audit/keys",
+            Route::Export => "GET /audit/export",
         }
     }
 
@@ -96,6 +100,7 @@ impl Route {
             Route::Checkpoints => "list-checkpoints",
             Route::Proof => "get-proof",
             Route::Keys => "list-keys",
+            Route::Export => "export",
         }
     }
 
@@ -107,6 +112,17 @@ impl Route {
             }
             Route::Stats => &["start_date", "end_date"],
             Route::Checkpoints => &["start_date", "end_date", "limit", "next_token"],
+            Route::Export => &[
+                "format",
+                "action",
+                "entity_type",
+                "user_id",
+                "entity_id",
+                "project_id",
+                "start_date",
+                "end_date",
+                "next_token",
+            ],
             Route::GetLog | Route::Health | Route::Ingest | Route::Proof | Route::Keys => &[],
         }
     }
@@ -219,6 +235,7 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::Checkpoints => integrity::checkpoints(&req, &info, api).await,
         Route::Proof => integrity::proof(&req, &info, api).await,
         Route::Keys => integrity::keys(&info, api).await,
+        Route::Export => export::export(&req, &info, api).await,
     };
     result.unwrap_or_else(|e| e.into_response(&info.request_id))
 }
