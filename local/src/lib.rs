@@ -18,6 +18,7 @@ use auditline::apigw::authorizer::{authorize_http, authorize_websocket};
 use auditline::apigw::http::{AuditApi, MAX_BODY_BYTES, Route, handle};
 use auditline::apigw::stream::FeedDeps;
 use auditline::apigw::websocket;
+use auditline::archive::{ArchiveSink, DirectorySink};
 use auditline::auth::Secret;
 use auditline::auth::api_keys::{self, ApiKeyStore, ApiKeyValidator, MemoryApiKeys};
 use auditline::auth::jwt::sign_hmac;
@@ -32,6 +33,7 @@ use auditline::store::dynamo::tables::{
     self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
 };
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
+use auditline::store::s3::S3Archive;
 use auditline::store::{AuditStore, MemoryStore};
 use auditline::{AuditLogger, Config};
 use axum::Router;
@@ -108,6 +110,24 @@ pub struct Options {
     pub config: Config,
     pub limits: Limits,
     pub seal: SealOptions,
+    /// Where the archive consumer writes, if anywhere.
+    pub archive: Option<ArchiveTarget>,
+}
+
+/// The archive's destination: the same layout as the S3 bucket on AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveTarget {
+    Directory(PathBuf),
+    S3 { endpoint: String, bucket: String },
+}
+
+impl ArchiveTarget {
+    fn sink(&self) -> Arc<dyn ArchiveSink> {
+        match self {
+            ArchiveTarget::Directory(root) => Arc::new(DirectorySink { root: root.clone() }),
+            ArchiveTarget::S3 { endpoint, bucket } => Arc::new(S3Archive::for_local_endpoint(endpoint, bucket)),
+        }
+    }
 }
 
 /// How the gateway seals: how often it runs the sealer, and with which key.
@@ -359,6 +379,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         pusher: sessions.clone(),
         settings: FanoutSettings::default(),
     };
+    let consumers = source::Consumers { feed, archive: options.archive.as_ref().map(ArchiveTarget::sink) };
     let source = match (&options.storage, &backends.dynamodb) {
         (Storage::DynamoDb { endpoint }, Some(client)) => {
             let streams = aws_sdk_dynamodbstreams::Client::from_conf(
@@ -375,9 +396,9 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
                     .endpoint_url(endpoint)
                     .build(),
             );
-            source::follow_stream(client.clone(), streams, config.entries_table.clone(), feed).await?
+            source::follow_stream(client.clone(), streams, config.entries_table.clone(), consumers).await?
         }
-        _ => source::follow_listener(&logger, feed),
+        _ => source::follow_listener(&logger, consumers),
     };
 
     let connections = backends.connections.clone();
@@ -604,8 +625,22 @@ pub const DEFAULT_SEAL_KEY_FILE: &str = ".auditline/seal-key.pem";
 
 /// Options from the environment (the same variables as the deployed functions), the bind address
 /// and how often to seal.
-pub fn options_from_env(host: IpAddr, port: u16, seal_every: Duration) -> Result<Options, BoxError> {
+pub fn options_from_env(
+    host: IpAddr,
+    port: u16,
+    seal_every: Duration,
+    archive_dir: Option<PathBuf>,
+) -> Result<Options, BoxError> {
     let config = Config::from_env()?;
+    // A directory if given; else the S3 API at S3_ENDPOINT, when ARCHIVE_BUCKET names a bucket.
+    let archive = match (archive_dir, &config.archive_bucket, &config.s3_endpoint) {
+        (Some(dir), _, _) => Some(ArchiveTarget::Directory(dir)),
+        (None, Some(bucket), Some(endpoint)) => {
+            Some(ArchiveTarget::S3 { endpoint: endpoint.clone(), bucket: bucket.clone() })
+        }
+        (None, Some(_), None) => return Err("ARCHIVE_BUCKET needs S3_ENDPOINT (the local S3 API) here".into()),
+        (None, None, _) => None,
+    };
     let storage = match &config.dynamodb_endpoint {
         Some(endpoint) => Storage::DynamoDb { endpoint: endpoint.clone() },
         None => Storage::Memory {
@@ -620,7 +655,7 @@ pub fn options_from_env(host: IpAddr, port: u16, seal_every: Duration) -> Result
     let key =
         std::env::var("AUDITLINE_SEAL_KEY_FILE").map_or_else(|_| PathBuf::from(DEFAULT_SEAL_KEY_FILE), PathBuf::from);
     let seal = SealOptions { every: seal_every, key: SealKey::File(key) };
-    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits, seal })
+    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits, seal, archive })
 }
 
 /// A whole number of at least `min` from `variable`, or `default` when unset.

@@ -19,6 +19,9 @@ struct Args {
     /// sealed AUDIT_SEAL_GRACE_SECONDS after they end).
     #[arg(long, env = "AUDITLINE_SEAL_EVERY", default_value = "60s", value_parser = parse_every)]
     seal_every: Duration,
+    /// Write the archive (gzip'd JSON lines, tenant=/date=/hour= partitions) under this directory.
+    #[arg(long, env = "AUDITLINE_ARCHIVE_DIR", value_name = "DIR")]
+    archive_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_every(text: &str) -> Result<Duration, String> {
@@ -38,7 +41,7 @@ fn parse_every(text: &str) -> Result<Duration, String> {
 async fn main() {
     lambda_runtime::tracing::init_default_subscriber();
     let args = Args::parse();
-    let running = match options_from_env(args.host, args.port, args.seal_every) {
+    let running = match options_from_env(args.host, args.port, args.seal_every, args.archive_dir) {
         Ok(options) => start(options).await,
         Err(e) => Err(e),
     };

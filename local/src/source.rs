@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditline::AuditLogger;
-use auditline::apigw::stream::{FeedDeps, handle_stream, insert_event};
+use auditline::apigw::stream::{FeedDeps, handle_archive, handle_stream, insert_event};
+use auditline::archive::ArchiveSink;
 use auditline::domain::AuditLogEntry;
 use aws_lambda_events::dynamodb::Event;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
@@ -22,8 +23,35 @@ const MAX_RETRIES: u32 = 3;
 /// Entries waiting for the feed before new ones are dropped from it (they stay stored).
 const BACKLOG: usize = 10_000;
 
-/// Runs one batch through the stream handler, retrying from the lowest failed record as Lambda does.
-pub async fn deliver(mut event: Event, feed: &FeedDeps) {
+/// The stream's consumers, as on AWS: the live feed, and the archive when one is configured.
+#[derive(Clone)]
+pub struct Consumers {
+    pub feed: FeedDeps,
+    pub archive: Option<Arc<dyn ArchiveSink>>,
+}
+
+/// Runs one batch through both consumers, each retried as its event source mapping would.
+pub async fn deliver(event: Event, consumers: &Consumers) {
+    if let Some(sink) = &consumers.archive {
+        archive(event.clone(), sink.as_ref()).await;
+    }
+    fan_out(event, &consumers.feed).await;
+}
+
+/// The archive consumer: a failed batch is retried whole, as its mapping does on AWS.
+async fn archive(event: Event, sink: &dyn ArchiveSink) {
+    for attempt in 0..=MAX_RETRIES {
+        let (response, _) = handle_archive(event.clone(), sink).await;
+        if response.batch_item_failures.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    tracing::error!("an archive batch still failed after {MAX_RETRIES} retries; its entries remain in the store");
+}
+
+/// The feed consumer, retried from the lowest failed record as Lambda does.
+async fn fan_out(mut event: Event, feed: &FeedDeps) {
     for attempt in 0..=MAX_RETRIES {
         let (response, _) = handle_stream(event.clone(), feed).await;
         let failed: Vec<String> = response.batch_item_failures.into_iter().filter_map(|f| f.item_identifier).collect();
@@ -42,7 +70,7 @@ pub async fn deliver(mut event: Event, feed: &FeedDeps) {
 }
 
 /// In-memory storage: every stored entry, as the logger announces it, batched like a stream.
-pub fn follow_listener(logger: &AuditLogger, feed: FeedDeps) -> JoinHandle<()> {
+pub fn follow_listener(logger: &AuditLogger, consumers: Consumers) -> JoinHandle<()> {
     let (tx, mut rx) = mpsc::channel::<AuditLogEntry>(BACKLOG);
     logger.add_listener(move |entry| {
         if tx.try_send(entry.clone()).is_err() {
@@ -50,7 +78,9 @@ pub fn follow_listener(logger: &AuditLogger, feed: FeedDeps) -> JoinHandle<()> {
         }
     });
     tokio::spawn(async move {
-        let mut sequence = 1u64;
+        // Sequence numbers name archive objects: start from the clock so that a restarted gateway
+        // never reuses one (and overwrites an object) in the same partition.
+        let mut sequence = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(1);
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < BATCH_SIZE {
@@ -61,7 +91,7 @@ pub fn follow_listener(logger: &AuditLogger, feed: FeedDeps) -> JoinHandle<()> {
             }
             let event = insert_event(&batch, sequence);
             sequence += batch.len() as u64;
-            deliver(event, &feed).await;
+            deliver(event, &consumers).await;
         }
     })
 }
@@ -106,7 +136,7 @@ pub async fn follow_stream(
     dynamodb: aws_sdk_dynamodb::Client,
     streams: aws_sdk_dynamodbstreams::Client,
     table: String,
-    feed: FeedDeps,
+    consumers: Consumers,
 ) -> Result<JoinHandle<()>, Box<dyn std::error::Error + Send + Sync>> {
     let described = dynamodb.describe_table().table_name(&table).send().await?;
     let arn = described
@@ -126,7 +156,7 @@ pub async fn follow_stream(
             .await?;
         iterators.extend(it.shard_iterator().map(str::to_owned));
     }
-    let feed = Arc::new(feed);
+    let consumers = Arc::new(consumers);
     Ok(tokio::spawn(async move {
         loop {
             let mut next = Vec::new();
@@ -134,7 +164,7 @@ pub async fn follow_stream(
                 match streams.get_records().shard_iterator(&iterator).limit(BATCH_SIZE as i32).send().await {
                     Ok(out) => {
                         if !out.records().is_empty() {
-                            deliver(records_to_event(out.records(), &arn), &feed).await;
+                            deliver(records_to_event(out.records(), &arn), &consumers).await;
                         }
                         next.extend(out.next_shard_iterator().map(str::to_owned));
                     }

@@ -171,6 +171,22 @@ pub async fn serve_stream_fanout() -> Result<(), BoxError> {
     .await
 }
 
+/// `main` of the archive function: writes each batch of new entries to the archive bucket.
+pub async fn serve_stream_archive() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sink = initialise(async {
+        let config = Config::from_env()?;
+        let bucket = config.archive_bucket.clone().ok_or("set ARCHIVE_BUCKET to the archive's S3 bucket")?;
+        Ok(crate::store::s3::S3Archive::from_environment(&bucket, config.s3_endpoint.as_deref()).await)
+    })
+    .await?;
+    let sink = &sink;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
+        Ok::<_, BoxError>(crate::apigw::stream::handle_archive(event.payload, sink).await.0)
+    }))
+    .await
+}
+
 /// `main` of the seal function: on each scheduled invocation, seals every tenant's closed periods.
 pub async fn serve_seal() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();

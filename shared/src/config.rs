@@ -42,6 +42,8 @@ pub mod vars {
     pub const AUDIT_SEAL_GRACE_SECONDS: &str = "AUDIT_SEAL_GRACE_SECONDS";
     pub const SEAL_KMS_KEY_ID: &str = "SEAL_KMS_KEY_ID";
     pub const KMS_ENDPOINT: &str = "KMS_ENDPOINT";
+    pub const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
+    pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
     pub const WEBSOCKET_API_ID: &str = "WEBSOCKET_API_ID";
     pub const WEBSOCKET_STAGE: &str = "WEBSOCKET_STAGE";
     pub const WEBSOCKET_ENDPOINT: &str = "WEBSOCKET_ENDPOINT";
@@ -88,6 +90,8 @@ pub mod vars {
         AUDIT_SEAL_GRACE_SECONDS,
         SEAL_KMS_KEY_ID,
         KMS_ENDPOINT,
+        ARCHIVE_BUCKET,
+        S3_ENDPOINT,
         WEBSOCKET_API_ID,
         WEBSOCKET_STAGE,
         WEBSOCKET_ENDPOINT,
@@ -129,6 +133,9 @@ pub struct Config {
     /// The KMS key checkpoints are signed with (the seal function).
     pub seal_kms_key_id: Option<String>,
     pub kms_endpoint: Option<String>,
+    /// The bucket the archive function writes to.
+    pub archive_bucket: Option<String>,
+    pub s3_endpoint: Option<String>,
     /// Where the fan-out posts messages: the API Gateway Management API endpoint of the WebSocket
     /// API, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
     /// WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (so it works behind custom domains), or given
@@ -246,6 +253,8 @@ impl Config {
             seal: SealSettings { period_minutes, grace_seconds, lookback_hours: retention_days * 24 },
             seal_kms_key_id: get(vars::SEAL_KMS_KEY_ID),
             kms_endpoint: get(vars::KMS_ENDPOINT),
+            archive_bucket: get(vars::ARCHIVE_BUCKET),
+            s3_endpoint: get(vars::S3_ENDPOINT),
             websocket_endpoint: get(vars::WEBSOCKET_ENDPOINT).or_else(|| {
                 Some(management_endpoint(
                     &get(vars::WEBSOCKET_API_ID)?,

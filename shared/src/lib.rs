@@ -6,6 +6,7 @@
 //! - [`config`]: settings read from the environment.
 
 pub mod apigw;
+pub mod archive;
 pub mod auth;
 pub mod backend;
 pub mod bootstrap;

@@ -13,15 +13,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("integrity", &[]),
     ("domain", &["integrity"]),
     ("export", &["domain", "integrity"]),
+    ("archive", &["backend", "domain", "integrity"]),
     ("auth", &["backend", "domain", "integrity"]),
     ("idempotency", &["backend", "domain", "integrity"]),
     ("realtime", &["auth", "backend", "domain", "integrity"]),
     ("seal", &["backend", "domain", "integrity"]),
-    ("store", &["auth", "backend", "domain", "integrity", "idempotency", "realtime", "seal"]),
+    ("store", &["archive", "auth", "backend", "domain", "integrity", "idempotency", "realtime", "seal"]),
     ("logger", &["backend", "domain", "integrity", "store"]),
     (
         "apigw",
-        &["auth", "backend", "domain", "export", "integrity", "idempotency", "logger", "realtime", "seal", "store"],
+        &[
+            "archive",
+            "auth",
+            "backend",
+            "domain",
+            "export",
+            "integrity",
+            "idempotency",
+            "logger",
+            "realtime",
+            "seal",
+            "store",
+        ],
     ),
     ("kms", &["integrity"]),
     ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store"]),
@@ -29,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "bootstrap",
         &[
             "apigw",
+            "archive",
             "auth",
             "backend",
             "config",
@@ -47,7 +61,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 /// Modules that hold the product's logic: no AWS or Lambda types in them.
 const AWS_FREE: &[&str] =
-    &["backend", "integrity", "domain", "export", "auth", "idempotency", "realtime", "logger", "seal"];
+    &["backend", "integrity", "domain", "export", "archive", "auth", "idempotency", "realtime", "logger", "seal"];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src")

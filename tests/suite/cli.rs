@@ -51,7 +51,7 @@ async fn sealing_gateway(config: &Config, key_file: &Path) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let seal = SealOptions { every: Duration::from_millis(200), key: SealKey::File(key_file.to_owned()) };
     let storage = Storage::DynamoDb { endpoint: auditline_tests::dynamodb_endpoint() };
-    start(Options { bind, storage, config: config.clone(), limits: Limits::default(), seal })
+    start(Options { bind, storage, config: config.clone(), limits: Limits::default(), seal, archive: None })
         .await
         .expect("the gateway starts")
 }
@@ -194,9 +194,16 @@ async fn gateway_with_large_entries() -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let storage = Storage::Memory { max_entries: 10_000, max_bytes: 256 << 20 };
     let config = Config::from_lookup(|_| None).unwrap();
-    let g = start(Options { bind, storage, config, limits: Limits::default(), seal: SealOptions::default() })
-        .await
-        .expect("the gateway starts");
+    let g = start(Options {
+        bind,
+        storage,
+        config,
+        limits: Limits::default(),
+        seal: SealOptions::default(),
+        archive: None,
+    })
+    .await
+    .expect("the gateway starts");
     let key = g.credentials.api_key.expose().to_owned();
     let blob = "big \"value\", ".repeat(auditline::domain::MAX_ENTRY_BYTES / 20);
     for i in 0..12 {

@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod architecture;
+mod archive;
 mod auth;
 mod authorizer;
 mod cli;

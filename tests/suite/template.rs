@@ -372,3 +372,105 @@ fn floods_are_cut_at_the_stage_and_cannot_starve_ingest_or_the_feed() {
         assert!(fns[binary]["Properties"]["ReservedConcurrentExecutions"].is_null(), "{binary} shares the pool");
     }
 }
+
+#[test]
+fn the_entries_stream_has_two_consumers_each_reporting_failures_with_bounded_retries() {
+    let t = template();
+    let consumers: Vec<(String, Value)> = functions(&t)
+        .into_iter()
+        .flat_map(|(binary, f)| {
+            let events: Vec<Value> =
+                f["Properties"]["Events"].as_mapping().map_or(vec![], |m| m.values().cloned().collect());
+            events
+                .into_iter()
+                .filter(|e| text(&e["Properties"]["Stream"]) == "!GetAtt EntriesTable.StreamArn")
+                .map(move |e| (binary.clone(), e))
+        })
+        .collect();
+    let names: Vec<&str> = consumers.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(names, ["stream-archive", "stream-fanout"], "a stream shard serves at most two readers");
+    for (binary, event) in &consumers {
+        let p = &event["Properties"];
+        assert_eq!(text(&p["FunctionResponseTypes"]), "ReportBatchItemFailures", "{binary}");
+        assert_eq!(p["BisectBatchOnFunctionError"].as_bool(), Some(true), "{binary}");
+        let retries: i64 = text(&p["MaximumRetryAttempts"]).parse().unwrap();
+        assert!((0..=100).contains(&retries), "{binary}: bounded retries");
+        assert!(text(&p["DestinationConfig"]["OnFailure"]["Destination"]).ends_with("FailureQueue.Arn"), "{binary}");
+    }
+    let archive = &consumers[0].1["Properties"];
+    assert_eq!(text(&archive["StartingPosition"]), "TRIM_HORIZON", "the archive misses nothing the stream holds");
+}
+
+#[test]
+fn the_archive_bucket_is_private_encrypted_versioned_tls_only_and_expires_after_retention() {
+    let t = template();
+    let r = resources(&t);
+    let bucket = &r["ArchiveBucket"];
+    assert_eq!(bucket["DeletionPolicy"].as_str(), Some("Retain"));
+    let p = &bucket["Properties"];
+    assert_eq!(p["VersioningConfiguration"]["Status"].as_str(), Some("Enabled"));
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
+    assert!(["AES256", "aws:kms"].contains(&text(&sse["SSEAlgorithm"]).as_str()));
+    let block = &p["PublicAccessBlockConfiguration"];
+    for setting in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        assert_eq!(block[setting].as_bool(), Some(true), "{setting}");
+    }
+    let rule = &p["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(text(&rule["ExpirationInDays"]), "!Ref AuditArchiveRetentionDays");
+    assert_eq!(text(&t["Parameters"]["AuditArchiveRetentionDays"]["Default"]), "2557", "seven years by default");
+    assert_eq!(text(&rule["Transitions"][0]["StorageClass"]), "GLACIER_IR", "an archive class Athena still reads");
+    let lock = text(&p["ObjectLockConfiguration"]);
+    assert!(lock.contains("COMPLIANCE") && lock.contains("LockArchive"), "optional Object Lock: {lock}");
+    let policy = &r["ArchiveBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"].as_str(), Some("Deny"));
+    assert_eq!(text(&policy["Condition"]["Bool"]["aws:SecureTransport"]), "false");
+    // Only the archive function writes there, and only objects under the partitions.
+    let writers: Vec<String> = functions(&t)
+        .into_iter()
+        .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a.starts_with("s3:"))))
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(writers, ["stream-archive"]);
+    let archive = &functions(&t)["stream-archive"];
+    assert_eq!(
+        statements(archive),
+        [(vec!["s3:PutObject".to_owned()], vec!["!Sub ${ArchiveBucket.Arn}/tenant=*".to_owned()])]
+    );
+}
+
+#[test]
+fn the_glue_table_reads_the_archive_layout_and_every_entry_field() {
+    let t = template();
+    let table = &resources(&t)["ArchiveTable"]["Properties"]["TableInput"];
+    let columns: Vec<String> = table["StorageDescriptor"]["Columns"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap().to_owned())
+        .collect();
+    // The fields of an entry as the archive writes it (the API's JSON).
+    let now = chrono::Utc::now();
+    let entry = auditline::domain::NewEntry {
+        tenant_id: auditline_tests::tenant("acme"),
+        action: auditline::domain::AuditAction::Create,
+        entity_type: auditline::domain::EntityType::File,
+        entity_id: "f".into(),
+        details: Default::default(),
+    }
+    .validate()
+    .unwrap()
+    .stamp(now, 90)
+    .unwrap();
+    let fields: Vec<String> = serde_json::to_value(&entry).unwrap().as_object().unwrap().keys().cloned().collect();
+    assert_eq!(columns.iter().cloned().collect::<BTreeSet<_>>(), fields.into_iter().collect::<BTreeSet<_>>());
+    let partitions: Vec<&str> =
+        table["PartitionKeys"].as_sequence().unwrap().iter().map(|c| c["Name"].as_str().unwrap()).collect();
+    assert_eq!(partitions, ["tenant", "date", "hour"]);
+    let parameters = &table["Parameters"];
+    assert_eq!(parameters["projection.enabled"].as_str(), Some("true"), "partition projection: no crawler");
+    let location = text(&parameters["storage.location.template"]);
+    assert!(location.ends_with("/tenant=${!tenant}/date=${!date}/hour=${!hour}/"), "{location}");
+    // The key layout the archive writes.
+    let key = auditline::archive::partition(&entry);
+    assert_eq!(key, format!("tenant=acme/date={}/hour={}", now.format("%Y-%m-%d"), now.format("%H")));
+}

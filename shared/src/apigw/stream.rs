@@ -1,4 +1,5 @@
-//! The entries table's stream, fanned out to the live feed.
+//! The entries table's stream: fanned out to the live feed, and written to the archive. These are
+//! its two consumers — the most a DynamoDB stream shard serves without throttling.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::Utc;
 
+use crate::archive::{ArchiveSink, objects};
 use crate::domain::AuditLogEntry;
 use crate::realtime::fanout::{FanoutReport, FanoutSettings, fan_out};
 use crate::realtime::{ConnectionStore, Pusher};
@@ -103,5 +105,59 @@ pub async fn handle_stream(event: Event, deps: &FeedDeps) -> (DynamoDbEventRespo
             failure
         })
         .collect();
+    (response, report)
+}
+
+/// What one archive batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveReport {
+    pub entries: usize,
+    pub objects: usize,
+    pub bytes: usize,
+    /// Whether the batch failed and is to be retried whole.
+    pub retried: bool,
+}
+
+/// Archives one batch. Nothing is written unless every record reads as an entry; objects are
+/// written one at a time in order; on any failure the batch's first record is reported, so Lambda
+/// retries the whole batch, which then writes the same objects again (see [`crate::archive`]).
+pub async fn handle_archive(event: Event, sink: &dyn ArchiveSink) -> (DynamoDbEventResponse, ArchiveReport) {
+    let first = event.records.first().and_then(|r| r.change.sequence_number.clone());
+    let mut batch = Vec::new();
+    let mut failed = false;
+    for record in &event.records {
+        let sequence = record.change.sequence_number.clone().unwrap_or_default();
+        match inserted_entry(record) {
+            None => {}
+            Some(Ok(entry)) => batch.push((sequence, entry)),
+            Some(Err(e)) => {
+                tracing::error!(sequence, error = %e, "stream record is not an audit entry; the batch is not archived");
+                failed = true;
+            }
+        }
+    }
+    let mut report = ArchiveReport::default();
+    if !failed {
+        for object in objects(batch) {
+            let body = object.gzip_jsonl();
+            let size = body.len();
+            if let Err(e) = sink.put(&object.key, body).await {
+                tracing::error!(key = object.key, error = %e, "archive write failed; the batch will be retried");
+                failed = true;
+                break;
+            }
+            report.entries += object.entries.len();
+            report.objects += 1;
+            report.bytes += size;
+        }
+    }
+    report.retried = failed;
+    tracing::info!(records = event.records.len(), ?report, "stream batch archived");
+    let mut response = DynamoDbEventResponse::default();
+    if let (true, Some(sequence)) = (failed, first) {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence);
+        response.batch_item_failures = vec![failure];
+    }
     (response, report)
 }

@@ -190,21 +190,23 @@ impl AuditLogEntry {
     /// The committed fields with their values, as the entry's JSON has them (each field on its
     /// own: serialising the whole entry would also write what the leaf leaves out).
     pub fn committed_fields(&self) -> Vec<(&'static str, Value)> {
-        fn json(value: &impl Serialize) -> Value {
-            serde_json::to_value(value).unwrap_or(Value::Null)
-        }
+        // Built directly rather than through serde (the verifier does this for every entry); the
+        // values are exactly what the entry serialises to, as a test checks.
+        let text = |v: &str| Value::String(v.to_owned());
+        let optional = |v: &Option<String>| v.as_deref().map_or(Value::Null, text);
+        let object = |v: &Option<JsonObject>| v.clone().map_or(Value::Null, Value::Object);
         let fields = [
             ("id", Value::String(self.id.to_string())),
             ("timestamp", Value::String(time::format_timestamp(self.timestamp))),
-            ("action", json(&self.action)),
-            ("entity_type", json(&self.entity_type)),
-            ("entity_id", Value::String(self.entity_id.clone())),
-            ("project_id", json(&self.project_id)),
-            ("user_id", json(&self.user_id)),
-            ("changes", json(&self.changes)),
-            ("ip_address", json(&self.ip_address)),
-            ("metadata", json(&self.metadata)),
-            ("tenant_id", json(&self.tenant_id)),
+            ("action", text(self.action.as_str())),
+            ("entity_type", text(self.entity_type.as_str())),
+            ("entity_id", text(&self.entity_id)),
+            ("project_id", optional(&self.project_id)),
+            ("user_id", optional(&self.user_id)),
+            ("changes", object(&self.changes)),
+            ("ip_address", self.ip_address.map_or(Value::Null, |ip| Value::String(ip.to_string()))),
+            ("metadata", object(&self.metadata)),
+            ("tenant_id", text(self.tenant_id.as_str())),
         ];
         debug_assert!(fields.iter().map(|(n, _)| *n).eq(COMMITTED_FIELDS));
         fields.into()
@@ -385,5 +387,34 @@ mod tests {
         assert_eq!(json["timestamp"], "2026-11-27T10:20:30.123Z");
         assert_eq!(json["project_id"], Value::Null);
         assert_eq!(json["tenant_id"], "default");
+    }
+
+    #[test]
+    fn committed_fields_are_the_serialised_values() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T10:20:30.123Z").unwrap().to_utc();
+        let full = EntryDetails {
+            project_id: Some("p-1".into()),
+            user_id: Some("u-1".into()),
+            changes: Some(json!({"b": [1, 2.5, "x"], "a": {"n": null}})),
+            ip_address: Some("2001:db8::1".into()),
+            metadata: Some(json!({"k": "v"})),
+        };
+        for details in [full, EntryDetails::default()] {
+            let entry = NewEntry {
+                tenant_id: TenantId::parse("acme").unwrap(),
+                action: AuditAction::Link,
+                entity_type: EntityType::Relationship,
+                entity_id: "r-1".into(),
+                details,
+            }
+            .validate()
+            .unwrap()
+            .stamp(now, 90)
+            .unwrap();
+            let json = serde_json::to_value(&entry).unwrap();
+            for (name, value) in entry.committed_fields() {
+                assert_eq!(value, json[name], "{name}");
+            }
+        }
     }
 }

@@ -29,6 +29,12 @@ pub fn is_exact(n: &Number) -> bool {
     n.as_f64().is_some_and(f64::is_finite)
 }
 
+/// RFC 8785's member order: by UTF-16 code units. For ASCII names that is byte order (names are
+/// unique, so an unstable sort is exact).
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() { a.as_bytes().cmp(b.as_bytes()) } else { a.encode_utf16().cmp(b.encode_utf16()) }
+}
+
 /// The canonical text of `value`.
 pub fn to_string(value: &Value) -> Result<String, InexactNumber> {
     let mut out = String::new();
@@ -44,8 +50,18 @@ fn write_value(value: &Value, out: &mut String) -> Result<(), InexactNumber> {
             if !is_exact(n) {
                 return Err(InexactNumber(n.to_string()));
             }
-            let double = n.as_f64().ok_or_else(|| InexactNumber(n.to_string()))?;
-            write_number(double, out);
+            // Integers a double holds exactly are written as ECMAScript writes them: their digits.
+            match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) if i.unsigned_abs() < 1 << 53 => {
+                    use std::fmt::Write;
+                    write!(out, "{i}").expect("writing to a String");
+                }
+                (None, Some(u)) if u < 1 << 53 => {
+                    use std::fmt::Write;
+                    write!(out, "{u}").expect("writing to a String");
+                }
+                _ => write_number(n.as_f64().ok_or_else(|| InexactNumber(n.to_string()))?, out),
+            }
         }
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
@@ -60,7 +76,7 @@ fn write_value(value: &Value, out: &mut String) -> Result<(), InexactNumber> {
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            members.sort_unstable_by(|(a, _), (b, _)| utf16_order(a, b));
             out.push('{');
             for (i, (name, member)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -78,6 +94,12 @@ fn write_value(value: &Value, out: &mut String) -> Result<(), InexactNumber> {
 
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
+    // Most strings need no escape at all: copy them whole.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < b' ') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -3,6 +3,7 @@
 
 pub mod dynamo;
 pub mod memory;
+pub mod s3;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

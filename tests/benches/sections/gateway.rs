@@ -29,6 +29,7 @@ pub async fn run(out: &mut String) {
         config,
         limits: auditline_local::Limits::default(),
         seal: auditline_local::SealOptions::default(),
+        archive: None,
     })
     .await
     .unwrap();
