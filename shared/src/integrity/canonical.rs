@@ -29,6 +29,20 @@ pub fn is_exact(n: &Number) -> bool {
     n.as_f64().is_some_and(f64::is_finite)
 }
 
+/// The canonical text of a string.
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    write_string(s, &mut out);
+    out
+}
+
+/// The canonical text of an object (without wrapping it in a `Value` first).
+pub fn object(map: &serde_json::Map<String, Value>) -> Result<String, InexactNumber> {
+    let mut out = String::new();
+    write_object(map, &mut out)?;
+    Ok(out)
+}
+
 /// RFC 8785's member order: by UTF-16 code units. For ASCII names that is byte order (names are
 /// unique, so an unstable sort is exact).
 fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
@@ -74,21 +88,24 @@ fn write_value(value: &Value, out: &mut String) -> Result<(), InexactNumber> {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_unstable_by(|(a, _), (b, _)| utf16_order(a, b));
-            out.push('{');
-            for (i, (name, member)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(name, out);
-                out.push(':');
-                write_value(member, out)?;
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out)?,
     }
+    Ok(())
+}
+
+fn write_object(map: &serde_json::Map<String, Value>, out: &mut String) -> Result<(), InexactNumber> {
+    let mut members: Vec<(&String, &Value)> = map.iter().collect();
+    members.sort_unstable_by(|(a, _), (b, _)| utf16_order(a, b));
+    out.push('{');
+    for (i, (name, member)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(name, out);
+        out.push(':');
+        write_value(member, out)?;
+    }
+    out.push('}');
     Ok(())
 }
 

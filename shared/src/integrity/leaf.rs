@@ -70,7 +70,20 @@ impl<'de> Deserialize<'de> for Salt {
 
 /// `SHA-256(salt ‖ JCS(value))`.
 pub fn commitment(salt: &Salt, value: &Value) -> Result<Hash, InexactNumber> {
-    Ok(Hash::of(&[&salt.0, canonical::to_string(value)?.as_bytes()]))
+    Ok(commitment_of_canonical(salt, &canonical::to_string(value)?))
+}
+
+/// The commitment to a value given as its canonical text.
+pub fn commitment_of_canonical(salt: &Salt, canonical_text: &str) -> Hash {
+    Hash::of(&[&salt.0, canonical_text.as_bytes()])
+}
+
+/// Each field's canonical text, from values.
+fn canonical_texts<'a>(fields: &[(&'a str, Value)]) -> Result<Vec<(&'a str, String)>, (String, InexactNumber)> {
+    fields
+        .iter()
+        .map(|(name, value)| canonical::to_string(value).map(|t| (*name, t)).map_err(|e| ((*name).to_owned(), e)))
+        .collect()
 }
 
 /// The leaf of `(field, commitment)` pairs with distinct names.
@@ -81,9 +94,9 @@ pub fn leaf(commitments: &[(&str, Hash)]) -> Hash {
     if !commitments.iter().all(|(n, _)| plain(n)) {
         return leaf_via_json(commitments);
     }
-    let mut members: Vec<(&str, String)> = Vec::with_capacity(commitments.len() + 1);
-    members.push(("_format", LEAF_FORMAT.to_owned()));
-    members.extend(commitments.iter().map(|(n, c)| (*n, c.to_hex())));
+    let mut members: Vec<(&str, Option<&Hash>)> = Vec::with_capacity(commitments.len() + 1);
+    members.push(("_format", None));
+    members.extend(commitments.iter().map(|(n, c)| (*n, Some(c))));
     members.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut text = String::with_capacity(members.len() * 80);
     text.push('{');
@@ -94,7 +107,10 @@ pub fn leaf(commitments: &[(&str, Hash)]) -> Hash {
         text.push('"');
         text.push_str(name);
         text.push_str("\":\"");
-        text.push_str(value);
+        match value {
+            Some(c) => c.push_hex(&mut text),
+            None => text.push_str(LEAF_FORMAT),
+        }
         text.push('"');
     }
     text.push('}');
@@ -131,18 +147,23 @@ pub struct Integrity {
 impl Integrity {
     /// Commits to `fields` with salts from a fresh seed.
     pub fn commit(fields: &[(&str, Value)]) -> Result<Integrity, InexactNumber> {
+        Ok(Self::commit_canonical(&canonical_texts(fields).map_err(|(_, e)| e)?))
+    }
+
+    /// Commits to fields given as their canonical texts.
+    pub fn commit_canonical(fields: &[(&str, String)]) -> Integrity {
         let seed = Salt::random();
         let mut commitments = Vec::with_capacity(fields.len());
-        for (name, value) in fields {
-            commitments.push((*name, commitment(&seed.for_field(name), value)?));
+        for (name, text) in fields {
+            commitments.push((*name, commitment_of_canonical(&seed.for_field(name), text)));
         }
-        Ok(Integrity {
+        Integrity {
             format: LEAF_FORMAT.to_owned(),
             leaf_hash: leaf(&commitments),
             seed: Some(seed),
             salts: BTreeMap::new(),
             erased: BTreeMap::new(),
-        })
+        }
     }
 
     fn salt_of(&self, name: &str) -> Option<Salt> {
@@ -171,15 +192,20 @@ impl Integrity {
     /// Recomputes the leaf from `fields` (erased ones from their kept commitments) and checks it.
     /// Returns the names of the erased fields.
     pub fn verify(&self, fields: &[(&str, Value)]) -> Result<Vec<String>, LeafError> {
+        self.verify_canonical(&canonical_texts(fields).map_err(|(name, e)| LeafError::Inexact(name, e))?)
+    }
+
+    /// [`Integrity::verify`] for fields given as their canonical texts (`null` when absent).
+    pub fn verify_canonical(&self, fields: &[(&str, String)]) -> Result<Vec<String>, LeafError> {
         if self.format != LEAF_FORMAT {
             return Err(LeafError::UnknownFormat(self.format.clone()));
         }
         let mut commitments = Vec::with_capacity(fields.len());
         let mut erased = Vec::new();
-        for (name, value) in fields {
+        for (name, text) in fields {
             let c = match self.erased.get(*name) {
                 Some(kept) => {
-                    if !value.is_null() {
+                    if text != "null" {
                         return Err(LeafError::ErasedButPresent((*name).to_owned()));
                     }
                     erased.push((*name).to_owned());
@@ -187,7 +213,7 @@ impl Integrity {
                 }
                 None => {
                     let salt = self.salt_of(name).ok_or_else(|| LeafError::NoSalt((*name).to_owned()))?;
-                    commitment(&salt, value).map_err(|e| LeafError::Inexact((*name).to_owned(), e))?
+                    commitment_of_canonical(&salt, text)
                 }
             };
             commitments.push((*name, c));

@@ -13,7 +13,6 @@ pub mod signing;
 use std::fmt;
 use std::str::FromStr;
 
-use aws_lc_rs::digest;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A SHA-256 digest; written as 64 lower-case hex digits.
@@ -23,15 +22,15 @@ pub struct Hash(pub [u8; 32]);
 impl Hash {
     /// SHA-256 over the concatenation of `parts`.
     pub fn of(parts: &[&[u8]]) -> Hash {
-        // aws-lc-rs (already the TLS and signature stack) rather than a Rust SHA-256: it is
-        // optimised even in debug builds, where the tests verify hundreds of thousands of leaves.
-        let mut h = digest::Context::new(&digest::SHA256);
+        // The RustCrypto SHA-256 (SHA-NI where the CPU has it): an entry's leaf takes 23 small
+        // hashes, and aws-lc-rs's digest context costs several times the hash itself per call.
+        // (Cargo.toml optimises it in debug builds too, where the tests verify many leaves.)
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
         for part in parts {
             h.update(part);
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(h.finish().as_ref());
-        Hash(out)
+        Hash(h.finalize().into())
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
@@ -39,13 +38,18 @@ impl Hash {
     }
 
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(64);
+        self.push_hex(&mut out);
+        out
+    }
+
+    /// Appends the 64 hex digits to `out`.
+    pub fn push_hex(&self, out: &mut String) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for b in self.0 {
             out.push(DIGITS[usize::from(b >> 4)] as char);
             out.push(DIGITS[usize::from(b & 0xf)] as char);
         }
-        out
     }
 }
 
