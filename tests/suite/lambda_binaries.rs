@@ -175,3 +175,34 @@ async fn a_bad_configuration_is_reported_as_an_init_error() {
     assert!(message.contains("JWT_ALGORITHM"), "it names the variable at fault: {message}");
     assert!(!message.contains(auditline_tests::auth::SECRET), "and no secret");
 }
+
+#[tokio::test]
+async fn the_export_and_archive_functions_serve_their_sample_events() {
+    let bucket = auditline_tests::unique_name("lambda-archive").to_lowercase().replace('_', "-");
+    let archive = auditline::store::s3::S3Archive::for_local_endpoint(&auditline_tests::dynamodb_endpoint(), &bucket);
+    archive.client().create_bucket().bucket(&bucket).send().await.expect("a bucket on the local S3 API");
+    let mut env = environment().await;
+    env.push(("ARCHIVE_BUCKET", bucket.clone()));
+    env.push(("S3_ENDPOINT", auditline_tests::dynamodb_endpoint()));
+
+    // The sample stream batch: its entries land in the bucket, under their partitions.
+    let response = invoke(&function("stream-archive", &env).await, &event("stream-batch.json")).await;
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let listed = archive.client().list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(!keys.is_empty() && keys.iter().all(|k| k.starts_with("tenant=") && k.ends_with(".jsonl.gz")), "{keys:?}");
+
+    // The sample export: CSV with its header, and the export's own VIEW entry stored.
+    let export = function("export", &env).await;
+    let ingest = function("ingest", &env).await;
+    let mut report = event("http-ingest.json");
+    report["body"] = json!(json!({"action": "UPDATE", "entity_type": "REPORT", "entity_id": "r-1"}).to_string());
+    report["headers"].as_object_mut().unwrap().remove("idempotency-key");
+    assert_eq!(invoke(&ingest, &report).await["statusCode"], 201);
+    let exported = invoke(&export, &event("http-export.json")).await;
+    assert_eq!(exported["statusCode"], 200, "{exported}");
+    assert!(exported["headers"]["content-type"].as_str().unwrap().starts_with("text/csv"), "{exported}");
+    let text = exported["body"].as_str().unwrap();
+    assert!(text.starts_with("id,timestamp,tenant_id,action,entity_type,entity_id,"), "{text}");
+    assert!(text.contains(",r-1,"), "{text}");
+}

@@ -35,6 +35,8 @@ fn cases() -> Vec<(&'static str, Value)> {
         ("get-proof", event("http-proof.json")),
         ("list-keys", event("http-keys.json")),
         ("seal", event("seal-schedule.json")),
+        ("export", event("http-export.json")),
+        ("stream-archive", event("stream-batch.json")),
     ]
 }
 
@@ -53,6 +55,9 @@ fn ms(d: Duration) -> String {
 
 pub async fn run(out: &mut String) {
     let management = ManagementServer::start().await;
+    let bucket = auditline_tests::unique_name("bench-lambda").to_lowercase().replace('_', "-");
+    let archive = auditline::store::s3::S3Archive::for_local_endpoint(&auditline_tests::dynamodb_endpoint(), &bucket);
+    archive.client().create_bucket().bucket(&bucket).send().await.expect("a bucket on the local S3 API");
     let kms = auditline_tests::kms::local_kms();
     let seal_key = auditline_tests::kms::p256_key(&kms).await;
     let env = function_environment(&[
@@ -62,6 +67,8 @@ pub async fn run(out: &mut String) {
         // A seal's first run looks back over the retention, one Query an hour: two days keeps
         // the measured run to a realistic size (later runs read only the hours since the last).
         ("AUDIT_RETENTION_DAYS", "2".into()),
+        ("ARCHIVE_BUCKET", bucket.clone()),
+        ("S3_ENDPOINT", auditline_tests::dynamodb_endpoint()),
     ])
     .await;
     writeln!(out, "| function | stripped size | cold start p50 | cold start max | first invocation | peak RSS |")

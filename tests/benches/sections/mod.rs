@@ -1,6 +1,7 @@
 //! One module per section of BENCHMARKS.md.
 
 mod auth;
+mod export;
 mod feed;
 mod gateway;
 mod http;
@@ -23,6 +24,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("auth", |out| Box::pin(auth::run(out))),
     ("http", |out| Box::pin(http::run(out))),
     ("integrity", |out| Box::pin(integrity::run(out))),
+    ("export", |out| Box::pin(export::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
     ("isolation", |out| Box::pin(isolation::run(out))),
     ("lambda", |out| Box::pin(lambda::run(out))),
