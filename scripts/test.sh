@@ -21,5 +21,8 @@ echo "==> cargo build: every binary and test (the tests run the real binaries)"
 cargo build --quiet --workspace --bins --tests
 
 start_moto
+echo "==> template.yaml created in moto's CloudFormation (SAM translated offline)"
+"$TOOLS_DIR/venv/bin/python" scripts/lib/cfn_emulate.py template.yaml 2>&1 | grep -v '^No Moto CloudFormation support'
+
 echo "==> cargo test --workspace"
 cargo test --workspace "$@"

@@ -474,3 +474,33 @@ fn the_glue_table_reads_the_archive_layout_and_every_entry_field() {
     let key = auditline::archive::partition(&entry);
     assert_eq!(key, format!("tenant=acme/date={}/hour={}", now.format("%Y-%m-%d"), now.format("%H")));
 }
+
+#[test]
+fn only_the_seal_function_may_sign_and_the_grant_makes_no_cycle() {
+    let t = template();
+    let key = &resources(&t)["SealKey"]["Properties"];
+    assert_eq!(text(&key["KeySpec"]), "ECC_NIST_P256");
+    assert_eq!(text(&key["KeyUsage"]), "SIGN_VERIFY");
+    let policy = key["KeyPolicy"]["Statement"].as_sequence().unwrap();
+    let signers: Vec<String> = policy
+        .iter()
+        .filter(|s| text(&s["Action"]).contains("kms:Sign"))
+        .map(|s| text(&s["Principal"]["AWS"]))
+        .collect();
+    assert_eq!(
+        signers,
+        ["!GetAtt SealFunctionRole.Arn"],
+        "the key's policy lets the seal function's role sign, and no one else"
+    );
+    // The role's own policy must not name the key: key → role → key is a cycle CloudFormation
+    // refuses (scripts/lib/cfn_emulate.py creates the whole stack to catch others).
+    let seal = &functions(&t)["seal"];
+    for (actions, resources) in statements(seal) {
+        assert!(!resources.iter().any(|r| r.contains("SealKey")), "seal's role names the key: {actions:?}");
+    }
+    for (binary, f) in functions(&t) {
+        for (actions, _) in statements(&f) {
+            assert!(!actions.iter().any(|a| a.starts_with("kms:")), "{binary} gets no KMS rights from IAM");
+        }
+    }
+}
