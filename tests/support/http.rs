@@ -55,14 +55,7 @@ pub async fn call(api: &AuditApi, route: Route, event: &Value) -> Reply {
 /// Sets an event's query string the way API Gateway delivers it: `rawQueryString` (percent-encoded,
 /// which is what lambda_http reads) and `queryStringParameters`.
 pub fn with_query(e: &mut Value, pairs: &[(&str, &str)]) {
-    fn encode(text: &str) -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    }
+    use auditline_cli::client::encode;
     let raw: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
     e["rawQueryString"] = Value::String(raw.join("&"));
     let map: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();

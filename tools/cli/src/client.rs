@@ -93,8 +93,8 @@ impl Api {
     }
 }
 
-/// Percent-encodes a query value (dates carry `:` and `+`).
-fn encode(text: &str) -> String {
+/// Percent-encodes a query value (dates carry `:` and `+`): everything but RFC 3986's unreserved.
+pub fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
