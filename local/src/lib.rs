@@ -410,6 +410,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
             auth_methods: config.auth.allowed_methods.iter().map(AuthMethod::to_string).collect(),
             seal: backends.seal.clone(),
             seal_settings: config.seal,
+            log_reads: config.log_reads,
         },
         auth,
         connections: backends.connections,

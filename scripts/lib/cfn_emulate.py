@@ -45,9 +45,65 @@ def with_code_at_placeholder(node):
             with_code_at_placeholder(value)
 
 
+def condition_values(template, parameters):
+    """Each condition's value for these parameter values (defaults otherwise)."""
+    values = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
+    values.update(parameters)
+    conditions = template.get("Conditions", {})
+
+    def evaluate(node):
+        if isinstance(node, dict):
+            (fn, args), = node.items()
+            if fn == "Fn::Equals":
+                return str(evaluate(args[0])) == str(evaluate(args[1]))
+            if fn == "Fn::Not":
+                return not evaluate(args[0])
+            if fn == "Fn::And":
+                return all(evaluate(a) for a in args)
+            if fn == "Fn::Or":
+                return any(evaluate(a) for a in args)
+            if fn == "Condition":
+                return evaluate(conditions[args])
+            if fn == "Ref":
+                return values[args]
+            raise ValueError(f"condition function {fn} is not emulated")
+        return node
+
+    return {name: evaluate(node) for name, node in conditions.items()}
+
+
+def without_absent_list_items(node, conditions):
+    """CloudFormation drops a list item that is `Fn::If [c, x, AWS::NoValue]` with c false; moto
+    keeps it as null (and fails on it), so resolve those here."""
+    if isinstance(node, dict):
+        for value in node.values():
+            without_absent_list_items(value, conditions)
+    elif isinstance(node, list):
+        kept = []
+        for item in node:
+            branches = item.get("Fn::If") if isinstance(item, dict) and len(item) == 1 else None
+            if branches and {"Ref": "AWS::NoValue"} in branches[1:]:
+                chosen = branches[1] if conditions[branches[0]] else branches[2]
+                if chosen != {"Ref": "AWS::NoValue"}:
+                    kept.append(chosen)
+            else:
+                kept.append(item)
+        node[:] = kept
+        for item in node:
+            without_absent_list_items(item, conditions)
+
+
 class NoManagedPolicies:
     def load(self):
         return {}
+
+
+# Every condition of the template on one side or the other in one of these runs.
+RUNS = [
+    {"JwtSecret": "x" * 40},
+    {"JwtSecret": "x" * 40, "AuditLogReads": "true", "ArchiveObjectLockDays": "7", "AuthorizerMaxConcurrency": "0",
+     "IngestReservedConcurrency": "0", "FanoutReservedConcurrency": "0"},
+]
 
 
 def main(path):
@@ -55,6 +111,13 @@ def main(path):
     with_code_at_placeholder(template)
     plain = json.loads(json.dumps(transform(template, {}, NoManagedPolicies()), default=str))
     warnings.simplefilter("ignore")
+    for parameters in RUNS:
+        create(plain, parameters)
+
+
+def create(template, parameters):
+    plain = json.loads(json.dumps(template))
+    without_absent_list_items(plain, condition_values(plain, parameters))
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=CODE_BUCKET)
@@ -68,7 +131,7 @@ def main(path):
                 StackName="auditline",
                 TemplateBody=json.dumps(plain),
                 Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-                Parameters=[{"ParameterKey": "JwtSecret", "ParameterValue": "x" * 40}],
+                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             )
         except RecursionError as error:
             cycle, frame = [], error.__traceback__
@@ -87,7 +150,8 @@ def main(path):
         if stack["StackStatus"] != "CREATE_COMPLETE" or failed:
             sys.exit(f"template.yaml: {stack['StackStatus']}; " + "; ".join(failed))
         count = len(cloudformation.list_stack_resources(StackName="auditline")["StackResourceSummaries"])
-        print(f"template.yaml: {count} resources created in moto's CloudFormation")
+        changed = ", ".join(f"{k}={v}" for k, v in parameters.items() if k != "JwtSecret") or "defaults"
+        print(f"template.yaml ({changed}): {count} resources created in moto's CloudFormation")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ pub async fn audit_api(config: &Config) -> AuditApi {
         logger: Arc::new(AuditLogger::new(store.clone(), config.audit)),
         seal: store,
         seal_settings: config.seal,
+        log_reads: config.log_reads,
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
         auth_methods: config.auth.allowed_methods.iter().map(ToString::to_string).collect(),

@@ -29,6 +29,7 @@ pub mod vars {
     pub const JWT_ALGORITHM: &str = "JWT_ALGORITHM";
     pub const AUDIT_ENABLED: &str = "AUDIT_ENABLED";
     pub const AUDIT_RETENTION_DAYS: &str = "AUDIT_RETENTION_DAYS";
+    pub const AUDIT_LOG_READS: &str = "AUDIT_LOG_READS";
     pub const ENTRIES_TABLE: &str = "AUDIT_ENTRIES_TABLE";
     pub const COUNTERS_TABLE: &str = "AUDIT_COUNTERS_TABLE";
     pub const COUNTER_SHARDS: &str = "AUDIT_COUNTER_SHARDS";
@@ -77,6 +78,7 @@ pub mod vars {
         JWT_ALGORITHM,
         AUDIT_ENABLED,
         AUDIT_RETENTION_DAYS,
+        AUDIT_LOG_READS,
         ENTRIES_TABLE,
         COUNTERS_TABLE,
         COUNTER_SHARDS,
@@ -121,6 +123,8 @@ pub struct ConfigError {
 pub struct Config {
     pub auth: AuthSettings,
     pub audit: AuditSettings,
+    /// Every read of the trail is itself recorded as a VIEW entry.
+    pub log_reads: bool,
     pub entries_table: String,
     pub counters_table: String,
     pub counter_shards: u8,
@@ -156,6 +160,7 @@ impl Config {
         let in_range = |v: &str, low: u64, high: u64| v.parse::<u64>().ok().filter(|n| (low..=high).contains(n));
 
         let enabled = setting(&get, vars::AUDIT_ENABLED, true, parse_bool, "true or false")?;
+        let log_reads = setting(&get, vars::AUDIT_LOG_READS, false, parse_bool, "true or false")?;
         let retention_days = setting(
             &get,
             vars::AUDIT_RETENTION_DAYS,
@@ -243,6 +248,7 @@ impl Config {
                     .unwrap_or_default(),
             },
             audit: AuditSettings { enabled, retention_days },
+            log_reads,
             entries_table: get(vars::ENTRIES_TABLE).unwrap_or_else(|| DEFAULT_ENTRIES_TABLE.into()),
             counters_table: get(vars::COUNTERS_TABLE).unwrap_or_else(|| DEFAULT_COUNTERS_TABLE.into()),
             counter_shards,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditline::config::vars;
+use auditline::domain::time::format_timestamp;
 use auditline::domain::{AuditAction, EntityType};
 use auditline::integrity::signing::{LocalSigner, Signer, public_key_pem};
 use auditline::store::DynamoStore;
@@ -121,6 +122,45 @@ async fn fetch_then_verify_offline_and_catch_a_change() {
     // A second fetch into the same directory is refused rather than mixed in.
     let again = auditline(&["fetch", "--url", &base, "--out", bundle_arg], &[("AUDITLINE_API_KEY", &key)]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+
+    // An export in JSON Lines of the whole tenant from the middle of the second hour: its dates
+    // are widened to whole sealed periods and the checkpoints written beside it, so it verifies
+    // offline; a filtered export is not verifiable, and verify says why.
+    let export = dir.join("since.jsonl");
+    let since = format_timestamp(start + chrono::Duration::minutes(90));
+    let exported = auditline(
+        &["export", "--url", &base, "--start-date", &since, "--out", export.to_str().unwrap()],
+        &[("AUDITLINE_API_KEY", &key)],
+    );
+    assert!(exported.status.success(), "{}", text(&exported));
+    assert!(
+        text(&exported).starts_with("exported 21 entries"),
+        "the second and third hours, and the fresh entry: {}",
+        text(&exported)
+    );
+    let from = format_timestamp(start + chrono::Duration::minutes(60));
+    assert!(text(&exported).contains(&format!("--from {from} {}", export.display())), "{}", text(&exported));
+    let checked = auditline(&["verify", "--public-key", key_arg, "--from", &from, export.to_str().unwrap()], &[]);
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    assert_eq!(
+        text(&checked).lines().next(),
+        Some(
+            "3/3 checkpoints valid, 21/21 entries valid, 1 not sealed yet, 1 period outside the range (entries not checked)"
+        )
+    );
+    // Without the range, the first hour's entries are missing, and verify says so.
+    let unranged = auditline(&["verify", "--public-key", key_arg, export.to_str().unwrap()], &[]);
+    assert_eq!(unranged.status.code(), Some(1), "{}", text(&unranged));
+    assert!(text(&unranged).contains("its 10 entries are all missing"), "{}", text(&unranged));
+    let filtered = dir.join("deletes.jsonl");
+    let exported = auditline(
+        &["export", "--url", &base, "--action", "DELETE", "--out", filtered.to_str().unwrap()],
+        &[("AUDITLINE_API_KEY", &key)],
+    );
+    assert!(exported.status.success(), "{}", text(&exported));
+    let unverifiable = auditline(&["verify", "--public-key", key_arg, filtered.to_str().unwrap()], &[]);
+    assert_eq!(unverifiable.status.code(), Some(2), "{}", text(&unverifiable));
+    assert!(text(&unverifiable).contains("no checkpoints beside it"), "{}", text(&unverifiable));
 
     // One value changed in the file: caught, named, exit 1.
     let entries = bundle.join("entries.jsonl");

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use auditline::apigw::http::export::{ENTRY_COUNT_HEADER, EXPORT_ENTITY, NEXT_TOKEN_HEADER};
+use auditline::apigw::http::access::ACCESS_ENTITY;
+use auditline::apigw::http::export::{ENTRY_COUNT_HEADER, NEXT_TOKEN_HEADER};
 use auditline::apigw::http::{AuditApi, Route};
 use auditline::domain::query::PAGE_BYTE_BUDGET;
 use auditline::domain::{AuditAction, AuditLogEntry, EntityType, MAX_ENTRY_BYTES};
@@ -189,7 +190,7 @@ async fn an_export_is_itself_on_the_record_once(backend: Backend) {
     seed(&api).await;
     let pages = export_all(&api, "csv").await;
     assert!(pages.len() > 1);
-    let (entity_type, entity_id) = EXPORT_ENTITY;
+    let (entity_type, entity_id) = ACCESS_ENTITY;
     let views: Vec<AuditLogEntry> = all_entries(store.clone(), &tenant("acme"))
         .await
         .into_iter()

@@ -261,6 +261,7 @@ fn api(store: Arc<MemoryStore>) -> AuditApi {
         auth_methods: vec!["jwt".into()],
         seal: Arc::new(auditline::store::MemoryStore::new()),
         seal_settings: Default::default(),
+        log_reads: false,
     }
 }
 

@@ -1,5 +1,6 @@
 //! All integration tests, in one binary (one link step keeps the test run lean).
 
+mod access_log;
 mod api_keys;
 mod architecture;
 mod archive;

@@ -67,16 +67,30 @@ fn environment(f: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// (actions, resources) of every policy statement of a function.
+/// (actions, resources) of every policy statement of a function, conditional ones included.
 fn statements(f: &Value) -> Vec<(Vec<String>, Vec<String>)> {
+    guarded_statements(f).into_iter().map(|(_, actions, resources)| (actions, resources)).collect()
+}
+
+/// Every policy statement of a function with the condition it is granted under (`!If [cond, policy,
+/// !Ref AWS::NoValue]`), `None` for those granted always.
+fn guarded_statements(f: &Value) -> Vec<(Option<String>, Vec<String>, Vec<String>)> {
     let mut all = Vec::new();
     for policy in f["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+        let (condition, policy) = match policy {
+            Value::Tagged(t) if t.tag == "If" => {
+                let branches = t.value.as_sequence().expect("!If [condition, then, else]");
+                assert_eq!(text(&branches[2]), "!Ref AWS::NoValue", "a conditional policy grants nothing otherwise");
+                (Some(text(&branches[0])), &branches[1])
+            }
+            other => (None, other),
+        };
         for s in policy["Statement"].as_sequence().into_iter().flatten() {
             assert_eq!(s["Effect"].as_str(), Some("Allow"));
             let list = |v: &Value| -> Vec<String> {
                 v.as_sequence().map(|s| s.iter().map(text).collect()).unwrap_or_else(|| vec![text(v)])
             };
-            all.push((list(&s["Action"]), list(&s["Resource"])));
+            all.push((condition.clone(), list(&s["Action"]), list(&s["Resource"])));
         }
     }
     all
@@ -281,18 +295,32 @@ fn the_stream_mapping_reports_failures_bisects_and_keeps_poison_batches() {
 #[test]
 fn iam_is_least_privilege_per_function() {
     let t = template();
-    let readers = ["list-logs", "get-log", "entity-logs", "project-logs", "stats", "health"];
+    let readers = Route::ALL
+        .into_iter()
+        .filter(|r| r.reads_the_trail() || [Route::Health, Route::Keys].contains(r))
+        .map(Route::function)
+        .collect::<Vec<_>>();
+    assert_eq!(readers.len(), 9);
     for (binary, f) in functions(&t) {
-        let all = statements(&f);
+        let all = guarded_statements(&f);
         assert!(!all.is_empty(), "{binary} has its own policy");
-        for (actions, resources) in &all {
+        for (condition, actions, resources) in &all {
             for action in actions {
                 assert!(!action.contains('*'), "{binary}: no wildcard actions ({action})");
                 assert_ne!(action, "dynamodb:Scan", "{binary}: every read is a Query or a GetItem, never a Scan");
                 if readers.contains(&binary.as_str()) {
+                    let reads = ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:BatchGetItem"];
+                    // Recording reads (AUDIT_LOG_READS) is the one write a reader may do, and only when on.
+                    let records = match action.as_str() {
+                        "dynamodb:PutItem" => resources == &["!GetAtt EntriesTable.Arn"],
+                        "dynamodb:UpdateItem" | "dynamodb:ConditionCheckItem" => {
+                            resources == &["!GetAtt CountersTable.Arn"]
+                        }
+                        _ => false,
+                    };
                     assert!(
-                        ["dynamodb:Query", "dynamodb:GetItem"].contains(&action.as_str()),
-                        "{binary} only reads: {action}"
+                        reads.contains(&action.as_str()) || (records && condition.as_deref() == Some("LogReads")),
+                        "{binary} only reads, and records reads only when AuditLogReads is on: {action} ({condition:?})"
                     );
                 }
                 if action == "execute-api:ManageConnections" {
@@ -310,6 +338,19 @@ fn iam_is_least_privilege_per_function() {
                 assert!(resource != "*" && !resource.ends_with(":*"), "{binary}: no wildcard resources ({resource})");
             }
         }
+    }
+    // The functions that record reads are told to, and name the tables they write.
+    for route in Route::ALL.into_iter().filter(|r| r.reads_the_trail()) {
+        let env = environment(&functions(&t)[route.function()]);
+        assert_eq!(env.get(vars::AUDIT_LOG_READS).map(String::as_str), Some("!Ref AuditLogReads"), "{route:?}");
+        for variable in [vars::ENTRIES_TABLE, vars::COUNTERS_TABLE, vars::COUNTER_SHARDS, vars::AUDIT_ENABLED] {
+            assert!(env.contains_key(variable), "{route:?} records reads: {variable}");
+        }
+        let grants = guarded_statements(&functions(&t)[route.function()]);
+        assert!(
+            grants.iter().any(|(c, a, _)| c.as_deref() == Some("LogReads") && a == &["dynamodb:PutItem"]),
+            "{route:?} may write its VIEW entries when AuditLogReads is on"
+        );
     }
     let manage: Vec<String> = functions(&t)
         .into_iter()

@@ -94,6 +94,7 @@ pub fn api_with_seal(
         auth_methods: vec!["jwt".into(), "api_key".into()],
         seal,
         seal_settings: SealSettings::default(),
+        log_reads: false,
     }
 }
 

@@ -112,6 +112,9 @@ pub struct Summary {
     /// Entries of the period that straddles the retention horizon, some of whose entries are gone:
     /// each checked against its leaf, but their period's root cannot be recomputed.
     pub partly_expired: usize,
+    /// Periods outside the range the bundle was fetched for (see [`Verifier::with_range`]), with
+    /// no entries in the bundle: signature and chain checked, entries not.
+    pub outside_range: usize,
     /// The last checkpoint's end and hash: keep it, and pass it as the expected head next time to
     /// show that no checkpoint was removed from the end since.
     pub head: Option<(String, Hash)>,
@@ -144,6 +147,10 @@ impl fmt::Display for Summary {
         if self.partly_expired > 0 {
             write!(f, ", {} entries in a period partly past retention (root not checked)", self.partly_expired)?;
         }
+        if self.outside_range > 0 {
+            let s = if self.outside_range == 1 { "" } else { "s" };
+            write!(f, ", {} period{s} outside the range (entries not checked)", self.outside_range)?;
+        }
         Ok(())
     }
 }
@@ -155,6 +162,8 @@ pub struct Verifier {
     keys: BTreeMap<String, Vec<u8>>,
     head: Option<Hash>,
     expired_before: Option<DateTime<Utc>>,
+    /// The bundle holds the entries of `[from, to]` only.
+    range: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 }
 
 /// A checkpoint with its period parsed, in chain order.
@@ -168,7 +177,7 @@ impl Verifier {
     /// A verifier that accepts checkpoints signed by any of `keys` (a rotation leaves several).
     pub fn new<K: AsRef<[u8]>>(keys: impl IntoIterator<Item = K>) -> Self {
         let keys = keys.into_iter().map(|k| (signing::key_id(k.as_ref()), k.as_ref().to_vec())).collect();
-        Verifier { keys, head: None, expired_before: None }
+        Verifier { keys, ..Verifier::default() }
     }
 
     /// Requires the chain to end at the checkpoint with this hash.
@@ -183,6 +192,15 @@ impl Verifier {
     /// missing entry is a failure.
     pub fn with_expired_before(mut self, horizon: DateTime<Utc>) -> Self {
         self.expired_before = Some(horizon);
+        self
+    }
+
+    /// Says the bundle holds only the entries written from `from` up to `to`, both included (an export or a
+    /// fetch with dates). Periods wholly outside are checked as links of the chain, not for their
+    /// entries; a period the range cuts through must be whole, like any other (fetch and export
+    /// widen their dates to whole periods).
+    pub fn with_range(mut self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Self {
+        self.range = (from, to);
         self
     }
 
@@ -312,8 +330,11 @@ impl Verifier {
             let Some(mut entries) = by_period.remove(&i) else {
                 // A period that began before the horizon may have lost all its entries.
                 let expired = self.expired_before.is_some_and(|h| link.start < h);
+                let (from, to) = self.range;
+                let outside = from.is_some_and(|f| link.end <= f) || to.is_some_and(|t| link.start > t);
                 match c.body.size {
                     0 => {}
+                    _ if outside => summary.outside_range += 1,
                     _ if expired => summary.expired_periods += 1,
                     size => summary.failures.push(Failure::Missing { start, end, size }),
                 }

@@ -18,13 +18,54 @@ pub const KEYS_DIR: &str = "public-keys";
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Reads the bundle in `dir`. A line that is not an entry (or a checkpoint) is an error that names
-/// the file and line: a bundle that does not parse is not a bundle that verifies.
-pub fn read(dir: &Path) -> Result<Bundle, BoxError> {
-    Ok(Bundle {
-        entries: read_lines::<AuditLogEntry>(&dir.join(ENTRIES))?,
-        checkpoints: read_lines(&dir.join(CHECKPOINTS))?,
-    })
+/// Reads a bundle: a directory as `fetch` writes it, or a JSON Lines export with its checkpoints
+/// beside it (as `export` writes them, see [`checkpoints_beside`]). A line that is not an entry (or
+/// a checkpoint) is an error that names the file and line: a bundle that does not parse is not a
+/// bundle that verifies.
+pub fn read(path: &Path) -> Result<Bundle, BoxError> {
+    let (entries, checkpoints) = if path.is_dir() {
+        (path.join(ENTRIES), path.join(CHECKPOINTS))
+    } else {
+        let checkpoints = checkpoints_beside(path);
+        if !checkpoints.exists() {
+            return Err(format!(
+                "{}: no checkpoints beside it ({}); export in JSON Lines without filters other than dates, or use auditline fetch",
+                path.display(),
+                checkpoints.display()
+            )
+            .into());
+        }
+        (path.to_owned(), checkpoints)
+    };
+    Ok(Bundle { entries: read_lines::<AuditLogEntry>(&entries)?, checkpoints: read_lines(&checkpoints)? })
+}
+
+/// Where the checkpoints of the export `out` are written: `<out>.checkpoints.jsonl`.
+pub fn checkpoints_beside(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".checkpoints.jsonl");
+    PathBuf::from(name)
+}
+
+/// Where the published keys of the export `out` are written: `<out>.public-keys/`.
+pub fn keys_beside(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".public-keys");
+    PathBuf::from(name)
+}
+
+/// Writes a published key as `<dir>/<key_id>.pem`; the id is checked against the key itself.
+pub fn write_public_key(dir: &Path, key_id: &str, pem: &str) -> Result<PathBuf, BoxError> {
+    let der = auditline::integrity::signing::pem_der(pem, "PUBLIC KEY")
+        .ok_or_else(|| format!("key {key_id}: not a PEM public key"))?;
+    let actual = auditline::integrity::signing::key_id(&der);
+    if actual != key_id {
+        return Err(format!("key {key_id}: its fingerprint is {actual}").into());
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{actual}.pem"));
+    fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn read_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, BoxError> {
@@ -76,17 +117,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes a published key as `<key_id>.pem`; the id is checked against the key itself.
+    /// Writes a published key as `public-keys/<key_id>.pem`.
     pub fn public_key(&mut self, key_id: &str, pem: &str) -> Result<PathBuf, BoxError> {
-        let der = auditline::integrity::signing::pem_der(pem, "PUBLIC KEY")
-            .ok_or_else(|| format!("key {key_id}: not a PEM public key"))?;
-        let actual = auditline::integrity::signing::key_id(&der);
-        if actual != key_id {
-            return Err(format!("key {key_id}: its fingerprint is {actual}").into());
-        }
-        let path = self.dir.join(KEYS_DIR).join(format!("{actual}.pem"));
-        fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(path)
+        write_public_key(&self.dir.join(KEYS_DIR), key_id, pem)
     }
 
     pub fn finish(mut self) -> Result<(), BoxError> {

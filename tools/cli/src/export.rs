@@ -5,6 +5,12 @@
 //! file's length and the next page's token (written to a temporary file and renamed, so it is never
 //! half-written). `--resume` cuts the output back to the recorded length — a page appended after
 //! the last record is dropped and fetched again — and continues from the recorded token.
+//!
+//! An export in JSON Lines of the whole tenant (no filter but dates) is verifiable offline: before
+//! the first page, the checkpoint chain and the published keys are written beside the output
+//! (`FILE.checkpoints.jsonl`, `FILE.public-keys/`) and the dates widened to whole sealed periods, as
+//! `auditline fetch` does; `auditline verify --public-key … FILE` then checks it. Checkpoints come
+//! first so an entry sealed during the export is merely "not sealed yet", never missing.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -14,8 +20,9 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::BoxError;
+use crate::bundle::{self, BoxError};
 use crate::client::{Api, Connection};
+use crate::fetch::{checkpoint_chain, published_keys, widen};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,13 +92,25 @@ impl ExportArgs {
         }
         query
     }
+
+    /// Whether the export can be checked against the checkpoints: the API's own entry shape, and
+    /// every entry of its periods (a filter would leave gaps the verifier must call removals).
+    fn verifiable(&self) -> bool {
+        self.format == Format::Jsonl
+            && [&self.action, &self.entity_type, &self.user_id, &self.entity_id, &self.project_id]
+                .iter()
+                .all(|f| f.is_none())
+    }
 }
 
 /// What the state file records after each page.
 #[derive(Debug, Serialize, Deserialize)]
 struct State {
     url: String,
+    /// The options as given (a resume must repeat them).
     query: Vec<(String, String)>,
+    /// The query as sent (dates widened to sealed periods for a verifiable export).
+    sent: Vec<(String, String)>,
     /// Bytes of the output that hold whole pages.
     bytes: u64,
     entries: u64,
@@ -104,6 +123,49 @@ pub struct Exported {
     pub entries: u64,
     pub bytes: u64,
     pub pages: u64,
+    /// Checkpoints written beside the output (0 when the export is not verifiable).
+    pub checkpoints: usize,
+}
+
+/// Writes the chain and the keys beside `out` and returns the query with its dates widened to
+/// whole sealed periods, and the number of checkpoints.
+async fn write_checkpoints(
+    api: &Api,
+    out: &Path,
+    query: &[(&'static str, String)],
+) -> Result<(Vec<(&'static str, String)>, usize), BoxError> {
+    use auditline::domain::time::parse_date_param;
+    let chain = checkpoint_chain(api).await?;
+    let path = bundle::checkpoints_beside(out);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e} (choose a new file)", path.display()))?;
+    for checkpoint in &chain {
+        writeln!(file, "{}", serde_json::to_string(checkpoint)?)?;
+    }
+    file.sync_all()?;
+    for key in published_keys(api).await? {
+        bundle::write_public_key(&bundle::keys_beside(out), &key.key_id, &key.public_key_pem)?;
+    }
+    let mut widened = Vec::new();
+    for (name, value) in query {
+        let value = match *name {
+            "start_date" | "end_date" => widen(&chain, parse_date_param(name, value)?, *name == "end_date"),
+            _ => value.clone(),
+        };
+        widened.push((*name, value));
+    }
+    Ok((widened, chain.len()))
+}
+
+/// A parameter name from a state file, as one of the route's own.
+fn known_parameter(name: &str) -> Result<&'static str, BoxError> {
+    ["format", "action", "entity_type", "user_id", "entity_id", "project_id", "start_date", "end_date"]
+        .into_iter()
+        .find(|known| *known == name)
+        .ok_or_else(|| format!("the export state names an unknown parameter {name}").into())
 }
 
 fn state_path(out: &Path) -> PathBuf {
@@ -126,7 +188,8 @@ pub async fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<Exported, Box
     let query = args.query();
     let owned: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let state_file = state_path(&args.out);
-    let (mut file, mut token, mut bytes, mut entries) = if args.resume {
+    let mut checkpoints = 0;
+    let (mut file, mut token, mut bytes, mut entries, sent) = if args.resume {
         let text = std::fs::read(&state_file)
             .map_err(|e| format!("--resume: {}: {e} (nothing to resume)", state_file.display()))?;
         let state: State = serde_json::from_slice(&text)
@@ -138,7 +201,9 @@ pub async fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<Exported, Box
             OpenOptions::new().write(true).open(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
         // A page appended after the last state was saved is cut off, and fetched again.
         file.set_len(state.bytes)?;
-        (file, Some(state.next_token), state.bytes, state.entries)
+        let sent =
+            state.sent.into_iter().map(|(k, v)| Ok((known_parameter(&k)?, v))).collect::<Result<_, BoxError>>()?;
+        (file, Some(state.next_token), state.bytes, state.entries, sent)
     } else {
         if state_file.exists() {
             return Err(format!("{} exists: an export stopped there; add --resume", state_file.display()).into());
@@ -148,7 +213,14 @@ pub async fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<Exported, Box
             .create_new(true)
             .open(&args.out)
             .map_err(|e| format!("{}: {e} (choose a new file, or --resume)", args.out.display()))?;
-        (file, None, 0, 0)
+        let sent = if args.verifiable() {
+            let (sent, count) = write_checkpoints(&api, &args.out, &query).await?;
+            checkpoints = count;
+            sent
+        } else {
+            query.clone()
+        };
+        (file, None, 0, 0, sent)
     };
     use std::io::Seek;
     file.seek(std::io::SeekFrom::End(0))?;
@@ -156,7 +228,7 @@ pub async fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<Exported, Box
     let started = Instant::now();
     let (resumed_bytes, mut pages) = (bytes, 0);
     loop {
-        let mut page_query = query.clone();
+        let mut page_query = sent.clone();
         page_query.extend(token.take().map(|t| ("next_token", t)));
         let answer = api.get_raw("/audit/export", &page_query).await?;
         let count: u64 = answer
@@ -176,6 +248,7 @@ pub async fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<Exported, Box
                 &State {
                     url: args.connection.url.clone(),
                     query: owned.clone(),
+                    sent: sent.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
                     bytes,
                     entries,
                     next_token: t.clone(),
@@ -201,5 +274,22 @@ pub async fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<Exported, Box
     }
     let more = if state_file.exists() { "; more remain: add --resume to continue" } else { "" };
     writeln!(out, "exported {entries} entries ({bytes} bytes, {pages} pages) to {}{more}", args.out.display())?;
-    Ok(Exported { entries, bytes, pages })
+    if args.verifiable() {
+        let range: String = sent
+            .iter()
+            .filter_map(|(name, value)| match *name {
+                "start_date" => Some(format!(" --from {value}")),
+                "end_date" => Some(format!(" --to {value}")),
+                _ => None,
+            })
+            .collect();
+        writeln!(
+            out,
+            "checkpoints in {} and published keys in {}; check it offline with\n  auditline verify --public-key <a key you trust>{range} {}",
+            bundle::checkpoints_beside(&args.out).display(),
+            bundle::keys_beside(&args.out).display(),
+            args.out.display()
+        )?;
+    }
+    Ok(Exported { entries, bytes, pages, checkpoints })
 }

@@ -58,13 +58,35 @@ struct Keys {
 }
 
 #[derive(Deserialize)]
-struct Key {
-    key_id: String,
-    public_key_pem: String,
+pub(crate) struct Key {
+    pub key_id: String,
+    pub public_key_pem: String,
+}
+
+/// The tenant's whole checkpoint chain, oldest first.
+pub(crate) async fn checkpoint_chain(api: &Api) -> Result<Vec<Checkpoint>, BoxError> {
+    let mut chain = Vec::new();
+    let mut token = None;
+    loop {
+        let mut query = vec![("limit", PAGE.to_string())];
+        query.extend(token.take().map(|t| ("next_token", t)));
+        let page: CheckpointPage = serde_json::from_value(api.get("/audit/checkpoints", &query).await?)?;
+        chain.extend(page.checkpoints);
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(chain),
+        }
+    }
+}
+
+/// The keys the service publishes.
+pub(crate) async fn published_keys(api: &Api) -> Result<Vec<Key>, BoxError> {
+    let keys: Keys = serde_json::from_value(api.get("/audit/keys", &[]).await?)?;
+    Ok(keys.keys)
 }
 
 /// `t` widened to the start (or end) of the sealed period holding it, if one does.
-fn widen(chain: &[Checkpoint], t: DateTime<Utc>, to_end: bool) -> String {
+pub(crate) fn widen(chain: &[Checkpoint], t: DateTime<Utc>, to_end: bool) -> String {
     let stamped = format_timestamp(t);
     let covering = chain.iter().find(|c| c.body.start <= stamped && stamped < c.body.end);
     match covering {
@@ -85,18 +107,7 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
     let end = args.end_date.as_deref().map(|v| parse_date_param("end_date", v)).transpose()?;
     let mut writer = bundle::Writer::create(&args.out)?;
 
-    let mut chain = Vec::new();
-    let mut token = None;
-    loop {
-        let mut query = vec![("limit", PAGE.to_string())];
-        query.extend(token.take().map(|t| ("next_token", t)));
-        let page: CheckpointPage = serde_json::from_value(api.get("/audit/checkpoints", &query).await?)?;
-        chain.extend(page.checkpoints);
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => break,
-        }
-    }
+    let chain = checkpoint_chain(&api).await?;
     for c in &chain {
         writer.checkpoint(c)?;
     }
@@ -105,6 +116,7 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
     filters.extend(start.map(|s| ("start_date", widen(&chain, s, false))));
     filters.extend(end.map(|e| ("end_date", widen(&chain, e, true))));
     let mut entries = 0;
+    let mut token = None;
     loop {
         let mut query = filters.clone();
         query.push(("limit", PAGE.to_string()));
@@ -120,13 +132,17 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
         }
     }
 
-    let keys: Keys = serde_json::from_value(api.get("/audit/keys", &[]).await?)?;
     let mut written = Vec::new();
-    for key in &keys.keys {
+    for key in published_keys(&api).await? {
         written.push(writer.public_key(&key.key_id, &key.public_key_pem)?);
     }
     writer.finish()?;
     writeln!(out, "wrote {entries} entries and {} checkpoints to {}", chain.len(), args.out.display())?;
+    if !filters.is_empty() {
+        let flag = |name: &str| if name == "start_date" { "--from" } else { "--to" };
+        let range: Vec<String> = filters.iter().map(|(name, value)| format!("{} {value}", flag(name))).collect();
+        writeln!(out, "it holds the entries of those dates only: pass {} to auditline verify", range.join(" "))?;
+    }
     for path in &written {
         writeln!(out, "published key: {} (trust it only if it matches a key you hold)", path.display())?;
     }

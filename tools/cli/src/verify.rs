@@ -31,10 +31,18 @@ pub struct VerifyArgs {
     /// it, every missing entry is a failure.
     #[arg(long, value_name = "TIME", conflicts_with = "proof")]
     pub expired_before: Option<String>,
+    /// The bundle holds entries from this time (RFC 3339) on: it was fetched or exported with a
+    /// start date. Earlier periods are checked as links of the chain, not for their entries.
+    #[arg(long, value_name = "TIME", conflicts_with = "proof")]
+    pub from: Option<String>,
+    /// The bundle holds entries up to this time (RFC 3339), included.
+    #[arg(long, value_name = "TIME", conflicts_with = "proof")]
+    pub to: Option<String>,
     /// One entry's proof, as `GET /audit/logs/{id}/proof` returns it.
     #[arg(long, value_name = "FILE")]
     pub proof: Option<PathBuf>,
-    /// A bundle directory (entries.jsonl, checkpoints.jsonl), as `auditline fetch` writes it.
+    /// A bundle directory (entries.jsonl, checkpoints.jsonl) as `auditline fetch` writes it, or a
+    /// JSON Lines export with its checkpoints beside it as `auditline export` writes them.
     #[arg(value_name = "BUNDLE")]
     pub bundle: Option<PathBuf>,
 }
@@ -51,6 +59,14 @@ pub fn run(args: &VerifyArgs, out: &mut dyn Write) -> Result<bool, BoxError> {
             .map_err(|_| "--expired-before: not an RFC 3339 time such as 2026-09-01T00:00:00Z")?;
         verifier = verifier.with_expired_before(horizon.to_utc());
     }
+    let time = |flag: &str, value: &Option<String>| -> Result<_, BoxError> {
+        value
+            .as_deref()
+            .map(|v| chrono::DateTime::parse_from_rfc3339(v).map(|t| t.to_utc()))
+            .transpose()
+            .map_err(|_| format!("{flag}: not an RFC 3339 time such as 2026-09-01T00:00:00Z").into())
+    };
+    verifier = verifier.with_range(time("--from", &args.from)?, time("--to", &args.to)?);
     match (&args.proof, &args.bundle) {
         (Some(proof), _) => verify_proof(&verifier, proof, out),
         (None, Some(dir)) => verify_bundle(&verifier, dir, out),

@@ -3,16 +3,13 @@
 //! itself on the record: its first page writes a VIEW entry (who, filters, format, entries).
 
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::access::record_export;
 use super::{ApiError, AuditApi, RequestInfo};
-use crate::auth::Caller;
 use crate::auth::scopes::AUDIT_READ;
 use crate::domain::query::PAGE_BYTE_BUDGET;
-use crate::domain::{
-    AuditAction, AuditQuery, Continuation, EntityType, EntryDetails, MAX_LIMIT, NewEntry, PageRequest, QueryScope,
-};
+use crate::domain::{AuditQuery, Continuation, MAX_LIMIT, PageRequest, QueryScope};
 use crate::export::ExportFormat;
 
 /// Entries one export page carries at most (its bytes are bounded by [`PAGE_BYTE_BUDGET`] too).
@@ -21,8 +18,6 @@ pub const MAX_EXPORT_PAGE_ENTRIES: usize = 10_000;
 pub const NEXT_TOKEN_HEADER: &str = "x-next-token";
 /// The header that says how many entries the page holds.
 pub const ENTRY_COUNT_HEADER: &str = "x-entry-count";
-/// What an export's VIEW entry names as its entity.
-pub const EXPORT_ENTITY: (EntityType, &str) = (EntityType::Report, "audit-log");
 
 fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
     req.query_string_parameters_ref().and_then(|q| q.first(name)).filter(|v| !v.is_empty())
@@ -99,55 +94,4 @@ pub(super) async fn export(req: &Request, info: &RequestInfo, api: &AuditApi) ->
         response = response.header(NEXT_TOKEN_HEADER, token.as_str());
     }
     Ok(response.body(Body::Text(body)).expect("status and headers are valid"))
-}
-
-/// The export's own entry. Written before the data leaves: an export that cannot be recorded is
-/// refused (503), so the trail always knows who took data out.
-async fn record_export(
-    api: &AuditApi,
-    caller: &Caller,
-    info: &RequestInfo,
-    query: &AuditQuery,
-    format: ExportFormat,
-    entries: usize,
-    complete: bool,
-) -> Result<(), ApiError> {
-    let f = &query.filter;
-    let mut filters = Map::new();
-    let mut put = |name: &str, value: Option<String>| {
-        if let Some(v) = value {
-            filters.insert(name.to_owned(), Value::String(v));
-        }
-    };
-    match &query.scope {
-        QueryScope::Entity(id) => put("entity_id", Some(id.clone())),
-        QueryScope::Project(id) => put("project_id", Some(id.clone())),
-        QueryScope::Tenant => {}
-    }
-    put("action", f.action.map(|a| a.as_str().to_owned()));
-    put("entity_type", f.entity_type.map(|t| t.as_str().to_owned()));
-    put("user_id", f.user_id.clone());
-    put("start_date", f.start_date.map(crate::domain::time::format_timestamp));
-    put("end_date", f.end_date.map(crate::domain::time::format_timestamp));
-    let (entity_type, entity_id) = EXPORT_ENTITY;
-    let entry = NewEntry {
-        tenant_id: caller.tenant_id.clone(),
-        action: AuditAction::View,
-        entity_type,
-        entity_id: entity_id.to_owned(),
-        details: EntryDetails {
-            project_id: None,
-            user_id: caller.user_id.clone(),
-            changes: None,
-            ip_address: info.source_ip.clone(),
-            metadata: Some(json!({
-                "operation": "export",
-                "format": format.name(),
-                "filters": filters,
-                "entries_returned": entries,
-                "complete": complete,
-            })),
-        },
-    };
-    api.logger.log(entry).await.map(|_| ()).map_err(|e| ApiError::from_query(&e, &info.request_id))
 }

@@ -2,6 +2,7 @@
 //! Each route is its own Lambda function (see `functions/`); the local gateway routes to the same
 //! handlers.
 
+pub mod access;
 pub mod errors;
 pub mod export;
 mod ingest;
@@ -37,6 +38,8 @@ pub struct AuditApi {
     /// Checkpoints, proof tiles and published keys.
     pub seal: Arc<dyn SealStore>,
     pub seal_settings: SealSettings,
+    /// `AUDIT_LOG_READS`: every read of the trail writes a VIEW entry (see [`access`]).
+    pub log_reads: bool,
 }
 
 /// The routes of the HTTP API. The seed's endpoint tables, plus the write path.
@@ -236,6 +239,14 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::Proof => integrity::proof(&req, &info, api).await,
         Route::Keys => integrity::keys(&info, api).await,
         Route::Export => export::export(&req, &info, api).await,
+    };
+    // Recorded after the read succeeded and before its answer leaves: if the record cannot be
+    // written, the data does not go out.
+    let result = match result {
+        Ok(response) if api.log_reads && route.reads_the_trail() && response.status().is_success() => {
+            access::record_read(route, &req, &info, api, api.logger.now()).await.map(|()| response)
+        }
+        other => other,
     };
     result.unwrap_or_else(|e| e.into_response(&info.request_id))
 }
