@@ -11,6 +11,7 @@ use serde::Serialize;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::domain::StatsBucket;
 use crate::domain::query::PAGE_BYTE_BUDGET;
 use crate::domain::time;
 use crate::domain::{
@@ -300,9 +301,21 @@ impl AuditLogger {
         start: Option<DateTime<Utc>>,
         end: Option<DateTime<Utc>>,
     ) -> Result<AuditStats, AuditError> {
+        self.get_stats_series(tenant, start, end, None).await
+    }
+
+    /// [`get_stats`](Self::get_stats), with the counts per hour or day too when `bucket` is given
+    /// (from the same counters, in the same one Query).
+    pub async fn get_stats_series(
+        &self,
+        tenant: &TenantId,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        bucket: Option<StatsBucket>,
+    ) -> Result<AuditStats, AuditError> {
         let range = StatsRange::new(start, end)?;
-        let counts = self.store.counts(tenant, &range, (self.clock)()).await?;
-        Ok(AuditStats::new(&counts, &range))
+        let hourly = self.store.counts(tenant, &range, (self.clock)()).await?;
+        Ok(AuditStats::of_hours(&hourly, &range, bucket))
     }
 
     /// Reports configuration and whether storage answers within `timeout`; never hangs longer.

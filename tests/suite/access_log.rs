@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use auditline::apigw::http::access::ACCESS_ENTITY;
 use auditline::apigw::http::{AuditApi, Route};
 use auditline::backend::BackendError;
-use auditline::domain::{AuditAction, AuditLogEntry, Counts, EntityType, QueryPlan, StatsRange, StoredPage, TenantId};
+use auditline::domain::{AuditAction, AuditLogEntry, EntityType, QueryPlan, StatsRange, StoredPage, TenantId};
 use auditline::idempotency::MemoryIdempotency;
 use auditline::store::{AuditStore, MemoryStore, StoreError};
 use auditline::{AuditLogger, AuditSettings};
@@ -135,7 +135,12 @@ impl AuditStore for ReadOnly {
     async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError> {
         self.0.query(plan, now).await
     }
-    async fn counts(&self, tenant: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError> {
+    async fn counts(
+        &self,
+        tenant: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<auditline::domain::HourlyCounts, StoreError> {
         self.0.counts(tenant, range, now).await
     }
     async fn ping(&self) -> Result<(), StoreError> {

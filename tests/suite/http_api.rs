@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use auditline::apigw::http::{AuditApi, MAX_BATCH, MAX_BODY_BYTES, Route};
 use auditline::backend::BackendError;
-use auditline::domain::{AuditQuery, Counts, QueryPlan, StatsRange, StoredPage, TenantId};
+use auditline::domain::{AuditQuery, QueryPlan, StatsRange, StoredPage, TenantId};
 use auditline::idempotency::{KeyOwner, MemoryIdempotency};
 use auditline::store::dynamo::client_for_local_endpoint;
 use auditline::store::{AuditStore, DynamoStore, MemoryStore, StoreError};
@@ -463,7 +463,12 @@ impl AuditStore for Failing {
     async fn query(&self, _: &QueryPlan, _: DateTime<Utc>) -> Result<StoredPage, StoreError> {
         Err((self.0)())
     }
-    async fn counts(&self, _: &TenantId, _: &StatsRange, _: DateTime<Utc>) -> Result<Counts, StoreError> {
+    async fn counts(
+        &self,
+        _: &TenantId,
+        _: &StatsRange,
+        _: DateTime<Utc>,
+    ) -> Result<auditline::domain::HourlyCounts, StoreError> {
         Err((self.0)())
     }
     async fn ping(&self) -> Result<(), StoreError> {

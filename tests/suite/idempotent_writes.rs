@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auditline::apigw::http::{AuditApi, Route};
-use auditline::domain::{AuditQuery, Counts, QueryPlan, StatsRange, StoredPage, TenantId};
+use auditline::domain::{AuditQuery, QueryPlan, StatsRange, StoredPage, TenantId};
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency, STALE_CLAIM};
 use auditline::store::dynamo::DynamoIdempotency;
 use auditline::store::dynamo::tables::IDEMPOTENCY;
@@ -78,7 +78,12 @@ impl AuditStore for CutOff {
     async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError> {
         self.inner.query(plan, now).await
     }
-    async fn counts(&self, t: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError> {
+    async fn counts(
+        &self,
+        t: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<auditline::domain::HourlyCounts, StoreError> {
         self.inner.counts(t, range, now).await
     }
     async fn ping(&self) -> Result<(), StoreError> {

@@ -190,6 +190,13 @@ async fn every_response_matches_its_schema() {
         check(&spec, route, &reply);
     }
     check(&spec, Route::Stats, &call(&api, Route::Stats, &event("http-stats.json")).await);
+    let series = call(&api, Route::Stats, &sample("http-stats.json", |e| with_query(e, &[("bucket", "hour")]))).await;
+    assert!(series.body["series"].as_array().is_some_and(|s| !s.is_empty()), "{}", series.text);
+    check(&spec, Route::Stats, &series);
+    let bad_bucket =
+        call(&api, Route::Stats, &sample("http-stats.json", |e| with_query(e, &[("bucket", "week")]))).await;
+    assert_eq!((bad_bucket.status, bad_bucket.body["error"]["parameter"].as_str()), (400, Some("bucket")));
+    check(&spec, Route::Stats, &bad_bucket);
     let inverted =
         sample("http-stats.json", |e| with_query(e, &[("start_date", "2026-12-01"), ("end_date", "2026-01-01")]));
     let reply = call(&api, Route::Stats, &inverted).await;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use auditline::domain::{
     AuditAction, AuditFilter, AuditLogEntry, AuditQuery, Counts, EntityType, EntryDetails, HourBucket, PageRequest,
-    QueryScope, TenantId, ValidationError,
+    QueryScope, StatsBucket, TenantId, ValidationError,
 };
 use auditline::store::{AuditStore, StoreError};
 use auditline::{AuditError, AuditLogger, AuditSettings, LogOutcome};
 use auditline_tests::{Backend, fixed_clock, fresh_store, hours_ago, new_entry, stepping_clock, tenant};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -430,6 +430,37 @@ async fn stats_equal_the_truth(backend: Backend) {
     assert!(stats.total_entries > 0 && stats.total_entries < want.total);
     assert_eq!(stats.from, Some(first.start()));
     assert_eq!(stats.until, Some(last.end()));
+
+    // The series by hour and by day: each bucket's counts are its entries', and they sum to the total.
+    for bucket in [StatsBucket::Hour, StatsBucket::Day] {
+        let stats = logger.get_stats_series(&acme, None, None, Some(bucket)).await.unwrap();
+        let series = stats.series.expect("a series when a bucket is asked for");
+        let start_of = |e: &AuditLogEntry| match bucket {
+            StatsBucket::Hour => HourBucket::of(e.timestamp).start(),
+            StatsBucket::Day => e.timestamp.duration_trunc(chrono::TimeDelta::days(1)).unwrap(),
+        };
+        let mut starts: Vec<_> = mine.iter().map(|e| start_of(e)).collect();
+        starts.sort();
+        starts.dedup();
+        assert_eq!(
+            series.iter().map(|p| p.start).collect::<Vec<_>>(),
+            starts,
+            "{bucket:?}: one point per bucket with entries, oldest first"
+        );
+        for point in &series {
+            let in_bucket: Vec<&AuditLogEntry> = mine.iter().copied().filter(|e| start_of(e) == point.start).collect();
+            let want = truth(&in_bucket);
+            assert_eq!(point.total, want.total, "{bucket:?} {}", point.start);
+            for a in AuditAction::ALL {
+                assert_eq!(point.by_action[a], want.count_of_action(*a), "{bucket:?} {a}");
+            }
+            for t in EntityType::ALL {
+                assert_eq!(point.by_entity_type[t], want.count_of_type(*t), "{bucket:?} {t}");
+            }
+        }
+        assert_eq!(series.iter().map(|p| p.total).sum::<u64>(), stats.total_entries);
+    }
+    assert!(logger.get_stats(&acme, None, None).await.unwrap().series.is_none(), "no series unless asked");
 
     let globex = logger.get_stats(&tenant("globex"), None, None).await.unwrap();
     assert_eq!(globex.total_entries, all.len() as u64 - want.total);

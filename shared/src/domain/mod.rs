@@ -16,6 +16,6 @@ pub use query::{
     AuditFilter, AuditPage, AuditQuery, DEFAULT_LIMIT, IndexKey, MAX_LIMIT, MAX_OFFSET, PageRequest, QueryPlan,
     QueryScope, Residual, StoredPage,
 };
-pub use stats::{AuditStats, Counts, StatsRange};
+pub use stats::{AuditStats, Counts, HourlyCounts, StatsBucket, StatsRange};
 pub use time::HourBucket;
 pub use validation::ValidationError;

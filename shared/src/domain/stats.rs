@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 
 use super::entry::{AuditAction, AuditLogEntry, EntityType};
@@ -52,6 +52,63 @@ impl Counts {
     }
 }
 
+/// Counts per hour, as the stores keep them.
+pub type HourlyCounts = BTreeMap<HourBucket, Counts>;
+
+/// The width of a point of a stats series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsBucket {
+    Hour,
+    Day,
+}
+
+impl StatsBucket {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        match value {
+            "hour" => Ok(StatsBucket::Hour),
+            "day" => Ok(StatsBucket::Day),
+            _ => Err(ValidationError::UnknownValue { field: "bucket", allowed: "hour, day" }),
+        }
+    }
+
+    /// The start of the bucket holding `hour`.
+    fn start_of(self, hour: HourBucket) -> DateTime<Utc> {
+        match self {
+            StatsBucket::Hour => hour.start(),
+            StatsBucket::Day => hour.start().duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(hour.start()),
+        }
+    }
+}
+
+/// One point of a series: the counts of the bucket starting at `start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeriesPoint {
+    #[serde(with = "serde_millis")]
+    pub start: DateTime<Utc>,
+    pub total: u64,
+    pub by_action: BTreeMap<AuditAction, u64>,
+    pub by_entity_type: BTreeMap<EntityType, u64>,
+}
+
+/// The buckets that hold entries, oldest first (buckets without entries are left out).
+pub fn series(hourly: &HourlyCounts, bucket: StatsBucket) -> Vec<SeriesPoint> {
+    let mut by_start: BTreeMap<DateTime<Utc>, Counts> = BTreeMap::new();
+    for (hour, counts) in hourly {
+        by_start.entry(bucket.start_of(*hour)).or_default().add(counts);
+    }
+    by_start
+        .into_iter()
+        .filter(|(_, c)| c.total > 0)
+        .map(|(start, c)| SeriesPoint {
+            start,
+            total: c.total,
+            by_action: AuditAction::ALL.iter().map(|a| (*a, c.count_of_action(*a))).collect(),
+            by_entity_type: EntityType::ALL.iter().map(|t| (*t, c.count_of_type(*t))).collect(),
+        })
+        .collect()
+}
+
 /// The hours a stats call covers. Counters are hourly, so the requested dates widen to whole hours;
 /// the answer states the exact period it counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,6 +144,12 @@ pub struct AuditStats {
     /// End of the counted period (exclusive), or null for "up to now".
     #[serde(serialize_with = "optional_timestamp")]
     pub until: Option<DateTime<Utc>>,
+    /// With `bucket`: the width of the series' points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<StatsBucket>,
+    /// With `bucket`: the counts per bucket, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<Vec<SeriesPoint>>,
 }
 
 fn optional_timestamp<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
@@ -97,8 +160,17 @@ fn optional_timestamp<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> 
 }
 
 impl AuditStats {
+    /// Totals of `hourly` over `range`, and its series by `bucket` if asked for.
+    pub fn of_hours(hourly: &HourlyCounts, range: &StatsRange, bucket: Option<StatsBucket>) -> Self {
+        let mut total = Counts::default();
+        hourly.values().for_each(|c| total.add(c));
+        AuditStats { bucket, series: bucket.map(|b| series(hourly, b)), ..AuditStats::new(&total, range) }
+    }
+
     pub fn new(counts: &Counts, range: &StatsRange) -> Self {
         AuditStats {
+            bucket: None,
+            series: None,
             total_entries: counts.total,
             by_action: AuditAction::ALL.iter().map(|a| (*a, counts.count_of_action(*a))).collect(),
             by_entity_type: EntityType::ALL.iter().map(|t| (*t, counts.count_of_type(*t))).collect(),

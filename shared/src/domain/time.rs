@@ -191,6 +191,12 @@ impl HourBucket {
         let s = self.start();
         format!("{}T{:02}", s.date_naive(), s.hour())
     }
+
+    /// The hour a [`label`](Self::label) names.
+    pub fn from_label(label: &str) -> Option<Self> {
+        let t = chrono::NaiveDateTime::parse_from_str(&format!("{label}:00"), "%Y-%m-%dT%H:%M").ok()?;
+        Some(HourBucket::of(t.and_utc()))
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +205,13 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn an_hour_label_reads_back() {
+        let hour = HourBucket::of(t("2026-11-27T10:20:30Z"));
+        assert_eq!(HourBucket::from_label(&hour.label()), Some(hour));
+        assert_eq!(HourBucket::from_label("SEAL"), None);
     }
 
     #[test]

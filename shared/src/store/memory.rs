@@ -13,7 +13,9 @@ use uuid::Uuid;
 use super::{AuditStore, StoreError};
 use crate::backend::BackendError;
 use crate::domain::time::{highest_id_at, lowest_id_at};
-use crate::domain::{AuditLogEntry, Counts, HourBucket, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId};
+use crate::domain::{
+    AuditLogEntry, Counts, HourBucket, HourlyCounts, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId,
+};
 use crate::integrity::Hash;
 use crate::integrity::checkpoint::Checkpoint;
 use crate::seal::{Appended, Head, PublishedKey, SealState, SealStore, SealedPeriod, StoredTile};
@@ -215,16 +217,19 @@ impl AuditStore for MemoryStore {
         Ok(StoredPage::after_last(entries, more))
     }
 
-    async fn counts(&self, tenant: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError> {
+    async fn counts(
+        &self,
+        tenant: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<HourlyCounts, StoreError> {
         self.purge_expired(now);
         let state = self.read();
-        let mut total = Counts::default();
-        if let Some(partition) = state.tenants.get(tenant) {
-            for (_, counts) in partition.counters.iter().filter(|(b, _)| range.contains(**b)) {
-                total.add(counts);
-            }
-        }
-        Ok(total)
+        Ok(state
+            .tenants
+            .get(tenant)
+            .map(|p| p.counters.iter().filter(|(b, _)| range.contains(**b)).map(|(b, c)| (*b, *c)).collect())
+            .unwrap_or_default())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

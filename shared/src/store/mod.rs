@@ -11,7 +11,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::backend::BackendError;
-use crate::domain::{AuditLogEntry, Counts, QueryPlan, StatsRange, StoredPage, TenantId};
+use crate::domain::{AuditLogEntry, HourlyCounts, QueryPlan, StatsRange, StoredPage, TenantId};
 
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
@@ -47,8 +47,13 @@ pub trait AuditStore: Send + Sync {
     /// Runs a plan made by [`crate::domain::AuditQuery::plan`].
     async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError>;
 
-    /// The summed hourly counters of `tenant` over `range`.
-    async fn counts(&self, tenant: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError>;
+    /// The hourly counters of `tenant` over `range` (hours without entries may be left out).
+    async fn counts(
+        &self,
+        tenant: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<HourlyCounts, StoreError>;
 
     /// A cheap round trip that proves the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;

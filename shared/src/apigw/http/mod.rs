@@ -113,7 +113,7 @@ impl Route {
             Route::ListLogs | Route::EntityLogs | Route::ProjectLogs => {
                 &["action", "entity_type", "user_id", "start_date", "end_date", "limit", "offset", "next_token"]
             }
-            Route::Stats => &["start_date", "end_date"],
+            Route::Stats => &["start_date", "end_date", "bucket"],
             Route::Checkpoints => &["start_date", "end_date", "limit", "next_token"],
             Route::Export => &[
                 "format",

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{ApiError, AuditApi, RequestInfo, Route, json};
 use crate::auth::scopes::AUDIT_READ;
 use crate::domain::time::parse_date_param;
-use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, ValidationError};
+use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, StatsBucket, ValidationError};
 use crate::logger::HealthReport;
 
 /// A list page, as the seed's clients expect it plus the cursor.
@@ -79,9 +79,14 @@ pub(super) async fn stats(req: &Request, info: &RequestInfo, api: &AuditApi) -> 
             .map_err(|e| ApiError::parameter_error(&e))
     };
     let (start, end) = (date("start_date")?, date("end_date")?);
+    let bucket = query_param(req, "bucket")
+        .filter(|v| !v.is_empty())
+        .map(StatsBucket::parse)
+        .transpose()
+        .map_err(|e| ApiError::parameter_error(&e))?;
     let stats = api
         .logger
-        .get_stats(&caller.tenant_id, start, end)
+        .get_stats_series(&caller.tenant_id, start, end, bucket)
         .await
         .map_err(|e| ApiError::from_query(&e, &info.request_id))?;
     Ok(json(200, &stats))

@@ -30,6 +30,7 @@ use self::errors::{classify, corrupt};
 use self::tables::{counter_attr, entry_attr, entry_index};
 use super::{AuditStore, StoreError};
 use crate::backend::BackendError;
+use crate::domain::HourlyCounts;
 use crate::domain::{
     AuditAction, AuditLogEntry, Continuation, Counts, EntityType, HourBucket, IndexKey, QueryPlan, StatsRange,
     StoredPage, TenantId,
@@ -423,7 +424,12 @@ impl AuditStore for DynamoStore {
         Ok(StoredPage::after_last(entries, more))
     }
 
-    async fn counts(&self, tenant: &TenantId, range: &StatsRange, now: DateTime<Utc>) -> Result<Counts, StoreError> {
+    async fn counts(
+        &self,
+        tenant: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<HourlyCounts, StoreError> {
         let mut condition = "#pk = :pk".to_owned();
         let mut values = HashMap::from([
             (":pk".to_owned(), string(tenant_key(tenant))),
@@ -464,8 +470,11 @@ impl AuditStore for DynamoStore {
             .filter_expression("#exp > :now")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values));
-        let mut total = Counts::default();
+        let mut hourly = HourlyCounts::new();
         for fields in query_all::<BTreeMap<String, Value>>(query, "counter").await? {
+            // `<hour>#<shard>`; the partition's seal marker (`SEAL`) is no hour.
+            let hour = fields.get(counter_attr::SK).and_then(Value::as_str).and_then(|sk| sk.split_once('#'));
+            let Some(hour) = hour.and_then(|(label, _)| HourBucket::from_label(label)) else { continue };
             let n = |name: &str| fields.get(name).and_then(Value::as_u64).unwrap_or(0);
             let mut c = Counts { total: n(counter_attr::TOTAL), ..Counts::default() };
             for (i, a) in AuditAction::ALL.iter().enumerate() {
@@ -474,9 +483,9 @@ impl AuditStore for DynamoStore {
             for (i, t) in EntityType::ALL.iter().enumerate() {
                 c.by_entity_type[i] = n(&counter_type_attribute(*t));
             }
-            total.add(&c);
+            hourly.entry(hour).or_default().add(&c);
         }
-        Ok(total)
+        Ok(hourly)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
