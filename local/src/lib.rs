@@ -22,6 +22,7 @@ use auditline::archive::{ArchiveSink, DirectorySink};
 use auditline::auth::Secret;
 use auditline::auth::api_keys::{self, ApiKeyStore, ApiKeyValidator, MemoryApiKeys};
 use auditline::auth::jwt::sign_hmac;
+use auditline::auth::origins::{self, OriginPolicy};
 use auditline::auth::{AuthMethod, Authenticator, extract};
 use auditline::domain::TenantId;
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
@@ -35,6 +36,7 @@ use auditline::store::dynamo::tables::{
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
 use auditline::store::s3::S3Archive;
 use auditline::store::{AuditStore, MemoryStore};
+use auditline::viewer::{self, ViewerConfig};
 use auditline::{AuditLogger, Config};
 use axum::Router;
 use axum::body::Body;
@@ -254,6 +256,9 @@ struct Gateway {
     connection_limits: ConnectionLimits,
     sessions: Arc<Sessions>,
     limits: Limits,
+    /// Pages of these origins may call the HTTP API (CORS), as API Gateway's CORS configuration.
+    cors: OriginPolicy,
+    viewer: ViewerConfig,
 }
 
 /// The storage side: stores and key records, memory or DynamoDB.
@@ -338,6 +343,16 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         config.auth.jwt_secret = Some(Secret::new(random_secret()));
         config.auth.jwt_algorithm = "HS256".into();
     }
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e} (set --port or AUDITLINE_PORT)", options.bind))?;
+    let addr = listener.local_addr()?;
+    // The live feed takes pages of the allowed origins and of this gateway's own (its viewer).
+    let cors = config.auth.origins.clone();
+    config.auth.origins = config.auth.origins.clone().with(&format!("http://{addr}"));
+    if addr.ip().is_loopback() {
+        config.auth.origins = config.auth.origins.clone().with(&format!("http://localhost:{}", addr.port()));
+    }
     let auth = Authenticator::from_settings(&config.auth, Some(backends.key_validator.clone()))?;
     let now = chrono::Utc::now();
     let token = match (&config.auth.jwt_secret, own_secret) {
@@ -417,12 +432,14 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         connection_limits: config.connection_limits,
         sessions: sessions.clone(),
         limits,
+        cors,
+        // Only a gateway on loopback offers its development key to the page (it prints it anyway).
+        viewer: ViewerConfig {
+            websocket_url: None,
+            development_api_key: addr.ip().is_loopback().then(|| key.key.expose().to_owned()),
+        },
     });
     let app = Router::new().route("/ws", any(websocket_upgrade)).fallback(http_request).with_state(gateway);
-    let listener = tokio::net::TcpListener::bind(options.bind)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e} (set --port or AUDITLINE_PORT)", options.bind))?;
-    let addr = listener.local_addr()?;
     let (shutdown, stop) = oneshot::channel::<()>();
     let closing = sessions.clone();
     let server = tokio::spawn(async move {
@@ -483,9 +500,68 @@ async fn http_request(
     let path = parts.uri.path().to_owned();
     let raw_query = parts.uri.query().unwrap_or("").to_owned();
     let method = parts.method.as_str().to_owned();
-    let Some((route, path_parameters)) = Route::resolve(&method, &path) else {
+    let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if method == "OPTIONS" && !gateway.cors.is_empty() {
+        return preflight(&gateway.cors, origin.as_deref());
+    }
+    if method == "GET" && viewer::serves(&path) {
+        let answer = viewer::respond(&path, &gateway.viewer);
+        let mut response = Response::builder().status(answer.status);
+        for (name, value) in answer.headers {
+            response = response.header(name, value);
+        }
+        return response.body(Body::from(answer.body)).expect("status and headers are valid");
+    }
+    let Some((route, mut path_parameters)) = Route::resolve(&method, &path) else {
         return json_response(404, &json!({"message": "Not Found"}));
     };
+    // API Gateway hands path parameters to the function decoded.
+    for (_, value) in &mut path_parameters {
+        *value = percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned();
+    }
+    let mut response = route_request(&gateway, route, &path_parameters, parts, body, peer, &raw_query).await;
+    if let Some(origin) = origin.filter(|o| gateway.cors.allows(o)) {
+        allow_origin(response.headers_mut(), &origin);
+        let exposed = http::HeaderValue::from_str(&origins::EXPOSED_HEADERS.join(", ")).expect("ASCII");
+        response.headers_mut().insert("access-control-expose-headers", exposed);
+    }
+    response
+}
+
+fn allow_origin(headers: &mut http::HeaderMap, origin: &str) {
+    if let Ok(value) = http::HeaderValue::from_str(origin) {
+        headers.insert("access-control-allow-origin", value);
+    }
+    headers.insert("vary", http::HeaderValue::from_static("origin"));
+}
+
+/// A CORS preflight, answered as API Gateway answers it for an HTTP API with a CORS configuration:
+/// 204, with the allowance only for an origin on the list (the browser then refuses the others).
+fn preflight(cors: &OriginPolicy, origin: Option<&str>) -> Response {
+    let mut response = Response::builder().status(204).body(Body::empty()).expect("a valid response");
+    if let Some(origin) = origin.filter(|o| cors.allows(o)) {
+        let headers = response.headers_mut();
+        allow_origin(headers, origin);
+        let list = |items: &[&str]| http::HeaderValue::from_str(&items.join(", ")).expect("ASCII");
+        headers.insert("access-control-allow-methods", list(origins::ALLOWED_METHODS));
+        headers.insert("access-control-allow-headers", list(origins::ALLOWED_HEADERS));
+        headers.insert("access-control-max-age", http::HeaderValue::from(origins::MAX_AGE_SECONDS));
+    }
+    response
+}
+
+/// One API route: the authorizer, then the route's handler, as API Gateway runs them.
+async fn route_request(
+    gateway: &Gateway,
+    route: Route,
+    path_parameters: &[(&'static str, String)],
+    parts: http::request::Parts,
+    body: Body,
+    peer: SocketAddr,
+    raw_query: &str,
+) -> Response {
+    let path = parts.uri.path().to_owned();
+    let method = parts.method.as_str().to_owned();
     // Read at most one byte more than the limit: enough for the handler to answer 413.
     let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
@@ -496,7 +572,7 @@ async fn http_request(
         route_key: route.route_key(),
         method: &method,
         path: &path,
-        raw_query: &raw_query,
+        raw_query,
         headers: &parts.headers,
         source_ip: peer.ip(),
         request_id: &request_id,
@@ -510,7 +586,7 @@ async fn http_request(
         return json_response(403, &json!({"message": "Forbidden"}));
     }
     let authorizer = Some(decision.context).filter(|c| c.as_object().is_some_and(|o| !o.is_empty()));
-    let event = events::http_request(&r, &path_parameters, &body, authorizer.as_ref());
+    let event = events::http_request(&r, path_parameters, &body, authorizer.as_ref());
     let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
         Ok(request) => request,
         Err(e) => {

@@ -62,6 +62,7 @@ async fn main() {
     };
     let key = running.credentials.api_key.expose();
     println!("auditline local gateway");
+    println!("  viewer     {http}/   (sign in with the api key below)");
     println!("  HTTP API   {http}/audit/logs   (contract: docs/openapi.json)");
     println!("  WebSocket  {}", running.websocket_url());
     println!("  storage    {storage}");

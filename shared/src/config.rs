@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+use crate::auth::origins::OriginPolicy;
 use crate::auth::{AuthMethod, AuthSettings, Secret};
 use crate::domain::TenantId;
 use crate::logger::{AuditSettings, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
@@ -58,6 +59,8 @@ pub mod vars {
     pub const AUTH_REQUIRED: &str = "AUTH_REQUIRED";
     pub const AUTH_METHODS: &str = "AUTH_METHODS";
     pub const AUTH_ANONYMOUS_SCOPES: &str = "AUTH_ANONYMOUS_SCOPES";
+    pub const CORS_ALLOWED_ORIGINS: &str = "CORS_ALLOWED_ORIGINS";
+    pub const VIEWER_ORIGIN: &str = "VIEWER_ORIGIN";
     pub const FEED_MAX_CONNECTIONS_PER_TENANT: &str = "FEED_MAX_CONNECTIONS_PER_TENANT";
     pub const FEED_MAX_CONNECTIONS_PER_PRINCIPAL: &str = "FEED_MAX_CONNECTIONS_PER_PRINCIPAL";
 
@@ -107,6 +110,8 @@ pub mod vars {
         AUTH_REQUIRED,
         AUTH_METHODS,
         AUTH_ANONYMOUS_SCOPES,
+        CORS_ALLOWED_ORIGINS,
+        VIEWER_ORIGIN,
         FEED_MAX_CONNECTIONS_PER_TENANT,
         FEED_MAX_CONNECTIONS_PER_PRINCIPAL,
     ];
@@ -217,6 +222,11 @@ impl Config {
                 reason: format!("must be one of {}", ALGORITHMS.join(", ")),
             });
         }
+        let mut origins = OriginPolicy::parse(&get(vars::CORS_ALLOWED_ORIGINS).unwrap_or_default())
+            .map_err(|e| ConfigError { variable: vars::CORS_ALLOWED_ORIGINS, reason: e.to_string() })?;
+        if let Some(own) = get(vars::VIEWER_ORIGIN) {
+            origins = origins.with(&own);
+        }
         let allowed_methods = match get(vars::AUTH_METHODS) {
             None => vec![AuthMethod::Jwt, AuthMethod::ApiKey],
             Some(v) => v
@@ -246,6 +256,7 @@ impl Config {
                 anonymous_scopes: get(vars::AUTH_ANONYMOUS_SCOPES)
                     .map(|v| crate::auth::scopes::parse_scope_list(&v))
                     .unwrap_or_default(),
+                origins,
             },
             audit: AuditSettings { enabled, retention_days },
             log_reads,

@@ -20,6 +20,7 @@ pub mod logger;
 pub mod realtime;
 pub mod seal;
 pub mod store;
+pub mod viewer;
 
 pub use config::Config;
 pub use logger::{AuditError, AuditLogger, AuditSettings, LogOutcome};

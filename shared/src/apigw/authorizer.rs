@@ -98,9 +98,15 @@ pub async fn authorize_websocket(
     auth: &Authenticator,
 ) -> ApiGatewayCustomAuthorizerResponse {
     let query = &event.query_string_parameters;
+    let origin = event.headers.get("origin").and_then(|v| v.to_str().ok());
     let result = auth.authenticate_request(&event.headers, |name| query.first(name)).await;
-    let allowed = result.is_allowed();
-    if !allowed {
+    // A page of an origin not on the list may hold a valid token (a user's, stolen by that page):
+    // it is refused whatever the credential.
+    let from_allowed_origin = auth.options().origins.allows_connect(origin);
+    let allowed = result.is_allowed() && from_allowed_origin;
+    if !from_allowed_origin {
+        tracing::warn!(api = "websocket", reason = "origin not in CORS_ALLOWED_ORIGINS", "authorization denied");
+    } else if !allowed {
         log_denial("websocket", &result);
     }
     let mut statement = IamPolicyStatement::default();

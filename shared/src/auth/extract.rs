@@ -60,18 +60,37 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// The token of `Sec-WebSocket-Protocol: bearer, <token>`.
-pub fn subprotocol_token(headers: &HeaderMap) -> Option<&str> {
+/// The subprotocol name that announces an API key in `Sec-WebSocket-Protocol` (a browser can set
+/// no header but this one, and a key must stay out of the URL).
+pub const API_KEY_SUBPROTOCOL: &str = "api-key";
+
+/// The value after `name` in `Sec-WebSocket-Protocol: <name>, <value>`.
+fn subprotocol_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     let value = header(headers, "sec-websocket-protocol")?;
     let mut offered = value.split(',').map(str::trim);
-    offered.find(|p| p.eq_ignore_ascii_case(BEARER_SUBPROTOCOL))?;
+    offered.find(|p| p.eq_ignore_ascii_case(name))?;
     offered.next().filter(|t| !t.is_empty())
 }
 
-/// The subprotocol a WebSocket server must answer with: `bearer` when the client offered a token
-/// that way (API Gateway and browsers drop a connection whose offered subprotocol goes unanswered).
+/// The token of `Sec-WebSocket-Protocol: bearer, <token>`.
+pub fn subprotocol_token(headers: &HeaderMap) -> Option<&str> {
+    subprotocol_value(headers, BEARER_SUBPROTOCOL)
+}
+
+/// The key of `Sec-WebSocket-Protocol: api-key, <key>`.
+pub fn subprotocol_api_key(headers: &HeaderMap) -> Option<&str> {
+    subprotocol_value(headers, API_KEY_SUBPROTOCOL)
+}
+
+/// The subprotocol a WebSocket server must answer with: `bearer` (or `api-key`) when the client
+/// offered its credential that way (API Gateway and browsers drop a connection whose offered
+/// subprotocol goes unanswered).
 pub fn negotiated_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
-    subprotocol_token(headers).map(|_| BEARER_SUBPROTOCOL)
+    match (subprotocol_token(headers), subprotocol_api_key(headers)) {
+        (Some(_), _) => Some(BEARER_SUBPROTOCOL),
+        (None, Some(_)) => Some(API_KEY_SUBPROTOCOL),
+        (None, None) => None,
+    }
 }
 
 pub fn api_key_header(headers: &HeaderMap) -> Option<&str> {
@@ -92,6 +111,7 @@ pub fn in_headers(headers: &HeaderMap) -> Vec<Presented> {
         bearer_token(headers).map(|t| jwt(t, CredentialSource::AuthorizationHeader)),
         api_key_header(headers).map(|k| key(k, CredentialSource::ApiKeyHeader)),
         subprotocol_token(headers).map(|t| jwt(t, CredentialSource::WebSocketProtocol)),
+        subprotocol_api_key(headers).map(|k| key(k, CredentialSource::WebSocketProtocol)),
     ]
     .into_iter()
     .flatten()

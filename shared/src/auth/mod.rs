@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod extract;
 pub mod jwks;
 pub mod jwt;
+pub mod origins;
 pub mod scopes;
 mod secret;
 
@@ -79,6 +80,8 @@ pub struct AuthSettings {
     pub require_auth: bool,
     pub allowed_methods: Vec<AuthMethod>,
     pub anonymous_scopes: Vec<String>,
+    /// Web origins whose pages may open the live feed (and call the HTTP API).
+    pub origins: origins::OriginPolicy,
 }
 
 /// A caller whose credentials were checked: what every handler knows about who is asking. Adapters
@@ -156,6 +159,8 @@ pub struct AuthOptions {
     pub allowed_methods: Vec<AuthMethod>,
     /// Scopes of anonymous callers (none by default: anonymous callers can connect but see nothing).
     pub anonymous_scopes: Vec<String>,
+    /// Web origins whose pages may open the live feed.
+    pub origins: origins::OriginPolicy,
 }
 
 impl Default for AuthOptions {
@@ -166,6 +171,7 @@ impl Default for AuthOptions {
             require_auth: true,
             allowed_methods: vec![AuthMethod::Jwt, AuthMethod::ApiKey],
             anonymous_scopes: Vec::new(),
+            origins: origins::OriginPolicy::default(),
         }
     }
 }
@@ -231,6 +237,7 @@ impl Authenticator {
             require_auth: settings.require_auth,
             allowed_methods: settings.allowed_methods.clone(),
             anonymous_scopes: settings.anonymous_scopes.clone(),
+            origins: settings.origins.clone(),
         }))
     }
 

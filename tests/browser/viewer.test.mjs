@@ -1,0 +1,190 @@
+// The viewer in a real headless Chromium against the local gateway binary: sign in, filters,
+// detail diff, live tail (and its reconnection), the entity graph, escaping, CORS from other
+// origins, and screenshots for the README.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startGateway, launchBrowser, otherOrigin, signIn, docsDir } from './harness.mjs';
+
+let browser;
+let gateway;
+const allowed = await otherOrigin('<!doctype html><title>allowed</title>');
+const refused = await otherOrigin('<!doctype html><title>refused</title>');
+
+before(async () => {
+  browser = await launchBrowser();
+  gateway = await startGateway({ CORS_ALLOWED_ORIGINS: allowed.origin });
+  const actions = ['CREATE', 'UPDATE', 'DELETE', 'VIEW'];
+  for (let i = 0; i < 24; i += 1) {
+    await gateway.post({
+      action: actions[i % 4], entity_type: i % 2 ? 'FILE' : 'PROJECT', entity_id: `doc-${i}`,
+      project_id: 'apollo',
+      changes: { before: { title: 'Draft', size: 1, gone: true }, after: { title: 'Final', size: 1, tags: ['q4'] } },
+      metadata: { request: `r-${i}` },
+    });
+  }
+});
+
+after(async () => {
+  await browser?.close();
+  gateway?.stop();
+  allowed.close();
+  refused.close();
+});
+
+async function freshPage(viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  return { page, problems, close: () => context.close() };
+}
+
+test('signs in, filters by the URL fragment, and opens a detail with the diff', async () => {
+  const { page, problems, close } = await freshPage();
+  await signIn(page, gateway);
+  await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length >= 24);
+  await page.selectOption('#action', 'DELETE');
+  await page.waitForFunction(() => location.hash.includes('action=DELETE'));
+  await page.waitForFunction(() => {
+    const badges = [...document.querySelectorAll('table.entries tbody tr .badge')].map((b) => b.textContent);
+    return badges.length === 6 && badges.every((b) => b === 'DELETE');
+  });
+  // The view survives a reload: the fragment holds it, sessionStorage the credential.
+  await page.reload();
+  await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length === 6);
+  assert.equal(await page.inputValue('#action'), 'DELETE');
+
+  await page.locator('table.entries tbody tr').first().press('Enter');
+  await page.waitForSelector('#detail:not([hidden]) table.diff');
+  const kinds = await page.$$eval('#detail table.diff tbody tr', (rows) => Object.fromEntries(rows.map((r) => [r.querySelector('th').firstChild.textContent, r.dataset.kind])));
+  assert.deepEqual(kinds, { gone: 'removed', size: 'same', tags: 'added', title: 'changed' });
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#detail', { state: 'hidden' });
+  assert.deepEqual(problems, []);
+  await close();
+});
+
+test('screenshots at desktop and phone width', async () => {
+  for (const [name, viewport] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]]) {
+    const { page, close } = await freshPage(viewport);
+    await signIn(page, gateway);
+    await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length > 10);
+    await page.locator('table.entries tbody tr').nth(2).locator('td').first().click();
+    await page.waitForSelector('#detail:not([hidden]) table.diff');
+    await page.screenshot({ path: join(docsDir, `viewer-${name}.png`) });
+    await close();
+  }
+});
+
+test('a bad or expired credential shows a clear message', async () => {
+  const { page, close } = await freshPage();
+  await page.goto(`${gateway.url}/`);
+  await page.fill('#credential', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl');
+  await page.click('.signin button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('signin-error').textContent.length > 0);
+  assert.match(await page.textContent('#signin-error'), /credential was refused/);
+  await close();
+});
+
+test('a POSTed entry appears in the live tail within a second, and a dropped socket catches up once', async () => {
+  const { page, problems, close } = await freshPage();
+  await signIn(page, gateway);
+  await page.check('#live');
+  await page.waitForFunction(() => document.body.dataset.live === 'live');
+  const started = Date.now();
+  const { id } = await gateway.post({ action: 'CREATE', entity_type: 'REPORT', entity_id: 'live-1' });
+  await page.waitForSelector(`tr[data-id="${id}"]`, { timeout: 1000 });
+  assert.ok(Date.now() - started < 1000);
+
+  // Dropped: entries written while it is down arrive once, from the catch-up or the feed.
+  await page.evaluate(() => window.auditlineLive.drop());
+  await page.waitForFunction(() => document.body.dataset.live !== 'live');
+  const missed = [];
+  for (let i = 0; i < 3; i += 1) missed.push((await gateway.post({ action: 'UPDATE', entity_type: 'REPORT', entity_id: `missed-${i}` })).id);
+  await page.waitForFunction(() => document.body.dataset.live === 'live', null, { timeout: 15000 });
+  for (const m of missed) await page.waitForSelector(`tr[data-id="${m}"]`, { timeout: 5000 });
+  const after = (await gateway.post({ action: 'DELETE', entity_type: 'REPORT', entity_id: 'after-reconnect' })).id;
+  await page.waitForSelector(`tr[data-id="${after}"]`, { timeout: 1000 });
+  for (const m of [...missed, after, id]) assert.equal(await page.locator(`tr[data-id="${m}"]`).count(), 1, `${m} shown once`);
+  assert.deepEqual(problems, []);
+  await close();
+});
+
+test('the entity graph shows current links only, and moves to a neighbour on click', async () => {
+  const link = (action, target) => gateway.post({ action, entity_type: 'ENTITY', entity_id: 'hub', metadata: { target_id: target, target_type: 'FILE' } });
+  await link('LINK', 'spoke-a');
+  await link('LINK', 'spoke-b');
+  await link('LINK', 'spoke-c');
+  await link('UNLINK', 'spoke-b');
+  await gateway.post({ action: 'LINK', entity_type: 'FILE', entity_id: 'spoke-a', metadata: { target_id: 'far', target_type: 'REPORT' } });
+  const { page, problems, close } = await freshPage();
+  await signIn(page, gateway);
+  await page.goto(`${gateway.url}/#view=entity&entity=hub`);
+  await page.waitForSelector('svg.graph');
+  const nodes = await page.$$eval('svg.graph .node:not(.current)', (n) => n.map((x) => x.dataset.entity).sort());
+  assert.deepEqual(nodes, ['spoke-a', 'spoke-c']);
+  await page.click('svg.graph .node[data-entity="spoke-a"]');
+  await page.waitForFunction(() => location.hash.includes('entity=spoke-a'));
+  await page.waitForFunction(() => [...document.querySelectorAll('svg.graph .node:not(.current)')].map((x) => x.dataset.entity).join() === 'far');
+  assert.deepEqual(problems, []);
+  await close();
+});
+
+test('markup and script in every text field render as text and run nothing', async () => {
+  const payloads = ['<script>window.__pwned = 1</script>', '"><img src=x onerror="window.__pwned=2">', 'javascript:window.__pwned=3'];
+  for (const p of payloads) {
+    await gateway.post({
+      action: 'UPDATE', entity_type: 'FILE', entity_id: `x${p}`, project_id: p,
+      changes: { before: { [p]: p }, after: { [p]: `${p}!` } }, metadata: { [p]: p },
+    });
+  }
+  const { page, close } = await freshPage();
+  await signIn(page, gateway);
+  await page.waitForSelector('tr >> text=<script>window.__pwned = 1</script>');
+  for (const row of await page.locator('table.entries tbody tr').all()) {
+    if ((await row.textContent()).includes('__pwned')) {
+      await row.locator('td').first().click();
+      await page.waitForSelector('#detail:not([hidden])');
+      await page.click('#detail .close');
+    }
+  }
+  await page.click('button.link >> text=x"><img src=x onerror="window.__pwned=2">');
+  await page.waitForSelector('.entity-view .timeline');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
+  assert.equal(await page.locator('img').count(), 0, 'no element was made from entry data');
+  await close();
+});
+
+test('pages of an allowed origin may call the API and open the feed; others may not', async () => {
+  const probe = async (origin) => {
+    const { page, close } = await freshPage();
+    await page.goto(`${origin}/`);
+    const result = await page.evaluate(async ({ url, key }) => {
+      const out = {};
+      try {
+        const r = await fetch(`${url}/audit/logs?limit=1`, { headers: { 'x-api-key': key } });
+        out.fetch = r.status;
+        out.nextToken = r.headers.get('x-entry-count') === null ? 'hidden-or-absent' : 'exposed';
+      } catch {
+        out.fetch = 'blocked';
+      }
+      out.socket = await new Promise((resolve) => {
+        const ws = new WebSocket(`${url.replace('http', 'ws')}/ws`, ['api-key', key]);
+        ws.onopen = () => { ws.close(); resolve('open'); };
+        ws.onerror = () => resolve('refused');
+      });
+      return out;
+    }, { url: gateway.url, key: gateway.key });
+    await close();
+    return result;
+  };
+  const yes = await probe(allowed.origin);
+  assert.equal(yes.fetch, 200);
+  assert.equal(yes.socket, 'open');
+  const no = await probe(refused.origin);
+  assert.equal(no.fetch, 'blocked');
+  assert.equal(no.socket, 'refused');
+});

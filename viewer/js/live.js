@@ -1,0 +1,62 @@
+// The live tail: one WebSocket with the credential in the subprotocol (never in the URL). API
+// Gateway closes connections after 2 hours and 10 idle minutes; the tail reconnects on its own
+// with backoff and reports each (re)connection so the page can catch up over HTTP.
+
+export function openLive({ url, credential, onEntry, onStatus, onConnected }) {
+  let socket = null;
+  let stopped = false;
+  let attempt = 0;
+  let timer = null;
+  const protocols = credential.kind === 'token' ? ['bearer', credential.value] : ['api-key', credential.value];
+
+  function connect() {
+    if (stopped) return;
+    onStatus('connecting');
+    try {
+      socket = new WebSocket(url, protocols);
+    } catch {
+      return retry();
+    }
+    socket.addEventListener('open', () => {
+      attempt = 0;
+      onStatus('live');
+      onConnected();
+    });
+    socket.addEventListener('message', (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (message && message.type === 'audit_entry' && message.entry) onEntry(message.entry);
+      if (message && message.type === 'audit_entry_notice' && message.id) onEntry({ id: message.id, notice: true });
+    });
+    socket.addEventListener('close', () => {
+      socket = null;
+      retry();
+    });
+  }
+
+  function retry() {
+    if (stopped) return;
+    onStatus('reconnecting');
+    const delay = Math.min(30000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    attempt += 1;
+    timer = setTimeout(connect, delay);
+  }
+
+  connect();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      if (socket) socket.close(1000, 'tail off');
+      onStatus('off');
+    },
+    /// For tests and the "reconnect now" case: drop the socket as a network failure would.
+    drop() {
+      if (socket) socket.close(4000, 'dropped');
+    },
+  };
+}

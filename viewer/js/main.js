@@ -1,0 +1,210 @@
+// Wires the views to the state in the URL fragment, the API and the live tail.
+
+import { createApi } from './api.js';
+import * as session from './session.js';
+import * as state from './state.js';
+import { openLive } from './live.js';
+import { el, clear } from './dom.js';
+import { renderSignIn } from './views/signin.js';
+import { renderFilters } from './views/filters.js';
+import { createTable } from './views/table.js';
+import { renderDetail } from './views/detail.js';
+import { renderCharts } from './views/charts.js';
+import { renderEntity } from './views/entity.js';
+
+// The stage's root: this module is at <root>/viewer/js/main.js.
+const base = new URL('../../', import.meta.url);
+const main = document.getElementById('main');
+const detail = document.getElementById('detail');
+const notice = document.getElementById('notice');
+const tabs = document.querySelector('.tabs');
+const signOut = document.getElementById('sign-out');
+
+let config = {};
+let api = null;
+let live = null;
+let liveWanted = false;
+let table = null;
+let current = null;
+
+function feedUrl(view) {
+  const url = new URL(config.websocket_url || new URL('ws', base).href.replace(/^http/, 'ws'));
+  // The feed filters what it can (project, entity type, action); the rest is filtered here.
+  for (const name of ['project_id', 'entity_type', 'action']) if (view[name]) url.searchParams.set(name, view[name]);
+  return url.href;
+}
+
+function show(message) {
+  notice.textContent = message;
+  notice.hidden = !message;
+}
+
+function closeDetail() {
+  detail.hidden = true;
+  clear(detail);
+  if (current && current.focus) current.focus();
+}
+
+function openDetail(entry) {
+  current = document.activeElement;
+  renderDetail(detail, entry, {
+    onClose: closeDetail,
+    onEntity: (id) => { closeDetail(); goEntity(id); },
+    verify: proofMark,
+  });
+}
+
+async function proofMark(entry, mark) {
+  mark.textContent = 'checking…';
+  try {
+    const proof = await api.get(`audit/logs/${encodeURIComponent(entry.id)}/proof`);
+    mark.textContent = proof.sealed === false
+      ? `not sealed yet (after ${proof.sealed_after})`
+      : `sealed: leaf ${proof.leaf_index} of ${proof.tree_size}, checkpoint ending ${proof.checkpoint.body.end}`;
+    mark.className = proof.sealed === false ? 'pending-seal' : 'sealed';
+  } catch (e) {
+    mark.textContent = e.message;
+  }
+}
+
+function goEntity(id) {
+  state.write({ ...state.read(), view: 'entity', entity: id });
+}
+
+function stopLive() {
+  if (live) live.stop();
+  live = null;
+}
+
+function startLive(view) {
+  stopLive();
+  const status = document.getElementById('live-status');
+  live = openLive({
+    url: feedUrl(view),
+    credential: session.load(),
+    onStatus: (s) => { if (status) status.textContent = s === 'off' ? '' : s; document.body.dataset.live = s; },
+    onEntry: async (entry) => {
+      if (!table) return;
+      // An entry too large for a frame arrives as a notice: fetch it whole.
+      const whole = entry.notice ? await api.get(`audit/logs/${encodeURIComponent(entry.id)}`).catch(() => null) : entry;
+      if (whole && state.matches(view, whole)) table.live(whole);
+    },
+    // After every (re)connection, catch up over HTTP: whatever was written while the socket was
+    // down is on the first page; rows already shown are skipped by id.
+    onConnected: async () => {
+      if (!table) return;
+      const { path, params } = state.listQuery(view);
+      try {
+        const page = await api.get(path, { ...params, limit: 100 });
+        table.catchUp(page.entries);
+      } catch (e) {
+        show(e.message);
+      }
+    },
+  });
+  window.auditlineLive = live;
+}
+
+async function exportView(view, format, button) {
+  const { params } = state.listQuery(view);
+  const query = { ...params, format, entity_id: view.entity_id, project_id: view.entity_id ? undefined : view.project_id };
+  button.disabled = true;
+  const parts = [];
+  try {
+    let token = null;
+    do {
+      const response = await api.raw('audit/export', { ...query, next_token: token });
+      parts.push(await response.blob());
+      token = response.headers.get('x-next-token');
+      button.textContent = `Exporting… ${parts.length}`;
+    } while (token);
+    const link = el('a', { href: URL.createObjectURL(new Blob(parts)), download: `auditline-export.${format === 'csv' ? 'csv' : 'jsonl'}` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  } catch (e) {
+    show(e.message);
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Export view';
+  }
+}
+
+function renderLogs(view) {
+  table = createTable({
+    loadPage: (token) => {
+      const { path, params } = state.listQuery(view);
+      return api.get(path, { ...params, limit: 100, next_token: token || undefined });
+    },
+    onOpen: openDetail,
+    onEntity: goEntity,
+  });
+  const filters = renderFilters(view, {
+    onChange: (next) => state.write(next),
+    live: liveWanted,
+    onLive: (on) => { liveWanted = on; if (on) startLive(view); else stopLive(); },
+    onExport: (format, button) => exportView(view, format, button),
+  });
+  clear(main).append(filters, table.root);
+  table.start();
+  if (liveWanted) startLive(view);
+}
+
+function render() {
+  if (!api) return;
+  const view = state.read();
+  stopLive();
+  if (table) table.reset();
+  table = null;
+  show('');
+  for (const a of tabs.querySelectorAll('a')) a.setAttribute('aria-current', a.dataset.view === view.view ? 'page' : 'false');
+  if (view.view === 'activity') renderCharts(main, { api, params: state.dates(view), range: view.range });
+  else if (view.view === 'entity') renderEntity(main, { api, id: view.entity, onEntity: goEntity, onOpen: openDetail });
+  else renderLogs(view);
+}
+
+function signedIn(credential) {
+  session.save(credential);
+  api = createApi(base, credential);
+  tabs.hidden = false;
+  signOut.hidden = false;
+  document.getElementById('who').textContent = credential.kind === 'token' ? 'signed in with a token' : 'signed in with an API key';
+  render();
+}
+
+function signIn(message) {
+  api = null;
+  stopLive();
+  tabs.hidden = true;
+  signOut.hidden = true;
+  document.getElementById('who').textContent = '';
+  renderSignIn(main, {
+    config,
+    message,
+    check: (credential) => createApi(base, credential).get('audit/stats', { start_date: new Date().toISOString() }),
+    onSignedIn: signedIn,
+  });
+}
+
+async function boot() {
+  try {
+    const response = await fetch(new URL('viewer/config.json', base), { cache: 'no-store' });
+    config = response.ok ? await response.json() : {};
+  } catch {
+    config = {};
+  }
+  signOut.addEventListener('click', () => { session.clear(); signIn(); });
+  window.addEventListener('hashchange', render);
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !detail.hidden) closeDetail(); });
+  const saved = session.load();
+  if (!saved) return signIn();
+  try {
+    await createApi(base, saved).get('audit/stats', { start_date: new Date().toISOString() });
+    signedIn(saved);
+  } catch (e) {
+    session.clear();
+    signIn(e.message);
+  }
+}
+
+boot();
