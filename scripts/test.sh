@@ -26,3 +26,8 @@ echo "==> template.yaml created in moto's CloudFormation (SAM translated offline
 
 echo "==> cargo test --workspace"
 cargo test --workspace "$@"
+
+# The viewer in a real browser, against the gateway binary built above.
+ensure_browser
+echo "==> browser tests (tests/browser: the viewer in headless Chromium)"
+(cd tests/browser && node --test --test-concurrency=1)

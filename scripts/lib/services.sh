@@ -36,6 +36,21 @@ ensure_cargo_lambda() {
   rustup target add aarch64-unknown-linux-gnu >/dev/null
 }
 
+# Installs Debian's Chromium (once; as root, or with sudo) and the browser tests' one npm package.
+ensure_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "==> installing Debian's chromium (once)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  fi
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "==> installing playwright-core into tests/browser (once; it drives the system Chromium)"
+    (cd tests/browser && npm ci --no-audit --no-fund --silent)
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -110,6 +110,17 @@ pub async fn serve_http(route: Route) -> Result<(), BoxError> {
     crate::apigw::http::run(route, api).await
 }
 
+/// `main` of the viewer function: the live feed's URL comes from the WebSocket API's settings.
+pub async fn serve_viewer() -> Result<(), BoxError> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = initialise(async { Ok(Config::from_env()?) }).await?;
+    let viewer = crate::viewer::ViewerConfig {
+        websocket_url: config.websocket_endpoint.map(|e| e.replacen("https://", "wss://", 1)),
+        development_api_key: None,
+    };
+    crate::apigw::viewer::run(viewer).await
+}
+
 /// `main` of the authorizer function.
 pub async fn serve_authorizer() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();

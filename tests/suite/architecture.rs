@@ -34,9 +34,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "realtime",
             "seal",
             "store",
+            "viewer",
         ],
     ),
     ("kms", &["integrity"]),
+    ("viewer", &[]),
     ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store"]),
     (
         "bootstrap",
@@ -55,13 +57,25 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "realtime",
             "seal",
             "store",
+            "viewer",
         ],
     ),
 ];
 
 /// Modules that hold the product's logic: no AWS or Lambda types in them.
-const AWS_FREE: &[&str] =
-    &["backend", "integrity", "domain", "export", "archive", "auth", "idempotency", "realtime", "logger", "seal"];
+const AWS_FREE: &[&str] = &[
+    "backend",
+    "integrity",
+    "domain",
+    "export",
+    "archive",
+    "auth",
+    "idempotency",
+    "realtime",
+    "logger",
+    "seal",
+    "viewer",
+];
 
 fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src")

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use auditline::apigw::authorizer::{AuthorizerContext, authorize};
 use auditline::auth::api_keys::{self, ApiKeyStore, MemoryApiKeys};
 use auditline::auth::jwt::JwtVerifier;
+use auditline::auth::origins::OriginPolicy;
 use auditline::auth::{AuthMethod, AuthOptions, Authenticator};
 use auditline::domain::TenantId;
 use auditline_tests::auth::{SECRET, claims, hs256};
@@ -29,6 +30,8 @@ async fn authenticator(require_auth: bool) -> (Authenticator, String) {
         jwt: Some(JwtVerifier::hmac(Algorithm::HS256, SECRET.as_bytes(), 0).unwrap()),
         api_keys: Some(keys),
         require_auth,
+        // The sample $connect comes from this origin's page.
+        origins: OriginPolicy::parse("https://dashboard.example.com").unwrap(),
         ..AuthOptions::default()
     });
     (auth, created.key.expose().to_owned())
@@ -129,6 +132,24 @@ async fn websocket_connect_is_allowed_only_with_a_good_credential() {
     let (auth, _) = authenticator(true).await;
     let token = reader_token();
     let method_arn = "arn:aws:execute-api:eu-west-1:123456789012:f6g7h8i9j0/prod/$connect";
+
+    // A page of an origin not on the list is refused, whatever credential it holds; a client that
+    // is no browser (no Origin) is let in on its credential.
+    let mut foreign = websocket_event(Some(&token), None);
+    foreign["headers"]["Origin"] = json!("https://evil.example");
+    foreign["multiValueHeaders"]["Origin"] = json!(["https://evil.example"]);
+    assert_eq!(effect(&authorize(foreign, &auth).await.unwrap()), "Deny", "an origin not on the list");
+    let mut no_browser = websocket_event(Some(&token), None);
+    no_browser["headers"].as_object_mut().unwrap().remove("Origin");
+    no_browser["multiValueHeaders"].as_object_mut().unwrap().remove("Origin");
+    let open = OriginPolicy::default();
+    let strict = Authenticator::new(AuthOptions { origins: open, ..auth.options().clone() });
+    assert_eq!(
+        effect(&authorize(no_browser.clone(), &strict).await.unwrap()),
+        "Allow",
+        "no Origin, no list: not a browser"
+    );
+    assert_eq!(effect(&authorize(no_browser, &auth).await.unwrap()), "Allow", "no Origin: not a browser");
 
     for e in [websocket_event(Some(&token), None), websocket_event(None, Some(&format!("bearer, {token}")))] {
         let response = authorize(e, &auth).await.unwrap();

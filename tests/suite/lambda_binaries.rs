@@ -73,7 +73,9 @@ async fn the_http_functions_serve_their_sample_events() {
 
 #[tokio::test]
 async fn the_authorizer_serves_both_apis() {
-    let env = environment().await;
+    let mut env = environment().await;
+    // The sample $connect comes from this origin's page.
+    env.push(("CORS_ALLOWED_ORIGINS", "https://dashboard.example.com".to_owned()));
     let authorizer = function("authorizer", &env).await;
     let mut c = claims("user-789", "audit:read");
     c["tenant_id"] = json!("acme");

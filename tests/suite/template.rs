@@ -222,6 +222,12 @@ fn every_route_has_its_function_and_goes_through_the_authorizer() {
             let p = &event["Properties"];
             assert_eq!(text(&p["ApiId"]), "!Ref HttpApi");
             let key = format!("{} {}", text(&p["Method"]), text(&p["Path"]));
+            if binary == "viewer" {
+                // The page holds no data: public, and the API behind it checks every call.
+                assert!(["GET /", "GET /viewer/{file+}"].contains(&key.as_str()), "{key}");
+                assert_eq!(text(&p["Auth"]["Authorizer"]), "NONE", "{key}");
+                continue;
+            }
             let route =
                 Route::ALL.into_iter().find(|r| r.route_key() == key).unwrap_or_else(|| panic!("{key} is not a route"));
             assert_eq!(route.function(), binary, "{key} is served by its own function");
@@ -303,6 +309,10 @@ fn iam_is_least_privilege_per_function() {
     assert_eq!(readers.len(), 9);
     for (binary, f) in functions(&t) {
         let all = guarded_statements(&f);
+        if binary == "viewer" {
+            assert!(f["Properties"]["Policies"].is_null(), "the viewer serves files it carries: no permission");
+            continue;
+        }
         assert!(!all.is_empty(), "{binary} has its own policy");
         for (condition, actions, resources) in &all {
             for action in actions {
@@ -544,4 +554,26 @@ fn only_the_seal_function_may_sign_and_the_grant_makes_no_cycle() {
             assert!(!actions.iter().any(|a| a.starts_with("kms:")), "{binary} gets no KMS rights from IAM");
         }
     }
+}
+
+#[test]
+fn cors_is_an_explicit_list_shared_with_the_feeds_origin_check() {
+    use auditline::auth::origins;
+    let t = template();
+    assert_eq!(t["Parameters"]["CorsAllowedOrigins"]["Default"].as_str(), Some(""), "nobody by default");
+    let cors = &resources(&t)["HttpApi"]["Properties"]["CorsConfiguration"];
+    let Value::Tagged(tagged) = cors else { panic!("CorsConfiguration is !If [HasCors, …]") };
+    let branches = tagged.value.as_sequence().unwrap();
+    assert_eq!((text(&branches[0]).as_str(), text(&branches[2]).as_str()), ("HasCors", "!Ref AWS::NoValue"));
+    let c = &branches[1];
+    assert_eq!(text(&c["AllowOrigins"]), "!Split ,,!Ref CorsAllowedOrigins", "the list, never a wildcard");
+    assert_eq!(c["AllowCredentials"].as_bool(), Some(false));
+    let list = |v: &Value| v.as_sequence().unwrap().iter().map(text).collect::<Vec<_>>();
+    assert_eq!(list(&c["AllowMethods"]), origins::ALLOWED_METHODS, "as the local gateway answers");
+    assert_eq!(list(&c["AllowHeaders"]), origins::ALLOWED_HEADERS);
+    assert_eq!(list(&c["ExposeHeaders"]), origins::EXPOSED_HEADERS);
+    assert_eq!(text(&c["MaxAge"]), origins::MAX_AGE_SECONDS.to_string());
+    let authorizer = environment(&functions(&t)["authorizer"]);
+    assert_eq!(authorizer.get(vars::CORS_ALLOWED_ORIGINS).map(String::as_str), Some("!Ref CorsAllowedOrigins"));
+    assert_eq!(authorizer.get(vars::VIEWER_ORIGIN).map(String::as_str), Some("!Ref ViewerOrigin"));
 }

@@ -5,6 +5,7 @@ pub mod authorizer;
 pub mod http;
 pub mod management;
 pub mod stream;
+pub mod viewer;
 pub mod websocket;
 
 pub use authorizer::{AuthorizerContext, authorize, authorize_http, authorize_websocket};
