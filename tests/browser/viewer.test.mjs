@@ -188,3 +188,22 @@ test('pages of an allowed origin may call the API and open the feed; others may 
   assert.equal(no.fetch, 'blocked');
   assert.equal(no.socket, 'refused');
 });
+
+test('scrolling to the end loads every page once', async () => {
+  const batch = Array.from({ length: 100 }, (_, i) => ({ action: 'CREATE', entity_type: 'SCHEDULE', entity_id: `job-${i}` }));
+  const response = await fetch(`${gateway.url}/audit/logs`, {
+    method: 'POST', headers: { 'x-api-key': gateway.key, 'content-type': 'application/json' }, body: JSON.stringify(batch),
+  });
+  assert.ok(response.ok);
+  const { page, problems, close } = await freshPage();
+  await signIn(page, gateway);
+  await page.goto(`${gateway.url}/#view=logs&entity_type=SCHEDULE&range=24h`);
+  await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length === 50);
+  await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length === 100);
+  await page.waitForFunction(() => document.querySelector('.table-status').textContent === '100 entries');
+  const ids = await page.$$eval('table.entries tbody tr', (rows) => rows.map((r) => r.dataset.id));
+  assert.equal(new Set(ids).size, 100, 'each entry once');
+  assert.deepEqual(problems, []);
+  await close();
+});

@@ -12,6 +12,8 @@ import { renderDetail } from './views/detail.js';
 import { renderCharts } from './views/charts.js';
 import { renderEntity } from './views/entity.js';
 
+// Rows per page: a screenful and some, so the first rows paint fast; more come as you scroll.
+const PAGE = 50;
 // The stage's root: this module is at <root>/viewer/js/main.js.
 const base = new URL('../../', import.meta.url);
 const main = document.getElementById('main');
@@ -21,9 +23,12 @@ const tabs = document.querySelector('.tabs');
 const signOut = document.getElementById('sign-out');
 
 let config = {};
+let configReady = Promise.resolve();
 let api = null;
 let live = null;
 let liveWanted = false;
+// Bumped whenever the tail stops: a start still waiting for the configuration is then dropped.
+let liveGeneration = 0;
 let table = null;
 let current = null;
 
@@ -72,12 +77,16 @@ function goEntity(id) {
 }
 
 function stopLive() {
+  liveGeneration += 1;
   if (live) live.stop();
   live = null;
 }
 
-function startLive(view) {
+async function startLive(view) {
   stopLive();
+  const generation = liveGeneration;
+  await configReady;
+  if (generation !== liveGeneration || !liveWanted || !table) return;
   const status = document.getElementById('live-status');
   live = openLive({
     url: feedUrl(view),
@@ -131,10 +140,16 @@ async function exportView(view, format, button) {
 }
 
 function renderLogs(view) {
+  // Dates fixed once for the view: a continuation token belongs to the query it came from.
+  const { path, params } = state.listQuery(view);
   table = createTable({
-    loadPage: (token) => {
-      const { path, params } = state.listQuery(view);
-      return api.get(path, { ...params, limit: 100, next_token: token || undefined });
+    loadPage: async (token) => {
+      try {
+        return await api.get(path, { ...params, limit: PAGE, next_token: token || undefined });
+      } catch (e) {
+        if (refused(e)) return { entries: [], next_token: null };
+        throw e;
+      }
     },
     onOpen: openDetail,
     onEntity: goEntity,
@@ -186,25 +201,30 @@ function signIn(message) {
   });
 }
 
-async function boot() {
-  try {
-    const response = await fetch(new URL('viewer/config.json', base), { cache: 'no-store' });
-    config = response.ok ? await response.json() : {};
-  } catch {
-    config = {};
+/// A credential the API refuses mid-session (expired, revoked): back to the sign-in screen, saying so.
+function refused(error) {
+  if (error && (error.status === 401 || error.status === 403) && api) {
+    session.clear();
+    signIn(error.message);
+    return true;
   }
+  return false;
+}
+
+async function boot() {
   signOut.addEventListener('click', () => { session.clear(); signIn(); });
   window.addEventListener('hashchange', render);
   document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && !detail.hidden) closeDetail(); });
+  // The configuration matters for signing in and the live tail, not for the first rows: a saved
+  // credential goes straight to the view (a refusal there brings the sign-in screen back).
+  configReady = fetch(new URL('viewer/config.json', base), { cache: 'no-store' })
+    .then((r) => (r.ok ? r.json() : {}))
+    .catch(() => ({}))
+    .then((c) => { config = c; });
   const saved = session.load();
-  if (!saved) return signIn();
-  try {
-    await createApi(base, saved).get('audit/stats', { start_date: new Date().toISOString() });
-    signedIn(saved);
-  } catch (e) {
-    session.clear();
-    signIn(e.message);
-  }
+  if (saved) signedIn(saved);
+  await configReady;
+  if (!saved) signIn();
 }
 
 boot();

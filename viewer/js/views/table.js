@@ -69,7 +69,13 @@ export function createTable({ loadPage, onOpen, onEntity }) {
     } finally {
       loading = false;
     }
-    if (!done && sentinel.getBoundingClientRect().top < innerHeight + 200) more();
+    // More pages come when the sentinel scrolls into view. Observing it again gets a fresh report
+    // after the next layout (it may still be in view), instead of measuring layout here, which
+    // would force it before the first paint.
+    if (!done) {
+      observer.unobserve(sentinel);
+      observer.observe(sentinel);
+    }
   }
 
   const observer = new IntersectionObserver((items) => { if (items.some((i) => i.isIntersecting)) more(); }, { rootMargin: '200px' });
