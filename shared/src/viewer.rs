@@ -39,6 +39,7 @@ pub const ASSETS: &[Asset] = assets![
     "js/dom.js" => JS,
     "js/kinds.js" => JS,
     "js/live.js" => JS,
+    "js/verify.js" => JS,
     "js/views/signin.js" => JS,
     "js/views/filters.js" => JS,
     "js/views/table.js" => JS,

@@ -5,16 +5,26 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { startGateway, launchBrowser, otherOrigin, signIn, docsDir } from './harness.mjs';
 
 let browser;
 let gateway;
+// A second gateway that seals minute periods every second: its entries get proofs during the run.
+let sealing;
+let sealedIds = [];
 const allowed = await otherOrigin('<!doctype html><title>allowed</title>');
 const refused = await otherOrigin('<!doctype html><title>refused</title>');
 
 before(async () => {
   browser = await launchBrowser();
   gateway = await startGateway({ CORS_ALLOWED_ORIGINS: allowed.origin });
+  sealing = await startGateway({ AUDIT_SEAL_PERIOD_MINUTES: '1', AUDIT_SEAL_GRACE_SECONDS: '1', AUDITLINE_SEAL_KEY_FILE: join(tmpdir(), `auditline-seal-${process.pid}.pem`) });
+  for (let i = 0; i < 5; i += 1) {
+    sealedIds.push((await sealing.post({
+      action: 'UPDATE', entity_type: 'FILE', entity_id: `sealed-${i}`, changes: { before: { v: i }, after: { v: i + 0.5, s: 'ünï "q"' } }, metadata: { n: [1, 2.5, -3e-7] },
+    })).id);
+  }
   const actions = ['CREATE', 'UPDATE', 'DELETE', 'VIEW'];
   for (let i = 0; i < 24; i += 1) {
     await gateway.post({
@@ -29,6 +39,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   gateway?.stop();
+  sealing?.stop();
   allowed.close();
   refused.close();
 });
@@ -204,6 +215,48 @@ test('scrolling to the end loads every page once', async () => {
   await page.waitForFunction(() => document.querySelector('.table-status').textContent === '100 entries');
   const ids = await page.$$eval('table.entries tbody tr', (rows) => rows.map((r) => r.dataset.id));
   assert.equal(new Set(ids).size, 100, 'each entry once');
+  assert.deepEqual(problems, []);
+  await close();
+});
+
+test('an entry is verified in the browser once sealed; a changed one is not', async () => {
+  // Wait (up to the minute period, its grace and a tick) until the entries' period is sealed.
+  const started = Date.now();
+  for (;;) {
+    const r = await fetch(`${sealing.url}/audit/logs/${sealedIds[0]}/proof`, { headers: { 'x-api-key': sealing.key } });
+    if ((await r.json()).sealed !== false) break;
+    assert.ok(Date.now() - started < 90000, 'the period is sealed within 90 s');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  const fresh = (await sealing.post({ action: 'CREATE', entity_type: 'FILE', entity_id: 'fresh' })).id;
+  const { page, problems, close } = await freshPage();
+  await signIn(page, sealing);
+  const mark = async (id) => {
+    await page.locator(`tr[data-id="${id}"] td`).first().click();
+    await page.waitForFunction(() => ['verified', 'pending', 'failed', 'error'].includes(document.getElementById('verified')?.dataset.state));
+    const result = await page.evaluate(() => [document.getElementById('verified').dataset.state, document.getElementById('verified').textContent]);
+    await page.click('#detail .close');
+    return result;
+  };
+  for (const id of sealedIds) {
+    const [state, text] = await mark(id);
+    assert.equal(state, 'verified', text);
+  }
+  assert.equal((await mark(fresh))[0], 'pending');
+
+  // The same entries with one value changed on the way to the page: caught.
+  await page.route('**/audit/logs?*', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    for (const e of body.entries) if (e.entity_id === 'sealed-2') e.entity_id = 'sealed-20';
+    await route.fulfill({ response, json: body });
+  });
+  await page.reload();
+  await page.waitForSelector(`tr[data-id="${sealedIds[2]}"]`);
+  const [state, text] = await mark(sealedIds[2]);
+  assert.equal(state, 'failed');
+  assert.match(text, /does not match its leaf hash/);
+  assert.equal((await mark(sealedIds[1]))[0], 'verified', 'the others still verify');
   assert.deepEqual(problems, []);
   await close();
 });

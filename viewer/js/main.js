@@ -4,6 +4,7 @@ import { createApi } from './api.js';
 import * as session from './session.js';
 import * as state from './state.js';
 import { openLive } from './live.js';
+import { verifyEntry } from './verify.js';
 import { el, clear } from './dom.js';
 import { renderSignIn } from './views/signin.js';
 import { renderFilters } from './views/filters.js';
@@ -62,13 +63,13 @@ function openDetail(entry) {
 async function proofMark(entry, mark) {
   mark.textContent = 'checking…';
   try {
-    const proof = await api.get(`audit/logs/${encodeURIComponent(entry.id)}/proof`);
-    mark.textContent = proof.sealed === false
-      ? `not sealed yet (after ${proof.sealed_after})`
-      : `sealed: leaf ${proof.leaf_index} of ${proof.tree_size}, checkpoint ending ${proof.checkpoint.body.end}`;
-    mark.className = proof.sealed === false ? 'pending-seal' : 'sealed';
+    const result = await verifyEntry(api, entry);
+    mark.textContent = result.text;
+    mark.dataset.state = result.state;
+    mark.title = 'Checked in this browser against the key the service publishes; auditline verify checks against a key you hold.';
   } catch (e) {
     mark.textContent = e.message;
+    mark.dataset.state = 'error';
   }
 }
 
