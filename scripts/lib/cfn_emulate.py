@@ -101,7 +101,7 @@ class NoManagedPolicies:
 # Every condition of the template on one side or the other in one of these runs.
 RUNS = [
     {"JwtSecret": "x" * 40},
-    {"JwtSecret": "x" * 40, "CorsAllowedOrigins": "https://dash.example.com,http://localhost:3000", "AuditLogReads": "true", "ArchiveObjectLockDays": "7", "AuthorizerMaxConcurrency": "0",
+    {"JwtSecret": "x" * 40, "ViewerOrigin": "https://audit.example.com", "CorsAllowedOrigins": "https://dash.example.com,http://localhost:3000", "AuditLogReads": "true", "ArchiveObjectLockDays": "7", "AuthorizerMaxConcurrency": "0",
      "IngestReservedConcurrency": "0", "FanoutReservedConcurrency": "0"},
 ]
 

@@ -131,7 +131,7 @@ fn functions_set_only_variables_the_code_reads() {
     let authorizer = environment(&functions(&t)["authorizer"]);
     assert!(authorizer.contains_key(vars::JWT_SECRET) && authorizer.contains_key(vars::API_KEYS_TABLE));
     for (binary, f) in functions(&t) {
-        if binary != "authorizer" {
+        if binary != "authorizer" && binary != "ws-authorizer" {
             assert!(!environment(&f).contains_key(vars::JWT_SECRET), "{binary} has no use for the JWT secret");
         }
     }
@@ -266,7 +266,7 @@ fn the_websocket_api_has_an_authorized_connect_and_a_disconnect() {
         assert!(text(&r[integration]["Properties"]["IntegrationUri"]).contains(&format!("{function}.Arn")));
     }
     let permissions = of_type(&t, "AWS::Lambda::Permission");
-    for function in ["AuthorizerFunction", "WsConnectFunction", "WsDisconnectFunction"] {
+    for function in ["WsAuthorizerFunction", "WsConnectFunction", "WsDisconnectFunction"] {
         let p = permissions
             .values()
             .find(|p| text(&p["Properties"]["FunctionName"]) == format!("!Ref {function}"))
@@ -573,7 +573,17 @@ fn cors_is_an_explicit_list_shared_with_the_feeds_origin_check() {
     assert_eq!(list(&c["AllowHeaders"]), origins::ALLOWED_HEADERS);
     assert_eq!(list(&c["ExposeHeaders"]), origins::EXPOSED_HEADERS);
     assert_eq!(text(&c["MaxAge"]), origins::MAX_AGE_SECONDS.to_string());
-    let authorizer = environment(&functions(&t)["authorizer"]);
-    assert_eq!(authorizer.get(vars::CORS_ALLOWED_ORIGINS).map(String::as_str), Some("!Ref CorsAllowedOrigins"));
-    assert_eq!(authorizer.get(vars::VIEWER_ORIGIN).map(String::as_str), Some("!Ref ViewerOrigin"));
+    // The feed's authorizer checks Origin against the same list, plus the viewer's own origin: the
+    // HTTP API's (it may name it: it is not the HTTP API's authorizer), or a custom domain.
+    let ws = environment(&functions(&t)["ws-authorizer"]);
+    assert_eq!(ws.get(vars::CORS_ALLOWED_ORIGINS).map(String::as_str), Some("!Ref CorsAllowedOrigins"));
+    let viewer = &ws[vars::VIEWER_ORIGIN];
+    assert!(
+        viewer.starts_with("!If HasViewerOrigin,!Ref ViewerOrigin,!Sub https://${HttpApi}.execute-api."),
+        "{viewer}"
+    );
+    let connect = &resources(&t)["WebSocketAuthorizer"]["Properties"]["AuthorizerUri"];
+    assert!(text(connect).contains("${WsAuthorizerFunction.Arn}"), "{}", text(connect));
+    let http = environment(&functions(&t)["authorizer"]);
+    assert!(!http.contains_key(vars::VIEWER_ORIGIN), "CORS of the HTTP API is API Gateway's");
 }

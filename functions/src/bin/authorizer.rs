@@ -1,4 +1,4 @@
-//! Lambda authorizer of the HTTP API and of the WebSocket API's `$connect`.
+//! The HTTP API's Lambda authorizer (the same code serves the WebSocket API's `$connect` as `ws-authorizer`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
