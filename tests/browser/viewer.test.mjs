@@ -78,16 +78,52 @@ test('signs in, filters by the URL fragment, and opens a detail with the diff', 
   await close();
 });
 
-test('screenshots at desktop and phone width', async () => {
-  for (const [name, viewport] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]]) {
-    const { page, close } = await freshPage(viewport);
-    await signIn(page, gateway);
-    await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length > 10);
-    await page.locator('table.entries tbody tr').nth(2).locator('td').first().click();
-    await page.waitForSelector('#detail:not([hidden]) table.diff');
-    await page.screenshot({ path: join(docsDir, `viewer-${name}.png`) });
-    await close();
-  }
+test('screenshots: desktop with a detail, phone, and the activity view in dark', async () => {
+  const desktop = await freshPage({ width: 1280, height: 800 });
+  await signIn(desktop.page, gateway);
+  await desktop.page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length > 10);
+  await desktop.page.locator('table.entries tbody tr').nth(2).locator('td').first().click();
+  await desktop.page.waitForSelector('#detail:not([hidden]) table.diff');
+  await desktop.page.screenshot({ path: join(docsDir, 'viewer-desktop.png') });
+  await desktop.close();
+
+  const phone = await freshPage({ width: 390, height: 844 });
+  await signIn(phone.page, gateway);
+  await phone.page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length > 10);
+  // Nothing wider than the screen but the table, which scrolls in its own box.
+  const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow} px wider than a phone`);
+  await phone.page.screenshot({ path: join(docsDir, 'viewer-phone.png') });
+  await phone.close();
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'dark' });
+  const page = await context.newPage();
+  await signIn(page, gateway);
+  await page.goto(`${gateway.url}/#view=activity&range=24h`);
+  await page.waitForSelector('figure.chart svg rect');
+  // Every entry of the day is in the chart: the bars' counts add up to the total.
+  const [total, bars] = await page.evaluate(() => [
+    Number(document.querySelector('.activity [role=status]').textContent.split(' ')[0]),
+    [...document.querySelectorAll('figure.chart')][0].querySelectorAll('rect').length,
+  ]);
+  assert.ok(total >= 24 && bars >= 1, `${total} entries in ${bars} bars`);
+  await page.screenshot({ path: join(docsDir, 'viewer-activity-dark.png') });
+  await context.close();
+});
+
+test('export of the current view downloads every matching entry', async () => {
+  const { page, problems, close } = await freshPage();
+  await signIn(page, gateway);
+  await page.goto(`${gateway.url}/#view=logs&action=DELETE&range=24h`);
+  await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length > 0);
+  const shown = await page.locator('table.entries tbody tr').count();
+  await page.selectOption('#export-format', 'jsonl');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+  const path = await download.path();
+  const lines = (await import('node:fs')).readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(lines.length >= shown && lines.every((e) => e.action === 'DELETE'), `${lines.length} lines`);
+  assert.deepEqual(problems, []);
+  await close();
 });
 
 test('a bad or expired credential shows a clear message', async () => {
@@ -98,6 +134,16 @@ test('a bad or expired credential shows a clear message', async () => {
   await page.waitForFunction(() => document.getElementById('signin-error').textContent.length > 0);
   assert.match(await page.textContent('#signin-error'), /credential was refused/);
   await close();
+
+  // A credential kept from earlier that has since expired or been revoked: the sign-in screen
+  // comes back and says why, instead of an empty table.
+  const context = await browser.newContext();
+  await context.addInitScript(() => sessionStorage.setItem('auditline.credential', JSON.stringify({ kind: 'api_key', value: 'alk_revoked' })));
+  const stale = await context.newPage();
+  await stale.goto(`${gateway.url}/`);
+  await stale.waitForFunction(() => document.getElementById('signin-error')?.textContent.length > 0);
+  assert.match(await stale.textContent('#signin-error'), /credential was refused/);
+  await context.close();
 });
 
 test('a POSTed entry appears in the live tail within a second, and a dropped socket catches up once', async () => {

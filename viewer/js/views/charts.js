@@ -37,6 +37,22 @@ function chart(title, series, keys, field, classOf) {
     el('ul', { class: 'legend' }, keys.map((k) => el('li', { class: classOf(k) }, el('span', { class: 'swatch' }), ` ${k}`))));
 }
 
+const WIDTH = { hour: 3600e3, day: 86400e3 };
+
+/// The series with a point for every bucket from `from` (or the first point) to now, empty ones
+/// included, so the time axis is even.
+export function filled(series, bucket, from, now = Date.now()) {
+  const width = WIDTH[bucket];
+  const byStart = new Map(series.map((p) => [new Date(p.start).getTime(), p]));
+  const first = from ? Math.floor(new Date(from).getTime() / width) * width : Math.min(...byStart.keys());
+  const last = Math.max(Math.floor(now / width) * width, ...byStart.keys());
+  const out = [];
+  for (let t = first; t <= last && out.length < 400; t += width) {
+    out.push(byStart.get(t) || { start: new Date(t).toISOString(), total: 0, by_action: {}, by_entity_type: {} });
+  }
+  return out;
+}
+
 export async function renderCharts(main, { api, params, range }) {
   const bucket = range === '7d' || range === 'all' || range === 'custom' ? 'day' : 'hour';
   const status = el('p', { role: 'status' }, 'Loading…');
@@ -48,7 +64,7 @@ export async function renderCharts(main, { api, params, range }) {
     status.textContent = e.message;
     return;
   }
-  const series = stats.series || [];
+  const series = stats.series && stats.series.length ? filled(stats.series, bucket, params.start_date) : [];
   status.textContent = `${stats.total_entries} entries, per ${bucket}`;
   const byType = ENTITY_TYPES.map((t) => el('li', { class: typeClass(t) }, `${icon(t)} ${t}: `, el('strong', {}, stats.by_entity_type[t] ?? 0)));
   main.querySelector('.activity').append(

@@ -30,7 +30,8 @@ export function createTable({ loadPage, onOpen, onEntity }) {
     },
     el('td', { title: absoluteTime(entry.timestamp) }, el('time', { datetime: entry.timestamp }, relativeTime(entry.timestamp))),
     el('td', {}, el('span', { class: `badge ${actionClass(entry.action)}` }, entry.action)),
-    el('td', {}, el('span', { class: `kind ${typeClass(entry.entity_type)}` }, `${icon(entry.entity_type)} ${entry.entity_type}`)),
+    el('td', {}, el('span', { class: `kind ${typeClass(entry.entity_type)}`, title: entry.entity_type },
+      el('span', { 'aria-hidden': 'true' }, icon(entry.entity_type)), el('span', { class: 'type-name' }, ` ${entry.entity_type}`))),
     el('td', {}, el('button', {
       type: 'button', class: 'link',
       onclick: (e) => { e.stopPropagation(); onEntity(entry.entity_id); },
