@@ -274,12 +274,28 @@ struct Backends {
     dynamodb: Option<aws_sdk_dynamodb::Client>,
 }
 
+/// Creates the table unless it exists. A DynamoDB API that fails now and then (throttling, a
+/// dropped reply) must not stop the gateway from starting: transient failures are tried again.
 async fn ensure_table(client: &aws_sdk_dynamodb::Client, spec: &TableSpec, name: &str) -> Result<(), BoxError> {
-    if client.describe_table().table_name(name).send().await.is_ok() {
-        return Ok(());
+    const ATTEMPTS: u32 = 6;
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        match client.describe_table().table_name(name).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+                // Any failure here may be a lost reply: look again before trying again.
+                match tables::create_table(client, spec, name).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(e) => last = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+        }
     }
-    tables::create_table(client, spec, name).await?;
-    Ok(())
+    Err(format!("table {name}: {last}").into())
 }
 
 async fn backends(storage: &Storage, config: &Config, limits: &Limits) -> Result<Backends, BoxError> {

@@ -188,3 +188,96 @@ async fn a_batch_cut_off_and_retried_stores_each_entry_once(backend: Backend) {
     let replay = call(&api, Route::Ingest, &request).await;
     assert_eq!((replay.status, replay.header("idempotent-replayed")), (201, Some("true")));
 }
+
+/// DynamoDB did the claim but its reply was lost, so the SDK sent the same PutItem again and met
+/// its own record: that is this request's claim, not another's "in progress" (found by the soak).
+#[tokio::test]
+async fn a_claim_whose_reply_was_lost_is_still_ours() {
+    use auditline::idempotency::{Claim, KeyOwner};
+    use auditline_tests::fault_proxy::{FaultMix, FaultProxy};
+    let proxy = FaultProxy::start(&auditline_tests::dynamodb_endpoint(), FaultMix::default(), 1).await;
+    let (direct, _) = local_client();
+    let table = fresh_table(&direct, &IDEMPOTENCY, "idempotency").await;
+    let store = DynamoIdempotency::new(auditline::store::dynamo::client_for_local_endpoint(&proxy.url, None), table);
+    let acme = tenant("acme");
+    let owner = KeyOwner { tenant: &acme, principal: "user-1" };
+    proxy.lose_next_reply("PutItem");
+    let now = Utc::now();
+    let claim = store.claim(owner, "key-1", "hash-1", now).await.expect("the SDK retries the lost reply");
+    assert!(matches!(claim, Claim::Claimed { .. }), "{claim:?}");
+    assert_eq!(proxy.counts.dropped_after.load(Ordering::Relaxed), 1, "the reply was lost once");
+    // A second request with the same key is another request: in progress.
+    let again = store.claim(owner, "key-1", "hash-1", now).await.unwrap();
+    assert!(matches!(again, Claim::InProgress), "{again:?}");
+}
+
+/// Fails the write of one entity id once (throttled), then lets it through.
+struct ThrottledOnce {
+    inner: Arc<dyn AuditStore>,
+    entity: &'static str,
+    tripped: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl AuditStore for ThrottledOnce {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn put(&self, entry: &auditline::domain::AuditLogEntry) -> Result<(), StoreError> {
+        if entry.entity_id == self.entity && !self.tripped.swap(true, Ordering::SeqCst) {
+            return Err(auditline::backend::BackendError::Throttled("scripted".into()).into());
+        }
+        self.inner.put(entry).await
+    }
+    async fn get(
+        &self,
+        t: &TenantId,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<auditline::domain::AuditLogEntry>, StoreError> {
+        self.inner.get(t, id, now).await
+    }
+    async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError> {
+        self.inner.query(plan, now).await
+    }
+    async fn counts(
+        &self,
+        t: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<auditline::domain::HourlyCounts, StoreError> {
+        self.inner.counts(t, range, now).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+/// A batch with one item throttled answers 207; retried with its key, it stores that item and
+/// replays the others, each once (before, the 207 was kept and replayed: the item was never stored).
+#[tokio::test]
+async fn a_batch_with_a_throttled_item_retried_with_its_key_completes_once() {
+    let inner: Arc<dyn AuditStore> = Arc::new(auditline::store::MemoryStore::new());
+    let store = Arc::new(ThrottledOnce { inner: inner.clone(), entity: "f-3", tripped: Default::default() });
+    let api = AuditApi {
+        logger: Arc::new(AuditLogger::new(store, AuditSettings::default())),
+        ..auditline_tests::http::api_over(inner.clone(), Arc::new(MemoryIdempotency::new()))
+    };
+    let request = post(&batch(6), "acme", "alice", "import-7");
+    let first = call(&api, Route::Ingest, &request).await;
+    assert_eq!((first.status, first.body["stored"].as_u64()), (207, Some(5)), "{}", first.body);
+    let retry = call(&api, Route::Ingest, &request).await;
+    assert_eq!((retry.status, retry.body["stored"].as_u64()), (201, Some(6)), "{}", retry.body);
+    let entries = auditline_tests::all_entries(inner, &tenant("acme")).await;
+    let mut ids: Vec<&str> = entries.iter().map(|e| e.entity_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["f-0", "f-1", "f-2", "f-3", "f-4", "f-5"], "each entry once");
+    let mut compared = 0;
+    for (a, b) in first.body["results"].as_array().unwrap().iter().zip(retry.body["results"].as_array().unwrap()) {
+        if a["status"] == 201 {
+            assert_eq!(a["entry"]["id"], b["entry"]["id"], "the retry returns the entries stored the first time");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 5);
+}

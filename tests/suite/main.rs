@@ -25,6 +25,7 @@ mod openapi;
 mod paging;
 mod seal;
 mod signing;
+mod soak;
 mod store_contract;
 mod tamper;
 mod template;

@@ -41,6 +41,17 @@ impl HttpClient {
     }
 
     pub async fn request(&self, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&Value>) -> HttpReply {
+        self.try_request(method, url, headers, body).await.expect("HTTP request")
+    }
+
+    /// As [`Self::request`], with a failure of the connection as an error instead of a panic.
+    pub async fn try_request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<HttpReply, String> {
         let client = &self.0;
         let mut request = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
@@ -50,14 +61,14 @@ impl HttpClient {
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
-        let response = client.request(request.body(Full::new(payload)).unwrap()).await.expect("HTTP request");
+        let response = client.request(request.body(Full::new(payload)).unwrap()).await.map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        HttpReply {
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(HttpReply {
             status: parts.status.as_u16(),
             headers: parts.headers,
             body: if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) },
-        }
+        })
     }
 }
 

@@ -4,10 +4,12 @@
 pub mod auth;
 pub mod client;
 pub mod dynamo_faults;
+pub mod fault_proxy;
 pub mod feed;
 pub mod http;
 pub mod kms;
 pub mod runtime;
+pub mod soak;
 pub mod wire;
 
 use std::sync::Arc;

@@ -19,6 +19,19 @@ impl Request {
         self.head.split_whitespace().next().unwrap_or("")
     }
 
+    /// The request line and headers (each line ending in CRLF), without the headers named.
+    pub fn head_without(&self, name: &str) -> String {
+        let mut out = String::new();
+        for (i, line) in self.head.split("\r\n").enumerate() {
+            let skip = i > 0 && line.split_once(':').is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name));
+            if !skip {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+        out
+    }
+
     /// A header's value (names compare case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().skip(1).find_map(|line| {

@@ -125,8 +125,9 @@ pub(super) async fn ingest(req: &Request, info: &RequestInfo, api: &AuditApi) ->
             let once = Once { at: stamped_at, identity: owner.identity(&key) };
             let outcome = process(body, caller, info, api, Some(&once)).await;
             let finished = match &outcome {
-                // Nothing was stored and a retry may succeed: let the retry run again.
-                Ok((_, Progress { stored: 0, retryable: true })) | Err(_) => None,
+                // Something failed that a retry may do: let the retry run again. What this attempt
+                // stored keeps its derived id, so the retry finds it instead of storing it twice.
+                Ok((_, Progress { retryable: true })) | Err(_) => None,
                 Ok((response, _)) => Some(response),
             };
             let recorded = match finished {
@@ -153,7 +154,7 @@ struct Once {
 
 /// What a request achieved, for the idempotency record.
 struct Progress {
-    stored: usize,
+    /// Some part failed in a way a retry may fix.
     retryable: bool,
 }
 
@@ -171,10 +172,7 @@ async fn process(
     match parsed {
         Value::Object(item) => {
             let result = store_one(Value::Object(item), 0, caller, info, api, once).await;
-            let progress = Progress {
-                stored: usize::from(matches!(result, Ok(Some(_)))),
-                retryable: result.as_ref().is_err_and(|e| e.retry_after().is_some()),
-            };
+            let progress = Progress { retryable: result.as_ref().is_err_and(|e| e.retry_after().is_some()) };
             let response = match result {
                 Ok(Some(entry)) => json(201, &entry),
                 Ok(None) => json(202, &DISABLED),
@@ -202,7 +200,7 @@ async fn process(
             if retryable {
                 response.headers_mut().insert("retry-after", 1.into());
             }
-            Ok((response, Progress { stored, retryable }))
+            Ok((response, Progress { retryable }))
         }
         _ => Err(ApiError::InvalidEntry {
             parameter: None,

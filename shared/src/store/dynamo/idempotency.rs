@@ -111,11 +111,13 @@ impl IdempotencyStore for DynamoIdempotency {
         hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Claim, BackendError> {
+        let token = uuid::Uuid::now_v7().to_string();
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .item(attr::PK, record_key(owner, key))
+            .item(attr::CLAIM_TOKEN, s(&token))
             .item(attr::REQUEST_HASH, s(hash))
             .item(attr::CLAIMED_AT, n(now.timestamp_millis()))
             .item(attr::STAMPED_AT, n(now.timestamp_millis()))
@@ -146,6 +148,10 @@ impl IdempotencyStore for DynamoIdempotency {
         };
         let claimed = millis(&old, attr::CLAIMED_AT).unwrap_or(0);
         let stamped = millis(&old, attr::STAMPED_AT).unwrap_or(claimed);
+        // Our own claim, written by an attempt whose reply was lost and refused on the SDK's retry.
+        if text(attr::CLAIM_TOKEN).as_deref() == Some(token.as_str()) {
+            return Ok(Claim::Claimed { stamped_at: time(stamped) });
+        }
         match decide(hash, text(attr::REQUEST_HASH).as_deref().unwrap_or(""), response, time(claimed), now) {
             Decision::Answer(claim) => Ok(claim),
             Decision::TakeOver => self.take_over(owner, key, claimed, time(stamped), now).await,

@@ -3,6 +3,7 @@
 //! template declares the same.
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
@@ -162,6 +163,9 @@ pub mod idempotency_attr {
     pub const STATUS: &str = "status";
     pub const BODY: &str = "body";
     pub const EXPIRES_AT: &str = "expires_at";
+    /// A random token per claim: a claim whose reply was lost and that the SDK sent again finds
+    /// its own token on the record, and is its own claim, not another request's.
+    pub const CLAIM_TOKEN: &str = "claim_token";
 }
 
 /// Idempotency records of writes: partition `T#<tenant>#C#<hash of principal and key>`, kept for a
@@ -299,18 +303,28 @@ pub async fn create_table(client: &Client, spec: &TableSpec, table_name: &str) -
                 .expect("enabled is set"),
         );
     }
-    request.send().await.map_err(|e| classify("CreateTable", e))?;
+    match request.send().await {
+        Ok(_) => {}
+        // A retried create whose first answer was lost, or another creator: the table is there.
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(classify("CreateTable", e)),
+    }
 
     if let Some(ttl) = spec.ttl_attribute {
-        client
+        let enabled = client
             .update_time_to_live()
             .table_name(table_name)
             .time_to_live_specification(
                 TimeToLiveSpecification::builder().enabled(true).attribute_name(ttl).build().expect("fields are set"),
             )
             .send()
-            .await
-            .map_err(|e| classify("UpdateTimeToLive", e))?;
+            .await;
+        match enabled {
+            Ok(_) => {}
+            // Enabled by the first of two attempts.
+            Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => {}
+            Err(e) => return Err(classify("UpdateTimeToLive", e)),
+        }
     }
     Ok(())
 }

@@ -1,0 +1,52 @@
+//! A short soak in the test command (the long ones are in the bench script): the gateway binary
+//! under concurrent writers, readers and live clients across three tenants, in memory and on the
+//! DynamoDB API behind a fault proxy. Nothing acknowledged may be lost or stored twice, and no
+//! client may see a frame of another tenant or outside its scope.
+
+use std::time::Duration;
+
+use auditline_tests::fault_proxy::{FaultMix, FaultProxy};
+use auditline_tests::soak::{SoakConfig, SoakReport, run};
+
+fn check(report: &SoakReport) {
+    println!("{report}");
+    assert!(report.refused.is_empty(), "answers that were neither success nor retryable: {:?}", report.refused);
+    assert!(report.acked > 0, "writes were acknowledged");
+    assert_eq!(report.lost, 0, "acknowledged writes lost");
+    assert_eq!(report.doubled, 0, "entries stored twice");
+    assert_eq!(report.frames_forbidden, 0, "frames of another tenant or outside a client's scope");
+    assert_eq!(report.stats_mismatch, 0, "stats disagree with the listing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_in_memory_loses_nothing_and_leaks_nothing() {
+    let report = run(&SoakConfig {
+        duration: Duration::from_secs(15),
+        writers: 6,
+        readers: 2,
+        clients: 40,
+        dynamodb: None,
+        // Bounded, so that the other tests running beside it keep their share of the two cores.
+        rate_per_writer: 100,
+    })
+    .await;
+    check(&report);
+    assert_eq!(report.frames_missing, 0, "live clients missed entries they were connected for");
+    assert_eq!(report.failed_writes, 0, "in memory, without faults, every write succeeds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_on_dynamodb_with_faults_loses_nothing_and_leaks_nothing() {
+    let proxy = FaultProxy::start(&auditline_tests::dynamodb_endpoint(), FaultMix::standard(), 7).await;
+    let report = run(&SoakConfig {
+        duration: Duration::from_secs(20),
+        writers: 4,
+        readers: 1,
+        clients: 12,
+        dynamodb: Some(proxy.url.clone()),
+        rate_per_writer: 10,
+    })
+    .await;
+    check(&report);
+    println!("faults injected: {:?}", proxy.counts);
+}

@@ -1,0 +1,601 @@
+//! The soak: the local gateway binary as its own process, driven over real HTTP and WebSocket on
+//! loopback by concurrent writers (singles and batches, each with an Idempotency-Key, retried with
+//! it after a timeout or an error), readers paging through lists, and live clients across three
+//! tenants with mixed scopes and filters — some leaving and coming back, one never reading. The
+//! harness keeps its own ground truth and, at the end, accounts for every write and every frame.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::auth::{SECRET, claims, hs256};
+use crate::client::{HttpClient, websocket};
+
+pub const TENANTS: [&str; 3] = ["soak-a", "soak-b", "soak-c"];
+const TYPES: [&str; 7] = ["PROJECT", "ENTITY", "RELATIONSHIP", "FILE", "REPORT", "TEMPLATE", "SCHEDULE"];
+const ACTIONS: [&str; 6] = ["CREATE", "UPDATE", "DELETE", "LINK", "UNLINK", "VIEW"];
+
+#[derive(Debug, Clone)]
+pub struct SoakConfig {
+    pub duration: Duration,
+    pub writers: usize,
+    pub readers: usize,
+    pub clients: usize,
+    /// The DynamoDB API the gateway uses (e.g. a fault proxy); `None`: in memory.
+    pub dynamodb: Option<String>,
+    /// Writes per second per writer, at most (0: as fast as answers come).
+    pub rate_per_writer: u32,
+}
+
+impl SoakConfig {
+    /// How late a frame may arrive after its write was answered and still count for a session
+    /// that closed meanwhile (the stream is polled, and retried through faults, on DynamoDB).
+    fn delivery_margin(&self) -> Duration {
+        if self.dynamodb.is_some() { Duration::from_secs(5) } else { Duration::from_secs(1) }
+    }
+}
+
+/// The gateway binary, running.
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+}
+
+impl Gateway {
+    pub fn start(dynamodb: Option<&str>) -> Gateway {
+        use std::io::{BufRead, BufReader};
+        let mut command = Command::new(crate::binary("auditline-local"));
+        command
+            .args(["--port", "0", "--seal-every", "3600s"])
+            .env("JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .env("AUDITLINE_SEAL_KEY_FILE", std::env::temp_dir().join(crate::unique_name("soak-seal")))
+            .env_remove("DYNAMODB_ENDPOINT")
+            .stdout(Stdio::piped());
+        let log = std::env::temp_dir().join(crate::unique_name("soak-gateway.log"));
+        command.stderr(std::fs::File::create(&log).expect("a log file"));
+        if let Some(endpoint) = dynamodb {
+            command.env("DYNAMODB_ENDPOINT", endpoint);
+            command.env("AUDIT_ENTRIES_TABLE", crate::unique_name("soak-entries"));
+            command.env("AUDIT_COUNTERS_TABLE", crate::unique_name("soak-counters"));
+            command.env("API_KEYS_TABLE", crate::unique_name("soak-keys"));
+            command.env("IDEMPOTENCY_TABLE", crate::unique_name("soak-idem"));
+            command.env("CONNECTIONS_TABLE", crate::unique_name("soak-conns"));
+            command.env("CHECKPOINTS_TABLE", crate::unique_name("soak-checkpoints"));
+            command.env("PROOFS_TABLE", crate::unique_name("soak-proofs"));
+        }
+        let mut child = command.spawn().expect("the gateway starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!(
+                    "the gateway stopped before it printed its URL: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            };
+            if let Some(rest) = line.trim().strip_prefix("HTTP API") {
+                let url = rest.split_whitespace().next().unwrap();
+                break url.trim_end_matches("/audit/logs").to_owned();
+            }
+        };
+        // Keep draining its output so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Gateway { child, url }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn token(tenant: &str, sub: &str, scope: &str) -> String {
+    let mut c = claims(sub, scope);
+    c["tenant_id"] = json!(tenant);
+    c["exp"] = json!(crate::auth::now() + 4 * 3600);
+    hs256(&c)
+}
+
+/// One entry the harness wrote.
+#[derive(Debug, Clone)]
+struct Written {
+    tenant: usize,
+    entity_type: &'static str,
+    project: String,
+    entity_id: String,
+    sent: Instant,
+}
+
+#[derive(Default)]
+struct Truth {
+    /// Acknowledged entries by id, with when their request was sent and answered.
+    acked: HashMap<String, (Written, Instant)>,
+    /// Entity ids of writes that never got a success, even retried with their key.
+    failed: Vec<(usize, String)>,
+    post_latencies: Vec<Duration>,
+    /// Answers that were neither success nor a retryable failure: each is a bug.
+    refused: Vec<String>,
+    retries: usize,
+    read_errors: usize,
+}
+
+/// What a live client is allowed, and asked, to see.
+#[derive(Debug, Clone, Copy)]
+enum View {
+    All,
+    Type(&'static str),
+    Project,
+}
+
+impl View {
+    fn of(c: usize) -> (View, &'static str, &'static str) {
+        match c % 4 {
+            0 => (View::All, "audit:read", ""),
+            1 => (View::Type("FILE"), "files:read", ""),
+            2 => (View::Type("REPORT"), "reports:*", ""),
+            _ => (View::Project, "audit:read", "?project_id=p0"),
+        }
+    }
+
+    fn wants(self, entity_type: &str, project: &str) -> bool {
+        match self {
+            View::All => true,
+            View::Type(t) => entity_type == t,
+            View::Project => project == "p0",
+        }
+    }
+}
+
+struct Session {
+    tenant: usize,
+    view: View,
+    opened: Instant,
+    closed: Instant,
+    frames: Vec<(Value, Instant)>,
+}
+
+/// The accounting at the end of a run.
+#[derive(Debug, Default, Clone)]
+pub struct SoakReport {
+    pub mode: String,
+    pub seconds: f64,
+    pub acked: usize,
+    pub stored: usize,
+    pub lost: usize,
+    pub doubled: usize,
+    pub failed_writes: usize,
+    pub failed_present: usize,
+    pub refused: Vec<String>,
+    pub retries: usize,
+    pub stats_mismatch: usize,
+    pub frames_expected: usize,
+    pub frames_delivered: usize,
+    pub frames_missing: usize,
+    pub frames_duplicate: usize,
+    pub frames_forbidden: usize,
+    pub sessions: usize,
+    pub post_p50_ms: f64,
+    pub post_p99_ms: f64,
+    pub frame_p50_ms: f64,
+    pub frame_p99_ms: f64,
+    pub peak_rss_mib: f64,
+    pub read_errors: usize,
+}
+
+impl fmt::Display for SoakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "| soak: {} ({:.0} s) | value |", self.mode, self.seconds)?;
+        writeln!(f, "|---|---|")?;
+        for (name, value) in [
+            ("writes acknowledged", self.acked.to_string()),
+            ("stored (listed)", self.stored.to_string()),
+            ("acknowledged but lost", self.lost.to_string()),
+            ("stored twice", self.doubled.to_string()),
+            (
+                "writes failed after retries (of which stored once)",
+                format!("{} ({})", self.failed_writes, self.failed_present),
+            ),
+            ("retries with the same key", self.retries.to_string()),
+            ("stats ≠ listing (tenants)", self.stats_mismatch.to_string()),
+            ("live sessions", self.sessions.to_string()),
+            ("frames expected / delivered", format!("{} / {}", self.frames_expected, self.frames_delivered)),
+            (
+                "frames missing / duplicate / forbidden",
+                format!("{} / {} / {}", self.frames_missing, self.frames_duplicate, self.frames_forbidden),
+            ),
+            ("POST latency p50 / p99", format!("{:.1} ms / {:.1} ms", self.post_p50_ms, self.post_p99_ms)),
+            ("POST → frame p50 / p99", format!("{:.1} ms / {:.1} ms", self.frame_p50_ms, self.frame_p99_ms)),
+            ("gateway peak RSS", format!("{:.1} MiB", self.peak_rss_mib)),
+            ("reader errors (5xx under faults)", self.read_errors.to_string()),
+        ] {
+            writeln!(f, "| {name} | {value} |")?;
+        }
+        Ok(())
+    }
+}
+
+fn percentile(values: &mut [Duration], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort();
+    let i = ((values.len() as f64 * q) as usize).min(values.len() - 1);
+    values[i].as_secs_f64() * 1000.0
+}
+
+/// A request that may fail at the transport: `None` then.
+async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
+    match tokio::time::timeout(Duration::from_secs(10), client.try_request(method, url, headers, body)).await {
+        Ok(Ok(reply)) => Some((reply.status, reply.body)),
+        _ => None,
+    }
+}
+
+async fn writer(w: usize, url: String, deadline: Instant, rate: u32, truth: Arc<Mutex<Truth>>) {
+    let client = HttpClient::new();
+    let tokens: Vec<String> = TENANTS.iter().map(|t| token(t, &format!("writer-{w}"), "audit:write")).collect();
+    let mut k = 0usize;
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let tenant = (w + k) % TENANTS.len();
+        let batch = if k % 5 == 4 { 5 } else { 1 };
+        let written: Vec<Written> = (0..batch)
+            .map(|j| Written {
+                tenant,
+                entity_type: TYPES[(k + j) % TYPES.len()],
+                project: format!("p{}", (k + j) % 2),
+                entity_id: format!("w{w}-{k}-{j}"),
+                sent: started,
+            })
+            .collect();
+        let items: Vec<Value> = written
+            .iter()
+            .enumerate()
+            .map(|(j, e)| json!({"action": ACTIONS[(k + j) % ACTIONS.len()], "entity_type": e.entity_type, "entity_id": e.entity_id, "project_id": e.project}))
+            .collect();
+        let body = if batch == 1 { items[0].clone() } else { Value::Array(items) };
+        let key = uuid::Uuid::now_v7().to_string();
+        let auth = format!("Bearer {}", tokens[tenant]);
+        let headers = [("authorization", auth.as_str()), ("idempotency-key", key.as_str())];
+        let mut outcome = None;
+        for attempt in 0..6 {
+            if attempt > 0 {
+                truth.lock().unwrap().retries += 1;
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
+            }
+            let sent = Instant::now();
+            match send(&client, "POST", &format!("{url}/audit/logs"), &headers, Some(&body)).await {
+                Some((201 | 207, reply)) => {
+                    truth.lock().unwrap().post_latencies.push(sent.elapsed());
+                    // An item that failed retryably: the key was released, so send it all again.
+                    let partial = reply["results"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|i| matches!(i["status"].as_u64(), Some(429 | 500..=599))));
+                    outcome = Some(reply);
+                    if !partial {
+                        break;
+                    }
+                }
+                // A timeout or a failure (or the same key still running after our timeout).
+                Some((429 | 500..=599, _)) | None => continue,
+                Some((409, reply)) if reply["error"]["code"] == "idempotency_in_progress" => continue,
+                Some((status, reply)) => {
+                    truth.lock().unwrap().refused.push(format!("{status}: {reply}"));
+                    break;
+                }
+            }
+        }
+        let answered = Instant::now();
+        {
+            let mut t = truth.lock().unwrap();
+            match outcome {
+                Some(reply) => {
+                    let results: Vec<Value> = match reply.get("results") {
+                        Some(Value::Array(r)) => r.clone(),
+                        _ => vec![json!({"status": 201, "entry": reply})],
+                    };
+                    for (e, r) in written.into_iter().zip(results) {
+                        match r["entry"]["id"].as_str() {
+                            Some(id) if r["status"] == 201 || r["status"] == 200 => {
+                                t.acked.insert(id.to_owned(), (e, answered));
+                            }
+                            _ => t.failed.push((tenant, e.entity_id)),
+                        }
+                    }
+                }
+                None => t.failed.extend(written.into_iter().map(|e| (tenant, e.entity_id))),
+            }
+        }
+        k += 1;
+        if rate > 0 {
+            let pause = Duration::from_secs_f64(1.0 / f64::from(rate)).saturating_sub(started.elapsed());
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+async fn reader(r: usize, url: String, deadline: Instant, truth: Arc<Mutex<Truth>>) {
+    let client = HttpClient::new();
+    let auth = format!("Bearer {}", token(TENANTS[r % TENANTS.len()], "reader", "audit:read"));
+    while Instant::now() < deadline {
+        let mut next: Option<String> = None;
+        for _ in 0..5 {
+            let mut target = format!("{url}/audit/logs?limit=50");
+            if let Some(t) = &next {
+                target.push_str(&format!("&next_token={}", auditline_cli::client::encode(t)));
+            }
+            match send(&client, "GET", &target, &[("authorization", &auth)], None).await {
+                Some((200, page)) => match page["next_token"].as_str() {
+                    Some(t) => next = Some(t.to_owned()),
+                    None => break,
+                },
+                Some((429 | 500..=599, _)) | None => {
+                    truth.lock().unwrap().read_errors += 1;
+                    break;
+                }
+                Some((status, reply)) => {
+                    truth.lock().unwrap().refused.push(format!("read {status}: {reply}"));
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A live client: one session, or two (leaving halfway and coming back) for every fifth.
+async fn live_client(
+    c: usize,
+    ws: String,
+    start: Instant,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    sessions: Arc<Mutex<Vec<Session>>>,
+    span: Duration,
+) {
+    let tenant = c % TENANTS.len();
+    let (view, scope, query) = View::of(c);
+    let auth = format!("Bearer {}", token(TENANTS[tenant], &format!("client-{c}"), scope));
+    // Every fifth client leaves a third of the way through and comes back at half time.
+    let plan: Vec<(Duration, Option<Duration>)> = if c % 5 == 4 {
+        vec![(Duration::ZERO, Some(span / 3)), (span / 2, None)]
+    } else {
+        vec![(Duration::ZERO, None)]
+    };
+    for (from, until) in plan {
+        tokio::time::sleep_until((start + from).into()).await;
+        if *stop.borrow() {
+            return;
+        }
+        let Ok((mut socket, _)) = websocket(&format!("{ws}{query}"), &[("authorization", &auth)]).await else {
+            continue;
+        };
+        let opened = Instant::now();
+        let mut frames = Vec::new();
+        let end = until.map_or(start + span * 10, |u| start + u);
+        loop {
+            tokio::select! {
+                message = socket.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                            frames.push((v, Instant::now()));
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    // Closed by the gateway.
+                    Some(Err(_)) | None => break,
+                },
+                _ = tokio::time::sleep_until(end.into()) => break,
+                _ = stop.changed() => break,
+            }
+        }
+        let _ = socket.close(None).await;
+        sessions.lock().unwrap().push(Session { tenant, view, opened, closed: Instant::now(), frames });
+    }
+}
+
+/// Runs the soak and accounts for it.
+pub async fn run(config: &SoakConfig) -> SoakReport {
+    let gateway = Gateway::start(config.dynamodb.as_deref());
+    let ws = format!("{}/ws", gateway.url.replacen("http://", "ws://", 1));
+    let truth = Arc::new(Mutex::new(Truth::default()));
+    let sessions = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let deadline = start + config.duration;
+
+    // The slow client: connects and never reads.
+    let slow =
+        websocket(&ws, &[("authorization", &format!("Bearer {}", token(TENANTS[0], "slow", "audit:read")))]).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let clients: Vec<_> = (0..config.clients)
+        .map(|c| tokio::spawn(live_client(c, ws.clone(), start, stopped.clone(), sessions.clone(), config.duration)))
+        .collect();
+    // Let the clients connect before the first write.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writers: Vec<_> = (0..config.writers)
+        .map(|w| tokio::spawn(writer(w, gateway.url.clone(), deadline, config.rate_per_writer, truth.clone())))
+        .collect();
+    let readers: Vec<_> =
+        (0..config.readers).map(|r| tokio::spawn(reader(r, gateway.url.clone(), deadline, truth.clone()))).collect();
+    for task in writers.into_iter().chain(readers) {
+        task.await.expect("a writer or reader panicked");
+    }
+    // Give the feed time to deliver what was written last, then end every session.
+    let settle = if config.dynamodb.is_some() { Duration::from_secs(6) } else { Duration::from_secs(2) };
+    tokio::time::sleep(settle).await;
+    let _ = stop.send(true);
+    for task in clients {
+        task.await.expect("a live client panicked");
+    }
+    drop(slow);
+    let peak_rss_mib = gateway.peak_rss_kib() as f64 / 1024.0;
+    let truth = Arc::try_unwrap(truth).ok().expect("no task holds the truth").into_inner().unwrap();
+    account(&gateway, config, truth, sessions, peak_rss_mib).await
+}
+
+/// Every entry of each tenant, listed page by page (retried through faults).
+async fn listing(url: &str) -> Vec<(usize, Vec<Value>)> {
+    let client = HttpClient::new();
+    let mut out = Vec::new();
+    for (t, tenant) in TENANTS.iter().enumerate() {
+        let auth = format!("Bearer {}", token(tenant, "auditor", "audit:read"));
+        let mut entries = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut target = format!("{url}/audit/logs?limit=1000");
+            if let Some(t) = &next {
+                target.push_str(&format!("&next_token={}", auditline_cli::client::encode(t)));
+            }
+            let mut page = None;
+            for _ in 0..20 {
+                if let Some((200, p)) = send(&client, "GET", &target, &[("authorization", &auth)], None).await {
+                    page = Some(p);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let page = page.expect("the listing answers within 20 tries");
+            entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
+            match page["next_token"].as_str() {
+                Some(t) => next = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        out.push((t, entries));
+    }
+    out
+}
+
+async fn account(
+    gateway: &Gateway,
+    config: &SoakConfig,
+    truth: Truth,
+    sessions: Arc<Mutex<Vec<Session>>>,
+    peak_rss_mib: f64,
+) -> SoakReport {
+    let mut report = SoakReport {
+        mode: if config.dynamodb.is_some() { "DynamoDB API".into() } else { "in memory".into() },
+        seconds: config.duration.as_secs_f64(),
+        acked: truth.acked.len(),
+        failed_writes: truth.failed.len(),
+        refused: truth.refused.clone(),
+        retries: truth.retries,
+        read_errors: truth.read_errors,
+        peak_rss_mib,
+        ..SoakReport::default()
+    };
+    let listed = listing(&gateway.url).await;
+    let mut by_entity: HashMap<(usize, String), usize> = HashMap::new();
+    let mut ids = HashSet::new();
+    let mut tenant_of_id = HashMap::new();
+    for (t, entries) in &listed {
+        for e in entries {
+            let id = e["id"].as_str().unwrap_or_default().to_owned();
+            if !ids.insert(id.clone()) {
+                report.doubled += 1;
+            }
+            tenant_of_id.insert(id, *t);
+            *by_entity.entry((*t, e["entity_id"].as_str().unwrap_or_default().to_owned())).or_default() += 1;
+        }
+    }
+    report.stored = ids.len();
+    report.doubled += by_entity.values().filter(|n| **n > 1).map(|n| n - 1).sum::<usize>();
+    for (id, (written, _)) in &truth.acked {
+        if tenant_of_id.get(id) != Some(&written.tenant) {
+            report.lost += 1;
+        }
+    }
+    for (t, entity) in &truth.failed {
+        if by_entity.get(&(*t, entity.clone())).copied().unwrap_or(0) == 1 {
+            report.failed_present += 1;
+        }
+    }
+    // Statistics agree with the listing, tenant by tenant.
+    let client = HttpClient::new();
+    for (t, entries) in &listed {
+        let auth = format!("Bearer {}", token(TENANTS[*t], "auditor", "audit:read"));
+        let mut total = None;
+        for _ in 0..20 {
+            if let Some((200, stats)) =
+                send(&client, "GET", &format!("{}/audit/stats", gateway.url), &[("authorization", &auth)], None).await
+            {
+                total = stats["total_entries"].as_u64();
+                break;
+            }
+        }
+        if total != Some(entries.len() as u64) {
+            report.stats_mismatch += 1;
+        }
+    }
+
+    // Frames: each session should have every acknowledged entry of its tenant and view whose
+    // request was sent after it opened and answered a second before it closed.
+    let acked_by_tenant: Vec<Vec<(&String, &Written, Instant)>> = (0..TENANTS.len())
+        .map(|t| truth.acked.iter().filter(|(_, (w, _))| w.tenant == t).map(|(id, (w, at))| (id, w, *at)).collect())
+        .collect();
+    let mut frame_latencies = Vec::new();
+    let sessions = std::mem::take(&mut *sessions.lock().unwrap());
+    report.sessions = sessions.len();
+    for s in &sessions {
+        let mut seen = HashSet::new();
+        for (frame, at) in &s.frames {
+            if frame["type"] != "audit_entry" {
+                continue;
+            }
+            let e = &frame["entry"];
+            let id = e["id"].as_str().unwrap_or_default().to_owned();
+            report.frames_delivered += 1;
+            let tenant_ok = e["tenant_id"].as_str() == Some(TENANTS[s.tenant]);
+            let view_ok = s.view.wants(e["entity_type"].as_str().unwrap_or(""), e["project_id"].as_str().unwrap_or(""));
+            if !tenant_ok || !view_ok {
+                report.frames_forbidden += 1;
+            }
+            if !seen.insert(id.clone()) {
+                report.frames_duplicate += 1;
+            }
+            if let Some((w, _)) = truth.acked.get(&id) {
+                frame_latencies.push(at.saturating_duration_since(w.sent));
+            }
+        }
+        for (id, w, answered) in &acked_by_tenant[s.tenant] {
+            let in_window = w.sent >= s.opened && *answered + config.delivery_margin() <= s.closed;
+            if in_window && s.view.wants(w.entity_type, &w.project) {
+                report.frames_expected += 1;
+                if !seen.contains(*id) {
+                    report.frames_missing += 1;
+                }
+            }
+        }
+    }
+    let mut posts = truth.post_latencies;
+    report.post_p50_ms = percentile(&mut posts, 0.5);
+    report.post_p99_ms = percentile(&mut posts, 0.99);
+    report.frame_p50_ms = percentile(&mut frame_latencies, 0.5);
+    report.frame_p99_ms = percentile(&mut frame_latencies, 0.99);
+    report
+}
