@@ -74,6 +74,20 @@ impl HttpClient {
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Opens a WebSocket with extra headers; the handshake's HTTP status on refusal (0 when the
+/// connection itself failed, e.g. nothing listens while a gateway restarts).
+pub async fn try_websocket(url: &str, headers: &[(&str, &str)]) -> Result<Socket, u16> {
+    let mut request = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(_) => Err(0),
+    }
+}
+
 /// Opens a WebSocket with extra headers; the handshake's HTTP status on refusal.
 pub async fn websocket(url: &str, headers: &[(&str, &str)]) -> Result<(Socket, http::HeaderMap), u16> {
     let mut request = url.into_client_request().unwrap();

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::auth::{SECRET, claims, hs256};
-use crate::client::{HttpClient, websocket};
+use crate::client::{HttpClient, try_websocket, websocket};
 
 pub const TENANTS: [&str; 3] = ["soak-a", "soak-b", "soak-c"];
 const TYPES: [&str; 7] = ["PROJECT", "ENTITY", "RELATIONSHIP", "FILE", "REPORT", "TEMPLATE", "SCHEDULE"];
@@ -23,6 +23,8 @@ const ACTIONS: [&str; 6] = ["CREATE", "UPDATE", "DELETE", "LINK", "UNLINK", "VIE
 
 #[derive(Debug, Clone)]
 pub struct SoakConfig {
+    /// What the run is called in its report ("in memory", "DynamoDB API, faults on").
+    pub label: String,
     pub duration: Duration,
     pub writers: usize,
     pub readers: usize,
@@ -31,6 +33,8 @@ pub struct SoakConfig {
     pub dynamodb: Option<String>,
     /// Writes per second per writer, at most (0: as fast as answers come).
     pub rate_per_writer: u32,
+    /// When to kill the gateway (SIGKILL) and start it again on the same tables (DynamoDB only).
+    pub kill_at: Option<Duration>,
 }
 
 impl SoakConfig {
@@ -45,31 +49,51 @@ impl SoakConfig {
 pub struct Gateway {
     child: Child,
     pub url: String,
+    port: u16,
+    env: Vec<(String, String)>,
+    /// The highest peak memory of the processes killed so far, in KiB.
+    earlier_peak_kib: u64,
 }
 
 impl Gateway {
     pub fn start(dynamodb: Option<&str>) -> Gateway {
+        let mut env: Vec<(String, String)> = vec![
+            ("JWT_SECRET".into(), SECRET.into()),
+            ("RUST_LOG".into(), "warn".into()),
+            ("AUDITLINE_MAX_SESSIONS".into(), "5000".into()),
+            (
+                "AUDITLINE_SEAL_KEY_FILE".into(),
+                std::env::temp_dir().join(crate::unique_name("soak-seal")).display().to_string(),
+            ),
+        ];
+        if let Some(endpoint) = dynamodb {
+            env.push(("DYNAMODB_ENDPOINT".into(), endpoint.into()));
+            for (variable, prefix) in [
+                ("AUDIT_ENTRIES_TABLE", "soak-entries"),
+                ("AUDIT_COUNTERS_TABLE", "soak-counters"),
+                ("API_KEYS_TABLE", "soak-keys"),
+                ("IDEMPOTENCY_TABLE", "soak-idem"),
+                ("CONNECTIONS_TABLE", "soak-conns"),
+                ("CHECKPOINTS_TABLE", "soak-checkpoints"),
+                ("PROOFS_TABLE", "soak-proofs"),
+            ] {
+                env.push((variable.into(), crate::unique_name(prefix)));
+            }
+        }
+        let (child, url, port) = Self::spawn(0, &env);
+        Gateway { child, url, port, env, earlier_peak_kib: 0 }
+    }
+
+    fn spawn(port: u16, env: &[(String, String)]) -> (Child, String, u16) {
         use std::io::{BufRead, BufReader};
         let mut command = Command::new(crate::binary("auditline-local"));
         command
-            .args(["--port", "0", "--seal-every", "3600s"])
-            .env("JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .env("AUDITLINE_SEAL_KEY_FILE", std::env::temp_dir().join(crate::unique_name("soak-seal")))
+            .args(["--port", &port.to_string(), "--seal-every", "3600s"])
             .env_remove("DYNAMODB_ENDPOINT")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped());
         let log = std::env::temp_dir().join(crate::unique_name("soak-gateway.log"));
         command.stderr(std::fs::File::create(&log).expect("a log file"));
-        if let Some(endpoint) = dynamodb {
-            command.env("DYNAMODB_ENDPOINT", endpoint);
-            command.env("AUDIT_ENTRIES_TABLE", crate::unique_name("soak-entries"));
-            command.env("AUDIT_COUNTERS_TABLE", crate::unique_name("soak-counters"));
-            command.env("API_KEYS_TABLE", crate::unique_name("soak-keys"));
-            command.env("IDEMPOTENCY_TABLE", crate::unique_name("soak-idem"));
-            command.env("CONNECTIONS_TABLE", crate::unique_name("soak-conns"));
-            command.env("CHECKPOINTS_TABLE", crate::unique_name("soak-checkpoints"));
-            command.env("PROOFS_TABLE", crate::unique_name("soak-proofs"));
-        }
         let mut child = command.spawn().expect("the gateway starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let url = loop {
@@ -86,19 +110,31 @@ impl Gateway {
         };
         // Keep draining its output so that it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Gateway { child, url }
+        let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URL");
+        (child, url, port)
+    }
+
+    /// SIGKILL, then the same gateway again on the same port and tables.
+    pub fn kill_and_restart(&mut self) {
+        self.earlier_peak_kib = self.earlier_peak_kib.max(self.peak_rss_kib());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, url, _) = Self::spawn(self.port, &self.env);
+        self.child = child;
+        assert_eq!(url, self.url, "restarted on the same address");
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Peak resident memory so far (VmHWM), in KiB.
+    /// Peak resident memory so far (VmHWM), in KiB, of this process and those killed before.
     pub fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+        let now = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .ok()
             .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(0);
+        now.max(self.earlier_peak_kib)
     }
 }
 
@@ -129,7 +165,7 @@ struct Written {
 #[derive(Default)]
 struct Truth {
     /// Acknowledged entries by id, with when their request was sent and answered.
-    acked: HashMap<String, (Written, Instant)>,
+    acked: HashMap<u128, (Written, Instant)>,
     /// Entity ids of writes that never got a success, even retried with their key.
     failed: Vec<(usize, String)>,
     post_latencies: Vec<Duration>,
@@ -148,12 +184,26 @@ enum View {
 }
 
 impl View {
-    fn of(c: usize) -> (View, &'static str, &'static str) {
-        match c % 4 {
-            0 => (View::All, "audit:read", ""),
-            1 => (View::Type("FILE"), "files:read", ""),
-            2 => (View::Type("REPORT"), "reports:*", ""),
+    /// Client `c`'s view, scope and connect filter. Clients that must catch up over HTTP after a
+    /// restart need `audit:read`: theirs narrow by the connect filter instead of the scope.
+    fn of(c: usize, catching_up: bool) -> (View, &'static str, &'static str) {
+        match (c % 4, catching_up) {
+            (0, _) => (View::All, "audit:read", ""),
+            (1, false) => (View::Type("FILE"), "files:read", ""),
+            (1, true) => (View::Type("FILE"), "audit:read", "?entity_type=FILE"),
+            (2, false) => (View::Type("REPORT"), "reports:*", ""),
+            (2, true) => (View::Type("REPORT"), "audit:read", "?entity_type=REPORT"),
             _ => (View::Project, "audit:read", "?project_id=p0"),
+        }
+    }
+
+    /// The list route and filter that give this view's entries over HTTP.
+    fn listing(self) -> &'static str {
+        match self {
+            View::All => "/audit/logs?",
+            View::Type("FILE") => "/audit/logs?entity_type=FILE&",
+            View::Type(_) => "/audit/logs?entity_type=REPORT&",
+            View::Project => "/audit/logs/project/p0?",
         }
     }
 
@@ -171,7 +221,44 @@ struct Session {
     view: View,
     opened: Instant,
     closed: Instant,
-    frames: Vec<(Value, Instant)>,
+    /// Ids of the entries that arrived as frames (as u128: a 1,000-client run sees millions).
+    seen: HashSet<u128>,
+    delivered: usize,
+    duplicate: usize,
+    forbidden: usize,
+    /// When a sample of the frames (one id in eight) arrived, for POST → frame latency.
+    arrivals: Vec<(u128, Instant)>,
+    /// Entries fetched over HTTP after reconnecting (the gateway was restarted meanwhile).
+    caught_up: HashSet<u128>,
+    reconnects: usize,
+}
+
+fn id_of(text: &str) -> Option<u128> {
+    uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
+}
+
+impl Session {
+    /// Accounts for one frame as it arrives (frames are not kept).
+    fn frame(&mut self, text: &str) {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+        if frame["type"] != "audit_entry" {
+            return;
+        }
+        let e = &frame["entry"];
+        let Some(id) = e["id"].as_str().and_then(id_of) else { return };
+        self.delivered += 1;
+        let tenant_ok = e["tenant_id"].as_str() == Some(TENANTS[self.tenant]);
+        let view_ok = self.view.wants(e["entity_type"].as_str().unwrap_or(""), e["project_id"].as_str().unwrap_or(""));
+        if !tenant_ok || !view_ok {
+            self.forbidden += 1;
+        }
+        if !self.seen.insert(id) {
+            self.duplicate += 1;
+        }
+        if id % 8 == 0 {
+            self.arrivals.push((id, Instant::now()));
+        }
+    }
 }
 
 /// The accounting at the end of a run.
@@ -200,13 +287,17 @@ pub struct SoakReport {
     pub frame_p99_ms: f64,
     pub peak_rss_mib: f64,
     pub read_errors: usize,
+    /// What the fault proxy did, when there was one.
+    pub faults: String,
+    /// Expected entries a client got over HTTP after reconnecting rather than as a frame.
+    pub caught_up: usize,
+    pub reconnects: usize,
 }
 
-impl fmt::Display for SoakReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "| soak: {} ({:.0} s) | value |", self.mode, self.seconds)?;
-        writeln!(f, "|---|---|")?;
-        for (name, value) in [
+impl SoakReport {
+    /// The report's figures as (name, value) rows.
+    pub fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
             ("writes acknowledged", self.acked.to_string()),
             ("stored (listed)", self.stored.to_string()),
             ("acknowledged but lost", self.lost.to_string()),
@@ -217,20 +308,48 @@ impl fmt::Display for SoakReport {
             ),
             ("retries with the same key", self.retries.to_string()),
             ("stats ≠ listing (tenants)", self.stats_mismatch.to_string()),
-            ("live sessions", self.sessions.to_string()),
+            ("live sessions (reconnections after a drop)", format!("{} ({})", self.sessions, self.reconnects)),
             ("frames expected / delivered", format!("{} / {}", self.frames_expected, self.frames_delivered)),
             (
                 "frames missing / duplicate / forbidden",
                 format!("{} / {} / {}", self.frames_missing, self.frames_duplicate, self.frames_forbidden),
             ),
+            ("expected entries caught up over HTTP after a drop", self.caught_up.to_string()),
             ("POST latency p50 / p99", format!("{:.1} ms / {:.1} ms", self.post_p50_ms, self.post_p99_ms)),
             ("POST → frame p50 / p99", format!("{:.1} ms / {:.1} ms", self.frame_p50_ms, self.frame_p99_ms)),
             ("gateway peak RSS", format!("{:.1} MiB", self.peak_rss_mib)),
             ("reader errors (5xx under faults)", self.read_errors.to_string()),
-        ] {
-            writeln!(f, "| {name} | {value} |")?;
+            (
+                "DynamoDB requests / faults injected",
+                if self.faults.is_empty() { "—".into() } else { self.faults.clone() },
+            ),
+        ]
+    }
+}
+
+/// Reports side by side, one column each.
+pub fn table(reports: &[SoakReport]) -> String {
+    let mut out = String::from("| |");
+    for r in reports {
+        out.push_str(&format!(" {} ({:.0} s) |", r.mode, r.seconds));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(reports.len()));
+    out.push('\n');
+    let rows: Vec<Vec<(&str, String)>> = reports.iter().map(SoakReport::rows).collect();
+    for (i, (name, _)) in rows[0].iter().enumerate() {
+        out.push_str(&format!("| {name} |"));
+        for r in &rows {
+            out.push_str(&format!(" {} |", r[i].1));
         }
-        Ok(())
+        out.push('\n');
+    }
+    out
+}
+
+impl fmt::Display for SoakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&table(std::slice::from_ref(self)))
     }
 }
 
@@ -284,10 +403,16 @@ async fn writer(w: usize, url: String, deadline: Instant, rate: u32, truth: Arc<
         let auth = format!("Bearer {}", tokens[tenant]);
         let headers = [("authorization", auth.as_str()), ("idempotency-key", key.as_str())];
         let mut outcome = None;
-        for attempt in 0..6 {
+        // Long enough to outlast a restart, and a claim left by a request the kill cut off (taken
+        // over once stale).
+        let give_up = Instant::now() + Duration::from_secs(90);
+        for attempt in 0u32.. {
             if attempt > 0 {
+                if Instant::now() > give_up {
+                    break;
+                }
                 truth.lock().unwrap().retries += 1;
-                tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
+                tokio::time::sleep(Duration::from_millis((50u64 << attempt.min(6)).min(2_000))).await;
             }
             let sent = Instant::now();
             match send(&client, "POST", &format!("{url}/audit/logs"), &headers, Some(&body)).await {
@@ -321,9 +446,9 @@ async fn writer(w: usize, url: String, deadline: Instant, rate: u32, truth: Arc<
                         _ => vec![json!({"status": 201, "entry": reply})],
                     };
                     for (e, r) in written.into_iter().zip(results) {
-                        match r["entry"]["id"].as_str() {
+                        match r["entry"]["id"].as_str().and_then(id_of) {
                             Some(id) if r["status"] == 201 || r["status"] == 200 => {
-                                t.acked.insert(id.to_owned(), (e, answered));
+                                t.acked.insert(id, (e, answered));
                             }
                             _ => t.failed.push((tenant, e.entity_id)),
                         }
@@ -370,18 +495,54 @@ async fn reader(r: usize, url: String, deadline: Instant, truth: Arc<Mutex<Truth
 }
 
 /// A live client: one session, or two (leaving halfway and coming back) for every fifth.
-async fn live_client(
+/// Entries of `view` written since `since`, read over HTTP (through faults and restarts).
+async fn catch_up(url: &str, auth: &str, view: View, since: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+    let client = HttpClient::new();
+    let start = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut ids = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let mut target =
+            format!("{url}{}start_date={}&limit=1000", view.listing(), auditline_cli::client::encode(&start));
+        if let Some(t) = &next {
+            target.push_str(&format!("&next_token={}", auditline_cli::client::encode(t)));
+        }
+        let mut page = None;
+        for _ in 0..50 {
+            if let Some((200, p)) = send(&client, "GET", &target, &[("authorization", auth)], None).await {
+                page = Some(p);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let Some(page) = page else { return ids };
+        ids.extend(
+            page["entries"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_str().map(str::to_owned)),
+        );
+        match page["next_token"].as_str() {
+            Some(t) => next = Some(t.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+struct Client {
     c: usize,
     ws: String,
+    url: String,
     start: Instant,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    sessions: Arc<Mutex<Vec<Session>>>,
     span: Duration,
-) {
+    /// Reconnect and catch up over HTTP when the gateway drops the socket (restart runs).
+    reconnect: bool,
+}
+
+/// A live client: one session, or two (leaving a third of the way in and coming back at half
+/// time) for every fifth.
+async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool>, sessions: Arc<Mutex<Vec<Session>>>) {
+    let Client { c, ws, url, start, span, reconnect } = client;
     let tenant = c % TENANTS.len();
-    let (view, scope, query) = View::of(c);
+    let (view, scope, query) = View::of(c, reconnect);
     let auth = format!("Bearer {}", token(TENANTS[tenant], &format!("client-{c}"), scope));
-    // Every fifth client leaves a third of the way through and comes back at half time.
     let plan: Vec<(Duration, Option<Duration>)> = if c % 5 == 4 {
         vec![(Duration::ZERO, Some(span / 3)), (span / 2, None)]
     } else {
@@ -392,37 +553,76 @@ async fn live_client(
         if *stop.borrow() {
             return;
         }
-        let Ok((mut socket, _)) = websocket(&format!("{ws}{query}"), &[("authorization", &auth)]).await else {
-            continue;
-        };
-        let opened = Instant::now();
-        let mut frames = Vec::new();
         let end = until.map_or(start + span * 10, |u| start + u);
-        loop {
-            tokio::select! {
-                message = socket.next() => match message {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                            frames.push((v, Instant::now()));
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    // Closed by the gateway.
-                    Some(Err(_)) | None => break,
-                },
-                _ = tokio::time::sleep_until(end.into()) => break,
-                _ = stop.changed() => break,
+        let mut session: Option<Session> = None;
+        let mut last_seen = chrono::Utc::now();
+        'connection: loop {
+            let Ok(mut socket) = try_websocket(&format!("{ws}{query}"), &[("authorization", &auth)]).await else {
+                if session.is_some() && reconnect && !*stop.borrow() && Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+                break;
+            };
+            match &mut session {
+                None => {
+                    session = Some(Session {
+                        tenant,
+                        view,
+                        opened: Instant::now(),
+                        closed: Instant::now(),
+                        seen: HashSet::new(),
+                        delivered: 0,
+                        duplicate: 0,
+                        forbidden: 0,
+                        arrivals: Vec::new(),
+                        caught_up: HashSet::new(),
+                        reconnects: 0,
+                    });
+                }
+                Some(s) => {
+                    // Back after a drop: what was written meanwhile comes over HTTP.
+                    s.reconnects += 1;
+                    let since = last_seen - chrono::Duration::seconds(5);
+                    s.caught_up.extend(catch_up(&url, &auth, view, since).await.iter().filter_map(|i| id_of(i)));
+                }
             }
+            let s = session.as_mut().expect("a session");
+            loop {
+                tokio::select! {
+                    message = socket.next() => match message {
+                        Some(Ok(Message::Text(text))) => {
+                            s.frame(&text);
+                            last_seen = chrono::Utc::now();
+                        }
+                        Some(Ok(_)) => {}
+                        // Dropped by the gateway (killed, or closed on us).
+                        Some(Err(_)) | None => {
+                            if reconnect && !*stop.borrow() && Instant::now() < end {
+                                continue 'connection;
+                            }
+                            break 'connection;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(end.into()) => break,
+                    _ = stop.changed() => break,
+                }
+            }
+            let _ = socket.close(None).await;
+            break;
         }
-        let _ = socket.close(None).await;
-        sessions.lock().unwrap().push(Session { tenant, view, opened, closed: Instant::now(), frames });
+        if let Some(mut s) = session {
+            s.closed = Instant::now();
+            sessions.lock().unwrap().push(s);
+        }
     }
 }
 
 /// Runs the soak and accounts for it.
 pub async fn run(config: &SoakConfig) -> SoakReport {
-    let gateway = Gateway::start(config.dynamodb.as_deref());
-    let ws = format!("{}/ws", gateway.url.replacen("http://", "ws://", 1));
+    let gateway = Arc::new(Mutex::new(Gateway::start(config.dynamodb.as_deref())));
+    let url = gateway.lock().unwrap().url.clone();
+    let ws = format!("{}/ws", url.replacen("http://", "ws://", 1));
     let truth = Arc::new(Mutex::new(Truth::default()));
     let sessions = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
@@ -433,17 +633,35 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
         websocket(&ws, &[("authorization", &format!("Bearer {}", token(TENANTS[0], "slow", "audit:read")))]).await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let clients: Vec<_> = (0..config.clients)
-        .map(|c| tokio::spawn(live_client(c, ws.clone(), start, stopped.clone(), sessions.clone(), config.duration)))
+        .map(|c| {
+            let client = Client {
+                c,
+                ws: ws.clone(),
+                url: url.clone(),
+                start,
+                span: config.duration,
+                reconnect: config.kill_at.is_some(),
+            };
+            tokio::spawn(live_client(client, stopped.clone(), sessions.clone()))
+        })
         .collect();
     // Let the clients connect before the first write.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let writers: Vec<_> = (0..config.writers)
-        .map(|w| tokio::spawn(writer(w, gateway.url.clone(), deadline, config.rate_per_writer, truth.clone())))
+        .map(|w| tokio::spawn(writer(w, url.clone(), deadline, config.rate_per_writer, truth.clone())))
         .collect();
     let readers: Vec<_> =
-        (0..config.readers).map(|r| tokio::spawn(reader(r, gateway.url.clone(), deadline, truth.clone()))).collect();
-    for task in writers.into_iter().chain(readers) {
-        task.await.expect("a writer or reader panicked");
+        (0..config.readers).map(|r| tokio::spawn(reader(r, url.clone(), deadline, truth.clone()))).collect();
+    // The process killed (SIGKILL) and started again on the same tables, mid-run.
+    let killer = config.kill_at.map(|at| {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((start + at).into()).await;
+            tokio::task::spawn_blocking(move || gateway.lock().unwrap().kill_and_restart()).await.unwrap();
+        })
+    });
+    for task in writers.into_iter().chain(readers).chain(killer) {
+        task.await.expect("a writer, reader or the killer panicked");
     }
     // Give the feed time to deliver what was written last, then end every session.
     let settle = if config.dynamodb.is_some() { Duration::from_secs(6) } else { Duration::from_secs(2) };
@@ -453,9 +671,11 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
         task.await.expect("a live client panicked");
     }
     drop(slow);
-    let peak_rss_mib = gateway.peak_rss_kib() as f64 / 1024.0;
+    let peak_rss_mib = gateway.lock().unwrap().peak_rss_kib() as f64 / 1024.0;
     let truth = Arc::try_unwrap(truth).ok().expect("no task holds the truth").into_inner().unwrap();
-    account(&gateway, config, truth, sessions, peak_rss_mib).await
+    let report = account(&url, config, truth, sessions, peak_rss_mib).await;
+    drop(gateway);
+    report
 }
 
 /// Every entry of each tenant, listed page by page (retried through faults).
@@ -492,14 +712,14 @@ async fn listing(url: &str) -> Vec<(usize, Vec<Value>)> {
 }
 
 async fn account(
-    gateway: &Gateway,
+    url: &str,
     config: &SoakConfig,
     truth: Truth,
     sessions: Arc<Mutex<Vec<Session>>>,
     peak_rss_mib: f64,
 ) -> SoakReport {
     let mut report = SoakReport {
-        mode: if config.dynamodb.is_some() { "DynamoDB API".into() } else { "in memory".into() },
+        mode: config.label.clone(),
         seconds: config.duration.as_secs_f64(),
         acked: truth.acked.len(),
         failed_writes: truth.failed.len(),
@@ -509,14 +729,14 @@ async fn account(
         peak_rss_mib,
         ..SoakReport::default()
     };
-    let listed = listing(&gateway.url).await;
+    let listed = listing(url).await;
     let mut by_entity: HashMap<(usize, String), usize> = HashMap::new();
     let mut ids = HashSet::new();
     let mut tenant_of_id = HashMap::new();
     for (t, entries) in &listed {
         for e in entries {
-            let id = e["id"].as_str().unwrap_or_default().to_owned();
-            if !ids.insert(id.clone()) {
+            let id = e["id"].as_str().and_then(id_of).unwrap_or_default();
+            if !ids.insert(id) {
                 report.doubled += 1;
             }
             tenant_of_id.insert(id, *t);
@@ -542,7 +762,7 @@ async fn account(
         let mut total = None;
         for _ in 0..20 {
             if let Some((200, stats)) =
-                send(&client, "GET", &format!("{}/audit/stats", gateway.url), &[("authorization", &auth)], None).await
+                send(&client, "GET", &format!("{url}/audit/stats"), &[("authorization", &auth)], None).await
             {
                 total = stats["total_entries"].as_u64();
                 break;
@@ -555,30 +775,19 @@ async fn account(
 
     // Frames: each session should have every acknowledged entry of its tenant and view whose
     // request was sent after it opened and answered a second before it closed.
-    let acked_by_tenant: Vec<Vec<(&String, &Written, Instant)>> = (0..TENANTS.len())
-        .map(|t| truth.acked.iter().filter(|(_, (w, _))| w.tenant == t).map(|(id, (w, at))| (id, w, *at)).collect())
+    let acked_by_tenant: Vec<Vec<(u128, &Written, Instant)>> = (0..TENANTS.len())
+        .map(|t| truth.acked.iter().filter(|(_, (w, _))| w.tenant == t).map(|(id, (w, at))| (*id, w, *at)).collect())
         .collect();
     let mut frame_latencies = Vec::new();
     let sessions = std::mem::take(&mut *sessions.lock().unwrap());
     report.sessions = sessions.len();
+    report.reconnects = sessions.iter().map(|s| s.reconnects).sum();
     for s in &sessions {
-        let mut seen = HashSet::new();
-        for (frame, at) in &s.frames {
-            if frame["type"] != "audit_entry" {
-                continue;
-            }
-            let e = &frame["entry"];
-            let id = e["id"].as_str().unwrap_or_default().to_owned();
-            report.frames_delivered += 1;
-            let tenant_ok = e["tenant_id"].as_str() == Some(TENANTS[s.tenant]);
-            let view_ok = s.view.wants(e["entity_type"].as_str().unwrap_or(""), e["project_id"].as_str().unwrap_or(""));
-            if !tenant_ok || !view_ok {
-                report.frames_forbidden += 1;
-            }
-            if !seen.insert(id.clone()) {
-                report.frames_duplicate += 1;
-            }
-            if let Some((w, _)) = truth.acked.get(&id) {
+        report.frames_delivered += s.delivered;
+        report.frames_forbidden += s.forbidden;
+        report.frames_duplicate += s.duplicate;
+        for (id, at) in &s.arrivals {
+            if let Some((w, _)) = truth.acked.get(id) {
                 frame_latencies.push(at.saturating_duration_since(w.sent));
             }
         }
@@ -586,8 +795,12 @@ async fn account(
             let in_window = w.sent >= s.opened && *answered + config.delivery_margin() <= s.closed;
             if in_window && s.view.wants(w.entity_type, &w.project) {
                 report.frames_expected += 1;
-                if !seen.contains(*id) {
-                    report.frames_missing += 1;
+                if !s.seen.contains(id) {
+                    if s.caught_up.contains(id) {
+                        report.caught_up += 1;
+                    } else {
+                        report.frames_missing += 1;
+                    }
                 }
             }
         }

@@ -9,6 +9,7 @@ mod integrity;
 mod isolation;
 mod lambda;
 mod sam;
+mod soak;
 mod store;
 
 use std::future::Future;
@@ -17,7 +18,7 @@ use std::pin::Pin;
 pub type Section = fn(&mut String) -> Pin<Box<dyn Future<Output = ()> + '_>>;
 
 /// Sections a plain `./scripts/bench.sh` leaves out (they take long); name them to run them.
-pub const OPT_IN: &[&str] = &["sam"];
+pub const OPT_IN: &[&str] = &["sam", "soak"];
 
 pub const ALL: &[(&str, Section)] = &[
     ("store", |out| Box::pin(store::run(out))),
@@ -30,4 +31,5 @@ pub const ALL: &[(&str, Section)] = &[
     ("lambda", |out| Box::pin(lambda::run(out))),
     ("gateway", |out| Box::pin(gateway::run(out))),
     ("sam", |out| Box::pin(sam::run(out))),
+    ("soak", |out| Box::pin(soak::run_section(out))),
 ];

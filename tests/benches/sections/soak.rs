@@ -1,0 +1,66 @@
+//! The full soak (see tests/support/soak.rs): the gateway binary in memory with 1,000 live clients
+//! and over 100,000 entries, and on the DynamoDB API with 200 clients, passed through the fault
+//! proxy untouched and with faults on.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use auditline_tests::fault_proxy::{FaultMix, FaultProxy};
+use auditline_tests::soak::{SoakConfig, run, table};
+
+pub async fn run_section(out: &mut String) {
+    let memory = run(&SoakConfig {
+        label: "in memory".into(),
+        duration: Duration::from_secs(150),
+        writers: 8,
+        readers: 2,
+        clients: 1_000,
+        dynamodb: None,
+        rate_per_writer: 0,
+        kill_at: None,
+    })
+    .await;
+    let mut reports = vec![memory];
+    for (label, mix) in
+        [("DynamoDB API, pass-through", FaultMix::default()), ("DynamoDB API, faults on", FaultMix::standard())]
+    {
+        let proxy = FaultProxy::start(&auditline_tests::dynamodb_endpoint(), mix, 7).await;
+        let mut report = run(&SoakConfig {
+            label: label.into(),
+            duration: Duration::from_secs(300),
+            writers: 8,
+            readers: 2,
+            clients: 200,
+            dynamodb: Some(proxy.url.clone()),
+            rate_per_writer: 0,
+            kill_at: None,
+        })
+        .await;
+        let c = &proxy.counts;
+        use std::sync::atomic::Ordering::Relaxed;
+        report.faults = format!(
+            "{} / {} throttled, {} 500, {} 503, {} dropped, {} replies lost",
+            c.requests.load(Relaxed),
+            c.throttled.load(Relaxed),
+            c.server_errors.load(Relaxed),
+            c.unavailable.load(Relaxed),
+            c.dropped_before.load(Relaxed),
+            c.dropped_after.load(Relaxed)
+        );
+        reports.push(report);
+    }
+    reports.push(
+        run(&SoakConfig {
+            label: "DynamoDB API, killed and restarted".into(),
+            duration: Duration::from_secs(120),
+            writers: 8,
+            readers: 2,
+            clients: 200,
+            dynamodb: Some(auditline_tests::dynamodb_endpoint()),
+            rate_per_writer: 0,
+            kill_at: Some(Duration::from_secs(40)),
+        })
+        .await,
+    );
+    writeln!(out, "{}", table(&reports)).unwrap();
+}
