@@ -555,7 +555,9 @@ async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool
         }
         let end = until.map_or(start + span * 10, |u| start + u);
         let mut session: Option<Session> = None;
-        let mut last_seen = chrono::Utc::now();
+        // Catch-up reads from the session's start: the stream may lag by seconds (moto, faults), so
+        // entries written well before the drop can still be unpushed when it happens.
+        let opened_at = chrono::Utc::now() - chrono::Duration::seconds(1);
         'connection: loop {
             let Ok(mut socket) = try_websocket(&format!("{ws}{query}"), &[("authorization", &auth)]).await else {
                 if session.is_some() && reconnect && !*stop.borrow() && Instant::now() < end {
@@ -583,7 +585,7 @@ async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool
                 Some(s) => {
                     // Back after a drop: what was written meanwhile comes over HTTP.
                     s.reconnects += 1;
-                    let since = last_seen - chrono::Duration::seconds(5);
+                    let since = opened_at;
                     s.caught_up.extend(catch_up(&url, &auth, view, since).await.iter().filter_map(|i| id_of(i)));
                 }
             }
@@ -593,7 +595,6 @@ async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool
                     message = socket.next() => match message {
                         Some(Ok(Message::Text(text))) => {
                             s.frame(&text);
-                            last_seen = chrono::Utc::now();
                         }
                         Some(Ok(_)) => {}
                         // Dropped by the gateway (killed, or closed on us).
