@@ -6,19 +6,18 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
 use auditline::apigw::http::access::ACCESS_ENTITY;
 use auditline::apigw::http::{AuditApi, Route};
 use auditline::backend::BackendError;
-use auditline::domain::{AuditAction, AuditLogEntry, EntityType, QueryPlan, StatsRange, StoredPage, TenantId};
+use auditline::domain::{AuditAction, AuditLogEntry, EntityType};
 use auditline::idempotency::MemoryIdempotency;
-use auditline::store::{AuditStore, MemoryStore, StoreError};
+use auditline::store::{AuditStore, MemoryStore};
 use auditline::{AuditLogger, AuditSettings};
 use auditline_tests::http::{api_over, call, sample, with_query};
+use auditline_tests::stores::RefusingPuts;
 use auditline_tests::{Backend, all_entries, fresh_store, new_entry, stepping_clock, tenant};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 auditline_tests::on_both_backends!(reads_are_on_the_record_once_a_minute_when_enabled);
 
@@ -118,42 +117,16 @@ async fn reads_are_on_the_record_once_a_minute_when_enabled(backend: Backend) {
     assert_eq!(views(&all_entries(store, &acme).await).len(), reads.len() + 2);
 }
 
-/// A store that reads but cannot write.
-struct ReadOnly(Arc<MemoryStore>);
-
-#[async_trait]
-impl AuditStore for ReadOnly {
-    fn backend(&self) -> &'static str {
-        "read-only"
-    }
-    async fn put(&self, _: &AuditLogEntry) -> Result<(), StoreError> {
-        Err(BackendError::Unavailable("the table is not writable".into()).into())
-    }
-    async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
-        self.0.get(tenant, id, now).await
-    }
-    async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError> {
-        self.0.query(plan, now).await
-    }
-    async fn counts(
-        &self,
-        tenant: &TenantId,
-        range: &StatsRange,
-        now: DateTime<Utc>,
-    ) -> Result<auditline::domain::HourlyCounts, StoreError> {
-        self.0.counts(tenant, range, now).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.0.ping().await
-    }
-}
-
 #[tokio::test]
 async fn a_read_that_cannot_be_recorded_is_refused() {
     let memory = Arc::new(MemoryStore::new());
     let entry = new_entry(&tenant("acme"), AuditAction::Create, EntityType::File, "f", None, None);
     AuditLogger::new(memory.clone(), AuditSettings::default()).log(entry).await.unwrap();
-    let store: Arc<dyn AuditStore> = Arc::new(ReadOnly(memory));
+    // The table reads but cannot be written.
+    let store: Arc<dyn AuditStore> = Arc::new(RefusingPuts {
+        inner: memory,
+        refuse: Box::new(|_| Some(BackendError::Unavailable("the table is not writable".into()).into())),
+    });
     let mut api = api_over(store, Arc::new(MemoryIdempotency::new()));
     let list = sample("http-list-logs.json", |e| with_query(e, &[]));
     let open = call(&api, Route::ListLogs, &list).await;

@@ -211,54 +211,20 @@ async fn a_claim_whose_reply_was_lost_is_still_ours() {
     assert!(matches!(again, Claim::InProgress), "{again:?}");
 }
 
-/// Fails the write of one entity id once (throttled), then lets it through.
-struct ThrottledOnce {
-    inner: Arc<dyn AuditStore>,
-    entity: &'static str,
-    tripped: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl AuditStore for ThrottledOnce {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    async fn put(&self, entry: &auditline::domain::AuditLogEntry) -> Result<(), StoreError> {
-        if entry.entity_id == self.entity && !self.tripped.swap(true, Ordering::SeqCst) {
-            return Err(auditline::backend::BackendError::Throttled("scripted".into()).into());
-        }
-        self.inner.put(entry).await
-    }
-    async fn get(
-        &self,
-        t: &TenantId,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<auditline::domain::AuditLogEntry>, StoreError> {
-        self.inner.get(t, id, now).await
-    }
-    async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError> {
-        self.inner.query(plan, now).await
-    }
-    async fn counts(
-        &self,
-        t: &TenantId,
-        range: &StatsRange,
-        now: DateTime<Utc>,
-    ) -> Result<auditline::domain::HourlyCounts, StoreError> {
-        self.inner.counts(t, range, now).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-}
-
 /// A batch with one item throttled answers 207; retried with its key, it stores that item and
 /// replays the others, each once (before, the 207 was kept and replayed: the item was never stored).
 #[tokio::test]
 async fn a_batch_with_a_throttled_item_retried_with_its_key_completes_once() {
     let inner: Arc<dyn AuditStore> = Arc::new(auditline::store::MemoryStore::new());
-    let store = Arc::new(ThrottledOnce { inner: inner.clone(), entity: "f-3", tripped: Default::default() });
+    // The write of f-3 is throttled once, then goes through.
+    let tripped = std::sync::atomic::AtomicBool::new(false);
+    let store = Arc::new(auditline_tests::stores::RefusingPuts {
+        inner: inner.clone(),
+        refuse: Box::new(move |entry| {
+            (entry.entity_id == "f-3" && !tripped.swap(true, Ordering::SeqCst))
+                .then(|| auditline::backend::BackendError::Throttled("scripted".into()).into())
+        }),
+    });
     let api = AuditApi {
         logger: Arc::new(AuditLogger::new(store, AuditSettings::default())),
         ..auditline_tests::http::api_over(inner.clone(), Arc::new(MemoryIdempotency::new()))

@@ -10,6 +10,7 @@ pub mod http;
 pub mod kms;
 pub mod runtime;
 pub mod soak;
+pub mod stores;
 pub mod wire;
 
 use std::sync::Arc;
