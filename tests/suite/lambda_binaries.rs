@@ -208,3 +208,92 @@ async fn the_export_and_archive_functions_serve_their_sample_events() {
     assert!(text.starts_with("id,timestamp,tenant_id,action,entity_type,entity_id,"), "{text}");
     assert!(text.contains(",r-1,"), "{text}");
 }
+
+/// The fan-out binary under the Runtime API emulator while the Management API fails a share of its
+/// posts (429 and 500) and says one connection is gone: with the stream's redelivery from the first
+/// reported record (as Lambda does), every live connection gets every entry its scope allows, none
+/// it may not see, and only the gone connection's record is removed.
+#[tokio::test]
+async fn the_fan_out_binary_under_management_api_faults_delivers_what_each_connection_may_see() {
+    use auditline::auth::{AuthMethod, Caller};
+    use auditline::domain::{AuditAction, EntityType};
+    use auditline::realtime::{ConnectionFilters, ConnectionStore, WebSocketConnectionInfo};
+    use auditline::store::DynamoStore;
+    use auditline::store::dynamo::DynamoConnections;
+    use auditline::{AuditLogger, AuditSettings};
+    use auditline_tests::feed::{Answer, stream_event};
+    use auditline_tests::{local_client, new_entry, tenant};
+
+    let mut env = environment().await;
+    let management = ManagementServer::start().await;
+    management.flaky(200);
+    management.answer("gone-1", Answer::Gone);
+    env.push(("WEBSOCKET_ENDPOINT", management.url.clone()));
+    let table = |name: &str| env.iter().find(|(k, _)| *k == name).unwrap().1.clone();
+    let (client, _) = local_client();
+    let connections = DynamoConnections::new(client.clone(), table("CONNECTIONS_TABLE"));
+    // Connected a while ago: a 410 right after $connect is forgiven (the connect race), not this one.
+    let now = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let caller = |t: &str, scope: &str| Caller {
+        tenant_id: tenant(t),
+        user_id: Some(format!("user-{t}")),
+        scopes: vec![scope.to_owned()],
+        auth_method: AuthMethod::Jwt,
+        credential_expires_at: None,
+    };
+    // (connection, tenant, scope): what each may see follows from tenant and scope.
+    let clients = [
+        ("a-all", "ta", "audit:read"),
+        ("a-files", "ta", "files:read"),
+        ("b-all", "tb", "audit:read"),
+        ("gone-1", "ta", "audit:read"),
+    ];
+    for (id, t, scope) in clients {
+        connections
+            .put(&WebSocketConnectionInfo::new(id, &caller(t, scope), ConnectionFilters::default(), now))
+            .await
+            .unwrap();
+    }
+    let store = DynamoStore::new(client.clone(), table("AUDIT_ENTRIES_TABLE"), table("AUDIT_COUNTERS_TABLE"));
+    let logger = AuditLogger::new(std::sync::Arc::new(store), AuditSettings::default());
+    let mut written = Vec::new();
+    for i in 0..24 {
+        let t = if i % 3 == 2 { "tb" } else { "ta" };
+        let entity_type = if i % 2 == 0 { EntityType::File } else { EntityType::Report };
+        let entry = new_entry(&tenant(t), AuditAction::Create, entity_type, &format!("e-{i}"), None, None);
+        let stored = logger.log(entry).await.unwrap().entry().cloned().unwrap();
+        written.push((stored.id.to_string(), t, entity_type));
+    }
+
+    // Lambda's loop: invoke, and on reported failures deliver again from the first one reported.
+    let fanout = function("stream-fanout", &env).await;
+    let mut batch = stream_event(&client, &table("AUDIT_ENTRIES_TABLE")).await;
+    assert_eq!(batch["Records"].as_array().unwrap().len(), 24);
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        assert!(invocations <= 20, "the batch is delivered within 20 invocations");
+        let response = invoke(&fanout, &batch).await;
+        let Some(first) = response["batchItemFailures"].as_array().and_then(|f| f.first()).cloned() else { break };
+        let sequence = first["itemIdentifier"].clone();
+        let records = batch["Records"].as_array().unwrap().clone();
+        let from = records.iter().position(|r| r["dynamodb"]["SequenceNumber"] == sequence).expect("a reported record");
+        batch["Records"] = json!(records[from..].to_vec());
+    }
+
+    for (id, t, scope) in clients.iter().take(3) {
+        let got = management.entry_ids(id);
+        let allowed: std::collections::HashSet<String> = written
+            .iter()
+            .filter(|(_, et, ty)| et == t && (*scope == "audit:read" || *ty == EntityType::File))
+            .map(|(e, _, _)| e.clone())
+            .collect();
+        assert_eq!(got, allowed, "{id} gets exactly what its tenant and scope allow");
+    }
+    let live: Vec<String> = auditline_tests::feed::connection_ids(&connections, "ta").await.into_iter().collect();
+    assert_eq!(live, ["a-all", "a-files"], "the gone connection's record is removed, and only it");
+    assert!(
+        management.attempts("a-all") > management.entry_ids("a-all").len(),
+        "the stand-in did fail posts (retried)"
+    );
+}

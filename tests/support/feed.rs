@@ -35,6 +35,9 @@ struct State {
     attempts: HashMap<String, usize>,
     limit: Option<usize>,
     closed: Vec<String>,
+    /// Per mille of the other posts answered 429 or 500 (alternately), deterministically.
+    flaky: u64,
+    posts_seen: u64,
 }
 
 /// Records every PostToConnection; answers 410 GoneException, 500, or 413 PayloadTooLargeException
@@ -61,6 +64,11 @@ impl ManagementServer {
 
     pub fn answer(&self, connection_id: &str, answer: Answer) {
         self.state.lock().unwrap().answers.insert(connection_id.to_owned(), answer);
+    }
+
+    /// Fails `per_mille` of the posts not otherwise answered, with 429 (throttled) and 500 in turn.
+    pub fn flaky(&self, per_mille: u64) {
+        self.state.lock().unwrap().flaky = per_mille;
     }
 
     pub fn limit_messages_to(&self, bytes: usize) {
@@ -125,7 +133,13 @@ async fn serve(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     let (status, error_type) = {
         let mut s = state.lock().unwrap();
         *s.attempts.entry(connection_id.clone()).or_default() += 1;
+        s.posts_seen += 1;
+        // A fixed scatter over the posts (a multiplicative hash of their order).
+        let roll = s.posts_seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+        let flaky = roll % 1000 < s.flaky;
         match (s.answers.get(&connection_id).copied(), s.limit) {
+            (None, _) if flaky && roll.is_multiple_of(2) => (429, Some("LimitExceededException")),
+            (None, _) if flaky => (500, Some("InternalServerErrorException")),
             (Some(Answer::Gone), _) => (410, Some("GoneException")),
             (Some(Answer::Broken), _) => (500, Some("InternalServerErrorException")),
             (Some(Answer::TooLarge), _) => (413, Some("PayloadTooLargeException")),
