@@ -405,11 +405,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     let (signer, public_key_file) = seal_key(&options.seal.key)?;
     let limits = options.limits;
     let sessions = Arc::new(Sessions::new(limits.max_sessions, limits.session_buffer_bytes));
-    let feed = FeedDeps {
-        connections: backends.connections.clone(),
-        pusher: sessions.clone(),
-        settings: FanoutSettings::default(),
-    };
+    let feed = FeedDeps::new(backends.connections.clone(), sessions.clone(), FanoutSettings::default());
     let consumers = source::Consumers { feed, archive: options.archive.as_ref().map(ArchiveTarget::sink) };
     let source = match (&options.storage, &backends.dynamodb) {
         (Storage::DynamoDb { endpoint }, Some(client)) => {

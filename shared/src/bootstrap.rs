@@ -170,11 +170,7 @@ pub async fn serve_stream_fanout() -> Result<(), BoxError> {
         let endpoint = config.websocket_endpoint.clone().ok_or(
             "set WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (or WEBSOCKET_ENDPOINT) so the fan-out can post messages",
         )?;
-        Ok(FeedDeps {
-            connections: Arc::new(connections(&config).await),
-            pusher: Arc::new(ApiGatewayPusher::from_environment(&endpoint).await),
-            settings: FanoutSettings::default(),
-        })
+        Ok(FeedDeps::new(Arc::new(connections(&config).await), Arc::new(ApiGatewayPusher::from_environment(&endpoint).await), FanoutSettings::default()))
     })
     .await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {

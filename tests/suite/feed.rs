@@ -41,11 +41,11 @@ async fn feed() -> Feed {
     let store = DynamoStore::new(client.clone(), &entries_table, counters);
     let connections = Arc::new(DynamoConnections::new(client.clone(), connections_table));
     let server = ManagementServer::start().await;
-    let deps = FeedDeps {
-        connections: connections.clone(),
-        pusher: Arc::new(server.pusher()),
-        settings: FanoutSettings { retry_base: Duration::from_millis(1), ..FanoutSettings::default() },
-    };
+    let deps = FeedDeps::new(
+        connections.clone(),
+        Arc::new(server.pusher()),
+        FanoutSettings { retry_base: Duration::from_millis(1), ..FanoutSettings::default() },
+    );
     let logger = AuditLogger::new(Arc::new(store), AuditSettings::default());
     Feed { client, entries_table, logger, connections, server, deps, requests }
 }

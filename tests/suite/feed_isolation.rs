@@ -13,6 +13,7 @@ use auditline::apigw::websocket;
 use auditline::auth::{AuthMethod, Caller};
 use auditline::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry};
 use auditline::realtime::fanout::{FanoutSettings, fan_out};
+use auditline::realtime::redelivery::Redeliveries;
 use auditline::realtime::{
     ConnectionFilters, ConnectionLimits, ConnectionStore, MemoryConnections, PushError, Pusher, WebSocketConnectionInfo,
 };
@@ -205,8 +206,15 @@ async fn a_record_lives_no_longer_than_its_credential(backend: Backend) {
     // A minute and a bit later the short-lived credential receives nothing.
     let later = DateTime::from_timestamp(soon + 1, 0).unwrap();
     let pusher = Recorder::default();
-    let report =
-        fan_out(&[entry("acme", EntityType::File)], store.as_ref(), &pusher, &FanoutSettings::default(), later).await;
+    let report = fan_out(
+        &[entry("acme", EntityType::File)],
+        store.as_ref(),
+        &pusher,
+        &FanoutSettings::default(),
+        &Default::default(),
+        later,
+    )
+    .await;
     assert_eq!(report.delivered, 2);
     assert!(!pusher.delivered_to("short"), "an expired credential stops receiving");
 }
@@ -265,7 +273,7 @@ async fn a_tenant_with_many_connections_does_not_delay_another() {
     // The big tenant's entry comes first in the batch (and sorts first): the order that used to
     // queue the small tenant behind all 500.
     let batch = [entry("bigcorp", EntityType::File), entry("smallco", EntityType::File)];
-    let report = fan_out(&batch, &store, &pusher, &settings, Utc::now()).await;
+    let report = fan_out(&batch, &store, &pusher, &settings, &Default::default(), Utc::now()).await;
     assert_eq!(report.delivered, 501);
     let log = pusher.log.lock().unwrap();
     let small = log.iter().find(|(c, _)| c == "small-0").unwrap().1 - started;
@@ -287,7 +295,7 @@ async fn a_tenant_whose_connections_take_long_to_read_does_not_delay_another() {
     pusher.delays.insert("small-0".into(), Duration::from_millis(2));
     let started = tokio::time::Instant::now();
     let batch = [entry("aaa-bigcorp", EntityType::File), entry("zzz-smallco", EntityType::File)];
-    let report = fan_out(&batch, &store, &pusher, &FanoutSettings::default(), Utc::now()).await;
+    let report = fan_out(&batch, &store, &pusher, &FanoutSettings::default(), &Default::default(), Utc::now()).await;
     assert_eq!(report.delivered, 5_001);
     let log = pusher.log.lock().unwrap();
     let small = log.iter().find(|(c, _)| c == "small-0").unwrap().1 - started;
@@ -310,7 +318,7 @@ async fn a_batch_stops_at_its_time_budget_and_strikes_the_slow_connection() {
     let settings = FanoutSettings { budget: Duration::from_secs(5), ..FanoutSettings::default() };
     let started = tokio::time::Instant::now();
     let batch = [entry("acme", EntityType::File), entry("acme", EntityType::Report)];
-    let report = fan_out(&batch, &store, &pusher, &settings, Utc::now()).await;
+    let report = fan_out(&batch, &store, &pusher, &settings, &Default::default(), Utc::now()).await;
     // Under virtual time, the hour-long post would take an hour: the batch ended at its budget.
     let took = tokio::time::Instant::now() - started;
     assert!(took < Duration::from_secs(3600), "the batch did not wait for the stuck post ({took:?})");
@@ -321,6 +329,39 @@ async fn a_batch_stops_at_its_time_budget_and_strikes_the_slow_connection() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_redelivered_batch_goes_only_to_the_connections_that_missed_it() {
+    let store = MemoryConnections::new();
+    for id in ["fast-1", "fast-2", "broken"] {
+        open(&store, id, "acme").await;
+    }
+    open(&store, "other-tenant", "globex").await;
+    let mut failing = Recorder { broken: vec!["broken".into()], ..Recorder::default() };
+    let settings = FanoutSettings { retry_base: Duration::from_millis(1), ..FanoutSettings::default() };
+    let memory = Redeliveries::default();
+    let batch = [entry("acme", EntityType::File), entry("globex", EntityType::File), entry("acme", EntityType::Report)];
+    let first = fan_out(&batch, &store, &failing, &settings, &memory, Utc::now()).await;
+    assert_eq!(first.delivered, 5, "two fast connections × two entries, and the other tenant's one");
+    assert_eq!(first.failed.len(), 2, "the broken connection's entries come again");
+
+    // The stream redelivers from the first failed record — here the whole batch; the broken
+    // connection has recovered.
+    failing.broken.clear();
+    failing.log.lock().unwrap().clear();
+    let again = fan_out(&batch, &store, &failing, &settings, &memory, Utc::now()).await;
+    let log: Vec<String> = failing.log.lock().unwrap().iter().map(|(c, _)| c.clone()).collect();
+    assert_eq!(log, ["broken", "broken"], "only what was missing was sent again");
+    assert_eq!(again.skipped_redelivered, 5);
+    assert!(again.failed.is_empty());
+    assert!(memory.is_empty(), "a batch that went through is forgotten");
+
+    // Without the memory (a cold instance), a redelivery is a duplicate for everyone: still at
+    // least once, which clients absorb by entry id.
+    failing.log.lock().unwrap().clear();
+    let cold = fan_out(&batch, &store, &failing, &settings, &Redeliveries::default(), Utc::now()).await;
+    assert_eq!(cold.delivered, 7);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_budget_that_ends_inside_a_post_still_ends_the_batch() {
     let store = MemoryConnections::new();
     open(&store, "stuck", "acme").await;
@@ -328,7 +369,7 @@ async fn a_budget_that_ends_inside_a_post_still_ends_the_batch() {
     pusher.delays.insert("stuck".into(), Duration::from_secs(3600));
     let settings = FanoutSettings { budget: Duration::from_secs(5), ..FanoutSettings::default() };
     let started = tokio::time::Instant::now();
-    fan_out(&[entry("acme", EntityType::File)], &store, &pusher, &settings, Utc::now()).await;
+    fan_out(&[entry("acme", EntityType::File)], &store, &pusher, &settings, &Default::default(), Utc::now()).await;
     assert!(tokio::time::Instant::now() - started <= Duration::from_secs(6), "the budget bounds even one post");
 }
 
@@ -342,7 +383,7 @@ async fn a_connection_that_keeps_failing_is_dropped_instead_of_stalling_the_stre
     let server = ManagementServer::start().await;
     server.answer("broken", Answer::Broken);
     let settings = FanoutSettings { retry_base: Duration::from_millis(1), ..FanoutSettings::default() };
-    let deps = FeedDeps { connections: store.clone(), pusher: Arc::new(server.pusher()), settings: settings.clone() };
+    let deps = FeedDeps::new(store.clone(), Arc::new(server.pusher()), settings.clone());
     let entries = [entry("acme", EntityType::File)];
     let batch = insert_event(&entries, 1);
 
@@ -357,5 +398,5 @@ async fn a_connection_that_keeps_failing_is_dropped_instead_of_stalling_the_stre
     assert_eq!(server.closed(), ["broken"], "the client is told: its connection is closed");
     assert_eq!(connection_ids(store.as_ref(), "acme").await, ["healthy"]);
     assert_eq!(server.entry_ids("healthy").len(), 1);
-    assert_eq!(server.delivered()["healthy"].len(), settings.max_strikes as usize, "at least once, each redelivery");
+    assert_eq!(server.delivered()["healthy"].len(), 1, "once: the redeliveries went only to the broken connection");
 }

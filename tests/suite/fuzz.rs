@@ -731,7 +731,7 @@ fn dynamodb_stream_records() {
         let record = auditline::realtime::WebSocketConnectionInfo::new("c", &caller, Default::default(), connected);
         runtime.block_on(connections.put(&record)).unwrap();
         let pusher = Arc::new(Counting(Default::default()));
-        let deps = FeedDeps { connections, pusher: pusher.clone(), settings: FanoutSettings::default() };
+        let deps = FeedDeps::new(connections, pusher.clone(), FanoutSettings::default());
         let Ok(event) = serde_json::from_value(json!({ "Records": records })) else {
             // Not a stream event at all: the runtime reports it before any handler runs.
             return Ok(());

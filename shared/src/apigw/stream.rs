@@ -11,6 +11,7 @@ use chrono::Utc;
 use crate::archive::{ArchiveSink, objects};
 use crate::domain::AuditLogEntry;
 use crate::realtime::fanout::{FanoutReport, FanoutSettings, fan_out};
+use crate::realtime::redelivery::Redeliveries;
 use crate::realtime::{ConnectionStore, Pusher};
 use crate::store::dynamo::entry_from_item;
 
@@ -20,6 +21,14 @@ pub struct FeedDeps {
     pub connections: Arc<dyn ConnectionStore>,
     pub pusher: Arc<dyn Pusher>,
     pub settings: FanoutSettings,
+    /// Who already has what of a batch that failed somewhere, kept across invocations.
+    pub redeliveries: Arc<Redeliveries>,
+}
+
+impl FeedDeps {
+    pub fn new(connections: Arc<dyn ConnectionStore>, pusher: Arc<dyn Pusher>, settings: FanoutSettings) -> Self {
+        FeedDeps { connections, pusher, settings, redeliveries: Arc::default() }
+    }
 }
 
 /// Whether a record is a TTL expiry: a REMOVE made by the DynamoDB service itself.
@@ -86,7 +95,15 @@ pub async fn handle_stream(event: Event, deps: &FeedDeps) -> (DynamoDbEventRespo
             }
         }
     }
-    let report = fan_out(&entries, deps.connections.as_ref(), deps.pusher.as_ref(), &deps.settings, Utc::now()).await;
+    let report = fan_out(
+        &entries,
+        deps.connections.as_ref(),
+        deps.pusher.as_ref(),
+        &deps.settings,
+        &deps.redeliveries,
+        Utc::now(),
+    )
+    .await;
     failed_sequences.extend(report.failed.iter().map(|i| sequences[*i].clone()));
     tracing::info!(
         records = event.records.len(),

@@ -11,7 +11,9 @@
 //! missed entries are reported, so the stream redelivers them; at `max_strikes` the connection is
 //! closed and forgotten instead (its client reconnects and catches up over HTTP), so one bad
 //! connection cannot fail entries for everyone else nor hold the shard back for every tenant.
-//! Delivery is at least once: clients de-duplicate by entry id.
+//! When a batch had a failure, the connections that did get its entries are remembered
+//! ([`Redeliveries`]), so its redelivery reaches only the ones still missing them. Delivery is at
+//! least once: clients de-duplicate by entry id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::redelivery::Redeliveries;
 use super::{ConnectionStore, PushError, Pusher, WebSocketConnectionInfo};
 use crate::domain::time::serde_millis;
 use crate::domain::{AuditAction, AuditLogEntry, EntityType, TenantId};
@@ -140,6 +143,8 @@ pub struct FanoutReport {
     pub failed: BTreeSet<usize>,
     /// Most connections served at the same moment.
     pub peak_concurrency: usize,
+    /// Messages not sent because the connection had the entry from an earlier delivery of its batch.
+    pub skipped_redelivered: usize,
 }
 
 struct Prepared {
@@ -150,7 +155,8 @@ struct Prepared {
 /// What one connection's task achieved.
 #[derive(Default)]
 struct ConnectionOutcome {
-    delivered: usize,
+    /// Entries it received (indexes into the batch).
+    delivered: Vec<usize>,
     notices: usize,
     gone: bool,
     opening: bool,
@@ -177,6 +183,7 @@ pub async fn fan_out(
     connections: &dyn ConnectionStore,
     pusher: &dyn Pusher,
     settings: &FanoutSettings,
+    recent: &Redeliveries,
     now: DateTime<Utc>,
 ) -> FanoutReport {
     let deadline = Instant::now() + settings.budget;
@@ -195,17 +202,27 @@ pub async fn fan_out(
         })
         .collect();
 
+    let skipped = AtomicUsize::new(0);
     // One stream of work per tenant: its connections once loaded, each with the entries it may
     // receive. `select_all` takes from the tenants in turn as their loads complete, so a tenant
     // with thousands of connections delays neither another's load nor its place in the queue.
+    let skipped = &skipped;
     let tenants = by_tenant.into_iter().map(|(tenant, indexes)| {
         futures::stream::once(async move { (tenant, connections.tenant_connections(tenant, now).await, indexes) })
             .flat_map(move |(tenant, loaded, indexes)| {
                 // Lazily: a connection's entries are matched when it is taken, not all up front.
                 let work: Box<dyn Iterator<Item = Work> + Send> = match loaded {
                     Ok(list) => Box::new(list.into_iter().filter_map(move |connection| {
-                        let mine: Vec<usize> =
-                            indexes.iter().copied().filter(|i| connection.may_receive(&entries[*i])).collect();
+                        let mine: Vec<usize> = indexes
+                            .iter()
+                            .copied()
+                            .filter(|i| connection.may_receive(&entries[*i]))
+                            .filter(|i| {
+                                let had = recent.already_delivered(entries[*i].id, &connection.connection_id);
+                                skipped.fetch_add(usize::from(had), Ordering::Relaxed);
+                                !had
+                            })
+                            .collect();
                         (!mine.is_empty()).then_some(Work::Serve(connection, mine))
                     })),
                     Err(e) => {
@@ -239,6 +256,7 @@ pub async fn fan_out(
         .collect()
         .await;
 
+    let mut delivered_to: Vec<Vec<String>> = vec![Vec::new(); entries.len()];
     for served in outcomes {
         let (connection_id, outcome) = match served {
             Served::Connection(connection_id, outcome) => (connection_id, outcome),
@@ -247,7 +265,10 @@ pub async fn fan_out(
                 continue;
             }
         };
-        report.delivered += outcome.delivered;
+        report.delivered += outcome.delivered.len();
+        for &i in &outcome.delivered {
+            delivered_to[i].push(connection_id.clone());
+        }
         report.notices += outcome.notices;
         report.opening += usize::from(outcome.opening);
         report.out_of_time += usize::from(outcome.out_of_time);
@@ -262,6 +283,16 @@ pub async fn fan_out(
         }
     }
     report.peak_concurrency = peak.load(Ordering::SeqCst);
+    report.skipped_redelivered = skipped.load(Ordering::Relaxed);
+    // A batch with a failure comes again from its first failed record: remember who has what of
+    // it. A batch without one will not come again: nothing of it needs remembering.
+    for (entry, connections) in entries.iter().zip(delivered_to) {
+        if report.failed.is_empty() {
+            recent.forget(entry.id);
+        } else {
+            recent.remember(entry.id, connections);
+        }
+    }
     report
 }
 
@@ -323,7 +354,7 @@ async fn serve(
             };
             match pushed {
                 Ok(()) => {
-                    outcome.delivered += 1;
+                    outcome.delivered.push(i);
                     outcome.notices += usize::from(Arc::ptr_eq(message, &p.notice));
                     break;
                 }

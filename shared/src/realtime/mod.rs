@@ -3,6 +3,7 @@
 //! Lambda functions and the local gateway share all of it.
 
 pub mod fanout;
+pub mod redelivery;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;

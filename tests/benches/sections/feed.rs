@@ -101,8 +101,7 @@ pub async fn run(out: &mut String) {
         [("in-process, no latency", Duration::ZERO), ("in-process, 1 ms per message", Duration::from_millis(1))]
     {
         let pusher = Arc::new(InProcess { latency, pushed: AtomicUsize::new(0) });
-        let deps =
-            FeedDeps { connections: connections.clone(), pusher: pusher.clone(), settings: FanoutSettings::default() };
+        let deps = FeedDeps::new(connections.clone(), pusher.clone(), FanoutSettings::default());
         let runs = if latency.is_zero() { RUNS } else { 3 };
         let mut times = Vec::new();
         let mut peak = 0;
@@ -147,7 +146,7 @@ pub async fn run(out: &mut String) {
             Ok(())
         }
     }
-    let deps = FeedDeps { connections: store.clone(), pusher: Arc::new(SomeGone), settings: FanoutSettings::default() };
+    let deps = FeedDeps::new(store.clone(), Arc::new(SomeGone), FanoutSettings::default());
     requests.reset();
     let (response, report) = handle_stream(batch(), &deps).await;
     assert!(response.batch_item_failures.is_empty());

@@ -83,7 +83,7 @@ async fn connect(store: &dyn ConnectionStore, tenant_name: &str, count: usize) {
 async fn deliver(batch: &[AuditLogEntry], store: &dyn ConnectionStore) -> (Duration, Duration) {
     let pusher = Timed { started: Mutex::new(Instant::now()), first: Mutex::default() };
     let settings = FanoutSettings::default();
-    let report = fan_out(batch, store, &pusher, &settings, Utc::now()).await;
+    let report = fan_out(batch, store, &pusher, &settings, &Default::default(), Utc::now()).await;
     let whole = pusher.started.lock().unwrap().elapsed();
     assert!(report.failed.is_empty() && report.out_of_time == 0);
     let first = pusher.first.lock().unwrap();
