@@ -6,6 +6,7 @@
 //! or any DynamoDB API endpoint.
 
 pub mod events;
+pub mod push_faults;
 pub mod sessions;
 pub mod source;
 
@@ -28,7 +29,7 @@ use auditline::domain::TenantId;
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
 use auditline::integrity::signing::{LocalSigner, Signer, public_key_pem};
 use auditline::realtime::fanout::FanoutSettings;
-use auditline::realtime::{ConnectionLimits, ConnectionStore, MemoryConnections};
+use auditline::realtime::{ConnectionLimits, ConnectionStore, MemoryConnections, Pusher};
 use auditline::seal::{SealStore, Sealer};
 use auditline::store::dynamo::tables::{
     self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
@@ -114,6 +115,8 @@ pub struct Options {
     pub seal: SealOptions,
     /// Where the archive consumer writes, if anywhere.
     pub archive: Option<ArchiveTarget>,
+    /// Posts to live clients failed on purpose, per thousand (soak runs; see [`push_faults`]).
+    pub push_faults_per_mille: u64,
 }
 
 /// The archive's destination: the same layout as the S3 bucket on AWS.
@@ -405,7 +408,14 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     let (signer, public_key_file) = seal_key(&options.seal.key)?;
     let limits = options.limits;
     let sessions = Arc::new(Sessions::new(limits.max_sessions, limits.session_buffer_bytes));
-    let feed = FeedDeps::new(backends.connections.clone(), sessions.clone(), FanoutSettings::default());
+    let pusher: Arc<dyn Pusher> = match options.push_faults_per_mille {
+        0 => sessions.clone(),
+        share => {
+            tracing::warn!(per_mille = share, "live feed posts fail on purpose (AUDITLINE_PUSH_FAULTS_PER_MILLE)");
+            Arc::new(push_faults::FaultyPusher::new(sessions.clone(), share))
+        }
+    };
+    let feed = FeedDeps::new(backends.connections.clone(), pusher, FanoutSettings::default());
     let consumers = source::Consumers { feed, archive: options.archive.as_ref().map(ArchiveTarget::sink) };
     let source = match (&options.storage, &backends.dynamodb) {
         (Storage::DynamoDb { endpoint }, Some(client)) => {
@@ -744,7 +754,11 @@ pub fn options_from_env(
     let key =
         std::env::var("AUDITLINE_SEAL_KEY_FILE").map_or_else(|_| PathBuf::from(DEFAULT_SEAL_KEY_FILE), PathBuf::from);
     let seal = SealOptions { every: seal_every, key: SealKey::File(key) };
-    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits, seal, archive })
+    let push_faults_per_mille = number_from_env("AUDITLINE_PUSH_FAULTS_PER_MILLE", 0, 0)? as u64;
+    if push_faults_per_mille > 1000 {
+        return Err("AUDITLINE_PUSH_FAULTS_PER_MILLE is a share per thousand: 0 to 1000".into());
+    }
+    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits, seal, archive, push_faults_per_mille })
 }
 
 /// A whole number of at least `min` from `variable`, or `default` when unset.

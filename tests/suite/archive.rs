@@ -161,6 +161,7 @@ async fn the_local_gateway_archives_what_it_stores_under_its_archive_dir() {
         limits: Limits::default(),
         seal: SealOptions::default(),
         archive: Some(ArchiveTarget::Directory(root.clone())),
+        push_faults_per_mille: 0,
     };
     let g = start(options).await.expect("the gateway starts");
     let key = g.credentials.api_key.expose().to_owned();

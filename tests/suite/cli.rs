@@ -52,9 +52,17 @@ async fn sealing_gateway(config: &Config, key_file: &Path) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let seal = SealOptions { every: Duration::from_millis(200), key: SealKey::File(key_file.to_owned()) };
     let storage = Storage::DynamoDb { endpoint: auditline_tests::dynamodb_endpoint() };
-    start(Options { bind, storage, config: config.clone(), limits: Limits::default(), seal, archive: None })
-        .await
-        .expect("the gateway starts")
+    start(Options {
+        bind,
+        storage,
+        config: config.clone(),
+        limits: Limits::default(),
+        seal,
+        archive: None,
+        push_faults_per_mille: 0,
+    })
+    .await
+    .expect("the gateway starts")
 }
 
 // Multi-threaded: the gateway must answer while the test waits on the command line's process.
@@ -241,6 +249,7 @@ async fn gateway_with_large_entries() -> Running {
         limits: Limits::default(),
         seal: SealOptions::default(),
         archive: None,
+        push_faults_per_mille: 0,
     })
     .await
     .expect("the gateway starts");

@@ -26,9 +26,17 @@ fn config(extra: &[(&str, String)]) -> Config {
 
 async fn gateway(storage: Storage, config: Config) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    start(Options { bind, storage, config, limits: Limits::default(), seal: SealOptions::default(), archive: None })
-        .await
-        .expect("the gateway starts")
+    start(Options {
+        bind,
+        storage,
+        config,
+        limits: Limits::default(),
+        seal: SealOptions::default(),
+        archive: None,
+        push_faults_per_mille: 0,
+    })
+    .await
+    .expect("the gateway starts")
 }
 
 async fn memory_gateway() -> Running {
@@ -237,9 +245,17 @@ async fn the_binary_runs_prints_working_credentials_and_stops_on_ctrl_c() {
 async fn gateway_with(limits: Limits, config: Config) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let storage = Storage::Memory { max_entries: 100_000, max_bytes: 64 << 20 };
-    start(Options { bind, storage, config, limits, seal: SealOptions::default(), archive: None })
-        .await
-        .expect("the gateway starts")
+    start(Options {
+        bind,
+        storage,
+        config,
+        limits,
+        seal: SealOptions::default(),
+        archive: None,
+        push_faults_per_mille: 0,
+    })
+    .await
+    .expect("the gateway starts")
 }
 
 #[tokio::test]

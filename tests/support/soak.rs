@@ -35,6 +35,10 @@ pub struct SoakConfig {
     pub rate_per_writer: u32,
     /// When to kill the gateway (SIGKILL) and start it again on the same tables (DynamoDB only).
     pub kill_at: Option<Duration>,
+    /// Entries in every fifth write (the others write one).
+    pub batch_size: usize,
+    /// Posts to live clients the gateway fails on purpose (429 and 500), per thousand.
+    pub push_faults_per_mille: u64,
 }
 
 impl SoakConfig {
@@ -56,8 +60,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn start(dynamodb: Option<&str>) -> Gateway {
+    pub fn start(dynamodb: Option<&str>, push_faults_per_mille: u64) -> Gateway {
         let mut env: Vec<(String, String)> = vec![
+            ("AUDITLINE_PUSH_FAULTS_PER_MILLE".into(), push_faults_per_mille.to_string()),
             ("JWT_SECRET".into(), SECRET.into()),
             ("RUST_LOG".into(), "warn".into()),
             ("AUDITLINE_MAX_SESSIONS".into(), "5000".into()),
@@ -292,6 +297,8 @@ pub struct SoakReport {
     /// Expected entries a client got over HTTP after reconnecting rather than as a frame.
     pub caught_up: usize,
     pub reconnects: usize,
+    /// Live-feed posts failed on purpose, per thousand.
+    pub push_faults_per_mille: u64,
 }
 
 impl SoakReport {
@@ -319,6 +326,14 @@ impl SoakReport {
             ("POST → frame p50 / p99", format!("{:.1} ms / {:.1} ms", self.frame_p50_ms, self.frame_p99_ms)),
             ("gateway peak RSS", format!("{:.1} MiB", self.peak_rss_mib)),
             ("reader errors (5xx under faults)", self.read_errors.to_string()),
+            (
+                "live-feed posts failed on purpose (429/500)",
+                if self.push_faults_per_mille == 0 {
+                    "—".into()
+                } else {
+                    format!("{:.1} %", self.push_faults_per_mille as f64 / 10.0)
+                },
+            ),
             (
                 "DynamoDB requests / faults injected",
                 if self.faults.is_empty() { "—".into() } else { self.faults.clone() },
@@ -376,14 +391,14 @@ async fn send(
     }
 }
 
-async fn writer(w: usize, url: String, deadline: Instant, rate: u32, truth: Arc<Mutex<Truth>>) {
+async fn writer(w: usize, url: String, deadline: Instant, rate: u32, batch_size: usize, truth: Arc<Mutex<Truth>>) {
     let client = HttpClient::new();
     let tokens: Vec<String> = TENANTS.iter().map(|t| token(t, &format!("writer-{w}"), "audit:write")).collect();
     let mut k = 0usize;
     while Instant::now() < deadline {
         let started = Instant::now();
         let tenant = (w + k) % TENANTS.len();
-        let batch = if k % 5 == 4 { 5 } else { 1 };
+        let batch = if k % 5 == 4 { batch_size.max(1) } else { 1 };
         let written: Vec<Written> = (0..batch)
             .map(|j| Written {
                 tenant,
@@ -621,7 +636,7 @@ async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool
 
 /// Runs the soak and accounts for it.
 pub async fn run(config: &SoakConfig) -> SoakReport {
-    let gateway = Arc::new(Mutex::new(Gateway::start(config.dynamodb.as_deref())));
+    let gateway = Arc::new(Mutex::new(Gateway::start(config.dynamodb.as_deref(), config.push_faults_per_mille)));
     let url = gateway.lock().unwrap().url.clone();
     let ws = format!("{}/ws", url.replacen("http://", "ws://", 1));
     let truth = Arc::new(Mutex::new(Truth::default()));
@@ -649,7 +664,9 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
     // Let the clients connect before the first write.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let writers: Vec<_> = (0..config.writers)
-        .map(|w| tokio::spawn(writer(w, url.clone(), deadline, config.rate_per_writer, truth.clone())))
+        .map(|w| {
+            tokio::spawn(writer(w, url.clone(), deadline, config.rate_per_writer, config.batch_size, truth.clone()))
+        })
         .collect();
     let readers: Vec<_> =
         (0..config.readers).map(|r| tokio::spawn(reader(r, url.clone(), deadline, truth.clone()))).collect();
@@ -721,6 +738,7 @@ async fn account(
 ) -> SoakReport {
     let mut report = SoakReport {
         mode: config.label.clone(),
+        push_faults_per_mille: config.push_faults_per_mille,
         seconds: config.duration.as_secs_f64(),
         acked: truth.acked.len(),
         failed_writes: truth.failed.len(),

@@ -96,6 +96,7 @@ async fn gateway_with(entries: &[AuditLogEntry]) -> auditline_local::Running {
         limits: Limits::default(),
         seal: SealOptions::default(),
         archive: None,
+        push_faults_per_mille: 0,
     };
     let g = start(options).await.expect("the gateway starts");
     let key = g.credentials.api_key.expose().to_owned();

@@ -30,6 +30,7 @@ pub async fn run(out: &mut String) {
         limits: auditline_local::Limits::default(),
         seal: auditline_local::SealOptions::default(),
         archive: None,
+        push_faults_per_mille: 0,
     })
     .await
     .unwrap();

@@ -18,6 +18,8 @@ pub async fn run_section(out: &mut String) {
         dynamodb: None,
         rate_per_writer: 0,
         kill_at: None,
+        batch_size: 5,
+        push_faults_per_mille: 0,
     })
     .await;
     let mut reports = vec![memory];
@@ -34,6 +36,8 @@ pub async fn run_section(out: &mut String) {
             dynamodb: Some(proxy.url.clone()),
             rate_per_writer: 0,
             kill_at: None,
+            batch_size: 5,
+            push_faults_per_mille: 0,
         })
         .await;
         let c = &proxy.counts;
@@ -59,6 +63,8 @@ pub async fn run_section(out: &mut String) {
             dynamodb: Some(auditline_tests::dynamodb_endpoint()),
             rate_per_writer: 0,
             kill_at: Some(Duration::from_secs(40)),
+            batch_size: 5,
+            push_faults_per_mille: 0,
         })
         .await,
     );
