@@ -27,7 +27,7 @@ impl FaultyPusher {
         let n = self.posts.fetch_add(1, Ordering::Relaxed);
         let crossed = (n + 1) * self.per_mille / 1000 > n * self.per_mille / 1000;
         crossed.then(|| {
-            if (n * self.per_mille / 1000) % 2 == 0 {
+            if (n * self.per_mille / 1000).is_multiple_of(2) {
                 PushError::Throttled
             } else {
                 PushError::Other("injected 500".into())
