@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod cpu_quota;
 pub mod dynamo_faults;
 pub mod fault_proxy;
 pub mod feed;
@@ -11,6 +12,7 @@ pub mod kms;
 pub mod runtime;
 pub mod soak;
 pub mod stores;
+pub mod tls;
 pub mod wire;
 
 use std::sync::Arc;

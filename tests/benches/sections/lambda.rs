@@ -14,7 +14,7 @@ const STARTS: usize = 15;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Each function with the event it is measured on.
-fn cases() -> Vec<(&'static str, Value)> {
+pub fn cases() -> Vec<(&'static str, Value)> {
     let mut c = claims("user-789", "audit:read");
     c["tenant_id"] = json!("acme");
     let mut authorizer = event("authorizer-http.json");
@@ -40,7 +40,7 @@ fn cases() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
+pub fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

@@ -1,6 +1,7 @@
 //! One module per section of BENCHMARKS.md.
 
 mod auth;
+mod cold;
 mod export;
 mod feed;
 mod gateway;
@@ -18,7 +19,7 @@ use std::pin::Pin;
 pub type Section = fn(&mut String) -> Pin<Box<dyn Future<Output = ()> + '_>>;
 
 /// Sections a plain `./scripts/bench.sh` leaves out (they take long); name them to run them.
-pub const OPT_IN: &[&str] = &["sam", "soak"];
+pub const OPT_IN: &[&str] = &["sam", "soak", "cold"];
 
 pub const ALL: &[(&str, Section)] = &[
     ("store", |out| Box::pin(store::run(out))),
@@ -31,5 +32,6 @@ pub const ALL: &[(&str, Section)] = &[
     ("lambda", |out| Box::pin(lambda::run(out))),
     ("gateway", |out| Box::pin(gateway::run(out))),
     ("sam", |out| Box::pin(sam::run(out))),
+    ("cold", |out| Box::pin(cold::run(out))),
     ("soak", |out| Box::pin(soak::run_section(out))),
 ];
