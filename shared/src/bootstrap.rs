@@ -14,14 +14,13 @@ use crate::apigw::http::{AuditApi, Route};
 use crate::apigw::management::ApiGatewayPusher;
 use crate::apigw::stream::{FeedDeps, handle_stream};
 use crate::apigw::websocket;
-use crate::auth::jwt::JwtConfigError;
 use crate::auth::{AuthMethod, Authenticator};
 use crate::kms::KmsSigner;
 use crate::realtime::fanout::FanoutSettings;
 use crate::seal::Sealer;
 use crate::store::DynamoStore;
 use crate::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment};
-use crate::{AuditLogger, Config};
+use crate::{AuditLogger, Config, sdk};
 
 /// How long the health check waits for storage before reporting it degraded.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -30,14 +29,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The authenticator of a deployed function: API keys in DynamoDB (only if `api_key` is allowed, so
 /// JWT-only deployments need no table and no client).
-pub async fn authenticator(config: &Config) -> Result<Authenticator, JwtConfigError> {
+pub async fn authenticator(config: &Config) -> Result<Authenticator, BoxError> {
     let api_keys = if config.auth.allowed_methods.contains(&AuthMethod::ApiKey) {
-        let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
+        let client = client_from_environment(sdk::config().await?, config.dynamodb_endpoint.as_deref());
         Some(Arc::new(DynamoApiKeys::new(client, &config.api_keys_table)) as _)
     } else {
         None
     };
-    Authenticator::from_settings(&config.auth, api_keys)
+    Ok(Authenticator::from_settings(&config.auth, api_keys)?)
 }
 
 /// The audit store on the configured tables.
@@ -52,10 +51,10 @@ pub fn dynamo_store(client: aws_sdk_dynamodb::Client, config: &Config) -> Dynamo
 }
 
 /// The HTTP handlers' dependencies on DynamoDB.
-pub async fn audit_api(config: &Config) -> AuditApi {
-    let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
+pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
+    let client = client_from_environment(sdk::config().await?, config.dynamodb_endpoint.as_deref());
     let store = Arc::new(dynamo_store(client.clone(), config));
-    AuditApi {
+    Ok(AuditApi {
         logger: Arc::new(AuditLogger::new(store.clone(), config.audit)),
         seal: store,
         seal_settings: config.seal,
@@ -63,7 +62,7 @@ pub async fn audit_api(config: &Config) -> AuditApi {
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
         auth_methods: config.auth.allowed_methods.iter().map(ToString::to_string).collect(),
-    }
+    })
 }
 
 /// Runs a function's initialisation; if it fails, tells Lambda through the Runtime API's
@@ -106,7 +105,7 @@ async fn report_init_error(error: &BoxError) {
 /// `main` of an HTTP route's function.
 pub async fn serve_http(route: Route) -> Result<(), BoxError> {
     lambda_http::tracing::init_default_subscriber();
-    let api = initialise(async { Ok(audit_api(&Config::from_env()?).await) }).await?;
+    let api = initialise(async { audit_api(&Config::from_env()?).await }).await?;
     crate::apigw::http::run(route, api).await
 }
 
@@ -124,7 +123,7 @@ pub async fn serve_viewer() -> Result<(), BoxError> {
 /// `main` of the authorizer function.
 pub async fn serve_authorizer() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let auth = initialise(async { Ok(authenticator(&Config::from_env()?).await?) }).await?;
+    let auth = initialise(async { authenticator(&Config::from_env()?).await }).await?;
     let auth = &auth;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         Ok::<Value, BoxError>(crate::apigw::authorize(event.payload, auth).await?)
@@ -132,9 +131,9 @@ pub async fn serve_authorizer() -> Result<(), BoxError> {
     .await
 }
 
-async fn connections(config: &Config) -> DynamoConnections {
-    let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
-    DynamoConnections::new(client, &config.connections_table)
+async fn connections(config: &Config) -> Result<DynamoConnections, BoxError> {
+    let client = client_from_environment(sdk::config().await?, config.dynamodb_endpoint.as_deref());
+    Ok(DynamoConnections::new(client, &config.connections_table))
 }
 
 /// `main` of the WebSocket `$connect` function.
@@ -142,7 +141,7 @@ pub async fn serve_ws_connect() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
     let (store, limits) = initialise(async {
         let config = Config::from_env()?;
-        Ok((connections(&config).await, config.connection_limits))
+        Ok((connections(&config).await?, config.connection_limits))
     })
     .await?;
     let store = &store;
@@ -155,7 +154,7 @@ pub async fn serve_ws_connect() -> Result<(), BoxError> {
 /// `main` of the WebSocket `$disconnect` function.
 pub async fn serve_ws_disconnect() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let store = &initialise(async { Ok(connections(&Config::from_env()?).await) }).await?;
+    let store = &initialise(async { connections(&Config::from_env()?).await }).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
         Ok::<_, BoxError>(websocket::disconnect(&event.payload, store).await)
     }))
@@ -170,7 +169,8 @@ pub async fn serve_stream_fanout() -> Result<(), BoxError> {
         let endpoint = config.websocket_endpoint.clone().ok_or(
             "set WEBSOCKET_API_ID, AWS_REGION and WEBSOCKET_STAGE (or WEBSOCKET_ENDPOINT) so the fan-out can post messages",
         )?;
-        Ok(FeedDeps::new(Arc::new(connections(&config).await), Arc::new(ApiGatewayPusher::from_environment(&endpoint).await), FanoutSettings::default()))
+        let pusher = ApiGatewayPusher::from_environment(sdk::config().await?, &endpoint);
+        Ok(FeedDeps::new(Arc::new(connections(&config).await?), Arc::new(pusher), FanoutSettings::default()))
     })
     .await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
@@ -185,7 +185,7 @@ pub async fn serve_stream_archive() -> Result<(), BoxError> {
     let sink = initialise(async {
         let config = Config::from_env()?;
         let bucket = config.archive_bucket.clone().ok_or("set ARCHIVE_BUCKET to the archive's S3 bucket")?;
-        Ok(crate::store::s3::S3Archive::from_environment(&bucket, config.s3_endpoint.as_deref()).await)
+        Ok(crate::store::s3::S3Archive::from_environment(sdk::config().await?, &bucket, config.s3_endpoint.as_deref()))
     })
     .await?;
     let sink = &sink;
@@ -204,8 +204,9 @@ pub async fn serve_seal() -> Result<(), BoxError> {
             .seal_kms_key_id
             .clone()
             .ok_or("set SEAL_KMS_KEY_ID to the KMS key (ECC_NIST_P256) that signs checkpoints")?;
-        let signer = KmsSigner::from_environment(&key, config.kms_endpoint.as_deref()).await?;
-        let client = client_from_environment(config.dynamodb_endpoint.as_deref()).await;
+        let sdk = sdk::config().await?;
+        let signer = KmsSigner::from_environment(sdk, &key, config.kms_endpoint.as_deref()).await?;
+        let client = client_from_environment(sdk, config.dynamodb_endpoint.as_deref());
         Ok(Sealer { store: Arc::new(dynamo_store(client, &config)), signer: Arc::new(signer), settings: config.seal })
     })
     .await?;
@@ -221,4 +222,60 @@ pub async fn serve_seal() -> Result<(), BoxError> {
         }))
     }))
     .await
+}
+
+/// The functions one `bootstrap` binary serves, by handler name (the `Handler` of each function in
+/// template.yaml, which Lambda passes as `_HANDLER`).
+pub const HANDLERS: &[&str] = &[
+    "authorizer",
+    "ws-authorizer",
+    "ingest",
+    "list-logs",
+    "get-log",
+    "entity-logs",
+    "project-logs",
+    "stats",
+    "health",
+    "export",
+    "list-checkpoints",
+    "get-proof",
+    "list-keys",
+    "viewer",
+    "ws-connect",
+    "ws-disconnect",
+    "stream-fanout",
+    "stream-archive",
+    "seal",
+];
+
+/// Runs the function `handler` names.
+pub async fn serve(handler: &str) -> Result<(), BoxError> {
+    let http = |route| serve_http(route);
+    match handler {
+        // The same code serves the HTTP API and the WebSocket API's `$connect`, deployed twice.
+        "authorizer" | "ws-authorizer" => serve_authorizer().await,
+        "ingest" => http(Route::Ingest).await,
+        "list-logs" => http(Route::ListLogs).await,
+        "get-log" => http(Route::GetLog).await,
+        "entity-logs" => http(Route::EntityLogs).await,
+        "project-logs" => http(Route::ProjectLogs).await,
+        "stats" => http(Route::Stats).await,
+        "health" => http(Route::Health).await,
+        "export" => http(Route::Export).await,
+        "list-checkpoints" => http(Route::Checkpoints).await,
+        "get-proof" => http(Route::Proof).await,
+        "list-keys" => http(Route::Keys).await,
+        "viewer" => serve_viewer().await,
+        "ws-connect" => serve_ws_connect().await,
+        "ws-disconnect" => serve_ws_disconnect().await,
+        "stream-fanout" => serve_stream_fanout().await,
+        "stream-archive" => serve_stream_archive().await,
+        "seal" => serve_seal().await,
+        unknown => {
+            let error: BoxError =
+                format!("no function is called {unknown:?}: set the Handler to one of {}", HANDLERS.join(", ")).into();
+            report_init_error(&error).await;
+            Err(error)
+        }
+    }
 }

@@ -42,9 +42,12 @@ impl KmsSigner {
     }
 
     /// The signer of a deployed function: credentials and region from the Lambda environment.
-    pub async fn from_environment(key: &str, endpoint_override: Option<&str>) -> Result<Self, SignError> {
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let mut builder = aws_sdk_kms::config::Builder::from(&shared)
+    pub async fn from_environment(
+        shared: &aws_config::SdkConfig,
+        key: &str,
+        endpoint_override: Option<&str>,
+    ) -> Result<Self, SignError> {
+        let mut builder = aws_sdk_kms::config::Builder::from(shared)
             .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build());
         if let Some(endpoint) = endpoint_override {
             builder = builder.endpoint_url(endpoint);

@@ -18,6 +18,7 @@ pub mod integrity;
 pub mod kms;
 pub mod logger;
 pub mod realtime;
+pub mod sdk;
 pub mod seal;
 pub mod store;
 pub mod viewer;

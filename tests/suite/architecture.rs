@@ -39,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("kms", &["integrity"]),
     ("viewer", &[]),
+    ("sdk", &[]),
     ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store"]),
     (
         "bootstrap",
@@ -55,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "kms",
             "logger",
             "realtime",
+            "sdk",
             "seal",
             "store",
             "viewer",

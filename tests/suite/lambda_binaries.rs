@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use auditline_tests::auth::{claims, hs256};
+use auditline_tests::event;
 use auditline_tests::feed::ManagementServer;
 use auditline_tests::runtime::{Function, Outcome, RuntimeApi, function_environment};
-use auditline_tests::{binary, event};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -17,7 +17,7 @@ async fn environment() -> Vec<(&'static str, String)> {
 
 async fn function(name: &str, env: &[(&str, String)]) -> Function {
     let api = RuntimeApi::start().await;
-    let f = api.spawn(&binary(name), name, env);
+    let f = api.spawn_function(name, env);
     assert!(api.ready(WAIT).await.is_some(), "{name} starts and polls for events");
     f
 }
@@ -161,7 +161,7 @@ async fn a_bad_configuration_is_reported_as_an_init_error() {
     let mut env = environment().await;
     env.push(("JWT_ALGORITHM", "none".into()));
     let api = RuntimeApi::start().await;
-    let mut f = api.spawn(&binary("authorizer"), "authorizer", &env);
+    let mut f = api.spawn_function("authorizer", &env);
     let status = tokio::task::spawn_blocking(move || {
         let status = f.child.wait().unwrap();
         (status, f)
@@ -176,6 +176,20 @@ async fn a_bad_configuration_is_reported_as_an_init_error() {
     let message = reported["errorMessage"].as_str().unwrap();
     assert!(message.contains("JWT_ALGORITHM"), "it names the variable at fault: {message}");
     assert!(!message.contains(auditline_tests::auth::SECRET), "and no secret");
+}
+
+#[tokio::test]
+async fn a_handler_that_names_no_function_is_reported_as_an_init_error() {
+    let api = RuntimeApi::start().await;
+    let mut f = api.spawn_function("ingets", &[]);
+    let status = tokio::task::spawn_blocking(move || f.child.wait().unwrap()).await.unwrap();
+    assert!(!status.success());
+    assert_eq!(api.first_poll(), None);
+    let message = api.init_error().expect("an init error")["errorMessage"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("\"ingets\"") && message.contains("ingest"),
+        "it names the handler and the choices: {message}"
+    );
 }
 
 #[tokio::test]

@@ -33,30 +33,11 @@ fn of_type(t: &Value, kind: &str) -> BTreeMap<String, Value> {
     resources(t).into_iter().filter(|(_, r)| r["Type"].as_str() == Some(kind)).collect()
 }
 
-/// Function resources by binary name.
+/// Function resources by handler (the function the one binary runs for them).
 fn functions(t: &Value) -> BTreeMap<String, Value> {
     of_type(t, "AWS::Serverless::Function")
         .into_values()
-        .map(|f| {
-            (
-                f["Metadata"]["BuildProperties"]["Binary"]
-                    .as_str()
-                    .expect("every function names its binary")
-                    .to_owned(),
-                f,
-            )
-        })
-        .collect()
-}
-
-fn binaries() -> BTreeSet<String> {
-    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/Cargo.toml")).unwrap();
-    manifest
-        .split("[[bin]]")
-        .skip(1)
-        .filter_map(|block| {
-            block.lines().find_map(|l| l.trim().strip_prefix("name = ")).map(|n| n.trim_matches('"').to_owned())
-        })
+        .map(|f| (f["Properties"]["Handler"].as_str().expect("every function names its handler").to_owned(), f))
         .collect()
 }
 
@@ -97,17 +78,20 @@ fn guarded_statements(f: &Value) -> Vec<(Option<String>, Vec<String>, Vec<String
 }
 
 #[test]
-fn every_function_is_a_binary_built_by_cargo_lambda_for_arm64() {
+fn every_function_runs_the_one_binary_built_once_by_cargo_lambda_for_arm64() {
     let t = template();
     let globals = &t["Globals"]["Function"];
     assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
     assert_eq!(text(&globals["Architectures"]), "arm64");
-    assert_eq!(globals["Handler"].as_str(), Some("bootstrap"));
     assert_eq!(globals["CodeUri"].as_str(), Some("./functions"));
     let fns = functions(&t);
-    assert_eq!(fns.keys().cloned().collect::<BTreeSet<_>>(), binaries(), "one function per binary, and back");
+    let handlers: BTreeSet<String> = auditline::bootstrap::HANDLERS.iter().map(|h| h.to_string()).collect();
+    assert_eq!(fns.keys().cloned().collect::<BTreeSet<_>>(), handlers, "one function per handler, and back");
+    let metadata: BTreeSet<String> = fns.values().map(|f| format!("{:?}", f["Metadata"])).collect();
+    assert_eq!(metadata.len(), 1, "the same build metadata everywhere: SAM then builds the binary once");
     for (binary, f) in &fns {
         assert_eq!(f["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{binary}");
+        assert_eq!(f["Metadata"]["BuildProperties"]["Binary"].as_str(), Some("auditline-lambda"), "{binary}");
         let log_group = text(&f["Properties"]["LoggingConfig"]["LogGroup"]);
         let group = log_group.strip_prefix("!Ref ").expect("a log group of its own");
         assert!(

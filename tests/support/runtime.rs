@@ -35,6 +35,9 @@ pub async fn function_environment(extra: &[(&'static str, String)]) -> Vec<(&'st
     env
 }
 
+/// The binary every function runs (its handler says which function).
+pub const LAMBDA_BINARY: &str = "auditline-lambda";
+
 /// What an invocation came back with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -90,11 +93,18 @@ impl RuntimeApi {
         api
     }
 
-    /// Starts `binary` against this emulator with `env` (plus Lambda's own variables).
+    /// Starts the function `name` (the functions' one binary with `name` as its handler).
+    pub fn spawn_function(&self, name: &str, env: &[(&str, String)]) -> Function {
+        self.spawn(&super::binary(LAMBDA_BINARY), name, env)
+    }
+
+    /// Starts `binary` as the function `name` against this emulator with `env` (plus Lambda's own
+    /// variables, `_HANDLER` among them).
     pub fn spawn(&self, binary: &Path, name: &str, env: &[(&str, String)]) -> Function {
         let mut command = Command::new(binary);
         command
             .env("AWS_LAMBDA_RUNTIME_API", &self.address)
+            .env("_HANDLER", name)
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

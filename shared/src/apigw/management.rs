@@ -22,9 +22,8 @@ pub struct ApiGatewayPusher {
 
 impl ApiGatewayPusher {
     /// A pusher for the WebSocket API stage at `endpoint` (see `Config::websocket_endpoint`).
-    pub async fn from_environment(endpoint: &str) -> Self {
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let config = aws_sdk_apigatewaymanagement::config::Builder::from(&shared)
+    pub fn from_environment(shared: &aws_config::SdkConfig, endpoint: &str) -> Self {
+        let config = aws_sdk_apigatewaymanagement::config::Builder::from(shared)
             .endpoint_url(endpoint)
             // The fan-out owns retries (with its own policy per failure); the SDK does not add its own.
             .retry_config(RetryConfig::disabled())

@@ -32,9 +32,8 @@ impl S3Archive {
 
     /// The client a deployed function uses; `endpoint_override` (an S3 API such as moto's) implies
     /// path-style addressing.
-    pub async fn from_environment(bucket: &str, endpoint_override: Option<&str>) -> Self {
-        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared).timeout_config(timeouts());
+    pub fn from_environment(shared: &aws_config::SdkConfig, bucket: &str, endpoint_override: Option<&str>) -> Self {
+        let mut builder = aws_sdk_s3::config::Builder::from(shared).timeout_config(timeouts());
         if let Some(endpoint) = endpoint_override {
             builder = builder.endpoint_url(endpoint).force_path_style(true);
         }

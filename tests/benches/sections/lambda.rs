@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use auditline_tests::auth::{claims, hs256};
 use auditline_tests::feed::ManagementServer;
-use auditline_tests::runtime::{Outcome, RuntimeApi, function_environment};
+use auditline_tests::runtime::{LAMBDA_BINARY, Outcome, RuntimeApi, function_environment};
 use auditline_tests::{binary, event};
 use serde_json::{Value, json};
 
@@ -75,7 +75,7 @@ pub async fn run(out: &mut String) {
         .unwrap();
     writeln!(out, "|---|---|---|---|---|---|").unwrap();
     for (name, sample) in cases() {
-        let path = binary(name);
+        let path = binary(LAMBDA_BINARY);
         let size = std::fs::metadata(&path).unwrap().len() as f64 / (1024.0 * 1024.0);
         let mut starts = Vec::new();
         for _ in 0..STARTS {

@@ -8,11 +8,13 @@ async fn main() {
     let cli = Cli::parse();
     let mut out = std::io::stdout();
     let result: Result<bool, Box<dyn std::error::Error>> = match cli.command {
-        Command::Keys(args) => {
-            let client = client_from_environment(args.endpoint.as_deref()).await;
-            let store = DynamoApiKeys::new(client, args.table);
-            keys::run(args.command, &store, chrono::Utc::now(), &mut out).await.map(|()| true)
-        }
+        Command::Keys(args) => match auditline::sdk::config().await {
+            Ok(sdk) => {
+                let store = DynamoApiKeys::new(client_from_environment(sdk, args.endpoint.as_deref()), args.table);
+                keys::run(args.command, &store, chrono::Utc::now(), &mut out).await.map(|()| true)
+            }
+            Err(e) => Err(e.into()),
+        },
         Command::Export(args) => export::run(&args, &mut out).await.map(|_| true).map_err(|e| e as _),
         Command::Fetch(args) => fetch::run(&args, &mut out).await.map(|_| true).map_err(|e| e as _),
         Command::Verify(args) => verify::run(&args, &mut out).map_err(|e| e as _),

@@ -35,11 +35,10 @@ fn local_timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// The client a deployed function uses: credentials and region from the Lambda environment, and the
+/// The client a deployed function uses: the shared SDK configuration ([`crate::sdk`]), and the
 /// endpoint from `endpoint_override` if one is configured (a local DynamoDB-API server).
-pub async fn client_from_environment(endpoint_override: Option<&str>) -> Client {
-    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let mut builder = aws_sdk_dynamodb::config::Builder::from(&shared).timeout_config(timeouts());
+pub fn client_from_environment(shared: &aws_config::SdkConfig, endpoint_override: Option<&str>) -> Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(shared).timeout_config(timeouts());
     if let Some(endpoint) = endpoint_override {
         builder = builder.endpoint_url(endpoint);
     }
