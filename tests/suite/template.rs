@@ -77,6 +77,27 @@ fn guarded_statements(f: &Value) -> Vec<(Option<String>, Vec<String>, Vec<String
     all
 }
 
+/// Memory per function, as chosen from the cold-path figures (docs/ARCHITECTURE.md, "Cold path").
+#[test]
+fn memory_sizes_are_the_ones_the_cold_path_figures_chose() {
+    let t = template();
+    let default = t["Globals"]["Function"]["MemorySize"].as_u64();
+    let memory: BTreeMap<String, Option<u64>> =
+        functions(&t).into_iter().map(|(h, f)| (h, f["Properties"]["MemorySize"].as_u64().or(default))).collect();
+    for (handler, mb) in [
+        ("authorizer", 128),
+        ("ws-authorizer", 128),
+        ("ingest", 128),
+        ("list-logs", 128),
+        ("ws-connect", 256),
+        ("stream-archive", 256),
+        ("stream-fanout", 256),
+        ("seal", 256),
+    ] {
+        assert_eq!(memory[handler], Some(mb), "{handler}");
+    }
+}
+
 #[test]
 fn every_function_runs_the_one_binary_built_once_by_cargo_lambda_for_arm64() {
     let t = template();
