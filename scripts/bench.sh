@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet -p auditline-functions -p auditline-local
 export AUDITLINE_BIN_DIR="$PWD/target/release"
 start_moto
+ensure_openssl
 # `sam build` (arm64, tens of minutes) runs only when asked for: ./scripts/bench.sh sam
 if [[ " $* " == *" sam "* ]]; then ensure_cargo_lambda; fi
 # The viewer, in the browser (Node and Debian's Chromium): ./scripts/bench.sh viewer

@@ -24,6 +24,7 @@ start_moto
 echo "==> template.yaml created in moto's CloudFormation (SAM translated offline)"
 "$TOOLS_DIR/venv/bin/python" scripts/lib/cfn_emulate.py template.yaml 2>&1 | grep -v '^No Moto CloudFormation support'
 
+ensure_openssl
 echo "==> cargo test --workspace"
 cargo test --workspace "$@"
 

@@ -36,6 +36,17 @@ ensure_cargo_lambda() {
   rustup target add aarch64-unknown-linux-gnu >/dev/null
 }
 
+# The openssl command line makes the test CA of the TLS tests and the cold-path bench (once).
+ensure_openssl() {
+  if ! command -v openssl >/dev/null; then
+    echo "==> installing Debian's openssl (once)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+  fi
+}
+
 # Installs Debian's Chromium (once; as root, or with sudo) and the browser tests' one npm package.
 ensure_browser() {
   if [ ! -x /usr/bin/chromium ]; then

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use auditline_tests::auth::{claims, hs256};
 use auditline_tests::event;
+use auditline_tests::tls::{TestCa, TlsTerminator};
 use auditline_tests::feed::ManagementServer;
 use auditline_tests::runtime::{Function, Outcome, RuntimeApi, function_environment};
 use serde_json::{Value, json};
@@ -190,6 +191,63 @@ async fn a_handler_that_names_no_function_is_reported_as_an_init_error() {
         message.contains("\"ingets\"") && message.contains("ingest"),
         "it names the handler and the choices: {message}"
     );
+}
+
+/// Over TLS, as on AWS: the functions trust Amazon's roots and `AWS_CA_BUNDLE`, nothing else — not
+/// the machine's store (`SSL_CERT_FILE` names the test CA here too, and is ignored).
+#[tokio::test]
+async fn over_tls_the_functions_trust_amazons_roots_and_the_ca_bundle_only() {
+    let ca = TestCa::create();
+    let tls = TlsTerminator::start(&ca, &auditline_tests::dynamodb_endpoint()).await;
+    let mut env = environment().await;
+    for (key, value) in env.iter_mut() {
+        if *key == "DYNAMODB_ENDPOINT" {
+            *value = tls.url.clone();
+        }
+    }
+    env.push(("SSL_CERT_FILE", ca.ca_file.display().to_string()));
+    let health = event("http-health.json");
+
+    let untrusting = function("health", &env).await;
+    let refused = invoke(&untrusting, &health).await;
+    assert_eq!(refused["statusCode"], 503, "a server whose CA is not trusted is not talked to: {refused}");
+    assert_eq!(body(&refused)["status"], "degraded", "{refused}");
+
+    env.push(("AWS_CA_BUNDLE", ca.ca_file.display().to_string()));
+    let trusting = function("health", &env).await;
+    let answered = invoke(&trusting, &health).await;
+    assert_eq!((answered["statusCode"].as_u64(), body(&answered)["status"].as_str()), (Some(200), Some("healthy")));
+    assert!(tls.handshakes() >= 1);
+
+    // A bundle that is not PEM certificates stops the start with a clear init error.
+    let bad = ca.dir.join("not-a-bundle.pem");
+    std::fs::write(&bad, "hello").unwrap();
+    *env.iter_mut().find(|(k, _)| *k == "AWS_CA_BUNDLE").unwrap() = ("AWS_CA_BUNDLE", bad.display().to_string());
+    let api = RuntimeApi::start().await;
+    let mut f = api.spawn_function("health", &env);
+    let status = tokio::task::spawn_blocking(move || f.child.wait().unwrap()).await.unwrap();
+    assert!(!status.success());
+    let message = api.init_error().expect("an init error")["errorMessage"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("AWS_CA_BUNDLE: "), "{message}");
+}
+
+/// DynamoDB unreachable when the function starts and when it is first invoked: it starts (init
+/// opens no connection), and answers with the usual clear error instead of crashing.
+#[tokio::test]
+async fn a_function_whose_endpoint_is_down_starts_and_answers_clearly() {
+    let mut env = environment().await;
+    for (key, value) in env.iter_mut() {
+        if *key == "DYNAMODB_ENDPOINT" {
+            *value = "http://127.0.0.1:9".into();
+        }
+    }
+    let list = function("list-logs", &env).await;
+    let response = invoke(&list, &event("http-list-logs.json")).await;
+    assert_eq!(response["statusCode"], 503, "{response}");
+    assert!(body(&response)["error"].is_object() || body(&response)["error"].is_string(), "{response}");
+    assert!(!response.to_string().contains("127.0.0.1:9"), "no internal detail in the answer: {response}");
+    let again = invoke(&list, &event("http-list-logs.json")).await;
+    assert_eq!(again["statusCode"], 503, "still serving: {again}");
 }
 
 #[tokio::test]
