@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use auditline_tests::auth::{claims, hs256};
 use auditline_tests::event;
-use auditline_tests::tls::{TestCa, TlsTerminator};
 use auditline_tests::feed::ManagementServer;
 use auditline_tests::runtime::{Function, Outcome, RuntimeApi, function_environment};
+use auditline_tests::tls::{TestCa, TlsTerminator};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);

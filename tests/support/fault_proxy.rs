@@ -47,6 +47,8 @@ pub struct FaultCounts {
     pub unavailable: AtomicUsize,
     pub dropped_before: AtomicUsize,
     pub dropped_after: AtomicUsize,
+    /// 5xx answers of the backend itself (passed on).
+    pub backend_errors: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -155,6 +157,9 @@ async fn serve(
     let mut reply = Vec::new();
     if backend.read_to_end(&mut reply).await.is_err() {
         return;
+    }
+    if reply.starts_with(b"HTTP/1.1 5") || reply.starts_with(b"HTTP/1.0 5") {
+        counts.backend_errors.fetch_add(1, Ordering::Relaxed);
     }
     if drop_after {
         // The backend did it; the client never hears.

@@ -178,6 +178,9 @@ struct Truth {
     refused: Vec<String>,
     retries: usize,
     read_errors: usize,
+    /// 503 answers to writes, and how many of them said when to retry.
+    unavailable: usize,
+    unavailable_with_retry_after: usize,
 }
 
 /// What a live client is allowed, and asked, to see.
@@ -299,6 +302,9 @@ pub struct SoakReport {
     pub reconnects: usize,
     /// Live-feed posts failed on purpose, per thousand.
     pub push_faults_per_mille: u64,
+    /// Writes answered 503 (then retried with their key), and of those with `Retry-After`.
+    pub unavailable: usize,
+    pub unavailable_with_retry_after: usize,
 }
 
 impl SoakReport {
@@ -314,6 +320,10 @@ impl SoakReport {
                 format!("{} ({})", self.failed_writes, self.failed_present),
             ),
             ("retries with the same key", self.retries.to_string()),
+            (
+                "writes answered 503 (with Retry-After)",
+                format!("{} ({})", self.unavailable, self.unavailable_with_retry_after),
+            ),
             ("stats ≠ listing (tenants)", self.stats_mismatch.to_string()),
             ("live sessions (reconnections after a drop)", format!("{} ({})", self.sessions, self.reconnects)),
             ("frames expected / delivered", format!("{} / {}", self.frames_expected, self.frames_delivered)),
@@ -385,8 +395,18 @@ async fn send(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> Option<(u16, Value)> {
+    send_full(client, method, url, headers, body).await.map(|reply| (reply.status, reply.body))
+}
+
+async fn send_full(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Option<crate::client::HttpReply> {
     match tokio::time::timeout(Duration::from_secs(10), client.try_request(method, url, headers, body)).await {
-        Ok(Ok(reply)) => Some((reply.status, reply.body)),
+        Ok(Ok(reply)) => Some(reply),
         _ => None,
     }
 }
@@ -430,7 +450,13 @@ async fn writer(w: usize, url: String, deadline: Instant, rate: u32, batch_size:
                 tokio::time::sleep(Duration::from_millis((50u64 << attempt.min(6)).min(2_000))).await;
             }
             let sent = Instant::now();
-            match send(&client, "POST", &format!("{url}/audit/logs"), &headers, Some(&body)).await {
+            let reply = send_full(&client, "POST", &format!("{url}/audit/logs"), &headers, Some(&body)).await;
+            if let Some(r) = reply.as_ref().filter(|r| r.status == 503) {
+                let mut t = truth.lock().unwrap();
+                t.unavailable += 1;
+                t.unavailable_with_retry_after += usize::from(r.headers.contains_key("retry-after"));
+            }
+            match reply.map(|r| (r.status, r.body)) {
                 Some((201 | 207, reply)) => {
                     truth.lock().unwrap().post_latencies.push(sent.elapsed());
                     // An item that failed retryably: the key was released, so send it all again.
@@ -745,6 +771,8 @@ async fn account(
         refused: truth.refused.clone(),
         retries: truth.retries,
         read_errors: truth.read_errors,
+        unavailable: truth.unavailable,
+        unavailable_with_retry_after: truth.unavailable_with_retry_after,
         peak_rss_mib,
         ..SoakReport::default()
     };

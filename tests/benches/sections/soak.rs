@@ -52,16 +52,18 @@ pub async fn run_section(out: &mut String) {
         let c = &proxy.counts;
         use std::sync::atomic::Ordering::Relaxed;
         report.faults = format!(
-            "{} / {} throttled, {} 500, {} 503, {} dropped, {} replies lost",
+            "{} / {} throttled, {} 500, {} 503, {} dropped, {} replies lost; moto's own 5xx: {}",
             c.requests.load(Relaxed),
             c.throttled.load(Relaxed),
             c.server_errors.load(Relaxed),
             c.unavailable.load(Relaxed),
             c.dropped_before.load(Relaxed),
-            c.dropped_after.load(Relaxed)
+            c.dropped_after.load(Relaxed),
+            c.backend_errors.load(Relaxed)
         );
         reports.push(report);
     }
+    reports.push(stock_moto().await);
     reports.push(
         run(&SoakConfig {
             label: "DynamoDB API, killed and restarted".into(),
@@ -78,4 +80,49 @@ pub async fn run_section(out: &mut String) {
         .await,
     );
     writeln!(out, "{}", table(&reports)).unwrap();
+}
+
+/// The same gateway on a stock `moto_server` (not the project's launcher, which serialises
+/// transactions), through the proxy passing everything: moto's own 500s to concurrent transactions
+/// are counted, and the gateway's answers to them (503 with `Retry-After`, writers retrying with
+/// their key) must still lose and double nothing.
+async fn stock_moto() -> auditline_tests::soak::SoakReport {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut moto = std::process::Command::new(root.join(".tools/venv/bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the stock moto_server (installed by scripts/lib/services.sh)");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let proxy = FaultProxy::start(&endpoint, FaultMix::default(), 7).await;
+    let mut report = run(&SoakConfig {
+        label: "stock moto_server, pass-through".into(),
+        duration: Duration::from_secs(90),
+        writers: 8,
+        readers: 2,
+        clients: 50,
+        dynamodb: Some(proxy.url.clone()),
+        rate_per_writer: 0,
+        kill_at: None,
+        batch_size: 5,
+        push_faults_per_mille: 0,
+    })
+    .await;
+    use std::sync::atomic::Ordering::Relaxed;
+    report.faults = format!(
+        "{} / none injected; moto's own 5xx: {}",
+        proxy.counts.requests.load(Relaxed),
+        proxy.counts.backend_errors.load(Relaxed)
+    );
+    let _ = moto.kill();
+    let _ = moto.wait();
+    report
 }
