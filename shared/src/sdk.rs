@@ -31,12 +31,12 @@ static CONFIG: OnceCell<SdkConfig> = OnceCell::const_new();
 /// The shared configuration: region and credentials from the environment (as on Lambda), the
 /// shared HTTP client. Loaded on first use; later calls return the same.
 pub async fn config() -> Result<&'static SdkConfig, SdkSetupError> {
-    let bundle = match std::env::var_os(CA_BUNDLE_VARIABLE) {
-        Some(path) => Some(std::fs::read(&path).map_err(|e| SdkSetupError::CaBundle(e.to_string()))?),
-        None => None,
-    };
     CONFIG
         .get_or_try_init(|| async {
+            let bundle = match std::env::var_os(CA_BUNDLE_VARIABLE) {
+                Some(path) => Some(std::fs::read(&path).map_err(|e| SdkSetupError::CaBundle(e.to_string()))?),
+                None => None,
+            };
             let http = aws_smithy_http_client::Builder::new()
                 .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
                 .tls_context(tls_context(bundle.as_deref())?)
