@@ -731,19 +731,23 @@ async fn listing(url: &str) -> Vec<(usize, Vec<Value>)> {
         let mut entries = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let mut target = format!("{url}/audit/logs?limit=1000");
+            let mut target = format!("{url}/audit/logs?limit=200");
             if let Some(t) = &next {
                 target.push_str(&format!("&next_token={}", auditline_cli::client::encode(t)));
             }
             let mut page = None;
-            for _ in 0..20 {
-                if let Some((200, p)) = send(&client, "GET", &target, &[("authorization", &auth)], None).await {
-                    page = Some(p);
-                    break;
+            let mut last = None;
+            for _ in 0..60 {
+                match send(&client, "GET", &target, &[("authorization", &auth)], None).await {
+                    Some((200, p)) => {
+                        page = Some(p);
+                        break;
+                    }
+                    other => last = other.map(|(status, body)| format!("{status} {body}")),
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            let page = page.expect("the listing answers within 20 tries");
+            let page = page.unwrap_or_else(|| panic!("the listing did not answer in 60 tries; last: {last:?}"));
             entries.extend(page["entries"].as_array().cloned().unwrap_or_default());
             match page["next_token"].as_str() {
                 Some(t) => next = Some(t.to_owned()),

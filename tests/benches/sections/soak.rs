@@ -6,15 +6,17 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use auditline_tests::fault_proxy::{FaultMix, FaultProxy};
-use auditline_tests::soak::{SoakConfig, run, table};
+use auditline_tests::soak::{SoakConfig, SoakReport, run, table};
 
+/// Each run's report is printed as soon as it is done, so that a failing run does not take the
+/// figures of the others with it.
 pub async fn run_section(out: &mut String) {
     let mut reports = Vec::new();
     for (label, duration, push_faults_per_mille) in
         [("in memory", 300, 0), ("in memory, 1 % of feed posts failing", 150, 10)]
     {
         reports.push(
-            run(&SoakConfig {
+            run_and_print(&SoakConfig {
                 label: label.into(),
                 duration: Duration::from_secs(duration),
                 writers: 8,
@@ -36,7 +38,7 @@ pub async fn run_section(out: &mut String) {
         ("DynamoDB API, faults on (and 5 % of feed posts)", FaultMix::standard(), 50),
     ] {
         let proxy = FaultProxy::start(&auditline_tests::dynamodb_endpoint(), mix, 7).await;
-        let mut report = run(&SoakConfig {
+        let mut report = run_and_print(&SoakConfig {
             label: label.into(),
             duration: Duration::from_secs(420),
             writers: 8,
@@ -65,7 +67,7 @@ pub async fn run_section(out: &mut String) {
     }
     reports.push(stock_moto().await);
     reports.push(
-        run(&SoakConfig {
+        run_and_print(&SoakConfig {
             label: "DynamoDB API, killed and restarted".into(),
             duration: Duration::from_secs(120),
             writers: 8,
@@ -86,7 +88,7 @@ pub async fn run_section(out: &mut String) {
 /// transactions), through the proxy passing everything: moto's own 500s to concurrent transactions
 /// are counted, and the gateway's answers to them (503 with `Retry-After`, writers retrying with
 /// their key) must still lose and double nothing.
-async fn stock_moto() -> auditline_tests::soak::SoakReport {
+async fn stock_moto() -> SoakReport {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut moto = std::process::Command::new(root.join(".tools/venv/bin/moto_server"))
@@ -103,7 +105,7 @@ async fn stock_moto() -> auditline_tests::soak::SoakReport {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let proxy = FaultProxy::start(&endpoint, FaultMix::default(), 7).await;
-    let mut report = run(&SoakConfig {
+    let mut report = run_and_print(&SoakConfig {
         label: "stock moto_server, pass-through".into(),
         duration: Duration::from_secs(90),
         writers: 8,
@@ -124,5 +126,11 @@ async fn stock_moto() -> auditline_tests::soak::SoakReport {
     );
     let _ = moto.kill();
     let _ = moto.wait();
+    report
+}
+
+async fn run_and_print(config: &SoakConfig) -> SoakReport {
+    let report = run(config).await;
+    println!("{report}");
     report
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::StalledStreamProtectionConfig;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
@@ -53,7 +54,10 @@ pub fn client_for_local_endpoint(endpoint: &str, counter: Option<RequestCounter>
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "auditline-local"))
         .endpoint_url(endpoint)
-        .timeout_config(local_timeouts());
+        .timeout_config(local_timeouts())
+        // A busy local server (moto answers one request at a time) may say nothing for seconds:
+        // that is load, not a stalled stream; the timeouts above bound it.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     if let Some(counter) = counter {
         builder = builder.interceptor(counter);
     }
