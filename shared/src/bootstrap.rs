@@ -224,7 +224,7 @@ pub async fn serve_seal() -> Result<(), BoxError> {
     .await
 }
 
-/// The functions one `bootstrap` binary serves, by handler name (the `Handler` of each function in
+/// The functions the one `auditline-lambda` binary serves, by handler name (the `Handler` of each function in
 /// template.yaml, which Lambda passes as `_HANDLER`).
 pub const HANDLERS: &[&str] = &[
     "authorizer",
