@@ -250,21 +250,20 @@ pub const HANDLERS: &[&str] = &[
 
 /// Runs the function `handler` names.
 pub async fn serve(handler: &str) -> Result<(), BoxError> {
-    let http = |route| serve_http(route);
     match handler {
         // The same code serves the HTTP API and the WebSocket API's `$connect`, deployed twice.
         "authorizer" | "ws-authorizer" => serve_authorizer().await,
-        "ingest" => http(Route::Ingest).await,
-        "list-logs" => http(Route::ListLogs).await,
-        "get-log" => http(Route::GetLog).await,
-        "entity-logs" => http(Route::EntityLogs).await,
-        "project-logs" => http(Route::ProjectLogs).await,
-        "stats" => http(Route::Stats).await,
-        "health" => http(Route::Health).await,
-        "export" => http(Route::Export).await,
-        "list-checkpoints" => http(Route::Checkpoints).await,
-        "get-proof" => http(Route::Proof).await,
-        "list-keys" => http(Route::Keys).await,
+        "ingest" => serve_http(Route::Ingest).await,
+        "list-logs" => serve_http(Route::ListLogs).await,
+        "get-log" => serve_http(Route::GetLog).await,
+        "entity-logs" => serve_http(Route::EntityLogs).await,
+        "project-logs" => serve_http(Route::ProjectLogs).await,
+        "stats" => serve_http(Route::Stats).await,
+        "health" => serve_http(Route::Health).await,
+        "export" => serve_http(Route::Export).await,
+        "list-checkpoints" => serve_http(Route::Checkpoints).await,
+        "get-proof" => serve_http(Route::Proof).await,
+        "list-keys" => serve_http(Route::Keys).await,
         "viewer" => serve_viewer().await,
         "ws-connect" => serve_ws_connect().await,
         "ws-disconnect" => serve_ws_disconnect().await,
