@@ -7,6 +7,7 @@ mod archive;
 mod auth;
 mod authorizer;
 mod cli;
+mod docs;
 mod dynamo_faults;
 mod dynamo_store;
 mod events;
