@@ -19,7 +19,9 @@ use crate::kms::KmsSigner;
 use crate::realtime::fanout::FanoutSettings;
 use crate::seal::Sealer;
 use crate::store::DynamoStore;
-use crate::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment};
+use crate::store::dynamo::{
+    DynamoApiKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment, open_connection,
+};
 use crate::{AuditLogger, Config, sdk};
 
 /// How long the health check waits for storage before reporting it degraded.
@@ -27,12 +29,23 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(1500);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// How long init may spend opening the DynamoDB connection when `PRIME_CONNECTIONS` is on.
+pub const PRIME_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The DynamoDB client of a deployed function, its connection opened if the configuration says so.
+async fn dynamodb(config: &Config) -> Result<aws_sdk_dynamodb::Client, BoxError> {
+    let client = client_from_environment(sdk::config().await?, config.dynamodb_endpoint.as_deref());
+    if config.prime_connections {
+        open_connection(&client, PRIME_TIMEOUT).await;
+    }
+    Ok(client)
+}
+
 /// The authenticator of a deployed function: API keys in DynamoDB (only if `api_key` is allowed, so
 /// JWT-only deployments need no table and no client).
 pub async fn authenticator(config: &Config) -> Result<Authenticator, BoxError> {
     let api_keys = if config.auth.allowed_methods.contains(&AuthMethod::ApiKey) {
-        let client = client_from_environment(sdk::config().await?, config.dynamodb_endpoint.as_deref());
-        Some(Arc::new(DynamoApiKeys::new(client, &config.api_keys_table)) as _)
+        Some(Arc::new(DynamoApiKeys::new(dynamodb(config).await?, &config.api_keys_table)) as _)
     } else {
         None
     };
@@ -52,7 +65,7 @@ pub fn dynamo_store(client: aws_sdk_dynamodb::Client, config: &Config) -> Dynamo
 
 /// The HTTP handlers' dependencies on DynamoDB.
 pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
-    let client = client_from_environment(sdk::config().await?, config.dynamodb_endpoint.as_deref());
+    let client = dynamodb(config).await?;
     let store = Arc::new(dynamo_store(client.clone(), config));
     Ok(AuditApi {
         logger: Arc::new(AuditLogger::new(store.clone(), config.audit)),
@@ -132,8 +145,7 @@ pub async fn serve_authorizer() -> Result<(), BoxError> {
 }
 
 async fn connections(config: &Config) -> Result<DynamoConnections, BoxError> {
-    let client = client_from_environment(sdk::config().await?, config.dynamodb_endpoint.as_deref());
-    Ok(DynamoConnections::new(client, &config.connections_table))
+    Ok(DynamoConnections::new(dynamodb(config).await?, &config.connections_table))
 }
 
 /// `main` of the WebSocket `$connect` function.
@@ -206,8 +218,11 @@ pub async fn serve_seal() -> Result<(), BoxError> {
             .ok_or("set SEAL_KMS_KEY_ID to the KMS key (ECC_NIST_P256) that signs checkpoints")?;
         let sdk = sdk::config().await?;
         let signer = KmsSigner::from_environment(sdk, &key, config.kms_endpoint.as_deref()).await?;
-        let client = client_from_environment(sdk, config.dynamodb_endpoint.as_deref());
-        Ok(Sealer { store: Arc::new(dynamo_store(client, &config)), signer: Arc::new(signer), settings: config.seal })
+        Ok(Sealer {
+            store: Arc::new(dynamo_store(dynamodb(&config).await?, &config)),
+            signer: Arc::new(signer),
+            settings: config.seal,
+        })
     })
     .await?;
     let sealer = &sealer;

@@ -63,6 +63,7 @@ pub mod vars {
     pub const VIEWER_ORIGIN: &str = "VIEWER_ORIGIN";
     pub const FEED_MAX_CONNECTIONS_PER_TENANT: &str = "FEED_MAX_CONNECTIONS_PER_TENANT";
     pub const FEED_MAX_CONNECTIONS_PER_PRINCIPAL: &str = "FEED_MAX_CONNECTIONS_PER_PRINCIPAL";
+    pub const PRIME_CONNECTIONS: &str = "PRIME_CONNECTIONS";
 
     /// The variable naming each table, as the functions read it.
     pub const TABLES: [(&str, &TableSpec); 7] = [
@@ -114,6 +115,7 @@ pub mod vars {
         VIEWER_ORIGIN,
         FEED_MAX_CONNECTIONS_PER_TENANT,
         FEED_MAX_CONNECTIONS_PER_PRINCIPAL,
+        PRIME_CONNECTIONS,
     ];
 }
 
@@ -152,6 +154,9 @@ pub struct Config {
     pub websocket_endpoint: Option<String>,
     pub dynamodb_endpoint: Option<String>,
     pub connection_limits: ConnectionLimits,
+    /// Open the DynamoDB connection (TLS handshake included) during init rather than in the first
+    /// invocation.
+    pub prime_connections: bool,
 }
 
 impl Config {
@@ -166,6 +171,7 @@ impl Config {
 
         let enabled = setting(&get, vars::AUDIT_ENABLED, true, parse_bool, "true or false")?;
         let log_reads = setting(&get, vars::AUDIT_LOG_READS, false, parse_bool, "true or false")?;
+        let prime_connections = setting(&get, vars::PRIME_CONNECTIONS, false, parse_bool, "true or false")?;
         let retention_days = setting(
             &get,
             vars::AUDIT_RETENTION_DAYS,
@@ -282,6 +288,7 @@ impl Config {
             idempotency_table: get(vars::IDEMPOTENCY_TABLE).unwrap_or_else(|| DEFAULT_IDEMPOTENCY_TABLE.into()),
             dynamodb_endpoint: get(vars::DYNAMODB_ENDPOINT),
             connection_limits,
+            prime_connections,
         })
     }
 }

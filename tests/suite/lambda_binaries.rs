@@ -217,7 +217,12 @@ async fn over_tls_the_functions_trust_amazons_roots_and_the_ca_bundle_only() {
     let trusting = function("health", &env).await;
     let answered = invoke(&trusting, &health).await;
     assert_eq!((answered["statusCode"].as_u64(), body(&answered)["status"].as_str()), (Some(200), Some("healthy")));
-    assert!(tls.handshakes() >= 1);
+    let handshakes = tls.handshakes();
+    assert!(handshakes >= 1);
+    for _ in 0..3 {
+        assert_eq!(invoke(&trusting, &health).await["statusCode"], 200);
+    }
+    assert_eq!(tls.handshakes(), handshakes, "later invocations reuse the connection: no new handshake");
 
     // A bundle that is not PEM certificates stops the start with a clear init error.
     let bad = ca.dir.join("not-a-bundle.pem");
@@ -231,8 +236,30 @@ async fn over_tls_the_functions_trust_amazons_roots_and_the_ca_bundle_only() {
     assert!(message.starts_with("AWS_CA_BUNDLE: "), "{message}");
 }
 
-/// DynamoDB unreachable when the function starts and when it is first invoked: it starts (init
-/// opens no connection), and answers with the usual clear error instead of crashing.
+/// With `PRIME_CONNECTIONS`, the handshake is paid in init: the terminator has seen it before the
+/// first event, and the invocations that follow open no connection.
+#[tokio::test]
+async fn priming_opens_the_connection_during_init() {
+    let ca = TestCa::create();
+    let tls = TlsTerminator::start(&ca, &auditline_tests::dynamodb_endpoint()).await;
+    let mut env = environment().await;
+    for (key, value) in env.iter_mut() {
+        if *key == "DYNAMODB_ENDPOINT" {
+            *value = tls.url.clone();
+        }
+    }
+    env.push(("AWS_CA_BUNDLE", ca.ca_file.display().to_string()));
+    env.push(("PRIME_CONNECTIONS", "true".into()));
+    let list = function("list-logs", &env).await;
+    assert_eq!(tls.handshakes(), 1, "the connection is open before the first event");
+    for _ in 0..3 {
+        assert_eq!(invoke(&list, &event("http-list-logs.json")).await["statusCode"], 200);
+    }
+    assert_eq!(tls.handshakes(), 1, "and the invocations use it");
+}
+
+/// DynamoDB unreachable when the function starts and when it is first invoked: it starts, and
+/// answers with the usual clear error instead of crashing — with priming on or off.
 #[tokio::test]
 async fn a_function_whose_endpoint_is_down_starts_and_answers_clearly() {
     let mut env = environment().await;
@@ -241,13 +268,18 @@ async fn a_function_whose_endpoint_is_down_starts_and_answers_clearly() {
             *value = "http://127.0.0.1:9".into();
         }
     }
-    let list = function("list-logs", &env).await;
-    let response = invoke(&list, &event("http-list-logs.json")).await;
-    assert_eq!(response["statusCode"], 503, "{response}");
-    assert!(body(&response)["error"].is_object() || body(&response)["error"].is_string(), "{response}");
-    assert!(!response.to_string().contains("127.0.0.1:9"), "no internal detail in the answer: {response}");
-    let again = invoke(&list, &event("http-list-logs.json")).await;
-    assert_eq!(again["statusCode"], 503, "still serving: {again}");
+    // Without priming init opens no connection; with it, the failed attempt is only logged.
+    for prime in ["false", "true"] {
+        let mut env = env.clone();
+        env.push(("PRIME_CONNECTIONS", prime.into()));
+        let list = function("list-logs", &env).await;
+        let response = invoke(&list, &event("http-list-logs.json")).await;
+        assert_eq!(response["statusCode"], 503, "priming {prime}: {response}");
+        assert!(body(&response)["error"].is_object() || body(&response)["error"].is_string(), "{response}");
+        assert!(!response.to_string().contains("127.0.0.1:9"), "no internal detail in the answer: {response}");
+        let again = invoke(&list, &event("http-list-logs.json")).await;
+        assert_eq!(again["statusCode"], 503, "still serving: {again}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! TLS on loopback, as the functions meet it on AWS: a test CA made at run time (with the
-//! `openssl` command line), and a terminator that accepts TLS for `localhost` and passes the plain
-//! bytes to a local server (moto, the management API stand-in). The functions trust the CA through
-//! `SSL_CERT_FILE`, which the SDK's native-roots loader honours.
+//! `openssl` command line), and a terminator that accepts TLS for `localhost`, keeps the connection
+//! open across requests as AWS endpoints do, and passes each request to a local server (moto, the
+//! management API stand-in). The functions trust the CA through `AWS_CA_BUNDLE`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::wire::{Request, read_request};
 
 /// A CA and a `localhost` certificate it signed, as PEM files in a fresh directory.
 pub struct TestCa {
@@ -113,9 +116,17 @@ impl TlsTerminator {
                     let _ = socket.set_nodelay(true);
                     let Ok(mut tls) = acceptor.accept(socket).await else { return };
                     counted.fetch_add(1, Ordering::SeqCst);
-                    let Ok(mut plain) = TcpStream::connect(&upstream).await else { return };
-                    let _ = plain.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    // Keep the client's connection open across requests, as AWS endpoints do (so
+                    // a function pays one handshake per connection, not per call); the servers
+                    // behind (moto, the stand-ins) close after each reply, so each request gets a
+                    // fresh upstream connection.
+                    while let Some(request) = read_request(&mut tls).await {
+                        let Some(reply) = forward(&upstream, &request).await else { return };
+                        let (reply, reusable) = keep_alive(reply);
+                        if tls.write_all(&reply).await.is_err() || !reusable {
+                            return;
+                        }
+                    }
                 });
             }
         });
@@ -125,4 +136,40 @@ impl TlsTerminator {
     pub fn handshakes(&self) -> u64 {
         self.handshakes.load(Ordering::SeqCst)
     }
+}
+
+/// Sends one request upstream on its own connection and reads the whole reply.
+async fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
+    let mut plain = TcpStream::connect(upstream).await.ok()?;
+    let _ = plain.set_nodelay(true);
+    let mut head = request.head_without("connection");
+    head.push_str("connection: close\r\n\r\n");
+    plain.write_all(head.as_bytes()).await.ok()?;
+    plain.write_all(&request.body).await.ok()?;
+    let mut reply = Vec::new();
+    plain.read_to_end(&mut reply).await.ok()?;
+    Some(reply)
+}
+
+/// The reply with its `connection: close` dropped, and whether the client can send another request
+/// on the connection: only if the reply's end is marked (a length or chunks), not by the close.
+fn keep_alive(reply: Vec<u8>) -> (Vec<u8>, bool) {
+    let Some(end) = reply.windows(4).position(|w| w == b"\r\n\r\n") else { return (reply, false) };
+    let head = String::from_utf8_lossy(&reply[..end]).into_owned();
+    let mut kept = String::new();
+    let mut framed = false;
+    for (i, line) in head.split("\r\n").enumerate() {
+        let name = line.split_once(':').map(|(n, _)| n.trim().to_ascii_lowercase());
+        framed |= matches!(name.as_deref(), Some("content-length" | "transfer-encoding"));
+        if i == 0 || name.as_deref() != Some("connection") {
+            kept.push_str(line);
+            kept.push_str("\r\n");
+        }
+    }
+    if !framed {
+        return (reply, false);
+    }
+    let mut out = kept.into_bytes();
+    out.extend_from_slice(&reply[end + 2..]);
+    (out, true)
 }

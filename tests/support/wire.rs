@@ -1,7 +1,7 @@
 //! The one piece of HTTP/1.1 the loopback stand-ins need (the Runtime API emulator, the JWKS,
 //! Management API and DynamoDB stand-ins): read one request, write one response, close.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub struct Request {
@@ -42,7 +42,7 @@ impl Request {
 }
 
 /// Reads one request, body included (by Content-Length); `None` if the peer goes away.
-pub async fn read_request(socket: &mut TcpStream) -> Option<Request> {
+pub async fn read_request(socket: &mut (impl AsyncRead + Unpin)) -> Option<Request> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {

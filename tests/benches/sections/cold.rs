@@ -1,8 +1,9 @@
 //! The cold path at Lambda's sizes: each function's release binary under the Runtime API
 //! emulator, initialised at full CPU (as Lambda's init phase runs), then moved — when it first asks
 //! for an event — into a CPU quota standing for its memory size, and invoked against the local
-//! DynamoDB API behind TLS (a test CA made at run time, trusted through `SSL_CERT_FILE`). Beside
-//! each row, the floor: a `lambda_runtime` hello built with the same profile.
+//! DynamoDB API behind TLS (a test CA made at run time, trusted through `AWS_CA_BUNDLE`; the
+//! terminator keeps connections open as AWS endpoints do). Beside each row, the floor: a
+//! `lambda_runtime` hello built with the same profile. Then the same cold starts with TLS priming.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -60,7 +61,13 @@ struct Row {
     rss_mb: f64,
 }
 
-async fn measure(name: &str, env: &[(&str, String)], quota: &CpuQuota, sample: &Value) -> Row {
+/// The medians of init and first invocation over [`COLD_STARTS`] cold starts, and the last start.
+async fn cold_starts(
+    name: &str,
+    env: &[(&str, String)],
+    quota: &CpuQuota,
+    sample: &Value,
+) -> (Duration, Duration, Function) {
     let mut inits = Vec::new();
     let mut firsts = Vec::new();
     let mut last = None;
@@ -70,7 +77,11 @@ async fn measure(name: &str, env: &[(&str, String)], quota: &CpuQuota, sample: &
         firsts.push(cold.first);
         last = Some(cold.function);
     }
-    let function = last.unwrap();
+    (median(inits), median(firsts), last.unwrap())
+}
+
+async fn measure(name: &str, env: &[(&str, String)], quota: &CpuQuota, sample: &Value) -> Row {
+    let (init, first, function) = cold_starts(name, env, quota, sample).await;
     let mut warm = Vec::new();
     for _ in 0..WARM {
         let started = Instant::now();
@@ -79,8 +90,8 @@ async fn measure(name: &str, env: &[(&str, String)], quota: &CpuQuota, sample: &
     }
     warm.sort_unstable();
     Row {
-        init: median(inits),
-        first: median(firsts),
+        init,
+        first,
         warm_p50: warm[WARM / 2],
         warm_p99: warm[WARM - 1],
         rss_mb: peak_rss_kib(function.child.id()) as f64 / 1024.0,
@@ -151,11 +162,41 @@ pub async fn run(out: &mut String) {
     for ((_, size), row) in quotas.iter().zip(&floor) {
         line(out, FLOOR, size, row, row);
     }
+    let mut smallest = Vec::new();
     for (name, sample) in cases() {
         for ((quota, size), floor) in quotas.iter().zip(&floor) {
             let row = measure(name, &env, quota, &sample).await;
             line(out, name, size, &row, floor);
+            if std::ptr::eq(quota, &quotas[0].0) {
+                smallest.push((name, sample.clone(), row));
+            }
         }
+    }
+
+    // TLS priming (PRIME_CONNECTIONS): the DynamoDB connection opened in init, at full CPU, instead
+    // of in the first invocation at the size's share — each function at 128 MB, where it matters.
+    let mut primed_env = env.clone();
+    primed_env.push(("PRIME_CONNECTIONS", "true".into()));
+    writeln!(
+        out,
+        "\nTLS priming (`PRIME_CONNECTIONS=true`) at 128 MB, median of {COLD_STARTS} cold starts: off → on.\n\n\
+         | function | init (floor {}) | first invocation | handshakes per cold start |\n|---|---|---|---|",
+        ms(floor[0].init)
+    )
+    .unwrap();
+    for (name, sample, off) in &smallest {
+        let before = aws.handshakes() + management_tls.handshakes();
+        let (init, first, _) = cold_starts(name, &primed_env, &quotas[0].0, sample).await;
+        let handshakes = (aws.handshakes() + management_tls.handshakes() - before) as f64 / COLD_STARTS as f64;
+        writeln!(
+            out,
+            "| {name} | {} → {} | {} → {} | {handshakes:.0} |",
+            ms(off.init),
+            ms(init),
+            ms(off.first),
+            ms(first)
+        )
+        .unwrap();
     }
 
     // A first HTTP request through a cold authorizer and a cold route, at 128 MB: API Gateway

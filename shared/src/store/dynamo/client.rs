@@ -46,6 +46,22 @@ pub fn client_from_environment(shared: &aws_config::SdkConfig, endpoint_override
     Client::from_conf(builder.build())
 }
 
+/// Opens `client`'s connection to its endpoint (TCP and TLS) with one DescribeEndpoints call —
+/// it reads no table — so that the first real request finds it in the pool. One attempt, no
+/// retries, at most `within`; the outcome only matters as a log line, since a failure here is met
+/// again, and reported, by the first real request.
+pub async fn open_connection(client: &Client, within: Duration) {
+    let once = aws_sdk_dynamodb::config::Builder::new()
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .timeout_config(TimeoutConfig::builder().operation_timeout(within).build());
+    match client.describe_endpoints().customize().config_override(once).send().await {
+        Ok(_) => tracing::debug!("DynamoDB connection opened during init"),
+        Err(error) => {
+            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "DynamoDB connection not opened during init")
+        }
+    }
+}
+
 /// A client for a local DynamoDB-API server (tests, benchmarks, the local gateway): fixed region and
 /// dummy credentials, nothing read from the environment. `counter`, if given, counts every request.
 pub fn client_for_local_endpoint(endpoint: &str, counter: Option<RequestCounter>) -> Client {

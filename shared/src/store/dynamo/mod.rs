@@ -37,7 +37,7 @@ use crate::domain::{
 };
 
 pub use api_keys::DynamoApiKeys;
-pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment};
+pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment, open_connection};
 pub use connections::DynamoConnections;
 pub use idempotency::DynamoIdempotency;
 
