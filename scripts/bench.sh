@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/services.sh
-# The Lambda section measures the release binaries.
+# The Lambda, cold-path and soak sections measure the release binaries (cold-floor: the cold
+# path's floor, a lambda_runtime hello with the same profile).
 cargo build --release --quiet -p auditline-functions -p auditline-local
+cargo build --release --quiet -p auditline-tests --bin cold-floor
 export AUDITLINE_BIN_DIR="$PWD/target/release"
 start_moto
 ensure_openssl

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::wire::{read_request, respond};
+use super::wire::{read_reply, read_request, respond};
 
 /// Shares of requests, in per mille, that meet each fault.
 #[derive(Debug, Clone, Copy, Default)]
@@ -154,10 +154,7 @@ async fn serve(
     if backend.write_all(head.as_bytes()).await.is_err() || backend.write_all(&request.body).await.is_err() {
         return;
     }
-    let mut reply = Vec::new();
-    if backend.read_to_end(&mut reply).await.is_err() {
-        return;
-    }
+    let Some(reply) = read_reply(&mut backend).await else { return };
     if reply.starts_with(b"HTTP/1.1 5") || reply.starts_with(b"HTTP/1.0 5") {
         counts.backend_errors.fetch_add(1, Ordering::Relaxed);
     }

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::wire::{Request, read_request};
+use super::wire::{Request, read_reply, read_request};
 
 /// A CA and a `localhost` certificate it signed, as PEM files in a fresh directory.
 pub struct TestCa {
@@ -93,7 +93,7 @@ impl Drop for TestCa {
     }
 }
 
-/// Accepts TLS on loopback and forwards each connection to `upstream` in plain text.
+/// Accepts TLS on loopback and forwards each request to `upstream` in plain text.
 pub struct TlsTerminator {
     /// `https://localhost:PORT`.
     pub url: String,
@@ -123,7 +123,7 @@ impl TlsTerminator {
                     while let Some(request) = read_request(&mut tls).await {
                         let Some(reply) = forward(&upstream, &request).await else { return };
                         let (reply, reusable) = keep_alive(reply);
-                        if tls.write_all(&reply).await.is_err() || !reusable {
+                        if tls.write_all(&reply).await.is_err() || tls.flush().await.is_err() || !reusable {
                             return;
                         }
                     }
@@ -146,9 +146,7 @@ async fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     head.push_str("connection: close\r\n\r\n");
     plain.write_all(head.as_bytes()).await.ok()?;
     plain.write_all(&request.body).await.ok()?;
-    let mut reply = Vec::new();
-    plain.read_to_end(&mut reply).await.ok()?;
-    Some(reply)
+    read_reply(&mut plain).await
 }
 
 /// The reply with its `connection: close` dropped, and whether the client can send another request

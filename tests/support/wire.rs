@@ -1,5 +1,6 @@
 //! The one piece of HTTP/1.1 the loopback stand-ins need (the Runtime API emulator, the JWKS,
-//! Management API and DynamoDB stand-ins): read one request, write one response, close.
+//! Management API and DynamoDB stand-ins, the proxies): read one request, write one response,
+//! close; and, for the proxies, read one reply.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -59,6 +60,28 @@ pub async fn read_request(socket: &mut (impl AsyncRead + Unpin)) -> Option<Reque
         }
         let n = socket.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
         buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads one reply: to the end its `content-length` marks, else to the close. Not to the close
+/// when the length is known — moto's server closes about 10 ms after its reply.
+pub async fn read_reply(socket: &mut (impl AsyncRead + Unpin)) -> Option<Vec<u8>> {
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = reply.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&reply[..end]).to_ascii_lowercase();
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length:")?.trim().parse::<usize>().ok());
+            if let Some(length) = length.filter(|l| reply.len() >= end + 4 + l) {
+                reply.truncate(end + 4 + length);
+                return Some(reply);
+            }
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return Some(reply);
+        }
+        reply.extend_from_slice(&chunk[..n]);
     }
 }
 
