@@ -226,6 +226,8 @@ struct Recorder {
     broken: Vec<String>,
     log: Mutex<Vec<(String, tokio::time::Instant)>>,
     closed: Mutex<Vec<String>>,
+    /// Connections whose next post is throttled (429), once.
+    throttle_once: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -242,6 +244,13 @@ impl Pusher for Recorder {
         }
         if self.broken.iter().any(|b| b == connection_id) {
             return Err(PushError::Other("500".into()));
+        }
+        {
+            let mut throttled = self.throttle_once.lock().unwrap();
+            if let Some(at) = throttled.iter().position(|c| c == connection_id) {
+                throttled.remove(at);
+                return Err(PushError::Throttled);
+            }
         }
         self.log.lock().unwrap().push((connection_id.to_owned(), tokio::time::Instant::now()));
         Ok(())
@@ -359,6 +368,33 @@ async fn a_redelivered_batch_goes_only_to_the_connections_that_missed_it() {
     failing.log.lock().unwrap().clear();
     let cold = fan_out(&batch, &store, &failing, &settings, &Redeliveries::default(), Utc::now()).await;
     assert_eq!(cold.delivered, 7);
+}
+
+/// Found by the soak (1 % of posts throttled, 1,000 clients): each throttled connection slept out
+/// its backoff inside one of the `concurrency` places, so a batch took (throttled ÷ concurrency) ×
+/// backoff and the feed fell behind. Now they wait it out together, then go on where they stopped.
+#[tokio::test(start_paused = true)]
+async fn throttled_connections_wait_out_one_backoff_together_not_in_turn() {
+    let store = MemoryConnections::new();
+    let ids: Vec<String> = (0..40).map(|i| format!("c-{i:02}")).collect();
+    for id in &ids {
+        open(&store, id, "acme").await;
+    }
+    let pusher = Recorder::default();
+    pusher.throttle_once.lock().unwrap().extend(ids.iter().cloned());
+    let settings =
+        FanoutSettings { concurrency: 4, retry_base: Duration::from_millis(100), ..FanoutSettings::default() };
+    let started = tokio::time::Instant::now();
+    let batch = [entry("acme", EntityType::File), entry("acme", EntityType::Report)];
+    let report = fan_out(&batch, &store, &pusher, &settings, &Default::default(), Utc::now()).await;
+    assert_eq!(report.delivered, 80, "every connection got both entries");
+    assert!(report.failed.is_empty() && report.struck.is_empty());
+    assert_eq!(
+        tokio::time::Instant::now() - started,
+        Duration::from_millis(100),
+        "one backoff for all forty, not ten in a row"
+    );
+    assert!(report.peak_concurrency <= 4);
 }
 
 #[tokio::test(start_paused = true)]

@@ -89,7 +89,7 @@ fn memory_sizes_are_the_ones_the_cold_path_figures_chose() {
         ("ws-authorizer", 128),
         ("ingest", 128),
         ("list-logs", 128),
-        ("ws-connect", 256),
+        ("ws-connect", 128),
         ("stream-archive", 256),
         ("stream-fanout", 256),
         ("seal", 256),

@@ -5,7 +5,8 @@
 //! and up to `concurrency` connections are served at once, taken from the tenants in turn so that a
 //! tenant with thousands of connections cannot keep another tenant's few waiting. A connection that
 //! is gone (410) has its record removed and is not a failure. Other failures are retried with
-//! backoff while the batch's time `budget` lasts.
+//! backoff while the batch's time `budget` lasts: the connections that hit one wait it out
+//! together, outside the `concurrency` being served, then go on from where they stopped.
 //!
 //! A connection that still missed entries gets a *strike* on its record. Below `max_strikes` its
 //! missed entries are reported, so the stream redelivers them; at `max_strikes` the connection is
@@ -163,6 +164,29 @@ struct ConnectionOutcome {
     out_of_time: bool,
     /// Entries it should have had and did not get.
     missed: Vec<usize>,
+    /// Stopped at a failure a retry may cure: to be resumed from here after the pass's backoff.
+    retry: Option<Resume>,
+}
+
+impl ConnectionOutcome {
+    /// Adds what a resumed pass achieved.
+    fn absorb(&mut self, later: ConnectionOutcome) {
+        self.delivered.extend(later.delivered);
+        self.notices += later.notices;
+        self.gone |= later.gone;
+        self.opening |= later.opening;
+        self.out_of_time |= later.out_of_time;
+        self.missed.extend(later.missed);
+        self.retry = later.retry;
+    }
+}
+
+/// Where a connection's sending stands between passes: the position of its next entry, and the
+/// attempts already made at it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resume {
+    position: usize,
+    attempts: u32,
 }
 
 /// One piece of a batch's work: a connection and the entries (indexes) it may receive, or the
@@ -173,8 +197,9 @@ enum Work {
 }
 
 /// What became of one piece of work.
+#[allow(clippy::large_enum_variant, reason = "one per connection per batch, moved once")]
 enum Served {
-    Connection(String, ConnectionOutcome),
+    Connection(WebSocketConnectionInfo, Vec<usize>, ConnectionOutcome),
     Unloaded(Vec<usize>),
 }
 
@@ -237,34 +262,81 @@ pub async fn fan_out(
 
     let in_flight = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);
-    let outcomes: Vec<Served> = futures::stream::select_all(tenants)
-        .map(|work| {
-            let (prepared, in_flight, peak) = (&prepared, &in_flight, &peak);
-            async move {
-                let (connection, mine) = match work {
-                    Work::Serve(connection, mine) => (connection, mine),
-                    Work::Unloaded(indexes) => return Served::Unloaded(indexes),
-                };
-                let now_running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now_running, Ordering::SeqCst);
-                let outcome = serve(&connection, &mine, prepared, pusher, settings, now, deadline).await;
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-                Served::Connection(connection.connection_id, outcome)
+    let serve_counted = |connection: WebSocketConnectionInfo, mine: Vec<usize>, from: Resume| {
+        let (prepared, in_flight, peak) = (&prepared, &in_flight, &peak);
+        async move {
+            let now_running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now_running, Ordering::SeqCst);
+            let outcome = serve(&connection, &mine, from, prepared, pusher, settings, now, deadline).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            (connection, mine, outcome)
+        }
+    };
+    let first_pass: Vec<Served> = futures::stream::select_all(tenants)
+        .map(|work| async {
+            match work {
+                Work::Serve(connection, mine) => {
+                    let (connection, mine, outcome) = serve_counted(connection, mine, Resume::default()).await;
+                    Served::Connection(connection, mine, outcome)
+                }
+                Work::Unloaded(indexes) => Served::Unloaded(indexes),
             }
         })
         .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
 
-    let mut delivered_to: Vec<Vec<String>> = vec![Vec::new(); entries.len()];
-    for served in outcomes {
-        let (connection_id, outcome) = match served {
-            Served::Connection(connection_id, outcome) => (connection_id, outcome),
-            Served::Unloaded(indexes) => {
-                report.failed.extend(indexes);
-                continue;
+    // Connections stopped by a failure a retry may cure wait out one backoff together, then go on
+    // from where they stopped, pass after pass: a connection waiting holds no place among the
+    // `concurrency` being served, so a few throttled posts do not hold the whole batch back.
+    let mut finished: Vec<(String, ConnectionOutcome)> = Vec::new();
+    let mut waiting: Vec<(WebSocketConnectionInfo, Vec<usize>, ConnectionOutcome)> = Vec::new();
+    for served in first_pass {
+        match served {
+            Served::Unloaded(indexes) => report.failed.extend(indexes),
+            Served::Connection(connection, mine, outcome) if outcome.retry.is_some() => {
+                waiting.push((connection, mine, outcome))
             }
-        };
+            Served::Connection(connection, _, outcome) => finished.push((connection.connection_id, outcome)),
+        }
+    }
+    while !waiting.is_empty() {
+        let attempts = waiting.iter().filter_map(|(_, _, o)| o.retry).map(|r| r.attempts).max().unwrap_or(1);
+        let delay = settings.retry_base * 2u32.pow(attempts.saturating_sub(1));
+        if Instant::now() + delay >= deadline {
+            for (connection, mine, mut outcome) in waiting.drain(..) {
+                let from = outcome.retry.take().unwrap_or_default();
+                outcome.out_of_time = true;
+                outcome.missed.extend(&mine[from.position..]);
+                finished.push((connection.connection_id, outcome));
+            }
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        let resumed: Vec<_> = futures::stream::iter(std::mem::take(&mut waiting))
+            .map(|(connection, mine, mut outcome)| {
+                let from = outcome.retry.take().unwrap_or_default();
+                let serving = serve_counted(connection, mine, from);
+                async move {
+                    let (connection, mine, later) = serving.await;
+                    outcome.absorb(later);
+                    (connection, mine, outcome)
+                }
+            })
+            .buffer_unordered(settings.concurrency.max(1))
+            .collect()
+            .await;
+        for (connection, mine, outcome) in resumed {
+            if outcome.retry.is_some() {
+                waiting.push((connection, mine, outcome));
+            } else {
+                finished.push((connection.connection_id, outcome));
+            }
+        }
+    }
+
+    let mut delivered_to: Vec<Vec<String>> = vec![Vec::new(); entries.len()];
+    for (connection_id, outcome) in finished {
         report.delivered += outcome.delivered.len();
         for &i in &outcome.delivered {
             delivered_to[i].push(connection_id.clone());
@@ -328,10 +400,13 @@ async fn settle_missed(
     }
 }
 
-/// Sends one connection its entries in order, until done, gone, or out of time.
+/// Sends one connection its entries in order, from `from`, until done, gone, out of time, or
+/// stopped by a failure a retry may cure (`retry`: the caller waits, then resumes it).
+#[allow(clippy::too_many_arguments, reason = "the batch's shared state, passed down as borrowed")]
 async fn serve(
     connection: &WebSocketConnectionInfo,
     indexes: &[usize],
+    from: Resume,
     prepared: &[Prepared],
     pusher: &dyn Pusher,
     settings: &FanoutSettings,
@@ -340,10 +415,10 @@ async fn serve(
 ) -> ConnectionOutcome {
     let connection_id = connection.connection_id.as_str();
     let mut outcome = ConnectionOutcome::default();
-    for (position, &i) in indexes.iter().enumerate() {
+    for (position, &i) in indexes.iter().enumerate().skip(from.position) {
         let p = &prepared[i];
         let mut message = &p.message;
-        let mut attempt = 0;
+        let mut attempt = if position == from.position { from.attempts } else { 0 };
         loop {
             attempt += 1;
             // The budget bounds every post too: one that hangs must not hold the batch.
@@ -368,13 +443,8 @@ async fn serve(
                 }
                 Err(PushError::TooLarge) if !Arc::ptr_eq(message, &p.notice) => message = &p.notice,
                 Err(e) if e.is_retryable() && attempt < settings.max_attempts => {
-                    let delay = settings.retry_base * 2u32.pow(attempt - 1);
-                    if Instant::now() + delay >= deadline {
-                        outcome.out_of_time = true;
-                        outcome.missed.extend(&indexes[position..]);
-                        return outcome;
-                    }
-                    tokio::time::sleep(delay).await;
+                    outcome.retry = Some(Resume { position, attempts: attempt });
+                    return outcome;
                 }
                 Err(e) => {
                     tracing::warn!(connection_id, error = ?e, attempts = attempt, "entry not delivered");
