@@ -397,6 +397,29 @@ async fn throttled_connections_wait_out_one_backoff_together_not_in_turn() {
     assert!(report.peak_concurrency <= 4);
 }
 
+/// A connection waiting out a backoff gives its place to the next: with one place, a throttled
+/// connection does not keep the others waiting for its retry.
+#[tokio::test(start_paused = true)]
+async fn a_connection_in_backoff_gives_its_place_to_the_next() {
+    let store = MemoryConnections::new();
+    for id in ["c-0", "c-1", "c-2"] {
+        open(&store, id, "acme").await;
+    }
+    let pusher = Recorder::default();
+    pusher.throttle_once.lock().unwrap().push("c-0".into());
+    let settings =
+        FanoutSettings { concurrency: 1, retry_base: Duration::from_millis(100), ..FanoutSettings::default() };
+    let started = tokio::time::Instant::now();
+    let report =
+        fan_out(&[entry("acme", EntityType::File)], &store, &pusher, &settings, &Default::default(), Utc::now()).await;
+    assert_eq!(report.delivered, 3);
+    let log = pusher.log.lock().unwrap();
+    let at = |id: &str| log.iter().find(|(c, _)| c == id).map(|(_, t)| *t - started).unwrap();
+    assert_eq!(at("c-1"), Duration::ZERO, "not held behind c-0's backoff");
+    assert_eq!(at("c-2"), Duration::ZERO);
+    assert_eq!(at("c-0"), Duration::from_millis(100), "c-0 after its one backoff");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_budget_that_ends_inside_a_post_still_ends_the_batch() {
     let store = MemoryConnections::new();

@@ -18,6 +18,8 @@ use crate::auth::{SECRET, claims, hs256};
 use crate::client::{HttpClient, try_websocket, websocket};
 
 pub const TENANTS: [&str; 3] = ["soak-a", "soak-b", "soak-c"];
+/// The tenant of the client that connects and never reads (with `audit:read`: it is sent everything).
+const SLOW_TENANT: usize = 0;
 const TYPES: [&str; 7] = ["PROJECT", "ENTITY", "RELATIONSHIP", "FILE", "REPORT", "TEMPLATE", "SCHEDULE"];
 const ACTIONS: [&str; 6] = ["CREATE", "UPDATE", "DELETE", "LINK", "UNLINK", "VIEW"];
 
@@ -293,6 +295,10 @@ pub struct SoakReport {
     pub post_p99_ms: f64,
     pub frame_p50_ms: f64,
     pub frame_p99_ms: f64,
+    /// POST → frame p99 for the clients of the slow client's tenant, and for those of the others:
+    /// the slow client must not slow the clients beside it.
+    pub slow_tenant_frame_p99_ms: f64,
+    pub other_tenants_frame_p99_ms: f64,
     pub peak_rss_mib: f64,
     pub read_errors: usize,
     /// What the fault proxy did, when there was one.
@@ -334,6 +340,10 @@ impl SoakReport {
             ("expected entries caught up over HTTP after a drop", self.caught_up.to_string()),
             ("POST latency p50 / p99", format!("{:.1} ms / {:.1} ms", self.post_p50_ms, self.post_p99_ms)),
             ("POST → frame p50 / p99", format!("{:.1} ms / {:.1} ms", self.frame_p50_ms, self.frame_p99_ms)),
+            (
+                "POST → frame p99, the slow client's tenant / the others",
+                format!("{:.1} ms / {:.1} ms", self.slow_tenant_frame_p99_ms, self.other_tenants_frame_p99_ms),
+            ),
             ("gateway peak RSS", format!("{:.1} MiB", self.peak_rss_mib)),
             ("reader errors (5xx under faults)", self.read_errors.to_string()),
             (
@@ -672,7 +682,8 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
 
     // The slow client: connects and never reads.
     let slow =
-        websocket(&ws, &[("authorization", &format!("Bearer {}", token(TENANTS[0], "slow", "audit:read")))]).await;
+        websocket(&ws, &[("authorization", &format!("Bearer {}", token(TENANTS[SLOW_TENANT], "slow", "audit:read")))])
+            .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let clients: Vec<_> = (0..config.clients)
         .map(|c| {
@@ -830,6 +841,7 @@ async fn account(
         .map(|t| truth.acked.iter().filter(|(_, (w, _))| w.tenant == t).map(|(id, (w, at))| (*id, w, *at)).collect())
         .collect();
     let mut frame_latencies = Vec::new();
+    let mut by_slow_tenant: [Vec<Duration>; 2] = Default::default();
     let sessions = std::mem::take(&mut *sessions.lock().unwrap());
     report.sessions = sessions.len();
     report.reconnects = sessions.iter().map(|s| s.reconnects).sum();
@@ -839,7 +851,9 @@ async fn account(
         report.frames_duplicate += s.duplicate;
         for (id, at) in &s.arrivals {
             if let Some((w, _)) = truth.acked.get(id) {
-                frame_latencies.push(at.saturating_duration_since(w.sent));
+                let latency = at.saturating_duration_since(w.sent);
+                frame_latencies.push(latency);
+                by_slow_tenant[usize::from(s.tenant == SLOW_TENANT)].push(latency);
             }
         }
         for (id, w, answered) in &acked_by_tenant[s.tenant] {
@@ -861,5 +875,7 @@ async fn account(
     report.post_p99_ms = percentile(&mut posts, 0.99);
     report.frame_p50_ms = percentile(&mut frame_latencies, 0.5);
     report.frame_p99_ms = percentile(&mut frame_latencies, 0.99);
+    report.slow_tenant_frame_p99_ms = percentile(&mut by_slow_tenant[1], 0.99);
+    report.other_tenants_frame_p99_ms = percentile(&mut by_slow_tenant[0], 0.99);
     report
 }

@@ -5,8 +5,8 @@
 //! and up to `concurrency` connections are served at once, taken from the tenants in turn so that a
 //! tenant with thousands of connections cannot keep another tenant's few waiting. A connection that
 //! is gone (410) has its record removed and is not a failure. Other failures are retried with
-//! backoff while the batch's time `budget` lasts: the connections that hit one wait it out
-//! together, outside the `concurrency` being served, then go on from where they stopped.
+//! backoff while the batch's time `budget` lasts: a connection waits its backoff out without
+//! holding one of the `concurrency` places, then goes on from where it stopped.
 //!
 //! A connection that still missed entries gets a *strike* on its record. Below `max_strikes` its
 //! missed entries are reported, so the stream redelivers them; at `max_strikes` the connection is
@@ -16,13 +16,14 @@
 //! ([`Redeliveries`]), so its redelivery reaches only the ones still missing them. Delivery is at
 //! least once: clients de-duplicate by entry id.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::future::Either;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -196,11 +197,11 @@ enum Work {
     Unloaded(Vec<usize>),
 }
 
-/// What became of one piece of work.
+/// What a connection's turn ended in: served (done, or stopped for a retry), or its backoff over.
 #[allow(clippy::large_enum_variant, reason = "one per connection per batch, moved once")]
-enum Served {
-    Connection(WebSocketConnectionInfo, Vec<usize>, ConnectionOutcome),
-    Unloaded(Vec<usize>),
+enum Step {
+    Served(WebSocketConnectionInfo, Vec<usize>, ConnectionOutcome),
+    Woke(WebSocketConnectionInfo, Vec<usize>, ConnectionOutcome),
 }
 
 pub async fn fan_out(
@@ -260,78 +261,71 @@ pub async fn fan_out(
             .boxed()
     });
 
-    let in_flight = AtomicUsize::new(0);
-    let peak = AtomicUsize::new(0);
-    let serve_counted = |connection: WebSocketConnectionInfo, mine: Vec<usize>, from: Resume| {
-        let (prepared, in_flight, peak) = (&prepared, &in_flight, &peak);
+    // Serves a connection from where it stopped (a new one from its start), adding to its outcome.
+    let serve_from = |connection: WebSocketConnectionInfo, mine: Vec<usize>, mut outcome: ConnectionOutcome| {
+        let prepared = &prepared;
         async move {
-            let now_running = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(now_running, Ordering::SeqCst);
-            let outcome = serve(&connection, &mine, from, prepared, pusher, settings, now, deadline).await;
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            (connection, mine, outcome)
+            let from = outcome.retry.take().unwrap_or_default();
+            let later = serve(&connection, &mine, from, prepared, pusher, settings, now, deadline).await;
+            outcome.absorb(later);
+            Step::Served(connection, mine, outcome)
         }
     };
-    let first_pass: Vec<Served> = futures::stream::select_all(tenants)
-        .map(|work| async {
-            match work {
-                Work::Serve(connection, mine) => {
-                    let (connection, mine, outcome) = serve_counted(connection, mine, Resume::default()).await;
-                    Served::Connection(connection, mine, outcome)
-                }
-                Work::Unloaded(indexes) => Served::Unloaded(indexes),
-            }
-        })
-        .buffer_unordered(settings.concurrency.max(1))
-        .collect()
-        .await;
 
-    // Connections stopped by a failure a retry may cure wait out one backoff together, then go on
-    // from where they stopped, pass after pass: a connection waiting holds no place among the
-    // `concurrency` being served, so a few throttled posts do not hold the whole batch back.
+    // Up to `concurrency` connections are served at once. One stopped by a failure a retry may
+    // cure gives up its place while it waits out its backoff, then queues to resume where it
+    // stopped, ahead of connections not yet started: a few throttled posts do not hold the batch.
+    let limit = settings.concurrency.max(1);
+    let mut work = futures::stream::select_all(tenants);
+    let mut work_done = false;
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let (mut serving, mut peak) = (0, 0);
+    let mut woken: VecDeque<(WebSocketConnectionInfo, Vec<usize>, ConnectionOutcome)> = VecDeque::new();
     let mut finished: Vec<(String, ConnectionOutcome)> = Vec::new();
-    let mut waiting: Vec<(WebSocketConnectionInfo, Vec<usize>, ConnectionOutcome)> = Vec::new();
-    for served in first_pass {
-        match served {
-            Served::Unloaded(indexes) => report.failed.extend(indexes),
-            Served::Connection(connection, mine, outcome) if outcome.retry.is_some() => {
-                waiting.push((connection, mine, outcome))
-            }
-            Served::Connection(connection, _, outcome) => finished.push((connection.connection_id, outcome)),
+    loop {
+        while serving < limit {
+            let Some((connection, mine, outcome)) = woken.pop_front() else { break };
+            pending.push(Either::Left(serve_from(connection, mine, outcome)));
+            serving += 1;
+            peak = peak.max(serving);
         }
-    }
-    while !waiting.is_empty() {
-        let attempts = waiting.iter().filter_map(|(_, _, o)| o.retry).map(|r| r.attempts).max().unwrap_or(1);
-        let delay = settings.retry_base * 2u32.pow(attempts.saturating_sub(1));
-        if Instant::now() + delay >= deadline {
-            for (connection, mine, mut outcome) in waiting.drain(..) {
-                let from = outcome.retry.take().unwrap_or_default();
-                outcome.out_of_time = true;
-                outcome.missed.extend(&mine[from.position..]);
-                finished.push((connection.connection_id, outcome));
-            }
+        let want_work = serving < limit && !work_done;
+        if !want_work && pending.is_empty() {
             break;
         }
-        tokio::time::sleep(delay).await;
-        let resumed: Vec<_> = futures::stream::iter(std::mem::take(&mut waiting))
-            .map(|(connection, mine, mut outcome)| {
-                let from = outcome.retry.take().unwrap_or_default();
-                let serving = serve_counted(connection, mine, from);
-                async move {
-                    let (connection, mine, later) = serving.await;
-                    outcome.absorb(later);
-                    (connection, mine, outcome)
+        tokio::select! {
+            next = work.next(), if want_work => match next {
+                Some(Work::Serve(connection, mine)) => {
+                    pending.push(Either::Left(serve_from(connection, mine, ConnectionOutcome::default())));
+                    serving += 1;
+                    peak = peak.max(serving);
                 }
-            })
-            .buffer_unordered(settings.concurrency.max(1))
-            .collect()
-            .await;
-        for (connection, mine, outcome) in resumed {
-            if outcome.retry.is_some() {
-                waiting.push((connection, mine, outcome));
-            } else {
-                finished.push((connection.connection_id, outcome));
-            }
+                Some(Work::Unloaded(indexes)) => report.failed.extend(indexes),
+                None => work_done = true,
+            },
+            Some(step) = pending.next(), if !pending.is_empty() => match step {
+                Step::Served(connection, mine, mut outcome) => {
+                    serving -= 1;
+                    match outcome.retry {
+                        Some(at) => {
+                            let delay = settings.retry_base * 2u32.pow(at.attempts.saturating_sub(1));
+                            if Instant::now() + delay >= deadline {
+                                outcome.retry = None;
+                                outcome.out_of_time = true;
+                                outcome.missed.extend(&mine[at.position..]);
+                                finished.push((connection.connection_id, outcome));
+                            } else {
+                                pending.push(Either::Right(async move {
+                                    tokio::time::sleep(delay).await;
+                                    Step::Woke(connection, mine, outcome)
+                                }));
+                            }
+                        }
+                        None => finished.push((connection.connection_id, outcome)),
+                    }
+                }
+                Step::Woke(connection, mine, outcome) => woken.push_back((connection, mine, outcome)),
+            },
         }
     }
 
@@ -354,7 +348,7 @@ pub async fn fan_out(
             settle_missed(&connection_id, outcome.missed, connections, pusher, settings, &mut report).await;
         }
     }
-    report.peak_concurrency = peak.load(Ordering::SeqCst);
+    report.peak_concurrency = peak;
     report.skipped_redelivered = skipped.load(Ordering::Relaxed);
     // A batch with a failure comes again from its first failed record: remember who has what of
     // it. A batch without one will not come again: nothing of it needs remembering.
