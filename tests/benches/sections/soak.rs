@@ -12,20 +12,22 @@ use auditline_tests::soak::{SoakConfig, SoakReport, run, table};
 /// figures of the others with it.
 pub async fn run_section(out: &mut String) {
     let mut reports = Vec::new();
-    for (label, duration, push_faults_per_mille) in
-        [("in memory", 300, 0), ("in memory, 1 % of feed posts failing", 150, 10)]
-    {
+    // In memory the writers are paced (20 requests/s each, ~300 entries/s in all, ~43,000 frames/s
+    // to the 1,000 clients): unpaced, they outrun what one 2-core machine running the gateway and
+    // all the clients can deliver, and the run measures the machine's ceiling instead of the
+    // product (see BENCHMARKS.md, "Soak").
+    for (label, push_faults_per_mille) in [("in memory", 0), ("in memory, 1 % of feed posts failing", 10)] {
         reports.push(
             run_and_print(&SoakConfig {
                 label: label.into(),
-                duration: Duration::from_secs(duration),
+                duration: Duration::from_secs(360),
                 writers: 8,
                 readers: 2,
                 clients: 1_000,
                 dynamodb: None,
-                rate_per_writer: 0,
+                rate_per_writer: 20,
                 kill_at: None,
-                batch_size: 5,
+                batch_size: 6,
                 push_faults_per_mille,
             })
             .await,
