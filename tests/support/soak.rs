@@ -585,12 +585,16 @@ struct Client {
     span: Duration,
     /// Reconnect and catch up over HTTP when the gateway drops the socket (restart runs).
     reconnect: bool,
+    /// Catch-ups running at once, across clients. Two hundred at once after a restart queue up in
+    /// moto (it serves one request at a time) past the SDK's attempt timeout, whose retries then
+    /// only add to the queue; DynamoDB would serve them all.
+    catch_ups: Arc<tokio::sync::Semaphore>,
 }
 
 /// A live client: one session, or two (leaving a third of the way in and coming back at half
 /// time) for every fifth.
 async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool>, sessions: Arc<Mutex<Vec<Session>>>) {
-    let Client { c, ws, url, start, span, reconnect } = client;
+    let Client { c, ws, url, start, span, reconnect, catch_ups } = client;
     let tenant = c % TENANTS.len();
     let (view, scope, query) = View::of(c, reconnect);
     let auth = format!("Bearer {}", token(TENANTS[tenant], &format!("client-{c}"), scope));
@@ -637,6 +641,7 @@ async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool
                     // Back after a drop: what was written meanwhile comes over HTTP.
                     s.reconnects += 1;
                     let since = opened_at;
+                    let _slot = catch_ups.acquire().await.expect("never closed");
                     s.caught_up.extend(catch_up(&url, &auth, view, since).await.iter().filter_map(|i| id_of(i)));
                 }
             }
@@ -685,6 +690,7 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
         websocket(&ws, &[("authorization", &format!("Bearer {}", token(TENANTS[SLOW_TENANT], "slow", "audit:read")))])
             .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let catch_ups = Arc::new(tokio::sync::Semaphore::new(4));
     let clients: Vec<_> = (0..config.clients)
         .map(|c| {
             let client = Client {
@@ -694,6 +700,7 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
                 start,
                 span: config.duration,
                 reconnect: config.kill_at.is_some(),
+                catch_ups: catch_ups.clone(),
             };
             tokio::spawn(live_client(client, stopped.clone(), sessions.clone()))
         })

@@ -3,44 +3,49 @@
 //! proxy untouched and with faults on.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use auditline_tests::fault_proxy::{FaultMix, FaultProxy};
 use auditline_tests::soak::{SoakConfig, SoakReport, run, table};
 
 /// Each run's report is printed as soon as it is done, so that a failing run does not take the
-/// figures of the others with it.
+/// figures of the others with it. `AUDITLINE_SOAK_RUNS` (comma-separated: `memory`, `dynamodb`,
+/// `stock-moto`, `killed`) runs only those.
 pub async fn run_section(out: &mut String) {
+    let chosen = std::env::var("AUDITLINE_SOAK_RUNS").ok();
+    let wanted = |run: &str| chosen.as_deref().is_none_or(|c| c.split(',').any(|r| r.trim() == run));
     let mut reports = Vec::new();
     // In memory the writers are paced (20 requests/s each, ~300 entries/s in all, ~43,000 frames/s
     // to the 1,000 clients): unpaced, they outrun what one 2-core machine running the gateway and
     // all the clients can deliver, and the run measures the machine's ceiling instead of the
     // product (see BENCHMARKS.md, "Soak").
-    for (label, push_faults_per_mille) in [("in memory", 0), ("in memory, 1 % of feed posts failing", 10)] {
-        reports.push(
-            run_and_print(&SoakConfig {
-                label: label.into(),
-                duration: Duration::from_secs(360),
-                writers: 8,
-                readers: 2,
-                clients: 1_000,
-                dynamodb: None,
-                rate_per_writer: 20,
-                kill_at: None,
-                batch_size: 6,
-                push_faults_per_mille,
-            })
-            .await,
-        );
+    let memory = [("in memory", 0), ("in memory, 1 % of feed posts failing", 10)];
+    for (label, push_faults_per_mille) in memory.into_iter().filter(|_| wanted("memory")) {
+        let report = run(&SoakConfig {
+            label: label.into(),
+            duration: Duration::from_secs(360),
+            writers: 8,
+            readers: 2,
+            clients: 1_000,
+            dynamodb: None,
+            rate_per_writer: 20,
+            kill_at: None,
+            batch_size: 6,
+            push_faults_per_mille,
+        })
+        .await;
+        reports.push(printed(report));
     }
     // Batches of 25 in every fifth write: moto answers one request at a time, and the issue asks
     // for thousands of entries, not thousands of requests.
-    for (label, mix, push_faults_per_mille) in [
+    let dynamodb = [
         ("DynamoDB API, pass-through", FaultMix::default(), 0),
         ("DynamoDB API, faults on (and 5 % of feed posts)", FaultMix::standard(), 50),
-    ] {
+    ];
+    for (label, mix, push_faults_per_mille) in dynamodb.into_iter().filter(|_| wanted("dynamodb")) {
         let proxy = FaultProxy::start(&auditline_tests::dynamodb_endpoint(), mix, 7).await;
-        let mut report = run_and_print(&SoakConfig {
+        let mut report = run(&SoakConfig {
             label: label.into(),
             duration: Duration::from_secs(420),
             writers: 8,
@@ -54,7 +59,6 @@ pub async fn run_section(out: &mut String) {
         })
         .await;
         let c = &proxy.counts;
-        use std::sync::atomic::Ordering::Relaxed;
         report.faults = format!(
             "{} / {} throttled, {} 500, {} 503, {} dropped, {} replies lost; moto's own 5xx: {}",
             c.requests.load(Relaxed),
@@ -65,11 +69,13 @@ pub async fn run_section(out: &mut String) {
             c.dropped_after.load(Relaxed),
             c.backend_errors.load(Relaxed)
         );
-        reports.push(report);
+        reports.push(printed(report));
     }
-    reports.push(stock_moto().await);
-    reports.push(
-        run_and_print(&SoakConfig {
+    if wanted("stock-moto") {
+        reports.push(printed(stock_moto().await));
+    }
+    if wanted("killed") {
+        let report = run(&SoakConfig {
             label: "DynamoDB API, killed and restarted".into(),
             duration: Duration::from_secs(120),
             writers: 8,
@@ -81,8 +87,9 @@ pub async fn run_section(out: &mut String) {
             batch_size: 25,
             push_faults_per_mille: 0,
         })
-        .await,
-    );
+        .await;
+        reports.push(printed(report));
+    }
     writeln!(out, "{}", table(&reports)).unwrap();
 }
 
@@ -107,7 +114,7 @@ async fn stock_moto() -> SoakReport {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let proxy = FaultProxy::start(&endpoint, FaultMix::default(), 7).await;
-    let mut report = run_and_print(&SoakConfig {
+    let mut report = run(&SoakConfig {
         label: "stock moto_server, pass-through".into(),
         duration: Duration::from_secs(90),
         writers: 8,
@@ -120,7 +127,6 @@ async fn stock_moto() -> SoakReport {
         push_faults_per_mille: 0,
     })
     .await;
-    use std::sync::atomic::Ordering::Relaxed;
     report.faults = format!(
         "{} / none injected; moto's own 5xx: {}",
         proxy.counts.requests.load(Relaxed),
@@ -131,8 +137,7 @@ async fn stock_moto() -> SoakReport {
     report
 }
 
-async fn run_and_print(config: &SoakConfig) -> SoakReport {
-    let report = run(config).await;
+fn printed(report: SoakReport) -> SoakReport {
     println!("{report}");
     report
 }
