@@ -28,9 +28,11 @@ use auditline::auth::{AuthMethod, Authenticator, extract};
 use auditline::domain::TenantId;
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
 use auditline::integrity::signing::{LocalSigner, Signer, public_key_pem};
+use auditline::realtime::checkpoints::CheckpointFeed;
 use auditline::realtime::fanout::FanoutSettings;
 use auditline::realtime::{ConnectionLimits, ConnectionStore, MemoryConnections, Pusher};
-use auditline::seal::{SealStore, Sealer};
+use auditline::seal::publish::DirectoryCheckpoints;
+use auditline::seal::{CheckpointSink, MAX_SEAL_DELAY_SECONDS, SealStore, Sealer, StaticKeys, WitnessClient};
 use auditline::store::dynamo::tables::{
     self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
 };
@@ -38,6 +40,7 @@ use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempoten
 use auditline::store::s3::S3Archive;
 use auditline::store::{AuditStore, MemoryStore};
 use auditline::viewer::{self, ViewerConfig};
+use auditline::witness::client::HttpWitness;
 use auditline::{AuditLogger, Config};
 use axum::Router;
 use axum::body::Body;
@@ -140,11 +143,13 @@ impl ArchiveTarget {
 pub struct SealOptions {
     pub every: Duration,
     pub key: SealKey,
+    /// Every new checkpoint is also written under this directory (as to the S3 bucket on AWS).
+    pub publish_dir: Option<PathBuf>,
 }
 
 impl Default for SealOptions {
     fn default() -> Self {
-        SealOptions { every: DEFAULT_SEAL_EVERY, key: SealKey::Generate }
+        SealOptions { every: DEFAULT_SEAL_EVERY, key: SealKey::Generate, publish_dir: None }
     }
 }
 
@@ -353,6 +358,8 @@ fn random_secret() -> String {
 /// Starts the gateway and its live feed; returns once it is listening.
 pub async fn start(options: Options) -> Result<Running, BoxError> {
     let mut config = options.config;
+    // What verifiers are told about how late a seal may be: this gateway's own timer.
+    config.seal.schedule_seconds = options.seal.every.as_secs().clamp(1, u64::from(MAX_SEAL_DELAY_SECONDS)) as u32;
     let backends = backends(&options.storage, &config, &options.limits).await?;
 
     // With no JWT key configured, the gateway signs its own development tokens.
@@ -415,6 +422,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
             Arc::new(push_faults::FaultyPusher::new(sessions.clone(), share))
         }
     };
+    let feed_pusher = pusher.clone();
     let feed = FeedDeps::new(backends.connections.clone(), pusher, FanoutSettings::default());
     let consumers = source::Consumers { feed, archive: options.archive.as_ref().map(ArchiveTarget::sink) };
     let source = match (&options.storage, &backends.dynamodb) {
@@ -447,6 +455,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
             auth_methods: config.auth.allowed_methods.iter().map(AuthMethod::to_string).collect(),
             seal: backends.seal.clone(),
             seal_settings: config.seal,
+            keys: Arc::new(StaticKeys::of(signer.as_ref())),
+            witnesses: config.witnesses.iter().map(|w| w.url.clone()).collect(),
             log_reads: config.log_reads,
         },
         auth,
@@ -475,7 +485,20 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         }
     });
     // The sealer on a timer: the same code as the scheduled seal function, with a local key.
-    let sealer = Sealer { store: backends.seal, signer: signer.clone(), settings: config.seal };
+    let mut sinks: Vec<Arc<dyn CheckpointSink>> =
+        vec![Arc::new(CheckpointFeed { connections: connections.clone(), pusher: feed_pusher })];
+    if let Some(dir) = &options.seal.publish_dir {
+        sinks.push(Arc::new(DirectoryCheckpoints { root: dir.clone() }));
+    }
+    let witnesses = config
+        .witnesses
+        .iter()
+        .map(|w| Arc::new(HttpWitness::new(&w.url, w.key.clone())) as Arc<dyn WitnessClient>)
+        .collect();
+    let sealer = Sealer::new(backends.seal, signer.clone(), config.seal)
+        .with_origin(config.log_origin.clone())
+        .with_witnesses(witnesses)
+        .with_sinks(sinks);
     let every = options.seal.every;
     let sealing = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
@@ -729,8 +752,13 @@ pub fn options_from_env(
     port: u16,
     seal_every: Duration,
     archive_dir: Option<PathBuf>,
+    publish_dir: Option<PathBuf>,
+    witnesses: &[String],
 ) -> Result<Options, BoxError> {
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    for witness in witnesses {
+        config.witnesses.extend(auditline::config::parse_witnesses(witness).map_err(|e| format!("--witness: {e}"))?);
+    }
     // A directory if given; else the S3 API at S3_ENDPOINT, when ARCHIVE_BUCKET names a bucket.
     let archive = match (archive_dir, &config.archive_bucket, &config.s3_endpoint) {
         (Some(dir), _, _) => Some(ArchiveTarget::Directory(dir)),
@@ -753,7 +781,7 @@ pub fn options_from_env(
     };
     let key =
         std::env::var("AUDITLINE_SEAL_KEY_FILE").map_or_else(|_| PathBuf::from(DEFAULT_SEAL_KEY_FILE), PathBuf::from);
-    let seal = SealOptions { every: seal_every, key: SealKey::File(key) };
+    let seal = SealOptions { every: seal_every, key: SealKey::File(key), publish_dir };
     let push_faults_per_mille = number_from_env("AUDITLINE_PUSH_FAULTS_PER_MILLE", 0, 0)? as u64;
     if push_faults_per_mille > 1000 {
         return Err("AUDITLINE_PUSH_FAULTS_PER_MILLE is a share per thousand: 0 to 1000".into());

@@ -22,6 +22,14 @@ struct Args {
     /// Write the archive (gzip'd JSON lines, tenant=/date=/hour= partitions) under this directory.
     #[arg(long, env = "AUDITLINE_ARCHIVE_DIR", value_name = "DIR")]
     archive_dir: Option<std::path::PathBuf>,
+    /// Publish every new checkpoint under this directory (checkpoints/tenant=<t>/…), as the
+    /// deployment does to its Object Lock bucket.
+    #[arg(long, env = "AUDITLINE_PUBLISH_DIR", value_name = "DIR")]
+    publish_dir: Option<std::path::PathBuf>,
+    /// A witness to have each new head cosigned by: "URL VKEY" (as `auditline witness` prints
+    /// it). Repeat for several. Also AUDIT_WITNESSES, comma-separated.
+    #[arg(long = "witness", value_name = "URL VKEY")]
+    witnesses: Vec<String>,
 }
 
 fn parse_every(text: &str) -> Result<Duration, String> {
@@ -34,14 +42,17 @@ fn parse_every(text: &str) -> Result<Duration, String> {
         },
     };
     let value: u64 = number.trim().parse().map_err(|_| format!("{text:?} is not a duration such as 10s or 2m"))?;
-    (1..=86_400).contains(&(value * unit)).then(|| Duration::from_secs(value * unit)).ok_or("from 1 s to 1 day".into())
+    // At most an hour: verifiers take a seal later than its schedule (at most an hour) as missing.
+    (1..=3_600).contains(&(value * unit)).then(|| Duration::from_secs(value * unit)).ok_or("from 1 s to 1 hour".into())
 }
 
 #[tokio::main]
 async fn main() {
     lambda_runtime::tracing::init_default_subscriber();
     let args = Args::parse();
-    let running = match options_from_env(args.host, args.port, args.seal_every, args.archive_dir) {
+    let options =
+        options_from_env(args.host, args.port, args.seal_every, args.archive_dir, args.publish_dir, &args.witnesses);
+    let running = match options {
         Ok(options) => start(options).await,
         Err(e) => Err(e),
     };

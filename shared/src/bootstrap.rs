@@ -67,10 +67,18 @@ pub fn dynamo_store(client: aws_sdk_dynamodb::Client, config: &Config) -> Dynamo
 pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
     let client = dynamodb(config).await?;
     let store = Arc::new(dynamo_store(client.clone(), config));
+    let keys = crate::kms::KmsKeys::from_environment(
+        sdk::config().await?,
+        config.seal_kms_key_id.clone(),
+        config.seal_retired_kms_keys.clone(),
+        config.kms_endpoint.as_deref(),
+    );
     Ok(AuditApi {
         logger: Arc::new(AuditLogger::new(store.clone(), config.audit)),
         seal: store,
         seal_settings: config.seal,
+        keys: Arc::new(keys),
+        witnesses: config.witnesses.iter().map(|w| w.url.clone()).collect(),
         log_reads: config.log_reads,
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
@@ -218,11 +226,29 @@ pub async fn serve_seal() -> Result<(), BoxError> {
             .ok_or("set SEAL_KMS_KEY_ID to the KMS key (ECC_NIST_P256) that signs checkpoints")?;
         let sdk = sdk::config().await?;
         let signer = KmsSigner::from_environment(sdk, &key, config.kms_endpoint.as_deref()).await?;
-        Ok(Sealer {
-            store: Arc::new(dynamo_store(dynamodb(&config).await?, &config)),
-            signer: Arc::new(signer),
-            settings: config.seal,
-        })
+        let mut sinks: Vec<Arc<dyn crate::seal::CheckpointSink>> = Vec::new();
+        if let Some(endpoint) = &config.websocket_endpoint {
+            sinks.push(Arc::new(crate::realtime::checkpoints::CheckpointFeed {
+                connections: Arc::new(connections(&config).await?),
+                pusher: Arc::new(ApiGatewayPusher::from_environment(sdk, endpoint)),
+            }));
+        }
+        if let Some(bucket) = &config.checkpoint_bucket {
+            sinks.push(Arc::new(crate::store::s3::S3Checkpoints::from_environment(
+                sdk,
+                bucket,
+                config.s3_endpoint.as_deref(),
+            )));
+        }
+        let witnesses = config
+            .witnesses
+            .iter()
+            .map(|w| Arc::new(crate::witness::client::HttpWitness::new(&w.url, w.key.clone())) as _)
+            .collect::<Vec<_>>();
+        Ok(Sealer::new(Arc::new(dynamo_store(dynamodb(&config).await?, &config)), Arc::new(signer), config.seal)
+            .with_origin(config.log_origin.clone())
+            .with_witnesses(witnesses)
+            .with_sinks(sinks))
     })
     .await?;
     let sealer = &sealer;
@@ -234,6 +260,9 @@ pub async fn serve_seal() -> Result<(), BoxError> {
             "checkpoints": report.checkpoints,
             "entries": report.entries,
             "raced": report.raced,
+            "cosigned": report.cosigned,
+            "witness_failures": report.witness_failures,
+            "publish_failures": report.publish_failures,
         }))
     }))
     .await
@@ -253,6 +282,8 @@ pub const HANDLERS: &[&str] = &[
     "health",
     "export",
     "list-checkpoints",
+    "latest-checkpoint",
+    "checkpoint-leaves",
     "get-proof",
     "list-keys",
     "viewer",
@@ -277,6 +308,8 @@ pub async fn serve(handler: &str) -> Result<(), BoxError> {
         "health" => serve_http(Route::Health).await,
         "export" => serve_http(Route::Export).await,
         "list-checkpoints" => serve_http(Route::Checkpoints).await,
+        "latest-checkpoint" => serve_http(Route::LatestCheckpoint).await,
+        "checkpoint-leaves" => serve_http(Route::PeriodLeaves).await,
         "get-proof" => serve_http(Route::Proof).await,
         "list-keys" => serve_http(Route::Keys).await,
         "viewer" => serve_viewer().await,

@@ -1,11 +1,13 @@
 //! Configuration from the environment: the seed's settings plus table names and a DynamoDB endpoint
 //! override for local servers. Read once per process (per Lambda cold start).
 
+use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::auth::origins::OriginPolicy;
 use crate::auth::{AuthMethod, AuthSettings, Secret};
 use crate::domain::TenantId;
+use crate::integrity::note::CosignerKey;
 use crate::logger::{AuditSettings, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
 use crate::realtime::ConnectionLimits;
 use crate::seal::SealSettings;
@@ -42,7 +44,12 @@ pub mod vars {
     pub const PROOFS_TABLE: &str = "PROOFS_TABLE";
     pub const AUDIT_SEAL_PERIOD_MINUTES: &str = "AUDIT_SEAL_PERIOD_MINUTES";
     pub const AUDIT_SEAL_GRACE_SECONDS: &str = "AUDIT_SEAL_GRACE_SECONDS";
+    pub const AUDIT_SEAL_SCHEDULE_SECONDS: &str = "AUDIT_SEAL_SCHEDULE_SECONDS";
+    pub const AUDIT_LOG_ORIGIN: &str = "AUDIT_LOG_ORIGIN";
     pub const SEAL_KMS_KEY_ID: &str = "SEAL_KMS_KEY_ID";
+    pub const SEAL_RETIRED_KMS_KEYS: &str = "SEAL_RETIRED_KMS_KEYS";
+    pub const AUDIT_WITNESSES: &str = "AUDIT_WITNESSES";
+    pub const CHECKPOINT_BUCKET: &str = "CHECKPOINT_BUCKET";
     pub const KMS_ENDPOINT: &str = "KMS_ENDPOINT";
     pub const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
     pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
@@ -94,7 +101,12 @@ pub mod vars {
         PROOFS_TABLE,
         AUDIT_SEAL_PERIOD_MINUTES,
         AUDIT_SEAL_GRACE_SECONDS,
+        AUDIT_SEAL_SCHEDULE_SECONDS,
+        AUDIT_LOG_ORIGIN,
         SEAL_KMS_KEY_ID,
+        SEAL_RETIRED_KMS_KEYS,
+        AUDIT_WITNESSES,
+        CHECKPOINT_BUCKET,
         KMS_ENDPOINT,
         ARCHIVE_BUCKET,
         S3_ENDPOINT,
@@ -141,8 +153,16 @@ pub struct Config {
     pub checkpoints_table: String,
     pub proofs_table: String,
     pub seal: SealSettings,
+    /// The deployment's log origin: tenant `t`'s checkpoints are the log `<origin>/<t>`.
+    pub log_origin: String,
     /// The KMS key checkpoints are signed with (the seal function).
     pub seal_kms_key_id: Option<String>,
+    /// KMS keys that signed checkpoints before a rotation, each with the time it was retired.
+    pub seal_retired_kms_keys: Vec<(String, DateTime<Utc>)>,
+    /// Witnesses the seal asks to cosign each new head.
+    pub witnesses: Vec<WitnessConfig>,
+    /// The Object Lock bucket every checkpoint is published to.
+    pub checkpoint_bucket: Option<String>,
     pub kms_endpoint: Option<String>,
     /// The bucket the archive function writes to.
     pub archive_bucket: Option<String>,
@@ -208,6 +228,24 @@ impl Config {
             |v| in_range(v, 0, 3600),
             "a whole number of seconds from 0 to 3600",
         )? as u32;
+        let schedule_seconds = setting(
+            &get,
+            vars::AUDIT_SEAL_SCHEDULE_SECONDS,
+            u64::from(crate::seal::DEFAULT_SCHEDULE_SECONDS),
+            |v| in_range(v, 1, u64::from(crate::seal::MAX_SEAL_DELAY_SECONDS)),
+            "a whole number of seconds from 1 to 3600 (how often the seal runs)",
+        )? as u32;
+        let log_origin = get(vars::AUDIT_LOG_ORIGIN).unwrap_or_else(|| crate::seal::DEFAULT_ORIGIN.into());
+        if !crate::integrity::note::valid_key_name(&log_origin) || log_origin.len() > 200 {
+            return Err(ConfigError {
+                variable: vars::AUDIT_LOG_ORIGIN,
+                reason: "must be a name of at most 200 characters without spaces or '+', e.g. audit.example.com".into(),
+            });
+        }
+        let seal_retired_kms_keys = parse_retired_keys(&get(vars::SEAL_RETIRED_KMS_KEYS).unwrap_or_default())
+            .map_err(|reason| ConfigError { variable: vars::SEAL_RETIRED_KMS_KEYS, reason })?;
+        let witnesses = parse_witnesses(&get(vars::AUDIT_WITNESSES).unwrap_or_default())
+            .map_err(|reason| ConfigError { variable: vars::AUDIT_WITNESSES, reason })?;
         let connection_limit = |variable, default: usize| {
             setting(&get, variable, default as u64, |v| in_range(v, 1, 1_000_000), "a whole number from 1 to 1000000")
                 .map(|n| n as usize)
@@ -273,8 +311,12 @@ impl Config {
             connections_table: get(vars::CONNECTIONS_TABLE).unwrap_or_else(|| DEFAULT_CONNECTIONS_TABLE.into()),
             checkpoints_table: get(vars::CHECKPOINTS_TABLE).unwrap_or_else(|| DEFAULT_CHECKPOINTS_TABLE.into()),
             proofs_table: get(vars::PROOFS_TABLE).unwrap_or_else(|| DEFAULT_PROOFS_TABLE.into()),
-            seal: SealSettings { period_minutes, grace_seconds, lookback_hours: retention_days * 24 },
+            seal: SealSettings { period_minutes, grace_seconds, schedule_seconds, lookback_hours: retention_days * 24 },
+            log_origin,
             seal_kms_key_id: get(vars::SEAL_KMS_KEY_ID),
+            seal_retired_kms_keys,
+            witnesses,
+            checkpoint_bucket: get(vars::CHECKPOINT_BUCKET),
             kms_endpoint: get(vars::KMS_ENDPOINT),
             archive_bucket: get(vars::ARCHIVE_BUCKET),
             s3_endpoint: get(vars::S3_ENDPOINT),
@@ -291,6 +333,44 @@ impl Config {
             prime_connections,
         })
     }
+}
+
+/// A witness the seal submits checkpoints to: where, and the key its cosignatures verify with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessConfig {
+    pub url: String,
+    pub key: CosignerKey,
+}
+
+/// `"<url> <vkey>"` pairs separated by commas.
+pub fn parse_witnesses(text: &str) -> Result<Vec<WitnessConfig>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let (url, vkey) = w.split_once(' ').ok_or_else(|| format!("{w:?} is not \"<url> <vkey>\""))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!("{url:?} is not an http(s) URL"));
+            }
+            let key = CosignerKey::parse_vkey(vkey.trim()).map_err(|e| format!("the key of {url}: {e}"))?;
+            Ok(WitnessConfig { url: url.to_owned(), key })
+        })
+        .collect()
+}
+
+/// `"<key>=<RFC 3339 time>"` pairs separated by commas: keys retired at those times.
+pub fn parse_retired_keys(text: &str) -> Result<Vec<(String, DateTime<Utc>)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            let (key, until) = k.rsplit_once('=').ok_or_else(|| format!("{k:?} is not <key>=<time retired>"))?;
+            let until = DateTime::parse_from_rfc3339(until.trim())
+                .map_err(|_| format!("{until:?} is not an RFC 3339 time"))?
+                .to_utc();
+            Ok((key.trim().to_owned(), until))
+        })
+        .collect()
 }
 
 /// The API Gateway Management API endpoint of a WebSocket API stage.

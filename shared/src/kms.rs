@@ -1,5 +1,6 @@
-//! The KMS adapter of the checkpoint signer: an asymmetric `ECC_NIST_P256` key whose private half
-//! never leaves KMS. The public key is read once (per cold start) and fingerprinted as any other.
+//! The KMS adapters of the checkpoint signer (an asymmetric `ECC_NIST_P256` key whose private half
+//! never leaves KMS; its public key read once per cold start and fingerprinted as any other) and of
+//! the published keys (`GET /audit/keys`).
 
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::integrity::signing::{SignError, Signer, key_id};
+use crate::backend::BackendError;
+use crate::integrity::signing::{SignError, Signer, key_id, public_key_pem};
+use crate::seal::{KeySource, PublishedKey};
 
 /// KMS signs raw messages of at most this many bytes.
 const MAX_RAW_MESSAGE: usize = 4096;
@@ -91,5 +94,79 @@ impl Signer for KmsSigner {
             .await
             .map_err(|e| SignError::Unavailable(format!("Sign: {}", DisplayErrorContext(&e))))?;
         out.signature().map(|b| b.as_ref().to_vec()).ok_or_else(|| SignError::Unavailable("no signature".into()))
+    }
+}
+
+/// `GET /audit/keys` on AWS: the seal's current KMS key and the retired ones (with the time each
+/// was retired), read with `GetPublicKey` once per process. Never from a table: whoever can write
+/// the tables cannot add a key here.
+pub struct KmsKeys {
+    client: Client,
+    current: Option<String>,
+    retired: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    cache: tokio::sync::OnceCell<Vec<PublishedKey>>,
+}
+
+impl KmsKeys {
+    pub fn from_environment(
+        shared: &aws_config::SdkConfig,
+        current: Option<String>,
+        retired: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+        endpoint_override: Option<&str>,
+    ) -> Self {
+        let mut builder = aws_sdk_kms::config::Builder::from(shared)
+            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build());
+        if let Some(endpoint) = endpoint_override {
+            builder = builder.endpoint_url(endpoint);
+        }
+        KmsKeys { client: Client::from_conf(builder.build()), current, retired, cache: tokio::sync::OnceCell::new() }
+    }
+
+    async fn public_key(&self, key: &str) -> Result<Vec<u8>, BackendError> {
+        let out = self
+            .client
+            .get_public_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("KMS GetPublicKey: {}", DisplayErrorContext(&e))))?;
+        if !is_p256(&out) {
+            return Err(BackendError::Internal("a configured seal key is not ECC_NIST_P256".into()));
+        }
+        out.public_key().map(|b| b.as_ref().to_vec()).ok_or_else(|| BackendError::Internal("no public key".into()))
+    }
+
+    async fn load(&self) -> Result<Vec<PublishedKey>, BackendError> {
+        let mut retired = self.retired.clone();
+        retired.sort_by_key(|(_, until)| *until);
+        let mut keys = Vec::new();
+        let mut from = None;
+        for (key, until) in &retired {
+            let der = self.public_key(key).await?;
+            keys.push(PublishedKey {
+                key_id: key_id(&der),
+                public_key_pem: public_key_pem(&der),
+                valid_from: from,
+                valid_until: Some(*until),
+            });
+            from = Some(*until);
+        }
+        if let Some(current) = &self.current {
+            let der = self.public_key(current).await?;
+            keys.push(PublishedKey {
+                key_id: key_id(&der),
+                public_key_pem: public_key_pem(&der),
+                valid_from: from,
+                valid_until: None,
+            });
+        }
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl KeySource for KmsKeys {
+    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError> {
+        self.cache.get_or_try_init(|| self.load()).await.cloned()
     }
 }

@@ -22,6 +22,7 @@ pub mod sdk;
 pub mod seal;
 pub mod store;
 pub mod viewer;
+pub mod witness;
 
 pub use config::Config;
 pub use logger::{AuditError, AuditLogger, AuditSettings, LogOutcome};

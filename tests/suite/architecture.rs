@@ -16,7 +16,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("archive", &["backend", "domain", "integrity"]),
     ("auth", &["backend", "domain", "integrity"]),
     ("idempotency", &["backend", "domain", "integrity"]),
-    ("realtime", &["auth", "backend", "domain", "integrity"]),
+    // `seal` for the publication port the live feed implements (new checkpoints as frames).
+    ("realtime", &["auth", "backend", "domain", "integrity", "seal"]),
     ("seal", &["backend", "domain", "integrity"]),
     ("store", &["archive", "auth", "backend", "domain", "integrity", "idempotency", "realtime", "seal"]),
     ("logger", &["backend", "domain", "integrity", "store"]),
@@ -37,7 +38,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "viewer",
         ],
     ),
-    ("kms", &["integrity"]),
+    // The witness service, and its client: the adapter of the seal's witness port.
+    ("witness", &["backend", "integrity", "seal"]),
+    ("kms", &["backend", "integrity", "seal"]),
     ("viewer", &[]),
     ("sdk", &[]),
     ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store"]),
@@ -60,6 +63,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "seal",
             "store",
             "viewer",
+            "witness",
         ],
     ),
 ];
@@ -77,6 +81,7 @@ const AWS_FREE: &[&str] = &[
     "logger",
     "seal",
     "viewer",
+    "witness",
 ];
 
 fn source_root() -> PathBuf {

@@ -50,7 +50,8 @@ async fn fresh_config() -> Config {
 /// A gateway on `config`'s tables that seals every 200 ms with the key in `key_file`.
 async fn sealing_gateway(config: &Config, key_file: &Path) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let seal = SealOptions { every: Duration::from_millis(200), key: SealKey::File(key_file.to_owned()) };
+    let seal =
+        SealOptions { every: Duration::from_millis(200), key: SealKey::File(key_file.to_owned()), publish_dir: None };
     let storage = Storage::DynamoDb { endpoint: auditline_tests::dynamodb_endpoint() };
     start(Options {
         bind,
@@ -116,7 +117,8 @@ async fn fetch_then_verify_offline_and_catch_a_change() {
     let verified = auditline(&["verify", "--public-key", key_arg, bundle_arg], &[]);
     assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
     assert!(
-        text(&verified).starts_with("3/3 checkpoints valid, 31/31 entries valid, 1 not sealed yet\nhead: "),
+        text(&verified)
+            .starts_with("tenant local: 3/3 checkpoints valid, 31/31 entries valid, 1 not sealed yet\nhead: "),
         "{}",
         text(&verified)
     );
@@ -153,7 +155,7 @@ async fn fetch_then_verify_offline_and_catch_a_change() {
     assert_eq!(
         text(&checked).lines().next(),
         Some(
-            "3/3 checkpoints valid, 21/21 entries valid, 1 not sealed yet, 1 period outside the range (entries not checked)"
+            "tenant local: 3/3 checkpoints valid, 21/21 entries valid, 1 not sealed yet, 1 period outside the range (entries not checked)"
         )
     );
     // Without the range, the first hour's entries are missing, and verify says so.

@@ -261,6 +261,8 @@ fn api(store: Arc<MemoryStore>) -> AuditApi {
         auth_methods: vec!["jwt".into()],
         seal: Arc::new(auditline::store::MemoryStore::new()),
         seal_settings: Default::default(),
+        keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
+        witnesses: Vec::new(),
         log_reads: false,
     }
 }
@@ -295,6 +297,8 @@ fn sample_of(route: Route) -> &'static str {
         Route::Health => "http-health.json",
         Route::Ingest => "http-ingest.json",
         Route::Checkpoints => "http-checkpoints.json",
+        Route::LatestCheckpoint => "http-latest-checkpoint.json",
+        Route::PeriodLeaves => "http-checkpoint-leaves.json",
         Route::Proof => "http-proof.json",
         Route::Keys => "http-keys.json",
         Route::Export => "http-export.json",

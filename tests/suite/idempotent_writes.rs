@@ -102,6 +102,8 @@ async fn keys_belong_to_one_caller(backend: Backend) {
         auth_methods: vec![],
         seal: Arc::new(auditline::store::MemoryStore::new()),
         seal_settings: Default::default(),
+        keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
+        witnesses: Vec::new(),
         log_reads: false,
     };
     let alice_body = json!({"action": "CREATE", "entity_type": "FILE", "entity_id": "alice-file"});
@@ -135,6 +137,8 @@ async fn a_batch_cut_off_and_retried_stores_each_entry_once(backend: Backend) {
         auth_methods: vec![],
         seal: Arc::new(auditline::store::MemoryStore::new()),
         seal_settings: Default::default(),
+        keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
+        witnesses: Vec::new(),
         log_reads: false,
     };
     let request = post(&batch(SIZE), "acme", "alice", "nightly-import-1");

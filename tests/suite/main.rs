@@ -24,6 +24,7 @@ mod logger;
 mod memory_store;
 mod openapi;
 mod paging;
+mod proofs;
 mod seal;
 mod signing;
 mod soak;

@@ -238,7 +238,7 @@ async fn integrity_responses_match_their_schemas() {
     let request = auditline_tests::new_entry(&acme, AuditAction::Create, EntityType::File, "f", None, None);
     let Ok(LogOutcome::Stored(sealed)) = past.log(request).await else { panic!("stored") };
     let signer = Arc::new(LocalSigner::generate().unwrap());
-    Sealer { store: store.clone(), signer, settings: SealSettings::default() }.run(Utc::now()).await.unwrap();
+    Sealer::new(store.clone(), signer, SealSettings::default()).run(Utc::now()).await.unwrap();
     api.logger = Arc::new(AuditLogger::new(store, AuditSettings::default()));
     let created = call(&api, Route::Ingest, &event("http-ingest.json")).await;
     let fresh = created.body["id"].as_str().unwrap().to_owned();

@@ -11,7 +11,7 @@ use auditline::idempotency::MemoryIdempotency;
 use auditline::integrity::signing::{LocalSigner, Signer};
 use auditline::seal::EntryProof;
 use auditline::seal::verify::{Bundle, Verifier};
-use auditline::seal::{ProofOutcome, SealSettings, SealStore, Sealer, prove};
+use auditline::seal::{ProofOutcome, SealSettings, SealStore, Sealer, StaticKeys, prove};
 use auditline::store::dynamo::tables::{CHECKPOINTS, COUNTERS, ENTRIES, PROOFS};
 use auditline::store::dynamo::{SealTables, client_for_local_endpoint};
 use auditline::store::{AuditStore, DynamoStore, MemoryStore, StoreError};
@@ -45,7 +45,7 @@ async fn stores(backend: Backend) -> (Arc<dyn AuditStore>, Arc<dyn SealStore>) {
 
 fn sealer(store: Arc<dyn SealStore>, signer: Arc<LocalSigner>) -> Sealer {
     // Two days back is enough for these tests, and keeps a first run's hourly queries few.
-    Sealer { store, signer, settings: SealSettings { lookback_hours: 48, ..SealSettings::default() } }
+    Sealer::new(store, signer, SealSettings { lookback_hours: 48, ..SealSettings::default() })
 }
 
 fn hours_back(h: i64) -> DateTime<Utc> {
@@ -88,10 +88,10 @@ async fn sealed_periods_form_a_chain_the_verifier_accepts(backend: Backend) {
     let checkpoints = seal_store.checkpoints(&acme, None, None, 100).await.unwrap();
     assert_eq!(checkpoints.len(), 3, "one checkpoint per hour with entries");
     assert_eq!(checkpoints.iter().map(|c| c.body.size).sum::<u64>(), 30);
-    let bundle = Bundle { entries: all_entries(store.clone(), &acme).await, checkpoints };
+    let bundle = Bundle { entries: all_entries(store.clone(), &acme).await, checkpoints, ..Bundle::default() };
     let summary = Verifier::new([signer.public_key_der()]).verify(&bundle);
     assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
-    assert_eq!(summary.to_string(), "3/3 checkpoints valid, 30/30 entries valid");
+    assert_eq!(summary.to_string(), "tenant acme: 3/3 checkpoints valid, 30/30 entries valid");
 
     // One entry's proof: a few reads, checked offline.
     for entry in [&written[0], &written[17], &written[29]] {
@@ -107,10 +107,16 @@ async fn sealed_periods_form_a_chain_the_verifier_accepts(backend: Backend) {
         ProofOutcome::NotSealed { sealed_after } => assert!(sealed_after > fresh.timestamp),
         other => panic!("not sealed yet: {other:?}"),
     }
-    // The key is published.
-    let keys = seal_store.keys().await.unwrap();
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].key_id, signer.key_id());
+    // Each checkpoint names the tenant's log, and the totals count every entry sealed so far.
+    let checkpoints = seal_store.checkpoints(&acme, None, None, 100).await.unwrap();
+    let mut total = 0;
+    for c in &checkpoints {
+        total += c.body.size;
+        assert_eq!((c.body.origin.as_str(), c.body.total), ("auditline.local/acme", total));
+    }
+    // The newest first, as a witness's catch-up reads them.
+    let latest = seal_store.latest_checkpoints(&acme, 2).await.unwrap();
+    assert_eq!(latest, vec![checkpoints[2].clone(), checkpoints[1].clone()]);
 }
 
 async fn writes_racing_a_seal_are_in_its_tree_or_refused(backend: Backend) {
@@ -155,7 +161,8 @@ async fn writes_racing_a_seal_are_in_its_tree_or_refused(backend: Backend) {
     let checkpoints = seal_store.checkpoints(&acme, None, None, 10).await.unwrap();
     assert_eq!(report.checkpoints, 1);
     assert_eq!(checkpoints[0].body.size as usize, accepted, "every stored entry is in the sealed tree");
-    let summary = Verifier::new([signer.public_key_der()]).verify(&Bundle { entries: stored, checkpoints });
+    let summary =
+        Verifier::new([signer.public_key_der()]).verify(&Bundle { entries: stored, checkpoints, ..Bundle::default() });
     assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
 }
 
@@ -177,8 +184,11 @@ async fn two_seals_at_once_make_one_chain(backend: Backend) {
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     let checkpoints = seal_store.checkpoints(&acme, None, None, 100).await.unwrap();
     assert_eq!(checkpoints.len(), 4, "four hours with entries, each sealed once ({ra:?}, {rb:?})");
-    let summary = Verifier::new([signer.public_key_der()])
-        .verify(&Bundle { entries: all_entries(store, &acme).await, checkpoints });
+    let summary = Verifier::new([signer.public_key_der()]).verify(&Bundle {
+        entries: all_entries(store, &acme).await,
+        checkpoints,
+        ..Bundle::default()
+    });
     assert!(summary.is_valid(), "no fork: {summary}: {:?}", summary.failures);
 }
 
@@ -260,29 +270,67 @@ async fn the_integrity_routes_serve_the_chain_proofs_and_keys(backend: Backend) 
     let after = DateTime::parse_from_rfc3339(reply.body["sealed_after"].as_str().unwrap()).unwrap();
     assert!(after > fresh.timestamp);
 
-    // The keys, with no credentials at all.
+    // The keys, with no credentials at all: from the signer's configuration (here a fixed list),
+    // never from the tables.
+    api.keys = Arc::new(StaticKeys::of(signer.as_ref()));
     let anonymous = sample("http-keys.json", |e| {
         e["requestContext"].as_object_mut().unwrap().remove("authorizer");
     });
     let keys = call(&api, Route::Keys, &anonymous).await;
     assert_eq!(keys.status, 200);
+    assert_eq!(keys.body["keys"].as_array().map(Vec::len), Some(1), "{}", keys.body);
     assert_eq!(keys.body["keys"][0]["key_id"].as_str(), Some(signer.key_id()));
     let pem = keys.body["keys"][0]["public_key_pem"].as_str().unwrap();
     assert_eq!(auditline::integrity::signing::pem_der(pem, "PUBLIC KEY").unwrap(), signer.public_key_der());
-    assert_eq!(keys.body["keys"][0]["valid_until"], json!(null), "the current key's window is open");
+    assert_eq!(keys.body["keys"][0].get("valid_until"), None, "the current key's window is open");
 
-    // A rotation: the old key's window closes when the new one first signs.
-    let rotated = Arc::new(LocalSigner::generate().unwrap());
-    let later = Utc::now() + Duration::seconds(1);
-    sealer(seal_store.clone(), rotated.clone()).run(later).await.unwrap();
-    let keys = call(&api, Route::Keys, &anonymous).await.body["keys"].clone();
-    assert_eq!(keys.as_array().map(Vec::len), Some(2), "{keys}");
-    assert_eq!(
-        (keys[0]["key_id"].as_str(), keys[1]["key_id"].as_str()),
-        (Some(signer.key_id()), Some(rotated.key_id()))
-    );
-    assert_eq!(keys[0]["valid_until"], keys[1]["valid_from"]);
-    assert_eq!(keys[1]["valid_until"], json!(null));
+    // The head, as JSON and as the C2SP note the seal key signed.
+    let latest =
+        call(&api, Route::LatestCheckpoint, &integrity_event("http-latest-checkpoint.json", "acme", |_| {})).await;
+    assert_eq!(latest.status, 200);
+    assert!(latest.header("content-type").is_some_and(|t| t.starts_with("text/plain")));
+    let note = latest.text.clone();
+    let parsed = auditline::integrity::note::Note::parse(&note).expect("a signed note");
+    let head = chain.last().unwrap();
+    assert!(parsed.text.starts_with("auditline.local/acme\n16\n"), "{note}");
+    assert_eq!(parsed.signatures[0].name, "auditline.local/acme");
+    assert!(auditline::integrity::signing::verify(
+        signer.public_key_der(),
+        parsed.text.as_bytes(),
+        &parsed.signatures[0].signature
+    ));
+    let as_json = call(
+        &api,
+        Route::LatestCheckpoint,
+        &integrity_event("http-latest-checkpoint.json", "acme", |e| {
+            e["headers"]["accept"] = json!("application/json");
+        }),
+    )
+    .await;
+    assert_eq!((&as_json.body["checkpoint"], as_json.body["note"].as_str()), (head, Some(note.as_str())));
+    let none =
+        call(&api, Route::LatestCheckpoint, &integrity_event("http-latest-checkpoint.json", "initech", |_| {})).await;
+    assert_eq!(none.status, 404, "no chain yet");
+
+    // A period's leaves: ids and hashes in tree order, which hash to its checkpoint.
+    let end = chain[1]["end"].as_str().unwrap().to_owned();
+    let leaves = call(
+        &api,
+        Route::PeriodLeaves,
+        &integrity_event("http-checkpoint-leaves.json", "acme", |e| with_query(e, &[("end", end.as_str())])),
+    )
+    .await;
+    assert_eq!(leaves.status, 200, "{}", leaves.body);
+    let leaves: auditline::seal::verify::PeriodLeaves = serde_json::from_value(leaves.body).unwrap();
+    assert_eq!(leaves.ids, written[4..8].iter().map(|e| e.id).collect::<Vec<_>>());
+    assert_eq!(auditline::integrity::merkle::root(&leaves.leaves).to_hex(), chain[1]["root"].as_str().unwrap());
+    let elsewhere = call(
+        &api,
+        Route::PeriodLeaves,
+        &integrity_event("http-checkpoint-leaves.json", "globex", |e| with_query(e, &[("end", end.as_str())])),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404, "another tenant's period is not found");
 }
 
 async fn entries_past_retention_leave_a_chain_that_verifies(backend: Backend) {
@@ -319,18 +367,35 @@ async fn entries_past_retention_leave_a_chain_that_verifies(backend: Backend) {
     let bundle = Bundle {
         entries: all_entries(store.clone(), &acme).await,
         checkpoints: seal_store.checkpoints(&acme, None, None, 100).await.unwrap(),
+        ..Bundle::default()
     };
     assert_eq!(bundle.entries.len(), 10);
     assert_eq!(bundle.checkpoints, sealed, "retention never removes a checkpoint");
     let verifier = Verifier::new([signer.public_key_der()]);
     let horizon = Utc::now() - Duration::days(1);
+    // The horizon cuts through the old entries' period: without its leaves, the verifier cannot
+    // tell entries past retention from removed ones, and says so.
     let summary = verifier.clone().with_expired_before(horizon).verify(&bundle);
+    assert!(summary.failures.iter().any(|f| f.to_string().contains("are all missing")), "{summary}");
+    // With the leaves the service keeps with the checkpoint (as `auditline fetch` downloads them),
+    // each missing entry is seen to be older than the horizon.
+    let mut with_leaves = bundle.clone();
+    for c in &sealed {
+        if let Some(leaves) = auditline::seal::period_leaves(seal_store.as_ref(), &acme, c).await.unwrap() {
+            let (ids, leaves) = leaves.into_iter().unzip();
+            with_leaves.periods.push(auditline::seal::verify::PeriodLeaves { end: c.body.end.clone(), ids, leaves });
+        }
+    }
+    let summary = verifier.clone().with_expired_before(horizon).verify(&with_leaves);
     assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
     let n = sealed.len();
-    assert_eq!(summary.to_string(), format!("{n}/{n} checkpoints valid, 10/10 entries valid, 1 period past retention"));
+    assert_eq!(
+        summary.to_string(),
+        format!("tenant acme: {n}/{n} checkpoints valid, 10/10 entries valid, 10 entries past retention")
+    );
     // Told of no retention, the verifier calls the same gap a removal.
-    let summary = verifier.verify(&bundle);
-    assert!(summary.failures.iter().any(|f| f.to_string().contains("are all missing")), "{summary}");
+    let summary = verifier.verify(&with_leaves);
+    assert!(summary.failures.iter().any(|f| f.to_string().contains("is missing")), "{summary}");
 
     // A proof of a gone entry: not found, like the entry itself.
     let api = api_with_seal(store.clone(), seal_store.clone(), Arc::new(MemoryIdempotency::new()));

@@ -1,7 +1,7 @@
 //! Checkpoint signatures: the KMS signer against moto's KMS on the local endpoint, verified with the
 //! same code the offline verifier uses, and the local signer the gateway uses.
 
-use auditline::integrity::signing::{LocalSigner, Signer, verify};
+use auditline::integrity::signing::{LocalSigner, Signer, normalize_low_s, parse_der, verify};
 use auditline::kms::KmsSigner;
 use auditline_tests::kms::{local_kms, p256_key};
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
@@ -11,10 +11,17 @@ async fn the_kms_signer_signs_what_the_public_key_verifies() {
     let kms = local_kms();
     let key = p256_key(&kms).await;
     let signer = KmsSigner::new(kms.clone(), &key).await.expect("a P-256 key");
-    let message = br#"{"format":"auditline-checkpoint/1","tenant":"acme"}"#;
-    let signature = signer.sign(message).await.unwrap();
-    assert!(verify(signer.public_key_der(), message, &signature), "verifies offline against GetPublicKey's key");
-    assert!(!verify(signer.public_key_der(), b"another message", &signature));
+    let message = b"auditline.local/acme\n1\n";
+    // KMS does not normalise s: about half its signatures are the high twin, which verifiers
+    // refuse. Normalised (as the seal does with whatever a signer returns), each verifies.
+    for _ in 0..16 {
+        let signature = signer.sign(message).await.unwrap();
+        parse_der(&signature).expect("strict DER");
+        let low = normalize_low_s(&signature).unwrap();
+        assert!(verify(signer.public_key_der(), message, &low), "verifies offline against GetPublicKey's key");
+        assert!(!verify(signer.public_key_der(), b"another message", &low));
+        assert_eq!(verify(signer.public_key_der(), message, &signature), low == signature, "the high twin is refused");
+    }
     assert_eq!(signer.key_id().len(), 32);
 
     // A key of the wrong kind is refused when the signer is made, not at the first seal.

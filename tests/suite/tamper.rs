@@ -11,7 +11,7 @@ use auditline::domain::{AuditAction, AuditLogEntry, EntityType, TenantId};
 use auditline::integrity::checkpoint::{Checkpoint, encode_signature};
 use auditline::integrity::leaf::Integrity;
 use auditline::integrity::signing::{LocalSigner, Signer};
-use auditline::seal::verify::{Bundle, Summary, Verifier};
+use auditline::seal::verify::{Bundle, PeriodLeaves, Summary, Verifier};
 use auditline::seal::{SealSettings, Sealer};
 use auditline::store::MemoryStore;
 use auditline::{AuditLogger, AuditSettings, LogOutcome};
@@ -59,11 +59,11 @@ async fn build() -> Fixture {
         let Ok(LogOutcome::Stored(_)) = logger.log(request).await else { panic!("entry {i} stored") };
     }
     let signer = LocalSigner::generate().unwrap();
-    let sealer = Sealer {
-        store: store.clone(),
-        signer: Arc::new(LocalSigner::from_pem(&signer.private_key_pem()).unwrap()),
-        settings: SealSettings { lookback_hours: 48, ..SealSettings::default() },
-    };
+    let sealer = Sealer::new(
+        store.clone(),
+        Arc::new(LocalSigner::from_pem(&signer.private_key_pem()).unwrap()),
+        SealSettings { lookback_hours: 48, ..SealSettings::default() },
+    );
     sealer.run(Utc::now()).await.expect("sealed");
     let checkpoints = auditline::seal::SealStore::checkpoints(store.as_ref(), &acme, None, None, 1000).await.unwrap();
     // Oldest first, so that an index says roughly when an entry was written.
@@ -72,7 +72,11 @@ async fn build() -> Fixture {
     assert_eq!(entries.len(), ENTRIES);
     assert!(checkpoints.len() >= 24, "at least 24 periods: {}", checkpoints.len());
     assert_eq!(checkpoints.iter().map(|c| c.body.size).sum::<u64>(), ENTRIES as u64, "every entry is sealed");
-    Fixture { bundle: Bundle { entries, checkpoints }, signer, stranger: LocalSigner::generate().unwrap() }
+    Fixture {
+        bundle: Bundle { entries, checkpoints, ..Bundle::default() },
+        signer,
+        stranger: LocalSigner::generate().unwrap(),
+    }
 }
 
 fn verifier(f: &Fixture) -> Verifier {
@@ -90,6 +94,19 @@ fn chain(bundle: &Bundle) -> Vec<Checkpoint> {
 fn period_of(bundle: &Bundle, e: &AuditLogEntry) -> String {
     let stamped = format_timestamp(e.timestamp);
     chain(bundle).into_iter().find(|c| c.body.start <= stamped && stamped < c.body.end).unwrap().body.start
+}
+
+/// The leaves of `c`'s period as the service publishes them: ids and leaf hashes in tree order.
+pub fn leaves_of(bundle: &Bundle, c: &Checkpoint) -> PeriodLeaves {
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+    let mut entries: Vec<&AuditLogEntry> =
+        bundle.entries.iter().filter(|e| at(&c.body.start) <= e.timestamp && e.timestamp < at(&c.body.end)).collect();
+    entries.sort_by_key(|e| e.id);
+    PeriodLeaves {
+        end: c.body.end.clone(),
+        ids: entries.iter().map(|e| e.id).collect(),
+        leaves: entries.iter().map(|e| e.integrity.leaf_hash).collect(),
+    }
 }
 
 fn sign(signer: &LocalSigner, c: &mut Checkpoint) {
@@ -143,7 +160,10 @@ fn the_untouched_bundle_verifies_with_no_false_alarm() {
     let summary = verifier(f).verify(&f.bundle);
     assert!(summary.is_valid(), "{:#?}", messages(&summary));
     let n = f.bundle.checkpoints.len();
-    assert_eq!(summary.to_string(), format!("{n}/{n} checkpoints valid, {ENTRIES}/{ENTRIES} entries valid"));
+    assert_eq!(
+        summary.to_string(),
+        format!("tenant acme: {n}/{n} checkpoints valid, {ENTRIES}/{ENTRIES} entries valid")
+    );
     // The order of the lines is not evidence: shuffled entries and checkpoints verify the same.
     let mut shuffled = f.bundle.clone();
     shuffled.entries.reverse();
@@ -210,22 +230,21 @@ fn deleted_inserted_swapped_and_back_dated_entries_are_detected() {
     let summary = v.clone().with_expired_before(horizon).verify(&expired);
     assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
     assert!(summary.to_string().ends_with(", 5 periods past retention"), "{summary}");
-    // A horizon inside a period: its remaining entries are not checked against its root, and
-    // everything after it is.
+    // A horizon inside a period: checked through the period's leaves, its entries past the horizon
+    // must all be there, and everything after it is checked as usual.
     let mut partly = f.bundle.clone();
     let inside: Vec<_> = partly.entries.iter().filter(|e| in_period(e, eighth)).map(|e| e.timestamp).collect();
     let horizon = inside[inside.len() / 2];
     partly.entries.retain(|e| e.timestamp >= horizon);
+    partly.periods.push(leaves_of(&f.bundle, eighth));
     let summary = v.clone().with_expired_before(horizon).verify(&partly);
     assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
-    let kept = inside.len() - inside.len() / 2;
+    let gone = inside.len() / 2;
     assert!(
-        summary.to_string().ends_with(&format!(
-            ", 7 periods past retention, {kept} entries in a period partly past retention (root not checked)"
-        )),
+        summary.to_string().ends_with(&format!(", 7 periods past retention, {gone} entries past retention")),
         "{summary}"
     );
-    assert_eq!(summary.entries_valid, partly.entries.len() - kept);
+    assert_eq!(summary.entries_valid, partly.entries.len());
 
     // An inserted entry, well formed and with a valid leaf, in a sealed period.
     let mut bundle = f.bundle.clone();
@@ -289,13 +308,14 @@ fn removed_replaced_forked_and_re_signed_checkpoints_are_detected() {
     let without = |end: &str| Bundle {
         entries: f.bundle.entries.clone(),
         checkpoints: f.bundle.checkpoints.iter().filter(|c| c.body.end != end).cloned().collect(),
+        ..Bundle::default()
     };
     // A checkpoint deleted from the middle, from the start, and from the end (with a pinned head).
     let middle = &ordered[10];
     detected("deleted checkpoint", &v.verify(&without(&middle.body.end)), &ordered[9].body.end);
     detected("deleted first checkpoint", &v.verify(&without(&ordered[0].body.end)), &ordered[1].body.end);
     let last = ordered.last().unwrap();
-    let head = last.hash();
+    let head = last.link();
     detected("deleted last checkpoint", &v.clone().with_head(head).verify(&without(&last.body.end)), &head.to_string());
 
     let edit = |k: usize, change: &dyn Fn(&mut Checkpoint)| {

@@ -311,11 +311,18 @@ fn iam_is_least_privilege_per_function() {
         .filter(|r| r.reads_the_trail() || [Route::Health, Route::Keys].contains(r))
         .map(Route::function)
         .collect::<Vec<_>>();
-    assert_eq!(readers.len(), 9);
+    assert_eq!(readers.len(), 11);
     for (binary, f) in functions(&t) {
         let all = guarded_statements(&f);
         if binary == "viewer" {
             assert!(f["Properties"]["Policies"].is_null(), "the viewer serves files it carries: no permission");
+            continue;
+        }
+        if binary == "list-keys" {
+            assert!(
+                f["Properties"]["Policies"].is_null(),
+                "list-keys reads public keys through their key policies only"
+            );
             continue;
         }
         assert!(!all.is_empty(), "{binary} has its own policy");
@@ -339,7 +346,10 @@ fn iam_is_least_privilege_per_function() {
                     );
                 }
                 if action == "execute-api:ManageConnections" {
-                    assert_eq!(binary, "stream-fanout", "only the fan-out posts to connections");
+                    assert!(
+                        ["stream-fanout", "seal"].contains(&binary.as_str()),
+                        "only the fan-out (entries) and the seal (checkpoint frames) post to connections"
+                    );
                 }
                 let on_entries = resources.iter().any(|r| r.contains("EntriesTable"));
                 if on_entries {
@@ -372,7 +382,7 @@ fn iam_is_least_privilege_per_function() {
         .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a.starts_with("execute-api"))))
         .map(|(b, _)| b)
         .collect();
-    assert_eq!(manage, ["stream-fanout"]);
+    assert_eq!(manage, ["seal", "stream-fanout"]);
 }
 
 /// A function's timeout in seconds (its own, or the Globals').
@@ -486,12 +496,48 @@ fn the_archive_bucket_is_private_encrypted_versioned_tls_only_and_expires_after_
         .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a.starts_with("s3:"))))
         .map(|(b, _)| b)
         .collect();
-    assert_eq!(writers, ["stream-archive"]);
+    assert_eq!(writers, ["seal", "stream-archive"], "the seal writes checkpoints, elsewhere");
     let archive = &functions(&t)["stream-archive"];
     assert_eq!(
         statements(archive),
         [(vec!["s3:PutObject".to_owned()], vec!["!Sub ${ArchiveBucket.Arn}/tenant=*".to_owned()])]
     );
+}
+
+#[test]
+fn checkpoints_are_published_to_a_bucket_locked_in_compliance_mode() {
+    let t = template();
+    let r = resources(&t);
+    let p = &r["CheckpointBucket"]["Properties"];
+    assert_eq!(p["VersioningConfiguration"]["Status"].as_str(), Some("Enabled"), "Object Lock needs versioning");
+    assert_eq!(p["ObjectLockEnabled"].as_bool(), Some(true), "locked from creation, not optional");
+    let retention = &p["ObjectLockConfiguration"]["Rule"]["DefaultRetention"];
+    assert_eq!(text(&retention["Mode"]), "COMPLIANCE", "not GOVERNANCE: no one can lift it");
+    assert_eq!(text(&retention["Days"]), "!Ref CheckpointObjectLockDays");
+    for setting in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        assert_eq!(p["PublicAccessBlockConfiguration"][setting].as_bool(), Some(true), "{setting}");
+    }
+    assert_eq!(text(&r["CheckpointBucket"]["DeletionPolicy"]), "Retain");
+    let policy = &r["CheckpointBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(text(&policy["Condition"]["Bool"]["aws:SecureTransport"]), "false");
+    // The seal writes new objects under checkpoints/ and nothing else there.
+    let seal = &functions(&t)["seal"];
+    let s3: Vec<_> = statements(seal).into_iter().filter(|(a, _)| a.iter().any(|a| a.starts_with("s3:"))).collect();
+    assert_eq!(s3, [(vec!["s3:PutObject".to_owned()], vec!["!Sub ${CheckpointBucket.Arn}/checkpoints/*".to_owned()])]);
+    let env = environment(seal);
+    assert_eq!(env.get(vars::CHECKPOINT_BUCKET).map(String::as_str), Some("!Ref CheckpointBucket"));
+    assert_eq!(env.get(vars::AUDIT_WITNESSES).map(String::as_str), Some("!Ref Witnesses"));
+    // What verifiers are told about the schedule is the schedule.
+    assert_eq!(env.get(vars::AUDIT_SEAL_SCHEDULE_SECONDS).map(String::as_str), Some("300"));
+    let schedule = text(&seal["Properties"]["Events"]["Schedule"]["Properties"]["ScheduleExpression"]);
+    assert_eq!(schedule, "rate(5 minutes)");
+    for f in ["list-checkpoints", "latest-checkpoint"] {
+        assert_eq!(
+            environment(&functions(&t)[f]).get(vars::AUDIT_SEAL_SCHEDULE_SECONDS).map(String::as_str),
+            Some("300"),
+            "{f}"
+        );
+    }
 }
 
 #[test]
@@ -559,6 +605,16 @@ fn only_the_seal_function_may_sign_and_the_grant_makes_no_cycle() {
             assert!(!actions.iter().any(|a| a.starts_with("kms:")), "{binary} gets no KMS rights from IAM");
         }
     }
+    // GET /audit/keys answers from the key itself: its role may read the public half, nothing else.
+    let readers: Vec<(String, String)> = policy
+        .iter()
+        .filter(|s| text(&s["Principal"]["AWS"]).contains("ListKeysFunctionRole"))
+        .map(|s| (text(&s["Principal"]["AWS"]), text(&s["Action"])))
+        .collect();
+    assert_eq!(readers, [("!GetAtt ListKeysFunctionRole.Arn".to_owned(), "kms:GetPublicKey".to_owned())]);
+    let env = environment(&functions(&t)["list-keys"]);
+    assert_eq!(env.get(vars::SEAL_KMS_KEY_ID).map(String::as_str), Some("!Ref SealKey"));
+    assert!(!env.contains_key(vars::CHECKPOINTS_TABLE), "never from the table");
 }
 
 #[test]

@@ -94,6 +94,8 @@ pub fn api_with_seal(
         auth_methods: vec!["jwt".into(), "api_key".into()],
         seal,
         seal_settings: SealSettings::default(),
+        keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
+        witnesses: Vec::new(),
         log_reads: false,
     }
 }

@@ -29,6 +29,7 @@ const fromBase64 = (text) => {
   const plain = text.replace(/-/g, '+').replace(/_/g, '/');
   return Uint8Array.from(atob(plain + '='.repeat((4 - (plain.length % 4)) % 4)), (c) => c.charCodeAt(0));
 };
+const toBase64 = (bytes) => btoa(String.fromCharCode(...bytes));
 const leafHash = (bytes) => sha256(new Uint8Array([0]), bytes);
 const nodeHash = (left, right) => sha256(new Uint8Array([1]), left, right);
 
@@ -77,6 +78,17 @@ export async function rootFromPath(leaf, index, size, path) {
   return snode === 0n ? r : null;
 }
 
+/// The note text a checkpoint's signature covers (auditline-checkpoint/2, a C2SP tlog-checkpoint).
+export function noteText(body) {
+  return `${body.origin}\n${body.total}\n${toBase64(fromHex(body.root))}\n${body.format}\n`
+    + `period ${body.start} ${body.end} ${body.size}\nids ${toBase64(fromHex(body.ids))}\n`
+    + `previous ${toBase64(fromHex(body.previous))}\n`;
+}
+
+// ⌊n/2⌋ of P-256: a signature with a larger s is the "high" twin of a valid one, refused.
+const HALF_ORDER = 0x7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8n;
+const lowS = (raw) => BigInt(`0x${hex(raw.slice(32))}`) <= HALF_ORDER;
+
 /// A DER ECDSA signature as WebCrypto's r‖s (32 bytes each).
 function rawSignature(der) {
   const ints = [];
@@ -114,7 +126,7 @@ async function publicKey(api, keyId) {
 export async function verifyEntry(api, entry) {
   const proof = await api.get(`audit/logs/${encodeURIComponent(entry.id)}/proof`);
   if (proof.sealed === false) return { state: 'pending', text: `not sealed yet (after ${proof.sealed_after})` };
-  const { signature, ...body } = proof.checkpoint;
+  const { signature, cosignatures, ...body } = proof.checkpoint;
   const leaf = await computeLeaf(entry);
   if (leaf !== (entry.integrity && entry.integrity.leaf_hash)) {
     return { state: 'failed', text: 'FAILED: the entry does not match its leaf hash (a field was changed)' };
@@ -128,7 +140,8 @@ export async function verifyEntry(api, entry) {
   }
   const key = await publicKey(api, body.key_id);
   if (!key) return { state: 'failed', text: `FAILED: no published key ${body.key_id}` };
-  const good = await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, rawSignature(fromBase64(signature)), encoder.encode(canonical(body)));
+  const raw = rawSignature(fromBase64(signature));
+  const good = lowS(raw) && await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, raw, encoder.encode(noteText(body)));
   if (!good) return { state: 'failed', text: 'FAILED: the checkpoint’s signature does not verify' };
   return { state: 'verified', text: `verified: leaf ${proof.leaf_index + 1} of ${proof.tree_size}, checkpoint ending ${body.end}, key ${body.key_id}` };
 }

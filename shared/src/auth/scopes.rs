@@ -60,6 +60,8 @@ pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
             | "/audit/logs/project/{project_id}"
             | "/audit/logs/{id}/proof"
             | "/audit/checkpoints"
+            | "/audit/checkpoints/latest"
+            | "/audit/checkpoints/leaves"
             | "/audit/export"
             | "/audit/stats",
         ) => Some(Some(AUDIT_READ)),

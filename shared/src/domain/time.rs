@@ -28,6 +28,24 @@ pub mod serde_millis {
     }
 }
 
+/// [`serde_millis`] for optional timestamps (`with = …` alongside `default`).
+pub mod serde_millis_option {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&super::format_timestamp(*t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        s.map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.to_utc()).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
 /// The years a date parameter may name: four digits, as RFC 3339 writes them. Wider than any entry
 /// can be (ids hold milliseconds since 1970), and narrow enough that no arithmetic on a date can
 /// overflow.

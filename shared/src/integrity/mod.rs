@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod leaf;
 pub mod merkle;
+pub mod note;
 pub mod signing;
 
 use std::fmt;

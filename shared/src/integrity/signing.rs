@@ -5,6 +5,10 @@
 //! Keys are named by fingerprint: the first 16 bytes of SHA-256 of the public key's DER
 //! SubjectPublicKeyInfo, in hex. A verifier given a public key computes its fingerprint and so
 //! knows, offline, which checkpoints it must have signed.
+//!
+//! Signatures are *low-s* only: ECDSA accepts both `(r, s)` and `(r, n − s)`, so anyone could
+//! re-encode a signature without the key. The seal normalises what the signer (KMS included)
+//! returns, and [`verify`] refuses the high form, so one checkpoint has one signature.
 
 use async_trait::async_trait;
 use aws_lc_rs::encoding::AsDer;
@@ -42,9 +46,91 @@ pub fn key_id(public_key_der: &[u8]) -> String {
     Hash::of(&[public_key_der]).0[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether `signature` (DER) is the key's signature of `message`.
+/// Whether `signature` (strict DER, low s) is the key's signature of `message`.
 pub fn verify(public_key_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public_key_der).verify(message, signature).is_ok()
+    let low_s = parse_der(signature).is_some_and(|(_, s)| !is_high(&s));
+    low_s && UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public_key_der).verify(message, signature).is_ok()
+}
+
+/// The order of P-256's group, big-endian.
+const ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa,
+    0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+/// ⌊ORDER / 2⌋: an `s` above it is "high".
+const HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xde, 0x73, 0x7d,
+    0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+fn is_high(s: &[u8; 32]) -> bool {
+    s > &HALF_ORDER
+}
+
+/// `(r, s)` of a strict DER `SEQUENCE { INTEGER r, INTEGER s }` with both in `1..ORDER`, each as
+/// 32 big-endian bytes; `None` for anything else (long forms, padding, trailing bytes, zero).
+pub fn parse_der(der: &[u8]) -> Option<([u8; 32], [u8; 32])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&len, body) = rest.split_first()?;
+    if tag != 0x30 || len >= 0x80 || usize::from(len) != body.len() {
+        return None;
+    }
+    let (r, rest) = der_integer(body)?;
+    let (s, rest) = der_integer(rest)?;
+    rest.is_empty().then_some((r, s))
+}
+
+fn der_integer(bytes: &[u8]) -> Option<([u8; 32], &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let len = usize::from(len);
+    if tag != 0x02 || len == 0 || len > 33 || rest.len() < len {
+        return None;
+    }
+    let (value, rest) = rest.split_at(len);
+    // Minimal: a leading zero only before a byte with its top bit set; never negative.
+    if value[0] & 0x80 != 0 || (value.len() > 1 && value[0] == 0 && value[1] & 0x80 == 0) {
+        return None;
+    }
+    let value = if value[0] == 0 { &value[1..] } else { value };
+    if value.len() > 32 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    out[32 - value.len()..].copy_from_slice(value);
+    (out != [0; 32] && out < ORDER).then_some((out, rest))
+}
+
+fn push_der_integer(out: &mut Vec<u8>, value: &[u8; 32]) {
+    let first = value.iter().position(|b| *b != 0).unwrap_or(31);
+    let digits = &value[first..];
+    let pad = digits[0] & 0x80 != 0;
+    out.push(0x02);
+    out.push((digits.len() + usize::from(pad)) as u8);
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(digits);
+}
+
+/// The low-s form of a DER signature (itself if already low); `None` if it is not strict DER.
+pub fn normalize_low_s(der: &[u8]) -> Option<Vec<u8>> {
+    let (r, mut s) = parse_der(der)?;
+    if is_high(&s) {
+        // s := ORDER − s, big-endian with borrow.
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let d = i16::from(ORDER[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(d < 0);
+            s[i] = (d + 256 * borrow) as u8;
+        }
+    }
+    let mut body = Vec::with_capacity(70);
+    push_der_integer(&mut body, &r);
+    push_der_integer(&mut body, &s);
+    let mut out = vec![0x30, body.len() as u8];
+    out.extend(body);
+    Some(out)
 }
 
 /// `der` as a PEM `PUBLIC KEY` block.
@@ -111,13 +197,58 @@ impl Signer for LocalSigner {
 
     async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let signature = self.pair.sign(&SystemRandom::new(), message).map_err(|e| SignError::Key(e.to_string()))?;
-        Ok(signature.as_ref().to_vec())
+        normalize_low_s(signature.as_ref()).ok_or_else(|| SignError::Key("the signature is not DER".into()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `(r, ORDER − s)` in DER.
+    fn high_form(r: &[u8; 32], s: &[u8; 32]) -> Vec<u8> {
+        let mut flipped = *s;
+        let mut borrow = 0i16;
+        for i in (0..32).rev() {
+            let d = i16::from(ORDER[i]) - i16::from(s[i]) - borrow;
+            borrow = i16::from(d < 0);
+            flipped[i] = (d + 256 * borrow) as u8;
+        }
+        let mut body = Vec::new();
+        push_der_integer(&mut body, r);
+        push_der_integer(&mut body, &flipped);
+        let mut out = vec![0x30, body.len() as u8];
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn non_strict_der_is_refused() {
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let good = {
+            let mut body = Vec::new();
+            push_der_integer(&mut body, &one);
+            push_der_integer(&mut body, &one);
+            let mut out = vec![0x30, body.len() as u8];
+            out.extend(body);
+            out
+        };
+        assert!(parse_der(&good).is_some());
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(parse_der(&trailing).is_none());
+        // A padded integer (0x00 0x01), zero, and the order itself.
+        assert!(parse_der(&[0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01]).is_none());
+        assert!(parse_der(&[0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01]).is_none());
+        let mut order = vec![0x30, 0x26, 0x02, 0x21, 0x00];
+        order.extend(ORDER);
+        order.extend([0x02, 0x01, 0x01]);
+        assert!(parse_der(&order).is_none());
+        for cut in 0..good.len() {
+            assert!(parse_der(&good[..cut]).is_none());
+        }
+    }
 
     #[tokio::test]
     async fn a_local_key_signs_what_its_public_key_verifies() {
@@ -131,6 +262,18 @@ mod tests {
         // Kept as PEM and loaded again: the same key.
         let again = LocalSigner::from_pem(&signer.private_key_pem()).unwrap();
         assert_eq!(again.key_id(), signer.key_id());
+        // Low s only: the high form of the same signature is refused, and normalising it gives
+        // back the low one.
+        let (r, s) = parse_der(&signature).unwrap();
+        assert!(!is_high(&s));
+        let high = high_form(&r, &s);
+        assert!(
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, signer.public_key_der())
+                .verify(b"checkpoint", &high)
+                .is_ok()
+        );
+        assert!(!verify(signer.public_key_der(), b"checkpoint", &high), "the high-s form is refused");
+        assert_eq!(normalize_low_s(&high).unwrap(), signature);
         let pem = public_key_pem(signer.public_key_der());
         assert_eq!(pem_der(&pem, "PUBLIC KEY").unwrap(), signer.public_key_der());
         assert_eq!(key_id(&pem_der(&pem, "PUBLIC KEY").unwrap()), signer.key_id());

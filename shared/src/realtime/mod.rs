@@ -2,6 +2,7 @@
 //! No AWS types here: connections live behind [`ConnectionStore`], delivery behind [`Pusher`], so the
 //! Lambda functions and the local gateway share all of it.
 
+pub mod checkpoints;
 pub mod fanout;
 pub mod redelivery;
 

@@ -10,7 +10,9 @@
 //!
 //! Ports only: [`SealStore`] is implemented by the stores, the [`Signer`] by a local key or KMS.
 
+pub mod publish;
 pub mod verify;
+pub mod witness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,15 +27,26 @@ use uuid::Uuid;
 use crate::backend::BackendError;
 use crate::domain::time::format_timestamp;
 use crate::domain::{AuditLogEntry, HourBucket, TenantId};
-use crate::integrity::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, CheckpointBody, GENESIS, encode_signature};
+use crate::integrity::checkpoint::{
+    CHECKPOINT_FORMAT, Checkpoint, CheckpointBody, GENESIS, encode_signature, ids_hash,
+};
 use crate::integrity::merkle::{self, Levels, TILE_WIDTH, Tile, Tiles};
 use crate::integrity::signing::{self, SignError, Signer};
 use crate::integrity::{Hash, leaf::LeafError};
+
+pub use self::witness::{WitnessClient, WitnessStatus};
 
 pub const DEFAULT_PERIOD_MINUTES: u32 = 60;
 /// Longer than any write can take (every function's timeout is 10 s): a period is sealed this long
 /// after it ends. A write that still arrives later is refused, not lost.
 pub const DEFAULT_GRACE_SECONDS: u32 = 120;
+/// How often the scheduled seal runs (the template's rate).
+pub const DEFAULT_SCHEDULE_SECONDS: u32 = 300;
+/// The most grace or schedule a verifier believes a bundle's settings about: beyond that, an
+/// operator could excuse entries left unsealed for days by claiming a slow seal.
+pub const MAX_SEAL_DELAY_SECONDS: u32 = 3600;
+/// The deployment's log origin unless configured: each tenant's log is `<origin>/<tenant>`.
+pub const DEFAULT_ORIGIN: &str = "auditline.local";
 
 /// The default retention (90 days), in hours.
 pub const DEFAULT_LOOKBACK_HOURS: u32 = 90 * 24;
@@ -41,13 +54,16 @@ pub const DEFAULT_LOOKBACK_HOURS: u32 = 90 * 24;
 /// 256-leaf tile, 16 bytes each, within DynamoDB's 400 KB.
 pub const MAX_PERIOD_ENTRIES: usize = 20_000 * TILE_WIDTH;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealSettings {
     /// Minutes per period; divides 60, so that periods fall within hours.
     pub period_minutes: u32,
     pub grace_seconds: u32,
+    /// How often the sealer runs: a period is sealed at most this long after its grace ends.
+    pub schedule_seconds: u32,
     /// How far a run with no cursor (the first, or after one was lost) looks for tenants: the
     /// retention, so that a sealer that only starts working late still seals every stored entry.
+    #[serde(skip)]
     pub lookback_hours: u32,
 }
 
@@ -56,6 +72,7 @@ impl Default for SealSettings {
         SealSettings {
             period_minutes: DEFAULT_PERIOD_MINUTES,
             grace_seconds: DEFAULT_GRACE_SECONDS,
+            schedule_seconds: DEFAULT_SCHEDULE_SECONDS,
             lookback_hours: DEFAULT_LOOKBACK_HOURS,
         }
     }
@@ -64,6 +81,15 @@ impl Default for SealSettings {
 impl SealSettings {
     pub fn period(&self) -> Duration {
         Duration::minutes(i64::from(self.period_minutes))
+    }
+
+    /// Whether a verifier may rely on these settings: periods that divide an hour, and grace and
+    /// schedule within [`MAX_SEAL_DELAY_SECONDS`].
+    pub fn plausible(&self) -> bool {
+        (1..=60).contains(&self.period_minutes)
+            && 60 % self.period_minutes == 0
+            && self.grace_seconds <= MAX_SEAL_DELAY_SECONDS
+            && self.schedule_seconds <= MAX_SEAL_DELAY_SECONDS
     }
 
     /// The start of the period holding `t`.
@@ -80,13 +106,19 @@ impl SealSettings {
     pub fn sealed_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
         self.period_start(t) + self.period() + Duration::seconds(i64::from(self.grace_seconds))
     }
+
+    /// The latest a working seal covers an entry stamped at `t`: its grace and one run later.
+    pub fn overdue_after(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        self.sealed_after(t) + Duration::seconds(i64::from(self.schedule_seconds))
+    }
 }
 
-/// The end of a tenant's chain: the last checkpoint's end and hash.
+/// The end of a tenant's chain: the last checkpoint's end, link and total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
     pub end: DateTime<Utc>,
     pub hash: Hash,
+    pub total: u64,
 }
 
 /// Where a tenant's sealing stands.
@@ -95,6 +127,8 @@ pub struct SealState {
     /// No entry stamped before this may be stored any more.
     pub closed_before: Option<DateTime<Utc>>,
     pub head: Option<Head>,
+    /// The end of the last checkpoint every publication sink took.
+    pub published: Option<DateTime<Utc>>,
 }
 
 /// A stored piece of a sealed tree; level-0 tiles also hold their entries' ids, in order.
@@ -113,30 +147,53 @@ pub struct SealedPeriod {
     pub tiles: Vec<StoredTile>,
 }
 
-/// A public key checkpoints may be signed with (the seed of `GET /audit/keys`).
+/// A public key checkpoints may be signed with, and when: `GET /audit/keys`. A key retired at
+/// `valid_until` verifies no checkpoint whose period ends after that.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishedKey {
     pub key_id: String,
     pub public_key_pem: String,
-    #[serde(with = "crate::domain::time::serde_millis")]
-    pub valid_from: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::domain::time::serde_millis_option")]
+    pub valid_from: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::domain::time::serde_millis_option")]
+    pub valid_until: Option<DateTime<Utc>>,
 }
 
-/// A published key and the window it signs in: from its first use until the next key's first use;
-/// open (`None`) for the current key.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KeyWindow {
-    #[serde(flatten)]
-    pub key: PublishedKey,
-    pub valid_until: Option<String>,
+/// Where `GET /audit/keys` reads the seal keys from: the signer's configuration (KMS on AWS), never
+/// a table that whoever can write the tables could add a key to.
+#[async_trait]
+pub trait KeySource: Send + Sync {
+    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError>;
 }
 
-/// The windows of `keys`, oldest first.
-pub fn key_windows(mut keys: Vec<PublishedKey>) -> Vec<KeyWindow> {
-    keys.sort_by(|a, b| (a.valid_from, &a.key_id).cmp(&(b.valid_from, &b.key_id)));
-    let ends: Vec<Option<String>> =
-        keys.iter().skip(1).map(|next| Some(format_timestamp(next.valid_from))).chain([None]).collect();
-    keys.into_iter().zip(ends).map(|(key, valid_until)| KeyWindow { key, valid_until }).collect()
+/// A fixed list of keys (the local gateway's, tests').
+pub struct StaticKeys(pub Vec<PublishedKey>);
+
+#[async_trait]
+impl KeySource for StaticKeys {
+    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError> {
+        Ok(self.0.clone())
+    }
+}
+
+impl StaticKeys {
+    /// The signer's key, valid from now on.
+    pub fn of(signer: &dyn Signer) -> Self {
+        StaticKeys(vec![PublishedKey {
+            key_id: signer.key_id().to_owned(),
+            public_key_pem: signing::public_key_pem(signer.public_key_der()),
+            valid_from: None,
+            valid_until: None,
+        }])
+    }
+}
+
+/// Somewhere outside the tables a new checkpoint is published: the Object Lock bucket, the live
+/// feed. A failure is reported and retried by the next run; it never undoes the seal.
+#[async_trait]
+pub trait CheckpointSink: Send + Sync {
+    fn name(&self) -> &str;
+    async fn publish(&self, checkpoint: &Checkpoint) -> Result<(), BackendError>;
 }
 
 /// Whether an append found the chain where the seal left it.
@@ -171,7 +228,8 @@ pub trait SealStore: Send + Sync {
         period: &SealedPeriod,
         previous: Option<&Head>,
     ) -> Result<Appended, BackendError>;
-    /// Checkpoints with `end` in `(after, until]`, oldest first, at most `limit`.
+    /// Checkpoints with `end` in `(after, until]`, oldest first, at most `limit`, with their
+    /// cosignatures.
     async fn checkpoints(
         &self,
         tenant: &TenantId,
@@ -179,6 +237,17 @@ pub trait SealStore: Send + Sync {
         until: Option<DateTime<Utc>>,
         limit: usize,
     ) -> Result<Vec<Checkpoint>, BackendError>;
+    /// The last `limit` checkpoints, newest first, with their cosignatures.
+    async fn latest_checkpoints(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Checkpoint>, BackendError>;
+    /// Keeps witnesses' cosignature lines of the checkpoint ending at `end` (each stored once).
+    async fn add_cosignatures(
+        &self,
+        tenant: &TenantId,
+        end: DateTime<Utc>,
+        lines: &[String],
+    ) -> Result<(), BackendError>;
+    /// Notes that every sink took the checkpoints up to the one ending at `through`.
+    async fn mark_published(&self, tenant: &TenantId, through: DateTime<Utc>) -> Result<(), BackendError>;
     /// The checkpoint whose range holds `t`, and its tiles' first ids.
     async fn checkpoint_covering(
         &self,
@@ -192,9 +261,9 @@ pub trait SealStore: Send + Sync {
         end: DateTime<Utc>,
         wanted: &[(u32, u64)],
     ) -> Result<Vec<StoredTile>, BackendError>;
-    /// Adds a key to the published ones (kept if already there).
-    async fn publish_key(&self, key: &PublishedKey) -> Result<(), BackendError>;
-    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError>;
+    /// What the last attempt to reach each witness found (for the health check).
+    async fn witness_status(&self) -> Result<Vec<WitnessStatus>, BackendError>;
+    async fn record_witness_status(&self, status: &WitnessStatus) -> Result<(), BackendError>;
     /// The last hour a run of the sealer reached.
     async fn cursor(&self) -> Result<Option<HourBucket>, BackendError>;
     async fn set_cursor(&self, hour: HourBucket) -> Result<(), BackendError>;
@@ -218,21 +287,51 @@ pub struct SealReport {
     pub entries: u64,
     /// Tenants another seal was sealing at the same time (left to it).
     pub raced: usize,
+    /// Cosignatures received from witnesses.
+    pub cosigned: usize,
+    /// Submissions to a witness that failed (retried next run).
+    pub witness_failures: usize,
+    /// Checkpoints a sink could not take (retried next run).
+    pub publish_failures: usize,
 }
 
-/// Seals periods: builds, signs and appends checkpoints.
+/// Seals periods: builds, signs and appends checkpoints, then has witnesses cosign the new head
+/// and publishes each checkpoint outside the tables.
 #[derive(Clone)]
 pub struct Sealer {
     pub store: Arc<dyn SealStore>,
     pub signer: Arc<dyn Signer>,
     pub settings: SealSettings,
+    /// The deployment's log origin: tenant `t`'s checkpoints name `<origin>/<t>`.
+    pub origin: String,
+    pub witnesses: Vec<Arc<dyn WitnessClient>>,
+    pub sinks: Vec<Arc<dyn CheckpointSink>>,
 }
 
 impl Sealer {
-    /// Publishes the signing key (once) and seals every tenant active in the hours since the last
-    /// run's (an index lags a little, so the hour before that is read again).
+    /// A sealer with the default origin, no witnesses and no sinks.
+    pub fn new(store: Arc<dyn SealStore>, signer: Arc<dyn Signer>, settings: SealSettings) -> Self {
+        Sealer { store, signer, settings, origin: DEFAULT_ORIGIN.to_owned(), witnesses: Vec::new(), sinks: Vec::new() }
+    }
+
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = origin.into();
+        self
+    }
+
+    pub fn with_witnesses(mut self, witnesses: Vec<Arc<dyn WitnessClient>>) -> Self {
+        self.witnesses = witnesses;
+        self
+    }
+
+    pub fn with_sinks(mut self, sinks: Vec<Arc<dyn CheckpointSink>>) -> Self {
+        self.sinks = sinks;
+        self
+    }
+
+    /// Seals every tenant active in the hours since the last run's (an index lags a little, so the
+    /// hour before that is read again).
     pub async fn run(&self, now: DateTime<Utc>) -> Result<SealReport, SealError> {
-        self.publish_key(now).await?;
         let since = self.store.cursor().await?;
         let through = self.settings.sealable_through(now);
         let last = HourBucket::of(through - Duration::milliseconds(1));
@@ -264,21 +363,21 @@ impl Sealer {
             report.checkpoints += sealed.checkpoints;
             report.entries += sealed.entries;
             report.raced += sealed.raced;
+            report.cosigned += sealed.cosigned;
+            report.witness_failures += sealed.witness_failures;
+            report.publish_failures += sealed.publish_failures;
         }
         self.store.set_cursor(last).await?;
         Ok(report)
     }
 
-    async fn publish_key(&self, now: DateTime<Utc>) -> Result<(), SealError> {
-        let key = PublishedKey {
-            key_id: self.signer.key_id().to_owned(),
-            public_key_pem: signing::public_key_pem(self.signer.public_key_der()),
-            valid_from: now,
-        };
-        Ok(self.store.publish_key(&key).await?)
+    /// The log origin of `tenant`.
+    pub fn origin_of(&self, tenant: &TenantId) -> String {
+        format!("{}/{tenant}", self.origin)
     }
 
-    /// Seals `tenant`'s closed periods after its chain's head (or from `first_seen`, for its first).
+    /// Seals `tenant`'s closed periods after its chain's head (or from `first_seen`, for its
+    /// first), then brings witnesses and sinks up to the head.
     pub async fn seal_tenant(
         &self,
         tenant: &TenantId,
@@ -289,37 +388,95 @@ impl Sealer {
         let state = self.store.seal_state(tenant).await?;
         let start = state.head.map_or(self.settings.period_start(first_seen), |h| h.end);
         let mut report = SealReport::default();
-        if start >= through {
-            return Ok(report);
-        }
-        // First close, then read: a write racing this seal is either seen below or refused.
-        self.store.close_before(tenant, through).await?;
-        let leaves = self.store.leaves(tenant, start, through).await?;
-        let mut by_period: BTreeMap<DateTime<Utc>, Vec<(Uuid, Hash)>> = BTreeMap::new();
-        for (id, leaf) in leaves {
-            let stamped = crate::domain::time::uuid_v7_time(&id).unwrap_or(start);
-            by_period.entry(self.settings.period_start(stamped) + self.settings.period()).or_default().push((id, leaf));
-        }
         let mut head = state.head;
-        let mut range_start = start;
-        for (end, leaves) in by_period {
-            if leaves.len() > MAX_PERIOD_ENTRIES {
-                return Err(SealError::TooLarge { tenant: tenant.clone(), size: leaves.len() });
+        let mut sealed = Vec::new();
+        if start < through {
+            // First close, then read: a write racing this seal is either seen below or refused.
+            self.store.close_before(tenant, through).await?;
+            let leaves = self.store.leaves(tenant, start, through).await?;
+            let mut by_period: BTreeMap<DateTime<Utc>, Vec<(Uuid, Hash)>> = BTreeMap::new();
+            for (id, leaf) in leaves {
+                let stamped = crate::domain::time::uuid_v7_time(&id).unwrap_or(start);
+                by_period
+                    .entry(self.settings.period_start(stamped) + self.settings.period())
+                    .or_default()
+                    .push((id, leaf));
             }
-            let period = self.build(tenant, range_start, end, &leaves, head.map_or(GENESIS, |h| h.hash)).await?;
-            match self.store.append(tenant, &period, head.as_ref()).await? {
-                Appended::Done => {}
-                Appended::HeadMoved => {
-                    report.raced = 1;
-                    return Ok(report);
+            let mut range_start = start;
+            for (end, leaves) in by_period {
+                if leaves.len() > MAX_PERIOD_ENTRIES {
+                    return Err(SealError::TooLarge { tenant: tenant.clone(), size: leaves.len() });
                 }
+                let period = self.build(tenant, range_start, end, &leaves, head.as_ref()).await?;
+                match self.store.append(tenant, &period, head.as_ref()).await? {
+                    Appended::Done => {}
+                    Appended::HeadMoved => {
+                        report.raced = 1;
+                        return Ok(report);
+                    }
+                }
+                report.checkpoints += 1;
+                report.entries += leaves.len() as u64;
+                head = Some(Head { end, hash: period.checkpoint.link(), total: period.checkpoint.body.total });
+                sealed.push(period.checkpoint);
+                range_start = end;
             }
-            report.checkpoints += 1;
-            report.entries += leaves.len() as u64;
-            head = Some(Head { end, hash: period.checkpoint.hash() });
-            range_start = end;
+        }
+        if let Some(head) = head {
+            self.after_append(tenant, head, state.published, sealed, &mut report, now).await?;
         }
         Ok(report)
+    }
+
+    /// Witnesses cosign the head; sinks take every checkpoint they have not taken yet (those this
+    /// run sealed, or more when a sink was down before).
+    async fn after_append(
+        &self,
+        tenant: &TenantId,
+        head: Head,
+        published: Option<DateTime<Utc>>,
+        sealed: Vec<Checkpoint>,
+        report: &mut SealReport,
+        now: DateTime<Utc>,
+    ) -> Result<(), SealError> {
+        let mut pending = if self.sinks.is_empty() || published.is_some_and(|p| p >= head.end) {
+            Vec::new()
+        } else if sealed
+            .first()
+            .is_some_and(|c| Some(c.body.start.as_str()) == published.map(format_timestamp).as_deref())
+        {
+            sealed.clone()
+        } else {
+            self.store.checkpoints(tenant, published, None, witness::MAX_CATCH_UP).await?
+        };
+        if !self.witnesses.is_empty() {
+            let latest = match sealed.last() {
+                Some(c) => Some(c.clone()),
+                None => self.store.latest_checkpoints(tenant, 1).await?.pop(),
+            };
+            if let Some(mut latest) = latest {
+                witness::cosign_head(self, tenant, &mut latest, report, now).await?;
+                if let Some(slot) = pending.iter_mut().find(|c| c.body.end == latest.body.end) {
+                    *slot = latest;
+                }
+            }
+        }
+        let mut through = None;
+        'checkpoints: for checkpoint in &pending {
+            for sink in &self.sinks {
+                if let Err(e) = sink.publish(checkpoint).await {
+                    tracing::warn!(sink = sink.name(), tenant = %tenant, end = %checkpoint.body.end, error = %e,
+                        "publishing a checkpoint failed; the next run tries again");
+                    report.publish_failures += 1;
+                    break 'checkpoints;
+                }
+            }
+            through = Some(parse_end(checkpoint)?);
+        }
+        if let Some(through) = through {
+            self.store.mark_published(tenant, through).await?;
+        }
+        Ok(())
     }
 
     async fn build(
@@ -328,20 +485,26 @@ impl Sealer {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         leaves: &[(Uuid, Hash)],
-        previous: Hash,
+        previous: Option<&Head>,
     ) -> Result<SealedPeriod, SealError> {
         let tree = Levels::new(leaves.iter().map(|(_, h)| *h).collect());
         let body = CheckpointBody {
             format: CHECKPOINT_FORMAT.to_owned(),
+            origin: self.origin_of(tenant),
             tenant: tenant.to_string(),
             start: format_timestamp(start),
             end: format_timestamp(end),
             size: tree.size(),
+            total: previous.map_or(0, |h| h.total) + tree.size(),
             root: tree.root(),
-            previous,
+            ids: ids_hash(leaves.iter().map(|(id, _)| id.as_bytes())),
+            previous: previous.map_or(GENESIS, |h| h.hash),
             key_id: self.signer.key_id().to_owned(),
         };
+        // Low s whatever the signer returns (KMS does not normalise): one checkpoint, one signature.
         let signature = self.signer.sign(&body.signed_bytes()).await?;
+        let signature = signing::normalize_low_s(&signature)
+            .ok_or_else(|| SignError::Key("the signer returned no DER signature".into()))?;
         let ids: Vec<Uuid> = leaves.iter().map(|(id, _)| *id).collect();
         let tiles = tree
             .tiles()
@@ -357,11 +520,41 @@ impl Sealer {
             })
             .collect();
         Ok(SealedPeriod {
-            checkpoint: Checkpoint { body, signature: encode_signature(&signature) },
+            checkpoint: Checkpoint { body, signature: encode_signature(&signature), cosignatures: Vec::new() },
             first_ids: ids.chunks(TILE_WIDTH).map(|c| c[0]).collect(),
             tiles,
         })
     }
+}
+
+fn parse_end(c: &Checkpoint) -> Result<DateTime<Utc>, BackendError> {
+    DateTime::parse_from_rfc3339(&c.body.end).map(|t| t.to_utc()).map_err(|e| corrupt(&e))
+}
+
+/// The (id, leaf hash) of every entry of the sealed period ending at `end`, in tree order, from its
+/// level-0 tiles: what a verifier needs to check a period some of whose entries are past
+/// retention. `None` when the tiles are gone (the whole period past retention).
+pub async fn period_leaves(
+    store: &dyn SealStore,
+    tenant: &TenantId,
+    checkpoint: &Checkpoint,
+) -> Result<Option<Vec<(Uuid, Hash)>>, BackendError> {
+    let end = parse_end(checkpoint)?;
+    let size = checkpoint.body.size;
+    let wanted: Vec<(u32, u64)> = (0..size.div_ceil(TILE_WIDTH as u64)).map(|i| (0, i)).collect();
+    let mut tiles = store.tiles(tenant, end, &wanted).await?;
+    if tiles.len() != wanted.len() {
+        return Ok(None);
+    }
+    tiles.sort_by_key(|t| t.tile.index);
+    let mut out = Vec::with_capacity(size as usize);
+    for t in tiles {
+        if t.ids.len() != t.tile.hashes.len() {
+            return Err(BackendError::Internal("a stored tile's ids do not match its hashes".into()));
+        }
+        out.extend(t.ids.into_iter().zip(t.tile.hashes));
+    }
+    Ok(Some(out))
 }
 
 /// One entry's proof: the entry, where its leaf sits in its period's tree, the audit path, and the
@@ -439,12 +632,22 @@ pub enum ProofError {
     Tenant { entry: String, checkpoint: String },
     #[error("the entry was stamped outside the checkpoint's period")]
     OutOfRange,
+    #[error("the checkpoint was signed by key {key_id}, which was retired at {until}")]
+    Retired { key_id: String, until: String },
+    #[error("the checkpoint is malformed: {0}")]
+    Malformed(&'static str),
 }
 
 impl EntryProof {
     /// Checks the proof with the signer's public key (DER). Returns the erased fields.
     pub fn verify(&self, public_key_der: &[u8]) -> Result<Vec<String>, ProofError> {
         let body = &self.checkpoint.body;
+        if body.format != CHECKPOINT_FORMAT {
+            return Err(ProofError::Malformed("not an auditline-checkpoint/2"));
+        }
+        if !body.origin_names_tenant() {
+            return Err(ProofError::Malformed("its origin does not name its tenant"));
+        }
         let expected = signing::key_id(public_key_der);
         if body.key_id != expected {
             return Err(ProofError::OtherKey { found: body.key_id.clone(), expected });

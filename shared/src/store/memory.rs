@@ -18,7 +18,7 @@ use crate::domain::{
 };
 use crate::integrity::Hash;
 use crate::integrity::checkpoint::Checkpoint;
-use crate::seal::{Appended, Head, PublishedKey, SealState, SealStore, SealedPeriod, StoredTile};
+use crate::seal::{Appended, Head, SealState, SealStore, SealedPeriod, StoredTile, WitnessStatus};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -31,7 +31,7 @@ pub struct MemoryStore {
 struct State {
     tenants: HashMap<TenantId, Partition>,
     seals: HashMap<TenantId, Sealed>,
-    keys: BTreeMap<String, PublishedKey>,
+    witnesses: BTreeMap<String, WitnessStatus>,
     cursor: Option<HourBucket>,
     /// Every entry's id, oldest first, with its tenant and its size, for retention and the bounds.
     by_age: BTreeMap<Uuid, (TenantId, usize)>,
@@ -297,7 +297,7 @@ impl SealStore for MemoryStore {
         for tile in &period.tiles {
             sealed.tiles.insert((end, tile.tile.level, tile.tile.index), tile.clone());
         }
-        sealed.state.head = Some(Head { end, hash: period.checkpoint.hash() });
+        sealed.state.head = Some(Head { end, hash: period.checkpoint.link(), total: period.checkpoint.body.total });
         Ok(Appended::Done)
     }
 
@@ -342,13 +342,49 @@ impl SealStore for MemoryStore {
         Ok(wanted.iter().filter_map(|(level, index)| sealed.tiles.get(&(end, *level, *index)).cloned()).collect())
     }
 
-    async fn publish_key(&self, key: &PublishedKey) -> Result<(), BackendError> {
-        self.write().keys.entry(key.key_id.clone()).or_insert_with(|| key.clone());
+    async fn latest_checkpoints(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Checkpoint>, BackendError> {
+        let state = self.read();
+        let Some(sealed) = state.seals.get(tenant) else { return Ok(Vec::new()) };
+        Ok(sealed.checkpoints.values().rev().take(limit).map(|(c, _)| c.clone()).collect())
+    }
+
+    async fn add_cosignatures(
+        &self,
+        tenant: &TenantId,
+        end: DateTime<Utc>,
+        lines: &[String],
+    ) -> Result<(), BackendError> {
+        let mut state = self.write();
+        let Some((checkpoint, _)) = state.seals.get_mut(tenant).and_then(|s| s.checkpoints.get_mut(&end)) else {
+            return Err(BackendError::Internal(format!("no checkpoint of {tenant} ends at {end}")));
+        };
+        for line in lines {
+            if !checkpoint.cosignatures.contains(line) {
+                checkpoint.cosignatures.push(line.clone());
+            }
+        }
         Ok(())
     }
 
-    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError> {
-        Ok(self.read().keys.values().cloned().collect())
+    async fn mark_published(&self, tenant: &TenantId, through: DateTime<Utc>) -> Result<(), BackendError> {
+        let mut state = self.write();
+        let seal = &mut state.seals.entry(tenant.clone()).or_default().state;
+        seal.published = Some(seal.published.map_or(through, |p| p.max(through)));
+        Ok(())
+    }
+
+    async fn witness_status(&self) -> Result<Vec<WitnessStatus>, BackendError> {
+        Ok(self.read().witnesses.values().cloned().collect())
+    }
+
+    async fn record_witness_status(&self, status: &WitnessStatus) -> Result<(), BackendError> {
+        let mut state = self.write();
+        let kept = state
+            .witnesses
+            .entry(status.witness.clone())
+            .or_insert_with(|| WitnessStatus { witness: status.witness.clone(), ..WitnessStatus::default() });
+        merge_status(kept, status);
+        Ok(())
     }
 
     async fn cursor(&self) -> Result<Option<HourBucket>, BackendError> {
@@ -358,6 +394,17 @@ impl SealStore for MemoryStore {
     async fn set_cursor(&self, hour: HourBucket) -> Result<(), BackendError> {
         self.write().cursor = Some(hour);
         Ok(())
+    }
+}
+
+/// Folds a new observation into what is kept: each time set replaces the older one.
+pub(crate) fn merge_status(kept: &mut WitnessStatus, new: &WitnessStatus) {
+    if new.last_success.is_some() {
+        kept.last_success = new.last_success;
+    }
+    if new.last_failure.is_some() {
+        kept.last_failure = new.last_failure;
+        kept.last_error.clone_from(&new.last_error);
     }
 }
 

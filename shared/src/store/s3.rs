@@ -1,4 +1,5 @@
-//! The archive's S3 adapter: one PutObject per archive object.
+//! The S3 adapters: the archive (one PutObject per archive object) and the checkpoints' publication
+//! (one PutObject per checkpoint, never over an existing object, into an Object Lock bucket).
 
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::archive::ArchiveSink;
 use crate::backend::BackendError;
+use crate::integrity::checkpoint::Checkpoint;
+use crate::seal::CheckpointSink;
+use crate::seal::publish::{publication_body, publication_key};
 
 pub struct S3Archive {
     client: Client,
@@ -78,5 +82,65 @@ impl ArchiveSink for S3Archive {
                     _ => BackendError::Unavailable(detail),
                 }
             })
+    }
+}
+
+/// Checkpoints published to a bucket whose default retention is Object Lock in compliance mode
+/// (the template's `CheckpointBucket`): once written, no one — root included — can change or
+/// delete an object before its retention ends.
+pub struct S3Checkpoints {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Checkpoints {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        S3Checkpoints { client, bucket: bucket.into() }
+    }
+
+    pub fn from_environment(shared: &aws_config::SdkConfig, bucket: &str, endpoint_override: Option<&str>) -> Self {
+        let archive = S3Archive::from_environment(shared, bucket, endpoint_override);
+        S3Checkpoints::new(archive.client, bucket)
+    }
+
+    pub fn for_local_endpoint(endpoint: &str, bucket: &str) -> Self {
+        let archive = S3Archive::for_local_endpoint(endpoint, bucket);
+        S3Checkpoints::new(archive.client, bucket)
+    }
+}
+
+#[async_trait]
+impl CheckpointSink for S3Checkpoints {
+    fn name(&self) -> &str {
+        "s3"
+    }
+
+    async fn publish(&self, checkpoint: &Checkpoint) -> Result<(), BackendError> {
+        let key = publication_key(checkpoint);
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            // Never over an object already there: a retry after a lost answer meets its own.
+            .if_none_match("*")
+            .body(ByteStream::from(publication_body(checkpoint)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(412) => Ok(()),
+                status => {
+                    let detail = format!("PutObject {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e));
+                    Err(if matches!(status, Some(429 | 503)) {
+                        BackendError::Throttled(detail)
+                    } else {
+                        BackendError::Unavailable(detail)
+                    })
+                }
+            },
+        }
     }
 }

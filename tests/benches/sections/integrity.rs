@@ -31,7 +31,7 @@ fn period_start() -> DateTime<Utc> {
 }
 
 fn sealer(store: Arc<dyn SealStore>, signer: Arc<LocalSigner>) -> Sealer {
-    Sealer { store, signer, settings: SealSettings { lookback_hours: 6, ..SealSettings::default() } }
+    Sealer::new(store, signer, SealSettings { lookback_hours: 6, ..SealSettings::default() })
 }
 
 /// ENTRIES entries of tenant acme in one hour (36 ms apart), in an in-memory store.
@@ -133,6 +133,7 @@ pub async fn run(out: &mut String) {
     let bundle = Bundle {
         entries: all_entries(memory.clone() as Arc<dyn AuditStore>, &acme).await,
         checkpoints: memory.checkpoints(&acme, None, None, 1000).await.unwrap(),
+        ..Bundle::default()
     };
     let verifier = Verifier::new([signer.public_key_der()]);
     let mut runs = Vec::new();

@@ -1,5 +1,6 @@
-//! A bundle on disk: a directory with a tenant's entries and checkpoints as JSON Lines, and the
-//! public keys the service published. What `fetch` writes and `verify` reads.
+//! A bundle on disk: a directory with a tenant's entries and checkpoints as JSON Lines, the leaves
+//! of periods partly past retention, the manifest (whose, when fetched, under which seal
+//! settings), and the public keys the service published. What `fetch` writes and `verify` reads.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -7,11 +8,18 @@ use std::path::{Path, PathBuf};
 
 use auditline::domain::AuditLogEntry;
 use auditline::integrity::checkpoint::Checkpoint;
-use auditline::seal::verify::Bundle;
+use auditline::seal::PublishedKey;
+use auditline::seal::verify::{Bundle, Manifest, PeriodLeaves};
 use serde::de::DeserializeOwned;
 
 pub const ENTRIES: &str = "entries.jsonl";
 pub const CHECKPOINTS: &str = "checkpoints.jsonl";
+/// Leaves of the periods some of whose entries the service no longer held.
+pub const LEAVES: &str = "leaves.jsonl";
+pub const MANIFEST: &str = "bundle.json";
+/// The keys and windows `GET /audit/keys` published, as fetched (windows can only narrow a key
+/// the auditor pinned; they never make a key trusted).
+pub const PUBLISHED_KEYS: &str = "keys.json";
 /// The published keys as fetched, one `<key_id>.pem` each. Handy, but trust a key you got by
 /// another route (the deployment's output, a colleague) rather than one from the same download.
 pub const KEYS_DIR: &str = "public-keys";
@@ -23,8 +31,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// a checkpoint) is an error that names the file and line: a bundle that does not parse is not a
 /// bundle that verifies.
 pub fn read(path: &Path) -> Result<Bundle, BoxError> {
-    let (entries, checkpoints) = if path.is_dir() {
-        (path.join(ENTRIES), path.join(CHECKPOINTS))
+    let (entries, checkpoints, leaves, manifest) = if path.is_dir() {
+        (path.join(ENTRIES), path.join(CHECKPOINTS), Some(path.join(LEAVES)), path.join(MANIFEST))
     } else {
         let checkpoints = checkpoints_beside(path);
         if !checkpoints.exists() {
@@ -35,23 +43,64 @@ pub fn read(path: &Path) -> Result<Bundle, BoxError> {
             )
             .into());
         }
-        (path.to_owned(), checkpoints)
+        (path.to_owned(), checkpoints, None, beside(path, ".bundle.json"))
     };
-    Ok(Bundle { entries: read_lines::<AuditLogEntry>(&entries)?, checkpoints: read_lines(&checkpoints)? })
+    let periods = match leaves {
+        Some(leaves) if leaves.exists() => read_lines::<PeriodLeaves>(&leaves)?,
+        _ => Vec::new(),
+    };
+    let manifest = if manifest.exists() {
+        let text = fs::read_to_string(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+        Some(serde_json::from_str::<Manifest>(&text).map_err(|e| format!("{}: {e}", manifest.display()))?)
+    } else {
+        None
+    };
+    Ok(Bundle {
+        entries: read_lines::<AuditLogEntry>(&entries)?,
+        checkpoints: read_lines(&checkpoints)?,
+        periods,
+        manifest,
+    })
+}
+
+/// The keys the service published when the bundle was fetched, if it kept them.
+pub fn read_published_keys(path: &Path) -> Result<Vec<PublishedKey>, BoxError> {
+    let file = if path.is_dir() { path.join(PUBLISHED_KEYS) } else { beside(path, ".keys.json") };
+    if !file.exists() {
+        return Ok(Vec::new());
+    }
+    let text = fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?)
+}
+
+/// `<out><suffix>`: where an export keeps what a fetch keeps in its directory.
+pub fn beside(out: &Path, suffix: &str) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Writes a small JSON file, refusing to replace one.
+pub fn write_new_json(path: &Path, value: &impl serde::Serialize) -> Result<(), BoxError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e} (write to a new place)", path.display()))?;
+    file.write_all(&serde_json::to_vec_pretty(value)?)?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// Where the checkpoints of the export `out` are written: `<out>.checkpoints.jsonl`.
 pub fn checkpoints_beside(out: &Path) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(".checkpoints.jsonl");
-    PathBuf::from(name)
+    beside(out, ".checkpoints.jsonl")
 }
 
 /// Where the published keys of the export `out` are written: `<out>.public-keys/`.
 pub fn keys_beside(out: &Path) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(".public-keys");
-    PathBuf::from(name)
+    beside(out, ".public-keys")
 }
 
 /// Writes a published key as `<dir>/<key_id>.pem`; the id is checked against the key itself.
@@ -87,6 +136,7 @@ pub struct Writer {
     dir: PathBuf,
     entries: BufWriter<File>,
     checkpoints: BufWriter<File>,
+    leaves: BufWriter<File>,
 }
 
 impl Writer {
@@ -104,7 +154,12 @@ impl Writer {
             })?;
             Ok(BufWriter::new(file))
         };
-        Ok(Writer { dir: dir.to_owned(), entries: open(ENTRIES)?, checkpoints: open(CHECKPOINTS)? })
+        Ok(Writer {
+            dir: dir.to_owned(),
+            entries: open(ENTRIES)?,
+            checkpoints: open(CHECKPOINTS)?,
+            leaves: open(LEAVES)?,
+        })
     }
 
     pub fn entry(&mut self, entry: &serde_json::Value) -> Result<(), BoxError> {
@@ -117,16 +172,29 @@ impl Writer {
         Ok(())
     }
 
+    pub fn leaves(&mut self, leaves: &PeriodLeaves) -> Result<(), BoxError> {
+        writeln!(self.leaves, "{}", serde_json::to_string(leaves)?)?;
+        Ok(())
+    }
+
+    pub fn manifest(&self, manifest: &Manifest) -> Result<(), BoxError> {
+        write_new_json(&self.dir.join(MANIFEST), manifest)
+    }
+
+    pub fn published_keys(&self, keys: &[PublishedKey]) -> Result<(), BoxError> {
+        write_new_json(&self.dir.join(PUBLISHED_KEYS), &keys)
+    }
+
     /// Writes a published key as `public-keys/<key_id>.pem`.
     pub fn public_key(&mut self, key_id: &str, pem: &str) -> Result<PathBuf, BoxError> {
         write_public_key(&self.dir.join(KEYS_DIR), key_id, pem)
     }
 
     pub fn finish(mut self) -> Result<(), BoxError> {
-        self.entries.flush()?;
-        self.checkpoints.flush()?;
-        self.entries.get_ref().sync_all()?;
-        self.checkpoints.get_ref().sync_all()?;
+        for file in [&mut self.entries, &mut self.checkpoints, &mut self.leaves] {
+            file.flush()?;
+            file.get_ref().sync_all()?;
+        }
         Ok(())
     }
 }

@@ -64,6 +64,21 @@ impl Api {
 
     /// GETs `path?query`; an error answer is reported with the API's message.
     pub async fn get_raw(&self, path: &str, query: &[(&str, String)]) -> Result<Answer, BoxError> {
+        let (parts, body) = self.request(path, query).await?;
+        if !parts.status.is_success() {
+            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let message = value["error"]["message"].as_str().unwrap_or("no message");
+            return Err(format!("GET {path}: {}: {message}", parts.status).into());
+        }
+        Ok(Answer { headers: parts.headers, body })
+    }
+
+    async fn send(&self, path: &str, query: &[(&str, String)]) -> Result<(u16, Bytes), BoxError> {
+        let (parts, body) = self.request(path, query).await?;
+        Ok((parts.status.as_u16(), body))
+    }
+
+    async fn request(&self, path: &str, query: &[(&str, String)]) -> Result<(http::response::Parts, Bytes), BoxError> {
         let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
         let url = if query.is_empty() {
             format!("{}{path}", self.base)
@@ -78,12 +93,13 @@ impl Api {
         let (parts, body) = response.into_parts();
         let body =
             Limited::new(body, MAX_PAGE_BYTES).collect().await.map_err(|e| format!("GET {path}: {e}"))?.to_bytes();
-        if !parts.status.is_success() {
-            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let message = value["error"]["message"].as_str().unwrap_or("no message");
-            return Err(format!("GET {path}: {}: {message}", parts.status).into());
-        }
-        Ok(Answer { headers: parts.headers, body })
+        Ok((parts, body))
+    }
+
+    /// GETs `path?query`: the status and the JSON body, whatever the status (`Null` if none).
+    pub async fn get_status(&self, path: &str, query: &[(&str, String)]) -> Result<(u16, Value), BoxError> {
+        let (status, body) = self.send(path, query).await?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
     /// GETs `path?query` and decodes the JSON.

@@ -135,7 +135,8 @@ async fn write_checkpoints(
     query: &[(&'static str, String)],
 ) -> Result<(Vec<(&'static str, String)>, usize), BoxError> {
     use auditline::domain::time::parse_date_param;
-    let chain = checkpoint_chain(api).await?;
+    let fetched_at = chrono::Utc::now();
+    let crate::fetch::Chain { tenant, checkpoints: chain, seal } = checkpoint_chain(api).await?;
     let path = bundle::checkpoints_beside(out);
     let mut file = OpenOptions::new()
         .write(true)
@@ -146,9 +147,18 @@ async fn write_checkpoints(
         writeln!(file, "{}", serde_json::to_string(checkpoint)?)?;
     }
     file.sync_all()?;
-    for key in published_keys(api).await? {
+    let keys = published_keys(api).await?;
+    for key in &keys {
         bundle::write_public_key(&bundle::keys_beside(out), &key.key_id, &key.public_key_pem)?;
     }
+    bundle::write_new_json(&bundle::beside(out, ".keys.json"), &keys)?;
+    let manifest = auditline::seal::verify::Manifest {
+        format: auditline::seal::verify::MANIFEST_FORMAT.to_owned(),
+        tenant,
+        fetched_at,
+        seal,
+    };
+    bundle::write_new_json(&bundle::beside(out, ".bundle.json"), &manifest)?;
     let mut widened = Vec::new();
     for (name, value) in query {
         let value = match *name {

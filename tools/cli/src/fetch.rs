@@ -1,11 +1,15 @@
-//! `auditline fetch`: downloads the caller's tenant — its whole checkpoint chain, its entries, and
-//! the published keys — into a bundle directory that `auditline verify` checks offline.
+//! `auditline fetch`: downloads the caller's tenant — its whole checkpoint chain, its entries, the
+//! leaves of periods retention has thinned, and the published keys — into a bundle directory that
+//! `auditline verify` checks offline, with a manifest of whose it is, when it was fetched, and the
+//! seal settings the service reported.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use auditline::domain::time::{format_timestamp, parse_date_param};
 use auditline::integrity::checkpoint::Checkpoint;
+use auditline::seal::verify::{MANIFEST_FORMAT, Manifest, PeriodLeaves};
+use auditline::seal::{PublishedKey, SealSettings};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Deserialize;
@@ -38,12 +42,23 @@ pub struct Fetched {
     pub entries: usize,
     pub checkpoints: usize,
     pub keys: Vec<PathBuf>,
+    /// Periods whose leaves were fetched (retention had thinned them).
+    pub leaves: usize,
 }
 
 #[derive(Deserialize)]
 struct CheckpointPage {
+    tenant: String,
     checkpoints: Vec<Checkpoint>,
     next_token: Option<String>,
+    seal: SealSettings,
+}
+
+/// A tenant's chain as the service reports it.
+pub(crate) struct Chain {
+    pub tenant: String,
+    pub checkpoints: Vec<Checkpoint>,
+    pub seal: SealSettings,
 }
 
 #[derive(Deserialize)]
@@ -54,35 +69,38 @@ struct EntryPage {
 
 #[derive(Deserialize)]
 struct Keys {
-    keys: Vec<Key>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct Key {
-    pub key_id: String,
-    pub public_key_pem: String,
+    keys: Vec<PublishedKey>,
 }
 
 /// The tenant's whole checkpoint chain, oldest first.
-pub(crate) async fn checkpoint_chain(api: &Api) -> Result<Vec<Checkpoint>, BoxError> {
-    let mut chain = Vec::new();
+pub(crate) async fn checkpoint_chain(api: &Api) -> Result<Chain, BoxError> {
+    let mut checkpoints = Vec::new();
     let mut token = None;
     loop {
         let mut query = vec![("limit", PAGE.to_string())];
         query.extend(token.take().map(|t| ("next_token", t)));
         let page: CheckpointPage = serde_json::from_value(api.get("/audit/checkpoints", &query).await?)?;
-        chain.extend(page.checkpoints);
+        checkpoints.extend(page.checkpoints);
         match page.next_token {
             Some(t) => token = Some(t),
-            None => return Ok(chain),
+            None => return Ok(Chain { tenant: page.tenant, checkpoints, seal: page.seal }),
         }
     }
 }
 
 /// The keys the service publishes.
-pub(crate) async fn published_keys(api: &Api) -> Result<Vec<Key>, BoxError> {
+pub(crate) async fn published_keys(api: &Api) -> Result<Vec<PublishedKey>, BoxError> {
     let keys: Keys = serde_json::from_value(api.get("/audit/keys", &[]).await?)?;
     Ok(keys.keys)
+}
+
+/// The leaves of the period ending at `end`; `None` when the service no longer keeps them.
+async fn period_leaves(api: &Api, end: &str) -> Result<Option<PeriodLeaves>, BoxError> {
+    match api.get_status("/audit/checkpoints/leaves", &[("end", end.to_owned())]).await? {
+        (200, value) => Ok(Some(serde_json::from_value(value)?)),
+        (404, _) => Ok(None),
+        (status, _) => Err(format!("GET /audit/checkpoints/leaves: {status}").into()),
+    }
 }
 
 /// `t` widened to the start (or end) of the sealed period holding it, if one does.
@@ -106,8 +124,10 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
     let start = args.start_date.as_deref().map(|v| parse_date_param("start_date", v)).transpose()?;
     let end = args.end_date.as_deref().map(|v| parse_date_param("end_date", v)).transpose()?;
     let mut writer = bundle::Writer::create(&args.out)?;
+    // Before anything is read: the verifier judges what should have been sealed by this time.
+    let fetched_at = chrono::Utc::now();
 
-    let chain = checkpoint_chain(&api).await?;
+    let Chain { tenant, checkpoints: chain, seal } = checkpoint_chain(&api).await?;
     for c in &chain {
         writer.checkpoint(c)?;
     }
@@ -116,6 +136,8 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
     filters.extend(start.map(|s| ("start_date", widen(&chain, s, false))));
     filters.extend(end.map(|e| ("end_date", widen(&chain, e, true))));
     let mut entries = 0;
+    // Entries per sealed period (by the period's end), to find the periods retention has thinned.
+    let mut per_period: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     let mut token = None;
     loop {
         let mut query = filters.clone();
@@ -124,6 +146,12 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
         let page: EntryPage = serde_json::from_value(api.get("/audit/logs", &query).await?)?;
         for entry in &page.entries {
             writer.entry(entry)?;
+            if let Some(stamped) = entry["timestamp"].as_str() {
+                let i = chain.partition_point(|c| c.body.end.as_str() <= stamped);
+                if let Some(c) = chain.get(i).filter(|c| c.body.start.as_str() <= stamped) {
+                    *per_period.entry(c.body.end.as_str()).or_default() += 1;
+                }
+            }
         }
         entries += page.entries.len();
         match page.next_token {
@@ -131,13 +159,42 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
             None => break,
         }
     }
+    // A period with fewer entries than it sealed, inside the dates asked for: its leaves, so the
+    // verifier can tell entries past retention from removed ones.
+    let in_range = |c: &Checkpoint| {
+        filters.iter().all(|(name, value)| match *name {
+            "start_date" => c.body.end.as_str() > value.as_str(),
+            _ => c.body.start.as_str() <= value.as_str(),
+        })
+    };
+    // Newest first: leaves expire with their period, oldest first, so the walk stops at the first
+    // period whose leaves are gone.
+    let mut thinned = 0;
+    for c in chain.iter().rev().filter(|c| in_range(c)) {
+        if per_period.get(c.body.end.as_str()).copied().unwrap_or(0) >= c.body.size {
+            continue;
+        }
+        match period_leaves(&api, &c.body.end).await? {
+            Some(leaves) => {
+                writer.leaves(&leaves)?;
+                thinned += 1;
+            }
+            None => break,
+        }
+    }
 
+    let keys = published_keys(&api).await?;
     let mut written = Vec::new();
-    for key in published_keys(&api).await? {
+    for key in &keys {
         written.push(writer.public_key(&key.key_id, &key.public_key_pem)?);
     }
+    writer.published_keys(&keys)?;
+    writer.manifest(&Manifest { format: MANIFEST_FORMAT.to_owned(), tenant, fetched_at, seal })?;
     writer.finish()?;
     writeln!(out, "wrote {entries} entries and {} checkpoints to {}", chain.len(), args.out.display())?;
+    if thinned > 0 {
+        writeln!(out, "and the leaves of {thinned} period(s) part of whose entries are past retention")?;
+    }
     if !filters.is_empty() {
         let flag = |name: &str| if name == "start_date" { "--from" } else { "--to" };
         let range: Vec<String> = filters.iter().map(|(name, value)| format!("{} {value}", flag(name))).collect();
@@ -146,5 +203,5 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
     for path in &written {
         writeln!(out, "published key: {} (trust it only if it matches a key you hold)", path.display())?;
     }
-    Ok(Fetched { entries, checkpoints: chain.len(), keys: written })
+    Ok(Fetched { entries, checkpoints: chain.len(), keys: written, leaves: thinned })
 }

@@ -111,3 +111,26 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// `auditline fingerprint`: a seal key's fingerprint, as checkpoints name it (`key_id`) and as its
+/// note signatures do (the first 4 bytes), to compare with the value the operator publishes.
+#[derive(Debug, clap::Args)]
+pub struct FingerprintArgs {
+    /// A seal public key (PEM).
+    #[arg(value_name = "PEM")]
+    pub public_key: std::path::PathBuf,
+}
+
+pub fn fingerprint(
+    args: &FingerprintArgs,
+    out: &mut dyn Write,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use auditline::integrity::signing::{key_id, pem_der};
+    let path = &args.public_key;
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let der = pem_der(&pem, "PUBLIC KEY").ok_or_else(|| format!("{}: not a PEM public key", path.display()))?;
+    let id = key_id(&der);
+    writeln!(out, "{id}")?;
+    writeln!(out, "(key id {id}; note key id {}; compare it with the fingerprint the operator publishes)", &id[..8])?;
+    Ok(())
+}

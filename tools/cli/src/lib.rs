@@ -1,5 +1,5 @@
-//! `auditline`, the command line for people: API keys, fetching a tenant's bundle, and verifying
-//! bundles and proofs offline. Each subcommand is a module whose `run` the binary and the tests call.
+//! `auditline`, the command line for people: API keys, fetching a tenant's bundle, verifying
+//! bundles and proofs offline, key fingerprints, and a witness. Each subcommand is a module whose `run` the binary and the tests call.
 
 pub mod bundle;
 pub mod client;
@@ -7,6 +7,7 @@ pub mod export;
 pub mod fetch;
 pub mod keys;
 pub mod verify;
+pub mod witness;
 
 use clap::{Parser, Subcommand};
 
@@ -27,4 +28,8 @@ pub enum Command {
     Fetch(fetch::FetchArgs),
     /// Verify a bundle, or one entry's proof, offline against public keys you trust.
     Verify(verify::VerifyArgs),
+    /// Run a witness: cosign a log's checkpoints only if each extends the last one it saw.
+    Witness(witness::WitnessArgs),
+    /// Print the fingerprint of a seal public key (PEM), to compare with the operator's.
+    Fingerprint(keys::FingerprintArgs),
 }

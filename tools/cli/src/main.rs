@@ -1,5 +1,5 @@
 use auditline::store::dynamo::{DynamoApiKeys, client_from_environment};
-use auditline_cli::{Cli, Command, export, fetch, keys, verify};
+use auditline_cli::{Cli, Command, export, fetch, keys, verify, witness};
 use clap::Parser;
 
 /// Exit codes: 0 done (or verified), 1 not verified, 2 could not be done (bad input, I/O, network).
@@ -18,6 +18,8 @@ async fn main() {
         Command::Export(args) => export::run(&args, &mut out).await.map(|_| true).map_err(|e| e as _),
         Command::Fetch(args) => fetch::run(&args, &mut out).await.map(|_| true).map_err(|e| e as _),
         Command::Verify(args) => verify::run(&args, &mut out).map_err(|e| e as _),
+        Command::Witness(args) => witness::run(&args, &mut out).await.map(|()| true).map_err(|e| e as _),
+        Command::Fingerprint(args) => keys::fingerprint(&args, &mut out).map(|()| true).map_err(|e| e as _),
     };
     match result {
         Ok(true) => {}

@@ -35,6 +35,8 @@ impl Route {
                 | Route::ProjectLogs
                 | Route::Stats
                 | Route::Checkpoints
+                | Route::LatestCheckpoint
+                | Route::PeriodLeaves
                 | Route::Proof
         )
     }

@@ -1,5 +1,6 @@
-//! The integrity routes: the tenant's checkpoint chain, one entry's proof, and the public keys
-//! checkpoints are signed with.
+//! The integrity routes: the tenant's checkpoint chain, its latest checkpoint as a C2SP signed
+//! note, a sealed period's leaves, one entry's proof, and the public keys checkpoints are signed
+//! with.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +14,8 @@ use crate::auth::scopes::AUDIT_READ;
 use crate::domain::time::{format_timestamp, parse_date_param};
 use crate::domain::{MAX_LIMIT, ValidationError, validation};
 use crate::integrity::checkpoint::Checkpoint;
-use crate::seal::{self, EntryProof, KeyWindow, ProofOutcome};
+use crate::seal::verify::PeriodLeaves;
+use crate::seal::{self, EntryProof, ProofOutcome, PublishedKey, SealSettings};
 
 /// Checkpoints a page holds unless `limit` says otherwise.
 const DEFAULT_CHECKPOINTS: usize = 100;
@@ -42,9 +44,14 @@ fn encode_after(end: DateTime<Utc>) -> String {
 
 #[derive(Serialize)]
 struct CheckpointPage<'a> {
+    /// Whose chain this is (the caller's tenant).
+    tenant: &'a str,
     checkpoints: &'a [Checkpoint],
     count: usize,
     next_token: Option<String>,
+    /// The settings the chain is sealed under: a verifier judges from them when an entry should
+    /// have been sealed.
+    seal: &'a SealSettings,
 }
 
 /// `GET /audit/checkpoints`: the tenant's chain, oldest first, by the periods' ends.
@@ -82,7 +89,91 @@ pub(super) async fn checkpoints(req: &Request, info: &RequestInfo, api: &AuditAp
         .then(|| found.last().and_then(|c| DateTime::parse_from_rfc3339(&c.body.end).ok()))
         .flatten()
         .map(|end| encode_after(end.to_utc()));
-    Ok(json(200, &CheckpointPage { checkpoints: &found, count: found.len(), next_token }))
+    Ok(json(
+        200,
+        &CheckpointPage {
+            tenant: caller.tenant_id.as_str(),
+            checkpoints: &found,
+            count: found.len(),
+            next_token,
+            seal: &api.seal_settings,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct Latest<'a> {
+    checkpoint: &'a Checkpoint,
+    /// The same checkpoint as a C2SP signed note (with the witnesses' cosignatures).
+    note: String,
+    seal: &'a SealSettings,
+}
+
+/// `GET /audit/checkpoints/latest`: the tenant's head, as JSON or (`format=note`, or `Accept:
+/// text/plain`) as the signed note itself. 404 before the first seal.
+pub(super) async fn latest(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_READ)?;
+    let as_note = match query_param(req, "format") {
+        Some("note") => true,
+        Some("json") => false,
+        Some(_) => {
+            return Err(ApiError::InvalidParameter {
+                parameter: "format".into(),
+                message: "format must be json or note".into(),
+            });
+        }
+        None => req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/plain") && !a.contains("application/json")),
+    };
+    let head = api
+        .seal
+        .latest_checkpoints(&caller.tenant_id, 1)
+        .await
+        .map_err(|e| ApiError::from_backend(&e, &info.request_id))?
+        .pop()
+        .ok_or(ApiError::NotFound)?;
+    let note = head.note().ok_or_else(|| ApiError::from_backend(&corrupt_checkpoint(), &info.request_id))?;
+    if as_note {
+        return Ok(Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("cache-control", "no-store")
+            .body(Body::Text(note))
+            .expect("status and headers are valid"));
+    }
+    Ok(json(200, &Latest { checkpoint: &head, note, seal: &api.seal_settings }))
+}
+
+fn corrupt_checkpoint() -> crate::backend::BackendError {
+    crate::backend::BackendError::Internal("a stored checkpoint cannot be rendered as a note".into())
+}
+
+/// `GET /audit/checkpoints/leaves?end=…`: the ids and leaf hashes of the sealed period whose
+/// checkpoint ends at `end`, in tree order — what a verifier checks a period against when
+/// retention removed some of its entries. 404 when no checkpoint ends there, or its leaves are
+/// past retention too.
+pub(super) async fn leaves(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_READ)?;
+    let end = date(req, "end")?.ok_or_else(|| ApiError::InvalidParameter {
+        parameter: "end".into(),
+        message: "end is required: the end of a checkpoint's period (RFC 3339)".into(),
+    })?;
+    let backend = |e: crate::backend::BackendError| ApiError::from_backend(&e, &info.request_id);
+    let found = api
+        .seal
+        .checkpoints(&caller.tenant_id, Some(end - chrono::Duration::milliseconds(1)), Some(end), 1)
+        .await
+        .map_err(backend)?;
+    let checkpoint = found.into_iter().next().ok_or(ApiError::NotFound)?;
+    let leaves = seal::period_leaves(api.seal.as_ref(), &caller.tenant_id, &checkpoint)
+        .await
+        .map_err(backend)?
+        .ok_or(ApiError::NotFound)?;
+    let (ids, hashes) = leaves.into_iter().unzip();
+    Ok(json(200, &PeriodLeaves { end: checkpoint.body.end.clone(), ids, leaves: hashes }))
 }
 
 #[derive(Serialize)]
@@ -95,8 +186,12 @@ struct Sealed<'a> {
 #[derive(Serialize)]
 struct NotSealed {
     sealed: bool,
+    id: Uuid,
     #[serde(with = "crate::domain::time::serde_millis")]
     sealed_after: DateTime<Utc>,
+    /// Still not sealed after this, the entry's checkpoint was removed: verifiers fail it.
+    #[serde(with = "crate::domain::time::serde_millis")]
+    overdue_after: DateTime<Utc>,
     message: &'static str,
 }
 
@@ -122,7 +217,9 @@ pub(super) async fn proof(req: &Request, info: &RequestInfo, api: &AuditApi) -> 
             200,
             &NotSealed {
                 sealed: false,
+                id,
                 sealed_after,
+                overdue_after: sealed_after + chrono::Duration::seconds(i64::from(api.seal_settings.schedule_seconds)),
                 message: "the entry's period is not sealed yet; ask again after sealed_after",
             },
         )),
@@ -132,11 +229,13 @@ pub(super) async fn proof(req: &Request, info: &RequestInfo, api: &AuditApi) -> 
 
 #[derive(Serialize)]
 struct Keys {
-    keys: Vec<KeyWindow>,
+    keys: Vec<PublishedKey>,
 }
 
-/// `GET /audit/keys` (public): every key checkpoints have been signed with.
+/// `GET /audit/keys` (public): the keys checkpoints are signed with, from the signer's
+/// configuration (KMS on AWS), each with the window it signs in. Pin one by its fingerprint
+/// (`key_id`), compared with the operator's published value; never trust it for being served here.
 pub(super) async fn keys(info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
-    let keys = api.seal.keys().await.map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
-    Ok(json(200, &Keys { keys: seal::key_windows(keys) }))
+    let keys = api.keys.keys().await.map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
+    Ok(json(200, &Keys { keys }))
 }

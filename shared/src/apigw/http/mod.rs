@@ -24,7 +24,7 @@ use crate::AuditLogger;
 use crate::auth::Caller;
 use crate::auth::{extract, scopes};
 use crate::idempotency::IdempotencyStore;
-use crate::seal::{SealSettings, SealStore};
+use crate::seal::{KeySource, SealSettings, SealStore};
 
 /// What the handlers need, built once per cold start.
 #[derive(Clone)]
@@ -35,9 +35,13 @@ pub struct AuditApi {
     pub health_timeout: Duration,
     /// Accepted authentication methods, reported by the health check.
     pub auth_methods: Vec<String>,
-    /// Checkpoints, proof tiles and published keys.
+    /// Checkpoints, proof tiles, witnesses' status.
     pub seal: Arc<dyn SealStore>,
     pub seal_settings: SealSettings,
+    /// The seal's public keys: from the signer's configuration, never from a table.
+    pub keys: Arc<dyn KeySource>,
+    /// The witnesses the seal submits to (their URLs, for the health check).
+    pub witnesses: Vec<String>,
     /// `AUDIT_LOG_READS`: every read of the trail writes a VIEW entry (see [`access`]).
     pub log_reads: bool,
 }
@@ -53,13 +57,15 @@ pub enum Route {
     Health,
     Ingest,
     Checkpoints,
+    LatestCheckpoint,
+    PeriodLeaves,
     Proof,
     Keys,
     Export,
 }
 
 impl Route {
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 13] = [
         Route::ListLogs,
         Route::GetLog,
         Route::EntityLogs,
@@ -68,6 +74,8 @@ impl Route {
         Route::Health,
         Route::Ingest,
         Route::Checkpoints,
+        Route::LatestCheckpoint,
+        Route::PeriodLeaves,
         Route::Proof,
         Route::Keys,
         Route::Export,
@@ -84,6 +92,8 @@ impl Route {
             Route::Health => "GET /audit/health",
             Route::Ingest => "POST /audit/logs",
             Route::Checkpoints => "GET /audit/checkpoints",
+            Route::LatestCheckpoint => "GET /audit/checkpoints/latest",
+            Route::PeriodLeaves => "GET /audit/checkpoints/leaves",
             Route::Proof => "GET /audit/logs/{id}/proof",
             Route::Keys => "GET /audit/keys",
             Route::Export => "GET /audit/export",
@@ -101,6 +111,8 @@ impl Route {
             Route::Health => "health",
             Route::Ingest => "ingest",
             Route::Checkpoints => "list-checkpoints",
+            Route::LatestCheckpoint => "latest-checkpoint",
+            Route::PeriodLeaves => "checkpoint-leaves",
             Route::Proof => "get-proof",
             Route::Keys => "list-keys",
             Route::Export => "export",
@@ -115,6 +127,8 @@ impl Route {
             }
             Route::Stats => &["start_date", "end_date", "bucket"],
             Route::Checkpoints => &["start_date", "end_date", "limit", "next_token"],
+            Route::LatestCheckpoint => &["format"],
+            Route::PeriodLeaves => &["end"],
             Route::Export => &[
                 "format",
                 "action",
@@ -236,6 +250,8 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::Health => Ok(reads::health(&info, api).await),
         Route::Ingest => ingest::ingest(&req, &info, api).await,
         Route::Checkpoints => integrity::checkpoints(&req, &info, api).await,
+        Route::LatestCheckpoint => integrity::latest(&req, &info, api).await,
+        Route::PeriodLeaves => integrity::leaves(&req, &info, api).await,
         Route::Proof => integrity::proof(&req, &info, api).await,
         Route::Keys => integrity::keys(&info, api).await,
         Route::Export => export::export(&req, &info, api).await,

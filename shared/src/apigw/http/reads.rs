@@ -9,6 +9,7 @@ use crate::auth::scopes::AUDIT_READ;
 use crate::domain::time::parse_date_param;
 use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, StatsBucket, ValidationError};
 use crate::logger::HealthReport;
+use crate::seal::WitnessStatus;
 
 /// A list page, as the seed's clients expect it plus the cursor.
 #[derive(Serialize)]
@@ -98,6 +99,43 @@ struct HealthBody<'a> {
     report: &'a HealthReport,
     version: &'static str,
     auth_methods: &'a [String],
+    /// What the seal last found at each witness.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    witnesses: Vec<WitnessHealth>,
+}
+
+#[derive(Serialize)]
+struct WitnessHealth {
+    #[serde(flatten)]
+    status: WitnessStatus,
+    /// `ok`, `failing` (its last contact failed; the seal retries every run) or `unknown`.
+    state: &'static str,
+}
+
+/// The configured witnesses and what the seal recorded about them. A witness's state never makes
+/// the service degraded: sealing goes on without it.
+async fn witness_health(api: &AuditApi) -> Vec<WitnessHealth> {
+    if api.witnesses.is_empty() {
+        return Vec::new();
+    }
+    let known = tokio::time::timeout(api.health_timeout, api.seal.witness_status()).await.ok().and_then(Result::ok);
+    let known = known.unwrap_or_default();
+    api.witnesses
+        .iter()
+        .map(|url| {
+            let status = known.iter().find(|s| &s.witness == url).cloned();
+            let state = match &status {
+                None => "unknown",
+                Some(s) if s.failing() => "failing",
+                Some(s) if s.last_success.is_some() => "ok",
+                Some(_) => "unknown",
+            };
+            WitnessHealth {
+                status: status.unwrap_or_else(|| WitnessStatus { witness: url.clone(), ..Default::default() }),
+                state,
+            }
+        })
+        .collect()
 }
 
 /// What anyone may know: whether the service is up.
@@ -115,7 +153,12 @@ pub(super) async fn health(info: &RequestInfo, api: &AuditApi) -> Response<Body>
     if info.caller.as_ref().is_some_and(|c| c.has_scope(AUDIT_READ)) {
         json(
             status,
-            &HealthBody { report: &report, version: env!("CARGO_PKG_VERSION"), auth_methods: &api.auth_methods },
+            &HealthBody {
+                report: &report,
+                version: env!("CARGO_PKG_VERSION"),
+                auth_methods: &api.auth_methods,
+                witnesses: witness_health(api).await,
+            },
         )
     } else {
         json(status, &PublicHealth { status: report.status })

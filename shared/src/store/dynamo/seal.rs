@@ -6,7 +6,10 @@
 //!   only `id` and the leaf hash (≈ 100 bytes an entry, so 1 MB pages of ≈ 10,000 leaves);
 //! - the tiles: BatchWriteItem into the proofs table (25 per request);
 //! - the checkpoint: one transaction that puts it (never over another) and moves the seal item's
-//!   head from the previous checkpoint, so two seals cannot fork a chain.
+//!   head from the previous checkpoint, so two seals cannot fork a chain;
+//! - witnesses' cosignatures: one item each (`pk = W#<tenant>`, `sk = <end>#<hash of the line>`),
+//!   put once, so the checkpoints table stays put-only;
+//! - the publication mark and the witnesses' status: UpdateItem on the counters table.
 //!
 //! Tenants to seal come from the counters' `by_hour` index: no Scan.
 
@@ -31,10 +34,10 @@ use crate::domain::{HourBucket, TenantId};
 use crate::integrity::Hash;
 use crate::integrity::checkpoint::Checkpoint;
 use crate::integrity::merkle::Tile;
-use crate::seal::{Appended, Head, PublishedKey, SealState, SealStore, SealedPeriod, StoredTile};
+use crate::seal::{Appended, Head, SealState, SealStore, SealedPeriod, StoredTile, WitnessStatus};
 
-/// The partition of published keys in the checkpoints table.
-const KEYS_PK: &str = "KEYS";
+/// The partition of the witnesses' status items in the counters table.
+const WITNESSES_PK: &str = "WITNESSES";
 /// The sealer's cursor, in the counters table.
 const CURSOR_PK: &str = "SEAL#CURSOR";
 const CURSOR_HOUR: &str = "cursor_hour";
@@ -42,6 +45,10 @@ const CURSOR_HOUR: &str = "cursor_hour";
 /// Sort keys of checkpoints: the end in epoch ms, zero-padded so text order is time order.
 fn end_key(end: DateTime<Utc>) -> String {
     format!("{:015}", end.timestamp_millis().max(0))
+}
+
+fn cosignatures_pk(tenant: &TenantId) -> String {
+    format!("W#{tenant}")
 }
 
 fn tiles_pk(tenant: &TenantId, end: DateTime<Utc>) -> String {
@@ -89,6 +96,39 @@ impl DynamoStore {
             item.get(checkpoint_attr::CHECKPOINT).cloned().ok_or_else(|| corrupt("checkpoint", "missing"))?;
         let map = attribute.as_m().map_err(|_| corrupt("checkpoint", "not a map"))?.clone();
         serde_dynamo::from_item(map).map_err(|e| corrupt("checkpoint", e))
+    }
+
+    /// Fills in the cosignatures of `checkpoints` (any order): one Query over their ends.
+    async fn attach_cosignatures(&self, tenant: &TenantId, checkpoints: &mut [Checkpoint]) -> Result<(), BackendError> {
+        let tables = self.seal_tables()?;
+        let ends: Vec<String> = checkpoints
+            .iter()
+            .map(|c| {
+                DateTime::parse_from_rfc3339(&c.body.end).map(|t| end_key(t.to_utc())).map_err(|e| corrupt("end", e))
+            })
+            .collect::<Result<_, _>>()?;
+        let (Some(low), Some(high)) = (ends.iter().min(), ends.iter().max()) else { return Ok(()) };
+        let query = self
+            .client
+            .query()
+            .table_name(&tables.checkpoints)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#pk", checkpoint_attr::PK)
+            .expression_attribute_names("#sk", checkpoint_attr::SK)
+            .expression_attribute_values(":pk", string(cosignatures_pk(tenant)))
+            .expression_attribute_values(":lo", string(format!("{low}#")))
+            // '$' sorts after '#': every line of the last end.
+            .expression_attribute_values(":hi", string(format!("{high}$")));
+        let items: Vec<CosignatureItem> = query_all(query, "cosignature").await?;
+        for item in items {
+            let Some((end, _)) = item.sk.split_once('#') else { continue };
+            if let Some(i) = ends.iter().position(|e| e == end)
+                && !checkpoints[i].cosignatures.contains(&item.cosignature)
+            {
+                checkpoints[i].cosignatures.push(item.cosignature);
+            }
+        }
+        Ok(())
     }
 
     async fn write_tiles(&self, tenant: &TenantId, period: &SealedPeriod) -> Result<(), BackendError> {
@@ -142,6 +182,12 @@ struct Keyed {
 }
 
 #[derive(Deserialize)]
+struct CosignatureItem {
+    sk: String,
+    cosignature: String,
+}
+
+#[derive(Deserialize)]
 struct LeafItem {
     id: Uuid,
     integrity: LeafOnly,
@@ -182,9 +228,16 @@ impl SealStore for DynamoStore {
             .map_err(|e| classify("GetItem", e))?;
         let Some(item) = out.item else { return Ok(SealState::default()) };
         let head_hash = item.get(counter_attr::HEAD_HASH).and_then(|v| v.as_s().ok()).and_then(|h| h.parse().ok());
+        let head_total = item.get(counter_attr::HEAD_TOTAL).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok());
+        let head = match (millis(&item, counter_attr::HEAD_END), head_hash, head_total) {
+            (Some(end), Some(hash), Some(total)) => Some(Head { end, hash, total }),
+            (None, None, None) => None,
+            _ => return Err(corrupt("seal item", "a head without its end, link or total")),
+        };
         Ok(SealState {
             closed_before: millis(&item, counter_attr::CLOSED_BEFORE),
-            head: millis(&item, counter_attr::HEAD_END).zip(head_hash).map(|(end, hash)| Head { end, hash }),
+            head,
+            published: millis(&item, counter_attr::PUBLISHED),
         })
     }
 
@@ -261,11 +314,13 @@ impl SealStore for DynamoStore {
         let mut head = Update::builder()
             .table_name(&self.counters_table)
             .set_key(Some(self.seal_key(tenant)))
-            .update_expression("SET #end = :end, #hash = :hash")
+            .update_expression("SET #end = :end, #hash = :hash, #total = :total")
             .expression_attribute_names("#end", counter_attr::HEAD_END)
             .expression_attribute_names("#hash", counter_attr::HEAD_HASH)
+            .expression_attribute_names("#total", counter_attr::HEAD_TOTAL)
             .expression_attribute_values(":end", number(end.timestamp_millis()))
-            .expression_attribute_values(":hash", string(checkpoint.hash().to_hex()));
+            .expression_attribute_values(":hash", string(checkpoint.link().to_hex()))
+            .expression_attribute_values(":total", AttributeValue::N(checkpoint.body.total.to_string()));
         head = match previous {
             None => head.condition_expression("attribute_not_exists(#end)"),
             Some(p) => head
@@ -331,7 +386,144 @@ impl SealStore for DynamoStore {
                 None => break,
             }
         }
+        self.attach_cosignatures(tenant, &mut found).await?;
         Ok(found)
+    }
+
+    async fn latest_checkpoints(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Checkpoint>, BackendError> {
+        let tables = self.seal_tables()?;
+        let mut found = Vec::new();
+        let mut start_key = None;
+        while found.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&tables.checkpoints)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", checkpoint_attr::PK)
+                .expression_attribute_values(":pk", string(tenant_key(tenant)))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                found.push(Self::checkpoint_from(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) => start_key = Some(key),
+                None => break,
+            }
+        }
+        self.attach_cosignatures(tenant, &mut found).await?;
+        Ok(found)
+    }
+
+    async fn add_cosignatures(
+        &self,
+        tenant: &TenantId,
+        end: DateTime<Utc>,
+        lines: &[String],
+    ) -> Result<(), BackendError> {
+        let tables = self.seal_tables()?;
+        for line in lines {
+            let sk = format!("{}#{}", end_key(end), &Hash::of(&[line.as_bytes()]).to_hex()[..32]);
+            let result = self
+                .client
+                .put_item()
+                .table_name(&tables.checkpoints)
+                .item(checkpoint_attr::PK, string(cosignatures_pk(tenant)))
+                .item(checkpoint_attr::SK, string(sk))
+                .item(checkpoint_attr::COSIGNATURE, string(line.clone()))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", checkpoint_attr::PK)
+                .send()
+                .await;
+            match result {
+                // The same line kept before: put-only, so nothing to do.
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                other => {
+                    other.map_err(|e| classify("PutItem", e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark_published(&self, tenant: &TenantId, through: DateTime<Utc>) -> Result<(), BackendError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.counters_table)
+            .set_key(Some(self.seal_key(tenant)))
+            .update_expression("SET #published = :through")
+            .condition_expression("attribute_not_exists(#published) OR #published < :through")
+            .expression_attribute_names("#published", counter_attr::PUBLISHED)
+            .expression_attribute_values(":through", number(through.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            other => other.map(|_| ()).map_err(|e| classify("UpdateItem", e)),
+        }
+    }
+
+    async fn witness_status(&self) -> Result<Vec<WitnessStatus>, BackendError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.counters_table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", counter_attr::PK)
+            .expression_attribute_values(":pk", string(WITNESSES_PK))
+            .send()
+            .await
+            .map_err(|e| classify("Query", e))?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| WitnessStatus {
+                witness: item.get(counter_attr::SK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                last_success: millis(item, counter_attr::LAST_SUCCESS),
+                last_failure: millis(item, counter_attr::LAST_FAILURE),
+                last_error: item.get(counter_attr::LAST_ERROR).and_then(|v| v.as_s().ok()).cloned(),
+            })
+            .collect())
+    }
+
+    async fn record_witness_status(&self, status: &WitnessStatus) -> Result<(), BackendError> {
+        let mut sets = Vec::new();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.counters_table)
+            .key(counter_attr::PK, string(WITNESSES_PK))
+            .key(counter_attr::SK, string(status.witness.clone()));
+        if let Some(ok) = status.last_success {
+            sets.push("#ok = :ok");
+            update = update
+                .expression_attribute_names("#ok", counter_attr::LAST_SUCCESS)
+                .expression_attribute_values(":ok", number(ok.timestamp_millis()));
+        }
+        if let Some(failed) = status.last_failure {
+            sets.push("#failed = :failed, #error = :error");
+            update = update
+                .expression_attribute_names("#failed", counter_attr::LAST_FAILURE)
+                .expression_attribute_names("#error", counter_attr::LAST_ERROR)
+                .expression_attribute_values(":failed", number(failed.timestamp_millis()))
+                .expression_attribute_values(":error", string(status.last_error.clone().unwrap_or_default()));
+        }
+        if sets.is_empty() {
+            return Ok(());
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", e))?;
+        Ok(())
     }
 
     async fn checkpoint_covering(
@@ -409,39 +601,6 @@ impl SealStore for DynamoStore {
             pending = out.unprocessed_keys;
         }
         Ok(tiles)
-    }
-
-    async fn publish_key(&self, key: &PublishedKey) -> Result<(), BackendError> {
-        let tables = self.seal_tables()?;
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(key).map_err(|e| BackendError::Internal(e.to_string()))?;
-        item.insert(checkpoint_attr::PK.into(), string(KEYS_PK));
-        item.insert(checkpoint_attr::SK.into(), string(key.key_id.clone()));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&tables.checkpoints)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", checkpoint_attr::PK)
-            .send()
-            .await;
-        match result {
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            other => other.map(|_| ()).map_err(|e| classify("PutItem", e)),
-        }
-    }
-
-    async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError> {
-        let tables = self.seal_tables()?;
-        let query = self
-            .client
-            .query()
-            .table_name(&tables.checkpoints)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", checkpoint_attr::PK)
-            .expression_attribute_values(":pk", string(KEYS_PK));
-        query_all(query, "published key").await
     }
 
     async fn cursor(&self) -> Result<Option<HourBucket>, BackendError> {

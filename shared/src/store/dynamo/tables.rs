@@ -107,6 +107,14 @@ pub mod counter_attr {
     pub const CLOSED_BEFORE: &str = "closed_before";
     pub const HEAD_END: &str = "head_end";
     pub const HEAD_HASH: &str = "head_hash";
+    /// Entries in the chain up to the head.
+    pub const HEAD_TOTAL: &str = "head_total";
+    /// The end of the last checkpoint every publication sink took.
+    pub const PUBLISHED: &str = "published";
+    /// Witness status items (`pk = WITNESSES`, `sk` = the witness): when it last cosigned or failed.
+    pub const LAST_SUCCESS: &str = "last_success";
+    pub const LAST_FAILURE: &str = "last_failure";
+    pub const LAST_ERROR: &str = "last_error";
 }
 
 /// Tenants by hour of activity, for the sealer: no Scan. Keys only, so it is written once per
@@ -211,6 +219,8 @@ pub mod checkpoint_attr {
     pub const SK: &str = "sk";
     pub const CHECKPOINT: &str = "checkpoint";
     pub const FIRST_IDS: &str = "first_ids";
+    /// On a cosignature item (`pk = W#<tenant>`, `sk = <end>#<line's hash>`): the line.
+    pub const COSIGNATURE: &str = "cosignature";
 }
 
 /// Checkpoints: partition `T#<tenant>`, sort key the period's end (epoch ms, 15 digits), so a
