@@ -171,6 +171,12 @@ pub struct SealKeyInfo {
     pub key_id: String,
     /// The public key as PEM, when the key lives in a file.
     pub public_key_file: Option<PathBuf>,
+    /// The log origin of the development tenant's chain.
+    pub origin: String,
+    /// The witnesses each new head goes to.
+    pub witnesses: Vec<String>,
+    /// Where checkpoints are published, if anywhere.
+    pub publish_dir: Option<PathBuf>,
 }
 
 /// The signer for `key`, and the public key's file.
@@ -515,7 +521,13 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         storage: options.storage,
         connections,
         sessions,
-        seal_key: SealKeyInfo { key_id: signer.key_id().to_owned(), public_key_file },
+        seal_key: SealKeyInfo {
+            key_id: signer.key_id().to_owned(),
+            public_key_file,
+            origin: format!("{}/{DEV_TENANT}", config.log_origin),
+            witnesses: config.witnesses.iter().map(|w| w.url.clone()).collect(),
+            publish_dir: options.seal.publish_dir.clone(),
+        },
         shutdown,
         server,
         tasks: vec![source, sealing],

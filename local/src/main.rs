@@ -85,11 +85,24 @@ async fn main() {
         None => println!("  token      none: a JWT key is configured, so the gateway mints no tokens of its own"),
     }
     let keys_url = format!("{http}/audit/keys");
-    match &running.seal_key.public_key_file {
-        Some(file) => {
-            println!("  seal key   {} (public key {}; also {keys_url})", running.seal_key.key_id, file.display())
-        }
-        None => println!("  seal key   {} (public key at {keys_url})", running.seal_key.key_id),
+    let seal = &running.seal_key;
+    match &seal.public_key_file {
+        Some(file) => println!(
+            "  seal key   {} (public key {}; pin it in the viewer, or: auditline fingerprint {})",
+            seal.key_id,
+            file.display(),
+            file.display()
+        ),
+        None => println!("  seal key   {} (public key at {keys_url})", seal.key_id),
+    }
+    println!("  log        {} (C2SP checkpoints: {http}/audit/checkpoints/latest)", seal.origin);
+    if seal.witnesses.is_empty() {
+        println!("  witnesses  none (add one: auditline witness …, then --witness \"URL VKEY\")");
+    } else {
+        println!("  witnesses  {} (each new head is cosigned)", seal.witnesses.join(", "));
+    }
+    if let Some(dir) = &seal.publish_dir {
+        println!("  published  {} (every checkpoint, once)", dir.display());
     }
     println!("  api key    {key}");
     println!("             (tenant {DEV_TENANT}, audit:read audit:write, valid {DEV_TOKEN_HOURS} h)");

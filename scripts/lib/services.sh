@@ -78,6 +78,9 @@ start_moto() {
   MOTO_PID=$!
   trap stop_services EXIT
   export AUDITLINE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+  # Python with the cryptography package (a dependency of moto): the independent check of the
+  # witnesses' cosignatures.
+  export AUDITLINE_TEST_PYTHON="$TOOLS_DIR/venv/bin/python"
   for _ in $(seq 1 100); do
     if python3 -c "import urllib.request, sys; urllib.request.urlopen('$AUDITLINE_TEST_DYNAMODB_ENDPOINT/moto-api/', timeout=1)" 2>/dev/null; then
       echo "==> local DynamoDB API (moto) at $AUDITLINE_TEST_DYNAMODB_ENDPOINT"

@@ -50,13 +50,19 @@ impl KmsSigner {
         key: &str,
         endpoint_override: Option<&str>,
     ) -> Result<Self, SignError> {
-        let mut builder = aws_sdk_kms::config::Builder::from(shared)
-            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build());
-        if let Some(endpoint) = endpoint_override {
-            builder = builder.endpoint_url(endpoint);
-        }
-        Self::new(Client::from_conf(builder.build()), key).await
+        Self::new(client(shared, endpoint_override), key).await
     }
+}
+
+/// A KMS client of a deployed function: credentials and region from the Lambda environment, every
+/// call bounded.
+fn client(shared: &aws_config::SdkConfig, endpoint_override: Option<&str>) -> Client {
+    let mut builder = aws_sdk_kms::config::Builder::from(shared)
+        .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build());
+    if let Some(endpoint) = endpoint_override {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Client::from_conf(builder.build())
 }
 
 /// KMS reports `KeySpec` and the deprecated `CustomerMasterKeySpec`; some emulators only the latter.
@@ -114,12 +120,11 @@ impl KmsKeys {
         retired: Vec<(String, chrono::DateTime<chrono::Utc>)>,
         endpoint_override: Option<&str>,
     ) -> Self {
-        let mut builder = aws_sdk_kms::config::Builder::from(shared)
-            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(5)).build());
-        if let Some(endpoint) = endpoint_override {
-            builder = builder.endpoint_url(endpoint);
-        }
-        KmsKeys { client: Client::from_conf(builder.build()), current, retired, cache: tokio::sync::OnceCell::new() }
+        Self::new(client(shared, endpoint_override), current, retired)
+    }
+
+    pub fn new(client: Client, current: Option<String>, retired: Vec<(String, chrono::DateTime<chrono::Utc>)>) -> Self {
+        KmsKeys { client, current, retired, cache: tokio::sync::OnceCell::new() }
     }
 
     async fn public_key(&self, key: &str) -> Result<Vec<u8>, BackendError> {

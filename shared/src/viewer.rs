@@ -40,12 +40,14 @@ pub const ASSETS: &[Asset] = assets![
     "js/kinds.js" => JS,
     "js/live.js" => JS,
     "js/verify.js" => JS,
+    "js/pins.js" => JS,
     "js/views/signin.js" => JS,
     "js/views/filters.js" => JS,
     "js/views/table.js" => JS,
     "js/views/detail.js" => JS,
     "js/views/charts.js" => JS,
     "js/views/entity.js" => JS,
+    "js/views/keys.js" => JS,
 ];
 
 /// What the page learns from `/viewer/config.json` before it signs in.

@@ -27,12 +27,15 @@ export function startGateway(env = {}) {
       const url = out.match(/HTTP API\s+(http:\/\/\S+)\/audit\/logs/);
       const key = out.match(/^  api key\s+(\S+)$/m);
       const token = out.match(/^  token\s+(ey\S+)$/m);
-      if (url && key && token) {
+      // The seal key's fingerprint as the operator publishes it (here: the gateway's own output).
+      const sealKey = out.match(/^  seal key\s+([0-9a-f]{32})\b/m);
+      if (url && key && token && sealKey) {
         clearTimeout(timer);
         resolve({
           url: url[1],
           key: key[1],
           token: token[1],
+          sealKeyId: sealKey[1],
           stop: () => child.kill('SIGTERM'),
           async post(body) {
             const response = await fetch(`${url[1]}/audit/logs`, {

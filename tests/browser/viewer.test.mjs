@@ -1,12 +1,18 @@
 // The viewer in a real headless Chromium against the local gateway binary: sign in, filters,
 // detail diff, live tail (and its reconnection), the entity graph, escaping, CORS from other
-// origins, and screenshots for the README.
+// origins, screenshots for the README, and verification in the browser — the shared vectors,
+// pinned keys, and a service presenting another key under a pinned key's name.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { startGateway, launchBrowser, otherOrigin, signIn, docsDir } from './harness.mjs';
+
+// The vectors the Rust verifier runs too (tests/suite/vectors.rs).
+const VECTORS = join(docsDir, '..', 'tests', 'fixtures', 'verify-vectors.json');
 
 let browser;
 let gateway;
@@ -265,30 +271,87 @@ test('scrolling to the end loads every page once', async () => {
   await close();
 });
 
-test('an entry is verified in the browser once sealed; a changed one is not', async () => {
-  // Wait (up to the minute period, its grace and a tick) until the entries' period is sealed.
+/// Until the sealing gateway's first entries have a proof (the minute period, its grace and a tick).
+async function untilSealed() {
   const started = Date.now();
   for (;;) {
     const r = await fetch(`${sealing.url}/audit/logs/${sealedIds[0]}/proof`, { headers: { 'x-api-key': sealing.key } });
-    if ((await r.json()).sealed !== false) break;
+    if ((await r.json()).sealed !== false) return;
     assert.ok(Date.now() - started < 90000, 'the period is sealed within 90 s');
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  const fresh = (await sealing.post({ action: 'CREATE', entity_type: 'FILE', entity_id: 'fresh' })).id;
+}
+
+const STATES = ['verified', 'pending', 'failed', 'unpinned', 'error'];
+
+/// Opens an entry's detail, waits for its proof mark, and (unless `open`) closes it again.
+async function proofMark(page, id, { open = false } = {}) {
+  await page.locator(`tr[data-id="${id}"] td`).first().click();
+  await page.waitForFunction((states) => states.includes(document.getElementById('verified')?.dataset.state), STATES);
+  const result = await page.evaluate(() => [document.getElementById('verified').dataset.state, document.getElementById('verified').textContent]);
+  if (!open) await page.click('#detail .close');
+  return result;
+}
+
+test('the shared verification vectors come out in the browser as they do in Rust', async () => {
+  const vectors = JSON.parse(readFileSync(VECTORS, 'utf8'));
+  assert.ok(Array.isArray(vectors.cases) && vectors.cases.length >= 13, `every attack has its case (${vectors.cases?.length})`);
+  const { page, problems, close } = await freshPage();
+  await page.goto(`${gateway.url}/`);
+  // The page's own module, imported in the page (the CSP allows same-origin modules only).
+  const results = await page.evaluate(async (v) => {
+    const { verifyProof } = await import('/viewer/js/verify.js');
+    const out = [];
+    for (const c of v.cases) out.push(await verifyProof(c.proof, c.entry, { pinned: c.pinned || v.pinned, tenant: v.tenant, now: v.now }));
+    return out;
+  }, vectors);
+  assert.equal(results.length, vectors.cases.length);
+  vectors.cases.forEach((c, i) => assert.equal(results[i].state, c.expect, `${c.name} (${c.about}): ${results[i].text}`));
+  const named = Object.fromEntries(vectors.cases.map((c, i) => [c.name, results[i].text]));
+  assert.equal(named['unpinned-key'], 'unverified: key not pinned');
+  assert.match(named['erased-field-refilled'], /field user_id is marked erased but has a value/);
+  assert.match(named.overdue, /should have been sealed by .*: a checkpoint was removed/);
+  assert.match(named['retired-key'], /retired/);
+  for (const expect of ['verified', 'failed', 'pending', 'unpinned']) assert.ok(vectors.cases.some((c) => c.expect === expect), expect);
+  assert.deepEqual(problems, []);
+  await close();
+});
+
+test('an entry is verified in the browser once sealed, only with a pinned key; a changed one is not', async () => {
+  await untilSealed();
   const { page, problems, close } = await freshPage();
   await signIn(page, sealing);
-  const mark = async (id) => {
-    await page.locator(`tr[data-id="${id}"] td`).first().click();
-    await page.waitForFunction(() => ['verified', 'pending', 'failed', 'error'].includes(document.getElementById('verified')?.dataset.state));
-    const result = await page.evaluate(() => [document.getElementById('verified').dataset.state, document.getElementById('verified').textContent]);
-    await page.click('#detail .close');
-    return result;
-  };
+
+  // Nothing pinned: the key the service serves proves nothing, and the mark says so.
+  await page.waitForSelector(`tr[data-id="${sealedIds[0]}"]`);
+  const [first, firstText] = await proofMark(page, sealedIds[0], { open: true });
+  assert.equal(first, 'unpinned', firstText);
+  assert.equal(firstText, 'unverified: key not pinned');
+  await page.click('#pin-guide');
+  await page.waitForFunction(() => location.hash.includes('view=keys'));
+  await page.waitForSelector('#detail', { state: 'hidden' });
+
+  // The keys view: the served key's fingerprint, compared with the one the operator published
+  // (the gateway's output), then pinned.
+  const served = page.locator(`.served-keys li[data-key-id="${sealing.sealKeyId}"]`);
+  await served.waitFor();
+  assert.equal(await served.locator('.fingerprint').textContent(), sealing.sealKeyId);
+  assert.match(await served.textContent(), /auditline fingerprint <public key\.pem>/);
+  await served.locator('button[data-action="pin"]').click();
+  await page.waitForSelector(`.pinned-keys li[data-key-id="${sealing.sealKeyId}"]`);
+  assert.ok(await page.locator('#key-warning').isHidden(), 'no warning for the genuine key');
+
+  // A fresh entry, posted early enough in its minute not to be sealed while the test runs.
+  const inMinute = Date.now() % 60000;
+  if (inMinute > 40000) await new Promise((resolve) => setTimeout(resolve, 60500 - inMinute));
+  const fresh = (await sealing.post({ action: 'CREATE', entity_type: 'FILE', entity_id: 'fresh' })).id;
+  await page.click('.tabs a[data-view="logs"]');
+  await page.waitForSelector(`tr[data-id="${fresh}"]`);
+  assert.equal((await proofMark(page, fresh))[0], 'pending');
   for (const id of sealedIds) {
-    const [state, text] = await mark(id);
+    const [state, text] = await proofMark(page, id);
     assert.equal(state, 'verified', text);
   }
-  assert.equal((await mark(fresh))[0], 'pending');
 
   // The same entries with one value changed on the way to the page: caught.
   await page.route('**/audit/logs?*', async (route) => {
@@ -299,10 +362,85 @@ test('an entry is verified in the browser once sealed; a changed one is not', as
   });
   await page.reload();
   await page.waitForSelector(`tr[data-id="${sealedIds[2]}"]`);
-  const [state, text] = await mark(sealedIds[2]);
+  const [state, text] = await proofMark(page, sealedIds[2]);
   assert.equal(state, 'failed');
   assert.match(text, /does not match its leaf hash/);
-  assert.equal((await mark(sealedIds[1]))[0], 'verified', 'the others still verify');
+  assert.equal((await proofMark(page, sealedIds[1]))[0], 'verified', 'the others still verify');
+  assert.deepEqual(problems, []);
+  await close();
+});
+
+/// The note text a checkpoint's signature covers (auditline-checkpoint/2).
+const b64 = (hex) => Buffer.from(hex, 'hex').toString('base64');
+const noteText = (c) => `${c.origin}\n${c.total}\n${b64(c.root)}\n${c.format}\nperiod ${c.start} ${c.end} ${c.size}\n`
+  + `ids ${b64(c.ids)}\nprevious ${b64(c.previous)}\n`;
+const HALF_ORDER = 0x7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8n;
+
+/// A low-s DER signature (base64) of `text`: refused by the viewer for its key, not for its form.
+function lowSSignature(text, key) {
+  for (;;) {
+    const der = sign('sha256', Buffer.from(text), { key, dsaEncoding: 'der' });
+    const rLength = der[3];
+    const s = BigInt(`0x${der.subarray(6 + rLength, 6 + rLength + der[5 + rLength]).toString('hex')}`);
+    if (s <= HALF_ORDER) return der.toString('base64');
+  }
+}
+
+test('a service presenting another key under a pinned key’s id: a loud warning on every view, and nothing verifies', async () => {
+  await untilSealed();
+  const { page, problems, close } = await freshPage();
+  await signIn(page, sealing);
+  const genuine = (await (await fetch(`${sealing.url}/audit/keys`)).json()).keys.find((k) => k.key_id === sealing.sealKeyId);
+  assert.ok(genuine, 'the gateway serves its key');
+  const pinned = await page.evaluate(async (pin) => (await import('/viewer/js/pins.js')).add(pin),
+    { key_id: genuine.key_id, public_key_pem: genuine.public_key_pem, valid_until: null });
+  assert.equal(pinned, sealing.sealKeyId);
+
+  // The service turns: it serves another key under the pinned key's id and signs its checkpoints
+  // with it (what whoever runs it could do to rewrite history).
+  const impostor = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  let resigned = 0;
+  await page.route('**/audit/keys', (route) => route.fulfill({
+    json: { keys: [{ key_id: sealing.sealKeyId, public_key_pem: impostor.publicKey.export({ type: 'spki', format: 'pem' }) }] },
+  }));
+  await page.route('**/audit/logs/*/proof', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    if (body.sealed) {
+      const text = noteText(body.checkpoint);
+      // The genuine signature covers exactly this text: the failure below is the key's.
+      assert.ok(verify('sha256', Buffer.from(text), { key: genuine.public_key_pem, dsaEncoding: 'der' }, Buffer.from(body.checkpoint.signature, 'base64')));
+      body.checkpoint.signature = lowSSignature(text, impostor.privateKey);
+      resigned += 1;
+    }
+    await route.fulfill({ response, json: body });
+  });
+  await page.reload();
+  const warning = page.locator('#key-warning');
+  await warning.waitFor({ state: 'visible' });
+  assert.equal(await warning.getAttribute('role'), 'alert');
+  assert.match(await warning.textContent(), new RegExp(`another key under the id of a key you pinned \\(${sealing.sealKeyId}\\)`));
+
+  for (const view of ['activity', 'entity', 'keys']) {
+    await page.click(`.tabs a[data-view="${view}"]`);
+    await page.waitForFunction((v) => location.hash.includes(`view=${v}`), view);
+    assert.ok(await warning.isVisible(), `the warning is shown on the ${view} view`);
+  }
+  // The keys view marks the key and offers no Pin for it.
+  const served = page.locator(`.served-keys li[data-key-id="${sealing.sealKeyId}"]`);
+  await served.waitFor();
+  assert.match(await served.textContent(), /ANOTHER KEY under the id of a key you pinned/);
+  assert.equal(await served.locator('button[data-action="pin"]').count(), 0);
+
+  await page.click('.tabs a[data-view="logs"]');
+  for (const id of sealedIds) {
+    await page.waitForSelector(`tr[data-id="${id}"]`);
+    const [state, text] = await proofMark(page, id);
+    assert.equal(state, 'failed', text);
+    assert.match(text, /signature does not verify with the pinned key/);
+    assert.ok(await warning.isVisible());
+  }
+  assert.equal(resigned, sealedIds.length, 'every proof was re-signed');
   assert.deepEqual(problems, []);
   await close();
 });

@@ -220,6 +220,127 @@ async fn fetch_then_verify_offline_and_catch_a_change() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The README's demo: a witness beside the gateway; fetch, then verify with every pin — the seal key,
+/// the tenant, the witness, the head recorded last time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witnessed_trail_verifies_with_every_pin_and_fails_with_the_wrong_one() {
+    let dir = std::env::temp_dir().join(unique_name("auditline-witnessed"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The seal key made up front, so that the witness can be told the log's public key.
+    let key_file = dir.join("seal-key.pem");
+    let seal_key = LocalSigner::generate().unwrap();
+    std::fs::write(&key_file, seal_key.private_key_pem()).unwrap();
+    let log_pem = dir.join("log.pub.pem");
+    std::fs::write(&log_pem, public_key_pem(seal_key.public_key_der())).unwrap();
+    let witness = auditline_cli::witness::start(&auditline_cli::witness::WitnessArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        name: "witness.test/auditor".into(),
+        key_file: dir.join("witness-key.pem"),
+        state_dir: dir.join("witness-state"),
+        logs: vec![format!("auditline.local/*={}", log_pem.display())],
+    })
+    .await
+    .unwrap();
+    let vkey = witness.vkey.clone();
+
+    let mut config = fresh_config().await;
+    config.witnesses = auditline::config::parse_witnesses(&format!("http://{} {vkey}", witness.addr)).unwrap();
+    let (client, _) = local_client();
+    let store = Arc::new(DynamoStore::new(client, config.entries_table.clone(), config.counters_table.clone()));
+    let start = (Utc::now() - chrono::Duration::hours(3)).duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 10 * 60_000);
+    let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock);
+    for i in 0..12 {
+        let request = new_entry(
+            &tenant(auditline_local::DEV_TENANT),
+            AuditAction::Create,
+            EntityType::File,
+            &format!("w-{i}"),
+            None,
+            None,
+        );
+        let Ok(LogOutcome::Stored(_)) = logger.log(request).await else { panic!("stored") };
+    }
+    let g = sealing_gateway(&config, &key_file).await;
+    let key = g.credentials.api_key.expose().to_owned();
+    let base = g.http_url();
+    // Until the head is sealed and cosigned: the note carries the witness's line.
+    let started = Instant::now();
+    loop {
+        let latest = http("GET", &format!("{base}/audit/checkpoints/latest"), &[("x-api-key", &key)], None).await;
+        if latest.status == 200
+            && latest.body["checkpoint"]["total"] == 12
+            && latest.body["note"].as_str().unwrap().contains("witness.test/auditor")
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "sealed and cosigned: {}", latest.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bundle = dir.join("bundle");
+    let (bundle_arg, pem_arg) = (bundle.to_str().unwrap(), log_pem.to_str().unwrap());
+    let fetched = auditline(&["fetch", "--url", &base, "--out", bundle_arg], &[("AUDITLINE_API_KEY", &key)]);
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("bundle.json")).unwrap()).unwrap();
+    assert_eq!(manifest["tenant"], "local");
+    assert_eq!(manifest["seal"]["schedule_seconds"], 1, "the gateway's own timer, rounded up to a second");
+
+    let pins = ["--public-key", pem_arg, "--tenant", "local", "--witness-key", vkey.as_str()];
+    let verified = auditline(&[&["verify"], &pins[..], &[bundle_arg]].concat(), &[]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    let said = text(&verified);
+    assert!(
+        said.starts_with(
+            "tenant local: 2/2 checkpoints valid, 12/12 entries valid, head cosigned by 1 witness(es)\nhead: "
+        ),
+        "{said}"
+    );
+    let head = said.lines().nth(1).unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    let again = auditline(&[&["verify"], &pins[..], &["--head", &head, bundle_arg]].concat(), &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(text(&again).contains("0 checkpoint(s) added since the head given"), "{}", text(&again));
+    // The fingerprint a verifier compares with the operator's published value.
+    let fingerprint = auditline(&["fingerprint", pem_arg], &[]);
+    assert_eq!(text(&fingerprint).lines().next(), Some(seal_key.key_id()));
+
+    // Each wrong pin fails, and says which.
+    let other_witness =
+        auditline_cli::witness::load_or_create_key("witness.test/auditor", &dir.join("other-witness.pem"))
+            .unwrap()
+            .public_key()
+            .vkey();
+    for (args, says) in [
+        (vec!["--tenant", "globex"], "not tenant globex's"),
+        (vec!["--witness-key", other_witness.as_str()], "carries 0 valid cosignature(s)"),
+        (vec!["--head", &"ab".repeat(32)], "does not contain the head"),
+    ] {
+        let mut argv = vec!["verify", "--public-key", pem_arg];
+        argv.extend(args);
+        argv.push(bundle_arg);
+        let refused = auditline(&argv, &[]);
+        assert_eq!(refused.status.code(), Some(1), "{argv:?}: {}", text(&refused));
+        assert!(text(&refused).contains(says), "{argv:?}: {}", text(&refused));
+    }
+    // A retention horizon after the fetch would excuse anything: refused as bad input.
+    let tomorrow = (Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let refused = auditline(&["verify", "--public-key", pem_arg, "--expired-before", &tomorrow, bundle_arg], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("after the bundle was fetched"), "{}", text(&refused));
+    // A checkpoint size no JSON number can hold exactly, or no u64 at all: a failure or bad input,
+    // never a crash.
+    let lines = std::fs::read_to_string(bundle.join("checkpoints.jsonl")).unwrap();
+    for (size, code) in [("18446744073709551615", 1), ("9007199254740993", 1), ("1e30", 2)] {
+        let crafted = lines.replacen("\"size\":", &format!("\"size\":{size},\"was\":"), 1);
+        std::fs::write(bundle.join("checkpoints.jsonl"), crafted).unwrap();
+        let out = auditline(&["verify", "--public-key", pem_arg, bundle_arg], &[]);
+        assert_eq!(out.status.code(), Some(code), "size {size}: {}", text(&out));
+    }
+    g.shutdown().await;
+    witness.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_invocations_are_refused_with_a_reason() {
     for (args, says) in [

@@ -18,8 +18,11 @@ use auditline::auth::api_keys::{ApiKeyStore, MemoryApiKeys};
 use auditline::auth::{AuthOptions, Authenticator, jwt::JwtVerifier};
 use auditline::domain::{AuditAction, AuditQuery, EntityType, QueryScope};
 use auditline::idempotency::MemoryIdempotency;
+use auditline::integrity::signing::{LocalSigner, Signer};
 use auditline::realtime::fanout::FanoutSettings;
 use auditline::realtime::{ConnectionLimits, ConnectionStore, MemoryConnections, PushError, Pusher};
+use auditline::seal::verify::{Bundle, Verifier};
+use auditline::seal::{EntryProof, ProofOutcome, SealSettings, SealStore, Sealer, prove};
 use auditline::store::MemoryStore;
 use auditline::{AuditLogger, AuditSettings};
 use auditline_tests::http::{Reply, call, sample, with_query};
@@ -804,4 +807,155 @@ fn the_fuzzers_reach_the_interesting_answers() {
         statuses.insert(runtime.block_on(call(&api, Route::ListLogs, &e)).status);
     }
     assert_eq!(statuses, BTreeSet::from([200, 400]), "dates reach both sides");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What `auditline verify` and a witness read: bundles, proofs, checkpoints, notes, vkeys,
+// signatures, add-checkpoint bodies. Whatever they hold, an answer, never a panic.
+
+/// A small sealed trail of acme: its bundle, one proof (as the route answers it) and the seal key.
+fn sealed_trail() -> &'static (Bundle, Value, Vec<u8>) {
+    static TRAIL: std::sync::OnceLock<(Bundle, Value, Vec<u8>)> = std::sync::OnceLock::new();
+    TRAIL.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            let start = Utc::now() - chrono::Duration::hours(4);
+            let (clock, _) = auditline_tests::stepping_clock(start, 15 * 60_000);
+            let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
+            for i in 0..12 {
+                let e = auditline_tests::new_entry(
+                    &tenant("acme"),
+                    AuditAction::ALL[i % 6],
+                    EntityType::ALL[i % 7],
+                    "x",
+                    None,
+                    None,
+                );
+                logger.log(e).await.unwrap();
+            }
+            let key = Arc::new(LocalSigner::generate().unwrap());
+            let settings = SealSettings { lookback_hours: 8, ..SealSettings::default() };
+            Sealer::new(store.clone(), key.clone(), settings).run(Utc::now()).await.unwrap();
+            let entries = auditline_tests::all_entries(store.clone(), &tenant("acme")).await;
+            let checkpoints = store.checkpoints(&tenant("acme"), None, None, 100).await.unwrap();
+            let ProofOutcome::Proven(proof) = prove(store.as_ref(), entries[3].clone(), &settings).await.unwrap()
+            else {
+                panic!("sealed")
+            };
+            let bundle = Bundle { entries, checkpoints, ..Bundle::default() };
+            (bundle, serde_json::to_value(&*proof).unwrap(), key.public_key_der().to_vec())
+        })
+    })
+}
+
+const CHECKPOINT_FIELDS: [&str; 13] = [
+    "format",
+    "origin",
+    "tenant",
+    "start",
+    "end",
+    "size",
+    "total",
+    "root",
+    "ids",
+    "previous",
+    "key_id",
+    "signature",
+    "cosignatures",
+];
+
+#[test]
+fn crafted_bundles_checkpoints_and_proofs_never_panic_the_verifier() {
+    let (bundle, proof, key) = sealed_trail();
+    let field = prop_oneof![
+        proptest::sample::select(CHECKPOINT_FIELDS.to_vec()),
+        proptest::sample::select(auditline::domain::entry::COMMITTED_FIELDS.to_vec()),
+        Just("integrity"),
+    ];
+    let verifier = Verifier::new([key.as_slice()]).with_tenant("acme");
+    fuzz((any::<usize>(), field, json_value(), 0..3u8), |_, (i, name, value, target)| {
+        let mut b = bundle.clone();
+        match target {
+            0 => {
+                let k = i % b.checkpoints.len();
+                let mut v = serde_json::to_value(&b.checkpoints[k]).unwrap();
+                v[name] = value.clone();
+                if let Ok(c) = serde_json::from_value(v) {
+                    b.checkpoints[k] = c;
+                }
+            }
+            1 => {
+                let k = i % b.entries.len();
+                let mut v = serde_json::to_value(&b.entries[k]).unwrap();
+                v[name] = value.clone();
+                if let Ok(e) = serde_json::from_value(v) {
+                    b.entries[k] = e;
+                }
+            }
+            _ => {
+                let mut p = proof.clone();
+                p["checkpoint"][name] = value.clone();
+                p["entry"][name] = value.clone();
+                if let Ok(p) = serde_json::from_value::<EntryProof>(p) {
+                    let _ = verifier.verify_proof(&p);
+                }
+            }
+        }
+        let summary = verifier.verify(&b);
+        let _ = summary.to_string();
+        for f in &summary.failures {
+            let _ = f.to_string();
+        }
+        Ok(())
+    });
+    // Sizes and totals at the edges of what JSON and u64 hold.
+    for n in [0u64, 1 << 53, (1 << 53) + 1, u64::MAX - 1, u64::MAX] {
+        let mut b = bundle.clone();
+        b.checkpoints[0].body.size = n;
+        b.checkpoints[1].body.total = n;
+        assert!(!verifier.verify(&b).is_valid());
+    }
+}
+
+#[test]
+fn notes_vkeys_signatures_and_witness_requests_never_panic() {
+    let (bundle, _, key) = sealed_trail();
+    let note = bundle.checkpoints[1].note().unwrap();
+    let dir = std::env::temp_dir().join(auditline_tests::unique_name("fuzz-witness"));
+    let logs = vec![auditline::witness::TrustedLog { origin: "auditline.local/*".into(), public_key_der: key.clone() }];
+    let witness = auditline::witness::Witness::open(
+        auditline::integrity::note::Cosigner::generate("fuzz/w").unwrap(),
+        logs,
+        &dir,
+    )
+    .unwrap();
+    let texts = prop_oneof![
+        odd_text(),
+        // A genuine note with one character replaced, inserted or cut.
+        (any::<usize>(), any::<char>(), 0..3u8).prop_map(move |(at, c, how)| {
+            let mut chars: Vec<char> = note.chars().collect();
+            let at = at % chars.len();
+            match how {
+                0 => chars[at] = c,
+                1 => chars.insert(at, c),
+                _ => chars.truncate(at),
+            }
+            chars.into_iter().collect()
+        }),
+    ];
+    fuzz((texts, proptest::collection::vec(any::<u8>(), 0..120), any::<u64>()), |_, (text, bytes, old)| {
+        let _ = auditline::integrity::note::Note::parse(&text);
+        let _ = auditline::integrity::checkpoint::CheckpointBody::from_note_text(&text);
+        let _ = auditline::integrity::note::CosignerKey::parse_vkey(&text);
+        let _ = auditline::integrity::note::SignatureLine::parse(&text);
+        let _ = auditline::integrity::signing::parse_der(&bytes);
+        let _ = auditline::integrity::signing::normalize_low_s(&bytes);
+        let _ = auditline::integrity::signing::verify(key, &bytes, &bytes);
+        let answer = witness.add_checkpoint(format!("old {old}\n\n{text}").as_bytes(), 1);
+        prop_assert!(answer.status != 200 || text.contains('\u{2014}'), "cosigned without a signature: {text:?}");
+        let _ = witness.add_checkpoint(text.as_bytes(), 1);
+        let _ = witness.add_checkpoint(&bytes, 1);
+        Ok(())
+    });
 }

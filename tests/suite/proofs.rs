@@ -356,41 +356,12 @@ async fn crafted_checkpoints_fail_cleanly_and_high_s_signatures_are_refused() {
     }
     let mut twin = bundle.clone();
     let der = twin.checkpoints[0].signature_bytes().unwrap();
-    twin.checkpoints[0].signature = encode_signature(&high_s(&der));
+    twin.checkpoints[0].signature = encode_signature(&auditline::integrity::signing::twin(&der).unwrap());
     let end = twin.checkpoints[0].body.end.clone();
     caught("a high-s signature", &t.verifier().verify(&twin), &[&end, "signature"]);
     // The chain link covers the signed text, not the signature: re-encoding one cannot break the
     // next link (no denial of verification through the links).
     assert_eq!(twin.checkpoints[0].link(), bundle.checkpoints[0].link());
-}
-
-/// The same signature with s replaced by n − s (valid ECDSA, not low-s).
-fn high_s(der: &[u8]) -> Vec<u8> {
-    const ORDER: [u8; 32] = [
-        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6,
-        0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
-    ];
-    let (r, s) = auditline::integrity::signing::parse_der(der).unwrap();
-    let mut flipped = [0u8; 32];
-    let mut borrow = 0i16;
-    for i in (0..32).rev() {
-        let d = i16::from(ORDER[i]) - i16::from(s[i]) - borrow;
-        borrow = i16::from(d < 0);
-        flipped[i] = (d + 256 * borrow) as u8;
-    }
-    let int = |v: &[u8; 32]| {
-        let first = v.iter().position(|b| *b != 0).unwrap_or(31);
-        let mut out = vec![0x02];
-        let pad = v[first] & 0x80 != 0;
-        out.push((32 - first + usize::from(pad)) as u8);
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(&v[first..]);
-        out
-    };
-    let body = [int(&r), int(&flipped)].concat();
-    [vec![0x30, body.len() as u8], body].concat()
 }
 
 /// An erased field refilled, checked by the proof verifier as the viewer checks it (the shared

@@ -46,8 +46,12 @@ pub struct SoakConfig {
 impl SoakConfig {
     /// How late a frame may arrive after its write was answered and still count for a session
     /// that closed meanwhile (the stream is polled, and retried through faults, on DynamoDB).
+    /// How long before a session closed an entry must have been acknowledged to count as owed to
+    /// it: a frame still in flight when the client hangs up is not a frame lost. In memory, 3 s: on
+    /// two cores shared with the rest of the suite, POST → frame p99 reached 1.2 s with 1 % of
+    /// posts failing, past a 1 s margin.
     fn delivery_margin(&self) -> Duration {
-        if self.dynamodb.is_some() { Duration::from_secs(5) } else { Duration::from_secs(1) }
+        if self.dynamodb.is_some() { Duration::from_secs(5) } else { Duration::from_secs(3) }
     }
 }
 

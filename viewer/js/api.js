@@ -61,9 +61,24 @@ export function createApi(base, credential) {
     if (!response.ok) throw await failure(response);
     return response;
   }
+  const get = async (path, params) => (await send('GET', path, params)).json();
+  // The signed-in caller's tenant, asked once per session (an api is made per sign-in): what a
+  // proof must be of. A failed ask is asked again next time.
+  let tenant = null;
+  const askTenant = async () => {
+    const page = await get('audit/checkpoints', { limit: 1 });
+    if (!page || typeof page.tenant !== 'string' || !page.tenant) {
+      throw new ApiError(0, 'error', 'The service did not say which tenant you are signed in as.');
+    }
+    return page.tenant;
+  };
   return {
-    get: async (path, params) => (await send('GET', path, params)).json(),
+    get,
     post: async (path, body) => (await send('POST', path, undefined, body)).json(),
     raw: (path, params) => send('GET', path, params),
+    tenant: () => {
+      if (!tenant) tenant = askTenant().catch((e) => { tenant = null; throw e; });
+      return tenant;
+    },
   };
 }

@@ -5,13 +5,15 @@ import * as session from './session.js';
 import * as state from './state.js';
 import { openLive } from './live.js';
 import { verifyEntry } from './verify.js';
-import { el, clear } from './dom.js';
+import * as pins from './pins.js';
+import { el, clear, append } from './dom.js';
 import { renderSignIn } from './views/signin.js';
 import { renderFilters } from './views/filters.js';
 import { createTable } from './views/table.js';
-import { renderDetail } from './views/detail.js';
+import { renderDetail, showProof } from './views/detail.js';
 import { renderCharts } from './views/charts.js';
 import { renderEntity } from './views/entity.js';
+import { renderKeys } from './views/keys.js';
 
 // Rows per page: a screenful and some, so the first rows paint fast; more come as you scroll.
 const PAGE = 50;
@@ -22,6 +24,7 @@ const detail = document.getElementById('detail');
 const notice = document.getElementById('notice');
 const tabs = document.querySelector('.tabs');
 const signOut = document.getElementById('sign-out');
+const keyWarning = document.getElementById('key-warning');
 
 let config = {};
 let configReady = Promise.resolve();
@@ -56,6 +59,7 @@ function openDetail(entry) {
   renderDetail(detail, entry, {
     onClose: closeDetail,
     onEntity: (id) => { closeDetail(); goEntity(id); },
+    onKeys: () => { closeDetail(); state.write({ view: 'keys' }); },
     verify: proofMark,
   });
 }
@@ -63,14 +67,41 @@ function openDetail(entry) {
 async function proofMark(entry, mark) {
   mark.textContent = 'checking…';
   try {
-    const result = await verifyEntry(api, entry);
-    mark.textContent = result.text;
-    mark.dataset.state = result.state;
-    mark.title = 'Checked in this browser against the key the service publishes; auditline verify checks against a key you hold.';
+    showProof(mark, await verifyEntry(api, entry));
+    mark.title = 'Checked in this browser with the keys you pinned (Keys view); auditline verify checks a whole bundle.';
   } catch (e) {
-    mark.textContent = e.message;
-    mark.dataset.state = 'error';
+    showProof(mark, { state: 'error', text: e.message });
   }
+}
+
+/// The page-wide warning: the service presents a key under a name that is not its own — another
+/// key under a pinned key's id, or a key that does not hash to its id. Shown on every view.
+function warnKeys(conflicts) {
+  const another = conflicts.filter((c) => c.kind === 'another').map((c) => c.key_id);
+  const misnamed = conflicts.filter((c) => c.kind === 'misnamed').map((c) => c.key_id);
+  const lines = [];
+  if (another.length) {
+    lines.push(`WARNING: this service presents another key under the id of a key you pinned (${another.join(', ')}). `
+      + 'Checkpoints signed with it do not verify here. Do not pin it: tell your operator, and compare fingerprints through another channel.');
+  }
+  if (misnamed.length) {
+    lines.push(`WARNING: this service serves a key under an id that is not its fingerprint (${misnamed.join(', ')}): it is presenting a key under another key’s name.`);
+  }
+  append(clear(keyWarning), [lines.map((line) => el('p', {}, line)), lines.length ? el('a', { href: '#view=keys' }, 'See the keys') : null]);
+  keyWarning.hidden = lines.length === 0;
+}
+
+/// The keys the service serves, checked against the pins (the warning follows).
+async function servedKeys() {
+  const answer = await api.get('audit/keys');
+  const keys = Array.isArray(answer && answer.keys) ? answer.keys.filter((k) => k && typeof k === 'object') : [];
+  const conflicts = await pins.conflicts(keys);
+  warnKeys(conflicts);
+  return { keys, conflicts };
+}
+
+function checkKeys() {
+  servedKeys().catch((e) => { if (!refused(e)) show(`The service’s keys could not be checked: ${e.message}`); });
 }
 
 function goEntity(id) {
@@ -176,6 +207,7 @@ function render() {
   for (const a of tabs.querySelectorAll('a')) a.setAttribute('aria-current', a.dataset.view === view.view ? 'page' : 'false');
   if (view.view === 'activity') renderCharts(main, { api, params: state.dates(view), range: view.range });
   else if (view.view === 'entity') renderEntity(main, { api, id: view.entity, onEntity: goEntity, onOpen: openDetail });
+  else if (view.view === 'keys') renderKeys(main, { loadKeys: servedKeys });
   else renderLogs(view);
 }
 
@@ -186,6 +218,7 @@ function signedIn(credential) {
   signOut.hidden = false;
   document.getElementById('who').textContent = credential.kind === 'token' ? 'signed in with a token' : 'signed in with an API key';
   render();
+  checkKeys();
 }
 
 function signIn(message) {
@@ -193,6 +226,7 @@ function signIn(message) {
   stopLive();
   tabs.hidden = true;
   signOut.hidden = true;
+  keyWarning.hidden = true;
   document.getElementById('who').textContent = '';
   renderSignIn(main, {
     config,

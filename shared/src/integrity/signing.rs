@@ -113,24 +113,38 @@ fn push_der_integer(out: &mut Vec<u8>, value: &[u8; 32]) {
     out.extend_from_slice(digits);
 }
 
-/// The low-s form of a DER signature (itself if already low); `None` if it is not strict DER.
-pub fn normalize_low_s(der: &[u8]) -> Option<Vec<u8>> {
-    let (r, mut s) = parse_der(der)?;
-    if is_high(&s) {
-        // s := ORDER − s, big-endian with borrow.
-        let mut borrow = 0i16;
-        for i in (0..32).rev() {
-            let d = i16::from(ORDER[i]) - i16::from(s[i]) - borrow;
-            borrow = i16::from(d < 0);
-            s[i] = (d + 256 * borrow) as u8;
-        }
+/// `ORDER − s`, big-endian with borrow.
+fn negate(s: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(ORDER[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[i] = (d + 256 * borrow) as u8;
     }
+    out
+}
+
+fn encode_der(r: &[u8; 32], s: &[u8; 32]) -> Vec<u8> {
     let mut body = Vec::with_capacity(70);
-    push_der_integer(&mut body, &r);
-    push_der_integer(&mut body, &s);
+    push_der_integer(&mut body, r);
+    push_der_integer(&mut body, s);
     let mut out = vec![0x30, body.len() as u8];
     out.extend(body);
-    Some(out)
+    out
+}
+
+/// The low-s form of a DER signature (itself if already low); `None` if it is not strict DER.
+pub fn normalize_low_s(der: &[u8]) -> Option<Vec<u8>> {
+    let (r, s) = parse_der(der)?;
+    Some(encode_der(&r, &if is_high(&s) { negate(&s) } else { s }))
+}
+
+/// The other encoding of the same signature, `(r, ORDER − s)`: plain ECDSA accepts both, which is
+/// why [`verify`] accepts only the low one. (Tests make high-s signatures with it.)
+pub fn twin(der: &[u8]) -> Option<Vec<u8>> {
+    let (r, s) = parse_der(der)?;
+    Some(encode_der(&r, &negate(&s)))
 }
 
 /// `der` as a PEM `PUBLIC KEY` block.
@@ -205,35 +219,11 @@ impl Signer for LocalSigner {
 mod tests {
     use super::*;
 
-    /// `(r, ORDER − s)` in DER.
-    fn high_form(r: &[u8; 32], s: &[u8; 32]) -> Vec<u8> {
-        let mut flipped = *s;
-        let mut borrow = 0i16;
-        for i in (0..32).rev() {
-            let d = i16::from(ORDER[i]) - i16::from(s[i]) - borrow;
-            borrow = i16::from(d < 0);
-            flipped[i] = (d + 256 * borrow) as u8;
-        }
-        let mut body = Vec::new();
-        push_der_integer(&mut body, r);
-        push_der_integer(&mut body, &flipped);
-        let mut out = vec![0x30, body.len() as u8];
-        out.extend(body);
-        out
-    }
-
     #[test]
     fn non_strict_der_is_refused() {
         let mut one = [0u8; 32];
         one[31] = 1;
-        let good = {
-            let mut body = Vec::new();
-            push_der_integer(&mut body, &one);
-            push_der_integer(&mut body, &one);
-            let mut out = vec![0x30, body.len() as u8];
-            out.extend(body);
-            out
-        };
+        let good = encode_der(&one, &one);
         assert!(parse_der(&good).is_some());
         let mut trailing = good.clone();
         trailing.push(0);
@@ -264,9 +254,10 @@ mod tests {
         assert_eq!(again.key_id(), signer.key_id());
         // Low s only: the high form of the same signature is refused, and normalising it gives
         // back the low one.
-        let (r, s) = parse_der(&signature).unwrap();
+        let (_, s) = parse_der(&signature).unwrap();
         assert!(!is_high(&s));
-        let high = high_form(&r, &s);
+        let high = twin(&signature).unwrap();
+        assert!(is_high(&parse_der(&high).unwrap().1));
         assert!(
             UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, signer.public_key_der())
                 .verify(b"checkpoint", &high)

@@ -630,6 +630,8 @@ pub enum ProofError {
     UnknownKey { found: String },
     #[error("the entry belongs to tenant {entry}, the checkpoint to {checkpoint}")]
     Tenant { entry: String, checkpoint: String },
+    #[error("the proof is tenant {found}'s, not tenant {expected}'s")]
+    NotTheTenant { expected: String, found: String },
     #[error("the entry was stamped outside the checkpoint's period")]
     OutOfRange,
     #[error("the checkpoint was signed by key {key_id}, which was retired at {until}")]

@@ -149,6 +149,11 @@ async fn submit(
     loop {
         match witness.add_checkpoint(old, &proof, note).await {
             Ok(WitnessAnswer::Cosigned(lines)) => return Ok(lines),
+            // A witness that never saw this log takes it from here (no proof from nothing).
+            Ok(WitnessAnswer::Conflict(0)) if conflicts == 0 && old != 0 => {
+                conflicts += 1;
+                (old, proof) = (0, Vec::new());
+            }
             Ok(WitnessAnswer::Conflict(size)) if conflicts == 0 && size < head.body.total && size != old => {
                 conflicts += 1;
                 let between = checkpoints_between(sealer, tenant, head, size).await?;

@@ -1,6 +1,6 @@
-//! Integrity: sealing a period of 100,000 entries (time, DynamoDB requests), one entry's proof
-//! (bytes, reads) and the offline verifier's throughput, on the in-memory store and on the local
-//! DynamoDB API.
+//! Integrity: sealing a period of 100,000 entries (time, DynamoDB requests) and one entry's proof
+//! (bytes, reads), on the in-memory store and on the local DynamoDB API. (The verifier's throughput
+//! is measured in the `proofs` section.)
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use auditline::domain::AuditLogEntry;
 use auditline::integrity::signing::{LocalSigner, Signer};
-use auditline::seal::verify::{Bundle, Verifier};
 use auditline::seal::{ProofOutcome, SealSettings, SealStore, Sealer, prove};
 use auditline::store::dynamo::tables::{CHECKPOINTS, COUNTERS, ENTRIES as ENTRIES_SPEC, PROOFS};
 use auditline::store::dynamo::{SealTables, entry_item};
-use auditline::store::{AuditStore, DynamoStore, MemoryStore};
+use auditline::store::{DynamoStore, MemoryStore};
 use auditline::{AuditLogger, AuditSettings, LogOutcome};
-use auditline_tests::{all_entries, fixed_clock, fresh_table, local_client, stepping_clock, tenant};
+use auditline_tests::{fixed_clock, fresh_table, local_client, stepping_clock};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use chrono::{DateTime, DurationRound, Utc};
 use futures::StreamExt;
@@ -57,7 +56,6 @@ fn ms(d: Duration) -> String {
 pub async fn run(out: &mut String) {
     let signer = Arc::new(LocalSigner::generate().unwrap());
     let (memory, entries) = one_full_hour().await;
-    let acme = tenant("acme");
 
     writeln!(out, "### Seal of one period of {ENTRIES} entries\n").unwrap();
     writeln!(out, "| store | seal time | DynamoDB requests | estimated read capacity |\n|---|---|---|---|").unwrap();
@@ -129,33 +127,7 @@ pub async fn run(out: &mut String) {
     )
     .unwrap();
 
-    // The verifier: the whole bundle of the in-memory store, on one thread.
-    let bundle = Bundle {
-        entries: all_entries(memory.clone() as Arc<dyn AuditStore>, &acme).await,
-        checkpoints: memory.checkpoints(&acme, None, None, 1000).await.unwrap(),
-        ..Bundle::default()
-    };
-    let verifier = Verifier::new([signer.public_key_der()]);
-    let mut runs = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let summary = verifier.verify(&bundle);
-        runs.push(started.elapsed());
-        assert!(summary.is_valid(), "{summary}");
-    }
-    runs.sort_unstable();
-    let median = runs[runs.len() / 2];
-    writeln!(out, "\n### Offline verifier (`auditline verify`), one thread\n").unwrap();
-    writeln!(out, "| bundle | time (median of 5) | entries/s |\n|---|---|---|").unwrap();
-    writeln!(
-        out,
-        "| {} entries, {} checkpoint(s) | {} | {:.0} |",
-        bundle.entries.len(),
-        bundle.checkpoints.len(),
-        ms(median),
-        bundle.entries.len() as f64 / median.as_secs_f64()
-    )
-    .unwrap();
+    // The verifier's throughput is the `proofs` section's.
 }
 
 /// Puts `entries` into `table`, 25 to a BatchWriteItem, 8 requests at a time.

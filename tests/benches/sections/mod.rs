@@ -9,6 +9,7 @@ mod http;
 mod integrity;
 mod isolation;
 mod lambda;
+mod proofs;
 mod sam;
 mod soak;
 mod store;
@@ -26,6 +27,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("auth", |out| Box::pin(auth::run(out))),
     ("http", |out| Box::pin(http::run(out))),
     ("integrity", |out| Box::pin(integrity::run(out))),
+    ("proofs", |out| Box::pin(proofs::run(out))),
     ("export", |out| Box::pin(export::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
     ("isolation", |out| Box::pin(isolation::run(out))),

@@ -36,9 +36,22 @@ function copyButton(label, text) {
   return el('button', { type: 'button', class: 'copy', dataset: { label }, onclick: (e) => copy(text(), e.target) }, label);
 }
 
-export function renderDetail(panel, entry, { onClose, onEntity, verify }) {
+/// Shows a verification result ({ state, text }) in the detail's mark; an entry signed by a key
+/// nobody pinned gets a way to the keys view, where the key can be checked and pinned.
+export function showProof(mark, { state, text }) {
+  mark.textContent = text;
+  mark.dataset.state = state;
+  const guide = mark.parentElement && mark.parentElement.querySelector('.pin-guide');
+  if (guide) guide.hidden = state !== 'unpinned';
+}
+
+export function renderDetail(panel, entry, { onClose, onEntity, onKeys, verify }) {
   const field = (name, value) => [el('dt', {}, name), el('dd', {}, value === null || value === undefined || value === '' ? '—' : value)];
   const mark = el('span', { class: 'verified', id: 'verified', role: 'status' });
+  // The panel closes on the way to the keys view (a link removed while clicked would not navigate).
+  const guide = el('a', { href: '#view=keys', class: 'pin-guide', id: 'pin-guide', hidden: true, onclick: (e) => { e.preventDefault(); onKeys(); } },
+    'Check the service’s key and pin it in the Keys view');
+  const integrity = el('span', { class: 'integrity' }, mark, ' ', guide);
   clear(panel).append(
     el('div', { class: 'detail-head' },
       el('h2', { id: 'detail-title' }, el('span', { class: `badge ${actionClass(entry.action)}` }, entry.action), ' ',
@@ -52,7 +65,7 @@ export function renderDetail(panel, entry, { onClose, onEntity, verify }) {
       field('Project', entry.project_id),
       field('From', entry.ip_address),
       field('Tenant', entry.tenant_id),
-      field('Integrity', mark)),
+      field('Integrity', integrity)),
     el('div', { class: 'row' }, copyButton('Copy id', () => entry.id), copyButton('Copy JSON', () => JSON.stringify(entry, null, 2))),
     el('h3', {}, 'Changes'), changesView(entry.changes),
     el('h3', {}, 'Metadata'),

@@ -98,6 +98,35 @@ impl DynamoStore {
         serde_dynamo::from_item(map).map_err(|e| corrupt("checkpoint", e))
     }
 
+    /// Up to `limit` checkpoints `query` finds, page after page, with their cosignatures.
+    async fn read_checkpoints(
+        &self,
+        tenant: &TenantId,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        limit: usize,
+    ) -> Result<Vec<Checkpoint>, BackendError> {
+        let mut found = Vec::new();
+        let mut start_key = None;
+        while found.len() < limit {
+            let out = query
+                .clone()
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                found.push(Self::checkpoint_from(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) => start_key = Some(key),
+                None => break,
+            }
+        }
+        self.attach_cosignatures(tenant, &mut found).await?;
+        Ok(found)
+    }
+
     /// Fills in the cosignatures of `checkpoints` (any order): one Query over their ends.
     async fn attach_cosignatures(&self, tenant: &TenantId, checkpoints: &mut [Checkpoint]) -> Result<(), BackendError> {
         let tables = self.seal_tables()?;
@@ -360,64 +389,30 @@ impl SealStore for DynamoStore {
         let low =
             after.map_or_else(|| end_key(DateTime::UNIX_EPOCH), |a| end_key(a + chrono::Duration::milliseconds(1)));
         let high = until.map_or_else(|| "9".repeat(15), end_key);
-        let mut found = Vec::new();
-        let mut start_key = None;
-        while found.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&tables.checkpoints)
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
-                .expression_attribute_names("#pk", checkpoint_attr::PK)
-                .expression_attribute_names("#sk", checkpoint_attr::SK)
-                .expression_attribute_values(":pk", string(tenant_key(tenant)))
-                .expression_attribute_values(":lo", string(low.clone()))
-                .expression_attribute_values(":hi", string(high.clone()))
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                found.push(Self::checkpoint_from(&item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) => start_key = Some(key),
-                None => break,
-            }
-        }
-        self.attach_cosignatures(tenant, &mut found).await?;
-        Ok(found)
+        let query = self
+            .client
+            .query()
+            .table_name(&tables.checkpoints)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+            .expression_attribute_names("#pk", checkpoint_attr::PK)
+            .expression_attribute_names("#sk", checkpoint_attr::SK)
+            .expression_attribute_values(":pk", string(tenant_key(tenant)))
+            .expression_attribute_values(":lo", string(low))
+            .expression_attribute_values(":hi", string(high));
+        self.read_checkpoints(tenant, query, limit).await
     }
 
     async fn latest_checkpoints(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Checkpoint>, BackendError> {
         let tables = self.seal_tables()?;
-        let mut found = Vec::new();
-        let mut start_key = None;
-        while found.len() < limit {
-            let out = self
-                .client
-                .query()
-                .table_name(&tables.checkpoints)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", checkpoint_attr::PK)
-                .expression_attribute_values(":pk", string(tenant_key(tenant)))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key.take())
-                .send()
-                .await
-                .map_err(|e| classify("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                found.push(Self::checkpoint_from(&item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) => start_key = Some(key),
-                None => break,
-            }
-        }
-        self.attach_cosignatures(tenant, &mut found).await?;
-        Ok(found)
+        let query = self
+            .client
+            .query()
+            .table_name(&tables.checkpoints)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", checkpoint_attr::PK)
+            .expression_attribute_values(":pk", string(tenant_key(tenant)))
+            .scan_index_forward(false);
+        self.read_checkpoints(tenant, query, limit).await
     }
 
     async fn add_cosignatures(
