@@ -30,7 +30,9 @@ export function openLive({ url, credential, onEntry, onStatus, onConnected }) {
         return;
       }
       if (message && message.type === 'audit_entry' && message.entry) onEntry(message.entry);
-      if (message && message.type === 'audit_entry_notice' && message.id) onEntry({ id: message.id, notice: true });
+      // Too large for a frame: the notice carries the entry's summary; the page fetches it whole.
+      const summary = message && message.type === 'audit_entry_notice' && message.entry;
+      if (summary && typeof summary.id === 'string') onEntry({ id: summary.id, notice: true });
     });
     socket.addEventListener('close', () => {
       socket = null;
