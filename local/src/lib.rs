@@ -462,7 +462,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
             seal: backends.seal.clone(),
             seal_settings: config.seal,
             keys: Arc::new(StaticKeys::of(signer.as_ref())),
-            witnesses: config.witnesses.iter().map(|w| w.url.clone()).collect(),
+            witnesses: config.witnesses.iter().map(|w| (w.url.clone(), w.key.clone())).collect(),
             log_reads: config.log_reads,
         },
         auth,

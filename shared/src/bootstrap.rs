@@ -78,7 +78,7 @@ pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
         seal: store,
         seal_settings: config.seal,
         keys: Arc::new(keys),
-        witnesses: config.witnesses.iter().map(|w| w.url.clone()).collect(),
+        witnesses: config.witnesses.iter().map(|w| (w.url.clone(), w.key.clone())).collect(),
         log_reads: config.log_reads,
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
@@ -245,7 +245,25 @@ pub async fn serve_seal() -> Result<(), BoxError> {
             .iter()
             .map(|w| Arc::new(crate::witness::client::HttpWitness::new(&w.url, w.key.clone())) as _)
             .collect::<Vec<_>>();
+        // A head signed before a rotation is still this seal's: the retired keys' public halves.
+        let retired = if config.seal_retired_kms_keys.is_empty() {
+            Vec::new()
+        } else {
+            use crate::seal::KeySource;
+            let keys = crate::kms::KmsKeys::from_environment(
+                sdk,
+                None,
+                config.seal_retired_kms_keys.clone(),
+                config.kms_endpoint.as_deref(),
+            );
+            keys.keys()
+                .await?
+                .iter()
+                .filter_map(|k| crate::integrity::signing::pem_der(&k.public_key_pem, "PUBLIC KEY"))
+                .collect()
+        };
         Ok(Sealer::new(Arc::new(dynamo_store(dynamodb(&config).await?, &config)), Arc::new(signer), config.seal)
+            .with_retired_keys(retired)
             .with_origin(config.log_origin.clone())
             .with_witnesses(witnesses)
             .with_sinks(sinks))

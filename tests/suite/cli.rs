@@ -193,7 +193,7 @@ async fn fetch_then_verify_offline_and_catch_a_change() {
     std::fs::write(&proof_file, proof.body.to_string()).unwrap();
     let checked = auditline(&["verify", "--public-key", key_arg, "--proof", proof_file.to_str().unwrap()], &[]);
     assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
-    assert!(text(&checked).starts_with(&format!("entry {id} verified: leaf ")), "{}", text(&checked));
+    assert!(text(&checked).starts_with(&format!("entry {id} of tenant local verified: leaf ")), "{}", text(&checked));
     let mut forged = proof.body.clone();
     forged["entry"]["user_id"] = serde_json::json!("mallory");
     std::fs::write(&proof_file, forged.to_string()).unwrap();
@@ -279,7 +279,11 @@ async fn a_witnessed_trail_verifies_with_every_pin_and_fails_with_the_wrong_one(
     }
     let bundle = dir.join("bundle");
     let (bundle_arg, pem_arg) = (bundle.to_str().unwrap(), log_pem.to_str().unwrap());
-    let fetched = auditline(&["fetch", "--url", &base, "--out", bundle_arg], &[("AUDITLINE_API_KEY", &key)]);
+    let witness_url = format!("http://{}", witness.addr);
+    let fetched = auditline(
+        &["fetch", "--url", &base, "--out", bundle_arg, "--witness", &witness_url],
+        &[("AUDITLINE_API_KEY", &key)],
+    );
     assert!(fetched.status.success(), "{}", text(&fetched));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("bundle.json")).unwrap()).unwrap();
@@ -303,6 +307,32 @@ async fn a_witnessed_trail_verifies_with_every_pin_and_fails_with_the_wrong_one(
     // The fingerprint a verifier compares with the operator's published value.
     let fingerprint = auditline(&["fingerprint", pem_arg], &[]);
     assert_eq!(text(&fingerprint).lines().next(), Some(seal_key.key_id()));
+
+    // Cut: the head checkpoint and its entries removed (as a table writer would before the fetch).
+    // The older checkpoint's cosignatures still verify; what the witness says it saw does not.
+    let cut = dir.join("cut");
+    std::fs::create_dir_all(cut.join("public-keys")).unwrap();
+    for file in ["entries.jsonl", "leaves.jsonl", "bundle.json", "keys.json", "witnessed.jsonl"] {
+        std::fs::copy(bundle.join(file), cut.join(file)).unwrap();
+    }
+    let lines: Vec<String> =
+        std::fs::read_to_string(bundle.join("checkpoints.jsonl")).unwrap().lines().map(str::to_owned).collect();
+    std::fs::write(cut.join("checkpoints.jsonl"), format!("{}\n", lines[0])).unwrap();
+    let first_end = serde_json::from_str::<serde_json::Value>(&lines[0]).unwrap()["end"].as_str().unwrap().to_owned();
+    let kept: Vec<String> = std::fs::read_to_string(bundle.join("entries.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"].as_str().unwrap() < first_end.as_str()
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(cut.join("entries.jsonl"), kept.concat()).unwrap();
+    let cut_arg = cut.to_str().unwrap();
+    let cut_check = auditline(&["verify", "--public-key", pem_arg, "--witness-key", vkey.as_str(), cut_arg], &[]);
+    let said = text(&cut_check);
+    assert_eq!(cut_check.status.code(), Some(1), "{said}");
+    assert!(said.contains("that this chain does not contain"), "{said}");
 
     // Each wrong pin fails, and says which.
     let other_witness =

@@ -902,19 +902,25 @@ fn crafted_bundles_checkpoints_and_proofs_never_panic_the_verifier() {
                 }
             }
         }
-        let summary = verifier.verify(&b);
-        let _ = summary.to_string();
-        for f in &summary.failures {
-            let _ = f.to_string();
+        // With a retention horizon too: a period past it is counted apart, whatever its size says.
+        for v in [verifier.clone(), verifier.clone().with_expired_before(Utc::now() - chrono::Duration::minutes(1))] {
+            let summary = v.verify(&b);
+            let _ = summary.to_string();
+            for f in &summary.failures {
+                let _ = f.to_string();
+            }
         }
         Ok(())
     });
     // Sizes and totals at the edges of what JSON and u64 hold.
-    for n in [0u64, 1 << 53, (1 << 53) + 1, u64::MAX - 1, u64::MAX] {
+    for n in [0u64, 1 << 53, (1 << 53) + 1, 1 << 63, u64::MAX - 1, u64::MAX] {
         let mut b = bundle.clone();
         b.checkpoints[0].body.size = n;
         b.checkpoints[1].body.total = n;
         assert!(!verifier.verify(&b).is_valid());
+        b.entries.truncate(1);
+        let horizon = verifier.clone().with_expired_before(Utc::now() - chrono::Duration::minutes(1));
+        assert!(!horizon.verify(&b).is_valid());
     }
 }
 

@@ -64,6 +64,7 @@ impl Trail {
                 fetched_at,
                 seal: SealSettings::default(),
             }),
+            witnessed: Vec::new(),
         }
     }
 
@@ -310,7 +311,15 @@ async fn a_retired_key_verifies_nothing_dated_after_its_rotation() {
     let settings = SealSettings { lookback_hours: 48, ..SealSettings::default() };
     let rotation = t.start + Duration::hours(4);
     Sealer::new(store.clone(), old.clone(), settings).run(rotation + Duration::minutes(3)).await.unwrap();
-    Sealer::new(store.clone(), new.clone(), settings).run(Utc::now()).await.unwrap();
+    // After the rotation the seal trusts the retired key's checkpoints to sign on from (the
+    // template's SealRetiredKeys); without it, it would refuse the head as not its own.
+    let refused = Sealer::new(store.clone(), new.clone(), settings).run(Utc::now()).await.unwrap();
+    assert_eq!((refused.refused, refused.checkpoints), (1, 0), "{refused:?}");
+    Sealer::new(store.clone(), new.clone(), settings)
+        .with_retired_keys(vec![old.public_key_der().to_vec()])
+        .run(Utc::now())
+        .await
+        .unwrap();
     let checkpoints = store.checkpoints(&t.tenant, None, None, 100).await.unwrap();
     assert_eq!(checkpoints.iter().filter(|c| c.body.key_id == old.key_id()).count(), 4);
     let bundle = Bundle { checkpoints, ..t.bundle(Utc::now()).await };
@@ -380,4 +389,54 @@ async fn a_value_in_a_field_marked_erased_fails_even_with_its_commitment_kept() 
     let summary = t.verifier().verify(&Bundle { entries: vec![e.clone()], ..bundle.clone() });
     caught("an erased field refilled", &summary, &[&e.id.to_string(), "marked erased but has a value"]);
     assert!(COMMITTED_FIELDS.contains(&"user_id"));
+}
+
+// The review's findings: a manifest's fetch time moved back, a witness key given twice, a
+// timestamp moved off its id, counts that would overflow, a pinned origin.
+#[tokio::test]
+async fn a_bundle_cannot_excuse_entries_by_its_manifest_its_timestamps_or_repeated_keys() {
+    let t = trail("acme", 3, 6).await;
+    let honest = t.bundle(Utc::now()).await;
+    // Every checkpoint deleted, and the fetch time moved before every entry: refused as bad input,
+    // and a failure if verified anyway.
+    let mut backdated = honest.clone();
+    backdated.checkpoints.clear();
+    backdated.manifest.as_mut().unwrap().fetched_at = t.start - Duration::hours(1);
+    let refused = t.verifier().check_settings(&backdated).unwrap_err();
+    assert!(refused.contains("its manifest is not the fetch's"), "{refused}");
+    caught(
+        "a fetch time before the bundle's own data",
+        &t.verifier().verify(&backdated),
+        &["manifest is not the fetch's"],
+    );
+
+    // One witness pinned twice counts once, and is refused as input.
+    let w = auditline::integrity::note::Cosigner::generate("witness.test/w").unwrap().public_key();
+    let twice = t.verifier().with_witnesses(vec![w.clone(), w.clone()], 2);
+    assert!(twice.check_settings(&honest).unwrap_err().contains("twice"));
+
+    // A timestamp moved off its id's time (with a fresh leaf), as if to move it out of a sealed
+    // period: named.
+    let mut moved = honest.clone();
+    let last = moved.entries.len() - 1;
+    moved.entries[last].timestamp += Duration::minutes(30);
+    moved.entries[last].integrity = Integrity::commit(&moved.entries[last].committed_fields()).unwrap();
+    let id = moved.entries[last].id.to_string();
+    caught("a timestamp moved off the id", &t.verifier().verify(&moved), &[&id, "not its id's time"]);
+
+    // Sizes that would overflow the counts of a period past retention: a failure, never a panic.
+    let mut huge = honest.clone();
+    for c in &mut huge.checkpoints {
+        c.body.size = (1 << 63) + 5;
+    }
+    let summary = t.verifier().with_expired_before(Utc::now() - Duration::minutes(1)).verify(&huge);
+    assert!(!summary.is_valid());
+
+    // A pinned deployment origin: a chain of another origin (same key) fails.
+    assert!(t.verifier().with_origin("auditline.local").verify(&honest).is_valid());
+    caught(
+        "another origin",
+        &t.verifier().with_origin("audit.example.com").verify(&honest),
+        &["its origin is not audit.example.com/<tenant>"],
+    );
 }

@@ -94,7 +94,12 @@ async fn every_checkpoint_is_published_once_to_an_object_lock_bucket_and_a_sink_
     let chain = store.checkpoints(&acme, None, None, 100).await.unwrap();
     let listed = s3.list_objects_v2().bucket(&bucket).prefix("checkpoints/tenant=acme/").send().await.unwrap();
     let keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
-    assert_eq!(keys, chain.iter().map(publication_key).collect::<Vec<_>>(), "one object per checkpoint, in order");
+    assert_eq!(
+        keys,
+        chain.iter().rev().map(publication_key).collect::<Vec<_>>(),
+        "one object per checkpoint, newest first"
+    );
+    assert_eq!(sink.latest(&acme).await.unwrap().as_ref(), chain.last(), "the anchor: one listing, one read");
     for c in &chain {
         let object = s3.get_object().bucket(&bucket).key(publication_key(c)).send().await.unwrap();
         let body: Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
@@ -113,6 +118,11 @@ async fn every_checkpoint_is_published_once_to_an_object_lock_bucket_and_a_sink_
     let version = versions.versions()[0].version_id().unwrap().to_owned();
     let deleted = s3.delete_object().bucket(&bucket).key(publication_key(&chain[0])).version_id(version).send().await;
     assert!(deleted.is_err(), "a locked checkpoint cannot be deleted");
+    // Another checkpoint for a period already published (a fork): refused, with an alarm.
+    let mut rival = chain[1].clone();
+    rival.body.root = auditline::integrity::Hash::of(&[b"another history"]);
+    let forked = sink.publish(&rival).await.unwrap_err().to_string();
+    assert!(forked.contains("the chain forked"), "{forked}");
 }
 
 fn s3_client() -> aws_sdk_s3::Client {
@@ -203,4 +213,161 @@ async fn the_keys_route_answers_from_kms_with_windows_whatever_the_table_holds()
         let der = signing::pem_der(k["public_key_pem"].as_str().unwrap(), "PUBLIC KEY").unwrap();
         assert_eq!(signing::key_id(&der), k["key_id"].as_str().unwrap());
     }
+}
+
+/// The seal on DynamoDB with its Object Lock bucket, and what a table writer does to it.
+struct Sealed {
+    client: aws_sdk_dynamodb::Client,
+    counters: String,
+    checkpoints: String,
+    store: Arc<auditline::store::DynamoStore>,
+    sealer: Sealer,
+}
+
+async fn sealed_on_dynamodb() -> Sealed {
+    use auditline::store::dynamo::SealTables;
+    use auditline::store::dynamo::tables::{CHECKPOINTS, COUNTERS, ENTRIES, PROOFS};
+    let (client, _) = auditline_tests::local_client();
+    let entries = auditline_tests::fresh_table(&client, &ENTRIES, "entries").await;
+    let counters = auditline_tests::fresh_table(&client, &COUNTERS, "counters").await;
+    let checkpoints = auditline_tests::fresh_table(&client, &CHECKPOINTS, "checkpoints").await;
+    let tables = SealTables {
+        checkpoints: checkpoints.clone(),
+        proofs: auditline_tests::fresh_table(&client, &PROOFS, "proofs").await,
+        retention_days: 90,
+    };
+    let store = Arc::new(
+        auditline::store::DynamoStore::new(client.clone(), entries, counters.clone()).with_seal_tables(tables),
+    );
+    let start = (Utc::now() - Duration::hours(4)).duration_trunc(Duration::hours(1)).unwrap();
+    let (clock, _) = stepping_clock(start + Duration::minutes(1), 20 * 60_000);
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
+    for i in 0..9 {
+        let request = new_entry(&tenant("acme"), AuditAction::Create, EntityType::File, &format!("f-{i}"), None, None);
+        let Ok(LogOutcome::Stored(_)) = logger.log(request).await else { panic!("stored") };
+    }
+    let bucket = unique_name("anchor").to_lowercase();
+    s3_client().create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    let sink = Arc::new(S3Checkpoints::for_local_endpoint(&dynamodb_endpoint(), &bucket));
+    let key = Arc::new(LocalSigner::generate().unwrap());
+    let settings = SealSettings { lookback_hours: 12, ..SealSettings::default() };
+    let sealer = Sealer::new(store.clone(), key, settings).with_sinks(vec![sink]);
+    let report = sealer.run(Utc::now()).await.unwrap();
+    assert_eq!((report.checkpoints, report.publish_failures), (3, 0), "{report:?}");
+    Sealed { client, counters, checkpoints, store, sealer }
+}
+
+impl Sealed {
+    /// Sets the seal item's head to `c` (a rollback), as a table writer can.
+    async fn roll_head_back_to(&self, c: &Checkpoint) {
+        let end = chrono::DateTime::parse_from_rfc3339(&c.body.end).unwrap().timestamp_millis();
+        self.client
+            .update_item()
+            .table_name(&self.counters)
+            .key("pk", AttributeValue::S("T#acme".into()))
+            .key("sk", AttributeValue::S("SEAL".into()))
+            .update_expression("SET head_end = :e, head_hash = :h, head_total = :t")
+            .expression_attribute_values(":e", AttributeValue::N(end.to_string()))
+            .expression_attribute_values(":h", AttributeValue::S(c.link().to_hex()))
+            .expression_attribute_values(":t", AttributeValue::N(c.body.total.to_string()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn delete_checkpoint(&self, c: &Checkpoint) {
+        let end = chrono::DateTime::parse_from_rfc3339(&c.body.end).unwrap().timestamp_millis();
+        self.client
+            .delete_item()
+            .table_name(&self.checkpoints)
+            .key("pk", AttributeValue::S("T#acme".into()))
+            .key("sk", AttributeValue::S(format!("{end:015}")))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn delete_seal_state(&self) {
+        for (pk, sk) in [("T#acme", "SEAL"), ("SEAL#CURSOR", "SEAL#CURSOR")] {
+            self.client
+                .delete_item()
+                .table_name(&self.counters)
+                .key("pk", AttributeValue::S(pk.into()))
+                .key("sk", AttributeValue::S(sk.into()))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn chain(&self) -> Vec<Checkpoint> {
+        self.store.checkpoints(&tenant("acme"), None, None, 100).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_seal_refuses_to_sign_on_a_chain_that_disagrees_with_itself_or_with_what_it_published() {
+    // A head rolled back while the later checkpoints stay: the head is not the newest checkpoint.
+    let s = sealed_on_dynamodb().await;
+    let chain = s.chain().await;
+    s.roll_head_back_to(&chain[0]).await;
+    let report = s.sealer.run(Utc::now()).await.expect("the run goes on");
+    assert_eq!((report.refused, report.checkpoints), (1, 0), "{report:?}");
+    assert_eq!(s.chain().await, chain, "nothing signed on top of it");
+
+    // The head rolled back and the later checkpoints deleted: the table agrees with itself, but
+    // the bucket holds a later checkpoint.
+    let s = sealed_on_dynamodb().await;
+    let chain = s.chain().await;
+    s.roll_head_back_to(&chain[0]).await;
+    s.delete_checkpoint(&chain[1]).await;
+    s.delete_checkpoint(&chain[2]).await;
+    let report = s.sealer.run(Utc::now()).await.unwrap();
+    assert_eq!((report.refused, report.checkpoints), (1, 0), "{report:?}");
+    assert_eq!(s.chain().await, chain[..1].to_vec());
+
+    // Everything deleted (checkpoints, seal state, cursor), as if to have history re-sealed from
+    // genesis: the bucket holds the tenant's chain, so no new genesis is signed.
+    let s = sealed_on_dynamodb().await;
+    for c in &s.chain().await {
+        s.delete_checkpoint(c).await;
+    }
+    s.delete_seal_state().await;
+    let report = s.sealer.run(Utc::now()).await.unwrap();
+    assert_eq!((report.refused, report.checkpoints), (1, 0), "{report:?}");
+    assert!(s.chain().await.is_empty(), "no second genesis");
+
+    // A checkpoint of the chain forged into the table (signed by another key): refused.
+    let s = sealed_on_dynamodb().await;
+    let chain = s.chain().await;
+    let stranger = LocalSigner::generate().unwrap();
+    let mut forged = chain[2].clone();
+    let der = futures::executor::block_on(stranger.sign(&forged.body.signed_bytes())).unwrap();
+    forged.signature = auditline::integrity::checkpoint::encode_signature(&der);
+    s.delete_checkpoint(&chain[2]).await;
+    let item = serde_dynamo::to_item(&forged).unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(&forged.body.end).unwrap().timestamp_millis();
+    s.client
+        .put_item()
+        .table_name(&s.checkpoints)
+        .item("pk", AttributeValue::S("T#acme".into()))
+        .item("sk", AttributeValue::S(format!("{end:015}")))
+        .item("checkpoint", AttributeValue::M(item))
+        .send()
+        .await
+        .unwrap();
+    // The guard runs before each signature: an entry of the open hour, sealed once it is over.
+    let logger = AuditLogger::new(s.store.clone(), AuditSettings::default());
+    let Ok(LogOutcome::Stored(_)) =
+        logger.log(new_entry(&tenant("acme"), AuditAction::View, EntityType::File, "now", None, None)).await
+    else {
+        panic!("stored")
+    };
+    let later = Utc::now() + Duration::hours(2);
+    let refused = s.sealer.seal_tenant(&tenant("acme"), Utc::now() - Duration::hours(6), later).await;
+    let Err(auditline::seal::SealError::Tampered { reason, .. }) = refused else {
+        panic!("a head not signed by this seal is refused: {refused:?}")
+    };
+    assert!(reason.contains("not one this seal signed"), "{reason}");
+    assert_eq!(s.chain().await.len(), 3, "nothing appended");
 }

@@ -493,7 +493,7 @@ fn the_archive_bucket_is_private_encrypted_versioned_tls_only_and_expires_after_
     // Only the archive function writes there, and only objects under the partitions.
     let writers: Vec<String> = functions(&t)
         .into_iter()
-        .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a.starts_with("s3:"))))
+        .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a == "s3:PutObject")))
         .map(|(b, _)| b)
         .collect();
     assert_eq!(writers, ["seal", "stream-archive"], "the seal writes checkpoints, elsewhere");
@@ -523,7 +523,17 @@ fn checkpoints_are_published_to_a_bucket_locked_in_compliance_mode() {
     // The seal writes new objects under checkpoints/ and nothing else there.
     let seal = &functions(&t)["seal"];
     let s3: Vec<_> = statements(seal).into_iter().filter(|(a, _)| a.iter().any(|a| a.starts_with("s3:"))).collect();
-    assert_eq!(s3, [(vec!["s3:PutObject".to_owned()], vec!["!Sub ${CheckpointBucket.Arn}/checkpoints/*".to_owned()])]);
+    assert_eq!(
+        s3,
+        [
+            (
+                vec!["s3:PutObject".to_owned(), "s3:GetObject".to_owned()],
+                vec!["!Sub ${CheckpointBucket.Arn}/checkpoints/*".to_owned()]
+            ),
+            (vec!["s3:ListBucket".to_owned()], vec!["!GetAtt CheckpointBucket.Arn".to_owned()]),
+        ],
+        "it writes (never over an object: Object Lock) and reads back what it published, nothing else"
+    );
     let env = environment(seal);
     assert_eq!(env.get(vars::CHECKPOINT_BUCKET).map(String::as_str), Some("!Ref CheckpointBucket"));
     assert_eq!(env.get(vars::AUDIT_WITNESSES).map(String::as_str), Some("!Ref Witnesses"));
@@ -594,6 +604,11 @@ fn only_the_seal_function_may_sign_and_the_grant_makes_no_cycle() {
         ["!GetAtt SealFunctionRole.Arn"],
         "the key's policy lets the seal function's role sign, and no one else"
     );
+    let granted = policy.iter().any(|s| {
+        let actions = text(&s["Action"]);
+        actions.contains("kms:CreateGrant") || actions.contains("kms:Create*") || actions.contains("kms:*")
+    });
+    assert!(!granted, "no statement allows grants, which would let someone sign unnamed");
     // The role's own policy must not name the key: key → role → key is a cycle CloudFormation
     // refuses (scripts/lib/cfn_emulate.py creates the whole stack to catch others).
     let seal = &functions(&t)["seal"];

@@ -96,6 +96,15 @@ async fn the_witness_cosigns_growth_and_refuses_forks_rollbacks_strangers_and_ba
     assert_eq!(answer.status, 200, "{}", answer.body);
     // A retry of the same checkpoint is cosigned again; a wrong or missing proof is not.
     assert_eq!(add(&witness, c[3].body.total, &[], &c[3]).status, 200);
+    // What it last cosigned, freshly cosigned (what `fetch --witness` records); nothing for a log
+    // it knows but has not seen, 404 for one it does not know.
+    let latest = witness.latest("auditline.local/acme", 1_900_000_000);
+    assert_eq!(latest.status, 200, "{}", latest.body);
+    let note = Note::parse(&latest.body).unwrap();
+    assert_eq!(note.text, c[3].body.note_text());
+    assert_eq!(vkey.verify(&note.text, &note.signatures[0]), Some(1_900_000_000));
+    assert_eq!(witness.latest("auditline.local/globex", 1).status, 404);
+    assert_eq!(witness.latest("elsewhere.example/acme", 1).status, 404);
 
     // Rollback: an older checkpoint, named with the size the witness holds or with its own.
     assert_eq!(add(&witness, c[3].body.total, &[], &c[2]).status, 400, "old size above the checkpoint's");
@@ -250,7 +259,7 @@ async fn a_witness_that_is_down_never_blocks_sealing_and_shows_failing_in_health
 
     // The health check (for a caller with audit:read) says so; the service is not degraded.
     let mut api = api_with_seal(store.clone(), store.clone(), Arc::new(MemoryIdempotency::new()));
-    api.witnesses = vec![url.clone()];
+    api.witnesses = vec![(url.clone(), vkey.clone())];
     let health = sample("http-health.json", |e| {
         e["requestContext"]["authorizer"] =
             json!({"lambda": {"tenant_id": "acme", "user_id": "ops", "scopes": "audit:read", "auth_method": "jwt"}});

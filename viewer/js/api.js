@@ -65,6 +65,7 @@ export function createApi(base, credential) {
   // The signed-in caller's tenant, asked once per session (an api is made per sign-in): what a
   // proof must be of. A failed ask is asked again next time.
   let tenant = null;
+  let served = null;
   const askTenant = async () => {
     const page = await get('audit/checkpoints', { limit: 1 });
     if (!page || typeof page.tenant !== 'string' || !page.tenant) {
@@ -79,6 +80,12 @@ export function createApi(base, credential) {
     tenant: () => {
       if (!tenant) tenant = askTenant().catch((e) => { tenant = null; throw e; });
       return tenant;
+    },
+    // The keys the service publishes, with their windows (asked once per session): they narrow
+    // a pinned key's window, never trust a key.
+    servedKeys: () => {
+      if (!served) served = get('audit/keys').then((r) => (Array.isArray(r && r.keys) ? r.keys : [])).catch(() => { served = null; return []; });
+      return served;
     },
   };
 }

@@ -89,3 +89,19 @@ export async function conflicts(served, pinned = list()) {
   }
   return found;
 }
+
+/// The pins with their windows narrowed by what the service publishes for the same key (same id,
+/// same bytes): a key the service says it retired verifies nothing dated after that, even if it
+/// was pinned before the rotation. A served window can only narrow a pin, never widen it or trust
+/// a key.
+export function narrowed(pinned, served) {
+  const same = (a, b) => (a && b ? a.replace(/\s+/g, '') === b.replace(/\s+/g, '') : false);
+  return pinned.map((pin) => {
+    const match = (Array.isArray(served) ? served : []).find((k) => k && k.key_id === pin.key_id
+      && same(k.public_key_pem, pin.public_key_pem) && typeof k.valid_until === 'string' && !Number.isNaN(Date.parse(k.valid_until)));
+    if (!match) return pin;
+    const until = pin.valid_until === null || Date.parse(match.valid_until) < Date.parse(pin.valid_until)
+      ? match.valid_until : pin.valid_until;
+    return { ...pin, valid_until: until };
+  });
+}

@@ -5,7 +5,7 @@
 // text (auditline-checkpoint/2) with a key the user PINNED (pins.js) — never with a key because the
 // service serves it: whoever writes the service's tables, or runs it, could serve any key.
 
-import { fingerprint, fromStandardBase64, pemDer, list as pinnedKeys } from './pins.js';
+import { fingerprint, fromStandardBase64, pemDer, list as pinnedKeys, narrowed } from './pins.js';
 
 const FIELDS = ['id', 'timestamp', 'action', 'entity_type', 'entity_id', 'project_id', 'user_id', 'changes',
   'ip_address', 'metadata', 'tenant_id'];
@@ -229,6 +229,10 @@ export async function verifyProof(answer, entry, { pinned = [], tenant, now } = 
 
     const stamped = Date.parse(entry.timestamp);
     const shown = Number.isNaN(stamped) ? '' : iso(stamped);
+    // The service stamps both at once: a timestamp moved away from its id's time is refused.
+    if (!UUID_V7.test(entry.id) || parseInt(entry.id.replace(/-/g, '').slice(0, 12), 16) !== stamped) {
+      return failed('the entry’s timestamp is not its id’s time (one was moved)');
+    }
     if (!(body.start <= shown && shown < body.end)) return failed('the entry was stamped outside the checkpoint’s period');
 
     let leaf;
@@ -257,6 +261,8 @@ export async function verifyProof(answer, entry, { pinned = [], tenant, now } = 
 /// The page's entry point: fetches the entry's proof and the caller's tenant (once a session, see
 /// api.js) and judges them with the keys pinned in this browser.
 export async function verifyEntry(api, entry) {
-  const [answer, tenant] = await Promise.all([api.get(`audit/logs/${encodeURIComponent(entry.id)}/proof`), api.tenant()]);
-  return verifyProof(answer, entry, { pinned: pinnedKeys(), tenant, now: Date.now() });
+  const [answer, tenant, served] = await Promise.all([
+    api.get(`audit/logs/${encodeURIComponent(entry.id)}/proof`), api.tenant(), api.servedKeys(),
+  ]);
+  return verifyProof(answer, entry, { pinned: narrowed(pinnedKeys(), served), tenant, now: Date.now() });
 }

@@ -192,15 +192,33 @@ impl Checkpoint {
     /// The signed note: the text, the seal key's signature (key name = origin), then the
     /// cosignatures. `None` when the stored signature is not base64 or the key id not hex.
     pub fn note(&self) -> Option<String> {
+        let mut note = self.log_note()?;
+        note.signatures.extend(self.cosignatures.iter().filter_map(|l| SignatureLine::parse(l).ok()));
+        Some(note.render())
+    }
+
+    /// The note with the seal key's signature only: what witnesses are sent (stored cosignature
+    /// lines, which whoever writes the tables could add, never reach them).
+    pub fn signed_note(&self) -> Option<String> {
+        Some(self.log_note()?.render())
+    }
+
+    fn log_note(&self) -> Option<Note> {
         let key_id = self.body.key_id.get(..8).and_then(|hex| {
             let bytes: Vec<u8> =
                 (0..4).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect::<Option<_>>()?;
             bytes.try_into().ok()
         })?;
-        let mut signatures =
-            vec![SignatureLine { name: self.body.origin.clone(), key_id, signature: self.signature_bytes()? }];
-        signatures.extend(self.cosignatures.iter().filter_map(|l| SignatureLine::parse(l).ok()));
-        Some(Note { text: self.body.note_text(), signatures }.render())
+        let signature = SignatureLine { name: self.body.origin.clone(), key_id, signature: self.signature_bytes()? };
+        Some(Note { text: self.body.note_text(), signatures: vec![signature] })
+    }
+
+    /// Keeps only the cosignatures that verify with one of `keys`.
+    pub fn retain_cosignatures(&mut self, keys: &[note::CosignerKey]) {
+        let text = self.body.note_text();
+        self.cosignatures.retain(|line| {
+            SignatureLine::parse(line).is_ok_and(|l| keys.iter().any(|k| k.verify(&text, &l).is_some()))
+        });
     }
 }
 

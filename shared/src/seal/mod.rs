@@ -31,6 +31,7 @@ use crate::integrity::checkpoint::{
     CHECKPOINT_FORMAT, Checkpoint, CheckpointBody, GENESIS, encode_signature, ids_hash,
 };
 use crate::integrity::merkle::{self, Levels, TILE_WIDTH, Tile, Tiles};
+use crate::integrity::note::CosignerKey;
 use crate::integrity::signing::{self, SignError, Signer};
 use crate::integrity::{Hash, leaf::LeafError};
 
@@ -194,6 +195,11 @@ impl StaticKeys {
 pub trait CheckpointSink: Send + Sync {
     fn name(&self) -> &str;
     async fn publish(&self, checkpoint: &Checkpoint) -> Result<(), BackendError>;
+    /// The newest checkpoint of `tenant` published here, for a sink that keeps them (the seal's
+    /// anchor outside the tables); `None` for one that does not (the live feed).
+    async fn latest(&self, _tenant: &TenantId) -> Result<Option<Checkpoint>, BackendError> {
+        Ok(None)
+    }
 }
 
 /// Whether an append found the chain where the seal left it.
@@ -277,6 +283,9 @@ pub enum SealError {
     Sign(#[from] SignError),
     #[error("a period of tenant {tenant} holds {size} entries; at most {MAX_PERIOD_ENTRIES} fit one checkpoint")]
     TooLarge { tenant: TenantId, size: usize },
+    /// The stored chain is not what this seal made and published: it refuses to sign on top of it.
+    #[error("tenant {tenant}'s chain was tampered with, so it is not sealed: {reason}")]
+    Tampered { tenant: TenantId, reason: String },
 }
 
 /// What one run of the sealer did.
@@ -293,6 +302,9 @@ pub struct SealReport {
     pub witness_failures: usize,
     /// Checkpoints a sink could not take (retried next run).
     pub publish_failures: usize,
+    /// Tenants not sealed because their stored chain disagrees with itself or with what was
+    /// published (an alarm: see the error logged).
+    pub refused: usize,
 }
 
 /// Seals periods: builds, signs and appends checkpoints, then has witnesses cosign the new head
@@ -306,12 +318,30 @@ pub struct Sealer {
     pub origin: String,
     pub witnesses: Vec<Arc<dyn WitnessClient>>,
     pub sinks: Vec<Arc<dyn CheckpointSink>>,
+    /// Public keys (DER) a stored checkpoint may be signed with: the signer's, and keys retired
+    /// before it. A head signed by anything else is not sealed on.
+    pub trusted_keys: Vec<Vec<u8>>,
 }
 
 impl Sealer {
     /// A sealer with the default origin, no witnesses and no sinks.
     pub fn new(store: Arc<dyn SealStore>, signer: Arc<dyn Signer>, settings: SealSettings) -> Self {
-        Sealer { store, signer, settings, origin: DEFAULT_ORIGIN.to_owned(), witnesses: Vec::new(), sinks: Vec::new() }
+        let trusted_keys = vec![signer.public_key_der().to_vec()];
+        Sealer {
+            store,
+            signer,
+            settings,
+            origin: DEFAULT_ORIGIN.to_owned(),
+            witnesses: Vec::new(),
+            sinks: Vec::new(),
+            trusted_keys,
+        }
+    }
+
+    /// Also trusts stored checkpoints signed by `retired` keys (DER): a chain sealed before a rotation.
+    pub fn with_retired_keys(mut self, retired: Vec<Vec<u8>>) -> Self {
+        self.trusted_keys.extend(retired);
+        self
     }
 
     pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
@@ -358,7 +388,14 @@ impl Sealer {
             }
         }
         for (tenant, first_seen) in tenants {
-            let sealed = self.seal_tenant(&tenant, first_seen.start(), now).await?;
+            let sealed = match self.seal_tenant(&tenant, first_seen.start(), now).await {
+                Err(SealError::Tampered { tenant, reason }) => {
+                    tracing::error!(tenant = %tenant, %reason, "ALARM: the stored chain was tampered with; this tenant is not sealed until it is restored");
+                    report.refused += 1;
+                    continue;
+                }
+                other => other?,
+            };
             report.tenants += 1;
             report.checkpoints += sealed.checkpoints;
             report.entries += sealed.entries;
@@ -402,6 +439,9 @@ impl Sealer {
                     .or_default()
                     .push((id, leaf));
             }
+            if !by_period.is_empty() {
+                self.check_head(tenant, state.head.as_ref()).await?;
+            }
             let mut range_start = start;
             for (end, leaves) in by_period {
                 if leaves.len() > MAX_PERIOD_ENTRIES {
@@ -422,10 +462,95 @@ impl Sealer {
                 range_start = end;
             }
         }
-        if let Some(head) = head {
-            self.after_append(tenant, head, state.published, sealed, &mut report, now).await?;
+        // What comes after the append (witnesses, publication) never fails the seal: the chain is
+        // already extended, and the next run tries again.
+        if let Some(head) = head
+            && let Err(e) = self.after_append(tenant, head, state.published, sealed, &mut report, now).await
+        {
+            tracing::warn!(tenant = %tenant, error = %e, "witnesses or publication could not be reached; the next run tries again");
+            report.publish_failures += 1;
         }
         Ok(report)
+    }
+
+    /// Before signing on top of the stored chain, checks it is the one this seal made: the head
+    /// item names the newest stored checkpoint (its link, end and total), which a trusted key
+    /// signed; and it is not behind what was published outside the tables (a head rolled back, or
+    /// the chain deleted and started again from genesis, is refused). Whoever can write the tables
+    /// can stop sealing, then, but not have a rewritten history signed.
+    async fn check_head(&self, tenant: &TenantId, head: Option<&Head>) -> Result<(), SealError> {
+        let tampered = |reason: String| SealError::Tampered { tenant: tenant.clone(), reason };
+        let newest = self.store.latest_checkpoints(tenant, 1).await?.pop();
+        match (head, &newest) {
+            (None, None) => {}
+            (Some(h), Some(c)) => {
+                let end = parse_end(c)?;
+                if c.link() != h.hash || c.body.total != h.total || end != h.end {
+                    return Err(tampered(format!(
+                        "the seal state names head {} (ending {}), the newest checkpoint is {} (ending {})",
+                        h.hash,
+                        format_timestamp(h.end),
+                        c.link(),
+                        c.body.end
+                    )));
+                }
+                let signed = c.signature_bytes().is_some_and(|sig| {
+                    self.trusted_keys.iter().any(|k| signing::verify(k, &c.body.signed_bytes(), &sig))
+                });
+                if !signed || c.body.tenant != tenant.as_str() {
+                    return Err(tampered(format!(
+                        "the newest checkpoint (ending {}) is not one this seal signed",
+                        c.body.end
+                    )));
+                }
+            }
+            (None, Some(c)) => {
+                return Err(tampered(format!(
+                    "checkpoints exist (the newest ends {}) but the seal state has no head",
+                    c.body.end
+                )));
+            }
+            (Some(h), None) => {
+                return Err(tampered(format!("the seal state names head {} but no checkpoint is stored", h.hash)));
+            }
+        }
+        for sink in &self.sinks {
+            let published = match sink.latest(tenant).await {
+                Ok(p) => p,
+                // Unreadable now: not evidence of anything; sealing goes on, the next run looks again.
+                Err(e) => {
+                    tracing::warn!(sink = sink.name(), tenant = %tenant, error = %e, "the published chain could not be read");
+                    continue;
+                }
+            };
+            let Some(published) = published else { continue };
+            let published_end = parse_end(&published)?;
+            let Some(h) = head else {
+                return Err(tampered(format!(
+                    "the chain starts again from genesis, but {} holds a checkpoint ending {}",
+                    sink.name(),
+                    published.body.end
+                )));
+            };
+            let ours = if published_end == h.end {
+                newest.clone()
+            } else {
+                self.store
+                    .checkpoints(tenant, Some(published_end - Duration::milliseconds(1)), Some(published_end), 1)
+                    .await?
+                    .pop()
+            };
+            if published_end > h.end || ours.is_none_or(|o| o.link() != published.link()) {
+                return Err(tampered(format!(
+                    "{} holds checkpoint {} (ending {}), which the stored chain (head ending {}) does not contain",
+                    sink.name(),
+                    published.link(),
+                    published.body.end,
+                    format_timestamp(h.end)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Witnesses cosign the head; sinks take every checkpoint they have not taken yet (those this
@@ -460,6 +585,11 @@ impl Sealer {
                     *slot = latest;
                 }
             }
+        }
+        // Published with the cosignatures of the configured witnesses only.
+        let keys: Vec<CosignerKey> = self.witnesses.iter().map(|w| w.key().clone()).collect();
+        for checkpoint in &mut pending {
+            checkpoint.retain_cosignatures(&keys);
         }
         let mut through = None;
         'checkpoints: for checkpoint in &pending {
@@ -638,6 +768,8 @@ pub enum ProofError {
     Retired { key_id: String, until: String },
     #[error("the checkpoint is malformed: {0}")]
     Malformed(&'static str),
+    #[error("the entry's timestamp is not its id's time (one was moved)")]
+    Stamp,
 }
 
 impl EntryProof {
@@ -663,6 +795,9 @@ impl EntryProof {
                 entry: self.entry.tenant_id.to_string(),
                 checkpoint: body.tenant.clone(),
             });
+        }
+        if crate::domain::time::uuid_v7_time(&self.entry.id) != Some(self.entry.timestamp) {
+            return Err(ProofError::Stamp);
         }
         let stamped = format_timestamp(self.entry.timestamp);
         if !(body.start <= stamped && stamped < body.end) {

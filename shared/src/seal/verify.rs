@@ -19,11 +19,14 @@ use super::{EntryProof, ProofError, SealSettings};
 use crate::domain::AuditLogEntry;
 use crate::domain::time::{format_timestamp, uuid_v7_time};
 use crate::integrity::checkpoint::{CHECKPOINT_FORMAT, Checkpoint, GENESIS, ids_hash};
-use crate::integrity::note::{CosignerKey, SignatureLine};
+use crate::integrity::note::{CosignerKey, Note, SignatureLine};
 use crate::integrity::signing;
 use crate::integrity::{Hash, merkle};
 
 pub const MANIFEST_FORMAT: &str = "auditline-bundle/1";
+
+/// How far a bundle's contents may be ahead of its recorded fetch time (clocks differ a little).
+const FETCH_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// What `fetch` (or `export`) records about a bundle: whose it is, when it was taken, and the seal
 /// settings the service reported. The verifier judges "should have been sealed by now" at the
@@ -47,6 +50,14 @@ pub struct PeriodLeaves {
     pub leaves: Vec<Hash>,
 }
 
+/// What a witness said it last cosigned for the tenant's log, as `fetch --witness` asked it: a
+/// note with the witness's fresh cosignature. A chain that does not reach it was cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessView {
+    pub witness: String,
+    pub note: String,
+}
+
 /// What a bundle holds.
 #[derive(Debug, Clone, Default)]
 pub struct Bundle {
@@ -54,6 +65,7 @@ pub struct Bundle {
     pub checkpoints: Vec<Checkpoint>,
     pub periods: Vec<PeriodLeaves>,
     pub manifest: Option<Manifest>,
+    pub witnessed: Vec<WitnessView>,
 }
 
 /// One thing found wrong, named so that a person can find it.
@@ -82,6 +94,8 @@ pub enum Failure {
     PeriodLeaves { end: String },
     Duplicate { id: Uuid },
     Settings { reason: String },
+    Stamp { id: Uuid },
+    WitnessAhead { witness: String, total: u64, end: String },
 }
 
 impl fmt::Display for Failure {
@@ -159,6 +173,14 @@ impl fmt::Display for Failure {
             }
             Failure::Duplicate { id } => write!(f, "entry {id} appears twice"),
             Failure::Settings { reason } => write!(f, "{reason}"),
+            Failure::WitnessAhead { witness, total, end } => write!(
+                f,
+                "witness {witness} cosigned a checkpoint of this log (size {total}, ending {end}) that this chain does not contain: checkpoints were removed from its end, or it was rewritten"
+            ),
+            Failure::Stamp { id } => write!(
+                f,
+                "entry {id}: its timestamp is not its id's time (the service stamps both at once; one was moved)"
+            ),
         }
     }
 }
@@ -264,6 +286,11 @@ pub fn judge_unsealed(stamped: DateTime<Utc>, overdue_after: Option<DateTime<Utc
     if now > due { Unsealed::Overdue { due } } else { Unsealed::Pending { until: due } }
 }
 
+/// The chain's origin, from its checkpoints.
+fn summary_origin(bundle: &Bundle) -> Option<&str> {
+    bundle.checkpoints.first().map(|c| c.body.origin.as_str())
+}
+
 /// A key the auditor trusts, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TrustedKey {
@@ -284,6 +311,8 @@ pub struct Verifier {
     range: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
     witnesses: Vec<CosignerKey>,
     witnesses_required: usize,
+    /// The deployment's log origin, if pinned: checkpoints must name `<origin>/<tenant>`.
+    origin: Option<String>,
     /// The verifier's clock (fixed in tests).
     now: DateTime<Utc>,
 }
@@ -310,6 +339,7 @@ impl Verifier {
             range: (None, None),
             witnesses: Vec::new(),
             witnesses_required: 0,
+            origin: None,
             now: Utc::now(),
         }
     }
@@ -365,6 +395,12 @@ impl Verifier {
         self
     }
 
+    /// Requires checkpoints to name the log `<origin>/<tenant>` (the deployment's origin).
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
     /// The verifier's "now" (tests).
     pub fn at(mut self, now: DateTime<Utc>) -> Self {
         self.now = now;
@@ -387,6 +423,30 @@ impl Verifier {
                 format_timestamp(h),
                 format_timestamp(cutoff)
             ));
+        }
+        // A bundle holds nothing younger than its fetch: a fetch time moved back to excuse unsealed
+        // entries is refused.
+        if let Some(m) = &bundle.manifest {
+            let latest_entry = bundle.entries.iter().map(|e| e.timestamp).max();
+            let latest_end = bundle
+                .checkpoints
+                .iter()
+                .filter_map(|c| DateTime::parse_from_rfc3339(&c.body.end).ok())
+                .map(|t| t.to_utc())
+                .max();
+            if let Some(latest) = latest_entry.into_iter().chain(latest_end).max()
+                && latest > m.fetched_at + FETCH_SKEW
+            {
+                return Err(format!(
+                    "the bundle says it was fetched at {}, but it holds data of {}: its manifest is not the fetch's",
+                    format_timestamp(m.fetched_at),
+                    format_timestamp(latest)
+                ));
+            }
+        }
+        let distinct: BTreeSet<&[u8; 32]> = self.witnesses.iter().map(|w| &w.public_key).collect();
+        if distinct.len() != self.witnesses.len() {
+            return Err("the same witness key is given twice: each witness counts once".into());
         }
         if self.witnesses_required > self.witnesses.len() {
             return Err(format!(
@@ -528,6 +588,11 @@ impl Verifier {
                     }
                 }
             }
+            if let Some(prefix) = &self.origin
+                && c.body.origin != format!("{prefix}/{}", c.body.tenant)
+            {
+                fail(Failure::Malformed { end: end.clone(), reason: format!("its origin is not {prefix}/<tenant>") });
+            }
             if Some(&c.body.tenant) != tenant.as_ref() {
                 fail(Failure::Tenant {
                     what: format!("checkpoint ending {end} is of tenant {}: the bundle mixes tenants", c.body.tenant),
@@ -564,8 +629,9 @@ impl Verifier {
             }
         }
         if let Some(last) = chain.last() {
-            summary.witnessed = self.witnessed(last.checkpoint);
+            summary.witnessed = self.witnessed(last.checkpoint, &bundle.witnessed);
         }
+        self.check_witness_views(bundle, &links, &mut summary.failures);
         if self.witnesses_required > 0 && summary.witnessed < self.witnesses_required {
             summary.failures.push(Failure::Witnesses {
                 end: chain.last().map_or_else(|| "(none)".to_owned(), |l| l.checkpoint.body.end.clone()),
@@ -578,14 +644,52 @@ impl Verifier {
         (chain, bad)
     }
 
-    /// Pinned witnesses with a valid cosignature on `head` (each counted once).
-    fn witnessed(&self, head: &Checkpoint) -> usize {
+    /// Pinned witnesses with a valid cosignature on `head` (each counted once): stored with it, or
+    /// in what a witness answered `fetch` for it.
+    fn witnessed(&self, head: &Checkpoint, views: &[WitnessView]) -> usize {
         if self.witnesses.is_empty() {
             return 0;
         }
         let text = head.body.note_text();
-        let lines: Vec<SignatureLine> = head.cosignatures.iter().filter_map(|l| SignatureLine::parse(l).ok()).collect();
-        self.witnesses.iter().filter(|w| lines.iter().any(|l| w.verify(&text, l).is_some())).count()
+        let mut lines: Vec<SignatureLine> =
+            head.cosignatures.iter().filter_map(|l| SignatureLine::parse(l).ok()).collect();
+        for view in views {
+            if let Ok(note) = Note::parse(&view.note)
+                && note.text == text
+            {
+                lines.extend(note.signatures);
+            }
+        }
+        // Each pinned key once, however often it is given.
+        let keys: BTreeSet<&[u8; 32]> = self
+            .witnesses
+            .iter()
+            .filter(|w| lines.iter().any(|l| w.verify(&text, l).is_some()))
+            .map(|w| &w.public_key)
+            .collect();
+        keys.len()
+    }
+
+    /// What pinned witnesses said they last cosigned must be in the chain: a longer chain seen by a
+    /// witness means this one was cut (or rewritten).
+    fn check_witness_views(&self, bundle: &Bundle, links: &[Hash], failures: &mut Vec<Failure>) {
+        for view in &bundle.witnessed {
+            let Ok(note) = Note::parse(&view.note) else { continue };
+            let vouched =
+                self.witnesses.iter().any(|w| note.signatures.iter().any(|l| w.verify(&note.text, l).is_some()));
+            let Ok(body) = crate::integrity::checkpoint::CheckpointBody::from_note_text(&note.text) else { continue };
+            // Unpinned witnesses prove nothing; another log's view is not this one's.
+            if !vouched || summary_origin(bundle).is_some_and(|o| o != body.origin) {
+                continue;
+            }
+            if !links.contains(&body.link()) {
+                failures.push(Failure::WitnessAhead {
+                    witness: view.witness.clone(),
+                    total: body.total,
+                    end: body.end.clone(),
+                });
+            }
+        }
     }
 
     /// Each entry against its leaf, then each period against its checkpoint.
@@ -606,6 +710,12 @@ impl Verifier {
         for e in &bundle.entries {
             if !seen.insert(e.id) {
                 summary.failures.push(Failure::Duplicate { id: e.id });
+                continue;
+            }
+            // Placed (and judged overdue) by its id's time, which the seal sorts by: a timestamp
+            // moved away from it would put the entry in another period.
+            if uuid_v7_time(&e.id) != Some(e.timestamp) {
+                summary.failures.push(Failure::Stamp { id: e.id });
                 continue;
             }
             match e.verify_leaf() {
@@ -682,7 +792,8 @@ impl Verifier {
             if entries.is_empty() {
                 summary.expired_periods += 1;
             } else {
-                summary.expired_entries += (c.body.size - entries.len() as u64) as usize;
+                let gone = usize::try_from(c.body.size - entries.len() as u64).unwrap_or(usize::MAX);
+                summary.expired_entries = summary.expired_entries.saturating_add(gone);
                 summary.unproven += entries.len();
             }
             return false;
@@ -734,7 +845,9 @@ impl Verifier {
                     summary.failures.push(Failure::NotInPeriod { id: e.id, end: end.clone() });
                     ok = false;
                 }
-                None if uuid_v7_time(id).is_some_and(|t| self.expired(t)) => summary.expired_entries += 1,
+                None if uuid_v7_time(id).is_some_and(|t| self.expired(t)) => {
+                    summary.expired_entries = summary.expired_entries.saturating_add(1)
+                }
                 None => {
                     summary.failures.push(Failure::MissingEntry { id: *id, end: end.clone() });
                     ok = false;

@@ -85,7 +85,7 @@ pub(super) async fn cosign_head(
     report: &mut SealReport,
     now: DateTime<Utc>,
 ) -> Result<(), SealError> {
-    let Some(note) = head.note() else { return Ok(()) };
+    let Some(note) = head.signed_note() else { return Ok(()) };
     let text = head.body.note_text();
     let pending: Vec<_> = sealer.witnesses.iter().filter(|w| !cosigned_by(head, w.key())).cloned().collect();
     // A handful of configured witnesses, asked at once.
@@ -142,7 +142,9 @@ async fn submit(
     note: &str,
     witness: &dyn WitnessClient,
 ) -> Result<Vec<String>, String> {
-    let mut old = head.body.total - head.body.size;
+    let Some(mut old) = head.body.total.checked_sub(head.body.size) else {
+        return Err("the head's total is below its size".into());
+    };
     let mut proof: Vec<Hash> = Vec::new();
     let mut conflicts = 0;
     let mut attempt = 0;
@@ -174,9 +176,19 @@ async fn submit(
                 proof = text_hashes(rest);
             }
             Ok(WitnessAnswer::Conflict(size)) if size >= head.body.total => {
-                return Err(format!("it holds a checkpoint of size {size}, not below this head's {}", head.body.total));
+                tracing::error!(witness = witness.name(), tenant = %tenant, size, head = head.body.total,
+                    "ALARM: a witness holds a checkpoint at least as large as this head: the chain it saw is not this one");
+                return Err(format!(
+                    "FORK? it holds a checkpoint of size {size}, not below this head's {}",
+                    head.body.total
+                ));
             }
             Ok(WitnessAnswer::Conflict(size)) => return Err(format!("409: it holds size {size}")),
+            Ok(WitnessAnswer::Refused { status: 422, reason }) => {
+                tracing::error!(witness = witness.name(), tenant = %tenant, %reason,
+                    "ALARM: a witness refused this head as not extending what it saw");
+                return Err(format!("FORK? HTTP 422: {reason}"));
+            }
             Ok(WitnessAnswer::Refused { status, reason }) => return Err(format!("HTTP {status}: {reason}")),
             Err(e) => {
                 attempt += 1;

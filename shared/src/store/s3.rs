@@ -12,9 +12,10 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::archive::ArchiveSink;
 use crate::backend::BackendError;
+use crate::domain::TenantId;
 use crate::integrity::checkpoint::Checkpoint;
 use crate::seal::CheckpointSink;
-use crate::seal::publish::{publication_body, publication_key};
+use crate::seal::publish::{publication_body, publication_key, publication_prefix, read_publication, same_checkpoint};
 
 pub struct S3Archive {
     client: Client,
@@ -131,7 +132,8 @@ impl CheckpointSink for S3Checkpoints {
         match result {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
-                Some(412) => Ok(()),
+                // Published before (a retry): only if it is the same checkpoint.
+                Some(412) => same_checkpoint(&self.read(&key).await?, checkpoint),
                 status => {
                     let detail = format!("PutObject {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e));
                     Err(if matches!(status, Some(429 | 503)) {
@@ -142,5 +144,39 @@ impl CheckpointSink for S3Checkpoints {
                 }
             },
         }
+    }
+
+    /// One listing (the keys count down, so the first is the newest) and one read.
+    async fn latest(&self, tenant: &TenantId) -> Result<Option<Checkpoint>, BackendError> {
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(publication_prefix(tenant.as_str()))
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| {
+                BackendError::Unavailable(format!("ListObjectsV2: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))
+            })?;
+        match listed.contents().first().and_then(|o| o.key()) {
+            Some(key) => Ok(Some(self.read(key).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl S3Checkpoints {
+    async fn read(&self, key: &str) -> Result<Checkpoint, BackendError> {
+        let object = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            BackendError::Unavailable(format!("GetObject {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))
+        })?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("GetObject {key}: {e}")))?
+            .into_bytes();
+        read_publication(&bytes)
     }
 }

@@ -218,6 +218,30 @@ impl Witness {
     }
 }
 
+impl Witness {
+    /// `GET latest?origin=…` (this witness's own monitoring call, not C2SP's): the checkpoint it
+    /// last cosigned for `origin`, as a note with a fresh cosignature. A verifier that fetched it
+    /// knows a chain that ends earlier was cut (see `auditline fetch --witness`).
+    pub fn latest(&self, origin: &str, now: u64) -> Answer {
+        if !self.logs.iter().any(|l| l.matches(origin)) {
+            return Answer::text(404, "unknown origin\n");
+        }
+        let mut cache = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match self.stored(&mut cache, origin) {
+            Ok(Some(body)) => {
+                let text = body.note_text();
+                let line = self.cosigner.cosign(&text, now);
+                Answer::text(200, Note { text, signatures: vec![line] }.render())
+            }
+            Ok(None) => Answer::text(404, "no checkpoint of this origin yet\n"),
+            Err(e) => {
+                tracing::error!(error = %e, "the witness's state could not be read");
+                Answer::text(500, "the witness's state could not be read\n")
+            }
+        }
+    }
+}
+
 /// An `add-checkpoint` request body.
 struct Request {
     old: u64,

@@ -64,6 +64,7 @@ pub async fn run(out: &mut String) {
         checkpoints: checkpoints.clone(),
         periods: Vec::new(),
         manifest: Some(manifest.clone()),
+        witnessed: Vec::new(),
     };
     // The same hour with its first half past retention, checked through the published leaves.
     let horizon = entries[ENTRIES / 2].timestamp;
@@ -74,6 +75,7 @@ pub async fn run(out: &mut String) {
         checkpoints,
         periods: vec![PeriodLeaves { end: whole.checkpoints[0].body.end.clone(), ids, leaves: hashes }],
         manifest: Some(manifest),
+        witnessed: Vec::new(),
     };
     let verifier = Verifier::new([signer.public_key_der()]).with_tenant("acme");
     writeln!(out, "### Offline verifier (`auditline verify`), one thread\n").unwrap();

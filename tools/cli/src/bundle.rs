@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use auditline::domain::AuditLogEntry;
 use auditline::integrity::checkpoint::Checkpoint;
 use auditline::seal::PublishedKey;
-use auditline::seal::verify::{Bundle, Manifest, PeriodLeaves};
+use auditline::seal::verify::{Bundle, Manifest, PeriodLeaves, WitnessView};
 use serde::de::DeserializeOwned;
 
 pub const ENTRIES: &str = "entries.jsonl";
@@ -20,6 +20,8 @@ pub const MANIFEST: &str = "bundle.json";
 /// The keys and windows `GET /audit/keys` published, as fetched (windows can only narrow a key
 /// the auditor pinned; they never make a key trusted).
 pub const PUBLISHED_KEYS: &str = "keys.json";
+/// What witnesses said they last cosigned for the tenant's log (`fetch --witness`).
+pub const WITNESSED: &str = "witnessed.jsonl";
 /// The published keys as fetched, one `<key_id>.pem` each. Handy, but trust a key you got by
 /// another route (the deployment's output, a colleague) rather than one from the same download.
 pub const KEYS_DIR: &str = "public-keys";
@@ -31,6 +33,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// a checkpoint) is an error that names the file and line: a bundle that does not parse is not a
 /// bundle that verifies.
 pub fn read(path: &Path) -> Result<Bundle, BoxError> {
+    let witnessed = path.join(WITNESSED);
     let (entries, checkpoints, leaves, manifest) = if path.is_dir() {
         (path.join(ENTRIES), path.join(CHECKPOINTS), Some(path.join(LEAVES)), path.join(MANIFEST))
     } else {
@@ -60,6 +63,7 @@ pub fn read(path: &Path) -> Result<Bundle, BoxError> {
         checkpoints: read_lines(&checkpoints)?,
         periods,
         manifest,
+        witnessed: if witnessed.is_file() { read_lines(&witnessed)? } else { Vec::new() },
     })
 }
 
@@ -174,6 +178,20 @@ impl Writer {
 
     pub fn leaves(&mut self, leaves: &PeriodLeaves) -> Result<(), BoxError> {
         writeln!(self.leaves, "{}", serde_json::to_string(leaves)?)?;
+        Ok(())
+    }
+
+    pub fn witnessed(&self, views: &[WitnessView]) -> Result<(), BoxError> {
+        let path = self.dir.join(WITNESSED);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        for view in views {
+            writeln!(file, "{}", serde_json::to_string(view)?)?;
+        }
+        file.sync_all()?;
         Ok(())
     }
 

@@ -109,6 +109,25 @@ impl Api {
     }
 }
 
+/// GETs a URL with no credential (a witness's monitoring call): the status and the text.
+pub async fn get_text(url: &str) -> Result<(u16, String), BoxError> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("no TLS root certificates: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let request = http::Request::get(url).body(Empty::new())?;
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| format!("GET {url}: no answer in {REQUEST_TIMEOUT:?}"))?
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, 64 * 1024).collect().await.map_err(|e| format!("GET {url}: {e}"))?.to_bytes();
+    Ok((parts.status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+}
+
 /// Percent-encodes a query value (dates carry `:` and `+`): everything but RFC 3986's unreserved.
 pub fn encode(text: &str) -> String {
     text.bytes()

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use auditline::domain::time::{format_timestamp, parse_date_param};
 use auditline::integrity::checkpoint::Checkpoint;
-use auditline::seal::verify::{MANIFEST_FORMAT, Manifest, PeriodLeaves};
+use auditline::seal::verify::{MANIFEST_FORMAT, Manifest, PeriodLeaves, WitnessView};
 use auditline::seal::{PublishedKey, SealSettings};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -34,6 +34,14 @@ pub struct FetchArgs {
     /// Only entries up to this date (widened to the end of its sealed period).
     #[arg(long)]
     pub end_date: Option<String>,
+    /// A witness's URL to ask what it last cosigned for this tenant's log (repeat for several):
+    /// `verify --witness-key` then fails a chain cut shorter than that.
+    #[arg(long = "witness", value_name = "URL")]
+    pub witnesses: Vec<String>,
+    /// The tenant's log origin (`<deployment origin>/<tenant>`), for asking witnesses when the
+    /// chain is empty; by default, the chain's.
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
 }
 
 /// What a fetch wrote.
@@ -182,6 +190,24 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
             None => break,
         }
     }
+
+    // What each witness last cosigned for this log: asked after the chain was read, so a witness
+    // ahead of it means the chain was cut (or a seal ran in between: fetch again).
+    let origin = args.origin.clone().or_else(|| chain.first().map(|c| c.body.origin.clone()));
+    let mut views = Vec::new();
+    if let Some(origin) = &origin {
+        for witness in &args.witnesses {
+            let url = format!("{}/latest?origin={}", witness.trim_end_matches('/'), crate::client::encode(origin));
+            match crate::client::get_text(&url).await? {
+                (200, note) => views.push(WitnessView { witness: witness.clone(), note }),
+                (404, _) => writeln!(out, "witness {witness} has no checkpoint of {origin}")?,
+                (status, text) => return Err(format!("witness {witness}: {status}: {}", text.trim()).into()),
+            }
+        }
+    } else if !args.witnesses.is_empty() {
+        return Err("the chain is empty: give --origin to ask the witnesses".into());
+    }
+    writer.witnessed(&views)?;
 
     let keys = published_keys(&api).await?;
     let mut written = Vec::new();

@@ -37,6 +37,10 @@ pub struct VerifyArgs {
     /// The tenant the bundle must belong to.
     #[arg(long, value_name = "TENANT")]
     pub tenant: Option<String>,
+    /// The deployment's log origin (the operator publishes it with the key): checkpoints must name
+    /// the log `<ORIGIN>/<tenant>`.
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
     /// Entries stamped before this time (RFC 3339) may be gone: the trail's retention had removed
     /// them when the bundle was fetched (fetch time minus `AUDIT_RETENTION_DAYS`). Only those: a
     /// period that straddles it is checked through its leaves. After the fetch time, it is refused.
@@ -85,6 +89,9 @@ pub fn run(args: &VerifyArgs, out: &mut dyn Write) -> Result<bool, BoxError> {
     }
     if let Some(tenant) = &args.tenant {
         verifier = verifier.with_tenant(tenant);
+    }
+    if let Some(origin) = &args.origin {
+        verifier = verifier.with_origin(origin);
     }
     if let Some(t) = &args.expired_before {
         verifier = verifier.with_expired_before(time("--expired-before", t)?);
@@ -194,8 +201,8 @@ fn verify_proof(verifier: &Verifier, path: &Path, out: &mut dyn Write) -> Result
         Ok(erased) => {
             writeln!(
                 out,
-                "entry {} verified: leaf {} of {} in the checkpoint ending {}, signed by key {}",
-                proof.entry.id, proof.leaf_index, proof.tree_size, checkpoint.end, checkpoint.key_id
+                "entry {} of tenant {} verified: leaf {} of {} in the checkpoint ending {}, signed by key {}",
+                proof.entry.id, checkpoint.tenant, proof.leaf_index, proof.tree_size, checkpoint.end, checkpoint.key_id
             )?;
             if !erased.is_empty() {
                 writeln!(out, "erased: {} (the rest of the entry verifies)", erased.join(", "))?;

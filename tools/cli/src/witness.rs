@@ -106,6 +106,7 @@ pub async fn start(args: &WitnessArgs) -> Result<Running, BoxError> {
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/add-checkpoint", post(add_checkpoint))
+        .route("/latest", get(latest))
         .route("/", get(describe))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(witness);
@@ -121,6 +122,29 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Bytes) -> Res
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // The state is synced to disk inside: off the async threads.
     let answer = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, now)).await;
+    match answer {
+        Ok(a) => (
+            StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, a.content_type)],
+            a.body,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the witness failed\n").into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Origin {
+    origin: String,
+}
+
+/// `GET /latest?origin=…`: the checkpoint it last cosigned for a log, freshly cosigned.
+async fn latest(
+    State(witness): State<Arc<Witness>>,
+    axum::extract::Query(q): axum::extract::Query<Origin>,
+) -> Response {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let answer = tokio::task::spawn_blocking(move || witness.latest(&q.origin, now)).await;
     match answer {
         Ok(a) => (
             StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

@@ -24,6 +24,7 @@ use crate::AuditLogger;
 use crate::auth::Caller;
 use crate::auth::{extract, scopes};
 use crate::idempotency::IdempotencyStore;
+use crate::integrity::note::CosignerKey;
 use crate::seal::{KeySource, SealSettings, SealStore};
 
 /// What the handlers need, built once per cold start.
@@ -40,8 +41,9 @@ pub struct AuditApi {
     pub seal_settings: SealSettings,
     /// The seal's public keys: from the signer's configuration, never from a table.
     pub keys: Arc<dyn KeySource>,
-    /// The witnesses the seal submits to (their URLs, for the health check).
-    pub witnesses: Vec<String>,
+    /// The witnesses the seal submits to: their URLs (for the health check) and keys (only their
+    /// cosignatures are shown).
+    pub witnesses: Vec<(String, CosignerKey)>,
     /// `AUDIT_LOG_READS`: every read of the trail writes a VIEW entry (see [`access`]).
     pub log_reads: bool,
 }

@@ -122,7 +122,7 @@ async fn witness_health(api: &AuditApi) -> Vec<WitnessHealth> {
     let known = known.unwrap_or_default();
     api.witnesses
         .iter()
-        .map(|url| {
+        .map(|(url, _)| {
             let status = known.iter().find(|s| &s.witness == url).cloned();
             let state = match &status {
                 None => "unknown",
