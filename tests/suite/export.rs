@@ -19,7 +19,7 @@ use auditline_tests::{Backend, all_entries, fresh_store, new_entry, tenant};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-auditline_tests::on_both_backends!(
+auditline_tests::on_every_backend!(
     every_format_returns_each_entry_once_across_pages,
     an_export_is_itself_on_the_record_once,
 );

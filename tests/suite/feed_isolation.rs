@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 
 async fn connections(backend: Backend) -> Arc<dyn ConnectionStore> {
     match backend {
-        Backend::Memory => Arc::new(MemoryConnections::new()),
+        // Live connections stay in memory beside a SQLite store: they die with the process.
+        Backend::Memory | Backend::Sqlite => Arc::new(MemoryConnections::new()),
         Backend::Dynamo => {
             let (client, _) = local_client();
             let table = fresh_table(&client, &CONNECTIONS, "connections").await;
@@ -100,7 +101,7 @@ async fn open(store: &dyn ConnectionStore, id: &str, tenant_name: &str) {
     store.put(&record).await.unwrap();
 }
 
-auditline_tests::on_both_backends!(
+auditline_tests::on_every_backend!(
     connect_needs_a_read_scope,
     tenants_and_principals_are_held_to_their_connection_limits,
     a_record_lives_no_longer_than_its_credential,

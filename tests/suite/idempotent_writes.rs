@@ -23,6 +23,7 @@ use uuid::Uuid;
 async fn idempotency(backend: Backend) -> Arc<dyn IdempotencyStore> {
     match backend {
         Backend::Memory => Arc::new(MemoryIdempotency::new()),
+        Backend::Sqlite => Arc::new(auditline_tests::fresh_sqlite_store()),
         Backend::Dynamo => {
             let (client, _) = local_client();
             let table = fresh_table(&client, &IDEMPOTENCY, "idempotency").await;
@@ -91,7 +92,7 @@ impl AuditStore for CutOff {
     }
 }
 
-auditline_tests::on_both_backends!(keys_belong_to_one_caller, a_batch_cut_off_and_retried_stores_each_entry_once);
+auditline_tests::on_every_backend!(keys_belong_to_one_caller, a_batch_cut_off_and_retried_stores_each_entry_once);
 
 async fn keys_belong_to_one_caller(backend: Backend) {
     let store = fresh_store(backend).await;

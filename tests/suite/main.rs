@@ -29,6 +29,7 @@ mod publication;
 mod seal;
 mod signing;
 mod soak;
+mod sqlite_store;
 mod store_contract;
 mod tamper;
 mod template;

@@ -16,7 +16,7 @@ use serde_json::json;
 /// A Lambda response payload may be at most this many bytes.
 const LAMBDA_RESPONSE_LIMIT: usize = 6 * 1024 * 1024;
 
-auditline_tests::on_both_backends!(pages_of_maximum_size_entries_stay_under_the_response_limit);
+auditline_tests::on_every_backend!(pages_of_maximum_size_entries_stay_under_the_response_limit);
 
 async fn pages_of_maximum_size_entries_stay_under_the_response_limit(backend: Backend) {
     let store = fresh_store(backend).await;

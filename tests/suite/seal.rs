@@ -28,6 +28,10 @@ async fn stores(backend: Backend) -> (Arc<dyn AuditStore>, Arc<dyn SealStore>) {
             let store = Arc::new(MemoryStore::new());
             (store.clone(), store)
         }
+        Backend::Sqlite => {
+            let store = Arc::new(auditline_tests::fresh_sqlite_store());
+            (store.clone(), store)
+        }
         Backend::Dynamo => {
             let client = client_for_local_endpoint(&auditline_tests::dynamodb_endpoint(), None);
             let tables = SealTables {
@@ -59,7 +63,7 @@ fn stored(outcome: Result<LogOutcome, AuditError>) -> AuditLogEntry {
     }
 }
 
-auditline_tests::on_both_backends!(
+auditline_tests::on_every_backend!(
     sealed_periods_form_a_chain_the_verifier_accepts,
     writes_racing_a_seal_are_in_its_tree_or_refused,
     two_seals_at_once_make_one_chain,

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-auditline_tests::on_both_backends!(
+auditline_tests::on_every_backend!(
     round_trip_keeps_every_field,
     entries_are_immutable,
     every_query_path_and_filter_matches_the_oracle,

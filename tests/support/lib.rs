@@ -111,10 +111,10 @@ pub fn event(file: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Runs each named `async fn(Backend)` twice, as `memory::name` and `dynamodb::name`, on a
-/// multi-threaded runtime (concurrency in a store is real in both).
+/// Runs each named `async fn(Backend)` on every store, as `memory::name`, `dynamodb::name` and
+/// `sqlite::name`, on a multi-threaded runtime (concurrency in a store is real in each).
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,6 +128,12 @@ macro_rules! on_both_backends {
                 super::$name($crate::Backend::Dynamo).await
             })*
         }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::Backend::Sqlite).await
+            })*
+        }
     };
 }
 
@@ -136,13 +142,22 @@ macro_rules! on_both_backends {
 pub enum Backend {
     Memory,
     Dynamo,
+    Sqlite,
 }
 
 pub async fn fresh_store(backend: Backend) -> Arc<dyn AuditStore> {
     match backend {
         Backend::Memory => Arc::new(MemoryStore::new()),
         Backend::Dynamo => Arc::new(fresh_dynamo_store(1).await.0),
+        Backend::Sqlite => Arc::new(fresh_sqlite_store()),
     }
+}
+
+/// A SQLite store in a new file under the temporary directory.
+pub fn fresh_sqlite_store() -> auditline::store::SqliteStore {
+    let dir = std::env::temp_dir().join(unique_name("auditline-sqlite"));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    auditline::store::SqliteStore::open(&dir.join("auditline.db")).expect("a new database opens")
 }
 
 /// A clock that advances by `step_ms` on every reading, starting at `start`: each logged entry gets

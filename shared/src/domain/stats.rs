@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::entry::{AuditAction, AuditLogEntry, EntityType};
 use super::time::{HourBucket, serde_millis};
 use super::validation::ValidationError;
 
 /// Counts for one set of entries (one hour, or a whole range once summed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub total: u64,
     pub by_action: [u64; AuditAction::ALL.len()],

@@ -4,6 +4,7 @@
 pub mod dynamo;
 pub mod memory;
 pub mod s3;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use crate::domain::{AuditLogEntry, HourlyCounts, QueryPlan, StatsRange, StoredPa
 
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
 
 /// Why an audit store could not do what was asked: the entry exists already (entries are never
 /// overwritten), or the backend failed.

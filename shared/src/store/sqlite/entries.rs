@@ -1,0 +1,226 @@
+//! Entries on SQLite: one row per entry (its JSON, and the columns the indexes need), the hourly
+//! counters moved in the same transaction, the tenant's seal marker checked in it too.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::{SqliteStore, WriteError, backend};
+use crate::backend::BackendError;
+use crate::domain::{
+    AuditLogEntry, Counts, HourBucket, HourlyCounts, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId,
+};
+use crate::store::{AuditStore, StoreError};
+
+/// Why a put was refused (its savepoint rolled back).
+enum Refusal {
+    Exists,
+    Sealed,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{what}: {e}").into())
+}
+
+pub(super) fn decode(body: &str) -> Result<AuditLogEntry, rusqlite::Error> {
+    serde_json::from_str(body).map_err(|e| corrupt("a stored entry", e))
+}
+
+/// Adds `counts` to the tenant-hour's counter, keeping it as long as its last entry.
+fn count(conn: &Connection, entry: &AuditLogEntry) -> Result<(), rusqlite::Error> {
+    let hour = HourBucket::of(entry.timestamp).index();
+    let tenant = entry.tenant_id.as_str();
+    let existing: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT counts, expires_at FROM counters WHERE tenant = ?1 AND hour = ?2",
+            params![tenant, hour],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let (mut counts, expires_at) = match existing {
+        Some((text, expires)) => (serde_json::from_str::<Counts>(&text).map_err(|e| corrupt("a counter", e))?, expires),
+        None => (Counts::default(), entry.expires_at),
+    };
+    counts.add(&Counts::of(entry));
+    let text = serde_json::to_string(&counts).map_err(|e| corrupt("a counter", e))?;
+    conn.execute(
+        "INSERT INTO counters (tenant, hour, counts, expires_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant, hour) DO UPDATE SET counts = excluded.counts, expires_at = excluded.expires_at",
+        params![tenant, hour, text, expires_at.max(entry.expires_at)],
+    )?;
+    Ok(())
+}
+
+fn put(conn: &Connection, entry: &AuditLogEntry) -> Result<(), WriteError> {
+    let tenant = entry.tenant_id.as_str();
+    let closed_before: Option<i64> = conn
+        .query_row("SELECT closed_before FROM seal_state WHERE tenant = ?1", [tenant], |row| row.get(0))
+        .optional()?
+        .flatten();
+    let id = entry.id.as_bytes().as_slice();
+    let exists = conn
+        .query_row("SELECT 1 FROM entries WHERE tenant = ?1 AND id = ?2", params![tenant, id], |_| Ok(()))
+        .optional()?;
+    if exists.is_some() {
+        return Err(WriteError::Refused(Box::new(Refusal::Exists)));
+    }
+    if closed_before.is_some_and(|c| entry.timestamp.timestamp_millis() < c) {
+        return Err(WriteError::Refused(Box::new(Refusal::Sealed)));
+    }
+    let body = serde_json::to_string(entry).map_err(|e| corrupt("an entry", e))?;
+    conn.execute(
+        "INSERT INTO entries (tenant, id, expires_at, entity, project, user, action, type, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            tenant,
+            id,
+            entry.expires_at,
+            entry.entity_id,
+            entry.project_id,
+            entry.user_id,
+            entry.action.as_str(),
+            entry.entity_type.as_str(),
+            body
+        ],
+    )?;
+    count(conn, entry)?;
+    Ok(())
+}
+
+/// Removes up to `step` entries expired at `now` (epoch seconds), oldest expiry first.
+pub(super) fn purge(conn: &Connection, now: i64, step: usize) -> Result<usize, WriteError> {
+    let removed = conn.execute(
+        "DELETE FROM entries WHERE (tenant, id) IN
+           (SELECT tenant, id FROM entries WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+        params![now, step as i64],
+    )?;
+    conn.execute("DELETE FROM counters WHERE expires_at <= ?1", [now])?;
+    conn.execute("DELETE FROM tiles WHERE expires_at <= ?1", [now])?;
+    conn.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])?;
+    Ok(removed)
+}
+
+/// The SQL that reads a plan's index: the column and value that pick its partition.
+fn index_clause(index: &IndexKey) -> (&'static str, Option<String>) {
+    match index {
+        IndexKey::Tenant => ("", None),
+        IndexKey::Entity(v) => (" AND entity = ?", Some(v.clone())),
+        IndexKey::Project(v) => (" AND project = ?", Some(v.clone())),
+        IndexKey::User(v) => (" AND user = ?", Some(v.clone())),
+        IndexKey::Action(a) => (" AND action = ?", Some(a.as_str().to_owned())),
+        IndexKey::EntityType(t) => (" AND type = ?", Some(t.as_str().to_owned())),
+    }
+}
+
+fn query(conn: &Connection, plan: &QueryPlan, now: i64) -> Result<StoredPage, rusqlite::Error> {
+    let (index, value) = index_clause(&plan.index);
+    let mut sql = format!("SELECT body FROM entries WHERE tenant = ? AND id BETWEEN ? AND ? AND expires_at > ?{index}");
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![
+        Box::new(plan.tenant.as_str().to_owned()),
+        Box::new(plan.lowest.as_bytes().to_vec()),
+        Box::new(plan.highest.as_bytes().to_vec()),
+        Box::new(now),
+    ];
+    args.extend(value.map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>));
+    let r = &plan.residual;
+    if let Some(a) = r.action {
+        sql.push_str(" AND action = ?");
+        args.push(Box::new(a.as_str()));
+    }
+    if let Some(t) = r.entity_type {
+        sql.push_str(" AND type = ?");
+        args.push(Box::new(t.as_str()));
+    }
+    if let Some(u) = &r.user_id {
+        sql.push_str(" AND user = ?");
+        args.push(Box::new(u.clone()));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ? OFFSET ?");
+    args.push(Box::new(plan.take as i64 + 1));
+    args.push(Box::new(plan.skip as i64));
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement
+        .query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |row| row.get::<_, String>(0))?;
+    let mut entries = Vec::with_capacity(plan.take.min(1000) + 1);
+    for body in rows {
+        entries.push(decode(&body?)?);
+    }
+    let more = entries.len() > plan.take;
+    entries.truncate(plan.take);
+    Ok(StoredPage::after_last(entries, more))
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn put(&self, entry: &AuditLogEntry) -> Result<(), StoreError> {
+        let owned = entry.clone();
+        match self.write::<(), Refusal>(move |conn| put(conn, &owned)).await? {
+            Ok(()) => Ok(()),
+            Err(Refusal::Exists) => Err(StoreError::AlreadyExists(entry.id)),
+            Err(Refusal::Sealed) => Err(StoreError::Sealed(entry.id)),
+        }
+    }
+
+    async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
+        let tenant = tenant.as_str().to_owned();
+        let now = now.timestamp();
+        let body = self
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT body FROM entries WHERE tenant = ?1 AND id = ?2 AND expires_at > ?3",
+                    params![tenant, id.as_bytes().as_slice(), now],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()
+            })
+            .await?;
+        Ok(body.map(|b| decode(&b)).transpose().map_err(|e| backend(&e))?)
+    }
+
+    async fn query(&self, plan: &QueryPlan, now: DateTime<Utc>) -> Result<StoredPage, StoreError> {
+        if plan.is_empty() {
+            return Ok(StoredPage::default());
+        }
+        let plan = plan.clone();
+        Ok(self.read(move |conn| query(conn, &plan, now.timestamp())).await?)
+    }
+
+    async fn counts(
+        &self,
+        tenant: &TenantId,
+        range: &StatsRange,
+        now: DateTime<Utc>,
+    ) -> Result<HourlyCounts, StoreError> {
+        let tenant = tenant.as_str().to_owned();
+        let (first, last) =
+            (range.first.map_or(i64::MIN, HourBucket::index), range.last.map_or(i64::MAX, HourBucket::index));
+        let now = now.timestamp();
+        let rows = self
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT hour, counts FROM counters WHERE tenant = ?1 AND hour BETWEEN ?2 AND ?3 AND expires_at > ?4",
+                )?;
+                let rows = statement.query_map(params![tenant, first, last, now], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let mut hourly = HourlyCounts::new();
+        for (hour, text) in rows {
+            let counts: Counts = serde_json::from_str(&text)
+                .map_err(|e| BackendError::Internal(format!("a stored counter could not be read: {e}")))?;
+            hourly.insert(HourBucket::from_index(hour), counts);
+        }
+        Ok(hourly)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await?)
+    }
+}

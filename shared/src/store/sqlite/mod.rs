@@ -1,0 +1,431 @@
+//! The embedded store: one SQLite file (SQLite compiled in) for every port the local gateway keeps —
+//! entries with the indexes DynamoDB's GSIs give, hourly counters, seal state, checkpoints and
+//! tiles, API keys, idempotency records. Live connections stay in memory (they die with the
+//! process).
+//!
+//! Durability: WAL with `synchronous=FULL`, so a commit is on disk when it returns. One writer
+//! thread takes every write and commits them in groups (what arrived while the last commit was
+//! syncing, up to [`GROUP`]): concurrent POSTs share one fsync. Each write runs in its own
+//! savepoint, so one refused write (an id that exists, a sealed period) rolls back alone. Reads run
+//! on a small pool of connections in parallel with the writer (WAL readers see the last commit).
+//!
+//! The same semantics as the other adapters: a put never overwrites, counters move in the same
+//! transaction as the entry, a sealed period refuses writes, expired entries are invisible to reads
+//! and removed in the background in bounded steps (as DynamoDB's TTL does).
+//!
+//! The schema carries its version (`PRAGMA user_version`); migrations run at open. A file that is
+//! not a database of this schema (garbage, truncated, a newer version) is refused by name: the
+//! store never starts empty over it.
+
+mod api_keys;
+mod entries;
+mod idempotency;
+mod seal;
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::backend::BackendError;
+
+/// The schema this code writes; older files are migrated at open, newer ones refused.
+pub const SCHEMA_VERSION: i64 = 1;
+/// Writes committed together at most.
+pub const GROUP: usize = 256;
+/// Read connections.
+const READERS: usize = 4;
+/// Expired entries (and their index rows) removed per background step.
+pub const PURGE_STEP: usize = 1_000;
+
+/// Why a database file cannot be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("{path}: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+}
+
+/// Why a write's closure did not complete: SQLite failed, or the write was refused (its savepoint
+/// rolled back) for a reason the caller names.
+#[derive(Debug, Error)]
+pub(crate) enum WriteError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    /// Refused for a reason the caller names (an existing id, a sealed period).
+    #[error("refused")]
+    Refused(Box<dyn Any + Send>),
+}
+
+type Work = Box<dyn FnOnce(&Connection) -> Result<Box<dyn Any + Send>, WriteError> + Send>;
+
+struct Job {
+    work: Work,
+    done: oneshot::Sender<Result<Box<dyn Any + Send>, WriteOutcome>>,
+}
+
+/// How a write that did not commit ended.
+enum WriteOutcome {
+    Refused(Box<dyn Any + Send>),
+    Failed(BackendError),
+}
+
+/// The SQLite store. Cheap to clone: clones share the file, the writer and the readers.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// Transactions the writer committed (group commit: fewer than the writes).
+    commits: Arc<std::sync::atomic::AtomicU64>,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+    /// Signalled when a reader is put back.
+    returned: std::sync::Condvar,
+}
+
+/// Maps SQLite's errors to the port's: a full disk or a busy file is retryable (503 with
+/// Retry-After), anything else internal.
+pub(crate) fn backend(e: &rusqlite::Error) -> BackendError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => BackendError::Unavailable("the disk is full".into()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            BackendError::Throttled("the database is busy".into())
+        }
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => {
+            BackendError::Unavailable(format!("the database file could not be written: {e}"))
+        }
+        _ => BackendError::Internal(format!("sqlite: {e}")),
+    }
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, checks it, and migrates it to [`SCHEMA_VERSION`].
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let damaged = |reason: String| OpenError::Damaged { path: path.to_owned(), reason };
+        let existed = path.exists();
+        let writer = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+            .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        // A file that is not a database (garbage, a truncated header) fails here, by name.
+        let version: i64 = writer
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| damaged(format!("not an auditline database ({e})")))?;
+        if existed && version == 0 {
+            let tables: i64 = writer
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+                .map_err(|e| damaged(format!("not an auditline database ({e})")))?;
+            if tables > 0 {
+                return Err(damaged("a SQLite database of another schema (no auditline schema version)".into()));
+            }
+        }
+        if version > SCHEMA_VERSION {
+            return Err(damaged(format!(
+                "schema version {version} is newer than this release's {SCHEMA_VERSION}: use a newer auditline"
+            )));
+        }
+        if existed {
+            let check: String = writer
+                .query_row("PRAGMA quick_check", [], |row| row.get(0))
+                .map_err(|e| damaged(format!("the database is damaged ({e})")))?;
+            if check != "ok" {
+                return Err(damaged(format!("the database is damaged: {check}")));
+            }
+        }
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| writer.pragma_update(None, "synchronous", "FULL"))
+            .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        migrate(&writer, version).map_err(|e| damaged(format!("the schema could not be migrated ({e})")))?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(
+                open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?,
+            );
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = commits.clone();
+        std::thread::Builder::new()
+            .name("auditline-sqlite-writer".into())
+            .spawn(move || write_loop(writer, rx, &counted))
+            .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                commits,
+                writer: Mutex::new(Some(tx)),
+                readers: Mutex::new(readers),
+                returned: std::sync::Condvar::new(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Transactions committed so far (each holds one write or a group of them).
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `work` in the writer's next transaction; resolves once it is committed (on disk). A
+    /// `Refused` value rolls back this write alone and is handed back as `Err(Ok(value))`.
+    pub(crate) async fn write<T: Send + 'static, R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, WriteError> + Send + 'static,
+    ) -> Result<Result<T, R>, BackendError> {
+        let (done, answer) = oneshot::channel();
+        let job = Job { work: Box::new(move |conn| work(conn).map(|v| Box::new(v) as Box<dyn Any + Send>)), done };
+        let sent = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|tx| tx.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(BackendError::Unavailable("the store is closed".into()));
+        }
+        match answer.await.map_err(|_| BackendError::Internal("the writer stopped".into()))? {
+            Ok(value) => Ok(Ok(*value.downcast::<T>().map_err(|_| BackendError::Internal("a write's type".into()))?)),
+            Err(WriteOutcome::Refused(reason)) => {
+                Ok(Err(*reason.downcast::<R>().map_err(|_| BackendError::Internal("a refusal's type".into()))?))
+            }
+            Err(WriteOutcome::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Runs `read` on a reader connection, off the async threads.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = {
+                let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if let Some(conn) = pool.pop() {
+                        break conn;
+                    }
+                    pool = inner.returned.wait(pool).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let result = read(&conn);
+            inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            inner.returned.notify_one();
+            result.map_err(|e| backend(&e))
+        })
+        .await
+        .map_err(|e| BackendError::Internal(format!("a read stopped: {e}")))?
+    }
+
+    /// Removes up to [`PURGE_STEP`] entries expired at `now` (with their index rows; counters and
+    /// tiles keep their own expiry). Returns how many went.
+    pub async fn purge_expired(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, BackendError> {
+        self.write::<usize, ()>(move |conn| entries::purge(conn, now.timestamp(), PURGE_STEP))
+            .await?
+            .map_err(|()| BackendError::Internal("a purge cannot be refused".into()))
+    }
+
+    /// Copies the database, while it is in use, to `out` (SQLite's online backup).
+    pub async fn backup_to(&self, out: &Path) -> Result<(), BackendError> {
+        let out = out.to_owned();
+        self.read(move |conn| {
+            let mut dst = Connection::open(&out)?;
+            rusqlite::backup::Backup::new(conn, &mut dst)?.run_to_completion(256, Duration::from_millis(5), None)
+        })
+        .await
+    }
+
+    /// How many entries the file holds (expired ones not yet removed included).
+    pub async fn entry_count(&self) -> Result<u64, BackendError> {
+        self.read(|conn| conn.query_row("SELECT count(*) FROM entries", [], |row| row.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+
+    /// Stops the writer once the writes already queued are committed.
+    pub fn close(&self) {
+        self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// The writer: takes a job, then whatever else is already queued (up to [`GROUP`]), runs each in
+/// its own savepoint inside one transaction, commits, and only then answers them.
+fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, commits: &std::sync::atomic::AtomicU64) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let error = backend(&e);
+                for job in batch {
+                    let _ = job.done.send(Err(WriteOutcome::Failed(error.clone())));
+                }
+                continue;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (i, job) in batch.into_iter().enumerate() {
+            let name = format!("w{i}");
+            let outcome = match tx.execute_batch(&format!("SAVEPOINT {name}")) {
+                Err(e) => Err(WriteOutcome::Failed(backend(&e))),
+                Ok(()) => match (job.work)(&tx) {
+                    Ok(value) => match tx.execute_batch(&format!("RELEASE {name}")) {
+                        Ok(()) => Ok(value),
+                        Err(e) => Err(WriteOutcome::Failed(backend(&e))),
+                    },
+                    Err(e) => {
+                        let _ = tx.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
+                        Err(match e {
+                            WriteError::Refused(reason) => WriteOutcome::Refused(reason),
+                            WriteError::Sql(e) => WriteOutcome::Failed(backend(&e)),
+                        })
+                    }
+                },
+            };
+            outcomes.push((job.done, outcome));
+        }
+        // Only a commit makes a write true: if it fails, every write of the group failed.
+        match tx.commit() {
+            Ok(()) => {
+                commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                for (done, outcome) in outcomes {
+                    let _ = done.send(outcome);
+                }
+            }
+            Err(e) => {
+                let error = backend(&e);
+                let _ = conn.execute_batch("ROLLBACK");
+                for (done, outcome) in outcomes {
+                    let _ = done.send(match outcome {
+                        Err(WriteOutcome::Refused(r)) => Err(WriteOutcome::Refused(r)),
+                        _ => Err(WriteOutcome::Failed(error.clone())),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Brings the schema from `from` to [`SCHEMA_VERSION`], one step per version, in one transaction.
+fn migrate(conn: &Connection, from: i64) -> Result<(), rusqlite::Error> {
+    if from >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    if from < 1 {
+        tx.execute_batch(SCHEMA_1)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
+/// Version 1. Ids are the 16 bytes of their UUIDv7 (big-endian: they sort by time); times are
+/// epoch seconds (expiry) or milliseconds (seal); entries and checkpoints are kept as their JSON.
+const SCHEMA_1: &str = r#"
+CREATE TABLE entries (
+    tenant TEXT NOT NULL,
+    id BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    entity TEXT NOT NULL,
+    project TEXT,
+    user TEXT,
+    action TEXT NOT NULL,
+    type TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX entries_by_entity ON entries (tenant, entity, id);
+CREATE INDEX entries_by_project ON entries (tenant, project, id) WHERE project IS NOT NULL;
+CREATE INDEX entries_by_user ON entries (tenant, user, id) WHERE user IS NOT NULL;
+CREATE INDEX entries_by_action ON entries (tenant, action, id);
+CREATE INDEX entries_by_type ON entries (tenant, type, id);
+CREATE INDEX entries_by_expiry ON entries (expires_at);
+
+CREATE TABLE counters (
+    tenant TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    counts TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, hour)
+) WITHOUT ROWID;
+CREATE INDEX counters_by_hour ON counters (hour, tenant);
+
+CREATE TABLE seal_state (
+    tenant TEXT PRIMARY KEY,
+    closed_before INTEGER,
+    head_end INTEGER,
+    head_hash BLOB,
+    head_total INTEGER,
+    published INTEGER
+) WITHOUT ROWID;
+CREATE TABLE seal_cursor (only INTEGER PRIMARY KEY CHECK (only = 1), hour INTEGER NOT NULL);
+CREATE TABLE checkpoints (
+    tenant TEXT NOT NULL,
+    end_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    first_ids BLOB NOT NULL,
+    PRIMARY KEY (tenant, end_ms)
+) WITHOUT ROWID;
+CREATE TABLE cosignatures (
+    tenant TEXT NOT NULL,
+    end_ms INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (tenant, end_ms, line)
+) WITHOUT ROWID;
+CREATE TABLE tiles (
+    tenant TEXT NOT NULL,
+    end_ms INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hashes BLOB NOT NULL,
+    ids BLOB,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, end_ms, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE witness_status (
+    witness TEXT PRIMARY KEY,
+    last_success INTEGER,
+    last_failure INTEGER,
+    last_error TEXT
+) WITHOUT ROWID;
+
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant, created_at, key_id);
+
+CREATE TABLE idempotency (
+    tenant TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    key TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL,
+    stamped_at INTEGER NOT NULL,
+    response TEXT,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, principal, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+"#;

@@ -1,0 +1,192 @@
+//! What the SQLite store promises beyond the contract every store meets (store_contract.rs,
+//! seal.rs and the others run it too): it keeps everything across a reopen, the chain continues
+//! where it stopped (no second genesis), concurrent writes share commits, expired entries go in
+//! bounded steps, a backup taken while it writes is a whole database, and a file that is not one of
+//! its databases is refused by name — never opened empty over.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use auditline::auth::api_keys::{self, ApiKeyStore};
+use auditline::domain::{AuditAction, EntityType, TenantId};
+use auditline::integrity::signing::{LocalSigner, Signer};
+use auditline::seal::verify::{Bundle, Verifier};
+use auditline::seal::{SealSettings, SealStore, Sealer};
+use auditline::store::sqlite::{OpenError, SCHEMA_VERSION};
+use auditline::store::SqliteStore;
+use auditline::{AuditLogger, AuditSettings, LogOutcome};
+use auditline_tests::{all_entries, new_entry, stepping_clock, tenant, unique_name};
+use chrono::{Duration, DurationRound, Utc};
+
+fn new_path() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_name("sqlite-store"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("auditline.db")
+}
+
+async fn log_hours(store: Arc<SqliteStore>, t: &TenantId, start: chrono::DateTime<Utc>, count: usize, step_ms: i64) {
+    let (clock, _) = stepping_clock(start, step_ms);
+    let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock);
+    for i in 0..count {
+        let request = new_entry(t, AuditAction::ALL[i % 6], EntityType::ALL[i % 7], &format!("e-{i}"), None, Some("u"));
+        let Ok(LogOutcome::Stored(_)) = logger.log(request).await else { panic!("stored") };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_reopen_and_the_chain_continues_where_it_stopped() {
+    let path = new_path();
+    let acme = tenant("acme");
+    let key = Arc::new(LocalSigner::generate().unwrap());
+    let settings = SealSettings { lookback_hours: 12, ..SealSettings::default() };
+    let start = (Utc::now() - Duration::hours(6)).duration_trunc(Duration::hours(1)).unwrap();
+    let (head, api_key) = {
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        log_hours(store.clone(), &acme, start + Duration::minutes(1), 6, 20 * 60_000).await;
+        let report = Sealer::new(store.clone(), key.clone(), settings)
+            .run(start + Duration::hours(2) + Duration::minutes(5))
+            .await
+            .unwrap();
+        assert_eq!(report.checkpoints, 2);
+        let generated =
+            api_keys::generate(acme.clone(), "dev", vec!["audit:read".into()], None, None, Utc::now()).unwrap();
+        store.insert(&generated.record).await.unwrap();
+        store.close();
+        let chain = store.checkpoints(&acme, None, None, 10).await.unwrap();
+        (chain.last().unwrap().link(), generated)
+    };
+    // Reopened: the entries, the chain, the seal state and the key are all there.
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    assert_eq!(all_entries(store.clone(), &acme).await.len(), 6);
+    let state = store.seal_state(&acme).await.unwrap();
+    assert_eq!(state.head.map(|h| h.hash), Some(head));
+    assert!(store.find(&api_key.record.key_id).await.unwrap().is_some(), "the API key survives");
+    // More entries, sealed by a run after the reopen: the chain goes on from its head, and a
+    // verifier pinned to the head from before the reopen passes.
+    log_hours(store.clone(), &acme, start + Duration::hours(3) + Duration::minutes(1), 3, 20 * 60_000).await;
+    let report = Sealer::new(store.clone(), key.clone(), settings).run(Utc::now()).await.unwrap();
+    assert_eq!((report.checkpoints, report.refused), (1, 0), "{report:?}");
+    let bundle = Bundle {
+        entries: all_entries(store.clone(), &acme).await,
+        checkpoints: store.checkpoints(&acme, None, None, 10).await.unwrap(),
+        ..Bundle::default()
+    };
+    assert_eq!(bundle.checkpoints.len(), 3, "one chain: no second genesis");
+    let summary = Verifier::new([key.public_key_der()]).with_head(head).verify(&bundle);
+    assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
+    assert_eq!(summary.added_since_head, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_each_is_durable_once() {
+    let store = Arc::new(SqliteStore::open(&new_path()).unwrap());
+    let acme = tenant("acme");
+    let before = store.commits();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (store, acme) = (store.clone(), acme.clone());
+            tokio::spawn(async move {
+                let logger = AuditLogger::new(store, AuditSettings::default());
+                for i in 0..50 {
+                    let request =
+                        new_entry(&acme, AuditAction::Create, EntityType::File, &format!("w{w}-{i}"), None, None);
+                    let Ok(LogOutcome::Stored(_)) = logger.log(request).await else { panic!("stored") };
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(all_entries(store.clone(), &acme).await.len(), 400);
+    let commits = store.commits() - before;
+    assert!(commits < 400, "eight writers' 400 puts took {commits} commits: groups share them");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_entries_are_invisible_then_removed_in_bounded_steps() {
+    let store = Arc::new(SqliteStore::open(&new_path()).unwrap());
+    let acme = tenant("acme");
+    let settings = AuditSettings { retention_days: 1, ..AuditSettings::default() };
+    let (clock, _) = stepping_clock(Utc::now() - Duration::days(2), 1);
+    let logger = AuditLogger::with_clock(store.clone(), settings, clock);
+    for i in 0..(auditline::store::sqlite::PURGE_STEP + 10) {
+        let request = new_entry(&acme, AuditAction::Create, EntityType::File, &format!("old-{i}"), None, None);
+        let Ok(LogOutcome::Stored(_)) = logger.log(request).await else { panic!("stored") };
+    }
+    assert!(all_entries(store.clone(), &acme).await.is_empty(), "expired: invisible at once");
+    assert_eq!(store.entry_count().await.unwrap(), auditline::store::sqlite::PURGE_STEP as u64 + 10);
+    assert_eq!(store.purge_expired(Utc::now()).await.unwrap(), auditline::store::sqlite::PURGE_STEP, "a bounded step");
+    assert_eq!(store.purge_expired(Utc::now()).await.unwrap(), 10);
+    assert_eq!(store.entry_count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writing_is_a_whole_database() {
+    let store = Arc::new(SqliteStore::open(&new_path()).unwrap());
+    let acme = tenant("acme");
+    let writing = {
+        let store = store.clone();
+        let acme = acme.clone();
+        tokio::spawn(async move { log_hours(store, &acme, Utc::now() - Duration::minutes(30), 300, 1).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let out = new_path().with_file_name("backup.db");
+    store.backup_to(&out).await.unwrap();
+    writing.await.unwrap();
+    let copy = SqliteStore::open(&out).expect("the backup opens as a database");
+    let copied = copy.entry_count().await.unwrap();
+    assert!(copied <= 300, "{copied}");
+    // Whatever it caught, it caught whole: every entry it holds verifies against its leaf.
+    for e in all_entries(Arc::new(copy), &acme).await {
+        e.verify_leaf().unwrap();
+    }
+}
+
+fn refused(path: &Path) -> String {
+    match SqliteStore::open(path) {
+        Err(e @ OpenError::Damaged { .. }) => e.to_string(),
+        Err(other) => panic!("refused, but as {other}"),
+        Ok(_) => panic!("{} opened", path.display()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_one_of_its_databases_is_refused_by_name() {
+    // Garbage.
+    let garbage = new_path();
+    std::fs::write(&garbage, b"this is not a database, it only sits where one should be ".repeat(100)).unwrap();
+    let said = refused(&garbage);
+    assert!(said.contains(&garbage.display().to_string()) && said.contains("not an auditline database"), "{said}");
+    assert_eq!(std::fs::read(&garbage).unwrap().len(), 5700, "left as it was");
+
+    // Truncated: a real database with entries, cut in half.
+    let truncated = new_path();
+    {
+        let store = Arc::new(SqliteStore::open(&truncated).unwrap());
+        log_hours(store.clone(), &tenant("acme"), Utc::now() - Duration::minutes(10), 500, 1).await;
+        store.close();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Fold the WAL into the file first, as a clean shutdown does, then cut it.
+    {
+        let conn = rusqlite::Connection::open(&truncated).unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    }
+    let len = std::fs::metadata(&truncated).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&truncated).unwrap().set_len(len / 2).unwrap();
+    let said = refused(&truncated);
+    assert!(said.contains(&truncated.display().to_string()), "{said}");
+
+    // A newer schema than this release's.
+    let newer = new_path();
+    SqliteStore::open(&newer).unwrap().close();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    assert!(refused(&newer).contains("newer than this release's"));
+
+    // Another application's database.
+    let other = new_path();
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE notes (text TEXT);").unwrap();
+    assert!(refused(&other).contains("another schema"));
+}
