@@ -6,56 +6,45 @@
 //! or any DynamoDB API endpoint.
 
 pub mod events;
+mod http;
 pub mod push_faults;
+mod seal_loop;
 pub mod sessions;
 pub mod source;
+pub mod storage;
+mod websocket;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditline::apigw::authorizer::{authorize_http, authorize_websocket};
-use auditline::apigw::http::{AuditApi, MAX_BODY_BYTES, Route, handle};
+use auditline::apigw::http::AuditApi;
 use auditline::apigw::stream::FeedDeps;
-use auditline::apigw::websocket;
 use auditline::archive::{ArchiveSink, DirectorySink};
 use auditline::auth::Secret;
-use auditline::auth::api_keys::{self, ApiKeyStore, ApiKeyValidator, MemoryApiKeys};
 use auditline::auth::jwt::sign_hmac;
-use auditline::auth::origins::{self, OriginPolicy};
-use auditline::auth::{AuthMethod, Authenticator, extract};
-use auditline::domain::TenantId;
-use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
-use auditline::integrity::signing::{LocalSigner, Signer, public_key_pem};
+use auditline::auth::origins::OriginPolicy;
+use auditline::auth::{AuthMethod, Authenticator};
+use auditline::integrity::signing::Signer;
 use auditline::realtime::checkpoints::CheckpointFeed;
 use auditline::realtime::fanout::FanoutSettings;
-use auditline::realtime::{ConnectionLimits, ConnectionStore, MemoryConnections, Pusher};
+use auditline::realtime::{ConnectionLimits, ConnectionStore, Pusher};
 use auditline::seal::publish::DirectoryCheckpoints;
-use auditline::seal::{CheckpointSink, MAX_SEAL_DELAY_SECONDS, SealStore, Sealer, StaticKeys, WitnessClient};
-use auditline::store::dynamo::tables::{
-    self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
-};
-use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
+use auditline::seal::{CheckpointSink, MAX_SEAL_DELAY_SECONDS, Sealer, StaticKeys, WitnessClient};
 use auditline::store::s3::S3Archive;
-use auditline::store::{AuditStore, MemoryStore};
-use auditline::viewer::{self, ViewerConfig};
+use auditline::viewer::ViewerConfig;
 use auditline::witness::client::HttpWitness;
 use auditline::{AuditLogger, Config};
 use axum::Router;
-use axum::body::Body;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, RawQuery, Request, State};
-use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use futures::{SinkExt, StreamExt};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use self::events::{HttpRequest, Upgrade};
-use self::sessions::{Outbox, Sessions};
+pub use self::seal_loop::{DEFAULT_SEAL_EVERY, SealKey, SealKeyInfo, SealOptions};
+use self::sessions::Sessions;
+pub use self::storage::Storage;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -96,19 +85,6 @@ impl Default for Limits {
     }
 }
 
-/// Where the gateway keeps its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Storage {
-    Memory {
-        max_entries: usize,
-        max_bytes: usize,
-    },
-    /// A DynamoDB API endpoint (moto, DynamoDB Local, …); tables are created if missing.
-    DynamoDb {
-        endpoint: String,
-    },
-}
-
 #[derive(Debug, Clone)]
 pub struct Options {
     pub bind: SocketAddr,
@@ -138,78 +114,6 @@ impl ArchiveTarget {
     }
 }
 
-/// How the gateway seals: how often it runs the sealer, and with which key.
-#[derive(Debug, Clone)]
-pub struct SealOptions {
-    pub every: Duration,
-    pub key: SealKey,
-    /// Every new checkpoint is also written under this directory (as to the S3 bucket on AWS).
-    pub publish_dir: Option<PathBuf>,
-}
-
-impl Default for SealOptions {
-    fn default() -> Self {
-        SealOptions { every: DEFAULT_SEAL_EVERY, key: SealKey::Generate, publish_dir: None }
-    }
-}
-
-/// How often the sealer runs unless told otherwise.
-pub const DEFAULT_SEAL_EVERY: Duration = Duration::from_secs(60);
-
-/// The P-256 key checkpoints are signed with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SealKey {
-    /// A new key for this run only.
-    Generate,
-    /// A PKCS#8 PEM file, made (with the public key beside it, `.pub.pem`) if it does not exist.
-    File(PathBuf),
-}
-
-/// Where to find the key checkpoints are signed with.
-#[derive(Debug, Clone)]
-pub struct SealKeyInfo {
-    pub key_id: String,
-    /// The public key as PEM, when the key lives in a file.
-    pub public_key_file: Option<PathBuf>,
-    /// The log origin of the development tenant's chain.
-    pub origin: String,
-    /// The witnesses each new head goes to.
-    pub witnesses: Vec<String>,
-    /// Where checkpoints are published, if anywhere.
-    pub publish_dir: Option<PathBuf>,
-}
-
-/// The signer for `key`, and the public key's file.
-fn seal_key(key: &SealKey) -> Result<(Arc<LocalSigner>, Option<PathBuf>), BoxError> {
-    let path = match key {
-        SealKey::Generate => return Ok((Arc::new(LocalSigner::generate()?), None)),
-        SealKey::File(path) => path,
-    };
-    let public = path.with_extension("pub.pem");
-    let signer = match std::fs::read_to_string(path) {
-        Ok(pem) => LocalSigner::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let signer = LocalSigner::generate()?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            write_private(path, &signer.private_key_pem())?;
-            signer
-        }
-        Err(e) => return Err(format!("{}: {e}", path.display()).into()),
-    };
-    std::fs::write(&public, public_key_pem(signer.public_key_der()))?;
-    Ok((Arc::new(signer), Some(public)))
-}
-
-/// Writes a private key readable by its owner only.
-fn write_private(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(pem.as_bytes())
-}
-
 /// Credentials a newcomer can use at once.
 #[derive(Debug, Clone)]
 pub struct DevCredentials {
@@ -226,6 +130,12 @@ pub struct Running {
     pub addr: SocketAddr,
     pub credentials: DevCredentials,
     pub storage: Storage,
+    /// The SQLite file, when the data lives in one.
+    pub database: Option<PathBuf>,
+    /// How many entries it held at start.
+    pub entries_at_start: Option<u64>,
+    /// The data directory's store and lock, held while the gateway runs.
+    local: Option<storage::Local>,
     connections: Arc<dyn ConnectionStore>,
     sessions: Arc<Sessions>,
     pub seal_key: SealKeyInfo,
@@ -260,99 +170,27 @@ impl Running {
         for task in self.tasks {
             task.abort();
         }
+        // Writes already queued are committed and the file closed whole; then the lock goes.
+        if let Some(local) = self.local {
+            let _ = tokio::task::spawn_blocking(move || {
+                local.store.close();
+                drop(local);
+            })
+            .await;
+        }
     }
 }
 
-struct Gateway {
-    api: AuditApi,
-    auth: Authenticator,
-    connections: Arc<dyn ConnectionStore>,
-    connection_limits: ConnectionLimits,
-    sessions: Arc<Sessions>,
-    limits: Limits,
+pub(crate) struct Gateway {
+    pub(crate) api: AuditApi,
+    pub(crate) auth: Authenticator,
+    pub(crate) connections: Arc<dyn ConnectionStore>,
+    pub(crate) connection_limits: ConnectionLimits,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) limits: Limits,
     /// Pages of these origins may call the HTTP API (CORS), as API Gateway's CORS configuration.
-    cors: OriginPolicy,
-    viewer: ViewerConfig,
-}
-
-/// The storage side: stores and key records, memory or DynamoDB.
-struct Backends {
-    store: Arc<dyn AuditStore>,
-    /// The same store's checkpoints and tiles.
-    seal: Arc<dyn SealStore>,
-    idempotency: Arc<dyn IdempotencyStore>,
-    connections: Arc<dyn ConnectionStore>,
-    api_keys: Arc<dyn ApiKeyStore>,
-    /// The same key records, as the authenticator sees them.
-    key_validator: Arc<dyn ApiKeyValidator>,
-    dynamodb: Option<aws_sdk_dynamodb::Client>,
-}
-
-/// Creates the table unless it exists. A DynamoDB API that fails now and then (throttling, a
-/// dropped reply) must not stop the gateway from starting: transient failures are tried again.
-async fn ensure_table(client: &aws_sdk_dynamodb::Client, spec: &TableSpec, name: &str) -> Result<(), BoxError> {
-    const ATTEMPTS: u32 = 6;
-    let mut last = String::new();
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-        }
-        match client.describe_table().table_name(name).send().await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
-                // Any failure here may be a lost reply: look again before trying again.
-                match tables::create_table(client, spec, name).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) => last = e.to_string(),
-                }
-            }
-            Err(e) => last = aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
-        }
-    }
-    Err(format!("table {name}: {last}").into())
-}
-
-async fn backends(storage: &Storage, config: &Config, limits: &Limits) -> Result<Backends, BoxError> {
-    Ok(match storage {
-        Storage::Memory { max_entries, max_bytes } => {
-            let keys = Arc::new(MemoryApiKeys::new());
-            let store = Arc::new(MemoryStore::bounded(*max_entries, *max_bytes));
-            Backends {
-                store: store.clone(),
-                seal: store,
-                idempotency: Arc::new(MemoryIdempotency::bounded(limits.idempotency_bytes)),
-                connections: Arc::new(MemoryConnections::new()),
-                api_keys: keys.clone(),
-                key_validator: keys,
-                dynamodb: None,
-            }
-        }
-        Storage::DynamoDb { endpoint } => {
-            let client = client_for_local_endpoint(endpoint, None);
-            for (spec, name) in [
-                (&ENTRIES, &config.entries_table),
-                (&COUNTERS, &config.counters_table),
-                (&API_KEYS, &config.api_keys_table),
-                (&IDEMPOTENCY, &config.idempotency_table),
-                (&CONNECTIONS, &config.connections_table),
-                (&CHECKPOINTS, &config.checkpoints_table),
-                (&PROOFS, &config.proofs_table),
-            ] {
-                ensure_table(&client, spec, name).await.map_err(|e| format!("table {name} at {endpoint}: {e}"))?;
-            }
-            let keys = Arc::new(DynamoApiKeys::new(client.clone(), &config.api_keys_table));
-            let store = Arc::new(auditline::bootstrap::dynamo_store(client.clone(), config));
-            Backends {
-                store: store.clone(),
-                seal: store,
-                idempotency: Arc::new(DynamoIdempotency::new(client.clone(), &config.idempotency_table)),
-                connections: Arc::new(DynamoConnections::new(client.clone(), &config.connections_table)),
-                api_keys: keys.clone(),
-                key_validator: keys,
-                dynamodb: Some(client),
-            }
-        }
-    })
+    pub(crate) cors: OriginPolicy,
+    pub(crate) viewer: ViewerConfig,
 }
 
 fn random_secret() -> String {
@@ -366,7 +204,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     let mut config = options.config;
     // What verifiers are told about how late a seal may be: this gateway's own timer.
     config.seal.schedule_seconds = options.seal.every.as_secs().clamp(1, u64::from(MAX_SEAL_DELAY_SECONDS)) as u32;
-    let backends = backends(&options.storage, &config, &options.limits).await?;
+    let backends = storage::backends(&options.storage, &config, &options.limits).await?;
 
     // With no JWT key configured, the gateway signs its own development tokens.
     let own_secret =
@@ -407,18 +245,10 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         }
         _ => None,
     };
-    let key = api_keys::generate(
-        TenantId::parse(DEV_TENANT)?,
-        "developer",
-        vec!["audit:read".into(), "audit:write".into()],
-        Some("local gateway".into()),
-        Some(now + chrono::Duration::hours(DEV_TOKEN_HOURS)),
-        now,
-    )?;
-    backends.api_keys.insert(&key.record).await?;
+    let api_key = storage::dev_api_key(&backends, now).await?;
 
     let logger = Arc::new(AuditLogger::new(backends.store.clone(), config.audit));
-    let (signer, public_key_file) = seal_key(&options.seal.key)?;
+    let (signer, public_key_file) = seal_loop::seal_key(&options.seal.key)?;
     let limits = options.limits;
     let sessions = Arc::new(Sessions::new(limits.max_sessions, limits.session_buffer_bytes));
     let pusher: Arc<dyn Pusher> = match options.push_faults_per_mille {
@@ -474,10 +304,11 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         // Only a gateway on loopback offers its development key to the page (it prints it anyway).
         viewer: ViewerConfig {
             websocket_url: None,
-            development_api_key: addr.ip().is_loopback().then(|| key.key.expose().to_owned()),
+            development_api_key: addr.ip().is_loopback().then(|| api_key.expose().to_owned()),
         },
     });
-    let app = Router::new().route("/ws", any(websocket_upgrade)).fallback(http_request).with_state(gateway);
+    let app =
+        Router::new().route("/ws", any(websocket::websocket_upgrade)).fallback(http::http_request).with_state(gateway);
     let (shutdown, stop) = oneshot::channel::<()>();
     let closing = sessions.clone();
     let server = tokio::spawn(async move {
@@ -505,20 +336,21 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         .with_origin(config.log_origin.clone())
         .with_witnesses(witnesses)
         .with_sinks(sinks);
-    let every = options.seal.every;
-    let sealing = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        loop {
-            ticks.tick().await;
-            if let Err(e) = sealer.run(chrono::Utc::now()).await {
-                tracing::error!(error = %e, "sealing failed; the next tick tries again");
-            }
+    let mut tasks = vec![source, seal_loop::spawn(sealer, options.seal.every)];
+    let (database, entries_at_start) = match &backends.sqlite {
+        Some(local) => {
+            tasks.push(storage::spawn_purge(local.store.clone()));
+            (Some(local.store.path().to_owned()), Some(local.store.entry_count().await?))
         }
-    });
+        None => (None, None),
+    };
     Ok(Running {
         addr,
-        credentials: DevCredentials { token, api_key: key.key },
+        credentials: DevCredentials { token, api_key },
         storage: options.storage,
+        database,
+        entries_at_start,
+        local: backends.sqlite,
         connections,
         sessions,
         seal_key: SealKeyInfo {
@@ -530,232 +362,26 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         },
         shutdown,
         server,
-        tasks: vec![source, sealing],
+        tasks,
     })
 }
 
-fn json_response(status: u16, body: &Value) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("status and header are valid")
-}
+/// The seal key's file in a data directory: kept between runs, beside the data it seals, so that
+/// one chain verifies with one key.
+pub const SEAL_KEY_FILE: &str = "seal-key.pem";
 
-fn request_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+/// The default data directory: the database, the seal key and the development key.
+pub const DEFAULT_DATA_DIR: &str = ".auditline";
 
-/// Every HTTP request: route it as API Gateway would, authorize it with the authorizer, then hand
-/// the route's event to its handler.
-async fn http_request(
-    State(gateway): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let method = parts.method.as_str().to_owned();
-    let origin = parts.headers.get("origin").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if method == "OPTIONS" && !gateway.cors.is_empty() {
-        return preflight(&gateway.cors, origin.as_deref());
-    }
-    if method == "GET" && viewer::serves(&path) {
-        let answer = viewer::respond(&path, &gateway.viewer);
-        let mut response = Response::builder().status(answer.status);
-        for (name, value) in answer.headers {
-            response = response.header(name, value);
-        }
-        return response.body(Body::from(answer.body)).expect("status and headers are valid");
-    }
-    let Some((route, mut path_parameters)) = Route::resolve(&method, &path) else {
-        return json_response(404, &json!({"message": "Not Found"}));
-    };
-    // API Gateway hands path parameters to the function decoded.
-    for (_, value) in &mut path_parameters {
-        *value = percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned();
-    }
-    let mut response = route_request(&gateway, route, &path_parameters, parts, body, peer, &raw_query).await;
-    if let Some(origin) = origin.filter(|o| gateway.cors.allows(o)) {
-        allow_origin(response.headers_mut(), &origin);
-        let exposed = http::HeaderValue::from_str(&origins::EXPOSED_HEADERS.join(", ")).expect("ASCII");
-        response.headers_mut().insert("access-control-expose-headers", exposed);
-    }
-    response
+/// Where the data lives when no DynamoDB API is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataChoice {
+    /// A SQLite file in this directory (the default).
+    Directory(PathBuf),
+    /// Memory only: gone at exit (tests, benchmarks), and so is the seal key — a key kept on disk
+    /// would sign a new genesis over a forgotten chain at every start.
+    Memory,
 }
-
-fn allow_origin(headers: &mut http::HeaderMap, origin: &str) {
-    if let Ok(value) = http::HeaderValue::from_str(origin) {
-        headers.insert("access-control-allow-origin", value);
-    }
-    headers.insert("vary", http::HeaderValue::from_static("origin"));
-}
-
-/// A CORS preflight, answered as API Gateway answers it for an HTTP API with a CORS configuration:
-/// 204, with the allowance only for an origin on the list (the browser then refuses the others).
-fn preflight(cors: &OriginPolicy, origin: Option<&str>) -> Response {
-    let mut response = Response::builder().status(204).body(Body::empty()).expect("a valid response");
-    if let Some(origin) = origin.filter(|o| cors.allows(o)) {
-        let headers = response.headers_mut();
-        allow_origin(headers, origin);
-        let list = |items: &[&str]| http::HeaderValue::from_str(&items.join(", ")).expect("ASCII");
-        headers.insert("access-control-allow-methods", list(origins::ALLOWED_METHODS));
-        headers.insert("access-control-allow-headers", list(origins::ALLOWED_HEADERS));
-        headers.insert("access-control-max-age", http::HeaderValue::from(origins::MAX_AGE_SECONDS));
-    }
-    response
-}
-
-/// One API route: the authorizer, then the route's handler, as API Gateway runs them.
-async fn route_request(
-    gateway: &Gateway,
-    route: Route,
-    path_parameters: &[(&'static str, String)],
-    parts: http::request::Parts,
-    body: Body,
-    peer: SocketAddr,
-    raw_query: &str,
-) -> Response {
-    let path = parts.uri.path().to_owned();
-    let method = parts.method.as_str().to_owned();
-    // Read at most one byte more than the limit: enough for the handler to answer 413.
-    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(_) => vec![b' '; MAX_BODY_BYTES + 1],
-    };
-    let request_id = request_id();
-    let r = HttpRequest {
-        route_key: route.route_key(),
-        method: &method,
-        path: &path,
-        raw_query,
-        headers: &parts.headers,
-        source_ip: peer.ip(),
-        request_id: &request_id,
-    };
-    // Every route has the authorizer, as deployed; the public health check lets callers without
-    // credentials in and tells those with `audit:read` more.
-    let event = serde_json::from_value(events::http_authorizer(&r)).unwrap_or_default();
-    let decision = authorize_http(&event, &gateway.auth).await;
-    if !decision.is_authorized {
-        // What API Gateway answers for a denial: no reason given.
-        return json_response(403, &json!({"message": "Forbidden"}));
-    }
-    let authorizer = Some(decision.context).filter(|c| c.as_object().is_some_and(|o| !o.is_empty()));
-    let event = events::http_request(&r, path_parameters, &body, authorizer.as_ref());
-    let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
-        Ok(request) => request,
-        Err(e) => {
-            tracing::error!(error = %e, "could not build the API Gateway event");
-            return json_response(500, &json!({"message": "Internal Server Error"}));
-        }
-    };
-    let response = handle(route, lambda_request, &gateway.api).await;
-    let (parts, body) = response.into_parts();
-    let bytes = match body {
-        lambda_http::Body::Text(t) => t.into_bytes(),
-        lambda_http::Body::Binary(b) => b,
-        _ => Vec::new(),
-    };
-    Response::from_parts(parts, Body::from(bytes))
-}
-
-/// A WebSocket upgrade: the `$connect` authorizer, then the `$connect` integration, then the session.
-async fn websocket_upgrade(
-    State(gateway): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: http::HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let connection_id =
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &uuid::Uuid::now_v7().as_bytes()[6..]);
-    let raw_query = query.unwrap_or_default();
-    let u = Upgrade { connection_id: &connection_id, raw_query: &raw_query, headers: &headers, source_ip: peer.ip() };
-    let event = serde_json::from_value(events::websocket_authorizer(&u)).unwrap_or_default();
-    let decision = authorize_websocket(&event, &gateway.auth).await;
-    let allowed = decision
-        .policy_document
-        .statement
-        .first()
-        .is_some_and(|s| s.effect == aws_lambda_events::iam::IamPolicyEffect::Allow);
-    if !allowed {
-        return json_response(403, &json!({"message": "Forbidden"}));
-    }
-    // The session's queue exists before the record does: no entry can find one without the other.
-    let Some(queue) = gateway.sessions.register(&connection_id) else {
-        return json_response(
-            503,
-            &json!({"error": {"code": "unavailable", "message": "this gateway has as many live connections as it takes; retry later"}}),
-        );
-    };
-    let principal = decision.principal_id.unwrap_or_default();
-    let connect = events::websocket_connect(&u, &principal, &decision.context);
-    let connected = match serde_json::from_value(connect) {
-        Ok(event) => {
-            websocket::connect(&event, gateway.connections.as_ref(), gateway.connection_limits, chrono::Utc::now())
-                .await
-        }
-        Err(_) => {
-            gateway.sessions.remove(&connection_id);
-            return json_response(500, &json!({"message": "Internal Server Error"}));
-        }
-    };
-    if connected.status_code != 200 {
-        gateway.sessions.remove(&connection_id);
-        let body = match connected.body {
-            Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(&t).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        return json_response(connected.status_code as u16, &body);
-    }
-    let upgrade = upgrade
-        .max_frame_size(gateway.limits.max_frame_bytes)
-        .max_message_size(gateway.limits.max_client_message_bytes);
-    let upgrade = match extract::negotiated_subprotocol(&headers) {
-        Some(protocol) => upgrade.protocols([protocol]),
-        None => upgrade,
-    };
-    upgrade.on_upgrade(move |socket| session(socket, queue, gateway, connection_id)).into_response()
-}
-
-/// One open WebSocket: forwards the feed's messages until either side closes, then `$disconnect`.
-async fn session(socket: WebSocket, mut queue: Outbox, gateway: Arc<Gateway>, connection_id: String) {
-    let (mut outgoing, mut incoming) = socket.split();
-    loop {
-        tokio::select! {
-            message = queue.next() => match message {
-                Some(text) => {
-                    if outgoing.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                None => {
-                    let _ = outgoing.send(Message::Close(None)).await;
-                    break;
-                }
-            },
-            received = incoming.next() => match received {
-                // The API routes nothing from clients: their messages are read and dropped. One
-                // over the size limits is an error that ends the session.
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-    gateway.sessions.remove(&connection_id);
-    match serde_json::from_value(events::websocket_disconnect(&connection_id)) {
-        Ok(event) => {
-            websocket::disconnect(&event, gateway.connections.as_ref()).await;
-        }
-        Err(e) => tracing::error!(error = %e, "could not build the $disconnect event"),
-    }
-}
-
-/// Where the gateway keeps its signing key unless `AUDITLINE_SEAL_KEY_FILE` says otherwise: kept
-/// between runs, so a chain stored in a DynamoDB API verifies with one key.
-pub const DEFAULT_SEAL_KEY_FILE: &str = ".auditline/seal-key.pem";
 
 /// Options from the environment (the same variables as the deployed functions), the bind address
 /// and how often to seal.
@@ -766,6 +392,7 @@ pub fn options_from_env(
     archive_dir: Option<PathBuf>,
     publish_dir: Option<PathBuf>,
     witnesses: &[String],
+    data: DataChoice,
 ) -> Result<Options, BoxError> {
     let mut config = Config::from_env()?;
     for witness in witnesses {
@@ -780,20 +407,28 @@ pub fn options_from_env(
         (None, Some(_), None) => return Err("ARCHIVE_BUCKET needs S3_ENDPOINT (the local S3 API) here".into()),
         (None, None, _) => None,
     };
-    let storage = match &config.dynamodb_endpoint {
-        Some(endpoint) => Storage::DynamoDb { endpoint: endpoint.clone() },
-        None => Storage::Memory {
+    // DYNAMODB_ENDPOINT wins; then --memory; else the data directory's SQLite file.
+    let storage = match (&config.dynamodb_endpoint, &data) {
+        (Some(endpoint), _) => Storage::DynamoDb { endpoint: endpoint.clone() },
+        (None, DataChoice::Memory) => Storage::Memory {
             max_entries: number_from_env("AUDITLINE_MEMORY_ENTRIES", DEFAULT_MEMORY_ENTRIES, 1)?,
             max_bytes: number_from_env("AUDITLINE_MEMORY_MB", DEFAULT_MEMORY_BYTES >> 20, 16)? << 20,
         },
+        (None, DataChoice::Directory(dir)) => Storage::Sqlite { dir: dir.clone() },
     };
     let limits = Limits {
         max_sessions: number_from_env("AUDITLINE_MAX_SESSIONS", Limits::default().max_sessions, 1)?,
         ..Limits::default()
     };
-    let key =
-        std::env::var("AUDITLINE_SEAL_KEY_FILE").map_or_else(|_| PathBuf::from(DEFAULT_SEAL_KEY_FILE), PathBuf::from);
-    let seal = SealOptions { every: seal_every, key: SealKey::File(key), publish_dir };
+    // The seal key lives as long as the data it seals: in the data directory (with a DynamoDB API
+    // too: its tables outlive the process), for this run only in memory; unless told otherwise.
+    let key = match (std::env::var_os("AUDITLINE_SEAL_KEY_FILE"), &storage, &data) {
+        (Some(file), _, _) => SealKey::File(PathBuf::from(file)),
+        (None, Storage::Memory { .. }, _) => SealKey::Generate,
+        (None, _, DataChoice::Directory(dir)) => SealKey::File(dir.join(SEAL_KEY_FILE)),
+        (None, _, DataChoice::Memory) => SealKey::File(Path::new(DEFAULT_DATA_DIR).join(SEAL_KEY_FILE)),
+    };
+    let seal = SealOptions { every: seal_every, key, publish_dir };
     let push_faults_per_mille = number_from_env("AUDITLINE_PUSH_FAULTS_PER_MILLE", 0, 0)? as u64;
     if push_faults_per_mille > 1000 {
         return Err("AUDITLINE_PUSH_FAULTS_PER_MILLE is a share per thousand: 0 to 1000".into());

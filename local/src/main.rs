@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use auditline_local::{DEV_TENANT, DEV_TOKEN_HOURS, SHUTDOWN_GRACE, Storage, options_from_env, start};
+use auditline_local::{
+    DEFAULT_DATA_DIR, DEV_TENANT, DEV_TOKEN_HOURS, DataChoice, SHUTDOWN_GRACE, Storage, options_from_env, start,
+};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -30,6 +32,14 @@ struct Args {
     /// it). Repeat for several. Also AUDIT_WITNESSES, comma-separated.
     #[arg(long = "witness", value_name = "URL VKEY")]
     witnesses: Vec<String>,
+    /// Where the trail lives: a SQLite file (auditline.db), the seal key and the development key.
+    /// Kept across restarts; one gateway per directory.
+    #[arg(long, env = "AUDITLINE_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: std::path::PathBuf,
+    /// Keep everything in memory instead (gone at exit; the data directory is not used): for
+    /// tests and benchmarks.
+    #[arg(long, env = "AUDITLINE_MEMORY")]
+    memory: bool,
 }
 
 fn parse_every(text: &str) -> Result<Duration, String> {
@@ -49,9 +59,20 @@ fn parse_every(text: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() {
     lambda_runtime::tracing::init_default_subscriber();
+    // A file-size limit (ulimit -f) must fail the write that meets it — a 503, as a full disk
+    // gives — not kill the gateway: SIGXFSZ is caught (and ignored), the write gets EFBIG.
+    let _file_size_limit = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
     let args = Args::parse();
-    let options =
-        options_from_env(args.host, args.port, args.seal_every, args.archive_dir, args.publish_dir, &args.witnesses);
+    let data = if args.memory { DataChoice::Memory } else { DataChoice::Directory(args.data_dir) };
+    let options = options_from_env(
+        args.host,
+        args.port,
+        args.seal_every,
+        args.archive_dir,
+        args.publish_dir,
+        &args.witnesses,
+        data,
+    );
     let running = match options {
         Ok(options) => start(options).await,
         Err(e) => Err(e),
@@ -65,11 +86,15 @@ async fn main() {
     };
     let http = running.http_url();
     let storage = match &running.storage {
-        Storage::Memory { max_entries, max_bytes } => format!(
-            "in memory (up to {max_entries} entries, {} MB; set DYNAMODB_ENDPOINT to use a DynamoDB API)",
-            max_bytes >> 20
-        ),
+        Storage::Memory { max_entries, max_bytes } => {
+            format!("in memory (up to {max_entries} entries, {} MB; gone at exit)", max_bytes >> 20)
+        }
         Storage::DynamoDb { endpoint } => format!("DynamoDB API at {endpoint}"),
+        Storage::Sqlite { .. } => format!(
+            "{} ({} entries; kept across restarts — --memory keeps nothing)",
+            running.database.as_ref().map_or_else(String::new, |p| p.display().to_string()),
+            running.entries_at_start.unwrap_or(0)
+        ),
     };
     let key = running.credentials.api_key.expose();
     println!("auditline local gateway");
@@ -93,7 +118,7 @@ async fn main() {
             file.display(),
             file.display()
         ),
-        None => println!("  seal key   {} (public key at {keys_url})", seal.key_id),
+        None => println!("  seal key   {} (this run only; public key at {keys_url})", seal.key_id),
     }
     println!("  log        {} (C2SP checkpoints: {http}/audit/checkpoints/latest)", seal.origin);
     if seal.witnesses.is_empty() {

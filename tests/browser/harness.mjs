@@ -1,6 +1,9 @@
-// Starts the local gateway binary (in memory) and Debian's Chromium for the viewer tests.
+// Starts the local gateway binary (on its default store, SQLite, in a new data directory) and
+// Debian's Chromium for the viewer tests.
 
 import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:http';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +15,8 @@ export const docsDir = join(root, 'docs');
 
 /// The gateway on a free loopback port; resolves once it printed its URL and credentials.
 export function startGateway(env = {}) {
-  const child = spawn(join(binDir, 'auditline-local'), ['--port', '0'], {
+  const dataDir = mkdtempSync(join(tmpdir(), 'auditline-viewer-'));
+  const child = spawn(join(binDir, 'auditline-local'), ['--port', '0', '--data-dir', dataDir], {
     env: { ...process.env, RUST_LOG: 'warn', AUDITLINE_SEAL_EVERY: '1s', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -39,8 +39,13 @@ async fn gateway(storage: Storage, config: Config) -> Running {
     .expect("the gateway starts")
 }
 
-async fn memory_gateway() -> Running {
-    gateway(Storage::Memory { max_entries: 100_000, max_bytes: 64 << 20 }, config(&[])).await
+/// The gateway on its default store: SQLite, in a new data directory.
+fn sqlite() -> Storage {
+    Storage::Sqlite { dir: auditline_tests::fresh_dir("gateway-data") }
+}
+
+async fn default_gateway() -> Running {
+    gateway(sqlite(), config(&[])).await
 }
 
 fn token(tenant: &str, scope: &str) -> String {
@@ -65,7 +70,7 @@ fn entry_ids(messages: &[Value]) -> HashSet<String> {
 
 #[tokio::test]
 async fn credentials_are_accepted_in_every_position() {
-    let g = memory_gateway().await;
+    let g = default_gateway().await;
     let t = token("acme", "audit:read");
     let key = g.credentials.api_key.expose().to_owned();
     let bearer = format!("Bearer {t}");
@@ -91,7 +96,7 @@ async fn credentials_are_accepted_in_every_position() {
 
 #[tokio::test]
 async fn missing_or_bad_credentials_are_refused() {
-    let g = memory_gateway().await;
+    let g = default_gateway().await;
     let url = g.websocket_url();
     assert_eq!(websocket(&url, &[]).await.err(), Some(403));
     assert_eq!(websocket(&format!("{url}?token=not.a.token"), &[]).await.err(), Some(403));
@@ -114,7 +119,7 @@ async fn missing_or_bad_credentials_are_refused() {
 
 #[tokio::test]
 async fn posted_entries_reach_exactly_the_clients_allowed_to_see_them() {
-    let g = memory_gateway().await;
+    let g = default_gateway().await;
     let everything = open(&g, &format!("?token={}", token("acme", "audit:read")), &[]).await;
     let reports = open(&g, &format!("?token={}", token("acme", "reports:read")), &[]).await;
     let project = open(&g, &format!("?token={}&project_id=p-1", token("acme", "audit:read")), &[]).await;
@@ -158,7 +163,7 @@ async fn posted_entries_reach_exactly_the_clients_allowed_to_see_them() {
 
 #[tokio::test]
 async fn a_disconnect_removes_the_connection() {
-    let g = memory_gateway().await;
+    let g = default_gateway().await;
     let mut socket = open(&g, &format!("?token={}", token("acme", "audit:read")), &[]).await;
     let acme = tenant("acme");
     assert_eq!(g.connections().tenant_connections(&acme, chrono::Utc::now()).await.unwrap().len(), 1);
@@ -209,7 +214,9 @@ async fn the_binary_runs_prints_working_credentials_and_stops_on_ctrl_c() {
 
     let mut child = Command::new(auditline_tests::binary("auditline-local"))
         .env("AUDITLINE_PORT", "0")
+        .env("AUDITLINE_DATA_DIR", auditline_tests::fresh_dir("binary-data"))
         .env_remove("DYNAMODB_ENDPOINT")
+        .env_remove("AUDITLINE_SEAL_KEY_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -244,10 +251,9 @@ async fn the_binary_runs_prints_working_credentials_and_stops_on_ctrl_c() {
 
 async fn gateway_with(limits: Limits, config: Config) -> Running {
     let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let storage = Storage::Memory { max_entries: 100_000, max_bytes: 64 << 20 };
     start(Options {
         bind,
-        storage,
+        storage: sqlite(),
         config,
         limits,
         seal: SealOptions::default(),
@@ -265,7 +271,7 @@ async fn the_development_token_is_signed_only_with_a_secret_the_gateway_made() {
     let list = format!("{}/audit/logs", own.http_url());
     assert_eq!(http("GET", &list, &[("authorization", &format!("Bearer {dev}"))], None).await.status, 200);
     // Signed with the gateway's own random secret: worthless to a deployment with another key.
-    let configured = gateway(Storage::Memory { max_entries: 10, max_bytes: 16 << 20 }, config(&[])).await;
+    let configured = gateway(sqlite(), config(&[])).await;
     let other = format!("{}/audit/logs", configured.http_url());
     assert_eq!(http("GET", &other, &[("authorization", &format!("Bearer {dev}"))], None).await.status, 403);
     assert!(configured.credentials.token.is_none(), "and a configured secret never signs one");

@@ -20,6 +20,7 @@ mod http_api;
 mod idempotent_writes;
 mod integrity;
 mod lambda_binaries;
+mod local_data;
 mod logger;
 mod memory_store;
 mod openapi;

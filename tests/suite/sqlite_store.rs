@@ -12,8 +12,8 @@ use auditline::domain::{AuditAction, EntityType, TenantId};
 use auditline::integrity::signing::{LocalSigner, Signer};
 use auditline::seal::verify::{Bundle, Verifier};
 use auditline::seal::{SealSettings, SealStore, Sealer};
-use auditline::store::sqlite::{OpenError, SCHEMA_VERSION};
 use auditline::store::SqliteStore;
+use auditline::store::sqlite::{OpenError, SCHEMA_VERSION};
 use auditline::{AuditLogger, AuditSettings, LogOutcome};
 use auditline_tests::{all_entries, new_entry, stepping_clock, tenant, unique_name};
 use chrono::{Duration, DurationRound, Utc};
@@ -51,8 +51,9 @@ async fn everything_survives_a_reopen_and_the_chain_continues_where_it_stopped()
         let generated =
             api_keys::generate(acme.clone(), "dev", vec!["audit:read".into()], None, None, Utc::now()).unwrap();
         store.insert(&generated.record).await.unwrap();
-        store.close();
         let chain = store.checkpoints(&acme, None, None, 10).await.unwrap();
+        store.close();
+        assert!(store.checkpoints(&acme, None, None, 10).await.is_err(), "closed: reads are refused");
         (chain.last().unwrap().link(), generated)
     };
     // Reopened: the entries, the chain, the seal state and the key are all there.

@@ -153,10 +153,16 @@ pub async fn fresh_store(backend: Backend) -> Arc<dyn AuditStore> {
     }
 }
 
+/// A new, empty directory under the temporary directory.
+pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique_name(prefix));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
+
 /// A SQLite store in a new file under the temporary directory.
 pub fn fresh_sqlite_store() -> auditline::store::SqliteStore {
-    let dir = std::env::temp_dir().join(unique_name("auditline-sqlite"));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let dir = fresh_dir("auditline-sqlite");
     auditline::store::SqliteStore::open(&dir.join("auditline.db")).expect("a new database opens")
 }
 

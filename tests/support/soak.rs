@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -31,11 +32,11 @@ pub struct SoakConfig {
     pub writers: usize,
     pub readers: usize,
     pub clients: usize,
-    /// The DynamoDB API the gateway uses (e.g. a fault proxy); `None`: in memory.
-    pub dynamodb: Option<String>,
+    /// Where the gateway keeps the trail.
+    pub store: SoakStore,
     /// Writes per second per writer, at most (0: as fast as answers come).
     pub rate_per_writer: u32,
-    /// When to kill the gateway (SIGKILL) and start it again on the same tables (DynamoDB only).
+    /// When to kill the gateway (SIGKILL) and start it again on the same data (not in memory).
     pub kill_at: Option<Duration>,
     /// Entries in every fifth write (the others write one).
     pub batch_size: usize,
@@ -51,7 +52,24 @@ impl SoakConfig {
     /// two cores shared with the rest of the suite, POST → frame p99 reached 1.2 s with 1 % of
     /// posts failing, past a 1 s margin.
     fn delivery_margin(&self) -> Duration {
-        if self.dynamodb.is_some() { Duration::from_secs(5) } else { Duration::from_secs(3) }
+        if self.store.is_dynamodb() { Duration::from_secs(5) } else { Duration::from_secs(3) }
+    }
+}
+
+/// Where the soak's gateway keeps the trail.
+#[derive(Debug, Clone)]
+pub enum SoakStore {
+    Memory,
+    /// A SQLite file in a new data directory (kept across a kill), sealed every minute as it goes;
+    /// at the end, each tenant's chain is fetched and verified with `auditline`.
+    Sqlite,
+    /// This DynamoDB API (e.g. a fault proxy), on new tables.
+    DynamoDb(String),
+}
+
+impl SoakStore {
+    fn is_dynamodb(&self) -> bool {
+        matches!(self, SoakStore::DynamoDb(_))
     }
 }
 
@@ -61,24 +79,42 @@ pub struct Gateway {
     pub url: String,
     port: u16,
     env: Vec<(String, String)>,
+    /// The data directory, on SQLite.
+    data_dir: Option<std::path::PathBuf>,
     /// The highest peak memory of the processes killed so far, in KiB.
     earlier_peak_kib: u64,
 }
 
 impl Gateway {
-    pub fn start(dynamodb: Option<&str>, push_faults_per_mille: u64) -> Gateway {
+    pub fn start(store: &SoakStore, push_faults_per_mille: u64) -> Gateway {
         let mut env: Vec<(String, String)> = vec![
             ("AUDITLINE_PUSH_FAULTS_PER_MILLE".into(), push_faults_per_mille.to_string()),
             ("JWT_SECRET".into(), SECRET.into()),
             ("RUST_LOG".into(), "warn".into()),
             ("AUDITLINE_MAX_SESSIONS".into(), "5000".into()),
-            (
-                "AUDITLINE_SEAL_KEY_FILE".into(),
-                std::env::temp_dir().join(crate::unique_name("soak-seal")).display().to_string(),
-            ),
         ];
-        if let Some(endpoint) = dynamodb {
-            env.push(("DYNAMODB_ENDPOINT".into(), endpoint.into()));
+        let mut data_dir = None;
+        match store {
+            SoakStore::Memory => env.push(("AUDITLINE_MEMORY".into(), "1".into())),
+            SoakStore::Sqlite => {
+                // The seal key beside the data; the sealer at work alongside the ingest.
+                let dir = crate::fresh_dir("soak-data");
+                env.extend([
+                    ("AUDITLINE_DATA_DIR".into(), dir.display().to_string()),
+                    ("AUDITLINE_SEAL_EVERY".into(), "1s".into()),
+                    ("AUDIT_SEAL_PERIOD_MINUTES".into(), "1".into()),
+                    ("AUDIT_SEAL_GRACE_SECONDS".into(), "1".into()),
+                ]);
+                data_dir = Some(dir);
+            }
+            SoakStore::DynamoDb(endpoint) => env.push(("DYNAMODB_ENDPOINT".into(), endpoint.into())),
+        }
+        if !matches!(store, SoakStore::Sqlite) {
+            let key = std::env::temp_dir().join(crate::unique_name("soak-seal"));
+            env.push(("AUDITLINE_SEAL_KEY_FILE".into(), key.display().to_string()));
+            env.push(("AUDITLINE_SEAL_EVERY".into(), "3600s".into()));
+        }
+        if let SoakStore::DynamoDb(_) = store {
             for (variable, prefix) in [
                 ("AUDIT_ENTRIES_TABLE", "soak-entries"),
                 ("AUDIT_COUNTERS_TABLE", "soak-counters"),
@@ -92,15 +128,16 @@ impl Gateway {
             }
         }
         let (child, url, port) = Self::spawn(0, &env);
-        Gateway { child, url, port, env, earlier_peak_kib: 0 }
+        Gateway { child, url, port, env, data_dir, earlier_peak_kib: 0 }
     }
 
     fn spawn(port: u16, env: &[(String, String)]) -> (Child, String, u16) {
         use std::io::{BufRead, BufReader};
         let mut command = Command::new(crate::binary("auditline-local"));
         command
-            .args(["--port", &port.to_string(), "--seal-every", "3600s"])
+            .args(["--port", &port.to_string()])
             .env_remove("DYNAMODB_ENDPOINT")
+            .env_remove("AUDITLINE_SEAL_KEY_FILE")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped());
         let log = std::env::temp_dir().join(crate::unique_name("soak-gateway.log"));
@@ -315,6 +352,11 @@ pub struct SoakReport {
     /// Writes answered 503 (then retried with their key), and of those with `Retry-After`.
     pub unavailable: usize,
     pub unavailable_with_retry_after: usize,
+    /// Tenants whose chain `auditline verify` accepted at the end (SQLite runs, which seal as
+    /// they go), and what it said when it did not.
+    pub chains_verified: Option<usize>,
+    pub chains: String,
+    pub chain_failures: Vec<String>,
 }
 
 impl SoakReport {
@@ -357,6 +399,10 @@ impl SoakReport {
                 } else {
                     format!("{:.1} %", self.push_faults_per_mille as f64 / 10.0)
                 },
+            ),
+            (
+                "chains verified by `auditline verify`",
+                if self.chains.is_empty() { "—".into() } else { self.chains.clone() },
             ),
             (
                 "DynamoDB requests / faults injected",
@@ -681,7 +727,7 @@ async fn live_client(client: Client, mut stop: tokio::sync::watch::Receiver<bool
 
 /// Runs the soak and accounts for it.
 pub async fn run(config: &SoakConfig) -> SoakReport {
-    let gateway = Arc::new(Mutex::new(Gateway::start(config.dynamodb.as_deref(), config.push_faults_per_mille)));
+    let gateway = Arc::new(Mutex::new(Gateway::start(&config.store, config.push_faults_per_mille)));
     let url = gateway.lock().unwrap().url.clone();
     let ws = format!("{}/ws", url.replacen("http://", "ws://", 1));
     let truth = Arc::new(Mutex::new(Truth::default()));
@@ -729,8 +775,9 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
     for task in writers.into_iter().chain(readers).chain(killer) {
         task.await.expect("a writer, reader or the killer panicked");
     }
+    let written_until = Utc::now();
     // Give the feed time to deliver what was written last, then end every session.
-    let settle = if config.dynamodb.is_some() { Duration::from_secs(6) } else { Duration::from_secs(2) };
+    let settle = if config.store.is_dynamodb() { Duration::from_secs(6) } else { Duration::from_secs(2) };
     tokio::time::sleep(settle).await;
     let _ = stop.send(true);
     for task in clients {
@@ -739,9 +786,71 @@ pub async fn run(config: &SoakConfig) -> SoakReport {
     drop(slow);
     let peak_rss_mib = gateway.lock().unwrap().peak_rss_kib() as f64 / 1024.0;
     let truth = Arc::try_unwrap(truth).ok().expect("no task holds the truth").into_inner().unwrap();
-    let report = account(&url, config, truth, sessions, peak_rss_mib).await;
+    let mut report = account(&url, config, truth, sessions, peak_rss_mib).await;
+    let data_dir = gateway.lock().unwrap().data_dir.clone();
+    if let Some(dir) = data_dir {
+        verify_chains(&url, &dir, written_until, &mut report).await;
+    }
     drop(gateway);
     report
+}
+
+/// Once the minute of the last write is sealed, each tenant's trail fetched and verified with the
+/// `auditline` binary against the seal key in the data directory: every checkpoint, sealed before
+/// and after the kill, one chain; every entry under its leaf.
+async fn verify_chains(url: &str, data_dir: &std::path::Path, written_until: DateTime<Utc>, report: &mut SoakReport) {
+    use chrono::DurationRound;
+    let sealed_at = written_until.duration_trunc(chrono::Duration::minutes(1)).unwrap() + chrono::Duration::seconds(64);
+    if let Ok(wait) = (sealed_at - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+    let public_key = data_dir.join("seal-key.pub.pem");
+    let mut checkpoints = 0;
+    let mut failures = Vec::new();
+    for tenant in TENANTS {
+        let bundle = crate::fresh_dir("soak-bundle").join(tenant);
+        let run = |args: Vec<String>| {
+            let output = Command::new(crate::binary("auditline"))
+                .args(&args)
+                .env_remove("AUDITLINE_API_KEY")
+                .env("AUDITLINE_TOKEN", token(tenant, "auditor", "audit:read"))
+                .output()
+                .expect("auditline runs");
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            (output.status.success(), text)
+        };
+        let fetched =
+            run(vec!["fetch".into(), "--url".into(), url.into(), "--out".into(), bundle.display().to_string()]);
+        let verified = fetched.0.then(|| {
+            run(vec![
+                "verify".into(),
+                "--public-key".into(),
+                public_key.display().to_string(),
+                "--tenant".into(),
+                tenant.into(),
+                bundle.display().to_string(),
+            ])
+        });
+        match verified {
+            Some((true, text)) => {
+                // "tenant soak-a: 3/3 checkpoints valid, …": sealed periods, not only pending entries.
+                let sealed = text
+                    .split_once(": ")
+                    .and_then(|(_, rest)| rest.split('/').next()?.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if sealed == 0 {
+                    failures.push(format!("{tenant}: nothing sealed: {text}"));
+                }
+                checkpoints += sealed;
+            }
+            Some((false, text)) => failures.push(format!("{tenant}: {text}")),
+            None => failures.push(format!("{tenant}: fetch failed: {}", fetched.1)),
+        }
+    }
+    report.chains_verified = Some(TENANTS.len() - failures.len());
+    report.chains = format!("{}/{} ({checkpoints} checkpoints)", TENANTS.len() - failures.len(), TENANTS.len());
+    report.chain_failures = failures;
 }
 
 /// Every entry of each tenant, listed page by page (retried through faults).

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use auditline_tests::fault_proxy::{FaultMix, FaultProxy};
-use auditline_tests::soak::{SoakConfig, SoakReport, run, table};
+use auditline_tests::soak::{SoakConfig, SoakReport, SoakStore, run, table};
 
 /// Each run's report is printed as soon as it is done, so that a failing run does not take the
-/// figures of the others with it. `AUDITLINE_SOAK_RUNS` (comma-separated: `memory`, `dynamodb`,
-/// `stock-moto`, `killed`) runs only those.
+/// figures of the others with it. `AUDITLINE_SOAK_RUNS` (comma-separated: `memory`, `sqlite`,
+/// `dynamodb`, `stock-moto`, `killed`, `sqlite-killed`) runs only those.
 pub async fn run_section(out: &mut String) {
     let chosen = std::env::var("AUDITLINE_SOAK_RUNS").ok();
     let wanted = |run: &str| chosen.as_deref().is_none_or(|c| c.split(',').any(|r| r.trim() == run));
@@ -28,11 +28,29 @@ pub async fn run_section(out: &mut String) {
             writers: 8,
             readers: 2,
             clients: 1_000,
-            dynamodb: None,
+            store: SoakStore::Memory,
             rate_per_writer: 20,
             kill_at: None,
             batch_size: 6,
             push_faults_per_mille,
+        })
+        .await;
+        reports.push(printed(report));
+    }
+    // The local default, paced as in memory: the same load on the SQLite file, sealing every
+    // minute as it goes, each tenant's chain verified at the end.
+    if wanted("sqlite") {
+        let report = run(&SoakConfig {
+            label: "SQLite (the local default)".into(),
+            duration: Duration::from_secs(360),
+            writers: 8,
+            readers: 2,
+            clients: 1_000,
+            store: SoakStore::Sqlite,
+            rate_per_writer: 20,
+            kill_at: None,
+            batch_size: 6,
+            push_faults_per_mille: 0,
         })
         .await;
         reports.push(printed(report));
@@ -51,7 +69,7 @@ pub async fn run_section(out: &mut String) {
             writers: 8,
             readers: 2,
             clients: 200,
-            dynamodb: Some(proxy.url.clone()),
+            store: SoakStore::DynamoDb(proxy.url.clone()),
             rate_per_writer: 0,
             kill_at: None,
             batch_size: 25,
@@ -81,7 +99,23 @@ pub async fn run_section(out: &mut String) {
             writers: 8,
             readers: 2,
             clients: 200,
-            dynamodb: Some(auditline_tests::dynamodb_endpoint()),
+            store: SoakStore::DynamoDb(auditline_tests::dynamodb_endpoint()),
+            rate_per_writer: 0,
+            kill_at: Some(Duration::from_secs(40)),
+            batch_size: 25,
+            push_faults_per_mille: 0,
+        })
+        .await;
+        reports.push(printed(report));
+    }
+    if wanted("sqlite-killed") {
+        let report = run(&SoakConfig {
+            label: "SQLite, killed and restarted".into(),
+            duration: Duration::from_secs(120),
+            writers: 8,
+            readers: 2,
+            clients: 200,
+            store: SoakStore::Sqlite,
             rate_per_writer: 0,
             kill_at: Some(Duration::from_secs(40)),
             batch_size: 25,
@@ -120,7 +154,7 @@ async fn stock_moto() -> SoakReport {
         writers: 8,
         readers: 2,
         clients: 50,
-        dynamodb: Some(proxy.url.clone()),
+        store: SoakStore::DynamoDb(proxy.url.clone()),
         rate_per_writer: 0,
         kill_at: None,
         batch_size: 5,

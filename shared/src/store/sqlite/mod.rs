@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -89,6 +90,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Signalled when a reader is put back.
     returned: std::sync::Condvar,
+    /// Set by [`SqliteStore::close`]: readers are closed as they come back.
+    closed: std::sync::atomic::AtomicBool,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Maps SQLite's errors to the port's: a full disk or a busy file is retryable (503 with
@@ -120,10 +124,18 @@ impl SqliteStore {
         let existed = path.exists();
         let writer = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
             .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
+        // Until the file is checked, closing must not fold a WAL into it: a refused file is left
+        // exactly as it was found.
+        writer
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
         // A file that is not a database (garbage, a truncated header) fails here, by name.
-        let version: i64 = writer
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(|e| damaged(format!("not an auditline database ({e})")))?;
+        let version: i64 = writer.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| {
+            damaged(match e.sqlite_error_code() {
+                Some(ErrorCode::DatabaseCorrupt) => format!("the database is damaged ({e})"),
+                _ => format!("not an auditline database ({e})"),
+            })
+        })?;
         if existed && version == 0 {
             let tables: i64 = writer
                 .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
@@ -157,10 +169,14 @@ impl SqliteStore {
                     .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?,
             );
         }
+        // Checked: from now on a clean close folds the WAL back into the file.
+        writer
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+            .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
         let (tx, rx) = mpsc::channel::<Job>();
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = commits.clone();
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("auditline-sqlite-writer".into())
             .spawn(move || write_loop(writer, rx, &counted))
             .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
@@ -171,6 +187,8 @@ impl SqliteStore {
                 writer: Mutex::new(Some(tx)),
                 readers: Mutex::new(readers),
                 returned: std::sync::Condvar::new(),
+                closed: std::sync::atomic::AtomicBool::new(false),
+                writer_thread: Mutex::new(Some(writer_thread)),
             }),
         })
     }
@@ -215,6 +233,9 @@ impl SqliteStore {
             let conn = {
                 let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
+                    if inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+                        return Err(BackendError::Unavailable("the store is closed".into()));
+                    }
                     if let Some(conn) = pool.pop() {
                         break conn;
                     }
@@ -222,8 +243,10 @@ impl SqliteStore {
                 }
             };
             let result = read(&conn);
-            inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
-            inner.returned.notify_one();
+            if !inner.closed.load(std::sync::atomic::Ordering::Acquire) {
+                inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            }
+            inner.returned.notify_all();
             result.map_err(|e| backend(&e))
         })
         .await
@@ -255,9 +278,18 @@ impl SqliteStore {
             .map(|n| n as u64)
     }
 
-    /// Stops the writer once the writes already queued are committed.
+    /// Commits the writes already queued, then closes every connection (the last to close folds
+    /// the WAL back into the file, which a copy then holds whole). Later calls fail as unavailable.
+    /// Blocks until the writer is done.
     pub fn close(&self) {
+        // Readers first: the writer, closing last, is the connection that can checkpoint.
+        self.inner.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.inner.readers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.inner.returned.notify_all();
         self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.inner.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
     }
 }
 
