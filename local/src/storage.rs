@@ -18,13 +18,12 @@ use auditline::store::dynamo::tables::{
     self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
 };
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
+use auditline::store::sqlite::DATABASE_FILE;
 use auditline::store::{AuditStore, MemoryStore, SqliteStore};
 use chrono::{DateTime, Utc};
 
 use crate::{BoxError, DEV_TENANT, DEV_TOKEN_HOURS, Limits};
 
-/// The database file in a data directory.
-pub const DATABASE_FILE: &str = "auditline.db";
 /// The development API key, kept beside the database so that it survives a restart.
 const DEV_KEY_FILE: &str = "dev-api-key";
 /// How often expired entries are removed (in bounded steps).

@@ -94,14 +94,18 @@ impl Local {
 
     /// Every entry id of the development tenant, page by page.
     async fn ids(&self) -> Vec<String> {
+        Self::ids_of(&self.url, &self.key).await
+    }
+
+    async fn ids_of(url: &str, key: &str) -> Vec<String> {
         let mut ids = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let mut target = format!("{}/audit/logs?limit=200", self.url);
+            let mut target = format!("{url}/audit/logs?limit=200");
             if let Some(t) = &next {
                 target.push_str(&format!("&next_token={}", auditline_cli::client::encode(t)));
             }
-            let page = http("GET", &target, &[("x-api-key", &self.key)], None).await;
+            let page = http("GET", &target, &[("x-api-key", key)], None).await;
             assert_eq!(page.status, 200, "{}", page.body);
             ids.extend(page.body["entries"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()));
             match page.body["next_token"].as_str() {
@@ -373,25 +377,87 @@ fn fetch_and_verify(g: &Running, key: &str, extra: &[&str]) -> String {
     text(&verified)
 }
 
+/// Four closed hours of entries of the development tenant (five an hour), written into `dir`'s
+/// file before a gateway starts on it.
+async fn four_closed_hours(dir: &Path) {
+    let store = Arc::new(SqliteStore::open(&dir.join("auditline.db")).unwrap());
+    let start = (Utc::now() - chrono::Duration::hours(4)).duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 12 * 60_000);
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
+    let local = tenant(DEV_TENANT);
+    for i in 0..20 {
+        let request = new_entry(&local, AuditAction::ALL[i % 6], EntityType::File, &format!("f-{i}"), None, None);
+        assert!(matches!(logger.log(request).await, Ok(LogOutcome::Stored(_))));
+    }
+    store.close();
+}
+
+/// `auditline backup` while the gateway seals and takes writes; restored as the README says (the
+/// copy as `auditline.db` in a new data directory, with the seal key), the trail verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_the_gateway_writes_restores_into_a_trail_that_verifies() {
+    let dir = fresh_dir("local-backed-up");
+    four_closed_hours(&dir).await;
+    let g = sealing(&dir, 0).await;
+    let key = g.credentials.api_key.expose().to_owned();
+    wait_for_checkpoints(&g, &key, 4).await;
+
+    // Writers keep going while the copy is taken.
+    let url = format!("{}/audit/logs", g.http_url());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = {
+        let (url, key) = (url.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = 0;
+            while !*stopped.borrow() {
+                let reply = http("POST", &url, &[("x-api-key", &key)], Some(&entry(acknowledged))).await;
+                assert_eq!(reply.status, 201, "{}", reply.body);
+                acknowledged += 1;
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copy = fresh_dir("local-backup").join("trail.db");
+    let (from, to) = (dir.display().to_string(), copy.display().to_string());
+    let backed_up = tokio::task::spawn_blocking(move || auditline(&["backup", "--data-dir", &from, "--out", &to], ""))
+        .await
+        .unwrap();
+    assert!(backed_up.status.success(), "{}", text(&backed_up));
+    let _ = stop.send(true);
+    let written_meanwhile = writer.await.unwrap();
+    assert!(written_meanwhile > 0);
+    assert!(text(&backed_up).starts_with("backed up "), "{}", text(&backed_up));
+
+    // Never over an existing file; and a directory without a database is named.
+    let again = auditline(&["backup", "--data-dir", dir.to_str().unwrap(), "--out", copy.to_str().unwrap()], "");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again).contains("exists already"), "{}", text(&again));
+    let empty = fresh_dir("local-empty");
+    let none = auditline(&["backup", "--data-dir", empty.to_str().unwrap(), "--out", "/tmp/never.db"], "");
+    assert!(text(&none).contains("auditline.db: no database here"), "{}", text(&none));
+    let listed_before = Local::ids_of(&g.http_url(), &key).await.len();
+    g.shutdown().await;
+
+    // Restored: a new directory, the copy as its database, the seal key beside it.
+    let restored = fresh_dir("local-restored");
+    std::fs::copy(&copy, restored.join("auditline.db")).unwrap();
+    std::fs::copy(dir.join("seal-key.pem"), restored.join("seal-key.pem")).unwrap();
+    let r = sealing(&restored, 0).await;
+    let listed = Local::ids_of(&r.http_url(), &key).await.len();
+    assert!((21..=listed_before).contains(&listed), "a snapshot from the middle of the writes: {listed}");
+    let said = fetch_and_verify(&r, &key, &[]);
+    let expected = format!("4/4 checkpoints valid, {listed}/{listed} entries valid, {} not sealed yet", listed - 20);
+    assert!(said.contains(&expected), "{said}");
+    r.shutdown().await;
+}
+
 /// After a restart the seal chain goes on from its last checkpoint (no second genesis under the
 /// same key), and `auditline verify --head <head from before the restart>` passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_the_chain_continues_and_verifies_from_the_head_seen_before() {
     let dir = fresh_dir("local-chain");
-    // Four closed hours of entries of the development tenant, written into the file before the
-    // gateway first starts.
-    {
-        let store = Arc::new(SqliteStore::open(&dir.join("auditline.db")).unwrap());
-        let start = (Utc::now() - chrono::Duration::hours(4)).duration_trunc(chrono::Duration::hours(1)).unwrap();
-        let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 12 * 60_000);
-        let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
-        let local = tenant(DEV_TENANT);
-        for i in 0..20 {
-            let request = new_entry(&local, AuditAction::ALL[i % 6], EntityType::File, &format!("f-{i}"), None, None);
-            assert!(matches!(logger.log(request).await, Ok(LogOutcome::Stored(_))));
-        }
-        store.close();
-    }
+    four_closed_hours(&dir).await;
 
     // First run: with an hour's grace, the three oldest hours are sealed; the last one is not yet.
     let first = sealing(&dir, 3600).await;

@@ -1,6 +1,7 @@
 //! `auditline`, the command line for people: API keys, fetching a tenant's bundle, verifying
-//! bundles and proofs offline, key fingerprints, and a witness. Each subcommand is a module whose `run` the binary and the tests call.
+//! bundles and proofs offline, key fingerprints, a witness, and backups of the local gateway. Each subcommand is a module whose `run` the binary and the tests call.
 
+pub mod backup;
 pub mod bundle;
 pub mod client;
 pub mod export;
@@ -32,4 +33,6 @@ pub enum Command {
     Witness(witness::WitnessArgs),
     /// Print the fingerprint of a seal public key (PEM), to compare with the operator's.
     Fingerprint(keys::FingerprintArgs),
+    /// Copy the local gateway's database (SQLite) to a new file, while it runs.
+    Backup(backup::BackupArgs),
 }

@@ -1,5 +1,5 @@
 use auditline::store::dynamo::{DynamoApiKeys, client_from_environment};
-use auditline_cli::{Cli, Command, export, fetch, keys, verify, witness};
+use auditline_cli::{Cli, Command, backup, export, fetch, keys, verify, witness};
 use clap::Parser;
 
 /// Exit codes: 0 done (or verified), 1 not verified, 2 could not be done (bad input, I/O, network).
@@ -20,6 +20,7 @@ async fn main() {
         Command::Verify(args) => verify::run(&args, &mut out).map_err(|e| e as _),
         Command::Witness(args) => witness::run(&args, &mut out).await.map(|()| true).map_err(|e| e as _),
         Command::Fingerprint(args) => keys::fingerprint(&args, &mut out).map(|()| true).map_err(|e| e as _),
+        Command::Backup(args) => backup::run(&args, &mut out).map(|()| true).map_err(|e| e as _),
     };
     match result {
         Ok(true) => {}

@@ -34,6 +34,8 @@ use tokio::sync::oneshot;
 
 use crate::backend::BackendError;
 
+/// The database's file name in a data directory (the local gateway's `--data-dir`).
+pub const DATABASE_FILE: &str = "auditline.db";
 /// The schema this code writes; older files are migrated at open, newer ones refused.
 pub const SCHEMA_VERSION: i64 = 1;
 /// Writes committed together at most.
@@ -264,11 +266,7 @@ impl SqliteStore {
     /// Copies the database, while it is in use, to `out` (SQLite's online backup).
     pub async fn backup_to(&self, out: &Path) -> Result<(), BackendError> {
         let out = out.to_owned();
-        self.read(move |conn| {
-            let mut dst = Connection::open(&out)?;
-            rusqlite::backup::Backup::new(conn, &mut dst)?.run_to_completion(256, Duration::from_millis(5), None)
-        })
-        .await
+        self.read(move |conn| copy_online(conn, &out)).await
     }
 
     /// How many entries the file holds (expired ones not yet removed included).
@@ -291,6 +289,80 @@ impl SqliteStore {
             let _ = thread.join();
         }
     }
+}
+
+/// The whole database as one snapshot, into a new file at `out`: every page in one step of SQLite's
+/// online backup, so the copy is taken inside one read transaction — writers go on (WAL), and the
+/// copy is never restarted by them, however busy they are.
+fn copy_online(source: &Connection, out: &Path) -> Result<(), rusqlite::Error> {
+    use rusqlite::backup::{Backup, StepResult};
+    let mut copy = Connection::open(out)?;
+    {
+        let backup = Backup::new(source, &mut copy)?;
+        // A negative step copies every page at once; busy or locked only while a lock is taken.
+        while !matches!(backup.step(-1)?, StepResult::Done) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // The copy stands alone: one file, no WAL beside it.
+    copy.pragma_update(None, "journal_mode", "DELETE")?;
+    copy.pragma_update(None, "synchronous", "FULL")
+}
+
+/// What [`backup`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Copies the database at `database` to `out` while a gateway may be using it, for `auditline
+/// backup`. The source is opened read-only and checked first; the copy is written beside `out`,
+/// checked (`quick_check`, schema version), synced, and only then moved into place. An existing
+/// `out` is never overwritten.
+pub fn backup(database: &Path, out: &Path) -> Result<BackupSummary, OpenError> {
+    let io = |path: &Path, e: &dyn std::fmt::Display| OpenError::Io { path: path.to_owned(), reason: e.to_string() };
+    if !database.is_file() {
+        return Err(OpenError::Io { path: database.to_owned(), reason: "no database here".into() });
+    }
+    if out.exists() {
+        return Err(OpenError::Io { path: out.to_owned(), reason: "exists already: give a new file".into() });
+    }
+    let source = open_connection(database, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| io(database, &e))?;
+    let version: i64 = source.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| {
+        OpenError::Damaged { path: database.to_owned(), reason: format!("not an auditline database ({e})") }
+    })?;
+    if !(1..=SCHEMA_VERSION).contains(&version) {
+        return Err(OpenError::Damaged {
+            path: database.to_owned(),
+            reason: format!("schema version {version}: not an auditline database this release reads"),
+        });
+    }
+    let partial = out.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let result = (|| {
+        copy_online(&source, &partial).map_err(|e| io(out, &e))?;
+        let copy = open_connection(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| io(out, &e))?;
+        let check: String = copy.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(|e| io(out, &e))?;
+        if check != "ok" {
+            return Err(io(out, &format!("the copy does not check out: {check}")));
+        }
+        let entries: i64 =
+            copy.query_row("SELECT count(*) FROM entries", [], |row| row.get(0)).map_err(|e| io(out, &e))?;
+        drop(copy);
+        std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| io(out, &e))?;
+        std::fs::rename(&partial, out).map_err(|e| io(out, &e))?;
+        // The rename itself made durable.
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(out, &e))?;
+        }
+        let bytes = std::fs::metadata(out).map_err(|e| io(out, &e))?.len();
+        Ok(BackupSummary { entries: entries as u64, bytes })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
 }
 
 /// The writer: takes a job, then whatever else is already queued (up to [`GROUP`]), runs each in
