@@ -90,11 +90,14 @@ async fn main() {
             format!("in memory (up to {max_entries} entries, {} MB; gone at exit)", max_bytes >> 20)
         }
         Storage::DynamoDb { endpoint } => format!("DynamoDB API at {endpoint}"),
-        Storage::Sqlite { .. } => format!(
-            "{} ({} entries; kept across restarts — --memory keeps nothing)",
-            running.database.as_ref().map_or_else(String::new, |p| p.display().to_string()),
-            running.entries_at_start.unwrap_or(0)
-        ),
+        Storage::Sqlite { .. } => {
+            let entries = running.entries_at_start.unwrap_or(0);
+            format!(
+                "{} ({entries} {}; kept across restarts — --memory keeps nothing)",
+                running.database.as_ref().map_or_else(String::new, |p| p.display().to_string()),
+                if entries == 1 { "entry" } else { "entries" }
+            )
+        }
     };
     let key = running.credentials.api_key.expose();
     println!("auditline local gateway");
@@ -136,9 +139,21 @@ async fn main() {
     println!("  curl -s -X POST {http}/audit/logs -H 'X-API-Key: {key}' -H 'content-type: application/json' \\");
     println!("       -d '{{\"action\":\"CREATE\",\"entity_type\":\"ENTITY\",\"entity_id\":\"entity-123\"}}'");
     println!("  curl -s {http}/audit/logs -H 'X-API-Key: {key}'");
-    println!("Ctrl-C stops.");
+    println!("Ctrl-C (or SIGTERM) stops.");
 
-    let _ = tokio::signal::ctrl_c().await;
+    // Ctrl-C, or SIGTERM (a service manager's stop): either way a clean stop, the file closed whole.
+    let terminated = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
     println!("stopping…");
     if tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown()).await.is_err() {
         eprintln!("auditline-local: gave up waiting for open requests");
