@@ -153,6 +153,11 @@ impl Running {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The SQLite store, when the data lives in one.
+    pub fn sqlite_store(&self) -> Option<&auditline::store::SqliteStore> {
+        self.local.as_ref().map(|l| &l.store)
+    }
+
     /// The connection records, as `$connect` and `$disconnect` leave them.
     pub fn connections(&self) -> &Arc<dyn ConnectionStore> {
         &self.connections

@@ -38,7 +38,8 @@ struct Args {
     data_dir: std::path::PathBuf,
     /// Keep everything in memory instead (gone at exit; the data directory is not used): for
     /// tests and benchmarks.
-    #[arg(long, env = "AUDITLINE_MEMORY")]
+    /// The variable takes 1/0, true/false, yes/no or on/off.
+    #[arg(long, env = "AUDITLINE_MEMORY", value_parser = clap::builder::BoolishValueParser::new())]
     memory: bool,
 }
 

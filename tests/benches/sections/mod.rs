@@ -12,6 +12,7 @@ mod lambda;
 mod proofs;
 mod sam;
 mod soak;
+mod sqlite;
 mod store;
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use std::pin::Pin;
 pub type Section = fn(&mut String) -> Pin<Box<dyn Future<Output = ()> + '_>>;
 
 /// Sections a plain `./scripts/bench.sh` leaves out (they take long); name them to run them.
-pub const OPT_IN: &[&str] = &["sam", "soak", "cold"];
+pub const OPT_IN: &[&str] = &["sam", "soak", "cold", "sqlite"];
 
 pub const ALL: &[(&str, Section)] = &[
     ("store", |out| Box::pin(store::run(out))),
@@ -33,6 +34,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("isolation", |out| Box::pin(isolation::run(out))),
     ("lambda", |out| Box::pin(lambda::run(out))),
     ("gateway", |out| Box::pin(gateway::run(out))),
+    ("sqlite", |out| Box::pin(sqlite::run(out))),
     ("sam", |out| Box::pin(sam::run(out))),
     ("cold", |out| Box::pin(cold::run(out))),
     ("soak", |out| Box::pin(soak::run_section(out))),

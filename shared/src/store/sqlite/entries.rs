@@ -32,11 +32,8 @@ fn count(conn: &Connection, entry: &AuditLogEntry) -> Result<(), rusqlite::Error
     let hour = HourBucket::of(entry.timestamp).index();
     let tenant = entry.tenant_id.as_str();
     let existing: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT counts, expires_at FROM counters WHERE tenant = ?1 AND hour = ?2",
-            params![tenant, hour],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT counts, expires_at FROM counters WHERE tenant = ?1 AND hour = ?2")?
+        .query_row(params![tenant, hour], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let (mut counts, expires_at) = match existing {
         Some((text, expires)) => (serde_json::from_str::<Counts>(&text).map_err(|e| corrupt("a counter", e))?, expires),
@@ -44,23 +41,27 @@ fn count(conn: &Connection, entry: &AuditLogEntry) -> Result<(), rusqlite::Error
     };
     counts.add(&Counts::of(entry));
     let text = serde_json::to_string(&counts).map_err(|e| corrupt("a counter", e))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO counters (tenant, hour, counts, expires_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (tenant, hour) DO UPDATE SET counts = excluded.counts, expires_at = excluded.expires_at",
-        params![tenant, hour, text, expires_at.max(entry.expires_at)],
-    )?;
+    )?
+    .execute(params![tenant, hour, text, expires_at.max(entry.expires_at)])?;
     Ok(())
 }
 
-fn put(conn: &Connection, entry: &AuditLogEntry) -> Result<(), WriteError> {
+/// Stores `entry` as `body` (its JSON, made before the writer's turn: the writer is the one
+/// thread every write waits for).
+fn put(conn: &Connection, entry: &AuditLogEntry, body: &str) -> Result<(), WriteError> {
     let tenant = entry.tenant_id.as_str();
     let closed_before: Option<i64> = conn
-        .query_row("SELECT closed_before FROM seal_state WHERE tenant = ?1", [tenant], |row| row.get(0))
+        .prepare_cached("SELECT closed_before FROM seal_state WHERE tenant = ?1")?
+        .query_row([tenant], |row| row.get(0))
         .optional()?
         .flatten();
     let id = entry.id.as_bytes().as_slice();
     let exists = conn
-        .query_row("SELECT 1 FROM entries WHERE tenant = ?1 AND id = ?2", params![tenant, id], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM entries WHERE tenant = ?1 AND id = ?2")?
+        .query_row(params![tenant, id], |_| Ok(()))
         .optional()?;
     if exists.is_some() {
         return Err(WriteError::Refused(Box::new(Refusal::Exists)));
@@ -68,22 +69,21 @@ fn put(conn: &Connection, entry: &AuditLogEntry) -> Result<(), WriteError> {
     if closed_before.is_some_and(|c| entry.timestamp.timestamp_millis() < c) {
         return Err(WriteError::Refused(Box::new(Refusal::Sealed)));
     }
-    let body = serde_json::to_string(entry).map_err(|e| corrupt("an entry", e))?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO entries (tenant, id, expires_at, entity, project, user, action, type, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            tenant,
-            id,
-            entry.expires_at,
-            entry.entity_id,
-            entry.project_id,
-            entry.user_id,
-            entry.action.as_str(),
-            entry.entity_type.as_str(),
-            body
-        ],
-    )?;
+    )?
+    .execute(params![
+        tenant,
+        id,
+        entry.expires_at,
+        entry.entity_id,
+        entry.project_id,
+        entry.user_id,
+        entry.action.as_str(),
+        entry.entity_type.as_str(),
+        body
+    ])?;
     count(conn, entry)?;
     Ok(())
 }
@@ -159,7 +159,8 @@ impl AuditStore for SqliteStore {
 
     async fn put(&self, entry: &AuditLogEntry) -> Result<(), StoreError> {
         let owned = entry.clone();
-        match self.write::<(), Refusal>(move |conn| put(conn, &owned)).await? {
+        let body = serde_json::to_string(entry).map_err(|e| BackendError::Internal(format!("an entry: {e}")))?;
+        match self.write::<(), Refusal>(move |conn| put(conn, &owned, &body)).await? {
             Ok(()) => Ok(()),
             Err(Refusal::Exists) => Err(StoreError::AlreadyExists(entry.id)),
             Err(Refusal::Sealed) => Err(StoreError::Sealed(entry.id)),

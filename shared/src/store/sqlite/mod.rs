@@ -387,17 +387,18 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, commits: &std::sy
             }
         };
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (i, job) in batch.into_iter().enumerate() {
-            let name = format!("w{i}");
-            let outcome = match tx.execute_batch(&format!("SAVEPOINT {name}")) {
+        // One savepoint name serves every write: each is released (or rolled back) before the next.
+        let savepoint = |sql: &str| tx.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
+        for job in batch {
+            let outcome = match savepoint("SAVEPOINT write") {
                 Err(e) => Err(WriteOutcome::Failed(backend(&e))),
                 Ok(()) => match (job.work)(&tx) {
-                    Ok(value) => match tx.execute_batch(&format!("RELEASE {name}")) {
+                    Ok(value) => match savepoint("RELEASE write") {
                         Ok(()) => Ok(value),
                         Err(e) => Err(WriteOutcome::Failed(backend(&e))),
                     },
                     Err(e) => {
-                        let _ = tx.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"));
+                        let _ = savepoint("ROLLBACK TO write").and_then(|()| savepoint("RELEASE write"));
                         Err(match e {
                             WriteError::Refused(reason) => WriteOutcome::Refused(reason),
                             WriteError::Sql(e) => WriteOutcome::Failed(backend(&e)),
