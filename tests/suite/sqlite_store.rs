@@ -78,6 +78,94 @@ async fn everything_survives_a_reopen_and_the_chain_continues_where_it_stopped()
     assert_eq!(summary.added_since_head, Some(1));
 }
 
+/// The three tables version 2 rebuilt, as version 1 (the first release with the SQLite store)
+/// made them: clustered on their keys.
+const VERSION_1_TABLES: &str = r#"
+CREATE TABLE entries_1 (
+    tenant TEXT NOT NULL, id BLOB NOT NULL, expires_at INTEGER NOT NULL, entity TEXT NOT NULL,
+    project TEXT, user TEXT, action TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+INSERT INTO entries_1 SELECT tenant, id, expires_at, entity, project, user, action, type, body FROM entries;
+DROP TABLE entries;
+ALTER TABLE entries_1 RENAME TO entries;
+CREATE INDEX entries_by_entity ON entries (tenant, entity, id);
+CREATE INDEX entries_by_project ON entries (tenant, project, id) WHERE project IS NOT NULL;
+CREATE INDEX entries_by_user ON entries (tenant, user, id) WHERE user IS NOT NULL;
+CREATE INDEX entries_by_action ON entries (tenant, action, id);
+CREATE INDEX entries_by_type ON entries (tenant, type, id);
+CREATE INDEX entries_by_expiry ON entries (expires_at);
+CREATE TABLE tiles_1 (
+    tenant TEXT NOT NULL, end_ms INTEGER NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL,
+    hashes BLOB NOT NULL, ids BLOB, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, end_ms, level, idx)
+) WITHOUT ROWID;
+INSERT INTO tiles_1 SELECT * FROM tiles;
+DROP TABLE tiles;
+ALTER TABLE tiles_1 RENAME TO tiles;
+CREATE TABLE idempotency_1 (
+    tenant TEXT NOT NULL, principal TEXT NOT NULL, key TEXT NOT NULL, hash TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL, stamped_at INTEGER NOT NULL, response TEXT, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, principal, key)
+) WITHOUT ROWID;
+INSERT INTO idempotency_1 SELECT * FROM idempotency;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_1 RENAME TO idempotency;
+CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+PRAGMA user_version = 1;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_is_migrated_at_open_and_keeps_its_trail() {
+    let path = new_path();
+    let acme = tenant("acme");
+    let key = Arc::new(LocalSigner::generate().unwrap());
+    let settings = SealSettings { lookback_hours: 12, ..SealSettings::default() };
+    let start = (Utc::now() - Duration::hours(6)).duration_trunc(Duration::hours(1)).unwrap();
+    let head = {
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        log_hours(store.clone(), &acme, start + Duration::minutes(1), 6, 20 * 60_000).await;
+        Sealer::new(store.clone(), key.clone(), settings)
+            .run(start + Duration::hours(2) + Duration::minutes(5))
+            .await
+            .unwrap();
+        let head = store.checkpoints(&acme, None, None, 10).await.unwrap().last().unwrap().link();
+        store.close();
+        head
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(VERSION_1_TABLES).unwrap();
+        assert_eq!(conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap(), 1);
+    }
+    let store = Arc::new(SqliteStore::open(&path).expect("a version 1 file opens"));
+    let version: i64 =
+        rusqlite::Connection::open(&path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION, "migrated");
+    let entries = all_entries(store.clone(), &acme).await;
+    assert_eq!(entries.len(), 6, "every entry kept");
+    for e in &entries {
+        e.verify_leaf().unwrap();
+    }
+    // The unique key still refuses a second write of an id.
+    assert!(matches!(
+        auditline::store::AuditStore::put(store.as_ref(), &entries[0]).await,
+        Err(auditline::store::StoreError::AlreadyExists(_))
+    ));
+    // And the chain goes on from the head it had.
+    log_hours(store.clone(), &acme, start + Duration::hours(3) + Duration::minutes(1), 3, 20 * 60_000).await;
+    let report = Sealer::new(store.clone(), key.clone(), settings).run(Utc::now()).await.unwrap();
+    assert_eq!(report.refused, 0, "{report:?}");
+    let bundle = Bundle {
+        entries: all_entries(store.clone(), &acme).await,
+        checkpoints: store.checkpoints(&acme, None, None, 10).await.unwrap(),
+        ..Bundle::default()
+    };
+    let summary = Verifier::new([key.public_key_der()]).with_head(head).verify(&bundle);
+    assert!(summary.is_valid(), "{summary}: {:?}", summary.failures);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_commits_and_each_is_durable_once() {
     let store = Arc::new(SqliteStore::open(&new_path()).unwrap());

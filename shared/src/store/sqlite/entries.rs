@@ -53,37 +53,44 @@ fn count(conn: &Connection, entry: &AuditLogEntry) -> Result<(), rusqlite::Error
 /// thread every write waits for).
 fn put(conn: &Connection, entry: &AuditLogEntry, body: &str) -> Result<(), WriteError> {
     let tenant = entry.tenant_id.as_str();
+    let id = entry.id.as_bytes().as_slice();
     let closed_before: Option<i64> = conn
         .prepare_cached("SELECT closed_before FROM seal_state WHERE tenant = ?1")?
         .query_row([tenant], |row| row.get(0))
         .optional()?
         .flatten();
-    let id = entry.id.as_bytes().as_slice();
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM entries WHERE tenant = ?1 AND id = ?2")?
-        .query_row(params![tenant, id], |_| Ok(()))
-        .optional()?;
-    if exists.is_some() {
-        return Err(WriteError::Refused(Box::new(Refusal::Exists)));
-    }
     if closed_before.is_some_and(|c| entry.timestamp.timestamp_millis() < c) {
-        return Err(WriteError::Refused(Box::new(Refusal::Sealed)));
+        // An id that exists is the answer a retry needs, even in a period sealed since.
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM entries WHERE tenant = ?1 AND id = ?2")?
+            .query_row(params![tenant, id], |_| Ok(()))
+            .optional()?;
+        return Err(WriteError::Refused(Box::new(if exists.is_some() { Refusal::Exists } else { Refusal::Sealed })));
     }
-    conn.prepare_cached(
-        "INSERT INTO entries (tenant, id, expires_at, entity, project, user, action, type, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        tenant,
-        id,
-        entry.expires_at,
-        entry.entity_id,
-        entry.project_id,
-        entry.user_id,
-        entry.action.as_str(),
-        entry.entity_type.as_str(),
-        body
-    ])?;
+    // The unique index refuses an id that exists: no read first.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO entries (tenant, id, expires_at, entity, project, user, action, type, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            tenant,
+            id,
+            entry.expires_at,
+            entry.entity_id,
+            entry.project_id,
+            entry.user_id,
+            entry.action.as_str(),
+            entry.entity_type.as_str(),
+            body
+        ]);
+    match inserted {
+        Ok(_) => {}
+        Err(e) if e.sqlite_error().is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) => {
+            return Err(WriteError::Refused(Box::new(Refusal::Exists)));
+        }
+        Err(e) => return Err(e.into()),
+    }
     count(conn, entry)?;
     Ok(())
 }
@@ -91,8 +98,8 @@ fn put(conn: &Connection, entry: &AuditLogEntry, body: &str) -> Result<(), Write
 /// Removes up to `step` entries expired at `now` (epoch seconds), oldest expiry first.
 pub(super) fn purge(conn: &Connection, now: i64, step: usize) -> Result<usize, WriteError> {
     let removed = conn.execute(
-        "DELETE FROM entries WHERE (tenant, id) IN
-           (SELECT tenant, id FROM entries WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+        "DELETE FROM entries WHERE rowid IN
+           (SELECT rowid FROM entries WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
         params![now, step as i64],
     )?;
     conn.execute("DELETE FROM counters WHERE expires_at <= ?1", [now])?;
@@ -101,28 +108,31 @@ pub(super) fn purge(conn: &Connection, now: i64, step: usize) -> Result<usize, W
     Ok(removed)
 }
 
-/// The SQL that reads a plan's index: the column and value that pick its partition.
+/// How the SQL reads a plan's index: the index named (the planner, without statistics, would
+/// walk the primary key newest first and filter — a scan for a rare entity), and the column and
+/// value that pick its partition.
 fn index_clause(index: &IndexKey) -> (&'static str, Option<String>) {
     match index {
-        IndexKey::Tenant => ("", None),
-        IndexKey::Entity(v) => (" AND entity = ?", Some(v.clone())),
-        IndexKey::Project(v) => (" AND project = ?", Some(v.clone())),
-        IndexKey::User(v) => (" AND user = ?", Some(v.clone())),
-        IndexKey::Action(a) => (" AND action = ?", Some(a.as_str().to_owned())),
-        IndexKey::EntityType(t) => (" AND type = ?", Some(t.as_str().to_owned())),
+        IndexKey::Tenant => (" INDEXED BY entries_by_id WHERE", None),
+        IndexKey::Entity(v) => (" INDEXED BY entries_by_entity WHERE entity = ? AND", Some(v.clone())),
+        IndexKey::Project(v) => (" INDEXED BY entries_by_project WHERE project = ? AND", Some(v.clone())),
+        IndexKey::User(v) => (" INDEXED BY entries_by_user WHERE user = ? AND", Some(v.clone())),
+        IndexKey::Action(a) => (" INDEXED BY entries_by_action WHERE action = ? AND", Some(a.as_str().to_owned())),
+        IndexKey::EntityType(t) => (" INDEXED BY entries_by_type WHERE type = ? AND", Some(t.as_str().to_owned())),
     }
 }
 
 fn query(conn: &Connection, plan: &QueryPlan, now: i64) -> Result<StoredPage, rusqlite::Error> {
     let (index, value) = index_clause(&plan.index);
-    let mut sql = format!("SELECT body FROM entries WHERE tenant = ? AND id BETWEEN ? AND ? AND expires_at > ?{index}");
-    let mut args: Vec<Box<dyn rusqlite::ToSql>> = vec![
-        Box::new(plan.tenant.as_str().to_owned()),
+    let mut sql = format!("SELECT body FROM entries{index} tenant = ? AND id BETWEEN ? AND ? AND expires_at > ?");
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> =
+        value.map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>).into_iter().collect();
+    args.extend([
+        Box::new(plan.tenant.as_str().to_owned()) as Box<dyn rusqlite::ToSql>,
         Box::new(plan.lowest.as_bytes().to_vec()),
         Box::new(plan.highest.as_bytes().to_vec()),
         Box::new(now),
-    ];
-    args.extend(value.map(|v| Box::new(v) as Box<dyn rusqlite::ToSql>));
+    ]);
     let r = &plan.residual;
     if let Some(a) = r.action {
         sql.push_str(" AND action = ?");
