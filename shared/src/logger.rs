@@ -16,7 +16,7 @@ use crate::domain::query::PAGE_BYTE_BUDGET;
 use crate::domain::time;
 use crate::domain::{
     AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType, EntryDetails, NewEntry,
-    PageRequest, QueryScope, StatsRange, TenantId, ValidationError,
+    PageRequest, QueryScope, StatsRange, TenantId, ValidEntry, ValidationError,
 };
 use crate::store::{AuditStore, StoreError};
 
@@ -161,18 +161,9 @@ impl AuditLogger {
         if !self.settings.enabled {
             return Ok(LogOutcome::Disabled);
         }
-        let mut entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
-        match self.store.put(&entry).await {
-            Ok(()) => {}
-            // Stamped, then held up past the seal's grace: nothing was written, so stamp it again.
-            Err(StoreError::Sealed(_)) => {
-                entry = valid.stamp((self.clock)(), self.settings.retention_days)?;
-                self.store.put(&entry).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.notify(&entry);
-        Ok(LogOutcome::Stored(entry))
+        let entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
+        let put = self.store.put(&entry).await;
+        self.finish(valid, entry, put, false).await
     }
 
     /// Logs an entry whose id is derived from `at`, its `position` in a request and the request's
@@ -190,18 +181,85 @@ impl AuditLogger {
         if !self.settings.enabled {
             return Ok(LogOutcome::Disabled);
         }
-        let entry = valid.stamp_as(time::derived_uuid_v7(at, position, identity), self.settings.retention_days)?;
-        match self.store.put(&entry).await {
-            Ok(()) => {
-                self.notify(&entry);
-                Ok(LogOutcome::Stored(entry))
+        let entry =
+            valid.clone().stamp_as(time::derived_uuid_v7(at, position, identity), self.settings.retention_days)?;
+        let put = self.store.put(&entry).await;
+        self.finish(valid, entry, put, true).await
+    }
+
+    /// Logs one request's entries together — the store writes them in one go where it can — each
+    /// as [`log`](Self::log) would, or with `once` (the request's time and identity) as
+    /// [`log_once`](Self::log_once) would at its position. Answers each entry's outcome in order.
+    pub async fn log_all(
+        &self,
+        entries: Vec<(u16, NewEntry)>,
+        once: Option<(DateTime<Utc>, &[u8])>,
+    ) -> Vec<Result<LogOutcome, AuditError>> {
+        let mut outcomes: Vec<Result<LogOutcome, AuditError>> = Vec::with_capacity(entries.len());
+        let mut stamped = Vec::new();
+        for (position, entry) in entries {
+            let valid = match entry.validate() {
+                Ok(valid) => valid,
+                Err(e) => {
+                    outcomes.push(Err(e.into()));
+                    continue;
+                }
+            };
+            if !self.settings.enabled {
+                outcomes.push(Ok(LogOutcome::Disabled));
+                continue;
             }
-            Err(StoreError::AlreadyExists(id)) => match self.store.get(&entry.tenant_id, id, (self.clock)()).await? {
-                Some(first) => Ok(LogOutcome::Stored(first)),
-                None => Err(StoreError::AlreadyExists(id).into()),
-            },
-            Err(e) => Err(e.into()),
+            let retention = self.settings.retention_days;
+            let entry = match once {
+                Some((at, identity)) => {
+                    valid.clone().stamp_as(time::derived_uuid_v7(at, position, identity), retention)
+                }
+                None => valid.clone().stamp((self.clock)(), retention),
+            };
+            match entry {
+                Ok(entry) => {
+                    // A placeholder, replaced below by the put's outcome.
+                    stamped.push((outcomes.len(), valid, entry));
+                    outcomes.push(Ok(LogOutcome::Disabled));
+                }
+                Err(e) => outcomes.push(Err(e.into())),
+            }
         }
+        let entries: Vec<AuditLogEntry> = stamped.iter().map(|(_, _, entry)| entry.clone()).collect();
+        let puts = self.store.put_all(&entries).await;
+        for ((slot, valid, entry), put) in stamped.into_iter().zip(puts) {
+            outcomes[slot] = self.finish(valid, entry, put, once.is_some()).await;
+        }
+        outcomes
+    }
+
+    /// What a put of a stamped entry comes to: stored (and announced to listeners), stamped again
+    /// if a seal closed its period meanwhile, or — written `once` before — the entry stored then.
+    async fn finish(
+        &self,
+        valid: ValidEntry,
+        entry: AuditLogEntry,
+        put: Result<(), StoreError>,
+        once: bool,
+    ) -> Result<LogOutcome, AuditError> {
+        let entry = match put {
+            Ok(()) => entry,
+            // Stamped, then held up past the seal's grace: nothing was written, so stamp it again.
+            Err(StoreError::Sealed(_)) if !once => {
+                let again = valid.stamp((self.clock)(), self.settings.retention_days)?;
+                self.store.put(&again).await?;
+                again
+            }
+            Err(StoreError::AlreadyExists(id)) if once => {
+                return match self.store.get(&entry.tenant_id, id, (self.clock)()).await? {
+                    Some(first) => Ok(LogOutcome::Stored(first)),
+                    None => Err(StoreError::AlreadyExists(id).into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.notify(&entry);
+        Ok(LogOutcome::Stored(entry))
     }
 
     async fn log_action(

@@ -30,6 +30,7 @@ auditline_tests::on_every_backend!(
     invalid_entries_are_rejected_by_field_and_nothing_is_written,
     disabled_logging_stores_nothing,
     concurrent_logging_loses_nothing,
+    a_batch_answers_for_each_entry_and_a_retried_batch_stores_nothing_twice,
 );
 
 fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
@@ -563,4 +564,54 @@ async fn concurrent_logging_loses_nothing(backend: Backend) {
     for (i, kind) in EntityType::ALL.iter().enumerate() {
         assert_eq!(stats.by_entity_type[kind], want.by_entity_type[i], "{kind}");
     }
+}
+
+async fn a_batch_answers_for_each_entry_and_a_retried_batch_stores_nothing_twice(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let logger = logger(store.clone(), hours_ago(1), 1);
+    let t = tenant("acme");
+    let original = stored(logger.log(new_entry(&t, AuditAction::Create, EntityType::File, "f-1", None, None)).await);
+    let fresh = |id: &str| {
+        let request = new_entry(&t, AuditAction::Update, EntityType::Report, id, None, Some("u-1"));
+        request.validate().unwrap().stamp(Utc::now(), 90).unwrap()
+    };
+    let (a, b) = (fresh("r-a"), fresh("r-b"));
+    // A new entry, one that exists, another new one, and the first again within the batch.
+    let results = store.put_all(&[a.clone(), original.clone(), b.clone(), a.clone()]).await;
+    assert!(results[2].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(StoreError::AlreadyExists(id)) if id == original.id), "{results:?}");
+    // The two copies of one id may be written at once (DynamoDB): exactly one of them is stored.
+    let copies = [&results[0], &results[3]];
+    assert_eq!(copies.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(copies.iter().any(|r| matches!(r, Err(StoreError::AlreadyExists(id)) if *id == a.id)), "{results:?}");
+    for entry in [&original, &a, &b] {
+        assert_eq!(logger.get_log(&t, entry.id).await.unwrap().as_ref(), Some(entry));
+    }
+    assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 3, "refused puts are not counted");
+
+    // Through the logger, a keyed batch (ids derived from the request) sent twice: the second
+    // time every entry is answered with the one stored the first time, and nothing is added.
+    let at = Utc::now();
+    let batch = || {
+        vec![
+            (0, new_entry(&t, AuditAction::Link, EntityType::Project, "p-1", None, None)),
+            (2, new_entry(&t, AuditAction::Unlink, EntityType::Project, "p-2", None, None)),
+        ]
+    };
+    let first: Vec<AuditLogEntry> =
+        logger.log_all(batch(), Some((at, b"request-1"))).await.into_iter().map(stored).collect();
+    let again: Vec<AuditLogEntry> =
+        logger.log_all(batch(), Some((at, b"request-1"))).await.into_iter().map(stored).collect();
+    assert_eq!(first, again);
+    assert_ne!(first[0].id, first[1].id);
+    assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 5);
+    // An invalid item is answered alone; the others are stored.
+    let mixed = vec![
+        (0, new_entry(&t, AuditAction::View, EntityType::File, "", None, None)),
+        (1, new_entry(&t, AuditAction::View, EntityType::File, "f-2", None, None)),
+    ];
+    let outcomes = logger.log_all(mixed, None).await;
+    assert!(matches!(outcomes[0], Err(AuditError::Invalid(_))), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Ok(LogOutcome::Stored(_))), "{outcomes:?}");
+    assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 6);
 }

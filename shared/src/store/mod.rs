@@ -32,6 +32,10 @@ pub enum StoreError {
     Backend(#[from] BackendError),
 }
 
+/// Puts of one [`AuditStore::put_all`] in flight at once, by default: DynamoDB's transactions on
+/// one tenant-hour's counter conflict when many run together.
+pub const PUTS_AT_ONCE: usize = 8;
+
 /// Where audit entries live.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -42,6 +46,15 @@ pub trait AuditStore: Send + Sync {
     /// the stored entry as it was. Statistics are counted with the entry, exactly once. An entry
     /// stamped before its tenant's seal marker is [`StoreError::Sealed`] and not stored.
     async fn put(&self, entry: &AuditLogEntry) -> Result<(), StoreError>;
+
+    /// Adds several entries (one request's batch), each exactly as [`put`](Self::put) would, and
+    /// answers each one's result in order. A store that can write them together does (SQLite: one
+    /// transaction, each entry in a savepoint of its own); by default a few are written at a time.
+    async fn put_all(&self, entries: &[AuditLogEntry]) -> Vec<Result<(), StoreError>> {
+        use futures::StreamExt;
+        let puts: Vec<_> = entries.iter().map(|e| self.put(e)).collect();
+        futures::stream::iter(puts).buffered(PUTS_AT_ONCE).collect().await
+    }
 
     /// One entry of `tenant`, unless it does not exist, belongs to another tenant, or has expired.
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError>;

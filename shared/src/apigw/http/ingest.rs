@@ -4,7 +4,6 @@
 //! in order. An `Idempotency-Key` makes a retried POST answer with the first result.
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -21,8 +20,6 @@ use crate::{AuditError, LogOutcome};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most entries in one batch.
 pub const MAX_BATCH: usize = 100;
-/// Entries of one batch written at once.
-const BATCH_CONCURRENCY: usize = 8;
 /// Idempotency records keep the response only up to this size; larger ones keep a compact form.
 const MAX_REPLAY_BYTES: usize = 300 * 1024;
 
@@ -181,13 +178,7 @@ async fn process(
             Ok((response, progress))
         }
         Value::Array(items) if !items.is_empty() && items.len() <= MAX_BATCH => {
-            let results: Vec<ItemResult> = futures::stream::iter(items.into_iter().zip(0u16..))
-                .map(|(item, position)| async move {
-                    ItemResult::of(store_one(item, position, caller, info, api, once).await, &info.request_id)
-                })
-                .buffered(BATCH_CONCURRENCY)
-                .collect()
-                .await;
+            let results = store_all(items, caller, info, api, once).await;
             let stored = results.iter().filter(|r| r.stored()).count();
             let retryable = results.iter().any(ItemResult::retryable);
             let status = if stored == results.len() { 201 } else { 207 };
@@ -224,6 +215,48 @@ async fn store_one(
         Some(once) => api.logger.log_once(entry, once.at, position, &once.identity).await,
         None => api.logger.log(entry).await,
     };
+    logged_outcome(logged, info)
+}
+
+/// Validates a batch's items and stores the valid ones together (one write where the store
+/// can), answering each item's result in order.
+async fn store_all(
+    items: Vec<Value>,
+    caller: &Caller,
+    info: &RequestInfo,
+    api: &AuditApi,
+    once: Option<&Once>,
+) -> Vec<ItemResult> {
+    let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
+    let mut valid = Vec::with_capacity(items.len());
+    for (item, position) in items.into_iter().zip(0u16..) {
+        match new_entry(item, caller, info) {
+            Ok(entry) => {
+                valid.push((position, entry));
+                results.push(None);
+            }
+            Err(e) => results.push(Some(ItemResult::of(Err(e), &info.request_id))),
+        }
+    }
+    let logged = api.logger.log_all(valid, once.map(|o| (o.at, o.identity.as_slice()))).await;
+    let mut logged = logged.into_iter();
+    results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| {
+                let outcome =
+                    logged.next().map_or_else(|| Err(ApiError::Internal), |logged| logged_outcome(logged, info));
+                ItemResult::of(outcome, &info.request_id)
+            })
+        })
+        .collect()
+}
+
+/// An entry's outcome as the API answers it: `Ok(None)` when logging is disabled.
+fn logged_outcome(
+    logged: Result<LogOutcome, AuditError>,
+    info: &RequestInfo,
+) -> Result<Option<AuditLogEntry>, ApiError> {
     match logged {
         Ok(LogOutcome::Stored(entry)) => Ok(Some(entry)),
         Ok(LogOutcome::Disabled) => Ok(None),

@@ -161,6 +161,12 @@ fn query(conn: &Connection, plan: &QueryPlan, now: i64) -> Result<StoredPage, ru
     Ok(StoredPage::after_last(entries, more))
 }
 
+/// The batch job refuses nothing as a whole (each entry answers for itself).
+fn unreachable_refusal(entries: &[AuditLogEntry]) -> Vec<Result<(), StoreError>> {
+    let error = BackendError::Internal("a batch cannot be refused as a whole".into());
+    entries.iter().map(|_| Err(error.clone().into())).collect()
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -174,6 +180,60 @@ impl AuditStore for SqliteStore {
             Ok(()) => Ok(()),
             Err(Refusal::Exists) => Err(StoreError::AlreadyExists(entry.id)),
             Err(Refusal::Sealed) => Err(StoreError::Sealed(entry.id)),
+        }
+    }
+
+    async fn put_all(&self, entries: &[AuditLogEntry]) -> Vec<Result<(), StoreError>> {
+        let bodies: Result<Vec<String>, _> = entries.iter().map(serde_json::to_string).collect();
+        let bodies = match bodies {
+            Ok(bodies) => bodies,
+            Err(e) => {
+                let error = BackendError::Internal(format!("an entry: {e}"));
+                return entries.iter().map(|_| Err(error.clone().into())).collect();
+            }
+        };
+        let owned = entries.to_vec();
+        // One job, one commit: each entry in a savepoint of its own inside the writer's, so a
+        // refused one rolls back alone.
+        let written = self
+            .write::<Vec<Option<Refusal>>, ()>(move |conn| {
+                let savepoint = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
+                let mut outcomes = Vec::with_capacity(owned.len());
+                for (entry, body) in owned.iter().zip(&bodies) {
+                    savepoint("SAVEPOINT entry")?;
+                    match put(conn, entry, body) {
+                        Ok(()) => {
+                            savepoint("RELEASE entry")?;
+                            outcomes.push(None);
+                        }
+                        Err(e) => {
+                            savepoint("ROLLBACK TO entry")?;
+                            savepoint("RELEASE entry")?;
+                            match e {
+                                WriteError::Refused(reason) => match reason.downcast::<Refusal>() {
+                                    Ok(refusal) => outcomes.push(Some(*refusal)),
+                                    Err(_) => return Err(corrupt("a refusal", "of another kind").into()),
+                                },
+                                WriteError::Sql(e) => return Err(e.into()),
+                            }
+                        }
+                    }
+                }
+                Ok(outcomes)
+            })
+            .await;
+        match written {
+            Ok(Ok(outcomes)) => outcomes
+                .into_iter()
+                .zip(entries)
+                .map(|(refusal, entry)| match refusal {
+                    None => Ok(()),
+                    Some(Refusal::Exists) => Err(StoreError::AlreadyExists(entry.id)),
+                    Some(Refusal::Sealed) => Err(StoreError::Sealed(entry.id)),
+                })
+                .collect(),
+            Ok(Err(())) => unreachable_refusal(entries),
+            Err(e) => entries.iter().map(|_| Err(e.clone().into())).collect(),
         }
     }
 
