@@ -49,29 +49,32 @@ fn inserted_entry(record: &EventRecord) -> Option<Result<AuditLogEntry, String>>
 /// A stream event of INSERT records for `entries`, numbered from `first_sequence`: what the
 /// entries table's stream delivers for them. The local gateway feeds these to [`handle_stream`].
 pub fn insert_event(entries: &[AuditLogEntry], first_sequence: u64) -> Event {
-    let records: Vec<serde_json::Value> = entries
+    use aws_sdk_dynamodb::types::AttributeValue;
+    // Built field by field: through JSON and back cost the local gateway more than its writes.
+    let mut event = Event::default();
+    event.records = entries
         .iter()
         .zip(first_sequence..)
         .filter_map(|(e, sequence)| {
-            let image: serde_dynamo::Item = crate::store::dynamo::entry_item(e).ok()?.into();
-            Some(serde_json::json!({
-                "eventID": format!("{sequence:032x}"),
-                "eventName": "INSERT",
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "local",
-                "dynamodb": {
-                    "ApproximateCreationDateTime": e.timestamp.timestamp(),
-                    "Keys": {"pk": {"S": format!("T#{}", e.tenant_id)}, "id": {"S": e.id.to_string()}},
-                    "NewImage": image,
-                    "SequenceNumber": sequence.to_string(),
-                    "SizeBytes": 0,
-                    "StreamViewType": "NEW_IMAGE"
-                }
-            }))
+            let mut record = EventRecord::default();
+            record.event_id = format!("{sequence:032x}");
+            record.event_name = "INSERT".into();
+            record.event_version = Some("1.1".into());
+            record.event_source = Some("aws:dynamodb".into());
+            record.aws_region = "local".into();
+            record.change.approximate_creation_date_time = e.timestamp;
+            let keys = HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(format!("T#{}", e.tenant_id))),
+                ("id".to_owned(), AttributeValue::S(e.id.to_string())),
+            ]);
+            record.change.keys = keys.into();
+            record.change.new_image = crate::store::dynamo::entry_item(e).ok()?.into();
+            record.change.sequence_number = Some(sequence.to_string());
+            record.change.stream_view_type = Some(aws_lambda_events::dynamodb::StreamViewType::NewImage);
+            Some(record)
         })
         .collect();
-    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap_or_default()
+    event
 }
 
 /// Handles one batch: fans out every new entry and reports, by sequence number, the records whose
