@@ -168,6 +168,9 @@ impl SqliteStore {
             .pragma_update(None, "journal_mode", "WAL")
             .and_then(|()| writer.pragma_update(None, "synchronous", "FULL"))
             .and_then(|()| writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB))
+            // Each write runs in a savepoint, whose undo copies of the pages it changes went to a
+            // temporary file: a third of the writer's time. A group's copies fit in memory.
+            .and_then(|()| writer.pragma_update(None, "temp_store", "MEMORY"))
             .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
         migrate(&writer, version).map_err(|e| damaged(format!("the schema could not be migrated ({e})")))?;
         let mut readers = Vec::with_capacity(READERS);
