@@ -82,7 +82,11 @@ async fn a_soak_on_sqlite_killed_and_restarted_loses_nothing_and_the_chain_verif
     check(&report);
     assert_eq!(report.frames_missing, 0, "every expected entry arrived, as a frame or caught up over HTTP");
     assert!(report.reconnects > 0, "the clients were dropped by the kill and came back");
-    assert_eq!(report.failed_writes, 0, "every write succeeded, retried with its key across the kill");
+    assert_eq!(
+        report.failed_writes, 0,
+        "every write succeeded, retried with its key across the kill: {:?}",
+        report.failed_why
+    );
     assert_eq!(report.chains_verified, Some(3), "{:?}", report.chain_failures);
 }
 

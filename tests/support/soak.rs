@@ -216,6 +216,8 @@ struct Truth {
     acked: HashMap<u128, (Written, Instant)>,
     /// Entity ids of writes that never got a success, even retried with their key.
     failed: Vec<(usize, String)>,
+    /// Why each failed write failed: the item's answer, or that none came.
+    failed_why: Vec<String>,
     post_latencies: Vec<Duration>,
     /// Answers that were neither success nor a retryable failure: each is a bug.
     refused: Vec<String>,
@@ -324,6 +326,8 @@ pub struct SoakReport {
     pub failed_writes: usize,
     pub failed_present: usize,
     pub refused: Vec<String>,
+    /// Why each failed write failed (the item's answer), for the assertion's message.
+    pub failed_why: Vec<String>,
     pub retries: usize,
     pub stats_mismatch: usize,
     pub frames_expected: usize,
@@ -471,6 +475,62 @@ async fn send_full(
     }
 }
 
+/// Sends one write under a fresh Idempotency-Key, retried with that key across timeouts, 429/5xx,
+/// a request still in progress and a partial result that failed retryably; the last answer (a
+/// 201/207 body, or a 409 `period_sealed` error), or `None` when it never came.
+async fn write_with_key(
+    client: &HttpClient,
+    url: &str,
+    auth: &str,
+    body: &Value,
+    truth: &Arc<Mutex<Truth>>,
+) -> Option<Value> {
+    let key = uuid::Uuid::now_v7().to_string();
+    let headers = [("authorization", auth), ("idempotency-key", key.as_str())];
+    let mut outcome = None;
+    // Long enough to outlast a restart, and a claim left by a request the kill cut off (taken
+    // over once stale).
+    let give_up = Instant::now() + Duration::from_secs(90);
+    for attempt in 0u32.. {
+        if attempt > 0 {
+            if Instant::now() > give_up {
+                break;
+            }
+            truth.lock().unwrap().retries += 1;
+            tokio::time::sleep(Duration::from_millis((50u64 << attempt.min(6)).min(2_000))).await;
+        }
+        let sent = Instant::now();
+        let reply = send_full(client, "POST", &format!("{url}/audit/logs"), &headers, Some(body)).await;
+        if let Some(r) = reply.as_ref().filter(|r| r.status == 503) {
+            let mut t = truth.lock().unwrap();
+            t.unavailable += 1;
+            t.unavailable_with_retry_after += usize::from(r.headers.contains_key("retry-after"));
+        }
+        match reply.map(|r| (r.status, r.body)) {
+            Some((201 | 207, reply)) => {
+                truth.lock().unwrap().post_latencies.push(sent.elapsed());
+                // An item that failed retryably: the key was released, so send it all again.
+                let partial = reply["results"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|i| matches!(i["status"].as_u64(), Some(429 | 500..=599))));
+                outcome = Some(reply);
+                if !partial {
+                    break;
+                }
+            }
+            // A timeout or a failure (or the same key still running after our timeout).
+            Some((429 | 500..=599, _)) | None => continue,
+            Some((409, reply)) if reply["error"]["code"] == "idempotency_in_progress" => continue,
+            Some((409, reply)) if reply["error"]["code"] == "period_sealed" => return Some(reply),
+            Some((status, reply)) => {
+                truth.lock().unwrap().refused.push(format!("{status}: {reply}"));
+                break;
+            }
+        }
+    }
+    outcome
+}
+
 async fn writer(w: usize, url: String, deadline: Instant, rate: u32, batch_size: usize, truth: Arc<Mutex<Truth>>) {
     let client = HttpClient::new();
     let tokens: Vec<String> = TENANTS.iter().map(|t| token(t, &format!("writer-{w}"), "audit:write")).collect();
@@ -493,50 +553,42 @@ async fn writer(w: usize, url: String, deadline: Instant, rate: u32, batch_size:
             .enumerate()
             .map(|(j, e)| json!({"action": ACTIONS[(k + j) % ACTIONS.len()], "entity_type": e.entity_type, "entity_id": e.entity_id, "project_id": e.project}))
             .collect();
-        let body = if batch == 1 { items[0].clone() } else { Value::Array(items) };
-        let key = uuid::Uuid::now_v7().to_string();
         let auth = format!("Bearer {}", tokens[tenant]);
-        let headers = [("authorization", auth.as_str()), ("idempotency-key", key.as_str())];
-        let mut outcome = None;
-        // Long enough to outlast a restart, and a claim left by a request the kill cut off (taken
-        // over once stale).
-        let give_up = Instant::now() + Duration::from_secs(90);
-        for attempt in 0u32.. {
-            if attempt > 0 {
-                if Instant::now() > give_up {
-                    break;
-                }
-                truth.lock().unwrap().retries += 1;
-                tokio::time::sleep(Duration::from_millis((50u64 << attempt.min(6)).min(2_000))).await;
-            }
-            let sent = Instant::now();
-            let reply = send_full(&client, "POST", &format!("{url}/audit/logs"), &headers, Some(&body)).await;
-            if let Some(r) = reply.as_ref().filter(|r| r.status == 503) {
-                let mut t = truth.lock().unwrap();
-                t.unavailable += 1;
-                t.unavailable_with_retry_after += usize::from(r.headers.contains_key("retry-after"));
-            }
-            match reply.map(|r| (r.status, r.body)) {
-                Some((201 | 207, reply)) => {
-                    truth.lock().unwrap().post_latencies.push(sent.elapsed());
-                    // An item that failed retryably: the key was released, so send it all again.
-                    let partial = reply["results"]
-                        .as_array()
-                        .is_some_and(|r| r.iter().any(|i| matches!(i["status"].as_u64(), Some(429 | 500..=599))));
-                    outcome = Some(reply);
-                    if !partial {
-                        break;
-                    }
-                }
-                // A timeout or a failure (or the same key still running after our timeout).
-                Some((429 | 500..=599, _)) | None => continue,
-                Some((409, reply)) if reply["error"]["code"] == "idempotency_in_progress" => continue,
-                Some((status, reply)) => {
-                    truth.lock().unwrap().refused.push(format!("{status}: {reply}"));
-                    break;
+        // Each item's answer. A request first stamped in a period sealed since (a retry across the
+        // kill, whose restarted gateway seals at once) answers 409 `period_sealed` for the items it
+        // did not store: those are sent again under a new key, as the message says.
+        let mut answers: Vec<Option<Value>> = vec![None; items.len()];
+        let mut pending: Vec<usize> = (0..items.len()).collect();
+        for _round in 0..5 {
+            let body = if batch == 1 {
+                items[0].clone()
+            } else {
+                Value::Array(pending.iter().map(|&i| items[i].clone()).collect())
+            };
+            let Some(reply) = write_with_key(&client, &url, &auth, &body, &truth).await else { break };
+            let results: Vec<Value> = match reply.get("results") {
+                Some(Value::Array(r)) => r.clone(),
+                _ if reply["error"]["code"] == "period_sealed" => vec![reply.clone(); pending.len()],
+                _ => vec![json!({"status": 201, "entry": reply})],
+            };
+            let mut sealed = Vec::new();
+            for (&i, r) in pending.iter().zip(results) {
+                if r["error"]["code"] == "period_sealed" {
+                    sealed.push(i);
+                } else {
+                    answers[i] = Some(r);
                 }
             }
+            if sealed.is_empty() {
+                break;
+            }
+            truth.lock().unwrap().retries += 1;
+            pending = sealed;
         }
+        let outcome = answers
+            .iter()
+            .any(Option::is_some)
+            .then(|| json!({"results": answers.iter().map(|a| a.clone().unwrap_or(Value::Null)).collect::<Vec<_>>()}));
         let answered = Instant::now();
         {
             let mut t = truth.lock().unwrap();
@@ -551,11 +603,17 @@ async fn writer(w: usize, url: String, deadline: Instant, rate: u32, batch_size:
                             Some(id) if r["status"] == 201 || r["status"] == 200 => {
                                 t.acked.insert(id, (e, answered));
                             }
-                            _ => t.failed.push((tenant, e.entity_id)),
+                            _ => {
+                                t.failed_why.push(r.to_string().chars().take(400).collect());
+                                t.failed.push((tenant, e.entity_id));
+                            }
                         }
                     }
                 }
-                None => t.failed.extend(written.into_iter().map(|e| (tenant, e.entity_id))),
+                None => {
+                    t.failed_why.push(format!("no answer for a batch of {} after 90 s", written.len()));
+                    t.failed.extend(written.into_iter().map(|e| (tenant, e.entity_id)));
+                }
             }
         }
         k += 1;
@@ -904,6 +962,7 @@ async fn account(
         acked: truth.acked.len(),
         failed_writes: truth.failed.len(),
         refused: truth.refused.clone(),
+        failed_why: truth.failed_why.clone(),
         retries: truth.retries,
         read_errors: truth.read_errors,
         unavailable: truth.unavailable,
