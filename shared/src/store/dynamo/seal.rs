@@ -84,6 +84,26 @@ impl DynamoStore {
         self.seal_tables.as_ref().ok_or_else(|| BackendError::Internal("this store has no seal tables".into()))
     }
 
+    /// Moves one of the tenant's seal markers (`attribute`, epoch milliseconds) forward to `to`;
+    /// a marker already there or further stays: markers never move back.
+    async fn advance(&self, tenant: &TenantId, attribute: &str, to: DateTime<Utc>) -> Result<(), BackendError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.counters_table)
+            .set_key(Some(self.seal_key(tenant)))
+            .update_expression("SET #marker = :to")
+            .condition_expression("attribute_not_exists(#marker) OR #marker < :to")
+            .expression_attribute_names("#marker", attribute)
+            .expression_attribute_values(":to", number(to.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            other => other.map(|_| ()).map_err(|e| classify("UpdateItem", e)),
+        }
+    }
+
     fn seal_key(&self, tenant: &TenantId) -> HashMap<String, AttributeValue> {
         HashMap::from([
             (counter_attr::PK.to_owned(), string(tenant_key(tenant))),
@@ -271,22 +291,7 @@ impl SealStore for DynamoStore {
     }
 
     async fn close_before(&self, tenant: &TenantId, before: DateTime<Utc>) -> Result<(), BackendError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.counters_table)
-            .set_key(Some(self.seal_key(tenant)))
-            .update_expression("SET #closed = :before")
-            .condition_expression("attribute_not_exists(#closed) OR #closed < :before")
-            .expression_attribute_names("#closed", counter_attr::CLOSED_BEFORE)
-            .expression_attribute_values(":before", number(before.timestamp_millis()))
-            .send()
-            .await;
-        match result {
-            // Already closed that far (or further): the marker never moves back.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            other => other.map(|_| ()).map_err(|e| classify("UpdateItem", e)),
-        }
+        self.advance(tenant, counter_attr::CLOSED_BEFORE, before).await
     }
 
     async fn leaves(
@@ -447,21 +452,7 @@ impl SealStore for DynamoStore {
     }
 
     async fn mark_published(&self, tenant: &TenantId, through: DateTime<Utc>) -> Result<(), BackendError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.counters_table)
-            .set_key(Some(self.seal_key(tenant)))
-            .update_expression("SET #published = :through")
-            .condition_expression("attribute_not_exists(#published) OR #published < :through")
-            .expression_attribute_names("#published", counter_attr::PUBLISHED)
-            .expression_attribute_values(":through", number(through.timestamp_millis()))
-            .send()
-            .await;
-        match result {
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            other => other.map(|_| ()).map_err(|e| classify("UpdateItem", e)),
-        }
+        self.advance(tenant, counter_attr::PUBLISHED, through).await
     }
 
     async fn witness_status(&self) -> Result<Vec<WitnessStatus>, BackendError> {

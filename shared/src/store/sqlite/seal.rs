@@ -153,6 +153,38 @@ fn infallible<T>(result: Result<T, ()>) -> Result<T, BackendError> {
     result.map_err(|()| BackendError::Internal("a seal write cannot be refused".into()))
 }
 
+/// A tenant's seal markers: columns of `seal_state` that only ever move forward.
+#[derive(Clone, Copy)]
+enum Marker {
+    ClosedBefore,
+    Published,
+}
+
+impl SqliteStore {
+    /// Moves one of the tenant's seal markers forward to `to`; a marker already there or further
+    /// stays: markers never move back.
+    async fn advance(&self, tenant: &TenantId, marker: Marker, to: DateTime<Utc>) -> Result<(), BackendError> {
+        let tenant = tenant.as_str().to_owned();
+        let sql = match marker {
+            Marker::ClosedBefore => {
+                "INSERT INTO seal_state (tenant, closed_before) VALUES (?1, ?2)
+                 ON CONFLICT (tenant) DO UPDATE SET closed_before = max(coalesce(closed_before, 0), excluded.closed_before)"
+            }
+            Marker::Published => {
+                "INSERT INTO seal_state (tenant, published) VALUES (?1, ?2)
+                 ON CONFLICT (tenant) DO UPDATE SET published = max(coalesce(published, 0), excluded.published)"
+            }
+        };
+        infallible(
+            self.write::<(), ()>(move |conn| {
+                conn.execute(sql, params![tenant, millis(to)])?;
+                Ok(())
+            })
+            .await?,
+        )
+    }
+}
+
 #[async_trait]
 impl SealStore for SqliteStore {
     async fn active_tenants(&self, hour: HourBucket) -> Result<Vec<TenantId>, BackendError> {
@@ -193,18 +225,7 @@ impl SealStore for SqliteStore {
     }
 
     async fn close_before(&self, tenant: &TenantId, before: DateTime<Utc>) -> Result<(), BackendError> {
-        let tenant = tenant.as_str().to_owned();
-        infallible(
-            self.write::<(), ()>(move |conn| {
-                conn.execute(
-                    "INSERT INTO seal_state (tenant, closed_before) VALUES (?1, ?2)
-                     ON CONFLICT (tenant) DO UPDATE SET closed_before = max(coalesce(closed_before, 0), excluded.closed_before)",
-                    params![tenant, millis(before)],
-                )?;
-                Ok(())
-            })
-            .await?,
-        )
+        self.advance(tenant, Marker::ClosedBefore, before).await
     }
 
     async fn leaves(
@@ -303,18 +324,7 @@ impl SealStore for SqliteStore {
     }
 
     async fn mark_published(&self, tenant: &TenantId, through: DateTime<Utc>) -> Result<(), BackendError> {
-        let tenant = tenant.as_str().to_owned();
-        infallible(
-            self.write::<(), ()>(move |conn| {
-                conn.execute(
-                    "INSERT INTO seal_state (tenant, published) VALUES (?1, ?2)
-                     ON CONFLICT (tenant) DO UPDATE SET published = max(coalesce(published, 0), excluded.published)",
-                    params![tenant, millis(through)],
-                )?;
-                Ok(())
-            })
-            .await?,
-        )
+        self.advance(tenant, Marker::Published, through).await
     }
 
     async fn checkpoint_covering(
