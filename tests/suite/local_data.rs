@@ -40,13 +40,8 @@ impl Local {
             }
             None => Command::new(auditline_tests::binary("auditline-local")),
         };
-        let mut child = command
-            .args(["--port", "0", "--data-dir"])
-            .arg(dir)
+        let mut child = on_data_dir(&mut command, dir)
             .env("RUST_LOG", "warn")
-            .env_remove("DYNAMODB_ENDPOINT")
-            .env_remove("AUDITLINE_SEAL_KEY_FILE")
-            .env_remove("AUDITLINE_MEMORY")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -150,14 +145,20 @@ fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
-/// The gateway on `dir`, expected to refuse to start: its exit status and what it said.
-fn refused(dir: &Path) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(auditline_tests::binary("auditline-local"))
+/// `command` (the gateway, or a wrapper that runs it) on the data directory `dir`, on any free
+/// port, with nothing in the environment choosing another store or key.
+fn on_data_dir<'c>(command: &'c mut Command, dir: &Path) -> &'c mut Command {
+    command
         .args(["--port", "0", "--data-dir"])
         .arg(dir)
         .env_remove("DYNAMODB_ENDPOINT")
         .env_remove("AUDITLINE_SEAL_KEY_FILE")
         .env_remove("AUDITLINE_MEMORY")
+}
+
+/// The gateway on `dir`, expected to refuse to start: its exit status and what it said.
+fn refused(dir: &Path) -> (std::process::ExitStatus, String) {
+    let mut child = on_data_dir(&mut Command::new(auditline_tests::binary("auditline-local")), dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
