@@ -1,13 +1,14 @@
 //! Where the local gateway's live feed comes from, standing in for the Lambda event source mapping:
-//! the logger's in-process listener (in-memory storage), or the entries table's DynamoDB stream (a
-//! DynamoDB API endpoint). Either way batches go through the same stream handler Lambda runs.
+//! the logger's in-process listener (in-memory or SQLite storage), or the entries table's DynamoDB
+//! stream (a DynamoDB API endpoint). Either way batches go through the same consumers Lambda runs,
+//! from the point where its handler has read the entries out of the event.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use auditline::AuditLogger;
-use auditline::apigw::stream::{FeedDeps, handle_archive, handle_stream, insert_event};
+use auditline::apigw::stream::{FeedDeps, archive_entries, fan_out_entries, inserted_entries};
 use auditline::archive::ArchiveSink;
 use auditline::domain::AuditLogEntry;
 use aws_lambda_events::dynamodb::Event;
@@ -30,19 +31,23 @@ pub struct Consumers {
     pub archive: Option<Arc<dyn ArchiveSink>>,
 }
 
-/// Runs one batch through both consumers, each retried as its event source mapping would.
-pub async fn deliver(event: Event, consumers: &Consumers) {
+/// One batch as a stream delivers it: entries, each with its sequence number.
+type Batch = Vec<(String, AuditLogEntry)>;
+
+/// Runs one batch through both consumers, each retried as its event source mapping would. The
+/// entries go to the same code Lambda runs after reading its event ([`fan_out_entries`],
+/// [`archive_entries`]), without a round trip through stream records.
+pub async fn deliver(batch: Batch, consumers: &Consumers) {
     if let Some(sink) = &consumers.archive {
-        archive(event.clone(), sink.as_ref()).await;
+        archive(&batch, sink.as_ref()).await;
     }
-    fan_out(event, &consumers.feed).await;
+    fan_out(batch, &consumers.feed).await;
 }
 
 /// The archive consumer: a failed batch is retried whole, as its mapping does on AWS.
-async fn archive(event: Event, sink: &dyn ArchiveSink) {
+async fn archive(batch: &Batch, sink: &dyn ArchiveSink) {
     for attempt in 0..=MAX_RETRIES {
-        let (response, _) = handle_archive(event.clone(), sink).await;
-        if response.batch_item_failures.is_empty() {
+        if !archive_entries(batch.clone(), sink).await.retried {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
@@ -50,20 +55,18 @@ async fn archive(event: Event, sink: &dyn ArchiveSink) {
     tracing::error!("an archive batch still failed after {MAX_RETRIES} retries; its entries remain in the store");
 }
 
-/// The feed consumer, retried from the lowest failed record as Lambda does.
-async fn fan_out(mut event: Event, feed: &FeedDeps) {
+/// The feed consumer, retried from the lowest failed entry as Lambda does.
+async fn fan_out(batch: Batch, feed: &FeedDeps) {
+    let mut entries: Vec<AuditLogEntry> = batch.into_iter().map(|(_, entry)| entry).collect();
     for attempt in 0..=MAX_RETRIES {
-        let (response, _) = handle_stream(event.clone(), feed).await;
-        let failed: Vec<String> = response.batch_item_failures.into_iter().filter_map(|f| f.item_identifier).collect();
-        let Some(first) =
-            event.records.iter().position(|r| r.change.sequence_number.as_ref().is_some_and(|s| failed.contains(s)))
-        else {
+        let report = fan_out_entries(&entries, feed).await;
+        let Some(first) = report.failed.iter().min().copied() else {
             return;
         };
         if attempt == MAX_RETRIES {
             break;
         }
-        event.records.drain(..first);
+        entries.drain(..first);
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
     }
     tracing::warn!("a feed batch still failed after {MAX_RETRIES} retries; its entries remain readable over HTTP");
@@ -89,11 +92,15 @@ pub fn follow_listener(logger: &AuditLogger, consumers: Consumers) -> JoinHandle
                     Err(_) => break,
                 }
             }
-            let event = insert_event(&batch, sequence);
-            sequence += batch.len() as u64;
-            deliver(event, &consumers).await;
+            let numbered = batch.into_iter().map(|entry| (next_sequence(&mut sequence), entry)).collect();
+            deliver(numbered, &consumers).await;
         }
     })
+}
+
+fn next_sequence(sequence: &mut u64) -> String {
+    *sequence += 1;
+    sequence.to_string()
 }
 
 /// DynamoDB stream records as the event Lambda receives.
@@ -164,7 +171,8 @@ pub async fn follow_stream(
                 match streams.get_records().shard_iterator(&iterator).limit(BATCH_SIZE as i32).send().await {
                     Ok(out) => {
                         if !out.records().is_empty() {
-                            deliver(records_to_event(out.records(), &arn), &consumers).await;
+                            let (batch, _unreadable) = inserted_entries(&records_to_event(out.records(), &arn));
+                            deliver(batch, &consumers).await;
                         }
                         next.extend(out.next_shard_iterator().map(str::to_owned));
                     }

@@ -46,11 +46,11 @@ fn inserted_entry(record: &EventRecord) -> Option<Result<AuditLogEntry, String>>
     Some(entry_from_item(image).map_err(|e| e.to_string()))
 }
 
-/// A stream event of INSERT records for `entries`, numbered from `first_sequence`: what the
-/// entries table's stream delivers for them. The local gateway feeds these to [`handle_stream`].
+/// A stream event of INSERT records for `entries`, numbered from `first_sequence`, as the entries
+/// table's stream delivers them: how tests and benchmarks drive the handlers.
 pub fn insert_event(entries: &[AuditLogEntry], first_sequence: u64) -> Event {
     use aws_sdk_dynamodb::types::AttributeValue;
-    // Built field by field: through JSON and back cost the local gateway more than its writes.
+    // Built field by field: through JSON and back costs more than the handlers it drives.
     let mut event = Event::default();
     event.records = entries
         .iter()
@@ -77,36 +77,39 @@ pub fn insert_event(entries: &[AuditLogEntry], first_sequence: u64) -> Event {
     event
 }
 
-/// Handles one batch: fans out every new entry and reports, by sequence number, the records whose
-/// entry could not reach every connection allowed to see it (or could not be read), so Lambda
-/// retries those, and only those, instead of failing the whole batch.
-pub async fn handle_stream(event: Event, deps: &FeedDeps) -> (DynamoDbEventResponse, FanoutReport) {
-    let mut failed_sequences = Vec::new();
+/// A stream event's INSERT records read as entries, each with its sequence number, and the
+/// sequence numbers of the records that could not be read.
+pub fn inserted_entries(event: &Event) -> (Vec<(String, AuditLogEntry)>, Vec<String>) {
     let mut entries = Vec::new();
-    let mut sequences = Vec::new();
+    let mut unreadable = Vec::new();
     for record in &event.records {
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
         match inserted_entry(record) {
             None => {}
-            Some(Ok(entry)) => {
-                entries.push(entry);
-                sequences.push(sequence);
-            }
+            Some(Ok(entry)) => entries.push((sequence, entry)),
             Some(Err(e)) => {
                 tracing::error!(sequence, error = %e, "stream record is not an audit entry");
-                failed_sequences.push(sequence);
+                unreadable.push(sequence);
             }
         }
     }
-    let report = fan_out(
-        &entries,
-        deps.connections.as_ref(),
-        deps.pusher.as_ref(),
-        &deps.settings,
-        &deps.redeliveries,
-        Utc::now(),
-    )
-    .await;
+    (entries, unreadable)
+}
+
+/// Fans out entries already read from the stream: what [`handle_stream`] does after reading, and
+/// what the local gateway does with the entries its store announces (no round trip through items).
+pub async fn fan_out_entries(entries: &[AuditLogEntry], deps: &FeedDeps) -> FanoutReport {
+    fan_out(entries, deps.connections.as_ref(), deps.pusher.as_ref(), &deps.settings, &deps.redeliveries, Utc::now())
+        .await
+}
+
+/// Handles one batch: fans out every new entry and reports, by sequence number, the records whose
+/// entry could not reach every connection allowed to see it (or could not be read), so Lambda
+/// retries those, and only those, instead of failing the whole batch.
+pub async fn handle_stream(event: Event, deps: &FeedDeps) -> (DynamoDbEventResponse, FanoutReport) {
+    let (read, mut failed_sequences) = inserted_entries(&event);
+    let (sequences, entries): (Vec<String>, Vec<AuditLogEntry>) = read.into_iter().unzip();
+    let report = fan_out_entries(&entries, deps).await;
     failed_sequences.extend(report.failed.iter().map(|i| sequences[*i].clone()));
     tracing::info!(
         records = event.records.len(),
@@ -143,41 +146,38 @@ pub struct ArchiveReport {
 /// retries the whole batch, which then writes the same objects again (see [`crate::archive`]).
 pub async fn handle_archive(event: Event, sink: &dyn ArchiveSink) -> (DynamoDbEventResponse, ArchiveReport) {
     let first = event.records.first().and_then(|r| r.change.sequence_number.clone());
-    let mut batch = Vec::new();
-    let mut failed = false;
-    for record in &event.records {
-        let sequence = record.change.sequence_number.clone().unwrap_or_default();
-        match inserted_entry(record) {
-            None => {}
-            Some(Ok(entry)) => batch.push((sequence, entry)),
-            Some(Err(e)) => {
-                tracing::error!(sequence, error = %e, "stream record is not an audit entry; the batch is not archived");
-                failed = true;
-            }
-        }
-    }
-    let mut report = ArchiveReport::default();
-    if !failed {
-        for object in objects(batch) {
-            let body = object.gzip_jsonl();
-            let size = body.len();
-            if let Err(e) = sink.put(&object.key, body).await {
-                tracing::error!(key = object.key, error = %e, "archive write failed; the batch will be retried");
-                failed = true;
-                break;
-            }
-            report.entries += object.entries.len();
-            report.objects += 1;
-            report.bytes += size;
-        }
-    }
-    report.retried = failed;
+    let (batch, unreadable) = inserted_entries(&event);
+    let report = if unreadable.is_empty() {
+        archive_entries(batch, sink).await
+    } else {
+        tracing::error!(records = unreadable.len(), "the batch is not archived: some records are not audit entries");
+        ArchiveReport { retried: true, ..ArchiveReport::default() }
+    };
     tracing::info!(records = event.records.len(), ?report, "stream batch archived");
     let mut response = DynamoDbEventResponse::default();
-    if let (true, Some(sequence)) = (failed, first) {
+    if let (true, Some(sequence)) = (report.retried, first) {
         let mut failure = DynamoDbBatchItemFailure::default();
         failure.item_identifier = Some(sequence);
         response.batch_item_failures = vec![failure];
     }
     (response, report)
+}
+
+/// Archives entries already read, each with its sequence number (which names its object); stops at
+/// the first failed write and says so in `retried`.
+pub async fn archive_entries(batch: Vec<(String, AuditLogEntry)>, sink: &dyn ArchiveSink) -> ArchiveReport {
+    let mut report = ArchiveReport::default();
+    for object in objects(batch) {
+        let body = object.gzip_jsonl();
+        let size = body.len();
+        if let Err(e) = sink.put(&object.key, body).await {
+            tracing::error!(key = object.key, error = %e, "archive write failed; the batch will be retried");
+            report.retried = true;
+            break;
+        }
+        report.entries += object.entries.len();
+        report.objects += 1;
+        report.bytes += size;
+    }
+    report
 }

@@ -49,7 +49,7 @@ pub trait AuditStore: Send + Sync {
 
     /// Adds several entries (one request's batch), each exactly as [`put`](Self::put) would, and
     /// answers each one's result in order. A store that can write them together does (SQLite: one
-    /// transaction, each entry in a savepoint of its own); by default a few are written at a time.
+    /// transaction, with the counters moved once per tenant-hour); by default a few at a time.
     async fn put_all(&self, entries: &[AuditLogEntry]) -> Vec<Result<(), StoreError>> {
         use futures::StreamExt;
         let puts: Vec<_> = entries.iter().map(|e| self.put(e)).collect();

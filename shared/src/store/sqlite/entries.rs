@@ -1,6 +1,8 @@
 //! Entries on SQLite: one row per entry (its JSON, and the columns the indexes need), the hourly
 //! counters moved in the same transaction, the tenant's seal marker checked in it too.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -13,7 +15,7 @@ use crate::domain::{
 };
 use crate::store::{AuditStore, StoreError};
 
-/// Why a put was refused (its savepoint rolled back).
+/// Why a put was refused (before it changed anything).
 enum Refusal {
     Exists,
     Sealed,
@@ -27,31 +29,49 @@ pub(super) fn decode(body: &str) -> Result<AuditLogEntry, rusqlite::Error> {
     serde_json::from_str(body).map_err(|e| corrupt("a stored entry", e))
 }
 
-/// Adds `counts` to the tenant-hour's counter, keeping it as long as its last entry.
-fn count(conn: &Connection, entry: &AuditLogEntry) -> Result<(), rusqlite::Error> {
-    let hour = HourBucket::of(entry.timestamp).index();
-    let tenant = entry.tenant_id.as_str();
-    let existing: Option<(String, i64)> = conn
-        .prepare_cached("SELECT counts, expires_at FROM counters WHERE tenant = ?1 AND hour = ?2")?
-        .query_row(params![tenant, hour], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let (mut counts, expires_at) = match existing {
-        Some((text, expires)) => (serde_json::from_str::<Counts>(&text).map_err(|e| corrupt("a counter", e))?, expires),
-        None => (Counts::default(), entry.expires_at),
-    };
-    counts.add(&Counts::of(entry));
-    let text = serde_json::to_string(&counts).map_err(|e| corrupt("a counter", e))?;
-    conn.prepare_cached(
-        "INSERT INTO counters (tenant, hour, counts, expires_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (tenant, hour) DO UPDATE SET counts = excluded.counts, expires_at = excluded.expires_at",
-    )?
-    .execute(params![tenant, hour, text, expires_at.max(entry.expires_at)])?;
+/// Adds the entries' counts to their tenant-hours' counters — one read and one write per counter,
+/// however many entries it gains — each kept as long as its last entry.
+fn count(conn: &Connection, entries: &[&AuditLogEntry]) -> Result<(), rusqlite::Error> {
+    let mut by_hour: BTreeMap<(&str, i64), (Counts, i64)> = BTreeMap::new();
+    for entry in entries {
+        let key = (entry.tenant_id.as_str(), HourBucket::of(entry.timestamp).index());
+        let (counts, expires_at) = by_hour.entry(key).or_insert((Counts::default(), entry.expires_at));
+        counts.add(&Counts::of(entry));
+        *expires_at = (*expires_at).max(entry.expires_at);
+    }
+    for ((tenant, hour), (added, expires_at)) in by_hour {
+        let existing: Option<(String, i64)> = conn
+            .prepare_cached("SELECT counts, expires_at FROM counters WHERE tenant = ?1 AND hour = ?2")?
+            .query_row(params![tenant, hour], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let (mut counts, kept_until) = match existing {
+            Some((text, expires)) => {
+                (serde_json::from_str::<Counts>(&text).map_err(|e| corrupt("a counter", e))?, expires)
+            }
+            None => (Counts::default(), expires_at),
+        };
+        counts.add(&added);
+        let text = serde_json::to_string(&counts).map_err(|e| corrupt("a counter", e))?;
+        conn.prepare_cached(
+            "INSERT INTO counters (tenant, hour, counts, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, hour) DO UPDATE SET counts = excluded.counts, expires_at = excluded.expires_at",
+        )?
+        .execute(params![tenant, hour, text, kept_until.max(expires_at)])?;
+    }
     Ok(())
 }
 
-/// Stores `entry` as `body` (its JSON, made before the writer's turn: the writer is the one
-/// thread every write waits for).
+/// Stores `entry` and counts it.
 fn put(conn: &Connection, entry: &AuditLogEntry, body: &str) -> Result<(), WriteError> {
+    insert(conn, entry, body)?;
+    count(conn, &[entry])?;
+    Ok(())
+}
+
+/// Inserts `entry` as `body` (its JSON, made before the writer's turn: the writer is the one
+/// thread every write waits for), uncounted. A refusal comes before any change: the seal marker
+/// is only read, and a refused INSERT changes nothing.
+fn insert(conn: &Connection, entry: &AuditLogEntry, body: &str) -> Result<(), WriteError> {
     let tenant = entry.tenant_id.as_str();
     let id = entry.id.as_bytes().as_slice();
     let closed_before: Option<i64> = conn
@@ -91,7 +111,6 @@ fn put(conn: &Connection, entry: &AuditLogEntry, body: &str) -> Result<(), Write
         }
         Err(e) => return Err(e.into()),
     }
-    count(conn, entry)?;
     Ok(())
 }
 
@@ -193,32 +212,26 @@ impl AuditStore for SqliteStore {
             }
         };
         let owned = entries.to_vec();
-        // One job, one commit: each entry in a savepoint of its own inside the writer's, so a
-        // refused one rolls back alone.
+        // One job, one commit. No savepoint per entry: a refused entry changed nothing (see
+        // `insert`), and any other failure fails the whole job, rolled back by the writer.
         let written = self
             .write::<Vec<Option<Refusal>>, ()>(move |conn| {
-                let savepoint = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
                 let mut outcomes = Vec::with_capacity(owned.len());
+                let mut stored = Vec::with_capacity(owned.len());
                 for (entry, body) in owned.iter().zip(&bodies) {
-                    savepoint("SAVEPOINT entry")?;
-                    match put(conn, entry, body) {
+                    match insert(conn, entry, body) {
                         Ok(()) => {
-                            savepoint("RELEASE entry")?;
+                            stored.push(entry);
                             outcomes.push(None);
                         }
-                        Err(e) => {
-                            savepoint("ROLLBACK TO entry")?;
-                            savepoint("RELEASE entry")?;
-                            match e {
-                                WriteError::Refused(reason) => match reason.downcast::<Refusal>() {
-                                    Ok(refusal) => outcomes.push(Some(*refusal)),
-                                    Err(_) => return Err(corrupt("a refusal", "of another kind").into()),
-                                },
-                                WriteError::Sql(e) => return Err(e.into()),
-                            }
-                        }
+                        Err(WriteError::Refused(reason)) => match reason.downcast::<Refusal>() {
+                            Ok(refusal) => outcomes.push(Some(*refusal)),
+                            Err(_) => return Err(corrupt("a refusal", "of another kind").into()),
+                        },
+                        Err(WriteError::Sql(e)) => return Err(e.into()),
                     }
                 }
+                count(conn, &stored)?;
                 Ok(outcomes)
             })
             .await;
