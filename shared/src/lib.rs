@@ -12,6 +12,7 @@ pub mod backend;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;
+pub mod erasure;
 pub mod export;
 pub mod idempotency;
 pub mod integrity;

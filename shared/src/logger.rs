@@ -166,6 +166,21 @@ impl AuditLogger {
         self.finish(valid, entry, put, false).await
     }
 
+    /// Writes one of the service's own records (an erasure, a retention change, a legal hold):
+    /// stored and announced as any entry, whether or not `AUDIT_ENABLED` is on.
+    pub async fn log_service_record(&self, entry: NewEntry) -> Result<AuditLogEntry, AuditError> {
+        let valid = entry.validate()?;
+        let entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
+        let put = self.store.put(&entry).await;
+        match self.finish(valid, entry, put, false).await? {
+            LogOutcome::Stored(entry) => Ok(entry),
+            LogOutcome::Disabled => {
+                Err(StoreError::Backend(crate::backend::BackendError::Internal("a record was not stored".into()))
+                    .into())
+            }
+        }
+    }
+
     /// Logs an entry whose id is derived from `at`, its `position` in a request and the request's
     /// `identity` (see [`crate::domain::time::derived_uuid_v7`]). Written again with the same
     /// three — a retried request whose first attempt was cut off — it is not stored twice: the

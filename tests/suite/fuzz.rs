@@ -305,6 +305,7 @@ fn sample_of(route: Route) -> &'static str {
         Route::Proof => "http-proof.json",
         Route::Keys => "http-keys.json",
         Route::Export => "http-export.json",
+        Route::Erase => "http-erase.json",
     }
 }
 

@@ -452,6 +452,9 @@ impl AuditStore for Failing {
     async fn put(&self, _: &auditline::domain::AuditLogEntry) -> Result<(), StoreError> {
         Err((self.0)())
     }
+    async fn erase(&self, _: &TenantId, _: Uuid, _: &auditline::erasure::Erasure) -> Result<(), StoreError> {
+        Err((self.0)())
+    }
     async fn get(
         &self,
         _: &TenantId,

@@ -68,6 +68,9 @@ impl AuditStore for CutOff {
         self.done.fetch_add(1, Ordering::SeqCst);
         result
     }
+    async fn erase(&self, t: &TenantId, id: Uuid, erasure: &auditline::erasure::Erasure) -> Result<(), StoreError> {
+        self.inner.erase(t, id, erasure).await
+    }
     async fn get(
         &self,
         t: &TenantId,

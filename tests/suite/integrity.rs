@@ -168,7 +168,7 @@ fn an_entry_with_a_field_erased_still_verifies_and_says_so() {
     // Erase the IP address: its value and salt go, its commitment stays.
     let value = serde_json::to_value(entry.ip_address).unwrap();
     let names = auditline::domain::entry::COMMITTED_FIELDS;
-    entry.integrity.erase("ip_address", &value, &names).unwrap();
+    entry.integrity.erase("ip_address", &value, &names, uuid::Uuid::now_v7()).unwrap();
     entry.ip_address = None;
     assert_eq!(entry.integrity.leaf_hash, leaf, "the same leaf: the trees it is in still verify");
     assert_eq!(entry.verify_leaf(), Ok(vec!["ip_address".to_owned()]));

@@ -31,6 +31,7 @@ auditline_tests::on_every_backend!(
     disabled_logging_stores_nothing,
     concurrent_logging_loses_nothing,
     a_batch_answers_for_each_entry_and_a_retried_batch_stores_nothing_twice,
+    an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change,
 );
 
 fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
@@ -614,4 +615,73 @@ async fn a_batch_answers_for_each_entry_and_a_retried_batch_stores_nothing_twice
     assert!(matches!(outcomes[0], Err(AuditError::Invalid(_))), "{outcomes:?}");
     assert!(matches!(outcomes[1], Ok(LogOutcome::Stored(_))), "{outcomes:?}");
     assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 6);
+}
+
+async fn an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change(backend: Backend) {
+    use auditline::erasure::{EraseFailure, Erasure, ErasureError, ErasureRequest, record_names};
+    let store = fresh_store(backend).await;
+    let logger = logger(store.clone(), hours_ago(1), 1);
+    let (t, other) = (tenant("acme"), tenant("globex"));
+    let details = |user: &str| EntryDetails {
+        user_id: Some(user.into()),
+        ip_address: Some("10.1.2.3".into()),
+        changes: Some(json!({"email": "alice@example.com"})),
+        ..EntryDetails::default()
+    };
+    let target = stored(logger.log_update(&t, EntityType::Report, "report-7", details("alice")).await);
+    let kept = stored(logger.log_update(&t, EntityType::Report, "report-8", details("alice")).await);
+    let request = |fields: &[&str]| ErasureRequest {
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        reason: "GDPR art. 17, request 4711".into(),
+    };
+
+    // Another tenant's entry is not found; nothing is written.
+    let refused = logger.erase(&other, target.id, &request(&["user_id"]), Some("dpo".into()), None).await;
+    assert!(matches!(refused, Err(EraseFailure::NotFound)), "{refused:?}");
+
+    let erased = logger
+        .erase(&t, target.id, &request(&["user_id", "ip_address", "changes"]), Some("dpo".into()), None)
+        .await
+        .unwrap();
+    let read = logger.get_log(&t, target.id).await.unwrap().expect("still there");
+    assert_eq!(read, erased.entry);
+    assert_eq!((read.user_id.as_deref(), read.ip_address, read.changes.as_ref()), (None, None, None));
+    assert_eq!(read.integrity.leaf_hash, target.integrity.leaf_hash, "the leaf is unchanged");
+    assert_eq!(read.verify_leaf().unwrap(), ["user_id", "changes", "ip_address"]);
+    assert!(read.integrity.erased_by.values().all(|r| *r == erased.record.id));
+    let record = logger.get_log(&t, erased.record.id).await.unwrap().expect("the record is in the trail");
+    assert!(record_names(&record, &target, &["user_id", "changes", "ip_address"]));
+    assert_eq!(record.user_id.as_deref(), Some("dpo"));
+    // No erased value can be read back: not from the entry, not from its record.
+    for text in [serde_json::to_string(&read).unwrap(), serde_json::to_string(&record).unwrap()] {
+        for value in ["alice", "10.1.2.3", "alice@example.com"] {
+            assert!(!text.contains(value), "{value} is still readable: {text}");
+        }
+    }
+    // Gone from the user index; the other entry of that user stays.
+    let by_user = logger.get_logs_by_user(&t, "alice", PageRequest::first(100)).await.unwrap();
+    assert_eq!(ids(&by_user.entries), [kept.id]);
+
+    // Twice is refused, naming the record.
+    let again = logger.erase(&t, target.id, &request(&["ip_address"]), None, None).await;
+    assert!(
+        matches!(&again, Err(EraseFailure::Refused(ErasureError::AlreadyErased { record, .. })) if *record == erased.record.id),
+        "{again:?}"
+    );
+    // A plan made from a stale read is refused by the store: the entry changed meanwhile.
+    let stale = Erasure::plan(&kept, &["ip_address"], Uuid::now_v7()).unwrap();
+    let mut changed = stale.clone();
+    changed.before.leaf_hash = target.integrity.leaf_hash;
+    assert!(matches!(store.erase(&t, kept.id, &changed).await, Err(StoreError::Changed(_))));
+    assert!(matches!(store.erase(&other, kept.id, &stale).await, Err(StoreError::NotFound(_))));
+
+    // A record written by a request that stopped before its erasure is taken up, not written twice.
+    let pending = auditline::erasure::record(&kept, &["ip_address"], "stopped", Some("dpo".into()), None);
+    let pending = logger.log_service_record(pending).await.unwrap();
+    let resumed = logger.erase(&t, kept.id, &request(&["ip_address"]), Some("dpo".into()), None).await.unwrap();
+    assert_eq!(resumed.record.id, pending.id);
+    let records = logger.get_logs_by_entity(&t, &kept.id.to_string(), PageRequest::first(100)).await.unwrap();
+    assert_eq!(ids(&records.entries), [pending.id]);
+    // The records count in the statistics like any entry: four entries in all.
+    assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 4);
 }

@@ -361,19 +361,40 @@ fn removed_replaced_forked_and_re_signed_checkpoints_are_detected() {
 }
 
 #[test]
-fn an_erased_field_verifies_and_is_reported_as_erased() {
+fn an_erased_field_verifies_only_with_its_erasure_record() {
     let f = fixture();
     let mut bundle = f.bundle.clone();
-    let e = &mut bundle.entries[1234];
-    let value = serde_json::to_value(e.ip_address).unwrap();
-    e.integrity.erase("ip_address", &value, &COMMITTED_FIELDS).unwrap();
-    e.ip_address = None;
-    let id = e.id;
+    let target = bundle.entries[1234].clone();
+    // The record: made now, after the fixture's last checkpoint (not yet due for sealing).
+    let fields = ["ip_address"];
+    let record = auditline::erasure::record(&target, &fields, "GDPR #12", Some("dpo".into()), None)
+        .validate()
+        .unwrap()
+        .stamp(chrono::Utc::now(), 90)
+        .unwrap();
+    let erasure = auditline::erasure::Erasure::plan(&target, &fields, record.id).unwrap();
+    erasure.apply(&mut bundle.entries[1234]);
+    let id = target.id;
+
+    // Edited directly, without the record: the field is named.
+    let summary = verifier(f).verify(&bundle);
+    detected("erasure without its record", &summary, &format!("entry {id}: field ip_address is erased by record"));
+    assert!(!summary.erased.contains_key(&id));
+
+    bundle.entries.push(record.clone());
     let summary = verifier(f).verify(&bundle);
     assert!(summary.is_valid(), "{:#?}", messages(&summary));
-    assert_eq!(summary.erased.get(&id), Some(&vec!["ip_address".to_owned()]));
-    assert!(summary.to_string().ends_with(", 1 with erased fields"), "{summary}");
-    assert_eq!(summary.entries_valid, ENTRIES);
+    assert_eq!(summary.erased.get(&id), Some(&vec![("ip_address".to_owned(), record.id)]));
+    assert!(summary.to_string().contains(", 1 with erased fields"), "{summary}");
+
+    // The seed kept instead, the field listed as erased with no record named: caught.
+    let mut unnamed = bundle.clone();
+    unnamed.entries[1234].integrity.erased_by.clear();
+    detected("erasure naming no record", &verifier(f).verify(&unnamed), "erased without an erasure record");
+    // A record of another entry, or of another field, does not cover it.
+    let mut other = bundle.clone();
+    other.entries[1234].integrity.erased_by.insert("ip_address".into(), bundle.entries[1].id);
+    detected("another entry as the record", &verifier(f).verify(&other), "not an erasure record of this entry");
     // An erased field cannot be filled back in with another value.
     bundle.entries[1234].ip_address = Some("203.0.113.9".parse().unwrap());
     detected("erased field refilled", &verifier(f).verify(&bundle), &format!("entry {id}"));

@@ -131,7 +131,9 @@ async fn generate() -> Value {
     // Erased properly: value and salt gone, commitment kept.
     let mut erased_entry = valid.entry.clone();
     let value = serde_json::to_value(erased_entry.ip_address).unwrap();
-    erased_entry.integrity.erase("ip_address", &value, &COMMITTED_FIELDS).unwrap();
+    // A single proof names the erasure record; the bundle verifier requires the record itself.
+    let record = uuid_v7_at(erased_entry.timestamp + Duration::minutes(5));
+    erased_entry.integrity.erase("ip_address", &value, &COMMITTED_FIELDS, record).unwrap();
     erased_entry.ip_address = None;
     let mut erased_proof = valid.clone();
     erased_proof.entry = erased_entry.clone();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auditline::domain::{AuditLogEntry, HourlyCounts, QueryPlan, StatsRange, StoredPage, TenantId};
+use auditline::erasure::Erasure;
 use auditline::store::{AuditStore, StoreError};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -27,6 +28,9 @@ impl AuditStore for RefusingPuts {
             Some(e) => Err(e),
             None => self.inner.put(entry).await,
         }
+    }
+    async fn erase(&self, tenant: &TenantId, id: Uuid, erasure: &Erasure) -> Result<(), StoreError> {
+        self.inner.erase(tenant, id, erasure).await
     }
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
         self.inner.get(tenant, id, now).await

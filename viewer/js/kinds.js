@@ -1,10 +1,15 @@
 // The seed's actions and entity types, each with its colour class and icon.
 
 export const ACTIONS = ['CREATE', 'UPDATE', 'DELETE', 'LINK', 'UNLINK', 'VIEW'];
-export const ENTITY_TYPES = ['PROJECT', 'ENTITY', 'RELATIONSHIP', 'FILE', 'REPORT', 'TEMPLATE', 'SCHEDULE'];
+export const ENTITY_TYPES = [
+  'PROJECT', 'ENTITY', 'RELATIONSHIP', 'FILE', 'REPORT', 'TEMPLATE', 'SCHEDULE',
+  // The service's own records: erasures, retention changes, legal holds.
+  'AUDIT_ENTRY', 'AUDIT_SETTINGS', 'LEGAL_HOLD',
+];
 
 const ICONS = {
   PROJECT: '▣', ENTITY: '◆', RELATIONSHIP: '⇄', FILE: '▤', REPORT: '▥', TEMPLATE: '❏', SCHEDULE: '◷',
+  AUDIT_ENTRY: '⌫', AUDIT_SETTINGS: '⚙', LEGAL_HOLD: '⚖',
 };
 
 export function icon(type) {

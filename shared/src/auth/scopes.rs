@@ -11,6 +11,8 @@ use crate::domain::EntityType;
 pub const AUDIT_READ: &str = "audit:read";
 /// Writing audit entries over HTTP.
 pub const AUDIT_WRITE: &str = "audit:write";
+/// Erasing fields of audit entries (each erasure leaves its record in the trail).
+pub const AUDIT_ERASE: &str = "audit:erase";
 
 /// Whether one granted scope satisfies one required scope.
 pub fn scope_matches(granted: &str, required: &str) -> bool {
@@ -52,6 +54,7 @@ pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
     match (method, path) {
         ("GET", "/audit/health" | "/audit/keys") => Some(None),
         ("POST", "/audit/logs") => Some(Some(AUDIT_WRITE)),
+        ("POST", "/audit/logs/{id}/erasure") => Some(Some(AUDIT_ERASE)),
         (
             "GET",
             "/audit/logs"

@@ -80,6 +80,9 @@ string_enum!(
         Report = "REPORT",
         Template = "TEMPLATE",
         Schedule = "SCHEDULE",
+        AuditEntry = "AUDIT_ENTRY",
+        AuditSettings = "AUDIT_SETTINGS",
+        LegalHold = "LEGAL_HOLD",
     }
 );
 
@@ -94,7 +97,19 @@ impl EntityType {
             EntityType::Report => "reports",
             EntityType::Template => "templates",
             EntityType::Schedule => "schedules",
+            EntityType::AuditEntry | EntityType::AuditSettings | EntityType::LegalHold => "audit",
         }
+    }
+
+    /// The service's own records (erasures, retention changes, legal holds): written by the
+    /// service alone, never through `POST /audit/logs`, so a writer cannot forge one.
+    pub fn is_service_record(self) -> bool {
+        matches!(self, EntityType::AuditEntry | EntityType::AuditSettings | EntityType::LegalHold)
+    }
+
+    /// The entity types applications write.
+    pub fn application_types() -> impl Iterator<Item = EntityType> {
+        EntityType::ALL.iter().copied().filter(|t| !t.is_service_record())
     }
 }
 
@@ -387,7 +402,21 @@ mod tests {
         let actions: Vec<String> = AuditAction::ALL.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
         assert_eq!(actions, ["\"CREATE\"", "\"UPDATE\"", "\"DELETE\"", "\"LINK\"", "\"UNLINK\"", "\"VIEW\""]);
         let types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
-        assert_eq!(types, ["PROJECT", "ENTITY", "RELATIONSHIP", "FILE", "REPORT", "TEMPLATE", "SCHEDULE"]);
+        assert_eq!(
+            types,
+            [
+                "PROJECT",
+                "ENTITY",
+                "RELATIONSHIP",
+                "FILE",
+                "REPORT",
+                "TEMPLATE",
+                "SCHEDULE",
+                "AUDIT_ENTRY",
+                "AUDIT_SETTINGS",
+                "LEGAL_HOLD"
+            ]
+        );
         for t in EntityType::ALL {
             assert_eq!(t.as_str().parse::<EntityType>().unwrap(), *t);
             assert_eq!(serde_json::from_value::<EntityType>(json!(t.as_str())).unwrap(), *t);

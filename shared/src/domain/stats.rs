@@ -14,8 +14,22 @@ use super::validation::ValidationError;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub total: u64,
+    #[serde(deserialize_with = "grown_array")]
     pub by_action: [u64; AuditAction::ALL.len()],
+    #[serde(deserialize_with = "grown_array")]
     pub by_entity_type: [u64; EntityType::ALL.len()],
+}
+
+/// A stored array of per-value counts, written when there may have been fewer values: the values
+/// added since count zero. More values than there are is an error.
+fn grown_array<'de, D: serde::Deserializer<'de>, const N: usize>(d: D) -> Result<[u64; N], D::Error> {
+    let stored = Vec::<u64>::deserialize(d)?;
+    if stored.len() > N {
+        return Err(serde::de::Error::invalid_length(stored.len(), &"at most one count per value"));
+    }
+    let mut out = [0; N];
+    out[..stored.len()].copy_from_slice(&stored);
+    Ok(out)
 }
 
 fn position<T: PartialEq>(all: &[T], value: &T) -> usize {
@@ -177,5 +191,21 @@ impl AuditStats {
             from: range.first.map(HourBucket::start),
             until: range.last.map(HourBucket::end),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_written_before_an_entity_type_was_added_read_it_as_zero() {
+        let stored = r#"{"total":3,"by_action":[1,2,0,0,0,0],"by_entity_type":[0,0,0,0,3,0,0]}"#;
+        let counts: Counts = serde_json::from_str(stored).unwrap();
+        assert_eq!(counts.total, 3);
+        assert_eq!(counts.count_of_type(EntityType::Report), 3);
+        assert_eq!(counts.count_of_type(EntityType::LegalHold), 0);
+        let too_many = format!(r#"{{"total":0,"by_action":[0,0,0,0,0,0],"by_entity_type":[{}]}}"#, ["0"; 11].join(","));
+        assert!(serde_json::from_str::<Counts>(&too_many).is_err());
     }
 }

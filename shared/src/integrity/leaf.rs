@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
+use uuid::Uuid;
 
 use super::canonical::{self, InexactNumber};
 use super::{Hash, merkle};
@@ -142,6 +143,10 @@ pub struct Integrity {
     /// Erased fields: their commitments, which the leaf still needs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub erased: BTreeMap<String, Hash>,
+    /// Erased fields: the erasure record (an entry of the trail) that names each. Not in the leaf;
+    /// the verifier requires the record itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub erased_by: BTreeMap<String, Uuid>,
 }
 
 impl Integrity {
@@ -163,6 +168,7 @@ impl Integrity {
             seed: Some(seed),
             salts: BTreeMap::new(),
             erased: BTreeMap::new(),
+            erased_by: BTreeMap::new(),
         }
     }
 
@@ -173,9 +179,9 @@ impl Integrity {
         }
     }
 
-    /// Erases field `name`: keeps its commitment, forgets its salt (and the seed, replaced by the
-    /// other fields' salts). The caller removes the value itself.
-    pub fn erase(&mut self, name: &str, value: &Value, others: &[&str]) -> Result<(), LeafError> {
+    /// Erases field `name` under erasure record `record`: keeps its commitment, forgets its salt
+    /// (and the seed, replaced by the other fields' salts). The caller removes the value itself.
+    pub fn erase(&mut self, name: &str, value: &Value, others: &[&str], record: Uuid) -> Result<(), LeafError> {
         let salt = self.salt_of(name).ok_or_else(|| LeafError::NoSalt(name.to_owned()))?;
         let c = commitment(&salt, value).map_err(|e| LeafError::Inexact(name.to_owned(), e))?;
         if self.seed.is_some() {
@@ -186,6 +192,7 @@ impl Integrity {
         }
         self.salts.remove(name);
         self.erased.insert(name.to_owned(), c);
+        self.erased_by.insert(name.to_owned(), record);
         Ok(())
     }
 
@@ -279,7 +286,7 @@ mod tests {
     fn an_erased_field_still_verifies_and_is_reported() {
         let mut integrity = Integrity::commit(&fields()).unwrap();
         let names: Vec<&str> = fields().iter().map(|(n, _)| *n).collect();
-        integrity.erase("ip_address", &json!("10.1.2.3"), &names).unwrap();
+        integrity.erase("ip_address", &json!("10.1.2.3"), &names, Uuid::nil()).unwrap();
         assert_eq!(integrity.seed, None, "the seed would give the erased salt back");
         assert!(!integrity.salts.contains_key("ip_address"));
         let mut erased = fields();

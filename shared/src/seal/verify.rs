@@ -71,31 +71,119 @@ pub struct Bundle {
 /// One thing found wrong, named so that a person can find it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    Signature { end: String },
-    UnknownKey { end: String, key_id: String },
-    KeyRetired { end: String, key_id: String, until: String },
-    Malformed { end: String, reason: String },
-    NotGenesis { end: String },
-    Gap { after: String, next_start: String },
-    BrokenLink { end: String },
-    Total { end: String },
-    Fork { end: String },
-    Tenant { what: String },
-    Head { expected: Hash },
-    Witnesses { end: String, found: usize, required: usize },
-    Leaf { id: Uuid, reason: String },
-    Uncovered { id: Uuid, timestamp: String },
-    Overdue { id: Uuid, timestamp: String, due: String },
-    Count { start: String, end: String, found: u64, size: u64 },
-    Missing { start: String, end: String, size: u64 },
-    MissingEntry { id: Uuid, end: String },
-    NotInPeriod { id: Uuid, end: String },
-    Root { start: String, end: String },
-    PeriodLeaves { end: String },
-    Duplicate { id: Uuid },
-    Settings { reason: String },
-    Stamp { id: Uuid },
-    WitnessAhead { witness: String, total: u64, end: String },
+    Signature {
+        end: String,
+    },
+    UnknownKey {
+        end: String,
+        key_id: String,
+    },
+    KeyRetired {
+        end: String,
+        key_id: String,
+        until: String,
+    },
+    Malformed {
+        end: String,
+        reason: String,
+    },
+    NotGenesis {
+        end: String,
+    },
+    Gap {
+        after: String,
+        next_start: String,
+    },
+    BrokenLink {
+        end: String,
+    },
+    Total {
+        end: String,
+    },
+    Fork {
+        end: String,
+    },
+    Tenant {
+        what: String,
+    },
+    Head {
+        expected: Hash,
+    },
+    Witnesses {
+        end: String,
+        found: usize,
+        required: usize,
+    },
+    Leaf {
+        id: Uuid,
+        reason: String,
+    },
+    Uncovered {
+        id: Uuid,
+        timestamp: String,
+    },
+    Overdue {
+        id: Uuid,
+        timestamp: String,
+        due: String,
+    },
+    Count {
+        start: String,
+        end: String,
+        found: u64,
+        size: u64,
+    },
+    Missing {
+        start: String,
+        end: String,
+        size: u64,
+    },
+    MissingEntry {
+        id: Uuid,
+        end: String,
+    },
+    NotInPeriod {
+        id: Uuid,
+        end: String,
+    },
+    Root {
+        start: String,
+        end: String,
+    },
+    PeriodLeaves {
+        end: String,
+    },
+    Duplicate {
+        id: Uuid,
+    },
+    Settings {
+        reason: String,
+    },
+    Stamp {
+        id: Uuid,
+    },
+    WitnessAhead {
+        witness: String,
+        total: u64,
+        end: String,
+    },
+    /// An erased field without an erasure record naming it.
+    ErasedWithoutRecord {
+        id: Uuid,
+        field: String,
+    },
+    /// An erased field whose record is not in the bundle.
+    ErasureRecordMissing {
+        id: Uuid,
+        field: String,
+        record: Uuid,
+    },
+    /// An erased field whose record does not name that entry and field (or is not a record).
+    ErasureRecordMismatch {
+        id: Uuid,
+        field: String,
+        record: Uuid,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -181,6 +269,17 @@ impl fmt::Display for Failure {
                 f,
                 "entry {id}: its timestamp is not its id's time (the service stamps both at once; one was moved)"
             ),
+            Failure::ErasedWithoutRecord { id, field } => {
+                write!(f, "entry {id}: field {field} is erased without an erasure record (the row was edited directly)")
+            }
+            Failure::ErasureRecordMissing { id, field, record } => write!(
+                f,
+                "entry {id}: field {field} is erased by record {record}, which is not in the bundle (fetch it with the bundle, or it was removed)"
+            ),
+            Failure::ErasureRecordMismatch { id, field, record } => write!(
+                f,
+                "entry {id}: field {field} is erased by record {record}, which is not an erasure record of this entry and field"
+            ),
         }
     }
 }
@@ -194,8 +293,8 @@ pub struct Summary {
     pub checkpoints_valid: usize,
     pub entries: usize,
     pub entries_valid: usize,
-    /// Entries with erased fields, and which (valid, and reported as such).
-    pub erased: BTreeMap<Uuid, Vec<String>>,
+    /// Entries with erased fields: each field, and the erasure record that names it.
+    pub erased: BTreeMap<Uuid, Vec<(String, Uuid)>>,
     /// Entries after the last checkpoint that a working seal would not have covered yet.
     pub unsealed: usize,
     /// Checkpoints of periods wholly past retention whose entries are all gone: signature and
@@ -707,6 +806,7 @@ impl Verifier {
         let mut good_leaves: BTreeSet<Uuid> = BTreeSet::new();
         let mut by_period: BTreeMap<usize, Vec<&AuditLogEntry>> = BTreeMap::new();
         let mut in_good_periods: BTreeSet<Uuid> = BTreeSet::new();
+        let mut with_erasures: Vec<(&AuditLogEntry, Vec<String>)> = Vec::new();
         for e in &bundle.entries {
             if !seen.insert(e.id) {
                 summary.failures.push(Failure::Duplicate { id: e.id });
@@ -721,7 +821,7 @@ impl Verifier {
             match e.verify_leaf() {
                 Ok(erased) => {
                     if !erased.is_empty() {
-                        summary.erased.insert(e.id, erased);
+                        with_erasures.push((e, erased));
                     }
                     good_leaves.insert(e.id);
                 }
@@ -757,6 +857,7 @@ impl Verifier {
                 }
             }
         }
+        check_erasures(bundle, &with_erasures, &mut good_leaves, summary);
         let leaves_of: HashMap<&str, &PeriodLeaves> = bundle.periods.iter().map(|p| (p.end.as_str(), p)).collect();
         for (i, link) in chain.iter().enumerate() {
             let entries = by_period.remove(&i).unwrap_or_default();
@@ -766,8 +867,10 @@ impl Verifier {
                 summary.outside_range += 1;
                 continue;
             }
+            // Outside the range, a period is there for a few entries (erasure records of entries
+            // inside it): with its leaves, those are proven without the rest.
             let checked = match leaves_of.get(link.checkpoint.body.end.as_str()) {
-                Some(leaves) => self.check_period_by_leaves(link, leaves, &entries, summary),
+                Some(leaves) => self.check_period_by_leaves(link, leaves, &entries, outside, summary),
                 None => self.check_period(link, entries.clone(), summary),
             };
             if checked && !bad_checkpoints.contains(&i) {
@@ -817,12 +920,14 @@ impl Verifier {
 
     /// A period checked through its published leaves: they must hash to the checkpoint, every
     /// entry present must sit at its place with its leaf, and every place without its entry must
-    /// be past retention.
+    /// be past retention — unless the period is outside the range (`partial`), there only for the
+    /// entries present.
     fn check_period_by_leaves(
         &self,
         link: &Link,
         published: &PeriodLeaves,
         entries: &[&AuditLogEntry],
+        partial: bool,
         summary: &mut Summary,
     ) -> bool {
         let c = link.checkpoint;
@@ -848,6 +953,7 @@ impl Verifier {
                 None if uuid_v7_time(id).is_some_and(|t| self.expired(t)) => {
                     summary.expired_entries = summary.expired_entries.saturating_add(1)
                 }
+                None if partial => {}
                 None => {
                     summary.failures.push(Failure::MissingEntry { id: *id, end: end.clone() });
                     ok = false;
@@ -860,5 +966,42 @@ impl Verifier {
             ok = false;
         }
         ok
+    }
+}
+
+/// Every erased field must name its erasure record, which must be in the bundle and name that
+/// entry and that field. An entry failing this is not valid.
+fn check_erasures(
+    bundle: &Bundle,
+    with_erasures: &[(&AuditLogEntry, Vec<String>)],
+    good_leaves: &mut BTreeSet<Uuid>,
+    summary: &mut Summary,
+) {
+    let by_id: HashMap<Uuid, &AuditLogEntry> = bundle.entries.iter().map(|e| (e.id, e)).collect();
+    for (e, fields) in with_erasures {
+        let mut named = Vec::with_capacity(fields.len());
+        for field in fields {
+            let (id, field) = (e.id, field.clone());
+            let failure = match e.integrity.erased_by.get(&field) {
+                None => Some(Failure::ErasedWithoutRecord { id, field: field.clone() }),
+                Some(record) => match by_id.get(record) {
+                    None => Some(Failure::ErasureRecordMissing { id, field: field.clone(), record: *record }),
+                    Some(r) if !crate::erasure::record_names(r, e, &[field.as_str()]) => {
+                        Some(Failure::ErasureRecordMismatch { id, field: field.clone(), record: *record })
+                    }
+                    Some(_) => {
+                        named.push((field.clone(), *record));
+                        None
+                    }
+                },
+            };
+            if let Some(failure) = failure {
+                summary.failures.push(failure);
+                good_leaves.remove(&e.id);
+            }
+        }
+        if !named.is_empty() {
+            summary.erased.insert(e.id, named);
+        }
     }
 }

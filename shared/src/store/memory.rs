@@ -16,6 +16,7 @@ use crate::domain::time::{highest_id_at, lowest_id_at};
 use crate::domain::{
     AuditLogEntry, Counts, HourBucket, HourlyCounts, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId,
 };
+use crate::erasure::Erasure;
 use crate::integrity::Hash;
 use crate::integrity::checkpoint::Checkpoint;
 use crate::seal::{Appended, Head, SealState, SealStore, SealedPeriod, StoredTile, WitnessStatus};
@@ -182,6 +183,27 @@ impl AuditStore for MemoryStore {
         while too_many(&state) || too_big(&state) {
             state.remove_oldest();
         }
+        Ok(())
+    }
+
+    async fn erase(&self, tenant: &TenantId, id: Uuid, erasure: &Erasure) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut state = self.write();
+        let partition = state.tenants.get_mut(tenant).ok_or(StoreError::NotFound(id))?;
+        let stored = partition.entries.get(&id).filter(|e| !e.is_expired(now)).ok_or(StoreError::NotFound(id))?;
+        if stored.integrity != erasure.before {
+            return Err(StoreError::Changed(id));
+        }
+        let mut erased = (**stored).clone();
+        erasure.apply(&mut erased);
+        for key in IndexKey::all_for(stored) {
+            if !IndexKey::all_for(&erased).contains(&key)
+                && let Some(ids) = partition.indexes.get_mut(&key)
+            {
+                ids.remove(&id);
+            }
+        }
+        partition.entries.insert(id, Arc::new(erased));
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! The storage port and its adapters. Stores only ever add entries: there is no update and no delete;
-//! retention (TTL) is the only way an entry leaves.
+//! The storage port and its adapters. Stores add entries; there is no delete, and retention (TTL)
+//! is the only way an entry leaves. The one change an entry may undergo is an erasure of some of
+//! its fields ([`crate::erasure`]), which keeps its leaf.
 
 pub mod dynamo;
 pub mod memory;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 
 use crate::backend::BackendError;
 use crate::domain::{AuditLogEntry, HourlyCounts, QueryPlan, StatsRange, StoredPage, TenantId};
+use crate::erasure::Erasure;
 
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
@@ -28,6 +30,12 @@ pub enum StoreError {
     /// than the seal's grace, or a late retry). Nothing was written.
     #[error("the period of entry {0} is already sealed")]
     Sealed(Uuid),
+    /// No such entry of the tenant (or it has expired).
+    #[error("no entry with id {0}")]
+    NotFound(Uuid),
+    /// The entry changed since it was read (a concurrent erasure): read it again.
+    #[error("entry {0} changed meanwhile")]
+    Changed(Uuid),
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -55,6 +63,12 @@ pub trait AuditStore: Send + Sync {
         let puts: Vec<_> = entries.iter().map(|e| self.put(e)).collect();
         futures::stream::iter(puts).buffered(PUTS_AT_ONCE).collect().await
     }
+
+    /// Erases fields of an entry of `tenant`: their values removed (and the entry gone from the
+    /// indexes they key), `integrity` replaced by `erasure.after` — only while the stored one is
+    /// still `erasure.before`, else [`StoreError::Changed`]. Sealed periods allow it: the leaf
+    /// stays. A missing or expired entry is [`StoreError::NotFound`].
+    async fn erase(&self, tenant: &TenantId, id: Uuid, erasure: &Erasure) -> Result<(), StoreError>;
 
     /// One entry of `tenant`, unless it does not exist, belongs to another tenant, or has expired.
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError>;

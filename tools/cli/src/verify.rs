@@ -141,7 +141,8 @@ fn verify_bundle(mut verifier: Verifier, dir: &Path, out: &mut dyn Write) -> Res
         writeln!(out, "head: {hash} (the checkpoint ending {end}; keep it and pass it as --head next time)")?;
     }
     for (id, fields) in summary.erased.iter().take(LISTED_FAILURES) {
-        writeln!(out, "erased: entry {id}: {} (the rest of the entry verifies)", fields.join(", "))?;
+        let named: Vec<String> = fields.iter().map(|(field, record)| format!("{field} (record {record})")).collect();
+        writeln!(out, "erased: entry {id}: {} (the rest of the entry verifies)", named.join(", "))?;
     }
     let Some((first, rest)) = summary.failures.split_first() else {
         return Ok(true);

@@ -26,6 +26,9 @@ pub enum ApiError {
     IdempotencyInProgress,
     /// 409: a retried request's entries were first stamped in a period sealed since.
     PeriodSealed,
+    /// 409: the request conflicts with the entry's state (a field already erased, a legal hold),
+    /// which `code` names.
+    Conflict { code: &'static str, message: String, parameter: Option<String> },
     /// 413: the body is larger than allowed.
     PayloadTooLarge { max: usize },
     /// 422: the Idempotency-Key was used for a different request.
@@ -45,7 +48,7 @@ impl ApiError {
             ApiError::Unauthenticated => 401,
             ApiError::Forbidden { .. } => 403,
             ApiError::NotFound => 404,
-            ApiError::IdempotencyInProgress | ApiError::PeriodSealed => 409,
+            ApiError::IdempotencyInProgress | ApiError::PeriodSealed | ApiError::Conflict { .. } => 409,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::IdempotencyKeyReused => 422,
             ApiError::Throttled => 429,
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::IdempotencyInProgress => "idempotency_in_progress",
             ApiError::PeriodSealed => "period_sealed",
+            ApiError::Conflict { code, .. } => code,
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::Throttled => "throttled",
@@ -73,7 +77,9 @@ impl ApiError {
 
     pub fn message(&self) -> String {
         match self {
-            ApiError::InvalidParameter { message, .. } | ApiError::InvalidEntry { message, .. } => message.clone(),
+            ApiError::InvalidParameter { message, .. }
+            | ApiError::InvalidEntry { message, .. }
+            | ApiError::Conflict { message, .. } => message.clone(),
             ApiError::Unauthenticated => "authentication is required".into(),
             ApiError::Forbidden { scope } => format!("the {scope} scope is required"),
             ApiError::NotFound => "no such audit entry".into(),
@@ -92,7 +98,7 @@ impl ApiError {
     pub fn parameter(&self) -> Option<&str> {
         match self {
             ApiError::InvalidParameter { parameter, .. } => Some(parameter),
-            ApiError::InvalidEntry { parameter, .. } => parameter.as_deref(),
+            ApiError::InvalidEntry { parameter, .. } | ApiError::Conflict { parameter, .. } => parameter.as_deref(),
             _ => None,
         }
     }
@@ -144,6 +150,12 @@ impl ApiError {
                 tracing::error!(request_id, %id, "entry id already taken");
                 ApiError::Internal
             }
+            StoreError::NotFound(_) => ApiError::NotFound,
+            StoreError::Changed(id) => ApiError::Conflict {
+                code: "changed",
+                message: format!("entry {id} changed while this request ran; send it again"),
+                parameter: None,
+            },
         }
     }
 

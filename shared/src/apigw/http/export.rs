@@ -2,11 +2,11 @@
 //! CSV or OCSF, newest first, in pages bounded by bytes; `x-next-token` continues. Every export is
 //! itself on the record: its first page writes a VIEW entry (who, filters, format, entries).
 
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use uuid::Uuid;
 
 use super::access::record_export;
-use super::{ApiError, AuditApi, RequestInfo};
+use super::{ApiError, AuditApi, RequestInfo, query_param};
 use crate::auth::scopes::AUDIT_READ;
 use crate::domain::query::PAGE_BYTE_BUDGET;
 use crate::domain::{AuditQuery, Continuation, MAX_LIMIT, PageRequest, QueryScope};
@@ -18,10 +18,6 @@ pub const MAX_EXPORT_PAGE_ENTRIES: usize = 10_000;
 pub const NEXT_TOKEN_HEADER: &str = "x-next-token";
 /// The header that says how many entries the page holds.
 pub const ENTRY_COUNT_HEADER: &str = "x-entry-count";
-
-fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name)).filter(|v| !v.is_empty())
-}
 
 /// The export's query: the list filters, one scope, and pages read as large as the store allows.
 fn export_query(req: &Request) -> Result<AuditQuery, ApiError> {

@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::errors::ErrorBody;
-use super::{ApiError, AuditApi, RequestInfo, json};
+use super::{ApiError, AuditApi, RequestInfo, body_bytes, json};
 use crate::auth::Caller;
 use crate::auth::scopes::AUDIT_WRITE;
-use crate::domain::{AuditLogEntry, EntryDetails, NewEntry, ValidationError};
+use crate::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, ValidationError};
 use crate::idempotency::{self, Claim, KeyOwner, StoredResponse};
 use crate::{AuditError, LogOutcome};
 
@@ -85,15 +85,6 @@ struct DisabledBody {
 
 const DISABLED: DisabledBody =
     DisabledBody { status: "disabled", message: "audit logging is disabled (AUDIT_ENABLED=false); nothing was stored" };
-
-fn body_bytes(req: &Request) -> &[u8] {
-    match req.body() {
-        Body::Empty => &[],
-        Body::Text(t) => t.as_bytes(),
-        Body::Binary(b) => b,
-        _ => &[],
-    }
-}
 
 pub(super) async fn ingest(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_WRITE)?;
@@ -299,10 +290,18 @@ fn new_entry(item: Value, caller: &Caller, info: &RequestInfo) -> Result<NewEntr
     let entity_id = required(string_field(&mut item, "entity_id")?, "entity_id")?;
     let project_id = string_field(&mut item, "project_id")?;
     let parse_error = |e: ValidationError| ApiError::entry_error(&e);
+    let action: AuditAction = action.parse().map_err(parse_error)?;
+    let entity_type: EntityType = entity_type.parse().map_err(parse_error)?;
+    if entity_type.is_service_record() {
+        return Err(ApiError::InvalidEntry {
+            parameter: Some("entity_type".into()),
+            message: format!("{entity_type} entries are the service's own records; they cannot be written here"),
+        });
+    }
     Ok(NewEntry {
         tenant_id: caller.tenant_id.clone(),
-        action: action.parse().map_err(parse_error)?,
-        entity_type: entity_type.parse().map_err(parse_error)?,
+        action,
+        entity_type,
         entity_id,
         details: EntryDetails {
             project_id,

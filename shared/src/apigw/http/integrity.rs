@@ -5,11 +5,11 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{ApiError, AuditApi, RequestInfo, json};
+use super::{ApiError, AuditApi, RequestInfo, entry_id, json, query_param};
 use crate::auth::scopes::AUDIT_READ;
 use crate::domain::time::{format_timestamp, parse_date_param};
 use crate::domain::{MAX_LIMIT, ValidationError, validation};
@@ -19,10 +19,6 @@ use crate::seal::{self, EntryProof, ProofOutcome, PublishedKey, SealSettings};
 
 /// Checkpoints a page holds unless `limit` says otherwise.
 const DEFAULT_CHECKPOINTS: usize = 100;
-
-fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name)).filter(|v| !v.is_empty())
-}
 
 fn date(req: &Request, name: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
     query_param(req, name).map(|v| parse_date_param(name, v)).transpose().map_err(|e| ApiError::parameter_error(&e))
@@ -202,12 +198,7 @@ struct NotSealed {
 /// and the signed checkpoint; or when it will be sealed.
 pub(super) async fn proof(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_READ)?;
-    let id: Uuid = req
-        .path_parameters_ref()
-        .and_then(|p| p.first("id"))
-        .ok_or(ApiError::NotFound)?
-        .parse()
-        .map_err(|_| ApiError::parameter_error(&ValidationError::InvalidUuid { field: "id" }))?;
+    let id = entry_id(req)?;
     let entry = api
         .logger
         .get_log(&caller.tenant_id, id)

@@ -3,6 +3,7 @@
 //! handlers.
 
 pub mod access;
+mod erasure;
 pub mod errors;
 pub mod export;
 mod ingest;
@@ -64,10 +65,11 @@ pub enum Route {
     Proof,
     Keys,
     Export,
+    Erase,
 }
 
 impl Route {
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 14] = [
         Route::ListLogs,
         Route::GetLog,
         Route::EntityLogs,
@@ -81,6 +83,7 @@ impl Route {
         Route::Proof,
         Route::Keys,
         Route::Export,
+        Route::Erase,
     ];
 
     /// The API Gateway route key.
@@ -99,6 +102,7 @@ impl Route {
             Route::Proof => "GET /audit/logs/{id}/proof",
             Route::Keys => "GET /audit/keys",
             Route::Export => "GET /audit/export",
+            Route::Erase => "POST /audit/logs/{id}/erasure",
         }
     }
 
@@ -118,6 +122,7 @@ impl Route {
             Route::Proof => "get-proof",
             Route::Keys => "list-keys",
             Route::Export => "export",
+            Route::Erase => "erase",
         }
     }
 
@@ -142,7 +147,7 @@ impl Route {
                 "end_date",
                 "next_token",
             ],
-            Route::GetLog | Route::Health | Route::Ingest | Route::Proof | Route::Keys => &[],
+            Route::GetLog | Route::Health | Route::Ingest | Route::Proof | Route::Keys | Route::Erase => &[],
         }
     }
 
@@ -203,6 +208,33 @@ impl RequestInfo {
     }
 }
 
+/// A query parameter's value; an empty one counts as absent.
+pub(super) fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).filter(|v| !v.is_empty())
+}
+
+/// A path parameter; a route without it is one this service does not have.
+pub(super) fn path_param<'r>(req: &'r Request, name: &'static str) -> Result<&'r str, ApiError> {
+    req.path_parameters_ref().and_then(|p| p.first(name)).filter(|v| !v.is_empty()).ok_or(ApiError::NotFound)
+}
+
+/// The `{id}` of an entry's route.
+pub(super) fn entry_id(req: &Request) -> Result<uuid::Uuid, ApiError> {
+    path_param(req, "id")?
+        .parse()
+        .map_err(|_| ApiError::parameter_error(&crate::domain::ValidationError::InvalidUuid { field: "id" }))
+}
+
+/// The request body's bytes.
+pub(super) fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    }
+}
+
 /// A JSON response.
 pub(crate) fn json(status: u16, body: &impl Serialize) -> Response<Body> {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
@@ -257,6 +289,7 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::Proof => integrity::proof(&req, &info, api).await,
         Route::Keys => integrity::keys(&info, api).await,
         Route::Export => export::export(&req, &info, api).await,
+        Route::Erase => erasure::erase(&req, &info, api).await,
     };
     // Recorded after the read succeeded and before its answer leaves: if the record cannot be
     // written, the data does not go out.

@@ -1,13 +1,12 @@
 //! The read routes: list (tenant, entity, project), one entry, statistics, health.
 
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::{ApiError, AuditApi, RequestInfo, Route, json};
+use super::{ApiError, AuditApi, RequestInfo, Route, entry_id, json, path_param, query_param};
 use crate::auth::scopes::AUDIT_READ;
 use crate::domain::time::parse_date_param;
-use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, StatsBucket, ValidationError};
+use crate::domain::{AuditLogEntry, AuditQuery, QueryScope, StatsBucket};
 use crate::logger::HealthReport;
 use crate::seal::WitnessStatus;
 
@@ -19,14 +18,6 @@ struct PageBody<'a> {
     limit: usize,
     offset: usize,
     next_token: Option<&'a str>,
-}
-
-fn query_param<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name))
-}
-
-fn path_param<'r>(req: &'r Request, name: &'static str) -> Result<&'r str, ApiError> {
-    req.path_parameters_ref().and_then(|p| p.first(name)).filter(|v| !v.is_empty()).ok_or(ApiError::NotFound)
 }
 
 pub(super) async fn list(
@@ -59,9 +50,7 @@ pub(super) async fn list(
 
 pub(super) async fn get(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_READ)?;
-    let id: Uuid = path_param(req, "id")?
-        .parse()
-        .map_err(|_| ApiError::parameter_error(&ValidationError::InvalidUuid { field: "id" }))?;
+    let id = entry_id(req)?;
     // Another tenant's id is looked up in the caller's own partition: not found, like any unknown id.
     match api.logger.get_log(&caller.tenant_id, id).await {
         Ok(Some(entry)) => Ok(json(200, &entry)),

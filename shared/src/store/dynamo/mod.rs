@@ -35,6 +35,8 @@ use crate::domain::{
     AuditAction, AuditLogEntry, Continuation, Counts, EntityType, HourBucket, IndexKey, QueryPlan, StatsRange,
     StoredPage, TenantId,
 };
+use crate::erasure::Erasure;
+use crate::integrity::leaf::Integrity;
 
 pub use api_keys::DynamoApiKeys;
 pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment, open_connection};
@@ -313,6 +315,60 @@ impl AuditStore for DynamoStore {
                 }
                 Cancelled::Other => return Err(classify("TransactWriteItems", err).into()),
             }
+        }
+    }
+
+    async fn erase(&self, tenant: &TenantId, id: Uuid, erasure: &Erasure) -> Result<(), StoreError> {
+        let encode = |i: &Integrity| {
+            serde_dynamo::to_attribute_value::<_, AttributeValue>(i)
+                .map_err(|e| BackendError::Internal(format!("integrity could not be encoded: {e}")))
+        };
+        // Only these attributes change, as the erasure function's IAM policy allows: the fields'
+        // values (null, as an entry without them has), the user index's key, and `integrity`.
+        let mut names = HashMap::from([
+            ("#id".to_owned(), entry_attr::ID.to_owned()),
+            ("#exp".to_owned(), entry_attr::EXPIRES_AT.to_owned()),
+            ("#integrity".to_owned(), "integrity".to_owned()),
+        ]);
+        let mut sets = vec!["#integrity = :after".to_owned()];
+        let mut removes = Vec::new();
+        for (i, field) in erasure.fields.iter().enumerate() {
+            names.insert(format!("#f{i}"), (*field).to_owned());
+            sets.push(format!("#f{i} = :null"));
+            if *field == "user_id" {
+                names.insert("#user_key".into(), entry_attr::USER_KEY.into());
+                removes.push("#user_key");
+            }
+        }
+        let mut update = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            update.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.entries_table)
+            .key(entry_attr::PK, string(tenant_key(tenant)))
+            .key(entry_attr::ID, string(id.to_string()))
+            .update_expression(update)
+            .condition_expression("attribute_exists(#id) AND #exp > :now AND #integrity = :before")
+            .set_expression_attribute_names(Some(names))
+            .expression_attribute_values(":after", encode(&erasure.after)?)
+            .expression_attribute_values(":before", encode(&erasure.before)?)
+            .expression_attribute_values(":null", AttributeValue::Null(true))
+            .expression_attribute_values(":now", AttributeValue::N(Utc::now().timestamp().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                // Gone, or changed: a consistent read tells which.
+                match self.get(tenant, id, Utc::now()).await? {
+                    Some(_) => Err(StoreError::Changed(id)),
+                    None => Err(StoreError::NotFound(id)),
+                }
+            }
+            Err(e) => Err(classify("UpdateItem", e).into()),
         }
     }
 

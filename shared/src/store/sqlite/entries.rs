@@ -13,12 +13,26 @@ use crate::backend::BackendError;
 use crate::domain::{
     AuditLogEntry, Counts, HourBucket, HourlyCounts, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId,
 };
+use crate::erasure::Erasure;
 use crate::store::{AuditStore, StoreError};
 
-/// Why a put was refused (before it changed anything).
+/// Why a write was refused (before it changed anything).
 enum Refusal {
     Exists,
     Sealed,
+    NotFound,
+    Changed,
+}
+
+impl Refusal {
+    fn error(self, id: Uuid) -> StoreError {
+        match self {
+            Refusal::Exists => StoreError::AlreadyExists(id),
+            Refusal::Sealed => StoreError::Sealed(id),
+            Refusal::NotFound => StoreError::NotFound(id),
+            Refusal::Changed => StoreError::Changed(id),
+        }
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
@@ -197,8 +211,7 @@ impl AuditStore for SqliteStore {
         let body = serde_json::to_string(entry).map_err(|e| BackendError::Internal(format!("an entry: {e}")))?;
         match self.write::<(), Refusal>(move |conn| put(conn, &owned, &body)).await? {
             Ok(()) => Ok(()),
-            Err(Refusal::Exists) => Err(StoreError::AlreadyExists(entry.id)),
-            Err(Refusal::Sealed) => Err(StoreError::Sealed(entry.id)),
+            Err(refusal) => Err(refusal.error(entry.id)),
         }
     }
 
@@ -239,15 +252,42 @@ impl AuditStore for SqliteStore {
             Ok(Ok(outcomes)) => outcomes
                 .into_iter()
                 .zip(entries)
-                .map(|(refusal, entry)| match refusal {
-                    None => Ok(()),
-                    Some(Refusal::Exists) => Err(StoreError::AlreadyExists(entry.id)),
-                    Some(Refusal::Sealed) => Err(StoreError::Sealed(entry.id)),
-                })
+                .map(|(refusal, entry)| refusal.map_or(Ok(()), |r| Err(r.error(entry.id))))
                 .collect(),
             Ok(Err(())) => unreachable_refusal(entries),
             Err(e) => entries.iter().map(|_| Err(e.clone().into())).collect(),
         }
+    }
+
+    async fn erase(&self, tenant: &TenantId, id: Uuid, erasure: &Erasure) -> Result<(), StoreError> {
+        let (tenant, erasure) = (tenant.as_str().to_owned(), erasure.clone());
+        let now = Utc::now().timestamp();
+        let refused = |r: Refusal| WriteError::Refused(Box::new(r));
+        let written = self
+            .write::<(), Refusal>(move |conn| {
+                let row: Option<(i64, String)> = conn
+                    .prepare_cached(
+                        "SELECT rowid, body FROM entries INDEXED BY entries_by_id
+                         WHERE tenant = ?1 AND id = ?2 AND expires_at > ?3",
+                    )?
+                    .query_row(params![tenant, id.as_bytes().as_slice(), now], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                let Some((rowid, body)) = row else { return Err(refused(Refusal::NotFound)) };
+                let mut entry = decode(&body)?;
+                if entry.integrity != erasure.before {
+                    return Err(refused(Refusal::Changed));
+                }
+                erasure.apply(&mut entry);
+                let body = serde_json::to_string(&entry).map_err(|e| corrupt("an entry", e))?;
+                conn.prepare_cached("UPDATE entries SET user = ?1, body = ?2 WHERE rowid = ?3")?.execute(params![
+                    entry.user_id,
+                    body,
+                    rowid
+                ])?;
+                Ok(())
+            })
+            .await?;
+        written.map_err(|r| r.error(id))
     }
 
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {

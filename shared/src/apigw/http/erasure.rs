@@ -1,0 +1,69 @@
+//! `POST /audit/logs/{id}/erasure`: erases fields of one entry of the caller's tenant, with the
+//! erasure record written into the trail first (see [`crate::erasure`]).
+
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use super::{ApiError, AuditApi, RequestInfo, body_bytes, entry_id, json};
+use crate::auth::scopes::AUDIT_ERASE;
+use crate::domain::AuditLogEntry;
+use crate::erasure::{EraseFailure, ErasureError, ErasureRequest};
+use crate::{AuditError, erasure};
+
+/// Largest accepted body: a list of field names and a reason.
+const MAX_BODY_BYTES: usize = 8 * 1024;
+
+#[derive(Serialize)]
+struct Erased<'a> {
+    entry: &'a AuditLogEntry,
+    record: &'a AuditLogEntry,
+}
+
+pub(super) async fn erase(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_ERASE)?;
+    let id = entry_id(req)?;
+    let body = body_bytes(req);
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { max: MAX_BODY_BYTES });
+    }
+    let request: ErasureRequest = serde_json::from_slice(body).map_err(|e| ApiError::InvalidEntry {
+        parameter: None,
+        message: format!(
+            "the body must be {{\"fields\": [field names], \"reason\": \"why\"}} (erasable: {}): {e}",
+            erasure::ERASABLE_FIELDS.join(", ")
+        ),
+    })?;
+    let erased = api
+        .logger
+        .erase(&caller.tenant_id, id, &request, caller.user_id.clone(), info.source_ip.clone())
+        .await
+        .map_err(|e| match e {
+            EraseFailure::NotFound => ApiError::NotFound,
+            EraseFailure::Refused(refusal) => refused(&refusal, &info.request_id),
+            EraseFailure::Audit(AuditError::Invalid(v)) => ApiError::entry_error(&v),
+            EraseFailure::Audit(AuditError::Store(s)) => ApiError::from_store(&s, &info.request_id),
+        })?;
+    Ok(json(200, &Erased { entry: &erased.entry, record: &erased.record }))
+}
+
+fn refused(e: &ErasureError, request_id: &str) -> ApiError {
+    let invalid =
+        |parameter: &str| ApiError::InvalidEntry { parameter: Some(parameter.into()), message: e.to_string() };
+    match e {
+        ErasureError::NoFields
+        | ErasureError::UnknownField(_)
+        | ErasureError::NotErasable { .. }
+        | ErasureError::Duplicate(_) => invalid("fields"),
+        ErasureError::Reason => invalid("reason"),
+        ErasureError::AlreadyErased { .. } => {
+            ApiError::Conflict { code: "already_erased", message: e.to_string(), parameter: Some("fields".into()) }
+        }
+        ErasureError::NoValue(_) => {
+            ApiError::Conflict { code: "nothing_to_erase", message: e.to_string(), parameter: Some("fields".into()) }
+        }
+        ErasureError::Leaf(reason) => {
+            tracing::error!(request_id, %reason, "a stored entry does not match its leaf; not erased");
+            ApiError::Internal
+        }
+    }
+}
