@@ -11,6 +11,10 @@ use serde::Serialize;
 use thiserror::Error;
 use uuid::Uuid;
 
+mod erase;
+
+pub use erase::{EraseFailure, Erased};
+
 use crate::domain::StatsBucket;
 use crate::domain::query::PAGE_BYTE_BUDGET;
 use crate::domain::time;

@@ -12,15 +12,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("backend", &[]),
     ("integrity", &[]),
     ("domain", &["integrity"]),
+    // What erasing a field means (the rules, the record, the change): no storage.
+    ("erasure", &["domain", "integrity"]),
     ("export", &["domain", "integrity"]),
     ("archive", &["backend", "domain", "integrity"]),
     ("auth", &["backend", "domain", "integrity"]),
     ("idempotency", &["backend", "domain", "integrity"]),
     // `seal` for the publication port the live feed implements (new checkpoints as frames).
     ("realtime", &["auth", "backend", "domain", "integrity", "seal"]),
-    ("seal", &["backend", "domain", "integrity"]),
-    ("store", &["archive", "auth", "backend", "domain", "integrity", "idempotency", "realtime", "seal"]),
-    ("logger", &["backend", "domain", "integrity", "store"]),
+    ("seal", &["backend", "domain", "erasure", "integrity"]),
+    ("store", &["archive", "auth", "backend", "domain", "erasure", "integrity", "idempotency", "realtime", "seal"]),
+    ("logger", &["backend", "domain", "erasure", "integrity", "store"]),
     (
         "apigw",
         &[
@@ -28,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth",
             "backend",
             "domain",
+            "erasure",
             "export",
             "integrity",
             "idempotency",

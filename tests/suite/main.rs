@@ -10,6 +10,7 @@ mod cli;
 mod docs;
 mod dynamo_faults;
 mod dynamo_store;
+mod erasure;
 mod events;
 mod export;
 mod feed;

@@ -203,6 +203,26 @@ async fn every_response_matches_its_schema() {
     assert_eq!(reply.status, 400);
     check(&spec, Route::Stats, &reply);
     check(&spec, Route::Health, &call(&api, Route::Health, &event("http-health.json")).await);
+    let erase = |id: &str, scopes: &str, body: Value| {
+        sample("http-erase.json", |e| {
+            e["pathParameters"] = json!({ "id": id });
+            e["body"] = json!(body.to_string());
+            e["requestContext"]["authorizer"]["lambda"]["scopes"] = json!(scopes);
+        })
+    };
+    let fields = json!({"fields": ["changes"], "reason": "GDPR"});
+    for (event, status) in [
+        (erase(&id, "audit:erase", fields.clone()), 200),
+        (erase(&id, "audit:erase", fields.clone()), 409),
+        (erase(&id, "audit:read", fields.clone()), 403),
+        (erase(&id, "audit:erase", json!({"fields": ["colour"], "reason": "x"})), 400),
+        (erase("0192f7e1-0000-7000-8000-000000000000", "audit:erase", fields.clone()), 404),
+        (erase(&id, "audit:erase", json!({"reason": "x".repeat(9000)})), 413),
+    ] {
+        let reply = call(&api, Route::Erase, &event).await;
+        assert_eq!(reply.status, status, "{}", reply.text);
+        check(&spec, Route::Erase, &reply);
+    }
 
     // Disabled logging, and storage that cannot be reached.
     let store = Arc::new(MemoryStore::new());

@@ -618,7 +618,8 @@ async fn a_batch_answers_for_each_entry_and_a_retried_batch_stores_nothing_twice
 }
 
 async fn an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change(backend: Backend) {
-    use auditline::erasure::{EraseFailure, Erasure, ErasureError, ErasureRequest, record_names};
+    use auditline::erasure::{Erasure, ErasureError, ErasureRequest, record_names};
+    use auditline::logger::EraseFailure;
     let store = fresh_store(backend).await;
     let logger = logger(store.clone(), hours_ago(1), 1);
     let (t, other) = (tenant("acme"), tenant("globex"));

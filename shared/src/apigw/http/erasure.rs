@@ -7,7 +7,8 @@ use serde::Serialize;
 use super::{ApiError, AuditApi, RequestInfo, body_bytes, entry_id, json};
 use crate::auth::scopes::AUDIT_ERASE;
 use crate::domain::AuditLogEntry;
-use crate::erasure::{EraseFailure, ErasureError, ErasureRequest};
+use crate::erasure::{ErasureError, ErasureRequest};
+use crate::logger::EraseFailure;
 use crate::{AuditError, erasure};
 
 /// Largest accepted body: a list of field names and a reason.
