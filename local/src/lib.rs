@@ -252,7 +252,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     };
     let api_key = storage::dev_api_key(&backends, now).await?;
 
-    let logger = Arc::new(AuditLogger::new(backends.store.clone(), config.audit));
+    let logger =
+        Arc::new(AuditLogger::new(backends.store.clone(), config.audit).with_policies(backends.policies.clone()));
     let (signer, public_key_file) = seal_loop::seal_key(&options.seal.key)?;
     let limits = options.limits;
     let sessions = Arc::new(Sessions::new(limits.max_sessions, limits.session_buffer_bytes));

@@ -13,6 +13,7 @@ use auditline::auth::api_keys::{self, ApiKeyCheck, ApiKeyStore, ApiKeyValidator,
 use auditline::domain::TenantId;
 use auditline::idempotency::{IdempotencyStore, MemoryIdempotency};
 use auditline::realtime::{ConnectionStore, MemoryConnections};
+use auditline::retention::{MemoryPolicies, PolicyStore};
 use auditline::seal::SealStore;
 use auditline::store::dynamo::tables::{
     self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
@@ -54,6 +55,8 @@ pub(crate) struct Backends {
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) connections: Arc<dyn ConnectionStore>,
     pub(crate) api_keys: Arc<dyn ApiKeyStore>,
+    /// Tenants' retention and legal holds.
+    pub(crate) policies: Arc<dyn PolicyStore>,
     /// The same key records, as the authenticator sees them.
     pub(crate) key_validator: Arc<dyn ApiKeyValidator>,
     pub(crate) dynamodb: Option<aws_sdk_dynamodb::Client>,
@@ -172,6 +175,7 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 idempotency: Arc::new(MemoryIdempotency::bounded(limits.idempotency_bytes)),
                 connections: Arc::new(MemoryConnections::new()),
                 api_keys: keys.clone(),
+                policies: Arc::new(MemoryPolicies::default()),
                 key_validator: keys,
                 dynamodb: None,
                 sqlite: None,
@@ -189,6 +193,7 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 // Live connections die with the process: they stay in memory.
                 connections: Arc::new(MemoryConnections::new()),
                 api_keys: shared.clone(),
+                policies: shared.clone(),
                 key_validator: shared,
                 dynamodb: None,
                 sqlite: Some(Local { store, dir: dir.clone(), _lock: lock }),
@@ -211,7 +216,8 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
             let store = Arc::new(auditline::bootstrap::dynamo_store(client.clone(), config));
             Backends {
                 store: store.clone(),
-                seal: store,
+                seal: store.clone(),
+                policies: store,
                 idempotency: Arc::new(DynamoIdempotency::new(client.clone(), &config.idempotency_table)),
                 connections: Arc::new(DynamoConnections::new(client.clone(), &config.connections_table)),
                 api_keys: keys.clone(),

@@ -74,7 +74,10 @@ pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
         config.kms_endpoint.as_deref(),
     );
     Ok(AuditApi {
-        logger: Arc::new(AuditLogger::new(store.clone(), config.audit)),
+        logger: Arc::new(
+            AuditLogger::new(store.clone(), config.audit)
+                .with_cached_policies(store.clone(), crate::logger::POLICY_CACHE),
+        ),
         seal: store,
         seal_settings: config.seal,
         keys: Arc::new(keys),
@@ -305,6 +308,10 @@ pub const HANDLERS: &[&str] = &[
     "get-proof",
     "list-keys",
     "erase",
+    "get-settings",
+    "put-settings",
+    "place-hold",
+    "release-hold",
     "viewer",
     "ws-connect",
     "ws-disconnect",
@@ -332,6 +339,10 @@ pub async fn serve(handler: &str) -> Result<(), BoxError> {
         "get-proof" => serve_http(Route::Proof).await,
         "list-keys" => serve_http(Route::Keys).await,
         "erase" => serve_http(Route::Erase).await,
+        "get-settings" => serve_http(Route::Settings).await,
+        "put-settings" => serve_http(Route::UpdateSettings).await,
+        "place-hold" => serve_http(Route::PlaceHold).await,
+        "release-hold" => serve_http(Route::ReleaseHold).await,
         "viewer" => serve_viewer().await,
         "ws-connect" => serve_ws_connect().await,
         "ws-disconnect" => serve_ws_disconnect().await,

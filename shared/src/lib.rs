@@ -19,6 +19,7 @@ pub mod integrity;
 pub mod kms;
 pub mod logger;
 pub mod realtime;
+pub mod retention;
 pub mod sdk;
 pub mod seal;
 pub mod store;

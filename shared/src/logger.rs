@@ -12,8 +12,10 @@ use thiserror::Error;
 use uuid::Uuid;
 
 mod erase;
+mod policy;
 
 pub use erase::{EraseFailure, Erased};
+pub use policy::{Actor, HoldChange, PolicyFailure, RetentionChange};
 
 use crate::domain::StatsBucket;
 use crate::domain::query::PAGE_BYTE_BUDGET;
@@ -22,6 +24,7 @@ use crate::domain::{
     AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType, EntryDetails, NewEntry,
     PageRequest, QueryScope, StatsRange, TenantId, ValidEntry, ValidationError,
 };
+use crate::retention::{HELD_UNTIL, PolicyStore, TenantPolicy};
 use crate::store::{AuditStore, StoreError};
 
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
@@ -135,7 +138,17 @@ pub struct AuditLogger {
     clock: Clock,
     listeners: RwLock<Vec<(ListenerId, Listener)>>,
     next_listener: AtomicU64,
+    /// Tenants' retention and legal holds; without it, every tenant keeps the default retention.
+    policies: Option<Arc<dyn PolicyStore>>,
+    /// How long writes may use a policy read before; see [`POLICY_CACHE`].
+    policy_ttl: Duration,
+    policy_cache: std::sync::Mutex<std::collections::HashMap<TenantId, (Instant, TenantPolicy)>>,
 }
+
+/// How long a deployed function's writes reuse a tenant's policy they read (so most writes read
+/// none). A hold placed meanwhile still covers their entries: placing one waits this long, then
+/// sweeps the entries written since once more.
+pub const POLICY_CACHE: Duration = Duration::from_secs(5);
 
 impl AuditLogger {
     pub fn new(store: Arc<dyn AuditStore>, settings: AuditSettings) -> Self {
@@ -143,7 +156,67 @@ impl AuditLogger {
     }
 
     pub fn with_clock(store: Arc<dyn AuditStore>, settings: AuditSettings, clock: Clock) -> Self {
-        AuditLogger { store, settings, clock, listeners: RwLock::default(), next_listener: AtomicU64::new(1) }
+        AuditLogger {
+            store,
+            settings,
+            clock,
+            listeners: RwLock::default(),
+            next_listener: AtomicU64::new(1),
+            policies: None,
+            policy_ttl: Duration::ZERO,
+            policy_cache: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Stamps each tenant's entries with its own retention, and holds what its holds cover. Each
+    /// write reads the tenant's policy afresh.
+    pub fn with_policies(mut self, policies: Arc<dyn PolicyStore>) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
+    /// As [`with_policies`](Self::with_policies), writes reusing a policy for up to `ttl`.
+    pub fn with_cached_policies(mut self, policies: Arc<dyn PolicyStore>, ttl: Duration) -> Self {
+        self.policies = Some(policies);
+        self.policy_ttl = ttl;
+        self
+    }
+
+    /// How long writes may use a policy read before.
+    pub fn policy_ttl(&self) -> Duration {
+        self.policy_ttl
+    }
+
+    /// The policy a write is stamped under: read within the last [`policy_ttl`](Self::policy_ttl).
+    async fn policy_for_write(&self, tenant: &TenantId) -> Result<TenantPolicy, AuditError> {
+        if !self.policy_ttl.is_zero() {
+            let cache = self.policy_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, policy)) = cache.get(tenant).filter(|(read, _)| read.elapsed() < self.policy_ttl) {
+                return Ok(policy.clone());
+            }
+        }
+        self.policy_of(tenant).await
+    }
+
+    pub fn policies(&self) -> Option<&Arc<dyn PolicyStore>> {
+        self.policies.as_ref()
+    }
+
+    /// The tenant's policy (the default one without a policy store), read strongly: a hold placed
+    /// a moment ago covers the next write.
+    pub async fn policy_of(&self, tenant: &TenantId) -> Result<TenantPolicy, AuditError> {
+        let Some(p) = &self.policies else { return Ok(TenantPolicy::default()) };
+        let policy = p.policy(tenant).await.map_err(StoreError::Backend)?.0;
+        if !self.policy_ttl.is_zero() {
+            let mut cache = self.policy_cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.insert(tenant.clone(), (Instant::now(), policy.clone()));
+        }
+        Ok(policy)
+    }
+
+    /// Sets a freshly stamped entry's expiry by its tenant's policy.
+    fn expire_by(&self, entry: &mut AuditLogEntry, policy: &TenantPolicy) {
+        entry.expires_at = policy.expiry_of(entry, self.settings.retention_days);
     }
 
     pub fn settings(&self) -> AuditSettings {
@@ -165,7 +238,9 @@ impl AuditLogger {
         if !self.settings.enabled {
             return Ok(LogOutcome::Disabled);
         }
-        let entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
+        let policy = self.policy_for_write(valid.tenant()).await?;
+        let mut entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
+        self.expire_by(&mut entry, &policy);
         let put = self.store.put(&entry).await;
         self.finish(valid, entry, put, false).await
     }
@@ -174,7 +249,9 @@ impl AuditLogger {
     /// stored and announced as any entry, whether or not `AUDIT_ENABLED` is on.
     pub async fn log_service_record(&self, entry: NewEntry) -> Result<AuditLogEntry, AuditError> {
         let valid = entry.validate()?;
-        let entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
+        let policy = self.policy_for_write(valid.tenant()).await?;
+        let mut entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
+        self.expire_by(&mut entry, &policy);
         let put = self.store.put(&entry).await;
         match self.finish(valid, entry, put, false).await? {
             LogOutcome::Stored(entry) => Ok(entry),
@@ -200,8 +277,10 @@ impl AuditLogger {
         if !self.settings.enabled {
             return Ok(LogOutcome::Disabled);
         }
-        let entry =
+        let policy = self.policy_for_write(valid.tenant()).await?;
+        let mut entry =
             valid.clone().stamp_as(time::derived_uuid_v7(at, position, identity), self.settings.retention_days)?;
+        self.expire_by(&mut entry, &policy);
         let put = self.store.put(&entry).await;
         self.finish(valid, entry, put, true).await
     }
@@ -216,6 +295,8 @@ impl AuditLogger {
     ) -> Vec<Result<LogOutcome, AuditError>> {
         let mut outcomes: Vec<Result<LogOutcome, AuditError>> = Vec::with_capacity(entries.len());
         let mut stamped = Vec::new();
+        // One read of each tenant's policy per request.
+        let mut policies: std::collections::HashMap<TenantId, TenantPolicy> = std::collections::HashMap::new();
         for (position, entry) in entries {
             let valid = match entry.validate() {
                 Ok(valid) => valid,
@@ -228,6 +309,16 @@ impl AuditLogger {
                 outcomes.push(Ok(LogOutcome::Disabled));
                 continue;
             }
+            let policy = match policies.get(valid.tenant()) {
+                Some(policy) => policy,
+                None => match self.policy_for_write(valid.tenant()).await {
+                    Ok(policy) => policies.entry(valid.tenant().clone()).or_insert(policy),
+                    Err(e) => {
+                        outcomes.push(Err(e));
+                        continue;
+                    }
+                },
+            };
             let retention = self.settings.retention_days;
             let entry = match once {
                 Some((at, identity)) => {
@@ -236,7 +327,8 @@ impl AuditLogger {
                 None => valid.clone().stamp((self.clock)(), retention),
             };
             match entry {
-                Ok(entry) => {
+                Ok(mut entry) => {
+                    entry.expires_at = policy.expiry_of(&entry, retention);
                     // A placeholder, replaced below by the put's outcome.
                     stamped.push((outcomes.len(), valid, entry));
                     outcomes.push(Ok(LogOutcome::Disabled));
@@ -265,7 +357,12 @@ impl AuditLogger {
             Ok(()) => entry,
             // Stamped, then held up past the seal's grace: nothing was written, so stamp it again.
             Err(StoreError::Sealed(_)) if !once => {
-                let again = valid.stamp((self.clock)(), self.settings.retention_days)?;
+                let mut again = valid.stamp((self.clock)(), self.settings.retention_days)?;
+                // The policy read for the first stamp: held stays held, a retention stays the same.
+                again.expires_at = match entry.expires_at {
+                    HELD_UNTIL => HELD_UNTIL,
+                    kept => again.timestamp.timestamp() + (kept - entry.timestamp.timestamp()),
+                };
                 self.store.put(&again).await?;
                 again
             }

@@ -90,6 +90,23 @@ async fn the_erasure_route_answers_each_case_with_its_status() {
     assert_eq!(record["changes"]["erased"]["fields"], json!(["user_id", "ip_address"]));
     assert!(!entry.to_string().contains("user-789"), "the erased user id is gone");
 
+    // A legal hold on the entry's project: its other fields cannot be erased until released.
+    let hold = sample("http-place-hold.json", |e| {
+        e["requestContext"]["authorizer"]["lambda"]["tenant_id"] = json!("acme");
+    });
+    let placed = call(&api, Route::PlaceHold, &hold).await;
+    // The entry, and the record of its first erasure (in the same project).
+    assert_eq!((placed.status, placed.body["entries"].as_u64()), (201, Some(2)), "{}", placed.body);
+    let held = erase_event(&id, "acme", eraser, &json!({"fields": ["changes"], "reason": "GDPR"}));
+    let refused = call(&api, Route::Erase, &held).await;
+    assert_eq!((refused.status, refused.error_code()), (409, "legal_hold"), "{}", refused.body);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains(placed.body["hold"]["id"].as_str().unwrap()));
+    let release = sample("http-release-hold.json", |e| {
+        e["pathParameters"]["hold_id"] = placed.body["hold"]["id"].clone();
+    });
+    assert_eq!(call(&api, Route::ReleaseHold, &release).await.status, 200);
+    assert_eq!(call(&api, Route::Erase, &held).await.status, 200, "erasable once released");
+
     let twice = call(&api, Route::Erase, &erase_event(&id, "acme", eraser, &erase)).await;
     assert_eq!((twice.status, twice.error_code()), (409, "already_erased"), "{}", twice.body);
     assert!(twice.body["error"]["message"].as_str().unwrap().contains(record["id"].as_str().unwrap()));
@@ -125,7 +142,7 @@ async fn sealed_trail(erase: &[(usize, &[&str])]) -> Sealed {
     for (i, fields) in erase {
         let request =
             ErasureRequest { fields: fields.iter().map(|f| (*f).to_owned()).collect(), reason: "GDPR".into() };
-        logger.erase(&acme, written[*i].id, &request, Some("dpo".into()), None).await.unwrap();
+        logger.erase(&acme, written[*i].id, &request, &dpo()).await.unwrap();
     }
     // And five more entries, in the records' period.
     for i in 40..45 {
@@ -345,7 +362,7 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let request = ErasureRequest { fields: names.clone(), reason: "GDPR".into() };
                 let current = logger.get_log(&acme, target.id).await.unwrap().unwrap();
                 let heard_before = feed.lock().unwrap().len();
-                match logger.erase(&acme, target.id, &request, Some("dpo".into()), None).await {
+                match logger.erase(&acme, target.id, &request, &dpo()).await {
                     Ok(_) => {
                         erased_values.extend(names.iter().map(|name| personal(made_from, name)));
                         // The frames since carry the record only: no value of the erased fields.
@@ -388,4 +405,8 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+fn dpo() -> auditline::logger::Actor {
+    auditline::logger::Actor { user_id: Some("dpo".into()), ip_address: None }
 }

@@ -71,6 +71,9 @@ impl AuditStore for CutOff {
     async fn erase(&self, t: &TenantId, id: Uuid, erasure: &auditline::erasure::Erasure) -> Result<(), StoreError> {
         self.inner.erase(t, id, erasure).await
     }
+    async fn set_expiry(&self, tenant: &TenantId, id: Uuid, expires_at: i64) -> Result<(), StoreError> {
+        self.inner.set_expiry(tenant, id, expires_at).await
+    }
     async fn get(
         &self,
         t: &TenantId,

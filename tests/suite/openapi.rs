@@ -224,6 +224,42 @@ async fn every_response_matches_its_schema() {
         check(&spec, Route::Erase, &reply);
     }
 
+    // The tenant's settings and holds: each status a caller can meet, against its schema.
+    let admin = |file: &str, scopes: &str, edit: &dyn Fn(&mut Value)| {
+        sample(file, |e| {
+            e["requestContext"]["authorizer"]["lambda"]["scopes"] = json!(scopes);
+            edit(e);
+        })
+    };
+    let body = |b: Value| move |e: &mut Value| e["body"] = json!(b.to_string());
+    let none = |_: &mut Value| {};
+    let reply = call(&api, Route::Settings, &admin("http-get-settings.json", "audit:admin", &none)).await;
+    assert_eq!((reply.status, reply.body["retention_days"].as_u64()), (200, Some(90)), "{}", reply.text);
+    check(&spec, Route::Settings, &reply);
+    for (days, status) in [(json!(30), 200), (json!(0), 400), (json!("ninety"), 400)] {
+        let event = admin("http-put-settings.json", "audit:admin", &body(json!({ "retention_days": days })));
+        let reply = call(&api, Route::UpdateSettings, &event).await;
+        assert_eq!(reply.status, status, "{}", reply.text);
+        check(&spec, Route::UpdateSettings, &reply);
+    }
+    let forbidden = call(&api, Route::UpdateSettings, &admin("http-put-settings.json", "audit:read", &none)).await;
+    assert_eq!(forbidden.status, 403);
+    check(&spec, Route::UpdateSettings, &forbidden);
+    let placed = call(&api, Route::PlaceHold, &admin("http-place-hold.json", "audit:admin", &none)).await;
+    assert_eq!(placed.status, 201, "{}", placed.text);
+    check(&spec, Route::PlaceHold, &placed);
+    let bad_scope = body(json!({"scope": {"type": "user", "user_id": ""}, "reason": "x"}));
+    let reply = call(&api, Route::PlaceHold, &admin("http-place-hold.json", "audit:admin", &bad_scope)).await;
+    assert_eq!((reply.status, reply.body["error"]["parameter"].as_str()), (400, Some("scope.user_id")));
+    check(&spec, Route::PlaceHold, &reply);
+    let hold_id = placed.body["hold"]["id"].as_str().unwrap().to_owned();
+    for (id, status) in [(hold_id.as_str(), 200), (hold_id.as_str(), 404), ("not-a-uuid", 400)] {
+        let edit = |e: &mut Value| e["pathParameters"] = json!({ "hold_id": id });
+        let reply = call(&api, Route::ReleaseHold, &admin("http-release-hold.json", "audit:admin", &edit)).await;
+        assert_eq!(reply.status, status, "{}", reply.text);
+        check(&spec, Route::ReleaseHold, &reply);
+    }
+
     // Disabled logging, and storage that cannot be reached.
     let store = Arc::new(MemoryStore::new());
     let disabled = AuditApi {

@@ -32,6 +32,7 @@ auditline_tests::on_every_backend!(
     concurrent_logging_loses_nothing,
     a_batch_answers_for_each_entry_and_a_retried_batch_stores_nothing_twice,
     an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change,
+    retention_per_tenant_and_legal_holds_set_expiry_and_holds_refuse_erasure,
 );
 
 fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
@@ -637,13 +638,10 @@ async fn an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change(back
     };
 
     // Another tenant's entry is not found; nothing is written.
-    let refused = logger.erase(&other, target.id, &request(&["user_id"]), Some("dpo".into()), None).await;
+    let refused = logger.erase(&other, target.id, &request(&["user_id"]), &dpo()).await;
     assert!(matches!(refused, Err(EraseFailure::NotFound)), "{refused:?}");
 
-    let erased = logger
-        .erase(&t, target.id, &request(&["user_id", "ip_address", "changes"]), Some("dpo".into()), None)
-        .await
-        .unwrap();
+    let erased = logger.erase(&t, target.id, &request(&["user_id", "ip_address", "changes"]), &dpo()).await.unwrap();
     let read = logger.get_log(&t, target.id).await.unwrap().expect("still there");
     assert_eq!(read, erased.entry);
     assert_eq!((read.user_id.as_deref(), read.ip_address, read.changes.as_ref()), (None, None, None));
@@ -664,7 +662,7 @@ async fn an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change(back
     assert_eq!(ids(&by_user.entries), [kept.id]);
 
     // Twice is refused, naming the record.
-    let again = logger.erase(&t, target.id, &request(&["ip_address"]), None, None).await;
+    let again = logger.erase(&t, target.id, &request(&["ip_address"]), &auditline::logger::Actor::default()).await;
     assert!(
         matches!(&again, Err(EraseFailure::Refused(ErasureError::AlreadyErased { record, .. })) if *record == erased.record.id),
         "{again:?}"
@@ -679,10 +677,96 @@ async fn an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change(back
     // A record written by a request that stopped before its erasure is taken up, not written twice.
     let pending = auditline::erasure::record(&kept, &["ip_address"], "stopped", Some("dpo".into()), None);
     let pending = logger.log_service_record(pending).await.unwrap();
-    let resumed = logger.erase(&t, kept.id, &request(&["ip_address"]), Some("dpo".into()), None).await.unwrap();
+    let resumed = logger.erase(&t, kept.id, &request(&["ip_address"]), &dpo()).await.unwrap();
     assert_eq!(resumed.record.id, pending.id);
     let records = logger.get_logs_by_entity(&t, &kept.id.to_string(), PageRequest::first(100)).await.unwrap();
     assert_eq!(ids(&records.entries), [pending.id]);
     // The records count in the statistics like any entry: four entries in all.
     assert_eq!(logger.get_stats(&t, None, None).await.unwrap().total_entries, 4);
+}
+
+fn dpo() -> auditline::logger::Actor {
+    auditline::logger::Actor { user_id: Some("dpo".into()), ip_address: None }
+}
+
+async fn retention_per_tenant_and_legal_holds_set_expiry_and_holds_refuse_erasure(backend: Backend) {
+    use auditline::erasure::ErasureRequest;
+    use auditline::logger::{Actor, EraseFailure, PolicyFailure};
+    use auditline::retention::{HELD_UNTIL, HoldScope, PolicyError};
+    let (store, policies) = auditline_tests::fresh_store_with_policies(backend).await;
+    // Written six days and 23 hours ago: with a retention of 7 days, an hour from expiring.
+    let (clock, millis) = stepping_clock(Utc::now() - Duration::days(7) + Duration::hours(1), 1);
+    let logger =
+        AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock).with_policies(policies.clone());
+    let (t, other) = (tenant("acme"), tenant("globex"));
+    let admin = Actor { user_id: Some("admin".into()), ip_address: None };
+    let write = |user: &'static str| {
+        let logger = &logger;
+        let (t, other) = (t.clone(), other.clone());
+        async move {
+            let tenant = if user == "carol" { other } else { t };
+            stored(
+                logger.log(new_entry(&tenant, AuditAction::Update, EntityType::Report, "r-1", None, Some(user))).await,
+            )
+        }
+    };
+    let old = write("alice").await;
+    assert_eq!(old.expires_at, old.timestamp.timestamp() + 90 * 86_400, "the default retention");
+
+    // Retention: bounded, recorded, and for new entries only.
+    assert!(matches!(
+        logger.set_retention(&t, 0, &admin).await,
+        Err(PolicyFailure::Refused(PolicyError::RetentionOutOfBounds { .. }))
+    ));
+    let change = logger.set_retention(&t, 7, &admin).await.unwrap();
+    assert_eq!(change.record.entity_type, EntityType::AuditSettings);
+    assert_eq!(change.record.changes.as_ref().unwrap()["retention_days"], json!({"old": 90, "new": 7}));
+    let (alice, bob, carol) = (write("alice").await, write("bob").await, write("carol").await);
+    assert_eq!(alice.expires_at, alice.timestamp.timestamp() + 7 * 86_400);
+    assert_eq!(carol.expires_at, carol.timestamp.timestamp() + 90 * 86_400, "another tenant keeps its own");
+    assert_eq!(
+        logger.get_log(&t, old.id).await.unwrap().unwrap().expires_at,
+        old.expires_at,
+        "stored entries keep theirs"
+    );
+
+    // A hold on alice: her stored entries are kept, and so is the next one; bob's are not.
+    let placed = logger.place_hold(&t, HoldScope::User { user_id: "alice".into() }, "case 117", &admin).await.unwrap();
+    assert_eq!(placed.entries, 2);
+    assert_eq!(placed.record.entity_type, EntityType::LegalHold);
+    let later = write("alice").await;
+    assert_eq!(later.expires_at, HELD_UNTIL, "written under the hold");
+    let in_two_days = Utc::now() + Duration::days(2);
+    assert!(store.get(&t, alice.id, in_two_days).await.unwrap().is_some(), "a held entry outlives its retention");
+    assert!(store.get(&t, bob.id, in_two_days).await.unwrap().is_none(), "bob's expires as set");
+    let erase = ErasureRequest { fields: vec!["ip_address".into()], reason: "GDPR".into() };
+    match logger.erase(&t, alice.id, &erase, &admin).await {
+        Err(EraseFailure::Held(hold)) => assert_eq!(hold, placed.hold.id),
+        other => panic!("a held entry is not erased: {other:?}"),
+    }
+    // Changes at once: the second, at a stale version, is refused by the store.
+    let (policy, version) = policies.policy(&t).await.unwrap();
+    assert!(policies.put_policy(&t, &policy, version).await.unwrap());
+    assert!(!policies.put_policy(&t, &policy, version).await.unwrap());
+
+    // Released: her entries expire again by the retention (a week after each was written).
+    let released = logger.release_hold(&t, placed.hold.id, &admin).await.unwrap();
+    assert_eq!(released.entries, 3);
+    assert!(store.get(&t, alice.id, in_two_days).await.unwrap().is_none(), "after release it expires");
+    assert_eq!(
+        logger.get_log(&t, later.id).await.unwrap().unwrap().expires_at,
+        later.timestamp.timestamp() + 7 * 86_400
+    );
+    logger.erase(&t, alice.id, &erase, &admin).await.expect("erasable once released");
+    assert!(matches!(
+        logger.release_hold(&t, placed.hold.id, &admin).await,
+        Err(PolicyFailure::Refused(PolicyError::NoSuchHold(_)))
+    ));
+    // Another tenant cannot release this tenant's hold.
+    let tenant_hold = logger.place_hold(&t, HoldScope::Tenant, "audit", &admin).await.unwrap();
+    assert!(matches!(
+        logger.release_hold(&other, tenant_hold.hold.id, &admin).await,
+        Err(PolicyFailure::Refused(PolicyError::NoSuchHold(_)))
+    ));
+    drop(millis);
 }

@@ -355,8 +355,9 @@ fn iam_is_least_privilege_per_function() {
                 if on_entries {
                     assert_ne!(action, "dynamodb:DeleteItem", "{binary}: entries are never deleted");
                     assert!(
-                        action != "dynamodb:UpdateItem" || binary == "erase",
-                        "{binary}: only the erase function changes entries"
+                        action != "dynamodb:UpdateItem"
+                            || ["erase", "place-hold", "release-hold"].contains(&binary.as_str()),
+                        "{binary}: only erasure and legal holds change entries"
                     );
                 }
             }
@@ -378,30 +379,33 @@ fn iam_is_least_privilege_per_function() {
             "{route:?} may write its VIEW entries when AuditLogReads is on"
         );
     }
-    // The one change an entry may undergo: the erase function's UpdateItem, on the erasable fields,
-    // the user index's key and the salts, and nothing it does not return (no ReturnValues).
-    let erase = &functions(&t)["erase"];
-    let updates: Vec<&Value> = erase["Properties"]["Policies"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .flat_map(|p| p["Statement"].as_sequence().into_iter().flatten())
-        .filter(|s| text(&s["Resource"]).contains("EntriesTable") && text(&s["Action"]).contains("UpdateItem"))
-        .collect();
-    assert_eq!(updates.len(), 1);
-    let condition = &updates[0]["Condition"];
-    let attributes: BTreeSet<String> = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
-        .as_sequence()
-        .expect("UpdateItem on entries is limited to named attributes")
-        .iter()
-        .map(text)
-        .collect();
-    let allowed: BTreeSet<String> =
-        ["pk", "id", "expires_at", "integrity", "user_id", "user_key", "changes", "ip_address", "metadata"]
-            .map(str::to_owned)
-            .into();
-    assert_eq!(attributes, allowed);
-    assert_eq!(text(&condition["StringEqualsIfExists"]["dynamodb:ReturnValues"]), "NONE");
+    // The changes an entry may undergo, each on named attributes only and returning nothing: an
+    // erasure (the erasable fields, the user index's key, the salts) and a hold's expiry.
+    let erasable = ["pk", "id", "expires_at", "integrity", "user_id", "user_key", "changes", "ip_address", "metadata"];
+    for (binary, allowed) in [
+        ("erase", &erasable[..]),
+        ("place-hold", &["pk", "id", "expires_at"]),
+        ("release-hold", &["pk", "id", "expires_at"]),
+    ] {
+        let f = &functions(&t)[binary];
+        let updates: Vec<&Value> = f["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["Statement"].as_sequence().into_iter().flatten())
+            .filter(|s| text(&s["Resource"]).contains("EntriesTable") && text(&s["Action"]).contains("UpdateItem"))
+            .collect();
+        assert_eq!(updates.len(), 1, "{binary}");
+        let condition = &updates[0]["Condition"];
+        let attributes: BTreeSet<String> = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+            .as_sequence()
+            .expect("UpdateItem on entries is limited to named attributes")
+            .iter()
+            .map(text)
+            .collect();
+        assert_eq!(attributes, allowed.iter().map(|a| (*a).to_owned()).collect(), "{binary}");
+        assert_eq!(text(&condition["StringEqualsIfExists"]["dynamodb:ReturnValues"]), "NONE", "{binary}");
+    }
     let manage: Vec<String> = functions(&t)
         .into_iter()
         .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a.starts_with("execute-api"))))

@@ -87,8 +87,20 @@ pub fn api_with_seal(
     seal: Arc<dyn SealStore>,
     idempotency: Arc<dyn auditline::idempotency::IdempotencyStore>,
 ) -> AuditApi {
+    let policies = Arc::new(auditline::retention::MemoryPolicies::default());
+    api_with_policies(store, seal, idempotency, policies, std::time::Duration::ZERO)
+}
+
+/// The API with tenants' policies, which writes reuse for up to `ttl`.
+pub fn api_with_policies(
+    store: Arc<dyn AuditStore>,
+    seal: Arc<dyn SealStore>,
+    idempotency: Arc<dyn auditline::idempotency::IdempotencyStore>,
+    policies: Arc<dyn auditline::retention::PolicyStore>,
+    ttl: std::time::Duration,
+) -> AuditApi {
     AuditApi {
-        logger: Arc::new(AuditLogger::new(store, AuditSettings::default())),
+        logger: Arc::new(AuditLogger::new(store, AuditSettings::default()).with_cached_policies(policies, ttl)),
         idempotency,
         health_timeout: std::time::Duration::from_millis(800),
         auth_methods: vec!["jwt".into(), "api_key".into()],
@@ -118,5 +130,8 @@ pub async fn dynamo_api() -> (AuditApi, RequestCounter) {
     };
     let store = Arc::new(DynamoStore::new(client.clone(), entries, counters).with_seal_tables(tables));
     counter.reset();
-    (api_with_seal(store.clone(), store, Arc::new(DynamoIdempotency::new(client, idempotency))), counter)
+    let idempotency = Arc::new(DynamoIdempotency::new(client, idempotency));
+    // As deployed: writes reuse a tenant's policy for a few seconds.
+    let ttl = auditline::logger::POLICY_CACHE;
+    (api_with_policies(store.clone(), store.clone(), idempotency, store, ttl), counter)
 }

@@ -153,6 +153,24 @@ pub async fn fresh_store(backend: Backend) -> Arc<dyn AuditStore> {
     }
 }
 
+/// A fresh audit store and, beside it, where the backend keeps tenants' policies (the same store
+/// for SQLite and DynamoDB; a map in memory).
+pub async fn fresh_store_with_policies(
+    backend: Backend,
+) -> (Arc<dyn AuditStore>, Arc<dyn auditline::retention::PolicyStore>) {
+    match backend {
+        Backend::Memory => (Arc::new(MemoryStore::new()), Arc::new(auditline::retention::MemoryPolicies::default())),
+        Backend::Dynamo => {
+            let store = Arc::new(fresh_dynamo_store(1).await.0);
+            (store.clone(), store)
+        }
+        Backend::Sqlite => {
+            let store = Arc::new(fresh_sqlite_store());
+            (store.clone(), store)
+        }
+    }
+}
+
 /// A new, empty directory under the temporary directory.
 pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique_name(prefix));

@@ -32,6 +32,9 @@ impl AuditStore for RefusingPuts {
     async fn erase(&self, tenant: &TenantId, id: Uuid, erasure: &Erasure) -> Result<(), StoreError> {
         self.inner.erase(tenant, id, erasure).await
     }
+    async fn set_expiry(&self, tenant: &TenantId, id: Uuid, expires_at: i64) -> Result<(), StoreError> {
+        self.inner.set_expiry(tenant, id, expires_at).await
+    }
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
         self.inner.get(tenant, id, now).await
     }

@@ -13,6 +13,8 @@ pub const AUDIT_READ: &str = "audit:read";
 pub const AUDIT_WRITE: &str = "audit:write";
 /// Erasing fields of audit entries (each erasure leaves its record in the trail).
 pub const AUDIT_ERASE: &str = "audit:erase";
+/// The tenant's retention and legal holds (each change leaves its record in the trail).
+pub const AUDIT_ADMIN: &str = "audit:admin";
 
 /// Whether one granted scope satisfies one required scope.
 pub fn scope_matches(granted: &str, required: &str) -> bool {
@@ -55,6 +57,9 @@ pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
         ("GET", "/audit/health" | "/audit/keys") => Some(None),
         ("POST", "/audit/logs") => Some(Some(AUDIT_WRITE)),
         ("POST", "/audit/logs/{id}/erasure") => Some(Some(AUDIT_ERASE)),
+        ("GET" | "PUT", "/audit/settings")
+        | ("POST", "/audit/settings/holds")
+        | ("DELETE", "/audit/settings/holds/{hold_id}") => Some(Some(AUDIT_ADMIN)),
         (
             "GET",
             "/audit/logs"

@@ -355,6 +355,10 @@ impl AuditLogEntry {
 }
 
 impl ValidEntry {
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant_id
+    }
+
     /// Stamps the entry at `now`: a fresh UUIDv7 for that millisecond, the timestamp read back from
     /// it (so the two always agree), and the expiry `retention_days` later. Fails only if the
     /// finished entry is larger than [`MAX_ENTRY_BYTES`].

@@ -4,7 +4,7 @@
 use thiserror::Error;
 use uuid::Uuid;
 
-use super::{AuditError, AuditLogger};
+use super::{Actor, AuditError, AuditLogger};
 use crate::domain::{AuditFilter, AuditLogEntry, AuditQuery, EntityType, PageRequest, QueryScope, TenantId};
 use crate::erasure::{Erasure, ErasureError, ErasureRequest, record, record_names};
 use crate::store::StoreError;
@@ -23,6 +23,9 @@ pub enum EraseFailure {
     NotFound,
     #[error(transparent)]
     Refused(#[from] ErasureError),
+    /// A legal hold covers the entry: it cannot be erased until the hold is released.
+    #[error("legal hold {0} covers this entry: it cannot be erased until the hold is released")]
+    Held(Uuid),
     #[error(transparent)]
     Audit(#[from] AuditError),
 }
@@ -37,7 +40,7 @@ impl From<StoreError> for EraseFailure {
 const ATTEMPTS: usize = 3;
 
 impl AuditLogger {
-    /// Erases `request.fields` of entry `id` of `tenant`, on behalf of `by` (from `from_ip`): the
+    /// Erases `request.fields` of entry `id` of `tenant`, on behalf of `by`: the
     /// record first, then the entry. Written whether or not `AUDIT_ENABLED` is on: without its
     /// record an erasure would not verify.
     pub async fn erase(
@@ -45,17 +48,19 @@ impl AuditLogger {
         tenant: &TenantId,
         id: Uuid,
         request: &ErasureRequest,
-        by: Option<String>,
-        from_ip: Option<String>,
+        by: &Actor,
     ) -> Result<Erased, EraseFailure> {
         let mut last = EraseFailure::Audit(StoreError::Changed(id).into());
         for _ in 0..ATTEMPTS {
             let entry = self.get_log(tenant, id).await?.ok_or(EraseFailure::NotFound)?;
+            if let Some(hold) = self.policy_of(tenant).await?.hold_on(&entry) {
+                return Err(EraseFailure::Held(hold.id));
+            }
             let fields = request.fields_of(&entry)?;
             let record = match self.pending_record(&entry, &fields).await? {
                 Some(record) => record,
                 None => {
-                    let new = record(&entry, &fields, request.reason.trim(), by.clone(), from_ip.clone());
+                    let new = record(&entry, &fields, request.reason.trim(), by.user_id.clone(), by.ip_address.clone());
                     self.log_service_record(new).await?
                 }
             };

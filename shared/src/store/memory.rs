@@ -207,6 +207,15 @@ impl AuditStore for MemoryStore {
         Ok(())
     }
 
+    async fn set_expiry(&self, tenant: &TenantId, id: Uuid, expires_at: i64) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut state = self.write();
+        let partition = state.tenants.get_mut(tenant).ok_or(StoreError::NotFound(id))?;
+        let stored = partition.entries.get_mut(&id).filter(|e| !e.is_expired(now)).ok_or(StoreError::NotFound(id))?;
+        Arc::make_mut(stored).expires_at = expires_at;
+        Ok(())
+    }
+
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
         let state = self.read();
         let entry = state.tenants.get(tenant).and_then(|p| p.entries.get(&id));

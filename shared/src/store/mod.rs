@@ -70,6 +70,10 @@ pub trait AuditStore: Send + Sync {
     /// stays. A missing or expired entry is [`StoreError::NotFound`].
     async fn erase(&self, tenant: &TenantId, id: Uuid, erasure: &Erasure) -> Result<(), StoreError>;
 
+    /// Sets the expiry of an entry of `tenant` (outside its leaf): how a legal hold keeps an entry
+    /// and its release lets it go. A missing or expired entry is [`StoreError::NotFound`].
+    async fn set_expiry(&self, tenant: &TenantId, id: Uuid, expires_at: i64) -> Result<(), StoreError>;
+
     /// One entry of `tenant`, unless it does not exist, belongs to another tenant, or has expired.
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError>;
 

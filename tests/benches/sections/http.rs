@@ -102,6 +102,14 @@ pub async fn run(out: &mut String) {
         call(&api, Route::Ingest, &with_body(&ingest, batch(100))).await;
     }
     let reply = count("POST one entry", Route::Ingest, &with_body(&ingest, batch(1)[0].clone())).await;
+    let mut other_tenant = with_body(&ingest, batch(1)[0].clone());
+    other_tenant["requestContext"]["authorizer"]["lambda"]["tenant_id"] = json!("globex");
+    count(
+        "POST one entry, its tenant's first in 5 s (its retention and holds read once, then reused)",
+        Route::Ingest,
+        &other_tenant,
+    )
+    .await;
     count("POST one entry with Idempotency-Key (claim, write, complete)", Route::Ingest, &event("http-ingest.json"))
         .await;
     count("POST the same again (replayed)", Route::Ingest, &event("http-ingest.json")).await;

@@ -34,16 +34,17 @@ pub(super) async fn erase(req: &Request, info: &RequestInfo, api: &AuditApi) -> 
             erasure::ERASABLE_FIELDS.join(", ")
         ),
     })?;
-    let erased = api
-        .logger
-        .erase(&caller.tenant_id, id, &request, caller.user_id.clone(), info.source_ip.clone())
-        .await
-        .map_err(|e| match e {
-            EraseFailure::NotFound => ApiError::NotFound,
-            EraseFailure::Refused(refusal) => refused(&refusal, &info.request_id),
-            EraseFailure::Audit(AuditError::Invalid(v)) => ApiError::entry_error(&v),
-            EraseFailure::Audit(AuditError::Store(s)) => ApiError::from_store(&s, &info.request_id),
-        })?;
+    let erased = api.logger.erase(&caller.tenant_id, id, &request, &info.actor()).await.map_err(|e| match e {
+        EraseFailure::NotFound => ApiError::NotFound,
+        EraseFailure::Refused(refusal) => refused(&refusal, &info.request_id),
+        EraseFailure::Held(hold) => ApiError::Conflict {
+            code: "legal_hold",
+            message: format!("legal hold {hold} covers this entry: it cannot be erased until the hold is released"),
+            parameter: None,
+        },
+        EraseFailure::Audit(AuditError::Invalid(v)) => ApiError::entry_error(&v),
+        EraseFailure::Audit(AuditError::Store(s)) => ApiError::from_store(&s, &info.request_id),
+    })?;
     Ok(json(200, &Erased { entry: &erased.entry, record: &erased.record }))
 }
 

@@ -9,6 +9,7 @@ pub mod export;
 mod ingest;
 mod integrity;
 mod reads;
+mod settings;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -66,10 +67,14 @@ pub enum Route {
     Keys,
     Export,
     Erase,
+    Settings,
+    UpdateSettings,
+    PlaceHold,
+    ReleaseHold,
 }
 
 impl Route {
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 18] = [
         Route::ListLogs,
         Route::GetLog,
         Route::EntityLogs,
@@ -84,6 +89,10 @@ impl Route {
         Route::Keys,
         Route::Export,
         Route::Erase,
+        Route::Settings,
+        Route::UpdateSettings,
+        Route::PlaceHold,
+        Route::ReleaseHold,
     ];
 
     /// The API Gateway route key.
@@ -103,6 +112,10 @@ impl Route {
             Route::Keys => "GET /audit/keys",
             Route::Export => "GET /audit/export",
             Route::Erase => "POST /audit/logs/{id}/erasure",
+            Route::Settings => "GET /audit/settings",
+            Route::UpdateSettings => "PUT /audit/settings",
+            Route::PlaceHold => "POST /audit/settings/holds",
+            Route::ReleaseHold => "DELETE /audit/settings/holds/{hold_id}",
         }
     }
 
@@ -123,6 +136,10 @@ impl Route {
             Route::Keys => "list-keys",
             Route::Export => "export",
             Route::Erase => "erase",
+            Route::Settings => "get-settings",
+            Route::UpdateSettings => "put-settings",
+            Route::PlaceHold => "place-hold",
+            Route::ReleaseHold => "release-hold",
         }
     }
 
@@ -147,7 +164,16 @@ impl Route {
                 "end_date",
                 "next_token",
             ],
-            Route::GetLog | Route::Health | Route::Ingest | Route::Proof | Route::Keys | Route::Erase => &[],
+            Route::GetLog
+            | Route::Health
+            | Route::Ingest
+            | Route::Proof
+            | Route::Keys
+            | Route::Erase
+            | Route::Settings
+            | Route::UpdateSettings
+            | Route::PlaceHold
+            | Route::ReleaseHold => &[],
         }
     }
 
@@ -198,6 +224,14 @@ impl RequestInfo {
                 source_ip: ctx.http.source_ip.clone(),
             },
             _ => RequestInfo { request_id: String::new(), caller: None, source_ip: None },
+        }
+    }
+
+    /// Who is calling, from where, as the records of their changes name them.
+    pub fn actor(&self) -> crate::logger::Actor {
+        crate::logger::Actor {
+            user_id: self.caller.as_ref().and_then(|c| c.user_id.clone()),
+            ip_address: self.source_ip.clone(),
         }
     }
 
@@ -290,6 +324,10 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::Keys => integrity::keys(&info, api).await,
         Route::Export => export::export(&req, &info, api).await,
         Route::Erase => erasure::erase(&req, &info, api).await,
+        Route::Settings => settings::get(&info, api).await,
+        Route::UpdateSettings => settings::put(&req, &info, api).await,
+        Route::PlaceHold => settings::place_hold(&req, &info, api).await,
+        Route::ReleaseHold => settings::release_hold(&req, &info, api).await,
     };
     // Recorded after the read succeeded and before its answer leaves: if the record cannot be
     // written, the data does not go out.

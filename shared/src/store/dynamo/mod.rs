@@ -10,6 +10,7 @@ pub mod client;
 pub mod connections;
 mod errors;
 pub mod idempotency;
+mod policies;
 mod seal;
 pub mod tables;
 
@@ -367,6 +368,30 @@ impl AuditStore for DynamoStore {
                     Some(_) => Err(StoreError::Changed(id)),
                     None => Err(StoreError::NotFound(id)),
                 }
+            }
+            Err(e) => Err(classify("UpdateItem", e).into()),
+        }
+    }
+
+    async fn set_expiry(&self, tenant: &TenantId, id: Uuid, expires_at: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.entries_table)
+            .key(entry_attr::PK, string(tenant_key(tenant)))
+            .key(entry_attr::ID, string(id.to_string()))
+            .update_expression("SET #exp = :expires")
+            .condition_expression("attribute_exists(#id) AND #exp > :now")
+            .expression_attribute_names("#id", entry_attr::ID)
+            .expression_attribute_names("#exp", entry_attr::EXPIRES_AT)
+            .expression_attribute_values(":expires", number(expires_at))
+            .expression_attribute_values(":now", number(Utc::now().timestamp()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(StoreError::NotFound(id))
             }
             Err(e) => Err(classify("UpdateItem", e).into()),
         }

@@ -290,6 +290,24 @@ impl AuditStore for SqliteStore {
         written.map_err(|r| r.error(id))
     }
 
+    async fn set_expiry(&self, tenant: &TenantId, id: Uuid, expires_at: i64) -> Result<(), StoreError> {
+        let tenant = tenant.as_str().to_owned();
+        let now = Utc::now().timestamp();
+        let written = self
+            .write::<(), Refusal>(move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE entries INDEXED BY entries_by_id
+                         SET expires_at = ?1, body = json_set(body, '$.expires_at', ?1)
+                         WHERE tenant = ?2 AND id = ?3 AND expires_at > ?4",
+                    )?
+                    .execute(params![expires_at, tenant, id.as_bytes().as_slice(), now])?;
+                if changed == 1 { Ok(()) } else { Err(WriteError::Refused(Box::new(Refusal::NotFound))) }
+            })
+            .await?;
+        written.map_err(|r| r.error(id))
+    }
+
     async fn get(&self, tenant: &TenantId, id: Uuid, now: DateTime<Utc>) -> Result<Option<AuditLogEntry>, StoreError> {
         let tenant = tenant.as_str().to_owned();
         let now = now.timestamp();

@@ -20,6 +20,7 @@
 mod api_keys;
 mod entries;
 mod idempotency;
+mod policies;
 mod seal;
 
 use std::any::Any;
@@ -37,7 +38,7 @@ use crate::backend::BackendError;
 /// The database's file name in a data directory (the local gateway's `--data-dir`).
 pub const DATABASE_FILE: &str = "auditline.db";
 /// The schema this code writes; older files are migrated at open, newer ones refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Writes committed together at most.
 pub const GROUP: usize = 256;
 /// Read connections.
@@ -101,6 +102,9 @@ struct Inner {
     /// Set by [`SqliteStore::close`]: readers are closed as they come back.
     closed: std::sync::atomic::AtomicBool,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tenants' policies as last read or written: one process holds the file (the data
+    /// directory's lock), so every write goes through here and the copy stays true.
+    policies: Mutex<std::collections::HashMap<String, (crate::retention::TenantPolicy, u64)>>,
 }
 
 /// Maps SQLite's errors to the port's: a full disk or a busy file is retryable (503 with
@@ -200,6 +204,7 @@ impl SqliteStore {
                 returned: std::sync::Condvar::new(),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 writer_thread: Mutex::new(Some(writer_thread)),
+                policies: Mutex::default(),
             }),
         })
     }
@@ -488,7 +493,7 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), rusqlite::Error> {
 }
 
 /// Each version's step, in order: `MIGRATIONS[v - 1]` brings version `v - 1` to `v`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2, TO_3];
 
 /// Version 1. Ids are the 16 bytes of their UUIDv7 (big-endian: they sort by time); times are
 /// epoch seconds (expiry) or milliseconds (seal); entries and checkpoints are kept as their JSON.
@@ -641,4 +646,13 @@ DROP TABLE idempotency;
 ALTER TABLE idempotency_2 RENAME TO idempotency;
 CREATE UNIQUE INDEX idempotency_by_key ON idempotency (tenant, principal, key);
 CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+"#;
+
+/// Version 3: each tenant's retention and legal holds, as their JSON, versioned.
+const TO_3: &str = r#"
+CREATE TABLE policies (
+    tenant TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
 "#;

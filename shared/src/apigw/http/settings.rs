@@ -1,0 +1,153 @@
+//! The tenant's retention and legal holds (`audit:admin`): `GET`/`PUT /audit/settings`,
+//! `POST /audit/settings/holds`, `DELETE /audit/settings/holds/{hold_id}`. Every change is a
+//! record in the trail (see [`crate::retention`]).
+
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AuditApi, RequestInfo, body_bytes, json, path_param};
+use crate::AuditError;
+use crate::auth::scopes::AUDIT_ADMIN;
+use crate::domain::{AuditLogEntry, TenantId};
+use crate::logger::{MAX_RETENTION_DAYS, PolicyFailure};
+use crate::retention::{HoldScope, LegalHold, MIN_RETENTION_DAYS, PolicyError, TenantPolicy};
+
+/// Largest accepted body: a number, or a scope and a reason.
+const MAX_BODY_BYTES: usize = 8 * 1024;
+
+#[derive(Serialize)]
+struct Settings<'a> {
+    tenant_id: &'a TenantId,
+    retention_days: u32,
+    default_retention_days: u32,
+    min_retention_days: u32,
+    max_retention_days: u32,
+    holds: &'a [LegalHold],
+}
+
+impl<'a> Settings<'a> {
+    fn of(tenant_id: &'a TenantId, policy: &'a TenantPolicy, default: u32) -> Self {
+        Settings {
+            tenant_id,
+            retention_days: policy.retention_days(default),
+            default_retention_days: default,
+            min_retention_days: MIN_RETENTION_DAYS,
+            max_retention_days: MAX_RETENTION_DAYS,
+            holds: &policy.holds,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionRequest {
+    retention_days: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldRequest {
+    scope: HoldScope,
+    reason: String,
+}
+
+fn body<T: serde::de::DeserializeOwned>(req: &Request, shape: &str) -> Result<T, ApiError> {
+    let bytes = body_bytes(req);
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { max: MAX_BODY_BYTES });
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidEntry { parameter: None, message: format!("the body must be {shape}: {e}") })
+}
+
+fn failed(e: PolicyFailure, request_id: &str) -> ApiError {
+    match e {
+        PolicyFailure::Refused(refusal) => {
+            let message = refusal.to_string();
+            match refusal {
+                PolicyError::RetentionOutOfBounds { .. } => {
+                    ApiError::InvalidEntry { parameter: Some("retention_days".into()), message }
+                }
+                PolicyError::Reason => ApiError::InvalidEntry { parameter: Some("reason".into()), message },
+                PolicyError::Scope { field } => {
+                    ApiError::InvalidEntry { parameter: Some(format!("scope.{field}")), message }
+                }
+                PolicyError::TooManyHolds => ApiError::Conflict { code: "too_many_holds", message, parameter: None },
+                PolicyError::NoSuchHold(_) => ApiError::NotFound,
+            }
+        }
+        PolicyFailure::Conflict => ApiError::Conflict { code: "changed", message: e.to_string(), parameter: None },
+        PolicyFailure::Unsupported => {
+            tracing::error!(request_id, "no policy store configured for this function");
+            ApiError::Internal
+        }
+        PolicyFailure::Audit(AuditError::Invalid(v)) => ApiError::entry_error(&v),
+        PolicyFailure::Audit(AuditError::Store(s)) => ApiError::from_store(&s, request_id),
+    }
+}
+
+/// `GET /audit/settings`: the tenant's retention, the deployment's bounds, and its holds.
+pub(super) async fn get(info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_ADMIN)?;
+    let policy =
+        api.logger.policy_of(&caller.tenant_id).await.map_err(|e| ApiError::from_query(&e, &info.request_id))?;
+    Ok(json(200, &Settings::of(&caller.tenant_id, &policy, api.logger.settings().retention_days)))
+}
+
+/// `PUT /audit/settings`: `{"retention_days": n}` for the entries written from now on.
+pub(super) async fn put(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_ADMIN)?;
+    let request: RetentionRequest = body(req, "{\"retention_days\": days}")?;
+    let change = api
+        .logger
+        .set_retention(&caller.tenant_id, request.retention_days, &info.actor())
+        .await
+        .map_err(|e| failed(e, &info.request_id))?;
+    #[derive(Serialize)]
+    struct Changed<'a> {
+        #[serde(flatten)]
+        settings: Settings<'a>,
+        record: &'a AuditLogEntry,
+    }
+    let settings = Settings::of(&caller.tenant_id, &change.policy, api.logger.settings().retention_days);
+    Ok(json(200, &Changed { settings, record: &change.record }))
+}
+
+#[derive(Serialize)]
+struct HoldAnswer<'a> {
+    hold: &'a LegalHold,
+    record: &'a AuditLogEntry,
+    /// Entries whose expiry the change set: kept (placed) or let go again (released).
+    entries: usize,
+}
+
+/// `POST /audit/settings/holds`: `{"scope": {...}, "reason": "..."}`.
+pub(super) async fn place_hold(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_ADMIN)?;
+    let request: HoldRequest = body(
+        req,
+        "{\"scope\": {\"type\": \"tenant\"} or {\"type\": \"entity\"|\"project\"|\"user\", \"entity_id\"|\"project_id\"|\"user_id\": id}, \"reason\": \"why\"}",
+    )?;
+    let placed = api
+        .logger
+        .place_hold(&caller.tenant_id, request.scope, &request.reason, &info.actor())
+        .await
+        .map_err(|e| failed(e, &info.request_id))?;
+    Ok(json(201, &HoldAnswer { hold: &placed.hold, record: &placed.record, entries: placed.entries }))
+}
+
+/// `DELETE /audit/settings/holds/{hold_id}`.
+pub(super) async fn release_hold(
+    req: &Request,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_ADMIN)?;
+    let id = path_param(req, "hold_id")?.parse().map_err(|_| ApiError::InvalidParameter {
+        parameter: "hold_id".into(),
+        message: "hold_id must be a hold's id (a UUID)".into(),
+    })?;
+    let released =
+        api.logger.release_hold(&caller.tenant_id, id, &info.actor()).await.map_err(|e| failed(e, &info.request_id))?;
+    Ok(json(200, &HoldAnswer { hold: &released.hold, record: &released.record, entries: released.entries }))
+}
