@@ -14,6 +14,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("domain", &["integrity"]),
     // What erasing a field means (the rules, the record, the change): no storage.
     ("erasure", &["domain", "integrity"]),
+    // Tenants' retention and legal holds: the rules and their port.
+    ("retention", &["backend", "domain"]),
     ("export", &["domain", "integrity"]),
     ("archive", &["backend", "domain", "integrity"]),
     ("auth", &["backend", "domain", "integrity"]),
@@ -21,8 +23,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // `seal` for the publication port the live feed implements (new checkpoints as frames).
     ("realtime", &["auth", "backend", "domain", "integrity", "seal"]),
     ("seal", &["backend", "domain", "erasure", "integrity"]),
-    ("store", &["archive", "auth", "backend", "domain", "erasure", "integrity", "idempotency", "realtime", "seal"]),
-    ("logger", &["backend", "domain", "erasure", "integrity", "store"]),
+    (
+        "store",
+        &[
+            "archive",
+            "auth",
+            "backend",
+            "domain",
+            "erasure",
+            "integrity",
+            "idempotency",
+            "realtime",
+            "retention",
+            "seal",
+        ],
+    ),
+    ("logger", &["backend", "domain", "erasure", "integrity", "retention", "store"]),
     (
         "apigw",
         &[
@@ -36,6 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "idempotency",
             "logger",
             "realtime",
+            "retention",
             "seal",
             "store",
             "viewer",
