@@ -117,6 +117,36 @@ test('screenshots: desktop with a detail, phone, and the activity view in dark',
   await context.close();
 });
 
+test('an erased field shows as erased, and leads to its erasure record', async () => {
+  const own = await startGateway();
+  try {
+    const entry = await own.post({ action: 'UPDATE', entity_type: 'REPORT', entity_id: 'report-9', metadata: { phone: '+44 20 7946 0001' } });
+    const erased = await fetch(`${own.url}/audit/logs/${entry.id}/erasure`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${own.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ fields: ['metadata', 'ip_address'], reason: 'GDPR request 12' }),
+    });
+    assert.equal(erased.status, 200, await erased.clone().text());
+    const { record } = await erased.json();
+    const { page, problems, close } = await freshPage();
+    await signIn(page, own);
+    await page.selectOption('#entity_type', 'REPORT');
+    await page.waitForFunction(() => document.querySelectorAll('table.entries tbody tr').length === 1);
+    await page.locator('table.entries tbody tr').first().press('Enter');
+    await page.waitForSelector('#detail:not([hidden]) .erased');
+    assert.equal(await page.locator('#detail .erased').count(), 2, 'From and Metadata');
+    assert.equal(await page.locator('#detail').getByText('+44 20 7946').count(), 0);
+    await page.locator('#detail .erased button').first().click();
+    await page.waitForFunction(() => document.querySelector('#detail h2')?.textContent.includes('AUDIT_ENTRY'));
+    const shown = await page.textContent('#detail');
+    assert.ok(shown.includes(record.id) && shown.includes('GDPR request 12'), shown);
+    assert.deepEqual(problems, []);
+    await close();
+  } finally {
+    own.stop();
+  }
+});
+
 test('export of the current view downloads every matching entry', async () => {
   const { page, problems, close } = await freshPage();
   await signIn(page, gateway);

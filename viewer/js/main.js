@@ -60,6 +60,14 @@ function openDetail(entry) {
     onClose: closeDetail,
     onEntity: (id) => { closeDetail(); goEntity(id); },
     onKeys: () => { closeDetail(); state.write({ view: 'keys' }); },
+    // An erased field's record: an entry of the trail like any other, opened in its place.
+    onRecord: async (id) => {
+      try {
+        openDetail(await api.get(`audit/logs/${encodeURIComponent(id)}`));
+      } catch (e) {
+        showProof(detail.querySelector('#verified'), { state: 'error', text: `the erasure record could not be read: ${e.message}` });
+      }
+    },
     verify: proofMark,
   });
 }

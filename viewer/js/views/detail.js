@@ -45,7 +45,15 @@ export function showProof(mark, { state, text }) {
   if (guide) guide.hidden = state !== 'unpinned';
 }
 
-export function renderDetail(panel, entry, { onClose, onEntity, onKeys, verify }) {
+/// An erased field's place: "erased", and a way to the erasure record that names it.
+function erasedMark(record, onRecord) {
+  return el('span', { class: 'erased' }, 'erased · ',
+    el('button', { type: 'button', class: 'link', title: `Erasure record ${record}`, onclick: () => onRecord(record) }, 'see its record'));
+}
+
+export function renderDetail(panel, entry, { onClose, onEntity, onKeys, onRecord, verify }) {
+  const erasedBy = (entry.integrity && entry.integrity.erased_by) || {};
+  const shown = (name, value) => (Object.hasOwn(erasedBy, name) ? erasedMark(erasedBy[name], onRecord) : value);
   const field = (name, value) => [el('dt', {}, name), el('dd', {}, value === null || value === undefined || value === '' ? '—' : value)];
   const mark = el('span', { class: 'verified', id: 'verified', role: 'status' });
   // The panel closes on the way to the keys view (a link removed while clicked would not navigate).
@@ -61,15 +69,16 @@ export function renderDetail(panel, entry, { onClose, onEntity, onKeys, verify }
       field('Id', entry.id),
       field('When', absoluteTime(entry.timestamp)),
       field('Entity', el('button', { type: 'button', class: 'link', onclick: () => onEntity(entry.entity_id) }, entry.entity_id)),
-      field('User', entry.user_id),
+      field('User', shown('user_id', entry.user_id)),
       field('Project', entry.project_id),
-      field('From', entry.ip_address),
+      field('From', shown('ip_address', entry.ip_address)),
       field('Tenant', entry.tenant_id),
       field('Integrity', integrity)),
     el('div', { class: 'row' }, copyButton('Copy id', () => entry.id), copyButton('Copy JSON', () => JSON.stringify(entry, null, 2))),
-    el('h3', {}, 'Changes'), changesView(entry.changes),
+    el('h3', {}, 'Changes'), Object.hasOwn(erasedBy, 'changes') ? el('p', {}, erasedMark(erasedBy.changes, onRecord)) : changesView(entry.changes),
     el('h3', {}, 'Metadata'),
-    entry.metadata ? el('pre', { class: 'json' }, JSON.stringify(entry.metadata, null, 2)) : el('p', { class: 'muted' }, 'None.'));
+    Object.hasOwn(erasedBy, 'metadata') ? el('p', {}, erasedMark(erasedBy.metadata, onRecord))
+      : entry.metadata ? el('pre', { class: 'json' }, JSON.stringify(entry.metadata, null, 2)) : el('p', { class: 'muted' }, 'None.'));
   panel.hidden = false;
   panel.setAttribute('aria-labelledby', 'detail-title');
   panel.querySelector('.close').focus();
