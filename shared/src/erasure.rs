@@ -57,37 +57,63 @@ pub enum ErasureError {
 impl ErasureRequest {
     /// The fields, checked against `entry` (which can be erased, which are not yet): in
     /// [`COMMITTED_FIELDS`] order, each once.
-    pub fn fields_of(&self, entry: &AuditLogEntry) -> Result<Vec<&'static str>, ErasureError> {
+    /// The fields named, checked on their own (erasable, each once) with the reason; in
+    /// [`COMMITTED_FIELDS`] order.
+    pub fn named_fields(&self) -> Result<Vec<&'static str>, ErasureError> {
         if self.reason.trim().is_empty() || self.reason.chars().count() > MAX_REASON_CHARS {
             return Err(ErasureError::Reason);
         }
         if self.fields.is_empty() {
             return Err(ErasureError::NoFields);
         }
-        let allowed: &[&str] =
-            if entry.entity_type.is_service_record() { &ERASABLE_IN_SERVICE_RECORDS } else { &ERASABLE_FIELDS };
         let mut fields = Vec::with_capacity(self.fields.len());
         for name in &self.fields {
             let Some(field) = COMMITTED_FIELDS.iter().find(|f| **f == name.as_str()) else {
                 return Err(ErasureError::UnknownField(name.clone()));
             };
-            if !allowed.contains(field) {
-                return Err(ErasureError::NotErasable { field: name.clone(), allowed: allowed.join(", ") });
+            if !ERASABLE_FIELDS.contains(field) {
+                return Err(ErasureError::NotErasable { field: name.clone(), allowed: ERASABLE_FIELDS.join(", ") });
             }
             if fields.contains(field) {
                 return Err(ErasureError::Duplicate(name.clone()));
-            }
-            if let Some(record) = entry.integrity.erased_by.get(*field) {
-                return Err(ErasureError::AlreadyErased { field: name.clone(), record: *record });
-            }
-            if value_of(entry, field).is_null() {
-                return Err(ErasureError::NoValue(name.clone()));
             }
             fields.push(*field);
         }
         fields.sort_by_key(|f| COMMITTED_FIELDS.iter().position(|c| c == f));
         Ok(fields)
     }
+
+    /// The fields named, checked against `entry` too (its kind's erasable fields; not erased yet;
+    /// with a value).
+    pub fn fields_of(&self, entry: &AuditLogEntry) -> Result<Vec<&'static str>, ErasureError> {
+        let fields = self.named_fields()?;
+        let allowed: &[&str] =
+            if entry.entity_type.is_service_record() { &ERASABLE_IN_SERVICE_RECORDS } else { &ERASABLE_FIELDS };
+        for field in &fields {
+            if !allowed.contains(field) {
+                return Err(ErasureError::NotErasable { field: (*field).to_owned(), allowed: allowed.join(", ") });
+            }
+            if let Some(record) = entry.integrity.erased_by.get(*field) {
+                return Err(ErasureError::AlreadyErased { field: (*field).to_owned(), record: *record });
+            }
+            if value_of(entry, field).is_null() {
+                return Err(ErasureError::NoValue((*field).to_owned()));
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// Of `fields`, those `entry` still has a value in and may lose: what erasing a subject's
+/// `fields` from it comes to (nothing, for an entry erased before).
+pub fn remaining_fields(entry: &AuditLogEntry, fields: &[&'static str]) -> Vec<&'static str> {
+    let allowed: &[&str] =
+        if entry.entity_type.is_service_record() { &ERASABLE_IN_SERVICE_RECORDS } else { &ERASABLE_FIELDS };
+    fields
+        .iter()
+        .copied()
+        .filter(|f| allowed.contains(f) && !entry.integrity.erased_by.contains_key(*f) && !value_of(entry, f).is_null())
+        .collect()
 }
 
 /// A field's committed value, as the leaf has it.
@@ -140,20 +166,41 @@ pub fn record(
     by: Option<String>,
     from_ip: Option<String>,
 ) -> NewEntry {
+    let mut new = record_of_many(&[entry], fields, reason, by, from_ip);
+    new.entity_id = entry.id.to_string();
+    new.details.project_id = entry.project_id.clone();
+    new
+}
+
+/// The erasure record of `fields` of several entries of one tenant (a subject's, a page at a
+/// time): `UPDATE AUDIT_ENTRY subject-erasure`, naming each entry.
+pub fn record_of_many(
+    entries: &[&AuditLogEntry],
+    fields: &[&str],
+    reason: &str,
+    by: Option<String>,
+    from_ip: Option<String>,
+) -> NewEntry {
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     NewEntry {
-        tenant_id: entry.tenant_id.clone(),
+        tenant_id: entries.first().map(|e| e.tenant_id.clone()).unwrap_or_default(),
         action: AuditAction::Update,
         entity_type: EntityType::AuditEntry,
-        entity_id: entry.id.to_string(),
+        entity_id: SUBJECT_ERASURE.to_owned(),
         details: EntryDetails {
-            project_id: entry.project_id.clone(),
+            project_id: None,
             user_id: by,
-            changes: Some(json!({"erased": {"entries": [entry.id], "fields": fields}})),
+            changes: Some(json!({"erased": {"entries": ids, "fields": fields}})),
             ip_address: from_ip,
             metadata: Some(json!({"reason": reason})),
         },
     }
 }
+
+/// The entity id of a subject erasure's records.
+pub const SUBJECT_ERASURE: &str = "subject-erasure";
+/// Entries one record names at most: 100 ids keep a record near 4 KB.
+pub const ENTRIES_PER_RECORD: usize = 100;
 
 /// What an erasure record says it erased: the entries and the fields. `None` if `e` is not one.
 pub fn named_by_record(e: &AuditLogEntry) -> Option<(Vec<Uuid>, Vec<String>)> {

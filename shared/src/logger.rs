@@ -14,7 +14,7 @@ use uuid::Uuid;
 mod erase;
 mod policy;
 
-pub use erase::{EraseFailure, Erased};
+pub use erase::{EraseFailure, Erased, SubjectProgress};
 pub use policy::{Actor, HoldChange, PolicyFailure, RetentionChange};
 
 use crate::domain::StatsBucket;

@@ -306,6 +306,7 @@ fn sample_of(route: Route) -> &'static str {
         Route::Keys => "http-keys.json",
         Route::Export => "http-export.json",
         Route::Erase => "http-erase.json",
+        Route::EraseSubject => "http-erase-subject.json",
         Route::Settings => "http-get-settings.json",
         Route::UpdateSettings => "http-put-settings.json",
         Route::PlaceHold => "http-place-hold.json",

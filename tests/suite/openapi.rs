@@ -224,6 +224,31 @@ async fn every_response_matches_its_schema() {
         check(&spec, Route::Erase, &reply);
     }
 
+    let subject = |body: Value, scopes: &str| {
+        sample("http-erase-subject.json", |e| {
+            e["body"] = json!(body.to_string());
+            e["requestContext"]["authorizer"]["lambda"]["scopes"] = json!(scopes);
+        })
+    };
+    let every = json!({"user_id": "user-789", "fields": ["ip_address"], "reason": "GDPR"});
+    for (event, status) in [
+        (subject(every.clone(), "audit:erase"), 200),
+        (subject(every.clone(), "audit:read"), 403),
+        (subject(json!({"user_id": "", "fields": ["ip_address"], "reason": "x"}), "audit:erase"), 400),
+        (subject(json!({"user_id": "u", "fields": ["id"], "reason": "x"}), "audit:erase"), 400),
+        (
+            subject(
+                json!({"user_id": "u", "fields": ["ip_address"], "reason": "x", "next_token": "nope"}),
+                "audit:erase",
+            ),
+            400,
+        ),
+    ] {
+        let reply = call(&api, Route::EraseSubject, &event).await;
+        assert_eq!(reply.status, status, "{}", reply.text);
+        check(&spec, Route::EraseSubject, &reply);
+    }
+
     // The tenant's settings and holds: each status a caller can meet, against its schema.
     let admin = |file: &str, scopes: &str, edit: &dyn Fn(&mut Value)| {
         sample(file, |e| {

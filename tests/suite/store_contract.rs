@@ -33,6 +33,7 @@ auditline_tests::on_every_backend!(
     a_batch_answers_for_each_entry_and_a_retried_batch_stores_nothing_twice,
     an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change,
     retention_per_tenant_and_legal_holds_set_expiry_and_holds_refuse_erasure,
+    a_subjects_erasure_reaches_every_entry_a_page_per_record_and_goes_on_from_its_token,
 );
 
 fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
@@ -769,4 +770,60 @@ async fn retention_per_tenant_and_legal_holds_set_expiry_and_holds_refuse_erasur
         Err(PolicyFailure::Refused(PolicyError::NoSuchHold(_)))
     ));
     drop(millis);
+}
+
+async fn a_subjects_erasure_reaches_every_entry_a_page_per_record_and_goes_on_from_its_token(backend: Backend) {
+    use auditline::erasure::ErasureRequest;
+    use auditline::logger::Actor;
+    use auditline::retention::HoldScope;
+    let (store, policies) = auditline_tests::fresh_store_with_policies(backend).await;
+    let (clock, _) = stepping_clock(hours_ago(2), 1);
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock).with_policies(policies);
+    let t = tenant("acme");
+    let dpo = Actor { user_id: Some("dpo".into()), ip_address: None };
+    let mut alices = Vec::new();
+    for i in 0..230 {
+        let user = if i % 10 == 9 { "bob" } else { "alice" };
+        let entity = if i == 3 { "held-report" } else { "report" };
+        let e =
+            stored(logger.log(new_entry(&t, AuditAction::Update, EntityType::Report, entity, None, Some(user))).await);
+        if user == "alice" {
+            alices.push(e);
+        }
+    }
+    logger.place_hold(&t, HoldScope::Entity { entity_id: "held-report".into() }, "case 9", &dpo).await.unwrap();
+    let request = ErasureRequest { fields: vec!["user_id".into(), "ip_address".into()], reason: "GDPR".into() };
+    // A budget of nothing: one page per call, each call going on from the last one's token.
+    let (mut token, mut erased, mut records, mut calls) = (None, 0, Vec::new(), 0);
+    let result = loop {
+        let p = logger.erase_subject(&t, "alice", &request, &dpo, token, std::time::Duration::ZERO).await.unwrap();
+        erased += p.erased;
+        records.extend(p.records);
+        calls += 1;
+        match p.next_token {
+            Some(next) => token = Some(next),
+            None => break p.result.expect("a result when done"),
+        }
+    };
+    assert_eq!(erased, alices.len() - 1, "every entry of alice but the held one");
+    assert!(calls >= 3 && records.len() >= 3, "{calls} calls, {} records", records.len());
+    assert_eq!(result.changes.as_ref().unwrap()["subject_erasure"]["done"], json!(true));
+    assert!(!serde_json::to_string(&result).unwrap().contains("alice"), "the result never names the subject");
+    for a in &alices {
+        let now = logger.get_log(&t, a.id).await.unwrap().unwrap();
+        if a.entity_id == "held-report" {
+            assert_eq!(now.user_id.as_deref(), Some("alice"), "held");
+            continue;
+        }
+        assert_eq!((now.user_id.as_deref(), now.ip_address), (None, None));
+        let record = logger.get_log(&t, now.integrity.erased_by["user_id"]).await.unwrap().expect("its record");
+        assert!(auditline::erasure::record_names(&record, a, &["user_id", "ip_address"]));
+    }
+    let by_user = logger.get_logs_by_user(&t, "alice", PageRequest::first(1000)).await.unwrap();
+    assert_eq!(by_user.entries.len(), 1, "only the held entry still names alice");
+    assert_eq!(logger.get_logs_by_user(&t, "bob", PageRequest::first(1000)).await.unwrap().entries.len(), 23);
+    // Again: nothing left to erase, and the result says so.
+    let again =
+        logger.erase_subject(&t, "alice", &request, &dpo, None, std::time::Duration::from_secs(5)).await.unwrap();
+    assert_eq!((again.erased, again.held, again.records.len()), (0, 1, 0));
 }

@@ -56,7 +56,7 @@ pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
     match (method, path) {
         ("GET", "/audit/health" | "/audit/keys") => Some(None),
         ("POST", "/audit/logs") => Some(Some(AUDIT_WRITE)),
-        ("POST", "/audit/logs/{id}/erasure") => Some(Some(AUDIT_ERASE)),
+        ("POST", "/audit/logs/{id}/erasure" | "/audit/erasures") => Some(Some(AUDIT_ERASE)),
         ("GET" | "PUT", "/audit/settings")
         | ("POST", "/audit/settings/holds")
         | ("DELETE", "/audit/settings/holds/{hold_id}") => Some(Some(AUDIT_ADMIN)),

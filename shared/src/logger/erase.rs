@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{Actor, AuditError, AuditLogger};
 use crate::domain::{AuditFilter, AuditLogEntry, AuditQuery, EntityType, PageRequest, QueryScope, TenantId};
-use crate::erasure::{Erasure, ErasureError, ErasureRequest, record, record_names};
+use crate::erasure::{Erasure, ErasureError, ErasureRequest, record, record_names, record_of_many, remaining_fields};
 use crate::store::StoreError;
 
 /// An erasure done: the entry as it is now, and its record.
@@ -97,5 +97,95 @@ impl AuditLogger {
         };
         let page = self.get_logs(&entry.tenant_id, &query).await?;
         Ok(page.entries.into_iter().find(|r| record_names(r, entry, fields)))
+    }
+}
+
+/// What one call of [`AuditLogger::erase_subject`] did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SubjectProgress {
+    /// Entries erased in this call.
+    pub erased: usize,
+    /// Entries a legal hold kept from erasure (seen in this call).
+    pub held: usize,
+    /// The erasure records written, one per page of entries.
+    pub records: Vec<Uuid>,
+    /// Where to go on from (pass it back), or `None`: every entry of the subject is done.
+    pub next_token: Option<String>,
+    /// When done: the record of the result in the trail.
+    pub result: Option<AuditLogEntry>,
+}
+
+impl AuditLogger {
+    /// Erases `request.fields` from every entry of `user_id` in `tenant`, a page at a time (the
+    /// user index), each page under one erasure record; entries a hold covers are skipped and
+    /// counted. Stops after `budget` with a `next_token` to go on from; when the subject is done,
+    /// writes the result into the trail (counts and fields, never the subject).
+    pub async fn erase_subject(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        request: &ErasureRequest,
+        by: &Actor,
+        next_token: Option<String>,
+        budget: std::time::Duration,
+    ) -> Result<SubjectProgress, EraseFailure> {
+        let fields = request.named_fields()?;
+        let started = std::time::Instant::now();
+        let policy = self.policy_of(tenant).await?;
+        let filter = AuditFilter { user_id: Some(user_id.to_owned()), ..AuditFilter::default() };
+        let page = PageRequest { next_token, ..PageRequest::first(crate::erasure::ENTRIES_PER_RECORD) };
+        let mut query = AuditQuery { scope: QueryScope::Tenant, filter, page };
+        let mut progress = SubjectProgress::default();
+        loop {
+            let page = self.get_logs(tenant, &query).await?;
+            let mut targets: Vec<(&AuditLogEntry, Vec<&'static str>)> = Vec::new();
+            for e in page.entries.iter().filter(|e| e.user_id.as_deref() == Some(user_id)) {
+                let remaining = remaining_fields(e, &fields);
+                if remaining.is_empty() {
+                    continue;
+                }
+                if policy.hold_on(e).is_some() {
+                    progress.held += 1;
+                    continue;
+                }
+                targets.push((e, remaining));
+            }
+            if !targets.is_empty() {
+                let entries: Vec<&AuditLogEntry> = targets.iter().map(|(e, _)| *e).collect();
+                let new =
+                    record_of_many(&entries, &fields, request.reason.trim(), by.user_id.clone(), by.ip_address.clone());
+                let record = self.log_service_record(new).await?;
+                progress.records.push(record.id);
+                for (e, remaining) in &targets {
+                    let erasure = Erasure::plan(e, remaining, record.id)?;
+                    match self.store().erase(tenant, e.id, &erasure).await {
+                        Ok(()) => progress.erased += 1,
+                        // Changed or gone meanwhile: a later call (or request) takes it up.
+                        Err(StoreError::Changed(_) | StoreError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            match page.next_token {
+                Some(token) if started.elapsed() >= budget => {
+                    progress.next_token = Some(token);
+                    return Ok(progress);
+                }
+                Some(token) => {
+                    query.page = PageRequest {
+                        next_token: Some(token),
+                        ..PageRequest::first(crate::erasure::ENTRIES_PER_RECORD)
+                    };
+                }
+                None => break,
+            }
+        }
+        let mut result = record_of_many(&[], &fields, request.reason.trim(), by.user_id.clone(), by.ip_address.clone());
+        result.tenant_id = tenant.clone();
+        result.details.changes = Some(serde_json::json!({
+            "subject_erasure": {"done": true, "fields": fields, "erased": progress.erased, "held": progress.held}
+        }));
+        progress.result = Some(self.log_service_record(result).await?);
+        Ok(progress)
     }
 }

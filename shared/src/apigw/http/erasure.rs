@@ -69,3 +69,73 @@ fn refused(e: &ErasureError, request_id: &str) -> ApiError {
         }
     }
 }
+
+/// How long one subject-erasure request works before answering with where to go on from: well
+/// inside API Gateway's 29 s.
+const SUBJECT_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubjectRequest {
+    user_id: String,
+    fields: Vec<String>,
+    reason: String,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SubjectAnswer<'a> {
+    /// Every entry of the subject is done (or held).
+    done: bool,
+    erased: usize,
+    held: usize,
+    records: &'a [uuid::Uuid],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a AuditLogEntry>,
+}
+
+/// `POST /audit/erasures`: erases fields from every entry of one user, a page at a time, each
+/// page under its own erasure record; answers after ~20 s with a `next_token` to send back.
+pub(super) async fn erase_subject(
+    req: &Request,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Response<Body>, ApiError> {
+    let caller = info.caller_with(AUDIT_ERASE)?;
+    let body = body_bytes(req);
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { max: MAX_BODY_BYTES });
+    }
+    let request: SubjectRequest = serde_json::from_slice(body).map_err(|e| ApiError::InvalidEntry {
+        parameter: None,
+        message: format!(
+            "the body must be {{\"user_id\": id, \"fields\": [field names], \"reason\": \"why\", \"next_token\"?: from the last answer}}: {e}"
+        ),
+    })?;
+    crate::domain::validation::identifier("user_id", &request.user_id).map_err(|e| ApiError::entry_error(&e))?;
+    let erasure = ErasureRequest { fields: request.fields, reason: request.reason };
+    let progress = api
+        .logger
+        .erase_subject(&caller.tenant_id, &request.user_id, &erasure, &info.actor(), request.next_token, SUBJECT_BUDGET)
+        .await
+        .map_err(|e| match e {
+            EraseFailure::Refused(refusal) => refused(&refusal, &info.request_id),
+            EraseFailure::Audit(AuditError::Invalid(v)) => ApiError::parameter_error(&v),
+            EraseFailure::Audit(AuditError::Store(s)) => ApiError::from_store(&s, &info.request_id),
+            EraseFailure::NotFound | EraseFailure::Held(_) => ApiError::Internal,
+        })?;
+    Ok(json(
+        200,
+        &SubjectAnswer {
+            done: progress.next_token.is_none(),
+            erased: progress.erased,
+            held: progress.held,
+            records: &progress.records,
+            next_token: progress.next_token.as_deref(),
+            result: progress.result.as_ref(),
+        },
+    ))
+}

@@ -67,6 +67,7 @@ pub enum Route {
     Keys,
     Export,
     Erase,
+    EraseSubject,
     Settings,
     UpdateSettings,
     PlaceHold,
@@ -74,7 +75,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 19] = [
         Route::ListLogs,
         Route::GetLog,
         Route::EntityLogs,
@@ -89,6 +90,7 @@ impl Route {
         Route::Keys,
         Route::Export,
         Route::Erase,
+        Route::EraseSubject,
         Route::Settings,
         Route::UpdateSettings,
         Route::PlaceHold,
@@ -112,6 +114,7 @@ impl Route {
             Route::Keys => "GET /audit/keys",
             Route::Export => "GET /audit/export",
             Route::Erase => "POST /audit/logs/{id}/erasure",
+            Route::EraseSubject => "POST /audit/erasures",
             Route::Settings => "GET /audit/settings",
             Route::UpdateSettings => "PUT /audit/settings",
             Route::PlaceHold => "POST /audit/settings/holds",
@@ -136,6 +139,7 @@ impl Route {
             Route::Keys => "list-keys",
             Route::Export => "export",
             Route::Erase => "erase",
+            Route::EraseSubject => "erase-subject",
             Route::Settings => "get-settings",
             Route::UpdateSettings => "put-settings",
             Route::PlaceHold => "place-hold",
@@ -170,6 +174,7 @@ impl Route {
             | Route::Proof
             | Route::Keys
             | Route::Erase
+            | Route::EraseSubject
             | Route::Settings
             | Route::UpdateSettings
             | Route::PlaceHold
@@ -324,6 +329,7 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::Keys => integrity::keys(&info, api).await,
         Route::Export => export::export(&req, &info, api).await,
         Route::Erase => erasure::erase(&req, &info, api).await,
+        Route::EraseSubject => erasure::erase_subject(&req, &info, api).await,
         Route::Settings => settings::get(&info, api).await,
         Route::UpdateSettings => settings::put(&req, &info, api).await,
         Route::PlaceHold => settings::place_hold(&req, &info, api).await,
