@@ -1,6 +1,7 @@
 //! [`AuditLogger::erase`]: the erasure of [`crate::erasure`], done against the store — the record
 //! first, then the entry.
 
+use futures::StreamExt;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -100,6 +101,9 @@ impl AuditLogger {
     }
 }
 
+/// Erasures of one page written at once.
+const ERASURES_AT_ONCE: usize = 8;
+
 /// What one call of [`AuditLogger::erase_subject`] did.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SubjectProgress {
@@ -156,9 +160,16 @@ impl AuditLogger {
                     record_of_many(&entries, &fields, request.reason.trim(), by.user_id.clone(), by.ip_address.clone());
                 let record = self.log_service_record(new).await?;
                 progress.records.push(record.id);
-                for (e, remaining) in &targets {
-                    let erasure = Erasure::plan(e, remaining, record.id)?;
-                    match self.store().erase(tenant, e.id, &erasure).await {
+                let erasures: Vec<(Uuid, Erasure)> = targets
+                    .iter()
+                    .map(|(e, remaining)| Ok((e.id, Erasure::plan(e, remaining, record.id)?)))
+                    .collect::<Result<_, ErasureError>>()?;
+                let writes: Vec<_> =
+                    erasures.iter().map(|(id, erasure)| self.store().erase(tenant, *id, erasure)).collect();
+                let outcomes: Vec<Result<(), StoreError>> =
+                    futures::stream::iter(writes).buffer_unordered(ERASURES_AT_ONCE).collect().await;
+                for outcome in outcomes {
+                    match outcome {
                         Ok(()) => progress.erased += 1,
                         // Changed or gone meanwhile: a later call (or request) takes it up.
                         Err(StoreError::Changed(_) | StoreError::NotFound(_)) => {}

@@ -131,7 +131,7 @@ pub async fn run(out: &mut String) {
 }
 
 /// Puts `entries` into `table`, 25 to a BatchWriteItem, 8 requests at a time.
-async fn load(client: &aws_sdk_dynamodb::Client, table: &str, entries: &[AuditLogEntry]) {
+pub(super) async fn load(client: &aws_sdk_dynamodb::Client, table: &str, entries: &[AuditLogEntry]) {
     let batches: Vec<Vec<WriteRequest>> = entries
         .chunks(25)
         .map(|chunk| {

@@ -2,6 +2,7 @@
 
 mod auth;
 mod cold;
+mod erasure;
 mod export;
 mod feed;
 mod gateway;
@@ -29,6 +30,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("http", |out| Box::pin(http::run(out))),
     ("integrity", |out| Box::pin(integrity::run(out))),
     ("proofs", |out| Box::pin(proofs::run(out))),
+    ("erasure", |out| Box::pin(erasure::run(out))),
     ("export", |out| Box::pin(export::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
     ("isolation", |out| Box::pin(isolation::run(out))),
