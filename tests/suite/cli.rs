@@ -460,3 +460,93 @@ async fn export_writes_every_page_and_resumes_without_a_duplicate_or_a_gap() {
     assert_eq!(ids(&parts), expected, "the same entries, in the same order, once each");
     assert!(!dir.join("parts.jsonl.export-state").exists(), "a finished export leaves no state");
 }
+
+/// An erased entry travels with its erasure record: `fetch` and `export` of a range that ends
+/// before the record was made still bring it, and `verify` names the field and its record; without
+/// the record, the field is named as erased without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_entry_travels_with_its_record_in_fetch_and_export() {
+    let dir = std::env::temp_dir().join(unique_name("auditline-cli-erasure"));
+    let key_file = dir.join("seal-key.pem");
+    let config = fresh_config().await;
+    let (client, _) = local_client();
+    let store = Arc::new(DynamoStore::new(client, config.entries_table.clone(), config.counters_table.clone()));
+    let start = (Utc::now() - chrono::Duration::hours(4)).duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 6 * 60_000);
+    let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock);
+    let local = tenant(auditline_local::DEV_TENANT);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let request = new_entry(&local, AuditAction::Update, EntityType::File, &format!("f-{i}"), None, Some("alice"));
+        let Ok(LogOutcome::Stored(e)) = logger.log(request).await else { panic!("stored") };
+        ids.push(e.id);
+    }
+    let g = sealing_gateway(&config, &key_file).await;
+    let public_key = g.seal_key.public_key_file.clone().unwrap();
+    let (key, base) = (g.credentials.api_key.expose().to_owned(), g.http_url());
+    let token = g.credentials.token.as_ref().expect("the gateway mints a development token").expose().to_owned();
+    let started = Instant::now();
+    loop {
+        let page = http("GET", &format!("{base}/audit/checkpoints"), &[("x-api-key", &key)], None).await;
+        if page.body["count"].as_u64() == Some(2) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the gateway seals the two hours: {}", page.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let target = ids[4];
+    let body = serde_json::json!({"fields": ["ip_address"], "reason": "GDPR request 7"});
+    let bearer = format!("Bearer {token}");
+    let erased =
+        http("POST", &format!("{base}/audit/logs/{target}/erasure"), &[("authorization", &bearer)], Some(&body)).await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    let record = erased.body["record"]["id"].as_str().unwrap().to_owned();
+    // The development API key reads and writes; it does not erase.
+    let refused =
+        http("POST", &format!("{base}/audit/logs/{}/erasure", ids[5]), &[("x-api-key", &key)], Some(&body)).await;
+    assert_eq!(refused.status, 403);
+
+    let end = format_timestamp(start + chrono::Duration::minutes(119));
+    let key_arg = public_key.to_str().unwrap();
+    let named = format!("erased: entry {target}: ip_address (record {record})");
+    let bundle = dir.join("bundle");
+    let fetched = auditline(
+        &["fetch", "--url", &base, "--end-date", &end, "--out", bundle.to_str().unwrap()],
+        &[("AUDITLINE_API_KEY", &key)],
+    );
+    assert!(fetched.status.success(), "{}", text(&fetched));
+    assert!(text(&fetched).contains("wrote 21 entries"), "twenty, and the record: {}", text(&fetched));
+    let verified = auditline(&["verify", "--public-key", key_arg, "--to", &end, bundle.to_str().unwrap()], &[]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    assert!(text(&verified).contains(&named), "{}", text(&verified));
+
+    let export = dir.join("until.jsonl");
+    let exported = auditline(
+        &["export", "--url", &base, "--end-date", &end, "--out", export.to_str().unwrap()],
+        &[("AUDITLINE_API_KEY", &key)],
+    );
+    assert!(exported.status.success(), "{}", text(&exported));
+    assert!(text(&exported).starts_with("exported 21 entries"), "{}", text(&exported));
+    let checked = auditline(&["verify", "--public-key", key_arg, "--to", &end, export.to_str().unwrap()], &[]);
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    assert!(text(&checked).contains(&named), "{}", text(&checked));
+
+    // Without its record the erasure is named, and nothing verifies it.
+    let entries = bundle.join("entries.jsonl");
+    let kept: String = std::fs::read_to_string(&entries)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(&format!("\"id\":\"{record}\"")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&entries, kept).unwrap();
+    let refused = auditline(&["verify", "--public-key", key_arg, "--to", &end, bundle.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!("entry {target}: field ip_address is erased by record {record}")),
+        "{}",
+        text(&refused)
+    );
+    g.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

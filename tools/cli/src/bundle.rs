@@ -46,7 +46,7 @@ pub fn read(path: &Path) -> Result<Bundle, BoxError> {
             )
             .into());
         }
-        (path.to_owned(), checkpoints, None, beside(path, ".bundle.json"))
+        (path.to_owned(), checkpoints, Some(leaves_beside(path)), beside(path, ".bundle.json"))
     };
     let periods = match leaves {
         Some(leaves) if leaves.exists() => read_lines::<PeriodLeaves>(&leaves)?,
@@ -100,6 +100,17 @@ pub fn write_new_json(path: &Path, value: &impl serde::Serialize) -> Result<(), 
 /// Where the checkpoints of the export `out` are written: `<out>.checkpoints.jsonl`.
 pub fn checkpoints_beside(out: &Path) -> PathBuf {
     beside(out, ".checkpoints.jsonl")
+}
+
+/// Where the leaves of the periods of an export's erasure records are written:
+/// `<out>.leaves.jsonl`.
+pub fn leaves_beside(out: &Path) -> PathBuf {
+    beside(out, ".leaves.jsonl")
+}
+
+/// The checkpoints written beside an export.
+pub fn read_checkpoints(path: &Path) -> Result<Vec<auditline::integrity::checkpoint::Checkpoint>, BoxError> {
+    read_lines(path)
 }
 
 /// Where the published keys of the export `out` are written: `<out>.public-keys/`.

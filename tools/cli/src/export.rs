@@ -178,6 +178,44 @@ fn known_parameter(name: &str) -> Result<&'static str, BoxError> {
         .ok_or_else(|| format!("the export state names an unknown parameter {name}").into())
 }
 
+/// Appends to the export the erasure records its entries name but it does not hold (made after
+/// its dates), and writes the leaves of their sealed periods beside it (`FILE.leaves.jsonl`), as
+/// `auditline fetch` does. Returns how many records, and bytes, were appended.
+async fn append_erasure_records(
+    api: &Api,
+    path: &Path,
+    file: &mut File,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), BoxError> {
+    use std::io::BufRead;
+    let reader = std::io::BufReader::new(File::open(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    let mut seen = Vec::new();
+    for line in reader.lines() {
+        let entry: serde_json::Value = serde_json::from_str(&line?).unwrap_or_default();
+        seen.push(serde_json::json!({"id": entry["id"], "integrity": {"erased_by": entry["integrity"]["erased_by"]}}));
+    }
+    let wanted = crate::fetch::records_wanted(seen.iter());
+    if wanted.is_empty() {
+        return Ok((0, 0));
+    }
+    let chain: Vec<auditline::integrity::checkpoint::Checkpoint> =
+        bundle::read_checkpoints(&bundle::checkpoints_beside(path))?;
+    let (records, leaves) = crate::fetch::erasure_records(api, &chain, &wanted, out).await?;
+    let mut appended = 0;
+    for record in &records {
+        let line = format!("{record}\n");
+        file.write_all(line.as_bytes())?;
+        appended += line.len() as u64;
+    }
+    file.sync_all()?;
+    let mut beside = File::create(bundle::leaves_beside(path))?;
+    for l in &leaves {
+        writeln!(beside, "{}", serde_json::to_string(l)?)?;
+    }
+    beside.sync_all()?;
+    Ok((records.len() as u64, appended))
+}
+
 fn state_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
     name.push(".export-state");
@@ -281,6 +319,12 @@ pub async fn run(args: &ExportArgs, out: &mut dyn Write) -> Result<Exported, Box
     }
     if progress {
         eprintln!();
+    }
+    // Done and verifiable: the erasure records its entries name, made after its dates, go with it.
+    if args.verifiable() && !state_file.exists() {
+        let (added, added_bytes) = append_erasure_records(&api, &args.out, &mut file, out).await?;
+        entries += added;
+        bytes += added_bytes;
     }
     let more = if state_file.exists() { "; more remain: add --resume to continue" } else { "" };
     writeln!(out, "exported {entries} entries ({bytes} bytes, {pages} pages) to {}{more}", args.out.display())?;

@@ -126,40 +126,50 @@ pub(crate) fn widen(chain: &[Checkpoint], t: DateTime<Utc>, to_end: bool) -> Str
     }
 }
 
-/// Erasure records made after the dates asked for, of entries within them: each record, and the
-/// leaves of its sealed period, so that the verifier proves the record without the rest of the
-/// period. Returns how many were written.
-async fn fetch_erasure_records(
+/// The erasure records `entries` name (`integrity.erased_by`) that are not among them: records
+/// made after the dates asked for. The ids of the records wanted.
+pub(crate) fn records_wanted<'a>(entries: impl Iterator<Item = &'a Value>) -> BTreeSet<String> {
+    let (mut wanted, mut present) = (BTreeSet::new(), BTreeSet::new());
+    for entry in entries {
+        present.extend(entry["id"].as_str().map(str::to_owned));
+        if let Some(by) = entry["integrity"]["erased_by"].as_object() {
+            wanted.extend(by.values().filter_map(|r| r.as_str().map(str::to_owned)));
+        }
+    }
+    wanted.retain(|id| !present.contains(id));
+    wanted
+}
+
+/// Fetches erasure records by id, and the leaves of their sealed periods, so the verifier proves
+/// each record without the rest of its period. A record no longer there is reported (the
+/// verifier then names the field whose record is missing).
+pub(crate) async fn erasure_records(
     api: &Api,
     chain: &[Checkpoint],
-    ids: impl Iterator<Item = &String>,
-    writer: &mut bundle::Writer,
+    ids: &BTreeSet<String>,
     out: &mut dyn Write,
-) -> Result<usize, BoxError> {
-    let (mut written, mut periods) = (0, BTreeSet::new());
+) -> Result<(Vec<Value>, Vec<PeriodLeaves>), BoxError> {
+    let (mut records, mut periods) = (Vec::new(), BTreeSet::new());
     for id in ids {
         match api.get_status(&format!("/audit/logs/{}", crate::client::encode(id)), &[]).await? {
             (200, record) => {
-                writer.entry(&record)?;
-                written += 1;
                 if let Some(stamped) = record["timestamp"].as_str() {
                     let i = chain.partition_point(|c| c.body.end.as_str() <= stamped);
                     if let Some(c) = chain.get(i).filter(|c| c.body.start.as_str() <= stamped) {
                         periods.insert(c.body.end.clone());
                     }
                 }
+                records.push(record);
             }
-            // The verifier names the field whose record is missing.
             (404, _) => writeln!(out, "erasure record {id} is not in the trail (past retention, or removed)")?,
             (status, _) => return Err(format!("GET /audit/logs/{id}: {status}").into()),
         }
     }
+    let mut leaves = Vec::new();
     for end in &periods {
-        if let Some(leaves) = period_leaves(api, end).await? {
-            writer.leaves(&leaves)?;
-        }
+        leaves.extend(period_leaves(api, end).await?);
     }
-    Ok(written)
+    Ok((records, leaves))
 }
 
 /// Downloads the bundle. Checkpoints first, then entries: an entry sealed in between is then
@@ -183,9 +193,9 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
     let mut entries = 0;
     // Entries per sealed period (by the period's end), to find the periods retention has thinned.
     let mut per_period: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    // The erasure records the entries name, and the entries fetched: a record made after the
-    // dates asked for is fetched on its own.
-    let (mut records, mut fetched) = (BTreeSet::new(), BTreeSet::new());
+    // The entries' erasure records and ids: a record made after the dates asked for is fetched on
+    // its own. (Only those two fields are kept per entry.)
+    let mut seen: Vec<Value> = Vec::new();
     let mut token = None;
     loop {
         let mut query = filters.clone();
@@ -194,10 +204,9 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
         let page: EntryPage = serde_json::from_value(api.get("/audit/logs", &query).await?)?;
         for entry in &page.entries {
             writer.entry(entry)?;
-            fetched.extend(entry["id"].as_str().map(str::to_owned));
-            if let Some(by) = entry["integrity"]["erased_by"].as_object() {
-                records.extend(by.values().filter_map(|r| r.as_str().map(str::to_owned)));
-            }
+            seen.push(
+                serde_json::json!({"id": entry["id"], "integrity": {"erased_by": entry["integrity"]["erased_by"]}}),
+            );
             if let Some(stamped) = entry["timestamp"].as_str() {
                 let i = chain.partition_point(|c| c.body.end.as_str() <= stamped);
                 if let Some(c) = chain.get(i).filter(|c| c.body.start.as_str() <= stamped) {
@@ -211,8 +220,14 @@ pub async fn run(args: &FetchArgs, out: &mut dyn Write) -> Result<Fetched, BoxEr
             None => break,
         }
     }
-    let erasure_records = fetch_erasure_records(&api, &chain, records.difference(&fetched), &mut writer, out).await?;
-    entries += erasure_records;
+    let (records, leaves) = erasure_records(&api, &chain, &records_wanted(seen.iter()), out).await?;
+    for record in &records {
+        writer.entry(record)?;
+    }
+    for l in &leaves {
+        writer.leaves(l)?;
+    }
+    entries += records.len();
     // A period with fewer entries than it sealed, inside the dates asked for: its leaves, so the
     // verifier can tell entries past retention from removed ones.
     let in_range = |c: &Checkpoint| {
