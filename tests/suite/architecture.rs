@@ -21,7 +21,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["backend", "domain", "integrity"]),
     ("idempotency", &["backend", "domain", "integrity"]),
     // `seal` for the publication port the live feed implements (new checkpoints as frames).
-    ("realtime", &["auth", "backend", "domain", "integrity", "seal"]),
+    // `erasure` for the notice of an erasure record that clients without `audit:read` receive.
+    ("realtime", &["auth", "backend", "domain", "erasure", "integrity", "seal"]),
     ("seal", &["backend", "domain", "erasure", "integrity"]),
     (
         "store",

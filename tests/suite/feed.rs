@@ -377,3 +377,49 @@ async fn the_seed_connection_queries_work_per_tenant() {
     assert!(!a3.is_authenticated());
     assert_eq!(a3.auth_info().auth_method, AuthMethod::Anonymous);
 }
+
+/// An erasure reaches every connection that may hold a copy of the erased entry: `audit:read`
+/// connections receive its record whole; others of the tenant, whatever their scope and filters,
+/// a notice of ids and field names only. Another tenant hears nothing.
+#[tokio::test]
+async fn an_erasure_is_announced_to_every_connection_of_the_tenant_and_only_there() {
+    let f = feed().await;
+    for (id, tenant, scopes, query) in [
+        ("c-audit", "acme", "audit:read", vec![]),
+        ("c-reports", "acme", "reports:read", vec![]),
+        ("c-files", "acme", "files:read", vec![]),
+        ("c-filtered", "acme", "audit:read", vec![("project_id", "p-9")]),
+        ("c-globex", "globex", "audit:read", vec![]),
+    ] {
+        assert_eq!(connect(&f, id, tenant, scopes, &query).await.status_code, 200, "{id}");
+    }
+    let mut request = NewEntry {
+        tenant_id: tenant("acme"),
+        action: AuditAction::Update,
+        entity_type: EntityType::Report,
+        entity_id: "report-1".into(),
+        details: EntryDetails { ip_address: Some("10.9.8.7".into()), ..EntryDetails::default() },
+    };
+    request.details.project_id = Some("p-1".into());
+    let report = f.logger.log(request).await.unwrap().entry().cloned().unwrap();
+    let erasure = auditline::erasure::ErasureRequest { fields: vec!["ip_address".into()], reason: "GDPR".into() };
+    let erased = f.logger.erase(&tenant("acme"), report.id, &erasure, &Default::default()).await.unwrap();
+    let (response, _) = handle_stream(batch(&f).await, &f.deps).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let delivered = f.server.delivered();
+    let notice =
+        json!({"type": "erasure", "record": erased.record.id, "entries": [report.id], "fields": ["ip_address"]});
+    let audit = &delivered["c-audit"];
+    assert_eq!(audit.len(), 2, "the entry, then its erasure record: {audit:?}");
+    assert_eq!(audit[1]["entry"]["id"], json!(erased.record.id));
+    assert_eq!(delivered["c-reports"], vec![json!({"type": "audit_entry", "entry": report}), notice.clone()]);
+    assert_eq!(delivered["c-files"], vec![notice.clone()], "it never saw the entry, but may hold nothing to drop");
+    assert_eq!(delivered["c-filtered"], vec![notice], "filters narrow entries, not erasures");
+    assert!(!delivered.contains_key("c-globex"), "another tenant hears nothing");
+    for frames in delivered.values() {
+        for frame in frames.iter().skip_while(|m| m["entry"]["id"] == json!(report.id)) {
+            assert!(!frame.to_string().contains("10.9.8.7"), "no erased value after the erasure: {frame}");
+        }
+    }
+}

@@ -104,6 +104,24 @@ struct EntrySummary<'a> {
     tenant_id: &'a TenantId,
 }
 
+/// What a connection that may not read an erasure record whole receives instead: the entries to
+/// drop and the fields erased, so that a client holding a copy can drop it.
+#[derive(Serialize)]
+struct ErasureNotice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    record: uuid::Uuid,
+    entries: &'a [uuid::Uuid],
+    fields: &'a [String],
+}
+
+/// For an erasure record, its notice (`{"type": "erasure", "record", "entries", "fields"}`).
+pub fn erasure_notice_for(entry: &AuditLogEntry) -> Option<Vec<u8>> {
+    let (entries, fields) = crate::erasure::named_by_record(entry)?;
+    let notice = ErasureNotice { kind: "erasure", record: entry.id, entries: &entries, fields: &fields };
+    serde_json::to_vec(&notice).ok()
+}
+
 /// The full message (`{"type": "audit_entry", "entry": …}`), and the compact notice.
 pub fn messages_for(entry: &AuditLogEntry) -> (Vec<u8>, Vec<u8>) {
     let full = serde_json::to_vec(&EntryMessage { kind: "audit_entry", entry }).unwrap_or_default();
@@ -152,6 +170,8 @@ pub struct FanoutReport {
 struct Prepared {
     message: Arc<Vec<u8>>,
     notice: Arc<Vec<u8>>,
+    /// For an erasure record: the notice sent to connections that may not read it whole.
+    erasure: Option<Arc<Vec<u8>>>,
 }
 
 /// What one connection's task achieved.
@@ -224,7 +244,7 @@ pub async fn fan_out(
             let (full, notice) = messages_for(e);
             let notice = Arc::new(notice);
             let message = if full.len() > settings.max_message_bytes { notice.clone() } else { Arc::new(full) };
-            Prepared { message, notice }
+            Prepared { message, notice, erasure: erasure_notice_for(e).map(Arc::new) }
         })
         .collect();
 
@@ -242,7 +262,10 @@ pub async fn fan_out(
                         let mine: Vec<usize> = indexes
                             .iter()
                             .copied()
-                            .filter(|i| connection.may_receive(&entries[*i]))
+                            .filter(|i| {
+                                connection.may_receive(&entries[*i])
+                                    || connection.may_receive_erasure_notice(&entries[*i])
+                            })
                             .filter(|i| {
                                 let had = recent.already_delivered(entries[*i].id, &connection.connection_id);
                                 skipped.fetch_add(usize::from(had), Ordering::Relaxed);
@@ -266,7 +289,7 @@ pub async fn fan_out(
         let prepared = &prepared;
         async move {
             let from = outcome.retry.take().unwrap_or_default();
-            let later = serve(&connection, &mine, from, prepared, pusher, settings, now, deadline).await;
+            let later = serve(&connection, &mine, from, prepared, entries, pusher, settings, now, deadline).await;
             outcome.absorb(later);
             Step::Served(connection, mine, outcome)
         }
@@ -402,6 +425,7 @@ async fn serve(
     indexes: &[usize],
     from: Resume,
     prepared: &[Prepared],
+    entries: &[AuditLogEntry],
     pusher: &dyn Pusher,
     settings: &FanoutSettings,
     now: DateTime<Utc>,
@@ -411,7 +435,11 @@ async fn serve(
     let mut outcome = ConnectionOutcome::default();
     for (position, &i) in indexes.iter().enumerate().skip(from.position) {
         let p = &prepared[i];
-        let mut message = &p.message;
+        // An erasure record the connection may not read whole: its notice instead.
+        let mut message = match &p.erasure {
+            Some(erasure) if !connection.may_receive(&entries[i]) => erasure,
+            _ => &p.message,
+        };
         let mut attempt = if position == from.position { from.attempts } else { 0 };
         loop {
             attempt += 1;

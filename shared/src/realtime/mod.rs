@@ -198,6 +198,13 @@ impl WebSocketConnectionInfo {
             && (self.has_scope(AUDIT_READ) || self.has_scope(&scopes::read_scope_for(entry.entity_type)))
             && self.filters.matches(entry)
     }
+
+    /// Whether the connection is told of an erasure record it may not receive whole: every
+    /// connection of the tenant may have a copy of an erased entry to drop, whatever its scope
+    /// and filters. The notice carries ids and field names only.
+    pub fn may_receive_erasure_notice(&self, entry: &AuditLogEntry) -> bool {
+        entry.tenant_id == self.tenant_id && crate::erasure::named_by_record(entry).is_some()
+    }
 }
 
 /// Where connection records live.
