@@ -87,8 +87,7 @@ impl ErasureRequest {
     /// with a value).
     pub fn fields_of(&self, entry: &AuditLogEntry) -> Result<Vec<&'static str>, ErasureError> {
         let fields = self.named_fields()?;
-        let allowed: &[&str] =
-            if entry.entity_type.is_service_record() { &ERASABLE_IN_SERVICE_RECORDS } else { &ERASABLE_FIELDS };
+        let allowed = erasable_in(entry);
         for field in &fields {
             if !allowed.contains(field) {
                 return Err(ErasureError::NotErasable { field: (*field).to_owned(), allowed: allowed.join(", ") });
@@ -107,13 +106,17 @@ impl ErasureRequest {
 /// Of `fields`, those `entry` still has a value in and may lose: what erasing a subject's
 /// `fields` from it comes to (nothing, for an entry erased before).
 pub fn remaining_fields(entry: &AuditLogEntry, fields: &[&'static str]) -> Vec<&'static str> {
-    let allowed: &[&str] =
-        if entry.entity_type.is_service_record() { &ERASABLE_IN_SERVICE_RECORDS } else { &ERASABLE_FIELDS };
+    let allowed = erasable_in(entry);
     fields
         .iter()
         .copied()
         .filter(|f| allowed.contains(f) && !entry.integrity.erased_by.contains_key(*f) && !value_of(entry, f).is_null())
         .collect()
+}
+
+/// The fields an erasure may remove from `entry`: fewer for the service's own records.
+pub fn erasable_in(entry: &AuditLogEntry) -> &'static [&'static str] {
+    if entry.entity_type.is_service_record() { &ERASABLE_IN_SERVICE_RECORDS } else { &ERASABLE_FIELDS }
 }
 
 /// A field's committed value, as the leaf has it.

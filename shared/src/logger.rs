@@ -248,10 +248,21 @@ impl AuditLogger {
     /// Writes one of the service's own records (an erasure, a retention change, a legal hold):
     /// stored and announced as any entry, whether or not `AUDIT_ENABLED` is on.
     pub async fn log_service_record(&self, entry: NewEntry) -> Result<AuditLogEntry, AuditError> {
+        self.log_service_record_covering(entry, &[]).await
+    }
+
+    /// A service record about `covering` (an erasure's entries), kept at least as long as the
+    /// longest-kept of them: a record must not expire before an entry that needs it to verify.
+    pub async fn log_service_record_covering(
+        &self,
+        entry: NewEntry,
+        covering: &[&AuditLogEntry],
+    ) -> Result<AuditLogEntry, AuditError> {
         let valid = entry.validate()?;
         let policy = self.policy_for_write(valid.tenant()).await?;
         let mut entry = valid.clone().stamp((self.clock)(), self.settings.retention_days)?;
         self.expire_by(&mut entry, &policy);
+        entry.expires_at = covering.iter().map(|e| e.expires_at).fold(entry.expires_at, i64::max);
         let put = self.store.put(&entry).await;
         match self.finish(valid, entry, put, false).await? {
             LogOutcome::Stored(entry) => Ok(entry),

@@ -410,3 +410,34 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
 fn dpo() -> auditline::logger::Actor {
     auditline::logger::Actor { user_id: Some("dpo".into()), ip_address: None }
 }
+
+#[tokio::test]
+async fn a_record_forged_into_a_sealed_period_or_a_field_no_erasure_may_remove_fails() {
+    let trail = sealed_trail(&[]).await;
+    let verifier = Verifier::new([trail.signer.public_key_der()]);
+    // A record inserted into the first (sealed) hour, naming an entry of that hour: the period no
+    // longer matches its checkpoint, so the record is not proven, and neither is the erasure.
+    let mut forged = trail.bundle.clone();
+    let victim_at = forged.entries.iter().position(|e| e.entity_id == "report-2").unwrap();
+    let victim = forged.entries[victim_at].clone();
+    let record = auditline::erasure::record(&victim, &["user_id"], "cover-up", Some("insider".into()), None)
+        .validate()
+        .unwrap()
+        .stamp(victim.timestamp + Duration::seconds(1), 90)
+        .unwrap();
+    Erasure::plan(&victim, &["user_id"], record.id).unwrap().apply(&mut forged.entries[victim_at]);
+    forged.entries.push(record);
+    let failures: Vec<String> = verifier.verify(&forged).failures.iter().map(ToString::to_string).collect();
+    assert!(failures.iter().any(|f| f.contains("which is not proven itself")), "{failures:?}");
+    // A field that places the entry (its project) cannot be erased, record or not.
+    let mut moved = trail.bundle.clone();
+    let e = moved.entries.iter_mut().find(|e| e.entity_id == "report-3").unwrap();
+    let value = serde_json::to_value(&e.project_id).unwrap();
+    e.integrity.erase("project_id", &value, &auditline::domain::entry::COMMITTED_FIELDS, Uuid::now_v7()).unwrap();
+    e.project_id = None;
+    let failures: Vec<String> = verifier.verify(&moved).failures.iter().map(ToString::to_string).collect();
+    assert!(
+        failures.iter().any(|f| f.contains("field project_id is erased, but no erasure may remove it")),
+        "{failures:?}"
+    );
+}

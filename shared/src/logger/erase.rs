@@ -62,7 +62,7 @@ impl AuditLogger {
                 Some(record) => record,
                 None => {
                     let new = record(&entry, &fields, request.reason.trim(), by.user_id.clone(), by.ip_address.clone());
-                    self.log_service_record(new).await?
+                    self.log_service_record_covering(new, &[&entry]).await?
                 }
             };
             let erasure = Erasure::plan(&entry, &fields, record.id)?;
@@ -111,6 +111,11 @@ pub struct SubjectProgress {
     pub erased: usize,
     /// Entries a legal hold kept from erasure (seen in this call).
     pub held: usize,
+    /// Entries that changed while being erased (another erasure, a hold placed meanwhile): run
+    /// the subject again to take them up.
+    pub missed: usize,
+    /// Entries that do not match their leaf, left as they are (their failure is the verifier's).
+    pub failed: usize,
     /// The erasure records written, one per page of entries.
     pub records: Vec<Uuid>,
     /// Where to go on from (pass it back), or `None`: every entry of the subject is done.
@@ -154,15 +159,42 @@ impl AuditLogger {
                 }
                 targets.push((e, remaining));
             }
-            if !targets.is_empty() {
-                let entries: Vec<&AuditLogEntry> = targets.iter().map(|(e, _)| *e).collect();
-                let new =
-                    record_of_many(&entries, &fields, request.reason.trim(), by.user_id.clone(), by.ip_address.clone());
-                let record = self.log_service_record(new).await?;
+            // One record per set of fields erased: a record names exactly what each of its
+            // entries lost (a service record of the subject keeps more than a plain entry).
+            let mut groups: Vec<(Vec<&'static str>, Vec<&AuditLogEntry>)> = Vec::new();
+            for (e, remaining) in &targets {
+                match groups.iter_mut().find(|(fields, _)| fields == remaining) {
+                    Some((_, entries)) => entries.push(e),
+                    None => groups.push((remaining.clone(), vec![e])),
+                }
+            }
+            for (group_fields, entries) in groups {
+                // Planned before anything is written: an entry that does not match its leaf is
+                // skipped (and counted), not a record naming an erasure that never happens.
+                let placeholder = Uuid::nil();
+                let planned: Vec<&AuditLogEntry> = entries
+                    .into_iter()
+                    .filter(|e| {
+                        let ok = Erasure::plan(e, &group_fields, placeholder).is_ok();
+                        progress.failed += usize::from(!ok);
+                        ok
+                    })
+                    .collect();
+                if planned.is_empty() {
+                    continue;
+                }
+                let new = record_of_many(
+                    &planned,
+                    &group_fields,
+                    request.reason.trim(),
+                    by.user_id.clone(),
+                    by.ip_address.clone(),
+                );
+                let record = self.log_service_record_covering(new, &planned).await?;
                 progress.records.push(record.id);
-                let erasures: Vec<(Uuid, Erasure)> = targets
+                let erasures: Vec<(Uuid, Erasure)> = planned
                     .iter()
-                    .map(|(e, remaining)| Ok((e.id, Erasure::plan(e, remaining, record.id)?)))
+                    .map(|e| Ok((e.id, Erasure::plan(e, &group_fields, record.id)?)))
                     .collect::<Result<_, ErasureError>>()?;
                 let writes: Vec<_> =
                     erasures.iter().map(|(id, erasure)| self.store().erase(tenant, *id, erasure)).collect();
@@ -171,8 +203,10 @@ impl AuditLogger {
                 for outcome in outcomes {
                     match outcome {
                         Ok(()) => progress.erased += 1,
-                        // Changed or gone meanwhile: a later call (or request) takes it up.
-                        Err(StoreError::Changed(_) | StoreError::NotFound(_)) => {}
+                        // Changed meanwhile (another erasure, or a hold placed since): counted;
+                        // run the subject again to take them up.
+                        Err(StoreError::Changed(_)) => progress.missed += 1,
+                        Err(StoreError::NotFound(_)) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -194,7 +228,14 @@ impl AuditLogger {
         let mut result = record_of_many(&[], &fields, request.reason.trim(), by.user_id.clone(), by.ip_address.clone());
         result.tenant_id = tenant.clone();
         result.details.changes = Some(serde_json::json!({
-            "subject_erasure": {"done": true, "fields": fields, "erased": progress.erased, "held": progress.held}
+            "subject_erasure": {
+                "done": progress.missed == 0,
+                "fields": fields,
+                "erased": progress.erased,
+                "held": progress.held,
+                "missed": progress.missed,
+                "failed": progress.failed,
+            }
         }));
         progress.result = Some(self.log_service_record(result).await?);
         Ok(progress)

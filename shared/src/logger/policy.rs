@@ -153,7 +153,7 @@ impl AuditLogger {
         record.details.changes = Some(json!({"scope": hold.scope}));
         record.details.metadata = Some(json!({"reason": hold.reason}));
         let record = self.log_service_record(record).await?;
-        let hold_them = |e: &AuditLogEntry| (e.expires_at != HELD_UNTIL).then_some(HELD_UNTIL);
+        let hold_them = |e: &AuditLogEntry, _: &TenantPolicy| (e.expires_at != HELD_UNTIL).then_some(HELD_UNTIL);
         let mut entries = self.sweep(tenant, &hold.scope, None, hold_them).await?;
         // Writes still using the policy from before the hold have stopped by now.
         tokio::time::sleep(self.policy_ttl()).await;
@@ -164,7 +164,7 @@ impl AuditLogger {
     /// Releases a legal hold: recorded, then the entries it kept and no other hold covers expire
     /// again by their tenant's retention (at once, if that is past).
     pub async fn release_hold(&self, tenant: &TenantId, id: Uuid, by: &Actor) -> Result<HoldChange, PolicyFailure> {
-        let (hold, policy) = self
+        let (hold, _) = self
             .change_policy(tenant, |p| {
                 let at = p.holds.iter().position(|h| h.id == id).ok_or(PolicyError::NoSuchHold(id))?;
                 Ok(p.holds.remove(at))
@@ -174,21 +174,22 @@ impl AuditLogger {
         record.details.changes = Some(json!({"scope": hold.scope}));
         let record = self.log_service_record(record).await?;
         let default = self.settings().retention_days;
-        let release = |e: &AuditLogEntry| {
+        // Judged by the policy as it is at each page: a hold placed meanwhile keeps what it covers.
+        let release = |e: &AuditLogEntry, policy: &TenantPolicy| {
             (e.expires_at == HELD_UNTIL && policy.hold_on(e).is_none()).then(|| policy.expiry_of(e, default))
         };
         let entries = self.sweep(tenant, &hold.scope, None, release).await?;
         Ok(HoldChange { hold, record, entries })
     }
 
-    /// Sets the expiry `new_expiry` gives each live entry `scope` covers (stamped from `since`);
-    /// returns how many it changed.
+    /// Sets the expiry `new_expiry` gives each live entry `scope` covers (stamped from `since`),
+    /// judged with the tenant's policy read afresh for each page; returns how many it changed.
     async fn sweep(
         &self,
         tenant: &TenantId,
         scope: &HoldScope,
         since: Option<DateTime<Utc>>,
-        new_expiry: impl Fn(&AuditLogEntry) -> Option<i64>,
+        new_expiry: impl Fn(&AuditLogEntry, &TenantPolicy) -> Option<i64>,
     ) -> Result<usize, AuditError> {
         let (scope_of_query, user_id) = match scope {
             HoldScope::Tenant => (QueryScope::Tenant, None),
@@ -201,13 +202,24 @@ impl AuditLogger {
         let mut changed = 0;
         loop {
             let page = self.get_logs(tenant, &query).await?;
+            let policy = self.policy_of(tenant).await?;
             for e in page.entries.iter().filter(|e| scope.covers(e)) {
-                if let Some(expires_at) = new_expiry(e) {
+                if let Some(expires_at) = new_expiry(e, &policy) {
                     match self.store().set_expiry(tenant, e.id, expires_at).await {
                         Ok(()) => changed += 1,
                         // Expired meanwhile: nothing left to keep or release.
-                        Err(StoreError::NotFound(_)) => {}
+                        Err(StoreError::NotFound(_)) => continue,
                         Err(e) => return Err(e.into()),
+                    }
+                    // A held entry's erasure records are kept with it (on release they stay:
+                    // a record may cover other entries still held).
+                    if expires_at == HELD_UNTIL {
+                        for record in e.integrity.erased_by.values().collect::<std::collections::BTreeSet<_>>() {
+                            match self.store().set_expiry(tenant, *record, HELD_UNTIL).await {
+                                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
                     }
                 }
             }

@@ -184,6 +184,17 @@ pub enum Failure {
         field: String,
         record: Uuid,
     },
+    /// An erased field whose record is not proven itself (not under a checkpoint, nor recent).
+    ErasureRecordUnproven {
+        id: Uuid,
+        field: String,
+        record: Uuid,
+    },
+    /// A field erased that its entry's kind may not lose (one that identifies or places it).
+    NotErasable {
+        id: Uuid,
+        field: String,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -280,6 +291,13 @@ impl fmt::Display for Failure {
                 f,
                 "entry {id}: field {field} is erased by record {record}, which is not an erasure record of this entry and field"
             ),
+            Failure::ErasureRecordUnproven { id, field, record } => write!(
+                f,
+                "entry {id}: field {field} is erased by record {record}, which is not proven itself (no checkpoint covers it)"
+            ),
+            Failure::NotErasable { id, field } => {
+                write!(f, "entry {id}: field {field} is erased, but no erasure may remove it from an entry of its kind")
+            }
         }
     }
 }
@@ -857,7 +875,6 @@ impl Verifier {
                 }
             }
         }
-        check_erasures(bundle, &with_erasures, &mut good_leaves, summary);
         let leaves_of: HashMap<&str, &PeriodLeaves> = bundle.periods.iter().map(|p| (p.end.as_str(), p)).collect();
         for (i, link) in chain.iter().enumerate() {
             let entries = by_period.remove(&i).unwrap_or_default();
@@ -877,6 +894,8 @@ impl Verifier {
                 in_good_periods.extend(entries.iter().map(|e| e.id));
             }
         }
+        // After the periods: a record counts only once it is proven itself (or not due yet).
+        check_erasures(bundle, &with_erasures, &mut good_leaves, &in_good_periods, summary);
         summary.entries_valid =
             bundle.entries.iter().filter(|e| good_leaves.contains(&e.id) && in_good_periods.contains(&e.id)).count();
     }
@@ -969,12 +988,14 @@ impl Verifier {
     }
 }
 
-/// Every erased field must name its erasure record, which must be in the bundle and name that
-/// entry and that field. An entry failing this is not valid.
+/// Every erased field must be one its entry's kind may lose, and name its erasure record, which
+/// must be in the bundle, proven itself (its leaf, and its period — or not due for sealing yet),
+/// and name that entry and that field. An entry failing this is not valid.
 fn check_erasures(
     bundle: &Bundle,
     with_erasures: &[(&AuditLogEntry, Vec<String>)],
     good_leaves: &mut BTreeSet<Uuid>,
+    in_good_periods: &BTreeSet<Uuid>,
     summary: &mut Summary,
 ) {
     let by_id: HashMap<Uuid, &AuditLogEntry> = bundle.entries.iter().map(|e| (e.id, e)).collect();
@@ -982,12 +1003,19 @@ fn check_erasures(
         let mut named = Vec::with_capacity(fields.len());
         for field in fields {
             let (id, field) = (e.id, field.clone());
+            let proven = |r: &AuditLogEntry| good_leaves.contains(&r.id) && in_good_periods.contains(&r.id);
             let failure = match e.integrity.erased_by.get(&field) {
+                _ if !crate::erasure::erasable_in(e).contains(&field.as_str()) => {
+                    Some(Failure::NotErasable { id, field: field.clone() })
+                }
                 None => Some(Failure::ErasedWithoutRecord { id, field: field.clone() }),
                 Some(record) => match by_id.get(record) {
                     None => Some(Failure::ErasureRecordMissing { id, field: field.clone(), record: *record }),
                     Some(r) if !crate::erasure::record_names(r, e, &[field.as_str()]) => {
                         Some(Failure::ErasureRecordMismatch { id, field: field.clone(), record: *record })
+                    }
+                    Some(r) if !proven(r) => {
+                        Some(Failure::ErasureRecordUnproven { id, field: field.clone(), record: *record })
                     }
                     Some(_) => {
                         named.push((field.clone(), *record));

@@ -19,6 +19,7 @@ use crate::domain::{
 use crate::erasure::Erasure;
 use crate::integrity::Hash;
 use crate::integrity::checkpoint::Checkpoint;
+use crate::retention::HELD_UNTIL;
 use crate::seal::{Appended, Head, SealState, SealStore, SealedPeriod, StoredTile, WitnessStatus};
 
 #[derive(Default)]
@@ -191,7 +192,8 @@ impl AuditStore for MemoryStore {
         let mut state = self.write();
         let partition = state.tenants.get_mut(tenant).ok_or(StoreError::NotFound(id))?;
         let stored = partition.entries.get(&id).filter(|e| !e.is_expired(now)).ok_or(StoreError::NotFound(id))?;
-        if stored.integrity != erasure.before {
+        // A hold placed since the erasure was planned keeps the entry as it is.
+        if stored.integrity != erasure.before || stored.expires_at == HELD_UNTIL {
             return Err(StoreError::Changed(id));
         }
         let mut erased = (**stored).clone();

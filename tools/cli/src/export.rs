@@ -195,7 +195,7 @@ async fn append_erasure_records(
         seen.push(serde_json::json!({"id": entry["id"], "integrity": {"erased_by": entry["integrity"]["erased_by"]}}));
     }
     let wanted = crate::fetch::records_wanted(seen.iter());
-    if wanted.is_empty() {
+    if wanted.0.is_empty() {
         return Ok((0, 0));
     }
     let chain: Vec<auditline::integrity::checkpoint::Checkpoint> =

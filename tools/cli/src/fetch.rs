@@ -127,8 +127,8 @@ pub(crate) fn widen(chain: &[Checkpoint], t: DateTime<Utc>, to_end: bool) -> Str
 }
 
 /// The erasure records `entries` name (`integrity.erased_by`) that are not among them: records
-/// made after the dates asked for. The ids of the records wanted.
-pub(crate) fn records_wanted<'a>(entries: impl Iterator<Item = &'a Value>) -> BTreeSet<String> {
+/// made after the dates asked for. The ids of the records wanted, and of the entries present.
+pub(crate) fn records_wanted<'a>(entries: impl Iterator<Item = &'a Value>) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut wanted, mut present) = (BTreeSet::new(), BTreeSet::new());
     for entry in entries {
         present.extend(entry["id"].as_str().map(str::to_owned));
@@ -137,7 +137,7 @@ pub(crate) fn records_wanted<'a>(entries: impl Iterator<Item = &'a Value>) -> BT
         }
     }
     wanted.retain(|id| !present.contains(id));
-    wanted
+    (wanted, present)
 }
 
 /// Fetches erasure records by id, and the leaves of their sealed periods, so the verifier proves
@@ -146,13 +146,23 @@ pub(crate) fn records_wanted<'a>(entries: impl Iterator<Item = &'a Value>) -> BT
 pub(crate) async fn erasure_records(
     api: &Api,
     chain: &[Checkpoint],
-    ids: &BTreeSet<String>,
+    (ids, present): &(BTreeSet<String>, BTreeSet<String>),
     out: &mut dyn Write,
 ) -> Result<(Vec<Value>, Vec<PeriodLeaves>), BoxError> {
     let (mut records, mut periods) = (Vec::new(), BTreeSet::new());
-    for id in ids {
-        match api.get_status(&format!("/audit/logs/{}", crate::client::encode(id)), &[]).await? {
+    // A record may have an erased field of its own (its maker's id): its record is wanted too.
+    let mut queue: Vec<String> = ids.iter().cloned().collect();
+    let mut asked: BTreeSet<String> = ids.union(present).cloned().collect();
+    while let Some(id) = queue.pop() {
+        match api.get_status(&format!("/audit/logs/{}", crate::client::encode(&id)), &[]).await? {
             (200, record) => {
+                if let Some(by) = record["integrity"]["erased_by"].as_object() {
+                    for next in by.values().filter_map(|r| r.as_str()) {
+                        if asked.insert(next.to_owned()) {
+                            queue.push(next.to_owned());
+                        }
+                    }
+                }
                 if let Some(stamped) = record["timestamp"].as_str() {
                     let i = chain.partition_point(|c| c.body.end.as_str() <= stamped);
                     if let Some(c) = chain.get(i).filter(|c| c.body.start.as_str() <= stamped) {

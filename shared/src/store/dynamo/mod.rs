@@ -352,11 +352,13 @@ impl AuditStore for DynamoStore {
             .key(entry_attr::PK, string(tenant_key(tenant)))
             .key(entry_attr::ID, string(id.to_string()))
             .update_expression(update)
-            .condition_expression("attribute_exists(#id) AND #exp > :now AND #integrity = :before")
+            // Not held: a hold placed since the erasure was planned keeps the entry as it is.
+            .condition_expression("attribute_exists(#id) AND #exp > :now AND #exp <> :held AND #integrity = :before")
             .set_expression_attribute_names(Some(names))
             .expression_attribute_values(":after", encode(&erasure.after)?)
             .expression_attribute_values(":before", encode(&erasure.before)?)
             .expression_attribute_values(":null", AttributeValue::Null(true))
+            .expression_attribute_values(":held", number(crate::retention::HELD_UNTIL))
             .expression_attribute_values(":now", AttributeValue::N(Utc::now().timestamp().to_string()))
             .send()
             .await;

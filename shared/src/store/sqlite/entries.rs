@@ -14,6 +14,7 @@ use crate::domain::{
     AuditLogEntry, Counts, HourBucket, HourlyCounts, IndexKey, QueryPlan, StatsRange, StoredPage, TenantId,
 };
 use crate::erasure::Erasure;
+use crate::retention::HELD_UNTIL;
 use crate::store::{AuditStore, StoreError};
 
 /// Why a write was refused (before it changed anything).
@@ -274,7 +275,8 @@ impl AuditStore for SqliteStore {
                     .optional()?;
                 let Some((rowid, body)) = row else { return Err(refused(Refusal::NotFound)) };
                 let mut entry = decode(&body)?;
-                if entry.integrity != erasure.before {
+                // A hold placed since the erasure was planned keeps the entry as it is.
+                if entry.integrity != erasure.before || entry.expires_at == HELD_UNTIL {
                     return Err(refused(Refusal::Changed));
                 }
                 erasure.apply(&mut entry);
