@@ -66,6 +66,29 @@ async fn sealing_gateway(config: &Config, key_file: &Path) -> Running {
     .expect("the gateway starts")
 }
 
+/// `n` entries of the gateway's own tenant, six minutes apart from the start of the hour four hours
+/// ago, written straight into `config`'s tables with a clock in the past: their periods are closed,
+/// so the gateway's timer seals them once it starts. Their ids, and that start.
+async fn seed_past_entries(
+    config: &Config,
+    n: usize,
+    entry: impl Fn(&auditline::domain::TenantId, usize) -> auditline::domain::NewEntry,
+) -> (Vec<uuid::Uuid>, chrono::DateTime<Utc>) {
+    let (client, _) = local_client();
+    let store = Arc::new(DynamoStore::new(client, config.entries_table.clone(), config.counters_table.clone()));
+    let start = (Utc::now() - chrono::Duration::hours(4)).duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 6 * 60_000);
+    let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock);
+    let local = tenant(auditline_local::DEV_TENANT);
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let outcome = logger.log(entry(&local, i)).await;
+        let Ok(LogOutcome::Stored(e)) = outcome else { panic!("stored: {outcome:?}") };
+        ids.push(e.id);
+    }
+    (ids, start)
+}
+
 // Multi-threaded: the gateway must answer while the test waits on the command line's process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_then_verify_offline_and_catch_a_change() {
@@ -73,21 +96,11 @@ async fn fetch_then_verify_offline_and_catch_a_change() {
     let key_file = dir.join("seal-key.pem");
     let config = fresh_config().await;
 
-    // Three hours of entries of the gateway's own tenant, written straight into its tables with a
-    // clock in the past before it starts; their periods are closed, so its timer seals them.
-    let (client, _) = local_client();
-    let store = Arc::new(DynamoStore::new(client, config.entries_table.clone(), config.counters_table.clone()));
-    let start = (Utc::now() - chrono::Duration::hours(4)).duration_trunc(chrono::Duration::hours(1)).unwrap();
-    let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 6 * 60_000);
-    let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock);
-    let local = tenant(auditline_local::DEV_TENANT);
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        let request = new_entry(&local, AuditAction::ALL[i % 6], EntityType::File, &format!("f-{i}"), None, None);
-        let outcome = logger.log(request).await;
-        let Ok(LogOutcome::Stored(e)) = outcome else { panic!("stored: {outcome:?}") };
-        ids.push(e.id);
-    }
+    // Three hours of entries of the gateway's own tenant, before it starts.
+    let (ids, start) = seed_past_entries(&config, 30, |local, i| {
+        new_entry(local, AuditAction::ALL[i % 6], EntityType::File, &format!("f-{i}"), None, None)
+    })
+    .await;
     let g = sealing_gateway(&config, &key_file).await;
     let public_key = g.seal_key.public_key_file.clone().expect("a key in a file has its public key beside it");
     let key = g.credentials.api_key.expose().to_owned();
@@ -469,18 +482,11 @@ async fn an_erased_entry_travels_with_its_record_in_fetch_and_export() {
     let dir = std::env::temp_dir().join(unique_name("auditline-cli-erasure"));
     let key_file = dir.join("seal-key.pem");
     let config = fresh_config().await;
-    let (client, _) = local_client();
-    let store = Arc::new(DynamoStore::new(client, config.entries_table.clone(), config.counters_table.clone()));
-    let start = (Utc::now() - chrono::Duration::hours(4)).duration_trunc(chrono::Duration::hours(1)).unwrap();
-    let (clock, _) = stepping_clock(start + chrono::Duration::minutes(1), 6 * 60_000);
-    let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock);
-    let local = tenant(auditline_local::DEV_TENANT);
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let request = new_entry(&local, AuditAction::Update, EntityType::File, &format!("f-{i}"), None, Some("alice"));
-        let Ok(LogOutcome::Stored(e)) = logger.log(request).await else { panic!("stored") };
-        ids.push(e.id);
-    }
+    // Two hours of entries, before the gateway starts.
+    let (ids, start) = seed_past_entries(&config, 20, |local, i| {
+        new_entry(local, AuditAction::Update, EntityType::File, &format!("f-{i}"), None, Some("alice"))
+    })
+    .await;
     let g = sealing_gateway(&config, &key_file).await;
     let public_key = g.seal_key.public_key_file.clone().unwrap();
     let (key, base) = (g.credentials.api_key.expose().to_owned(), g.http_url());

@@ -4,7 +4,7 @@
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use super::{ApiError, AuditApi, RequestInfo, body_bytes, entry_id, json};
+use super::{ApiError, AuditApi, RequestInfo, entry_id, json, json_body};
 use crate::auth::scopes::AUDIT_ERASE;
 use crate::domain::AuditLogEntry;
 use crate::erasure::{ErasureError, ErasureRequest};
@@ -23,17 +23,11 @@ struct Erased<'a> {
 pub(super) async fn erase(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_ERASE)?;
     let id = entry_id(req)?;
-    let body = body_bytes(req);
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge { max: MAX_BODY_BYTES });
-    }
-    let request: ErasureRequest = serde_json::from_slice(body).map_err(|e| ApiError::InvalidEntry {
-        parameter: None,
-        message: format!(
-            "the body must be {{\"fields\": [field names], \"reason\": \"why\"}} (erasable: {}): {e}",
-            erasure::ERASABLE_FIELDS.join(", ")
-        ),
-    })?;
+    let shape = format!(
+        "{{\"fields\": [field names], \"reason\": \"why\"}} (erasable: {})",
+        erasure::ERASABLE_FIELDS.join(", ")
+    );
+    let request: ErasureRequest = json_body(req, MAX_BODY_BYTES, &shape)?;
     let erased = api.logger.erase(&caller.tenant_id, id, &request, &info.actor()).await.map_err(|e| match e {
         EraseFailure::NotFound => ApiError::NotFound,
         EraseFailure::Refused(refusal) => refused(&refusal, &info.request_id),
@@ -105,16 +99,9 @@ pub(super) async fn erase_subject(
     api: &AuditApi,
 ) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_ERASE)?;
-    let body = body_bytes(req);
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge { max: MAX_BODY_BYTES });
-    }
-    let request: SubjectRequest = serde_json::from_slice(body).map_err(|e| ApiError::InvalidEntry {
-        parameter: None,
-        message: format!(
-            "the body must be {{\"user_id\": id, \"fields\": [field names], \"reason\": \"why\", \"next_token\"?: from the last answer}}: {e}"
-        ),
-    })?;
+    let shape =
+        "{\"user_id\": id, \"fields\": [field names], \"reason\": \"why\", \"next_token\"?: from the last answer}";
+    let request: SubjectRequest = json_body(req, MAX_BODY_BYTES, shape)?;
     crate::domain::validation::identifier("user_id", &request.user_id).map_err(|e| ApiError::entry_error(&e))?;
     let erasure = ErasureRequest { fields: request.fields, reason: request.reason };
     let progress = api

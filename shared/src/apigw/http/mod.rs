@@ -274,6 +274,16 @@ pub(super) fn body_bytes(req: &Request) -> &[u8] {
     }
 }
 
+/// The body read as `T` (at most `max` bytes); a body of another shape is a 400 that shows `shape`.
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(req: &Request, max: usize, shape: &str) -> Result<T, ApiError> {
+    let bytes = body_bytes(req);
+    if bytes.len() > max {
+        return Err(ApiError::PayloadTooLarge { max });
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidEntry { parameter: None, message: format!("the body must be {shape}: {e}") })
+}
+
 /// A JSON response.
 pub(crate) fn json(status: u16, body: &impl Serialize) -> Response<Body> {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());

@@ -5,7 +5,7 @@
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AuditApi, RequestInfo, body_bytes, json, path_param};
+use super::{ApiError, AuditApi, RequestInfo, json, json_body, path_param};
 use crate::AuditError;
 use crate::auth::scopes::AUDIT_ADMIN;
 use crate::domain::{AuditLogEntry, TenantId};
@@ -51,15 +51,6 @@ struct HoldRequest {
     reason: String,
 }
 
-fn body<T: serde::de::DeserializeOwned>(req: &Request, shape: &str) -> Result<T, ApiError> {
-    let bytes = body_bytes(req);
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge { max: MAX_BODY_BYTES });
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::InvalidEntry { parameter: None, message: format!("the body must be {shape}: {e}") })
-}
-
 fn failed(e: PolicyFailure, request_id: &str) -> ApiError {
     match e {
         PolicyFailure::Refused(refusal) => {
@@ -97,7 +88,7 @@ pub(super) async fn get(info: &RequestInfo, api: &AuditApi) -> Result<Response<B
 /// `PUT /audit/settings`: `{"retention_days": n}` for the entries written from now on.
 pub(super) async fn put(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_ADMIN)?;
-    let request: RetentionRequest = body(req, "{\"retention_days\": days}")?;
+    let request: RetentionRequest = json_body(req, MAX_BODY_BYTES, "{\"retention_days\": days}")?;
     let change = api
         .logger
         .set_retention(&caller.tenant_id, request.retention_days, &info.actor())
@@ -124,8 +115,9 @@ struct HoldAnswer<'a> {
 /// `POST /audit/settings/holds`: `{"scope": {...}, "reason": "..."}`.
 pub(super) async fn place_hold(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_ADMIN)?;
-    let request: HoldRequest = body(
+    let request: HoldRequest = json_body(
         req,
+        MAX_BODY_BYTES,
         "{\"scope\": {\"type\": \"tenant\"} or {\"type\": \"entity\"|\"project\"|\"user\", \"entity_id\"|\"project_id\"|\"user_id\": id}, \"reason\": \"why\"}",
     )?;
     let placed = api
