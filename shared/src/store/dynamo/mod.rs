@@ -122,6 +122,14 @@ fn tenant_key(tenant: &TenantId) -> String {
     format!("T#{tenant}")
 }
 
+/// An entry's key in the entries table.
+fn entry_key(tenant: &TenantId, id: Uuid) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (entry_attr::PK.to_owned(), string(tenant_key(tenant))),
+        (entry_attr::ID.to_owned(), string(id.to_string())),
+    ])
+}
+
 /// The sort key of a tenant's seal item in the counters table (its hourly counters sort before it).
 const SEAL_SK: &str = "SEAL";
 
@@ -349,8 +357,7 @@ impl AuditStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.entries_table)
-            .key(entry_attr::PK, string(tenant_key(tenant)))
-            .key(entry_attr::ID, string(id.to_string()))
+            .set_key(Some(entry_key(tenant, id)))
             .update_expression(update)
             // Not held: a hold placed since the erasure was planned keeps the entry as it is.
             .condition_expression("attribute_exists(#id) AND #exp > :now AND #exp <> :held AND #integrity = :before")
@@ -380,8 +387,7 @@ impl AuditStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.entries_table)
-            .key(entry_attr::PK, string(tenant_key(tenant)))
-            .key(entry_attr::ID, string(id.to_string()))
+            .set_key(Some(entry_key(tenant, id)))
             .update_expression("SET #exp = :expires")
             .condition_expression("attribute_exists(#id) AND #exp > :now")
             .expression_attribute_names("#id", entry_attr::ID)
@@ -404,8 +410,7 @@ impl AuditStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.entries_table)
-            .key(entry_attr::PK, string(tenant_key(tenant)))
-            .key(entry_attr::ID, string(id.to_string()))
+            .set_key(Some(entry_key(tenant, id)))
             // Read-your-write: a client that has just written an entry may fetch it at once.
             .consistent_read(true)
             .send()
