@@ -280,3 +280,29 @@ async fn a_file_that_is_not_one_of_its_databases_is_refused_by_name() {
     rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE notes (text TEXT);").unwrap();
     assert!(refused(&other).contains("another schema"));
 }
+
+/// An erased value is gone from the file itself, not only from what reads return: the row's old
+/// bytes are overwritten (`secure_delete`), in the database and in its write-ahead log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_value_cannot_be_read_from_the_file() {
+    let path = new_path();
+    let acme = tenant("acme");
+    let secret = "changes-only-value-4711@example.com";
+    {
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let logger = AuditLogger::new(store.clone(), AuditSettings::default());
+        let mut request = new_entry(&acme, AuditAction::Update, EntityType::Report, "r-1", None, Some("alice"));
+        request.details.changes = Some(serde_json::json!({"email": secret}));
+        let Ok(LogOutcome::Stored(entry)) = logger.log(request).await else { panic!("stored") };
+        let file = |p: &Path| std::fs::read(p).unwrap_or_default();
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let holds = |bytes: &[u8]| bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(holds(&file(&path)) || holds(&file(&wal)), "the value is in the file before");
+        let erasure = auditline::erasure::ErasureRequest { fields: vec!["changes".into()], reason: "GDPR".into() };
+        logger.erase(&acme, entry.id, &erasure, &Default::default()).await.unwrap();
+        store.close();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!holds(&file(&path)), "the value is gone from the database file");
+        assert!(!holds(&file(&wal)), "and from its write-ahead log");
+    }
+}
