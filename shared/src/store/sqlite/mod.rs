@@ -175,10 +175,10 @@ impl SqliteStore {
             // Each write runs in a savepoint, whose undo copies of the pages it changes went to a
             // temporary file: a third of the writer's time. A group's copies fit in memory.
             .and_then(|()| writer.pragma_update(None, "temp_store", "MEMORY"))
-            // What an erasure removes (and the purge deletes) is overwritten, not left in free
-            // space: an erased value must not be readable from the file. Writes only add rows, so
-            // ingest pays nothing for it.
-            .and_then(|()| writer.pragma_update(None, "secure_delete", "ON"))
+            // What an erasure removes (and the purge deletes) is overwritten in its page, not left
+            // in free space: an erased value must not be readable from the file. FAST: ON also
+            // zeroes what page splits move, which cost ingest a tenth (BENCHMARKS.md, gateway).
+            .and_then(|()| writer.pragma_update(None, "secure_delete", "FAST"))
             .map_err(|e| OpenError::Io { path: path.to_owned(), reason: e.to_string() })?;
         migrate(&writer, version).map_err(|e| damaged(format!("the schema could not be migrated ({e})")))?;
         let mut readers = Vec::with_capacity(READERS);
