@@ -252,8 +252,11 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     };
     let api_key = storage::dev_api_key(&backends, now).await?;
 
-    let logger =
-        Arc::new(AuditLogger::new(backends.store.clone(), config.audit).with_policies(backends.policies.clone()));
+    let logger = Arc::new(
+        AuditLogger::new(backends.store.clone(), config.audit)
+            .with_policies(backends.policies.clone())
+            .with_archive_keys(backends.archive_keys.clone()),
+    );
     let (signer, public_key_file) = seal_loop::seal_key(&options.seal.key)?;
     let limits = options.limits;
     let sessions = Arc::new(Sessions::new(limits.max_sessions, limits.session_buffer_bytes));
@@ -266,7 +269,11 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     };
     let feed_pusher = pusher.clone();
     let feed = FeedDeps::new(backends.connections.clone(), pusher, FanoutSettings::default());
-    let consumers = source::Consumers { feed, archive: options.archive.as_ref().map(ArchiveTarget::sink) };
+    let consumers = source::Consumers {
+        feed,
+        archive: options.archive.as_ref().map(ArchiveTarget::sink),
+        archive_keys: backends.archive_keys.clone(),
+    };
     let source = match (&options.storage, &backends.dynamodb) {
         (Storage::DynamoDb { endpoint }, Some(client)) => {
             let streams = aws_sdk_dynamodbstreams::Client::from_conf(

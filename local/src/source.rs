@@ -10,6 +10,7 @@ use std::time::Duration;
 use auditline::AuditLogger;
 use auditline::apigw::stream::{FeedDeps, archive_entries, fan_out_entries, inserted_entries};
 use auditline::archive::ArchiveSink;
+use auditline::archive::shred::ArchiveKeys;
 use auditline::domain::AuditLogEntry;
 use aws_lambda_events::dynamodb::Event;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
@@ -29,6 +30,8 @@ const BACKLOG: usize = 10_000;
 pub struct Consumers {
     pub feed: FeedDeps,
     pub archive: Option<Arc<dyn ArchiveSink>>,
+    /// The keys the archive seals erasable values under.
+    pub archive_keys: Arc<dyn ArchiveKeys>,
 }
 
 /// One batch as a stream delivers it: entries, each with its sequence number.
@@ -39,15 +42,15 @@ type Batch = Vec<(String, AuditLogEntry)>;
 /// [`archive_entries`]), without a round trip through stream records.
 pub async fn deliver(batch: Batch, consumers: &Consumers) {
     if let Some(sink) = &consumers.archive {
-        archive(&batch, sink.as_ref()).await;
+        archive(&batch, sink.as_ref(), consumers.archive_keys.as_ref()).await;
     }
     fan_out(batch, &consumers.feed).await;
 }
 
 /// The archive consumer: a failed batch is retried whole, as its mapping does on AWS.
-async fn archive(batch: &Batch, sink: &dyn ArchiveSink) {
+async fn archive(batch: &Batch, sink: &dyn ArchiveSink, keys: &dyn ArchiveKeys) {
     for attempt in 0..=MAX_RETRIES {
-        if !archive_entries(batch.clone(), sink).await.retried {
+        if !archive_entries(batch.clone(), sink, keys).await.retried {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditline::Config;
+use auditline::archive::shred::{ArchiveKeys, MemoryArchiveKeys};
 use auditline::auth::Secret;
 use auditline::auth::api_keys::{self, ApiKeyCheck, ApiKeyStore, ApiKeyValidator, MemoryApiKeys};
 use auditline::domain::TenantId;
@@ -16,7 +17,7 @@ use auditline::realtime::{ConnectionStore, MemoryConnections};
 use auditline::retention::{MemoryPolicies, PolicyStore};
 use auditline::seal::SealStore;
 use auditline::store::dynamo::tables::{
-    self, API_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
+    self, API_KEYS, ARCHIVE_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, TableSpec,
 };
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
 use auditline::store::sqlite::DATABASE_FILE;
@@ -57,6 +58,8 @@ pub(crate) struct Backends {
     pub(crate) api_keys: Arc<dyn ApiKeyStore>,
     /// Tenants' retention and legal holds.
     pub(crate) policies: Arc<dyn PolicyStore>,
+    /// The keys the archive seals erasable values under.
+    pub(crate) archive_keys: Arc<dyn ArchiveKeys>,
     /// The same key records, as the authenticator sees them.
     pub(crate) key_validator: Arc<dyn ApiKeyValidator>,
     pub(crate) dynamodb: Option<aws_sdk_dynamodb::Client>,
@@ -176,6 +179,7 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 connections: Arc::new(MemoryConnections::new()),
                 api_keys: keys.clone(),
                 policies: Arc::new(MemoryPolicies::default()),
+                archive_keys: Arc::new(MemoryArchiveKeys::default()),
                 key_validator: keys,
                 dynamodb: None,
                 sqlite: None,
@@ -194,6 +198,7 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 connections: Arc::new(MemoryConnections::new()),
                 api_keys: shared.clone(),
                 policies: shared.clone(),
+                archive_keys: shared.clone(),
                 key_validator: shared,
                 dynamodb: None,
                 sqlite: Some(Local { store, dir: dir.clone(), _lock: lock }),
@@ -209,6 +214,7 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 (&CONNECTIONS, &config.connections_table),
                 (&CHECKPOINTS, &config.checkpoints_table),
                 (&PROOFS, &config.proofs_table),
+                (&ARCHIVE_KEYS, &config.archive_keys_table),
             ] {
                 ensure_table(&client, spec, name).await.map_err(|e| format!("table {name} at {endpoint}: {e}"))?;
             }
@@ -218,6 +224,7 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 store: store.clone(),
                 seal: store.clone(),
                 policies: store,
+                archive_keys: Arc::new(auditline::bootstrap::archive_keys(client.clone(), config)),
                 idempotency: Arc::new(DynamoIdempotency::new(client.clone(), &config.idempotency_table)),
                 connections: Arc::new(DynamoConnections::new(client.clone(), &config.connections_table)),
                 api_keys: keys.clone(),

@@ -20,7 +20,7 @@ use crate::realtime::fanout::FanoutSettings;
 use crate::seal::Sealer;
 use crate::store::DynamoStore;
 use crate::store::dynamo::{
-    DynamoApiKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment, open_connection,
+    DynamoApiKeys, DynamoArchiveKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment, open_connection,
 };
 use crate::{AuditLogger, Config, sdk};
 
@@ -63,6 +63,12 @@ pub fn dynamo_store(client: aws_sdk_dynamodb::Client, config: &Config) -> Dynamo
         })
 }
 
+/// The archive's keys (which erasures destroy) on the configured table.
+pub fn archive_keys(client: aws_sdk_dynamodb::Client, config: &Config) -> DynamoArchiveKeys {
+    let days = i64::try_from(config.archive_retention_days).expect("at most 36,500 days");
+    DynamoArchiveKeys::new(client, &config.archive_keys_table, days)
+}
+
 /// The HTTP handlers' dependencies on DynamoDB.
 pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
     let client = dynamodb(config).await?;
@@ -76,7 +82,8 @@ pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
     Ok(AuditApi {
         logger: Arc::new(
             AuditLogger::new(store.clone(), config.audit)
-                .with_cached_policies(store.clone(), crate::logger::POLICY_CACHE),
+                .with_cached_policies(store.clone(), crate::logger::POLICY_CACHE)
+                .with_archive_keys(Arc::new(archive_keys(client.clone(), config))),
         ),
         seal: store,
         seal_settings: config.seal,
@@ -205,15 +212,17 @@ pub async fn serve_stream_fanout() -> Result<(), BoxError> {
 /// `main` of the archive function: writes each batch of new entries to the archive bucket.
 pub async fn serve_stream_archive() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let sink = initialise(async {
+    let (sink, keys) = initialise(async {
         let config = Config::from_env()?;
         let bucket = config.archive_bucket.clone().ok_or("set ARCHIVE_BUCKET to the archive's S3 bucket")?;
-        Ok(crate::store::s3::S3Archive::from_environment(sdk::config().await?, &bucket, config.s3_endpoint.as_deref()))
+        let sink =
+            crate::store::s3::S3Archive::from_environment(sdk::config().await?, &bucket, config.s3_endpoint.as_deref());
+        Ok((sink, archive_keys(dynamodb(&config).await?, &config)))
     })
     .await?;
-    let sink = &sink;
+    let (sink, keys) = (&sink, &keys);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| async move {
-        Ok::<_, BoxError>(crate::apigw::stream::handle_archive(event.payload, sink).await.0)
+        Ok::<_, BoxError>(crate::apigw::stream::handle_archive(event.payload, sink, keys).await.0)
     }))
     .await
 }

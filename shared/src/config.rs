@@ -18,6 +18,9 @@ pub const DEFAULT_IDEMPOTENCY_TABLE: &str = "auditline-idempotency";
 pub const DEFAULT_CONNECTIONS_TABLE: &str = "auditline-connections";
 pub const DEFAULT_CHECKPOINTS_TABLE: &str = "auditline-checkpoints";
 pub const DEFAULT_PROOFS_TABLE: &str = "auditline-proofs";
+pub const DEFAULT_ARCHIVE_KEYS_TABLE: &str = "auditline-archive-keys";
+/// Seven years, as SOX asks: the template's `AuditArchiveRetentionDays` default.
+pub const DEFAULT_ARCHIVE_RETENTION_DAYS: u64 = 2557;
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
 pub const MAX_JWT_LEEWAY_SECONDS: u64 = 300;
 /// Statistics counters per tenant-hour. More shards let one tenant write faster without transaction
@@ -52,6 +55,8 @@ pub mod vars {
     pub const CHECKPOINT_BUCKET: &str = "CHECKPOINT_BUCKET";
     pub const KMS_ENDPOINT: &str = "KMS_ENDPOINT";
     pub const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
+    pub const ARCHIVE_KEYS_TABLE: &str = "ARCHIVE_KEYS_TABLE";
+    pub const ARCHIVE_RETENTION_DAYS: &str = "ARCHIVE_RETENTION_DAYS";
     pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
     pub const WEBSOCKET_API_ID: &str = "WEBSOCKET_API_ID";
     pub const WEBSOCKET_STAGE: &str = "WEBSOCKET_STAGE";
@@ -73,7 +78,7 @@ pub mod vars {
     pub const PRIME_CONNECTIONS: &str = "PRIME_CONNECTIONS";
 
     /// The variable naming each table, as the functions read it.
-    pub const TABLES: [(&str, &TableSpec); 7] = [
+    pub const TABLES: [(&str, &TableSpec); 8] = [
         (ENTRIES_TABLE, &tables::ENTRIES),
         (COUNTERS_TABLE, &tables::COUNTERS),
         (API_KEYS_TABLE, &tables::API_KEYS),
@@ -81,6 +86,7 @@ pub mod vars {
         (CONNECTIONS_TABLE, &tables::CONNECTIONS),
         (CHECKPOINTS_TABLE, &tables::CHECKPOINTS),
         (PROOFS_TABLE, &tables::PROOFS),
+        (ARCHIVE_KEYS_TABLE, &tables::ARCHIVE_KEYS),
     ];
 
     /// Every variable above: the SAM template may set these and no others.
@@ -109,6 +115,8 @@ pub mod vars {
         CHECKPOINT_BUCKET,
         KMS_ENDPOINT,
         ARCHIVE_BUCKET,
+        ARCHIVE_KEYS_TABLE,
+        ARCHIVE_RETENTION_DAYS,
         S3_ENDPOINT,
         WEBSOCKET_API_ID,
         WEBSOCKET_STAGE,
@@ -166,6 +174,9 @@ pub struct Config {
     pub kms_endpoint: Option<String>,
     /// The bucket the archive function writes to.
     pub archive_bucket: Option<String>,
+    /// The keys the archive seals erasable values under, and how long it keeps an entry (so its keys).
+    pub archive_keys_table: String,
+    pub archive_retention_days: u64,
     pub s3_endpoint: Option<String>,
     /// Where the fan-out posts messages: the API Gateway Management API endpoint of the WebSocket
     /// API, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
@@ -190,6 +201,13 @@ impl Config {
         let in_range = |v: &str, low: u64, high: u64| v.parse::<u64>().ok().filter(|n| (low..=high).contains(n));
 
         let enabled = setting(&get, vars::AUDIT_ENABLED, true, parse_bool, "true or false")?;
+        let archive_retention_days = setting(
+            &get,
+            vars::ARCHIVE_RETENTION_DAYS,
+            DEFAULT_ARCHIVE_RETENTION_DAYS,
+            |v| in_range(v, 1, 36_500),
+            "a whole number of days from 1 to 36500",
+        )?;
         let log_reads = setting(&get, vars::AUDIT_LOG_READS, false, parse_bool, "true or false")?;
         let prime_connections = setting(&get, vars::PRIME_CONNECTIONS, false, parse_bool, "true or false")?;
         let retention_days = setting(
@@ -319,6 +337,8 @@ impl Config {
             checkpoint_bucket: get(vars::CHECKPOINT_BUCKET),
             kms_endpoint: get(vars::KMS_ENDPOINT),
             archive_bucket: get(vars::ARCHIVE_BUCKET),
+            archive_keys_table: get(vars::ARCHIVE_KEYS_TABLE).unwrap_or_else(|| DEFAULT_ARCHIVE_KEYS_TABLE.into()),
+            archive_retention_days,
             s3_endpoint: get(vars::S3_ENDPOINT),
             websocket_endpoint: get(vars::WEBSOCKET_ENDPOINT).or_else(|| {
                 Some(management_endpoint(

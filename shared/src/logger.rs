@@ -24,6 +24,7 @@ use crate::domain::{
     AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType, EntryDetails, NewEntry,
     PageRequest, QueryScope, StatsRange, TenantId, ValidEntry, ValidationError,
 };
+use crate::archive::shred::ArchiveKeys;
 use crate::retention::{HELD_UNTIL, PolicyStore, TenantPolicy};
 use crate::store::{AuditStore, StoreError};
 
@@ -143,6 +144,8 @@ pub struct AuditLogger {
     /// How long writes may use a policy read before; see [`POLICY_CACHE`].
     policy_ttl: Duration,
     policy_cache: std::sync::Mutex<std::collections::HashMap<TenantId, (Instant, TenantPolicy)>>,
+    /// The archive's keys, which an erasure destroys (the archive's copy is write-once).
+    archive_keys: Option<Arc<dyn ArchiveKeys>>,
 }
 
 /// How long a deployed function's writes reuse a tenant's policy they read (so most writes read
@@ -165,7 +168,14 @@ impl AuditLogger {
             policies: None,
             policy_ttl: Duration::ZERO,
             policy_cache: std::sync::Mutex::default(),
+            archive_keys: None,
         }
+    }
+
+    /// Erasures also destroy the archive's keys of the fields they erase.
+    pub fn with_archive_keys(mut self, keys: Arc<dyn ArchiveKeys>) -> Self {
+        self.archive_keys = Some(keys);
+        self
     }
 
     /// Stamps each tenant's entries with its own retention, and holds what its holds cover. Each

@@ -8,7 +8,8 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::Utc;
 
-use crate::archive::{ArchiveSink, objects};
+use crate::archive::shred::ArchiveKeys;
+use crate::archive::{ArchiveError, ArchiveSink, objects};
 use crate::domain::AuditLogEntry;
 use crate::realtime::fanout::{FanoutReport, FanoutSettings, fan_out};
 use crate::realtime::redelivery::Redeliveries;
@@ -144,11 +145,15 @@ pub struct ArchiveReport {
 /// Archives one batch. Nothing is written unless every record reads as an entry; objects are
 /// written one at a time in order; on any failure the batch's first record is reported, so Lambda
 /// retries the whole batch, which then writes the same objects again (see [`crate::archive`]).
-pub async fn handle_archive(event: Event, sink: &dyn ArchiveSink) -> (DynamoDbEventResponse, ArchiveReport) {
+pub async fn handle_archive(
+    event: Event,
+    sink: &dyn ArchiveSink,
+    keys: &dyn ArchiveKeys,
+) -> (DynamoDbEventResponse, ArchiveReport) {
     let first = event.records.first().and_then(|r| r.change.sequence_number.clone());
     let (batch, unreadable) = inserted_entries(&event);
     let report = if unreadable.is_empty() {
-        archive_entries(batch, sink).await
+        archive_entries(batch, sink, keys).await
     } else {
         tracing::error!(records = unreadable.len(), "the batch is not archived: some records are not audit entries");
         ArchiveReport { retried: true, ..ArchiveReport::default() }
@@ -165,16 +170,28 @@ pub async fn handle_archive(event: Event, sink: &dyn ArchiveSink) -> (DynamoDbEv
 
 /// Archives entries already read, each with its sequence number (which names its object); stops at
 /// the first failed write and says so in `retried`.
-pub async fn archive_entries(batch: Vec<(String, AuditLogEntry)>, sink: &dyn ArchiveSink) -> ArchiveReport {
+pub async fn archive_entries(
+    batch: Vec<(String, AuditLogEntry)>,
+    sink: &dyn ArchiveSink,
+    keys: &dyn ArchiveKeys,
+) -> ArchiveReport {
     let mut report = ArchiveReport::default();
     for object in objects(batch) {
-        let body = object.gzip_jsonl();
-        let size = body.len();
-        if let Err(e) = sink.put(&object.key, body).await {
-            tracing::error!(key = object.key, error = %e, "archive write failed; the batch will be retried");
-            report.retried = true;
-            break;
-        }
+        let written = match object.gzip_jsonl(keys).await {
+            Ok(body) => {
+                let size = body.len();
+                sink.put(&object.key, body).await.map(|()| size).map_err(ArchiveError::Sink)
+            }
+            Err(e) => Err(e),
+        };
+        let size = match written {
+            Ok(size) => size,
+            Err(e) => {
+                tracing::error!(key = object.key, error = %e, "archive write failed; the batch will be retried");
+                report.retried = true;
+                break;
+            }
+        };
         report.entries += object.entries.len();
         report.objects += 1;
         report.bytes += size;

@@ -8,6 +8,10 @@
 //! groups the same way and rewrites the same objects; if Lambda splits it, each half starts at a
 //! record of its own and the first half rewrites the same names with fewer entries while the second
 //! writes the rest under new ones — every entry still in exactly one current object.
+//!
+//! Erasable values are sealed on each line under keys an erasure destroys ([`shred`]).
+
+pub mod shred;
 
 use std::io::Write;
 
@@ -17,6 +21,7 @@ use flate2::write::GzEncoder;
 
 use crate::backend::BackendError;
 use crate::domain::AuditLogEntry;
+use shred::{ArchiveKeys, ShredError, seal, sealed_fields};
 
 /// Where archive objects go: an S3 bucket on AWS, a directory or an S3 API locally.
 #[async_trait]
@@ -38,15 +43,30 @@ pub struct ArchiveObject {
 }
 
 impl ArchiveObject {
-    /// The object's content: one entry (the API's JSON) per line, gzip'd.
-    pub fn gzip_jsonl(&self) -> Vec<u8> {
+    /// The object's content: one sealed entry per line, gzip'd, under the keys `keys` issues for
+    /// its entries (the keys a redelivered batch used before).
+    pub async fn gzip_jsonl(&self, keys: &dyn ArchiveKeys) -> Result<Vec<u8>, ArchiveError> {
+        let Some(tenant) = self.entries.first().map(|e| &e.tenant_id) else { return Ok(Vec::new()) };
+        let wanted: Vec<_> = self.entries.iter().map(|e| (e.id, sealed_fields(e))).collect();
+        let slots = keys.issue(tenant, &wanted).await.map_err(ArchiveError::Keys)?;
         let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-        for entry in &self.entries {
-            serde_json::to_writer(&mut encoder, entry).expect("an entry serialises");
+        for (entry, slots) in self.entries.iter().zip(&slots) {
+            serde_json::to_writer(&mut encoder, &seal(entry, slots)?).expect("an entry serialises");
             encoder.write_all(b"\n").expect("writing to memory");
         }
-        encoder.finish().expect("writing to memory")
+        Ok(encoder.finish().expect("writing to memory"))
     }
+}
+
+/// Why an object was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("archive keys: {0}")]
+    Keys(BackendError),
+    #[error(transparent)]
+    Seal(#[from] ShredError),
+    #[error("archive write: {0}")]
+    Sink(BackendError),
 }
 
 /// Groups a batch's entries (with their records' sequence numbers, in stream order) into objects,

@@ -172,7 +172,8 @@ impl Integrity {
         }
     }
 
-    fn salt_of(&self, name: &str) -> Option<Salt> {
+    /// The salt of field `name`, while it has one (not once erased).
+    pub fn salt(&self, name: &str) -> Option<Salt> {
         match self.seed {
             Some(seed) => Some(seed.for_field(name)),
             None => self.salts.get(name).copied(),
@@ -182,11 +183,11 @@ impl Integrity {
     /// Erases field `name` under erasure record `record`: keeps its commitment, forgets its salt
     /// (and the seed, replaced by the other fields' salts). The caller removes the value itself.
     pub fn erase(&mut self, name: &str, value: &Value, others: &[&str], record: Uuid) -> Result<(), LeafError> {
-        let salt = self.salt_of(name).ok_or_else(|| LeafError::NoSalt(name.to_owned()))?;
+        let salt = self.salt(name).ok_or_else(|| LeafError::NoSalt(name.to_owned()))?;
         let c = commitment(&salt, value).map_err(|e| LeafError::Inexact(name.to_owned(), e))?;
         if self.seed.is_some() {
             for other in others.iter().filter(|o| **o != name) {
-                self.salts.insert((*other).to_owned(), self.salt_of(other).expect("derived from the seed"));
+                self.salts.insert((*other).to_owned(), self.salt(other).expect("derived from the seed"));
             }
             self.seed = None;
         }
@@ -219,7 +220,7 @@ impl Integrity {
                     *kept
                 }
                 None => {
-                    let salt = self.salt_of(name).ok_or_else(|| LeafError::NoSalt((*name).to_owned()))?;
+                    let salt = self.salt(name).ok_or_else(|| LeafError::NoSalt((*name).to_owned()))?;
                     commitment_of_canonical(&salt, text)
                 }
             };

@@ -66,6 +66,7 @@ impl AuditLogger {
                 }
             };
             let erasure = Erasure::plan(&entry, &fields, record.id)?;
+            self.shred_archived(tenant, id, &fields, record.id).await?;
             match self.store().erase(tenant, id, &erasure).await {
                 Ok(()) => {
                     let mut entry = entry;
@@ -81,6 +82,16 @@ impl AuditLogger {
             }
         }
         Err(last)
+    }
+
+    /// Destroys the archive's keys of `fields` of entry `id` — before the entry is erased, so that
+    /// a request cut off between the two leaves the copy in the archive erased (and the record
+    /// naming it written), and the next request erases the entry.
+    async fn shred_archived(&self, tenant: &TenantId, id: Uuid, fields: &[&str], record: Uuid) -> Result<(), StoreError> {
+        match &self.archive_keys {
+            Some(keys) => Ok(keys.shred(tenant, id, fields, record).await?),
+            None => Ok(()),
+        }
     }
 
     /// A record of `entry` naming `fields` whose erasure was never applied (its request stopped
@@ -99,6 +110,11 @@ impl AuditLogger {
         let page = self.get_logs(&entry.tenant_id, &query).await?;
         Ok(page.entries.into_iter().find(|r| record_names(r, entry, fields)))
     }
+}
+
+/// The record an erasure names for its fields (the same for all of them).
+fn erasure_record(erasure: &Erasure) -> Uuid {
+    erasure.fields.first().and_then(|f| erasure.after.erased_by.get(*f)).copied().unwrap_or_default()
 }
 
 /// Erasures of one page written at once.
@@ -196,8 +212,13 @@ impl AuditLogger {
                     .iter()
                     .map(|e| Ok((e.id, Erasure::plan(e, &group_fields, record.id)?)))
                     .collect::<Result<_, ErasureError>>()?;
-                let writes: Vec<_> =
-                    erasures.iter().map(|(id, erasure)| self.store().erase(tenant, *id, erasure)).collect();
+                let writes: Vec<_> = erasures
+                    .iter()
+                    .map(|(id, erasure)| async move {
+                        self.shred_archived(tenant, *id, &erasure.fields, erasure_record(erasure)).await?;
+                        self.store().erase(tenant, *id, erasure).await
+                    })
+                    .collect();
                 let outcomes: Vec<Result<(), StoreError>> =
                     futures::stream::iter(writes).buffer_unordered(ERASURES_AT_ONCE).collect().await;
                 for outcome in outcomes {

@@ -6,6 +6,7 @@
 //!   the entry, so a retried or replayed write can never be counted twice.
 
 pub mod api_keys;
+pub mod archive_keys;
 pub mod client;
 pub mod connections;
 mod errors;
@@ -40,6 +41,7 @@ use crate::erasure::Erasure;
 use crate::integrity::leaf::Integrity;
 
 pub use api_keys::DynamoApiKeys;
+pub use archive_keys::DynamoArchiveKeys;
 pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment, open_connection};
 pub use connections::DynamoConnections;
 pub use idempotency::DynamoIdempotency;

@@ -254,8 +254,26 @@ pub const PROOFS: TableSpec = TableSpec {
     stream_new_image: false,
 };
 
+/// Attribute names of the archive keys table (besides one per sealed field).
+pub mod archive_key_attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// The keys the archive seals erasable values under: partition `T#<tenant>`, sort key the entry's
+/// id; expiring with the archive's copy of the entry.
+pub const ARCHIVE_KEYS: TableSpec = TableSpec {
+    partition_key: archive_key_attr::PK,
+    sort_key: Some(archive_key_attr::SK),
+    indexes: &[],
+    ttl_attribute: Some(archive_key_attr::EXPIRES_AT),
+    stream_new_image: false,
+};
+
 /// Every table the product uses.
-pub const ALL: [&TableSpec; 7] = [&ENTRIES, &COUNTERS, &API_KEYS, &IDEMPOTENCY, &CONNECTIONS, &CHECKPOINTS, &PROOFS];
+pub const ALL: [&TableSpec; 8] =
+    [&ENTRIES, &COUNTERS, &API_KEYS, &IDEMPOTENCY, &CONNECTIONS, &CHECKPOINTS, &PROOFS, &ARCHIVE_KEYS];
 
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and type are set")

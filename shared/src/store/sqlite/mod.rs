@@ -20,6 +20,7 @@
 mod api_keys;
 mod entries;
 mod idempotency;
+mod archive_keys;
 mod policies;
 mod seal;
 
@@ -38,7 +39,7 @@ use crate::backend::BackendError;
 /// The database's file name in a data directory (the local gateway's `--data-dir`).
 pub const DATABASE_FILE: &str = "auditline.db";
 /// The schema this code writes; older files are migrated at open, newer ones refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// Writes committed together at most.
 pub const GROUP: usize = 256;
 /// Read connections.
@@ -497,7 +498,7 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), rusqlite::Error> {
 }
 
 /// Each version's step, in order: `MIGRATIONS[v - 1]` brings version `v - 1` to `v`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2, TO_3];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2, TO_3, TO_4];
 
 /// Version 1. Ids are the 16 bytes of their UUIDv7 (big-endian: they sort by time); times are
 /// epoch seconds (expiry) or milliseconds (seal); entries and checkpoints are kept as their JSON.
@@ -658,5 +659,19 @@ CREATE TABLE policies (
     tenant TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     body TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Version 4: the keys the archive seals erasable values under; a destroyed key's row keeps only
+/// the record that destroyed it (secure_delete overwrites the key's bytes in the file).
+const TO_4: &str = r#"
+CREATE TABLE archive_keys (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    field TEXT NOT NULL,
+    key BLOB,
+    record TEXT,
+    PRIMARY KEY (tenant, id, field),
+    CHECK ((key IS NULL) <> (record IS NULL))
 ) WITHOUT ROWID;
 "#;
