@@ -34,6 +34,7 @@ auditline_tests::on_every_backend!(
     an_erasure_keeps_the_leaf_leaves_its_record_and_is_the_only_change,
     retention_per_tenant_and_legal_holds_set_expiry_and_holds_refuse_erasure,
     a_subjects_erasure_reaches_every_entry_a_page_per_record_and_goes_on_from_its_token,
+    archived_copies_are_sealed_and_an_erasure_shreds_them_even_before_they_are_archived,
 );
 
 fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
@@ -826,4 +827,69 @@ async fn a_subjects_erasure_reaches_every_entry_a_page_per_record_and_goes_on_fr
     let again =
         logger.erase_subject(&t, "alice", &request, &dpo, None, std::time::Duration::from_secs(5)).await.unwrap();
     assert_eq!((again.erased, again.held, again.records.len()), (0, 1, 0));
+}
+
+async fn archived_copies_are_sealed_and_an_erasure_shreds_them_even_before_they_are_archived(backend: Backend) {
+    use auditline::apigw::stream::archive_entries;
+    use auditline::erasure::ErasureRequest;
+    use auditline::logger::Actor;
+    let (store, keys) = auditline_tests::fresh_store_with_archive_keys(backend).await;
+    let (clock, _) = stepping_clock(hours_ago(2), 1);
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock).with_archive_keys(keys.clone());
+    let t = tenant("acme");
+    let dpo = Actor { user_id: Some("dpo".into()), ip_address: None };
+    let mut written = Vec::new();
+    for i in 0..4 {
+        let mut request = new_entry(&t, AuditAction::Update, EntityType::Report, &format!("r-{i}"), None, None);
+        request.details.user_id = Some(format!("person-{i}@example.com"));
+        request.details.ip_address = Some(format!("203.0.113.{}", 10 + i));
+        request.details.changes = Some(json!({"name": format!("Secret Name {i}")}));
+        written.push(stored(logger.log(request).await));
+    }
+    let batch = |entries: &[AuditLogEntry], from: usize| -> Vec<(String, AuditLogEntry)> {
+        entries.iter().enumerate().map(|(i, e)| ((from + i).to_string(), e.clone())).collect()
+    };
+    let sink = auditline_tests::MemorySink::default();
+    assert!(!archive_entries(batch(&written[..3], 100), &sink, keys.as_ref()).await.retried);
+
+    // Sealed: no erasable value in the object; opened with the keys, each entry as stored, verifying.
+    let raw = sink.raw_text();
+    for i in 0..3 {
+        for secret in [format!("person-{i}"), format!("203.0.113.{}", 10 + i), format!("Secret Name {i}")] {
+            assert!(!raw.contains(&secret), "{secret} in the archive object");
+        }
+    }
+    let opened = sink.opened(keys.as_ref()).await;
+    assert_eq!(opened.len(), 3);
+    for (a, e) in opened.iter().zip(&written) {
+        assert_eq!(a.committed_fields(), e.committed_fields());
+        assert_eq!(a.integrity.leaf_hash, e.integrity.leaf_hash);
+        assert!(a.integrity.verify(&a.committed_fields()).unwrap().is_empty());
+    }
+    assert!(keys.keys(&tenant("globex"), &[written[0].id]).await.unwrap().is_empty(), "keys are per tenant");
+
+    // An erasure after the archive: the archived field reads as erased, naming its record; a
+    // redelivered batch (its stream images still hold the value) does not bring it back.
+    let erase = |f: &str| ErasureRequest { fields: vec![f.to_owned()], reason: "GDPR".into() };
+    let done = logger.erase(&t, written[0].id, &erase("user_id"), &dpo).await.unwrap();
+    assert!(!archive_entries(batch(&written[..3], 100), &sink, keys.as_ref()).await.retried);
+    let opened = sink.opened(keys.as_ref()).await;
+    assert_eq!(opened[0].user_id, None);
+    assert_eq!(opened[0].integrity.erased_by.get("user_id"), Some(&done.record.id));
+    assert_eq!(opened[0].ip_address, written[0].ip_address, "the other fields stay readable");
+    assert_eq!(opened[1], {
+        let mut e = written[1].clone();
+        e.integrity = opened[1].integrity.clone();
+        e
+    });
+
+    // An erasure before the archive got the entry: nothing of the field is sealed at all.
+    let early = logger.erase(&t, written[3].id, &erase("ip_address"), &dpo).await.unwrap();
+    assert!(!archive_entries(batch(&written[3..], 200), &sink, keys.as_ref()).await.retried);
+    let opened = sink.opened(keys.as_ref()).await;
+    let last = opened.iter().find(|e| e.id == written[3].id).unwrap();
+    assert_eq!((last.ip_address, last.integrity.erased_by.get("ip_address")), (None, Some(&early.record.id)));
+    assert_eq!(last.user_id, written[3].user_id);
+    assert!(last.integrity.verify(&last.committed_fields()).unwrap() == ["ip_address"]);
+    assert!(!sink.raw_text().contains("203.0.113.13"));
 }

@@ -171,6 +171,65 @@ pub async fn fresh_store_with_policies(
     }
 }
 
+/// A fresh audit store and, beside it, where the backend keeps the archive's keys (the same SQLite
+/// file; a table of their own in DynamoDB; a map in memory).
+pub async fn fresh_store_with_archive_keys(
+    backend: Backend,
+) -> (Arc<dyn AuditStore>, Arc<dyn auditline::archive::shred::ArchiveKeys>) {
+    match backend {
+        Backend::Memory => {
+            (Arc::new(MemoryStore::new()), Arc::new(auditline::archive::shred::MemoryArchiveKeys::default()))
+        }
+        Backend::Dynamo => (Arc::new(fresh_dynamo_store(1).await.0), Arc::new(fresh_dynamo_archive_keys().await)),
+        Backend::Sqlite => {
+            let store = Arc::new(fresh_sqlite_store());
+            (store.clone(), store)
+        }
+    }
+}
+
+/// Archive keys in a new table on the local DynamoDB API, kept the template's default seven years.
+pub async fn fresh_dynamo_archive_keys() -> auditline::store::dynamo::DynamoArchiveKeys {
+    let (client, _) = local_client();
+    let table = fresh_table(&client, &auditline::store::dynamo::tables::ARCHIVE_KEYS, "archive-keys").await;
+    auditline::store::dynamo::DynamoArchiveKeys::new(client, table, 2557)
+}
+
+/// Archive objects kept in memory: key → gzip'd JSON lines.
+#[derive(Default)]
+pub struct MemorySink(pub std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>);
+
+#[async_trait::async_trait]
+impl auditline::archive::ArchiveSink for MemorySink {
+    async fn put(&self, key: &str, gzip_jsonl: Vec<u8>) -> Result<(), auditline::backend::BackendError> {
+        self.0.lock().unwrap().insert(key.to_owned(), gzip_jsonl);
+        Ok(())
+    }
+}
+
+impl MemorySink {
+    /// Every object's lines, as written (sealed), decompressed into one text.
+    pub fn raw_text(&self) -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        for bytes in self.0.lock().unwrap().values() {
+            flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut out).expect("gzip");
+        }
+        out
+    }
+
+    /// Every archived entry, opened with `keys`.
+    pub async fn opened(&self, keys: &dyn auditline::archive::shred::ArchiveKeys) -> Vec<auditline::domain::AuditLogEntry> {
+        let objects: Vec<Vec<u8>> = self.0.lock().unwrap().values().cloned().collect();
+        let mut out = Vec::new();
+        for bytes in objects {
+            out.extend(auditline::archive::open_object(&bytes, keys).await.expect("an archive object opens"));
+        }
+        out.sort_by_key(|e| e.id);
+        out
+    }
+}
+
 /// A new, empty directory under the temporary directory.
 pub fn fresh_dir(prefix: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique_name(prefix));

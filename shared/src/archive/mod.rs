@@ -67,6 +67,39 @@ pub enum ArchiveError {
     Seal(#[from] ShredError),
     #[error("archive write: {0}")]
     Sink(BackendError),
+    #[error("not an archive object: {0}")]
+    Unreadable(String),
+}
+
+/// Reads an archive object back: each line's entry, its sealed fields opened with their keys from
+/// `keys` (a field whose key an erasure destroyed reads as erased, naming its record).
+pub async fn open_object(gzip_jsonl: &[u8], keys: &dyn ArchiveKeys) -> Result<Vec<AuditLogEntry>, ArchiveError> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gzip_jsonl)
+        .read_to_string(&mut text)
+        .map_err(|e| ArchiveError::Unreadable(format!("gzip: {e}")))?;
+    let lines: Vec<shred::ArchivedEntry> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| serde_json::from_str(line).map_err(|e| ArchiveError::Unreadable(format!("line {}: {e}", i + 1))))
+        .collect::<Result<_, _>>()?;
+    let mut slots = std::collections::HashMap::new();
+    let mut tenants: Vec<&crate::domain::TenantId> = lines.iter().map(|l| &l.entry.tenant_id).collect();
+    tenants.dedup();
+    for tenant in tenants {
+        let ids: Vec<uuid::Uuid> = lines.iter().filter(|l| &l.entry.tenant_id == tenant).map(|l| l.entry.id).collect();
+        for (id, found) in keys.keys(tenant, &ids).await.map_err(ArchiveError::Keys)? {
+            slots.insert((tenant.clone(), id), found);
+        }
+    }
+    lines
+        .into_iter()
+        .map(|line| {
+            let found = slots.get(&(line.entry.tenant_id.clone(), line.entry.id));
+            Ok(shred::open(line, found)?)
+        })
+        .collect()
 }
 
 /// Groups a batch's entries (with their records' sequence numbers, in stream order) into objects,
