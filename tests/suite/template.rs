@@ -529,8 +529,26 @@ fn the_archive_bucket_is_private_encrypted_versioned_tls_only_and_expires_after_
     let archive = &functions(&t)["stream-archive"];
     assert_eq!(
         statements(archive),
-        [(vec!["s3:PutObject".to_owned()], vec!["!Sub ${ArchiveBucket.Arn}/tenant=*".to_owned()])]
+        [
+            (vec!["s3:PutObject".to_owned()], vec!["!Sub ${ArchiveBucket.Arn}/tenant=*".to_owned()]),
+            (vec!["dynamodb:UpdateItem".to_owned()], vec!["!GetAtt ArchiveKeysTable.Arn".to_owned()])
+        ]
     );
+    // The archive's keys: issued by the archive, destroyed by the two erasure functions, each
+    // limited to the key item's attributes; nothing may delete one (TTL does), and no backup keeps
+    // a destroyed key.
+    let key_writers: Vec<String> = functions(&t)
+        .into_iter()
+        .filter(|(_, f)| text(&f["Properties"]["Policies"]).contains("ArchiveKeysTable"))
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(key_writers, ["erase", "erase-subject", "stream-archive"]);
+    for writer in &key_writers {
+        let policies = text(&functions(&t)[writer]["Properties"]["Policies"]);
+        assert!(!policies.contains("DeleteItem") && policies.contains("dynamodb:Attributes"), "{writer}: {policies}");
+    }
+    let keys_table = &r["ArchiveKeysTable"]["Properties"];
+    assert!(keys_table["PointInTimeRecoverySpecification"].is_null(), "no backup keeps a destroyed key");
 }
 
 #[test]
@@ -589,20 +607,25 @@ fn the_glue_table_reads_the_archive_layout_and_every_entry_field() {
         .iter()
         .map(|c| c["Name"].as_str().unwrap().to_owned())
         .collect();
-    // The fields of an entry as the archive writes it (the API's JSON).
+    // The fields of an entry as the archive writes it (the API's JSON, its erasable values sealed).
     let now = chrono::Utc::now();
     let entry = auditline::domain::NewEntry {
         tenant_id: auditline_tests::tenant("acme"),
         action: auditline::domain::AuditAction::Create,
         entity_type: auditline::domain::EntityType::File,
         entity_id: "f".into(),
-        details: Default::default(),
+        details: auditline::domain::EntryDetails { user_id: Some("alice".into()), ..Default::default() },
     }
     .validate()
     .unwrap()
     .stamp(now, 90)
     .unwrap();
-    let fields: Vec<String> = serde_json::to_value(&entry).unwrap().as_object().unwrap().keys().cloned().collect();
+    let keys = auditline::archive::shred::EntryKeys::from([(
+        "user_id".to_owned(),
+        auditline::archive::shred::KeySlot::Key(auditline::archive::shred::FieldKey::random()),
+    )]);
+    let line = auditline::archive::shred::seal(&entry, &keys).unwrap();
+    let fields: Vec<String> = serde_json::to_value(&line).unwrap().as_object().unwrap().keys().cloned().collect();
     assert_eq!(columns.iter().cloned().collect::<BTreeSet<_>>(), fields.into_iter().collect::<BTreeSet<_>>());
     let partitions: Vec<&str> =
         table["PartitionKeys"].as_sequence().unwrap().iter().map(|c| c["Name"].as_str().unwrap()).collect();
