@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use auditline::apigw::http::Route;
+use auditline::apigw::stream::archive_entries;
 use auditline::domain::{AuditLogEntry, EntityType, EntryDetails, TenantId};
 use auditline::erasure::{Erasure, ErasureRequest};
 use auditline::export::ExportFormat;
@@ -306,6 +307,10 @@ enum Step {
     /// Erase these fields (by index into the erasable ones) of the n-th entry written so far.
     Erase(usize, Vec<usize>),
     Seal,
+    /// Place a legal hold on the project of the n-th entry written so far.
+    Hold(usize),
+    /// Release the n-th hold standing.
+    Release(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -313,16 +318,20 @@ fn step() -> impl Strategy<Value = Step> {
         6 => Just(Step::Write),
         3 => (0usize..64, proptest::collection::vec(0usize..4, 1..3)).prop_map(|(n, f)| Step::Erase(n, f)),
         1 => Just(Step::Seal),
+        1 => (0usize..64).prop_map(Step::Hold),
+        1 => (0usize..8).prop_map(Step::Release),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Any sequence of writes, seals and erasures verifies; and no erased value can be read back
-    /// from the store, an export (every format) or the feed's frames after the erasure.
+    /// Any sequence of writes, seals, erasures and legal holds verifies — from the store and from
+    /// the archive; no erased value can be read back from the store, an export (every format), the
+    /// archive (its objects, or opened with its keys) or the feed's frames after the erasure; and a
+    /// held entry is refused erasure and does not expire.
     #[test]
-    fn any_history_of_writes_seals_and_erasures_verifies_and_forgets_what_was_erased(
+    fn any_history_of_writes_seals_erasures_and_holds_verifies_and_forgets_what_was_erased(
         steps in proptest::collection::vec(step(), 1..60)
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -338,10 +347,22 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
     // through it.
     let (clock, millis) = stepping_clock(start, 60_000);
     let now = move || DateTime::from_timestamp_millis(millis.load(std::sync::atomic::Ordering::SeqCst)).unwrap();
-    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
+    let archive_keys = Arc::new(auditline::archive::shred::MemoryArchiveKeys::default());
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock)
+        .with_policies(Arc::new(auditline::retention::MemoryPolicies::default()))
+        .with_archive_keys(archive_keys.clone());
     let feed: Arc<Mutex<Vec<String>>> = Arc::default();
     let heard = feed.clone();
-    logger.add_listener(move |e| heard.lock().unwrap().push(serde_json::to_string(e).unwrap()));
+    // Every entry stored (records too) also goes to the archive, after each step, as its stream does.
+    let to_archive: Arc<Mutex<Vec<AuditLogEntry>>> = Arc::default();
+    let stream = to_archive.clone();
+    logger.add_listener(move |e| {
+        heard.lock().unwrap().push(serde_json::to_string(e).unwrap());
+        stream.lock().unwrap().push(e.clone());
+    });
+    let archive = auditline_tests::MemorySink::default();
+    let mut sequence = 0usize;
+    let mut holds: Vec<Uuid> = Vec::new();
     let signer = LocalSigner::generate().unwrap();
     let sealer = Sealer::new(
         store.clone(),
@@ -376,6 +397,12 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     Err(auditline::logger::EraseFailure::Refused(_)) => {
                         prop_assert_eq!(logger.get_log(&acme, target.id).await.unwrap().unwrap(), current);
                     }
+                    // Under a hold: refused, nothing changed, and the entry does not expire.
+                    Err(auditline::logger::EraseFailure::Held(hold)) => {
+                        prop_assert!(holds.contains(&hold));
+                        prop_assert_eq!(&logger.get_log(&acme, target.id).await.unwrap().unwrap(), &current);
+                        prop_assert_eq!(current.expires_at, auditline::retention::HELD_UNTIL);
+                    }
                     Err(e) => return Err(TestCaseError::fail(format!("erasure failed: {e}"))),
                 }
             }
@@ -383,7 +410,31 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Seal => {
                 sealer.run(now()).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
+            Step::Hold(n) if !written.is_empty() => {
+                let project = written[n % written.len()].0.project_id.clone().unwrap();
+                let scope = auditline::retention::HoldScope::Project { project_id: project };
+                match logger.place_hold(&acme, scope, "case 1", &dpo()).await {
+                    Ok(placed) => holds.push(placed.hold.id),
+                    // More holds than a tenant may have: refused, nothing changed.
+                    Err(auditline::logger::PolicyFailure::Refused(auditline::retention::PolicyError::TooManyHolds)) => {}
+                    Err(e) => return Err(TestCaseError::fail(format!("hold failed: {e}"))),
+                }
+            }
+            Step::Release(n) if !holds.is_empty() => {
+                let hold = holds.remove(n % holds.len());
+                logger.release_hold(&acme, hold, &dpo()).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            Step::Hold(_) | Step::Release(_) => {}
         }
+        let batch: Vec<(String, AuditLogEntry)> = std::mem::take(&mut *to_archive.lock().unwrap())
+            .into_iter()
+            .map(|e| {
+                sequence += 1;
+                (sequence.to_string(), e)
+            })
+            .collect();
+        let archived = archive_entries(batch, &archive, archive_keys.as_ref()).await;
+        prop_assert!(!archived.retried);
     }
     // Everything closed is sealed at the end, as the verifier (on the real clock) expects.
     sealer.run(Utc::now()).await.map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -398,10 +449,31 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
         .into_iter()
         .map(|f| entries.iter().map(|e| f.line(e)).collect::<String>())
         .collect();
+    // The archive: every entry there once, and its bundle verifies as the store's does.
+    let archived = archive.opened(archive_keys.as_ref()).await;
+    let mut stored_ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+    stored_ids.sort();
+    prop_assert_eq!(archived.iter().map(|e| e.id).collect::<Vec<_>>(), stored_ids);
+    let from_archive = Bundle { entries: archived.clone(), ..bundle };
+    let summary = Verifier::new([signer.public_key_der()]).verify(&from_archive);
+    prop_assert!(summary.is_valid(), "the archive: {}: {:?}", summary, summary.failures);
+    let archived_text = serde_json::to_string(&archived).unwrap();
+    let archive_raw = archive.raw_text();
     for v in &erased_values {
         prop_assert!(!stored.contains(v), "{} readable from the store", v);
         for export in &exports {
             prop_assert!(!export.contains(v), "{} readable from an export", v);
+        }
+        prop_assert!(!archived_text.contains(v), "{} readable from the archive with its keys", v);
+        prop_assert!(!archive_raw.contains(v), "{} in an archive object", v);
+    }
+    // What stands held does not expire; what was released has its retention back.
+    let policy_holds = holds.len();
+    for e in &entries {
+        let held = e.expires_at == auditline::retention::HELD_UNTIL;
+        prop_assert!(held || e.expires_at < auditline::retention::HELD_UNTIL);
+        if policy_holds == 0 {
+            prop_assert!(!held, "{} still held after every hold was released", e.id);
         }
     }
     Ok(())
