@@ -556,3 +556,91 @@ async fn an_erased_entry_travels_with_its_record_in_fetch_and_export() {
     g.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `auditline archive open`: the archive read back with its keys — the gateway's data file (the
+/// binary) or the keys table (the library, against the local DynamoDB API) — an erased field read
+/// as erased by its record, every other value back; refused without a place to find keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_open_reads_objects_back_with_their_keys_and_shredded_fields_erased() {
+    use auditline::apigw::stream::archive_entries;
+    use auditline::archive::DirectorySink;
+    use auditline::archive::shred::ArchiveKeys;
+    use auditline::erasure::ErasureRequest;
+    use auditline::store::AuditStore;
+
+    async fn archive_three(
+        store: Arc<dyn AuditStore>,
+        keys: Arc<dyn ArchiveKeys>,
+        root: &Path,
+    ) -> (Vec<auditline::domain::AuditLogEntry>, uuid::Uuid) {
+        let (clock, _) = stepping_clock(Utc::now() - chrono::Duration::hours(1), 1);
+        let logger = AuditLogger::with_clock(store, AuditSettings::default(), clock).with_archive_keys(keys.clone());
+        let t = tenant("acme");
+        let mut written = Vec::new();
+        for i in 0..3 {
+            let mut request = new_entry(&t, AuditAction::Update, EntityType::Report, &format!("u-{i}"), None, None);
+            request.details.ip_address = Some(format!("198.51.100.{i}"));
+            let Ok(LogOutcome::Stored(e)) = logger.log(request).await else { panic!("stored") };
+            written.push(e);
+        }
+        let batch = written.iter().enumerate().map(|(i, e)| (i.to_string(), e.clone())).collect();
+        let sink = DirectorySink { root: root.to_owned() };
+        assert!(!archive_entries(batch, &sink, keys.as_ref()).await.retried);
+        let dpo = auditline::logger::Actor { user_id: Some("dpo".into()), ip_address: None };
+        let request = ErasureRequest { fields: vec!["ip_address".into()], reason: "GDPR".into() };
+        let record = logger.erase(&t, written[1].id, &request, &dpo).await.unwrap().record.id;
+        (written, record)
+    }
+
+    fn check(lines: &str, written: &[auditline::domain::AuditLogEntry], record: uuid::Uuid) {
+        let opened: Vec<auditline::domain::AuditLogEntry> =
+            lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(opened.len(), 3);
+        for (o, w) in opened.iter().zip(written) {
+            if o.id == written[1].id {
+                assert_eq!((o.ip_address, o.integrity.erased_by.get("ip_address")), (None, Some(&record)));
+            } else {
+                assert_eq!(o.committed_fields(), w.committed_fields());
+            }
+        }
+    }
+
+    // The local gateway's data file, through the binary.
+    let dir = auditline_tests::fresh_dir("cli-archive-data");
+    let root = auditline_tests::fresh_dir("cli-archive");
+    let store = auditline::store::SqliteStore::open(&dir.join(auditline::store::sqlite::DATABASE_FILE)).unwrap();
+    let (written, record) = archive_three(Arc::new(store.clone()), Arc::new(store), &root).await;
+    let out = auditline_tests::fresh_dir("cli-archive-out").join("opened.jsonl");
+    let (r, d, o) = (root.to_str().unwrap(), dir.to_str().unwrap(), out.to_str().unwrap());
+    let opened = auditline(&["archive", "open", r, "--data-dir", d, "--out", o], &[]);
+    assert!(opened.status.success(), "{}", text(&opened));
+    assert!(text(&opened).contains("opened 3 entries from 1 objects"), "{}", text(&opened));
+    check(&std::fs::read_to_string(&out).unwrap(), &written, record);
+    let again = auditline(&["archive", "open", r, "--data-dir", d, "--out", o], &[]);
+    assert_eq!(again.status.code(), Some(2), "never overwrites: {}", text(&again));
+    let nowhere = auditline(&["archive", "open", r, "--out", &format!("{o}.2")], &[("ARCHIVE_KEYS_TABLE", "")]);
+    assert_eq!(nowhere.status.code(), Some(2));
+    assert!(text(&nowhere).contains("--data-dir"), "{}", text(&nowhere));
+    let empty = auditline_tests::fresh_dir("cli-archive-empty");
+    let wrong = auditline(&["archive", "open", r, "--data-dir", empty.to_str().unwrap(), "--out", &format!("{o}.3")], &[]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    assert!(!empty.join(auditline::store::sqlite::DATABASE_FILE).exists(), "no database created where none was");
+
+    // The deployment's keys table.
+    let keys = Arc::new(auditline_tests::fresh_dynamo_archive_keys().await);
+    let root = auditline_tests::fresh_dir("cli-archive-dynamo");
+    let (written, record) =
+        archive_three(Arc::new(auditline::store::MemoryStore::new()), keys.clone(), &root).await;
+    let out = auditline_tests::fresh_dir("cli-archive-out").join("opened.jsonl");
+    let args = auditline_cli::archive::ArchiveArgs {
+        paths: vec![root],
+        data_dir: None,
+        keys_table: Some("unused: the keys are given".into()),
+        endpoint: None,
+        out: out.clone(),
+    };
+    let mut said = Vec::new();
+    let summary = auditline_cli::archive::open(&args, keys.as_ref(), &mut said).await.unwrap();
+    assert_eq!((summary.entries, summary.erased_fields, summary.without_key), (3, 1, 0));
+    check(&std::fs::read_to_string(&out).unwrap(), &written, record);
+}

@@ -1,6 +1,8 @@
 //! `auditline`, the command line for people: API keys, fetching a tenant's bundle, verifying
-//! bundles and proofs offline, key fingerprints, a witness, and backups of the local gateway. Each subcommand is a module whose `run` the binary and the tests call.
+//! bundles and proofs offline, key fingerprints, a witness, backups of the local gateway, and reading
+//! the archive. Each subcommand is a module whose `run` the binary and the tests call.
 
+pub mod archive;
 pub mod backup;
 pub mod bundle;
 pub mod client;
@@ -35,4 +37,15 @@ pub enum Command {
     Fingerprint(keys::FingerprintArgs),
     /// Copy the local gateway's database (SQLite) to a new file, while it runs.
     Backup(backup::BackupArgs),
+    /// Read archive objects back, their sealed (erasable) fields opened with the archive's keys.
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Write the entries of archive objects as JSON lines, sealed fields opened where their keys remain.
+    Open(archive::ArchiveArgs),
 }
