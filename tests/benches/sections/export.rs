@@ -1,20 +1,16 @@
 //! Data out: export throughput per format (through the handler, and through the local gateway
-//! with `auditline export`), DynamoDB requests per export page, and the archive consumer's time
-//! and bytes per batch.
+//! with `auditline export`), and DynamoDB requests per export page.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use auditline::apigw::http::Route;
 use auditline::apigw::http::export::NEXT_TOKEN_HEADER;
-use auditline::apigw::stream::{handle_archive, insert_event};
-use auditline::archive::DirectorySink;
 use auditline::domain::AuditLogEntry;
 use auditline::idempotency::MemoryIdempotency;
 use auditline::store::dynamo::entry_item;
 use auditline::store::dynamo::tables::{COUNTERS, ENTRIES as ENTRIES_SPEC};
-use auditline::store::s3::S3Archive;
 use auditline::store::{AuditStore, DynamoStore, MemoryStore};
 use auditline::{AuditLogger, AuditSettings, LogOutcome};
 use auditline_tests::http::{api_over, call, sample, with_query};
@@ -27,7 +23,7 @@ use super::store::typical;
 const ENTRIES: usize = 100_000;
 const FORMATS: [&str; 3] = ["jsonl", "csv", "ocsf"];
 
-async fn typical_entries(n: usize) -> (Arc<MemoryStore>, Vec<AuditLogEntry>) {
+pub async fn typical_entries(n: usize) -> (Arc<MemoryStore>, Vec<AuditLogEntry>) {
     let store = Arc::new(MemoryStore::new());
     let (clock, _) = stepping_clock(hours_ago(30), 1000);
     let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock);
@@ -83,7 +79,6 @@ pub async fn run(out: &mut String) {
     }
 
     dynamo_section(out, &entries[..20_000]).await;
-    archive_section(out, &entries[..1000]).await;
 }
 
 /// A local gateway in memory holding `entries` (written through its HTTP API, 100 to a request).
@@ -208,42 +203,4 @@ async fn dynamo_section(out: &mut String, entries: &[AuditLogEntry]) {
             None => break,
         }
     }
-}
-
-/// The archive consumer per 100-entry batch: to a directory and to the local S3 API.
-async fn archive_section(out: &mut String, entries: &[AuditLogEntry]) {
-    writeln!(out, "\n### Archive consumer, batches of 100 typical entries\n").unwrap();
-    writeln!(
-        out,
-        "| sink | time per batch (mean of {}) | gzip'd bytes per batch | bytes per entry |",
-        entries.len() / 100
-    )
-    .unwrap();
-    writeln!(out, "|---|---|---|---|").unwrap();
-    let root = std::env::temp_dir().join(unique_name("bench-archive"));
-    let directory = DirectorySink { root: root.clone() };
-    let bucket = unique_name("bench-archive").to_lowercase().replace('_', "-");
-    let s3 = S3Archive::for_local_endpoint(&auditline_tests::dynamodb_endpoint(), &bucket);
-    s3.client().create_bucket().bucket(&bucket).send().await.expect("bucket");
-    for (name, sink) in [("directory", &directory as &dyn auditline::archive::ArchiveSink), ("S3 API (moto)", &s3)] {
-        let (mut elapsed, mut bytes) = (Duration::ZERO, 0usize);
-        for (i, batch) in entries.chunks(100).enumerate() {
-            let event = insert_event(batch, 1 + (i * 100) as u64);
-            let started = Instant::now();
-            let (response, report) = handle_archive(event, sink).await;
-            elapsed += started.elapsed();
-            assert!(response.batch_item_failures.is_empty());
-            bytes += report.bytes;
-        }
-        let batches = entries.len() / 100;
-        writeln!(
-            out,
-            "| {name} | {:.1} ms | {} | {:.0} |",
-            elapsed.as_secs_f64() * 1e3 / batches as f64,
-            bytes / batches,
-            bytes as f64 / entries.len() as f64
-        )
-        .unwrap();
-    }
-    let _ = std::fs::remove_dir_all(root);
 }

@@ -1,5 +1,6 @@
 //! One module per section of BENCHMARKS.md.
 
+mod archive;
 mod auth;
 mod cold;
 mod erasure;
@@ -32,6 +33,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("proofs", |out| Box::pin(proofs::run(out))),
     ("erasure", |out| Box::pin(erasure::run(out))),
     ("export", |out| Box::pin(export::run(out))),
+    ("archive", |out| Box::pin(archive::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
     ("isolation", |out| Box::pin(isolation::run(out))),
     ("lambda", |out| Box::pin(lambda::run(out))),
