@@ -90,6 +90,11 @@ async fn the_erasure_route_answers_each_case_with_its_status() {
     assert_eq!(record["metadata"]["reason"], "GDPR art. 17, request 4711");
     assert_eq!(record["changes"]["erased"]["fields"], json!(["user_id", "ip_address"]));
     assert!(!entry.to_string().contains("user-789"), "the erased user id is gone");
+    // The write replayed under its idempotency key: the entry as it is now, not as it was written
+    // (the idempotency record keeps ids, never values).
+    let replayed = call(&api, Route::Ingest, &auditline_tests::event("http-ingest.json")).await;
+    assert_eq!((replayed.status, replayed.header("idempotent-replayed")), (201, Some("true")), "{}", replayed.body);
+    assert_eq!(&replayed.body, entry, "the replay is the entry as erased");
 
     // A legal hold on the entry's project: its other fields cannot be erased until released.
     let hold = sample("http-place-hold.json", |e| {

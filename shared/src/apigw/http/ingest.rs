@@ -4,15 +4,17 @@
 //! in order. An `Idempotency-Key` makes a retried POST answer with the first result.
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::errors::ErrorBody;
 use super::{ApiError, AuditApi, RequestInfo, body_bytes, json};
 use crate::auth::Caller;
 use crate::auth::scopes::AUDIT_WRITE;
-use crate::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, ValidationError};
+use crate::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, TenantId, ValidationError};
 use crate::idempotency::{self, Claim, KeyOwner, StoredResponse};
 use crate::{AuditError, LogOutcome};
 
@@ -20,8 +22,6 @@ use crate::{AuditError, LogOutcome};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most entries in one batch.
 pub const MAX_BATCH: usize = 100;
-/// Idempotency records keep the response only up to this size; larger ones keep a compact form.
-const MAX_REPLAY_BYTES: usize = 300 * 1024;
 
 /// Fields a client may send.
 const CLIENT_FIELDS: [&str; 6] = ["action", "entity_type", "entity_id", "project_id", "changes", "metadata"];
@@ -106,7 +106,7 @@ pub(super) async fn ingest(req: &Request, info: &RequestInfo, api: &AuditApi) ->
         .await
         .map_err(|e| ApiError::from_backend(&e, &info.request_id))?;
     match claim {
-        Claim::Completed(first) => Ok(replay(first)),
+        Claim::Completed(first) => replay(first, &caller.tenant_id, api, info).await,
         Claim::InProgress => Err(ApiError::IdempotencyInProgress),
         Claim::Mismatch => Err(ApiError::IdempotencyKeyReused),
         Claim::Claimed { stamped_at } => {
@@ -313,33 +313,64 @@ fn new_entry(item: Value, caller: &Caller, info: &RequestInfo) -> Result<NewEntr
     })
 }
 
-/// The record of a first response. Very large ones keep each entry's id only.
+/// The record of a first response, its entries cut to their ids: the idempotency table holds no
+/// entry values (an erasure could not reach them there), and a replay reads the entries again.
 fn stored_response(response: &Response<Body>) -> StoredResponse {
     let status = response.status().as_u16();
     let body = match response.body() {
         Body::Text(t) => t.clone(),
         _ => String::new(),
     };
-    if body.len() <= MAX_REPLAY_BYTES {
-        return StoredResponse { status, body };
-    }
-    let mut value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    if let Some(results) = value.get_mut("results").and_then(Value::as_array_mut) {
-        for result in results {
-            if let Some(entry) = result.get_mut("entry") {
-                *entry = serde_json::json!({ "id": entry.get("id").cloned().unwrap_or(Value::Null) });
-            }
-        }
+    let mut value: Value = match serde_json::from_str(&body) {
+        Ok(value) => value,
+        Err(_) => return StoredResponse { status, body },
+    };
+    for entry in replayed_entries(&mut value) {
+        *entry = serde_json::json!({ "id": entry.get("id").cloned().unwrap_or(Value::Null) });
     }
     StoredResponse { status, body: value.to_string() }
 }
 
-fn replay(first: StoredResponse) -> Response<Body> {
-    Response::builder()
+/// The entries of a write's answer: the body itself (one entry), or each result's `entry`.
+fn replayed_entries(body: &mut Value) -> Vec<&mut Value> {
+    if body.get("results").is_some_and(Value::is_array) {
+        return body["results"].as_array_mut().into_iter().flatten().filter_map(|r| r.get_mut("entry")).collect();
+    }
+    if body.get("id").is_some() && body.get("error").is_none() { vec![body] } else { vec![] }
+}
+
+/// Entries read again at once by a replay.
+const REPLAY_READS_AT_ONCE: usize = 16;
+
+/// The first answer again, each entry as it is now (an erased field stays erased in a replay).
+async fn replay(first: StoredResponse, tenant: &TenantId, api: &AuditApi, info: &RequestInfo) -> Result<Response<Body>, ApiError> {
+    let mut body: Value = serde_json::from_str(&first.body).unwrap_or(Value::Null);
+    let ids: Vec<Option<Uuid>> = replayed_entries(&mut body)
+        .iter()
+        .map(|e| e.get("id").and_then(Value::as_str).and_then(|id| id.parse().ok()))
+        .collect();
+    let reads: Vec<_> = ids
+        .iter()
+        .map(|id| async move {
+            match id {
+                Some(id) => api.logger.get_log(tenant, *id).await.map_err(|e| ApiError::from_query(&e, &info.request_id)),
+                None => Ok(None),
+            }
+        })
+        .collect();
+    let read: Vec<Result<Option<AuditLogEntry>, ApiError>> =
+        futures::stream::iter(reads).buffered(REPLAY_READS_AT_ONCE).collect().await;
+    for (slot, now) in replayed_entries(&mut body).into_iter().zip(read) {
+        // Expired since (retention shorter than a day): the id is what remains.
+        if let Some(entry) = now? {
+            *slot = serde_json::to_value(entry).expect("an entry serialises");
+        }
+    }
+    Ok(Response::builder()
         .status(first.status)
         .header("content-type", "application/json")
         .header("cache-control", "no-store")
         .header("idempotent-replayed", "true")
-        .body(Body::Text(first.body))
-        .expect("status and headers are valid")
+        .body(Body::Text(if body.is_null() { first.body } else { body.to_string() }))
+        .expect("status and headers are valid"))
 }
