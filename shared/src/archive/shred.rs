@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::backend::BackendError;
 use crate::domain::{AuditLogEntry, TenantId};
-use crate::erasure::{ERASABLE_FIELDS, Erasure, remaining_fields};
+use crate::erasure::erasable_in;
 use crate::integrity::Hash;
 use crate::integrity::leaf::{SALT_BYTES, Salt, commitment_of_canonical};
 
@@ -84,7 +84,21 @@ pub trait ArchiveKeys: Send + Sync {
 
 /// The fields of `entry` the archive seals: those it has a value in and that an erasure may take.
 pub fn sealed_fields(entry: &AuditLogEntry) -> Vec<&'static str> {
-    remaining_fields(entry, &ERASABLE_FIELDS)
+    match entry.committed_canonical() {
+        Ok(texts) => sealable(entry, &texts),
+        // Not storable in the first place; `seal` says so.
+        Err(_) => Vec::new(),
+    }
+}
+
+/// [`sealed_fields`] from the entry's canonical texts (`null` for a field without a value).
+fn sealable(entry: &AuditLogEntry, texts: &[(&'static str, String)]) -> Vec<&'static str> {
+    erasable_in(entry)
+        .iter()
+        .copied()
+        .filter(|f| !entry.integrity.erased.contains_key(*f))
+        .filter(|f| texts.iter().any(|(name, text)| name == f && text != "null"))
+        .collect()
 }
 
 /// A sealed field on an archive line: its commitment, and its salt and value encrypted (absent
@@ -128,22 +142,30 @@ fn cipher(key: &FieldKey) -> LessSafeKey {
 
 /// Seals `entry` for the archive under `keys` (its slots from [`ArchiveKeys::issue`]).
 pub fn seal(entry: &AuditLogEntry, keys: &EntryKeys) -> Result<ArchivedEntry, ShredError> {
-    let fields = sealed_fields(entry);
     let texts = entry.committed_canonical().map_err(|(name, _)| ShredError::Leaf(entry.id, name.to_owned()))?;
-    // Taking the fields out is an erasure in all but name: the leaf keeps their commitments and
-    // the other fields get explicit salts. The commitments move to the line, next to the values.
-    let erasure =
-        Erasure::plan(entry, &fields, Uuid::nil()).map_err(|e| ShredError::Leaf(entry.id, format!("{e}")))?;
+    let fields = sealable(entry, &texts);
+    // Taking the fields out is an erasure in all but name: the leaf keeps their commitments (on
+    // the line, beside the sealed values) and the fields that stay get explicit salts.
     let mut out = entry.clone();
-    erasure.apply(&mut out);
+    let integrity = &mut out.integrity;
+    if integrity.seed.is_some() {
+        for (name, _) in &texts {
+            if !fields.contains(name) && !integrity.erased.contains_key(*name) {
+                let salt = entry.integrity.salt(name).expect("derived from the seed");
+                integrity.salts.insert((*name).to_owned(), salt);
+            }
+        }
+        integrity.seed = None;
+    }
     let mut sealed = BTreeMap::new();
     for field in fields {
-        let commitment = out.integrity.erased.remove(field).expect("planned above");
-        out.integrity.erased_by.remove(field);
+        let salt = entry.integrity.salt(field).ok_or_else(|| ShredError::Leaf(entry.id, field.to_owned()))?;
+        out.integrity.salts.remove(field);
+        let text = &texts.iter().find(|(n, _)| *n == field).expect("a committed field").1;
+        let commitment = commitment_of_canonical(&salt, text);
+        clear_field(&mut out, field);
         let ciphertext = match keys.get(field) {
             Some(KeySlot::Key(key)) => {
-                let salt = entry.integrity.salt(field).ok_or_else(|| ShredError::Leaf(entry.id, field.to_owned()))?;
-                let text = &texts.iter().find(|(n, _)| *n == field).expect("a committed field").1;
                 let mut buffer = Vec::with_capacity(SALT_BYTES + text.len() + 16);
                 buffer.extend_from_slice(&salt.0);
                 buffer.extend_from_slice(text.as_bytes());
@@ -163,6 +185,16 @@ pub fn seal(entry: &AuditLogEntry, keys: &EntryKeys) -> Result<ArchivedEntry, Sh
         sealed.insert(field.to_owned(), SealedField { commitment, ciphertext });
     }
     Ok(ArchivedEntry { entry: out, sealed })
+}
+
+fn clear_field(entry: &mut AuditLogEntry, field: &str) {
+    match field {
+        "user_id" => entry.user_id = None,
+        "changes" => entry.changes = None,
+        "ip_address" => entry.ip_address = None,
+        "metadata" => entry.metadata = None,
+        _ => unreachable!("only erasable fields are sealed"),
+    }
 }
 
 /// Opens an archive line with its slots (`None`: the store has none for it): each sealed field
