@@ -715,3 +715,54 @@ fn cors_is_an_explicit_list_shared_with_the_feeds_origin_check() {
     let http = environment(&functions(&t)["authorizer"]);
     assert!(!http.contains_key(vars::VIEWER_ORIGIN), "CORS of the HTTP API is API Gateway's");
 }
+
+/// Every statement of a function as the template has it (conditional policies included).
+fn raw_statements(f: &Value) -> Vec<Value> {
+    let mut all = Vec::new();
+    for policy in f["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+        let policy = match policy {
+            Value::Tagged(t) if t.tag == "If" => t.value.as_sequence().expect("!If")[1].clone(),
+            other => other.clone(),
+        };
+        all.extend(policy["Statement"].as_sequence().into_iter().flatten().cloned());
+    }
+    all
+}
+
+/// A tenant's policy (retention, legal holds) is an item in the counters table, beside the hourly
+/// counters every writer moves: only the settings and hold functions (and the seal, whose item is
+/// there too) may write any attribute of it; every other writer may update counter attributes only.
+#[test]
+fn only_the_settings_and_hold_functions_can_write_a_tenants_policy() {
+    let t = template();
+    let counters = "!GetAtt CountersTable.Arn";
+    let owners = ["put-settings", "place-hold", "release-hold"];
+    let mut updaters = Vec::new();
+    for (binary, f) in functions(&t) {
+        for s in raw_statements(&f) {
+            let list = |v: &Value| -> Vec<String> {
+                v.as_sequence().map(|s| s.iter().map(text).collect()).unwrap_or_else(|| vec![text(v)])
+            };
+            let (actions, resources) = (list(&s["Action"]), list(&s["Resource"]));
+            if !resources.iter().any(|r| r == counters) {
+                continue;
+            }
+            if actions.iter().any(|a| a == "dynamodb:PutItem") {
+                assert!(owners.contains(&binary.as_str()) || binary == "seal", "{binary} may put the policy item");
+            }
+            if actions.iter().any(|a| a == "dynamodb:UpdateItem") && binary != "seal" {
+                updaters.push(binary.clone());
+                assert_eq!(actions, ["dynamodb:UpdateItem"], "{binary}: the counter update stands alone");
+                let allowed: Vec<String> = list(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:Attributes"]);
+                assert_eq!(
+                    allowed,
+                    ["pk", "sk", "hour", "total", "expires_at", "action_*", "type_*"],
+                    "{binary}: counter attributes only, never the policy's body or version"
+                );
+            }
+        }
+    }
+    for writer in ["ingest", "export", "erase", "erase-subject", "list-logs", "put-settings", "place-hold"] {
+        assert!(updaters.iter().any(|u| u == writer), "{writer} moves counters");
+    }
+}
