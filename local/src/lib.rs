@@ -255,7 +255,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     let logger = Arc::new(
         AuditLogger::new(backends.store.clone(), config.audit)
             .with_policies(backends.policies.clone())
-            .with_archive_keys(backends.archive_keys.clone()),
+            .with_archive_keys(backends.archive_keys.clone())
+            .with_sweep_budget(auditline::logger::HOLD_SWEEP_BUDGET),
     );
     let (signer, public_key_file) = seal_loop::seal_key(&options.seal.key)?;
     let limits = options.limits;

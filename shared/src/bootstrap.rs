@@ -20,7 +20,8 @@ use crate::realtime::fanout::FanoutSettings;
 use crate::seal::Sealer;
 use crate::store::DynamoStore;
 use crate::store::dynamo::{
-    DynamoApiKeys, DynamoArchiveKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment, open_connection,
+    DynamoApiKeys, DynamoArchiveKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment,
+    open_connection,
 };
 use crate::{AuditLogger, Config, sdk};
 
@@ -83,7 +84,8 @@ pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
         logger: Arc::new(
             AuditLogger::new(store.clone(), config.audit)
                 .with_cached_policies(store.clone(), crate::logger::POLICY_CACHE)
-                .with_archive_keys(Arc::new(archive_keys(client.clone(), config))),
+                .with_archive_keys(Arc::new(archive_keys(client.clone(), config)))
+                .with_sweep_budget(crate::logger::HOLD_SWEEP_BUDGET),
         ),
         seal: store,
         seal_settings: config.seal,

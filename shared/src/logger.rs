@@ -15,8 +15,9 @@ mod erase;
 mod policy;
 
 pub use erase::{EraseFailure, Erased, SubjectProgress};
-pub use policy::{Actor, HoldChange, PolicyFailure, RetentionChange};
+pub use policy::{Actor, HOLD_SWEEP_BUDGET, HoldChange, PolicyFailure, RetentionChange, SweepProgress};
 
+use crate::archive::shred::ArchiveKeys;
 use crate::domain::StatsBucket;
 use crate::domain::query::PAGE_BYTE_BUDGET;
 use crate::domain::time;
@@ -24,7 +25,6 @@ use crate::domain::{
     AuditAction, AuditFilter, AuditLogEntry, AuditPage, AuditQuery, AuditStats, EntityType, EntryDetails, NewEntry,
     PageRequest, QueryScope, StatsRange, TenantId, ValidEntry, ValidationError,
 };
-use crate::archive::shred::ArchiveKeys;
 use crate::retention::{HELD_UNTIL, PolicyStore, TenantPolicy};
 use crate::store::{AuditStore, StoreError};
 
@@ -146,6 +146,8 @@ pub struct AuditLogger {
     policy_cache: std::sync::Mutex<std::collections::HashMap<TenantId, (Instant, TenantPolicy)>>,
     /// The archive's keys, which an erasure destroys (the archive's copy is write-once).
     archive_keys: Option<Arc<dyn ArchiveKeys>>,
+    /// How long a hold's sweep runs before it answers with a token to go on from (`None`: to the end).
+    sweep_budget: Option<Duration>,
 }
 
 /// How long a deployed function's writes reuse a tenant's policy they read (so most writes read
@@ -169,7 +171,19 @@ impl AuditLogger {
             policy_ttl: Duration::ZERO,
             policy_cache: std::sync::Mutex::default(),
             archive_keys: None,
+            sweep_budget: None,
         }
+    }
+
+    /// A hold's sweep (placing or releasing it) stops after `budget` and answers with a token to go
+    /// on from: a request must end before its function's timeout however many entries a hold covers.
+    pub fn with_sweep_budget(mut self, budget: Duration) -> Self {
+        self.sweep_budget = Some(budget);
+        self
+    }
+
+    pub(crate) fn sweep_budget(&self) -> Option<Duration> {
+        self.sweep_budget
     }
 
     /// Erasures also destroy the archive's keys of the fields they erase.

@@ -98,6 +98,8 @@ pub enum PolicyError {
     TooManyHolds,
     #[error("no hold {0}")]
     NoSuchHold(Uuid),
+    #[error("next_token is not one a sweep of this hold answered")]
+    SweepToken,
 }
 
 pub fn check_retention(days: u32, max: u32) -> Result<(), PolicyError> {

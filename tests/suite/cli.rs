@@ -622,15 +622,15 @@ async fn archive_open_reads_objects_back_with_their_keys_and_shredded_fields_era
     assert_eq!(nowhere.status.code(), Some(2));
     assert!(text(&nowhere).contains("--data-dir"), "{}", text(&nowhere));
     let empty = auditline_tests::fresh_dir("cli-archive-empty");
-    let wrong = auditline(&["archive", "open", r, "--data-dir", empty.to_str().unwrap(), "--out", &format!("{o}.3")], &[]);
+    let wrong =
+        auditline(&["archive", "open", r, "--data-dir", empty.to_str().unwrap(), "--out", &format!("{o}.3")], &[]);
     assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
     assert!(!empty.join(auditline::store::sqlite::DATABASE_FILE).exists(), "no database created where none was");
 
     // The deployment's keys table.
     let keys = Arc::new(auditline_tests::fresh_dynamo_archive_keys().await);
     let root = auditline_tests::fresh_dir("cli-archive-dynamo");
-    let (written, record) =
-        archive_three(Arc::new(auditline::store::MemoryStore::new()), keys.clone(), &root).await;
+    let (written, record) = archive_three(Arc::new(auditline::store::MemoryStore::new()), keys.clone(), &root).await;
     let out = auditline_tests::fresh_dir("cli-archive-out").join("opened.jsonl");
     let args = auditline_cli::archive::ArchiveArgs {
         paths: vec![root],

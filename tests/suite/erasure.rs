@@ -421,7 +421,8 @@ async fn history(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 match logger.place_hold(&acme, scope, "case 1", &dpo()).await {
                     Ok(placed) => holds.push(placed.hold.id),
                     // More holds than a tenant may have: refused, nothing changed.
-                    Err(auditline::logger::PolicyFailure::Refused(auditline::retention::PolicyError::TooManyHolds)) => {}
+                    Err(auditline::logger::PolicyFailure::Refused(auditline::retention::PolicyError::TooManyHolds)) => {
+                    }
                     Err(e) => return Err(TestCaseError::fail(format!("hold failed: {e}"))),
                 }
             }

@@ -277,6 +277,37 @@ async fn every_response_matches_its_schema() {
     let reply = call(&api, Route::PlaceHold, &admin("http-place-hold.json", "audit:admin", &bad_scope)).await;
     assert_eq!((reply.status, reply.body["error"]["parameter"].as_str()), (400, Some("scope.user_id")));
     check(&spec, Route::PlaceHold, &reply);
+    // A sweep stopped at its budget answers a next_token; going on answers a shape of its own.
+    let budgeted = AuditApi {
+        logger: Arc::new(
+            AuditLogger::new(Arc::new(MemoryStore::new()), AuditSettings::default())
+                .with_policies(Arc::new(auditline::retention::MemoryPolicies::default()))
+                .with_sweep_budget(std::time::Duration::ZERO),
+        ),
+        ..memory_api()
+    };
+    let first = call(&budgeted, Route::PlaceHold, &admin("http-place-hold.json", "audit:admin", &none)).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    check(&spec, Route::PlaceHold, &first);
+    let token = first.body["next_token"].as_str().expect("the second pass is still to come").to_owned();
+    let go_on = body(json!({ "next_token": token }));
+    let rest = call(&budgeted, Route::PlaceHold, &admin("http-place-hold.json", "audit:admin", &go_on)).await;
+    assert_eq!((rest.status, &rest.body["next_token"]), (200, &Value::Null), "{}", rest.text);
+    check(&spec, Route::PlaceHold, &rest);
+    let forged = body(json!({ "next_token": "forged" }));
+    let reply = call(&budgeted, Route::PlaceHold, &admin("http-place-hold.json", "audit:admin", &forged)).await;
+    assert_eq!((reply.status, reply.body["error"]["parameter"].as_str()), (400, Some("next_token")), "{}", reply.text);
+    check(&spec, Route::PlaceHold, &reply);
+    let budgeted_id = first.body["hold"]["id"].as_str().unwrap().to_owned();
+    let release_forged = |e: &mut Value| {
+        e["pathParameters"] = json!({ "hold_id": budgeted_id });
+        auditline_tests::http::with_query(e, &[("next_token", "forged")]);
+    };
+    let reply =
+        call(&budgeted, Route::ReleaseHold, &admin("http-release-hold.json", "audit:admin", &release_forged)).await;
+    assert_eq!((reply.status, reply.body["error"]["parameter"].as_str()), (400, Some("next_token")), "{}", reply.text);
+    check(&spec, Route::ReleaseHold, &reply);
+
     let hold_id = placed.body["hold"]["id"].as_str().unwrap().to_owned();
     for (id, status) in [(hold_id.as_str(), 200), (hold_id.as_str(), 404), ("not-a-uuid", 400)] {
         let edit = |e: &mut Value| e["pathParameters"] = json!({ "hold_id": id });

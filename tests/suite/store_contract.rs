@@ -35,6 +35,7 @@ auditline_tests::on_every_backend!(
     retention_per_tenant_and_legal_holds_set_expiry_and_holds_refuse_erasure,
     a_subjects_erasure_reaches_every_entry_a_page_per_record_and_goes_on_from_its_token,
     archived_copies_are_sealed_and_an_erasure_shreds_them_even_before_they_are_archived,
+    a_holds_sweep_stopped_at_its_budget_goes_on_from_its_token,
 );
 
 fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
@@ -835,7 +836,8 @@ async fn archived_copies_are_sealed_and_an_erasure_shreds_them_even_before_they_
     use auditline::logger::Actor;
     let (store, keys) = auditline_tests::fresh_store_with_archive_keys(backend).await;
     let (clock, _) = stepping_clock(hours_ago(2), 1);
-    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock).with_archive_keys(keys.clone());
+    let logger =
+        AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock).with_archive_keys(keys.clone());
     let t = tenant("acme");
     let dpo = Actor { user_id: Some("dpo".into()), ip_address: None };
     let mut written = Vec::new();
@@ -892,4 +894,92 @@ async fn archived_copies_are_sealed_and_an_erasure_shreds_them_even_before_they_
     assert_eq!(last.user_id, written[3].user_id);
     assert!(last.integrity.verify(&last.committed_fields()).unwrap() == ["ip_address"]);
     assert!(!sink.raw_text().contains("203.0.113.13"));
+}
+
+async fn a_holds_sweep_stopped_at_its_budget_goes_on_from_its_token(backend: Backend) {
+    use auditline::logger::{Actor, PolicyFailure};
+    use auditline::retention::{HELD_UNTIL, HoldScope, PolicyError};
+    let (store, policies) = auditline_tests::fresh_store_with_policies(backend).await;
+    let (clock, _) = stepping_clock(hours_ago(3), 1);
+    // A budget of nothing: each call does one page (or one pass) and answers where to go on from.
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock)
+        .with_policies(policies)
+        .with_sweep_budget(std::time::Duration::ZERO);
+    let t = tenant("acme");
+    let admin = Actor { user_id: Some("admin".into()), ip_address: None };
+    let mut covered = Vec::new();
+    for i in 0..12 {
+        let project = if i % 3 == 0 { "other" } else { "case" };
+        let e =
+            stored(logger.log(new_entry(&t, AuditAction::Update, EntityType::Report, "r", Some(project), None)).await);
+        if project == "case" {
+            covered.push(e.id);
+        }
+    }
+    let placed =
+        logger.place_hold(&t, HoldScope::Project { project_id: "case".into() }, "case 9", &admin).await.unwrap();
+    assert_eq!(placed.entries, covered.len(), "the first pass");
+    let token = placed.next_token.expect("the second pass is still to come");
+    // A token is the tenant's and the hold's own; nothing else goes on from it.
+    for (tenant, hold, garbage) in
+        [(tenant("globex"), None, false), (t.clone(), Some(uuid::Uuid::now_v7()), false), (t.clone(), None, true)]
+    {
+        let token = if garbage { "not-a-token" } else { token.as_str() };
+        assert!(matches!(
+            logger.continue_sweep(&tenant, token, hold).await,
+            Err(PolicyFailure::Refused(PolicyError::SweepToken))
+        ));
+    }
+    let rest = logger.continue_sweep(&t, &token, Some(placed.hold.id)).await.unwrap();
+    assert_eq!((rest.entries, rest.next_token), (0, None), "nothing new was written meanwhile");
+    for id in &covered {
+        assert_eq!(logger.get_log(&t, *id).await.unwrap().unwrap().expires_at, HELD_UNTIL);
+    }
+    // A token of a hold released since keeps nothing more.
+    let released = logger.release_hold(&t, placed.hold.id, &admin).await.unwrap();
+    assert_eq!((released.entries, released.next_token), (covered.len(), None));
+    let again = logger.continue_sweep(&t, &token, None).await.unwrap();
+    assert_eq!(again.entries, 0, "a released hold's sweep holds nothing");
+    for id in &covered {
+        assert_ne!(logger.get_log(&t, *id).await.unwrap().unwrap().expires_at, HELD_UNTIL);
+    }
+}
+
+/// A hold over more entries than a page, with a budget of nothing: a page per call, and each
+/// entry held once every token is followed.
+#[tokio::test]
+async fn a_holds_sweep_over_many_pages_goes_on_a_page_per_call() {
+    use auditline::logger::Actor;
+    use auditline::retention::{HELD_UNTIL, HoldScope, MemoryPolicies};
+    let store = Arc::new(auditline::store::MemoryStore::new());
+    let (clock, _) = stepping_clock(hours_ago(3), 1);
+    let logger = AuditLogger::with_clock(store.clone(), AuditSettings::default(), clock)
+        .with_policies(Arc::new(MemoryPolicies::default()))
+        .with_sweep_budget(std::time::Duration::ZERO);
+    let t = tenant("acme");
+    let requests: Vec<_> =
+        (0..2500).map(|i| (i as u16, new_entry(&t, AuditAction::Create, EntityType::File, "f", None, None))).collect();
+    for chunk in requests.chunks(100) {
+        let logged = logger.log_all(chunk.to_vec(), None).await;
+        assert!(logged.iter().all(Result::is_ok));
+    }
+    let admin = Actor { user_id: Some("admin".into()), ip_address: None };
+    let placed = logger.place_hold(&t, HoldScope::Tenant, "everything", &admin).await.unwrap();
+    let (mut entries, mut token, mut calls) = (placed.entries, placed.next_token, 1);
+    while let Some(next) = token {
+        let progress = logger.continue_sweep(&t, &next, Some(placed.hold.id)).await.unwrap();
+        entries += progress.entries;
+        token = progress.next_token;
+        calls += 1;
+    }
+    assert_eq!(entries, 2500, "each entry once (the hold's own record was written held)");
+    assert!(calls >= 4, "a page of 1,000 per call, then the second pass: {calls} calls");
+    let page = logger
+        .get_logs(
+            &t,
+            &AuditQuery { scope: QueryScope::Tenant, filter: AuditFilter::default(), page: PageRequest::first(1000) },
+        )
+        .await
+        .unwrap();
+    assert!(page.entries.iter().all(|e| e.expires_at == HELD_UNTIL));
 }

@@ -219,7 +219,10 @@ impl MemorySink {
     }
 
     /// Every archived entry, opened with `keys`.
-    pub async fn opened(&self, keys: &dyn auditline::archive::shred::ArchiveKeys) -> Vec<auditline::domain::AuditLogEntry> {
+    pub async fn opened(
+        &self,
+        keys: &dyn auditline::archive::shred::ArchiveKeys,
+    ) -> Vec<auditline::domain::AuditLogEntry> {
         let objects: Vec<Vec<u8>> = self.0.lock().unwrap().values().cloned().collect();
         let mut out = Vec::new();
         for bytes in objects {

@@ -82,7 +82,9 @@ pub async fn open_object(gzip_jsonl: &[u8], keys: &dyn ArchiveKeys) -> Result<Ve
     let lines: Vec<shred::ArchivedEntry> = text
         .lines()
         .enumerate()
-        .map(|(i, line)| serde_json::from_str(line).map_err(|e| ArchiveError::Unreadable(format!("line {}: {e}", i + 1))))
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| ArchiveError::Unreadable(format!("line {}: {e}", i + 1)))
+        })
         .collect::<Result<_, _>>()?;
     let mut slots = std::collections::HashMap::new();
     let mut tenants: Vec<&crate::domain::TenantId> = lines.iter().map(|l| &l.entry.tenant_id).collect();

@@ -72,7 +72,11 @@ pub trait ArchiveKeys: Send + Sync {
     /// The slots of `fields` of each entry `ids[i]`: an existing slot (a key issued before, or a
     /// tombstone) wins, else a fresh key is stored. So a redelivered batch seals under the keys it
     /// used before, and an erasure that came before the archive leaves nothing to seal under.
-    async fn issue(&self, tenant: &TenantId, wanted: &[(Uuid, Vec<&'static str>)]) -> Result<Vec<EntryKeys>, BackendError>;
+    async fn issue(
+        &self,
+        tenant: &TenantId,
+        wanted: &[(Uuid, Vec<&'static str>)],
+    ) -> Result<Vec<EntryKeys>, BackendError>;
 
     /// The slots of entries, for reading the archive; entries with none are absent.
     async fn keys(&self, tenant: &TenantId, ids: &[Uuid]) -> Result<HashMap<Uuid, EntryKeys>, BackendError>;
@@ -172,7 +176,11 @@ pub fn seal(entry: &AuditLogEntry, keys: &EntryKeys) -> Result<ArchivedEntry, Sh
                 let mut nonce = [0u8; NONCE_LEN];
                 getrandom::fill(&mut nonce).expect("the operating system provides randomness");
                 cipher(key)
-                    .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad(entry, field)), &mut buffer)
+                    .seal_in_place_append_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(aad(entry, field)),
+                        &mut buffer,
+                    )
                     .expect("AES-GCM seals any length an entry has");
                 let mut bytes = nonce.to_vec();
                 bytes.extend_from_slice(&buffer);
@@ -258,7 +266,11 @@ pub struct MemoryArchiveKeys {
 
 #[async_trait]
 impl ArchiveKeys for MemoryArchiveKeys {
-    async fn issue(&self, tenant: &TenantId, wanted: &[(Uuid, Vec<&'static str>)]) -> Result<Vec<EntryKeys>, BackendError> {
+    async fn issue(
+        &self,
+        tenant: &TenantId,
+        wanted: &[(Uuid, Vec<&'static str>)],
+    ) -> Result<Vec<EntryKeys>, BackendError> {
         let mut slots = self.slots.lock().expect("not poisoned");
         Ok(wanted
             .iter()

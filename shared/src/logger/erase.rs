@@ -87,7 +87,13 @@ impl AuditLogger {
     /// Destroys the archive's keys of `fields` of entry `id` — before the entry is erased, so that
     /// a request cut off between the two leaves the copy in the archive erased (and the record
     /// naming it written), and the next request erases the entry.
-    async fn shred_archived(&self, tenant: &TenantId, id: Uuid, fields: &[&str], record: Uuid) -> Result<(), StoreError> {
+    async fn shred_archived(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+        fields: &[&str],
+        record: Uuid,
+    ) -> Result<(), StoreError> {
         match &self.archive_keys {
             Some(keys) => Ok(keys.shred(tenant, id, fields, record).await?),
             None => Ok(()),

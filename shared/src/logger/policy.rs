@@ -18,6 +18,13 @@ use crate::retention::{
 };
 use crate::store::StoreError;
 
+/// How long a deployed hold's sweep runs in one request (API Gateway waits 30 s) before it answers
+/// with a token to go on from.
+pub const HOLD_SWEEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Entries a sweep reads at a time.
+const SWEEP_PAGE: usize = 1000;
+
 /// Rounds of read and conditional write when policy changes race.
 const ATTEMPTS: usize = 5;
 /// Writes that read the policy before a hold was placed may land after the first sweep passed
@@ -32,12 +39,58 @@ pub struct RetentionChange {
     pub record: AuditLogEntry,
 }
 
-/// A hold placed or released: the hold, its record, and how many entries' expiry it changed.
+/// A hold placed or released: the hold, its record, and how many entries' expiry it changed; with
+/// a `next_token` when the sweep stopped at its budget (go on with [`AuditLogger::continue_sweep`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HoldChange {
     pub hold: LegalHold,
     pub record: AuditLogEntry,
     pub entries: usize,
+    pub next_token: Option<String>,
+}
+
+/// A sweep gone on with: entries changed in this call, and where to go on from (`None`: done).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepProgress {
+    pub entries: usize,
+    pub next_token: Option<String>,
+}
+
+/// How far a hold's sweep has gone: the state of the job is the caller's token, so there is no job
+/// table. Forging one gains nothing: a hold sweep changes only entries a standing hold covers, a
+/// release sweep only entries no hold covers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Sweep {
+    tenant: TenantId,
+    hold: Uuid,
+    scope: HoldScope,
+    release: bool,
+    /// A hold sweeps twice: everything, then (once writes' cached policies have aged out) what was
+    /// stamped since just before it was placed.
+    second_pass: bool,
+    #[serde(with = "crate::domain::time::serde_millis")]
+    placed_at: DateTime<Utc>,
+    /// The entry query's page to go on from.
+    page: Option<String>,
+}
+
+impl Sweep {
+    fn token(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("a sweep serialises"))
+    }
+
+    fn of_token(token: &str, tenant: &TenantId, hold: Option<Uuid>) -> Result<Sweep, PolicyError> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.trim().as_bytes())
+            .map_err(|_| PolicyError::SweepToken)?;
+        let sweep: Sweep = serde_json::from_slice(&bytes).map_err(|_| PolicyError::SweepToken)?;
+        if &sweep.tenant != tenant || hold.is_some_and(|h| h != sweep.hold) {
+            return Err(PolicyError::SweepToken);
+        }
+        Ok(sweep)
+    }
 }
 
 #[derive(Debug, Error)]
@@ -153,12 +206,67 @@ impl AuditLogger {
         record.details.changes = Some(json!({"scope": hold.scope}));
         record.details.metadata = Some(json!({"reason": hold.reason}));
         let record = self.log_service_record(record).await?;
-        let hold_them = |e: &AuditLogEntry, _: &TenantPolicy| (e.expires_at != HELD_UNTIL).then_some(HELD_UNTIL);
-        let mut entries = self.sweep(tenant, &hold.scope, None, hold_them).await?;
-        // Writes still using the policy from before the hold have stopped by now.
-        tokio::time::sleep(self.policy_ttl()).await;
-        entries += self.sweep(tenant, &hold.scope, Some(placed_at - IN_FLIGHT), hold_them).await?;
-        Ok(HoldChange { hold, record, entries })
+        let sweep = Sweep {
+            tenant: tenant.clone(),
+            hold: hold.id,
+            scope: hold.scope.clone(),
+            release: false,
+            second_pass: false,
+            placed_at,
+            page: None,
+        };
+        let progress = self.run_sweep(sweep).await?;
+        Ok(HoldChange { hold, record, entries: progress.entries, next_token: progress.next_token })
+    }
+
+    /// Goes on with the sweep of placing or releasing a hold (of `hold`, when given) from the
+    /// `next_token` it answered.
+    pub async fn continue_sweep(
+        &self,
+        tenant: &TenantId,
+        next_token: &str,
+        hold: Option<Uuid>,
+    ) -> Result<SweepProgress, PolicyFailure> {
+        Ok(self.run_sweep(Sweep::of_token(next_token, tenant, hold)?).await?)
+    }
+
+    /// Runs a sweep until it is done or its budget is spent.
+    async fn run_sweep(&self, mut sweep: Sweep) -> Result<SweepProgress, AuditError> {
+        let deadline = self.sweep_budget().and_then(|b| std::time::Instant::now().checked_add(b));
+        let default = self.settings().retention_days;
+        let hold_id = sweep.hold;
+        // Judged by the policy as it is at each page: a hold released meanwhile keeps nothing more,
+        // a hold placed meanwhile keeps what it covers.
+        let hold_them = move |e: &AuditLogEntry, policy: &TenantPolicy| {
+            (e.expires_at != HELD_UNTIL && policy.holds.iter().any(|h| h.id == hold_id)).then_some(HELD_UNTIL)
+        };
+        let release = move |e: &AuditLogEntry, policy: &TenantPolicy| {
+            (e.expires_at == HELD_UNTIL && policy.hold_on(e).is_none()).then(|| policy.expiry_of(e, default))
+        };
+        let mut entries = 0;
+        loop {
+            if sweep.second_pass {
+                // Writes still using the policy from before the hold have stopped by now.
+                let aged = sweep.placed_at + chrono::Duration::from_std(self.policy_ttl()).unwrap_or_default();
+                if let Ok(wait) = (aged - self.now()).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            let since = sweep.second_pass.then(|| sweep.placed_at - IN_FLIGHT);
+            let judge: &(dyn Fn(&AuditLogEntry, &TenantPolicy) -> Option<i64> + Sync) =
+                if sweep.release { &release } else { &hold_them };
+            let (changed, page) =
+                self.sweep(&sweep.tenant, &sweep.scope, since, sweep.page.take(), deadline, judge).await?;
+            entries += changed;
+            match page {
+                Some(page) => sweep.page = Some(page),
+                None if sweep.release || sweep.second_pass => return Ok(SweepProgress { entries, next_token: None }),
+                None => sweep.second_pass = true,
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(SweepProgress { entries, next_token: Some(sweep.token()) });
+            }
+        }
     }
 
     /// Releases a legal hold: recorded, then the entries it kept and no other hold covers expire
@@ -173,24 +281,31 @@ impl AuditLogger {
         let mut record = Self::record(tenant, AuditAction::Delete, EntityType::LegalHold, &hold.id.to_string(), by);
         record.details.changes = Some(json!({"scope": hold.scope}));
         let record = self.log_service_record(record).await?;
-        let default = self.settings().retention_days;
-        // Judged by the policy as it is at each page: a hold placed meanwhile keeps what it covers.
-        let release = |e: &AuditLogEntry, policy: &TenantPolicy| {
-            (e.expires_at == HELD_UNTIL && policy.hold_on(e).is_none()).then(|| policy.expiry_of(e, default))
+        let sweep = Sweep {
+            tenant: tenant.clone(),
+            hold: hold.id,
+            scope: hold.scope.clone(),
+            release: true,
+            second_pass: false,
+            placed_at: hold.placed_at,
+            page: None,
         };
-        let entries = self.sweep(tenant, &hold.scope, None, release).await?;
-        Ok(HoldChange { hold, record, entries })
+        let progress = self.run_sweep(sweep).await?;
+        Ok(HoldChange { hold, record, entries: progress.entries, next_token: progress.next_token })
     }
 
     /// Sets the expiry `new_expiry` gives each live entry `scope` covers (stamped from `since`),
-    /// judged with the tenant's policy read afresh for each page; returns how many it changed.
+    /// judged with the tenant's policy read afresh for each page, from page `from`; stops after the
+    /// page that passes `deadline`. Returns how many it changed and the page to go on from.
     async fn sweep(
         &self,
         tenant: &TenantId,
         scope: &HoldScope,
         since: Option<DateTime<Utc>>,
-        new_expiry: impl Fn(&AuditLogEntry, &TenantPolicy) -> Option<i64>,
-    ) -> Result<usize, AuditError> {
+        from: Option<String>,
+        deadline: Option<std::time::Instant>,
+        new_expiry: &(dyn Fn(&AuditLogEntry, &TenantPolicy) -> Option<i64> + Sync),
+    ) -> Result<(usize, Option<String>), AuditError> {
         let (scope_of_query, user_id) = match scope {
             HoldScope::Tenant => (QueryScope::Tenant, None),
             HoldScope::Entity { entity_id } => (QueryScope::Entity(entity_id.clone()), None),
@@ -198,7 +313,8 @@ impl AuditLogger {
             HoldScope::User { user_id } => (QueryScope::Tenant, Some(user_id.clone())),
         };
         let filter = AuditFilter { user_id, start_date: since, ..AuditFilter::default() };
-        let mut query = AuditQuery { scope: scope_of_query, filter, page: PageRequest::first(1000) };
+        let page = PageRequest { next_token: from, ..PageRequest::first(SWEEP_PAGE) };
+        let mut query = AuditQuery { scope: scope_of_query, filter, page };
         let mut changed = 0;
         loop {
             let page = self.get_logs(tenant, &query).await?;
@@ -224,8 +340,11 @@ impl AuditLogger {
                 }
             }
             match page.next_token {
-                Some(token) => query.page = PageRequest { next_token: Some(token), ..PageRequest::first(1000) },
-                None => return Ok(changed),
+                Some(token) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => {
+                    return Ok((changed, Some(token)));
+                }
+                Some(token) => query.page = PageRequest { next_token: Some(token), ..PageRequest::first(SWEEP_PAGE) },
+                None => return Ok((changed, None)),
             }
         }
     }

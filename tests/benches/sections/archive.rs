@@ -36,10 +36,8 @@ pub async fn run(out: &mut String) {
     let (client, counter) = local_client();
     let table = fresh_table(&client, &ARCHIVE_KEYS, "bench-archive-keys").await;
     let dynamo_keys = DynamoArchiveKeys::new(client, table, 2557);
-    let runs: [(&str, &dyn ArchiveSink, &dyn ArchiveKeys); 2] = [
-        ("directory (memory)", &directory, &memory_keys),
-        ("S3 API (DynamoDB API; both moto)", &s3, &dynamo_keys),
-    ];
+    let runs: [(&str, &dyn ArchiveSink, &dyn ArchiveKeys); 2] =
+        [("directory (memory)", &directory, &memory_keys), ("S3 API (DynamoDB API; both moto)", &s3, &dynamo_keys)];
     for (name, sink, keys) in runs {
         counter.reset();
         let (mut elapsed, mut bytes) = (Duration::ZERO, 0usize);

@@ -34,7 +34,8 @@ pub struct ArchiveArgs {
 /// Every `.jsonl.gz` under `path` (or `path` itself), in name order: partitions sort by date and hour.
 fn objects_under(path: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if path.is_dir() {
-        let mut children: Vec<PathBuf> = std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        let mut children: Vec<PathBuf> =
+            std::fs::read_dir(path)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
         children.sort();
         for child in children {
             objects_under(&child, found)?;
@@ -74,7 +75,8 @@ pub async fn open(args: &ArchiveArgs, keys: &dyn ArchiveKeys, out: &mut dyn Writ
         let entries = open_object(&bytes, keys).await.map_err(|e| format!("{}: {e}", file.display()))?;
         for entry in &entries {
             opened.erased_fields += entry.integrity.erased.len();
-            opened.without_key += entry.integrity.erased.keys().filter(|f| !entry.integrity.erased_by.contains_key(*f)).count();
+            opened.without_key +=
+                entry.integrity.erased.keys().filter(|f| !entry.integrity.erased_by.contains_key(*f)).count();
             serde_json::to_writer(&mut target, entry)?;
             target.write_all(b"\n")?;
         }

@@ -34,7 +34,10 @@ async fn main() {
 }
 
 /// `auditline archive open`, with the keys where the arguments say.
-async fn open_archive(args: &archive::ArchiveArgs, out: &mut dyn std::io::Write) -> Result<bool, Box<dyn std::error::Error>> {
+async fn open_archive(
+    args: &archive::ArchiveArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<bool, Box<dyn std::error::Error>> {
     // An empty ARCHIVE_KEYS_TABLE names no table.
     let opened = match (&args.data_dir, args.keys_table.as_deref().filter(|t| !t.trim().is_empty())) {
         (Some(dir), _) => {

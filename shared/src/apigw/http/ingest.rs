@@ -343,7 +343,12 @@ fn replayed_entries(body: &mut Value) -> Vec<&mut Value> {
 const REPLAY_READS_AT_ONCE: usize = 16;
 
 /// The first answer again, each entry as it is now (an erased field stays erased in a replay).
-async fn replay(first: StoredResponse, tenant: &TenantId, api: &AuditApi, info: &RequestInfo) -> Result<Response<Body>, ApiError> {
+async fn replay(
+    first: StoredResponse,
+    tenant: &TenantId,
+    api: &AuditApi,
+    info: &RequestInfo,
+) -> Result<Response<Body>, ApiError> {
     let mut body: Value = serde_json::from_str(&first.body).unwrap_or(Value::Null);
     let ids: Vec<Option<Uuid>> = replayed_entries(&mut body)
         .iter()
@@ -353,7 +358,9 @@ async fn replay(first: StoredResponse, tenant: &TenantId, api: &AuditApi, info: 
         .iter()
         .map(|id| async move {
             match id {
-                Some(id) => api.logger.get_log(tenant, *id).await.map_err(|e| ApiError::from_query(&e, &info.request_id)),
+                Some(id) => {
+                    api.logger.get_log(tenant, *id).await.map_err(|e| ApiError::from_query(&e, &info.request_id))
+                }
                 None => Ok(None),
             }
         })

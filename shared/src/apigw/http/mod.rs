@@ -177,8 +177,9 @@ impl Route {
             | Route::EraseSubject
             | Route::Settings
             | Route::UpdateSettings
-            | Route::PlaceHold
-            | Route::ReleaseHold => &[],
+            | Route::PlaceHold => &[],
+            // Going on with the release's sweep from where it stopped.
+            Route::ReleaseHold => &["next_token"],
         }
     }
 

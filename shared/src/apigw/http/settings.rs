@@ -5,7 +5,7 @@
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AuditApi, RequestInfo, json, json_body, path_param};
+use super::{ApiError, AuditApi, RequestInfo, json, json_body, path_param, query_param};
 use crate::AuditError;
 use crate::auth::scopes::AUDIT_ADMIN;
 use crate::domain::{AuditLogEntry, TenantId};
@@ -51,6 +51,20 @@ struct HoldRequest {
     reason: String,
 }
 
+/// A hold to place, or the sweep of one placed to go on with.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HoldBody {
+    Place(HoldRequest),
+    GoOn(SweepRequest),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepRequest {
+    next_token: String,
+}
+
 fn failed(e: PolicyFailure, request_id: &str) -> ApiError {
     match e {
         PolicyFailure::Refused(refusal) => {
@@ -65,6 +79,7 @@ fn failed(e: PolicyFailure, request_id: &str) -> ApiError {
                 }
                 PolicyError::TooManyHolds => ApiError::Conflict { code: "too_many_holds", message, parameter: None },
                 PolicyError::NoSuchHold(_) => ApiError::NotFound,
+                PolicyError::SweepToken => ApiError::InvalidParameter { parameter: "next_token".into(), message },
             }
         }
         PolicyFailure::Conflict => ApiError::Conflict { code: "changed", message: e.to_string(), parameter: None },
@@ -110,22 +125,56 @@ struct HoldAnswer<'a> {
     record: &'a AuditLogEntry,
     /// Entries whose expiry the change set: kept (placed) or let go again (released).
     entries: usize,
+    /// Set when the sweep stopped at its budget: send it back to go on.
+    next_token: Option<&'a str>,
 }
 
-/// `POST /audit/settings/holds`: `{"scope": {...}, "reason": "..."}`.
+#[derive(Serialize)]
+struct SweepAnswer<'a> {
+    entries: usize,
+    next_token: Option<&'a str>,
+}
+
+/// `POST /audit/settings/holds`: `{"scope": {...}, "reason": "..."}`, or `{"next_token": "..."}`
+/// to go on with the sweep of a hold placed before.
 pub(super) async fn place_hold(req: &Request, info: &RequestInfo, api: &AuditApi) -> Result<Response<Body>, ApiError> {
     let caller = info.caller_with(AUDIT_ADMIN)?;
-    let request: HoldRequest = json_body(
+    let request: HoldBody = json_body(
         req,
         MAX_BODY_BYTES,
-        "{\"scope\": {\"type\": \"tenant\"} or {\"type\": \"entity\"|\"project\"|\"user\", \"entity_id\"|\"project_id\"|\"user_id\": id}, \"reason\": \"why\"}",
+        "{\"scope\": {\"type\": \"tenant\"} or {\"type\": \"entity\"|\"project\"|\"user\", \"entity_id\"|\"project_id\"|\"user_id\": id}, \"reason\": \"why\"}, or {\"next_token\": token}",
     )?;
+    let request = match request {
+        HoldBody::Place(request) => request,
+        HoldBody::GoOn(SweepRequest { next_token }) => {
+            return go_on(&caller.tenant_id, &next_token, None, info, api).await;
+        }
+    };
     let placed = api
         .logger
         .place_hold(&caller.tenant_id, request.scope, &request.reason, &info.actor())
         .await
         .map_err(|e| failed(e, &info.request_id))?;
-    Ok(json(201, &HoldAnswer { hold: &placed.hold, record: &placed.record, entries: placed.entries }))
+    let answer = HoldAnswer {
+        hold: &placed.hold,
+        record: &placed.record,
+        entries: placed.entries,
+        next_token: placed.next_token.as_deref(),
+    };
+    Ok(json(201, &answer))
+}
+
+/// The rest of a sweep that stopped at its budget.
+async fn go_on(
+    tenant: &TenantId,
+    next_token: &str,
+    hold: Option<uuid::Uuid>,
+    info: &RequestInfo,
+    api: &AuditApi,
+) -> Result<Response<Body>, ApiError> {
+    let progress =
+        api.logger.continue_sweep(tenant, next_token, hold).await.map_err(|e| failed(e, &info.request_id))?;
+    Ok(json(200, &SweepAnswer { entries: progress.entries, next_token: progress.next_token.as_deref() }))
 }
 
 /// `DELETE /audit/settings/holds/{hold_id}`.
@@ -139,7 +188,16 @@ pub(super) async fn release_hold(
         parameter: "hold_id".into(),
         message: "hold_id must be a hold's id (a UUID)".into(),
     })?;
+    if let Some(next_token) = query_param(req, "next_token") {
+        return go_on(&caller.tenant_id, next_token, Some(id), info, api).await;
+    }
     let released =
         api.logger.release_hold(&caller.tenant_id, id, &info.actor()).await.map_err(|e| failed(e, &info.request_id))?;
-    Ok(json(200, &HoldAnswer { hold: &released.hold, record: &released.record, entries: released.entries }))
+    let answer = HoldAnswer {
+        hold: &released.hold,
+        record: &released.record,
+        entries: released.entries,
+        next_token: released.next_token.as_deref(),
+    };
+    Ok(json(200, &answer))
 }

@@ -102,7 +102,11 @@ fn slots_of(item: &HashMap<String, AttributeValue>) -> Result<EntryKeys, Backend
 
 #[async_trait]
 impl ArchiveKeys for DynamoArchiveKeys {
-    async fn issue(&self, tenant: &TenantId, wanted: &[(Uuid, Vec<&'static str>)]) -> Result<Vec<EntryKeys>, BackendError> {
+    async fn issue(
+        &self,
+        tenant: &TenantId,
+        wanted: &[(Uuid, Vec<&'static str>)],
+    ) -> Result<Vec<EntryKeys>, BackendError> {
         let updates: Vec<_> = wanted.iter().map(|(id, fields)| self.issue_one(tenant, *id, fields)).collect();
         futures::stream::iter(updates).buffered(UPDATES_AT_ONCE).collect::<Vec<_>>().await.into_iter().collect()
     }

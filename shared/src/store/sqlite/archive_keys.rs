@@ -37,9 +37,14 @@ fn slots(conn: &rusqlite::Connection, tenant: &str, id: &str) -> Result<EntryKey
 
 #[async_trait]
 impl ArchiveKeys for SqliteStore {
-    async fn issue(&self, tenant: &TenantId, wanted: &[(Uuid, Vec<&'static str>)]) -> Result<Vec<EntryKeys>, BackendError> {
+    async fn issue(
+        &self,
+        tenant: &TenantId,
+        wanted: &[(Uuid, Vec<&'static str>)],
+    ) -> Result<Vec<EntryKeys>, BackendError> {
         let tenant = tenant.as_str().to_owned();
-        let wanted: Vec<(String, Vec<&'static str>)> = wanted.iter().map(|(id, f)| (id.to_string(), f.clone())).collect();
+        let wanted: Vec<(String, Vec<&'static str>)> =
+            wanted.iter().map(|(id, f)| (id.to_string(), f.clone())).collect();
         let issued = self
             .write::<Vec<EntryKeys>, ()>(move |conn| {
                 let mut out = Vec::with_capacity(wanted.len());
@@ -49,7 +54,12 @@ impl ArchiveKeys for SqliteStore {
                         conn.prepare_cached(
                             "INSERT OR IGNORE INTO archive_keys (tenant, id, field, key) VALUES (?1, ?2, ?3, ?4)",
                         )?
-                        .execute(params![tenant, id, field, FieldKey::random().0.as_slice()])?;
+                        .execute(params![
+                            tenant,
+                            id,
+                            field,
+                            FieldKey::random().0.as_slice()
+                        ])?;
                     }
                     out.push(slots(conn, &tenant, id)?);
                 }

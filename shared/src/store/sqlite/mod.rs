@@ -18,9 +18,9 @@
 //! store never starts empty over it.
 
 mod api_keys;
+mod archive_keys;
 mod entries;
 mod idempotency;
-mod archive_keys;
 mod policies;
 mod seal;
 
