@@ -147,6 +147,38 @@ test('an erased field shows as erased, and leads to its erasure record', async (
   }
 });
 
+test('an erasure made while a row is in the live tail blanks its fields there, and the row opens as erased', async () => {
+  const own = await startGateway();
+  try {
+    const { page, problems, close } = await freshPage();
+    await signIn(page, own);
+    await page.check('#live');
+    await page.waitForFunction(() => document.body.dataset.live === 'live');
+    const entry = await own.post({ action: 'UPDATE', entity_type: 'REPORT', entity_id: 'tail-erased', metadata: { phone: '+44 20 7946 0002' } });
+    await page.waitForSelector(`tr[data-id="${entry.id}"]`);
+    const from = `tr[data-id="${entry.id}"] td[data-field="ip_address"]`;
+    assert.equal(await page.textContent(from), entry.ip_address, 'shown before the erasure');
+    const erased = await fetch(`${own.url}/audit/logs/${entry.id}/erasure`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${own.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ fields: ['ip_address', 'metadata'], reason: 'GDPR request 13' }),
+    });
+    assert.equal(erased.status, 200, await erased.clone().text());
+    const { record } = await erased.json();
+    // The record arrives on the feed (this connection may read it): the row loses the field.
+    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === 'erased', from, { timeout: 2000 });
+    assert.equal(await page.getAttribute(`${from} .erased`, 'title'), `erased by ${record.id}`);
+    await page.locator(`tr[data-id="${entry.id}"]`).press('Enter');
+    await page.waitForSelector('#detail:not([hidden]) .erased');
+    assert.equal(await page.locator('#detail').getByText('+44 20 7946').count(), 0);
+    assert.equal(await page.locator('#detail .erased').count(), 2, 'From and Metadata, read again from the API');
+    assert.deepEqual(problems, []);
+    await close();
+  } finally {
+    own.stop();
+  }
+});
+
 test('export of the current view downloads every matching entry', async () => {
   const { page, problems, close } = await freshPage();
   await signIn(page, gateway);

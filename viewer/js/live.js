@@ -1,8 +1,9 @@
 // The live tail: one WebSocket with the credential in the subprotocol (never in the URL). API
 // Gateway closes connections after 2 hours and 10 idle minutes; the tail reconnects on its own
-// with backoff and reports each (re)connection so the page can catch up over HTTP.
+// with backoff and reports each (re)connection so the page can catch up over HTTP. Erasure notices
+// go to onErasure, so rows already shown lose what was erased.
 
-export function openLive({ url, credential, onEntry, onStatus, onConnected }) {
+export function openLive({ url, credential, onEntry, onErasure, onStatus, onConnected }) {
   let socket = null;
   let stopped = false;
   let attempt = 0;
@@ -33,6 +34,11 @@ export function openLive({ url, credential, onEntry, onStatus, onConnected }) {
       // Too large for a frame: the notice carries the entry's summary; the page fetches it whole.
       const summary = message && message.type === 'audit_entry_notice' && message.entry;
       if (summary && typeof summary.id === 'string') onEntry({ id: summary.id, notice: true });
+      // Fields erased (sent to connections that may not read the record itself): drop them here too.
+      if (message && message.type === 'erasure' && typeof message.record === 'string'
+        && Array.isArray(message.entries) && Array.isArray(message.fields)) {
+        onErasure({ record: message.record, entries: message.entries, fields: message.fields });
+      }
     });
     socket.addEventListener('close', () => {
       socket = null;

@@ -137,7 +137,13 @@ async function startLive(view) {
       // An entry too large for a frame arrives as a notice: fetch it whole.
       const whole = entry.notice ? await api.get(`audit/logs/${encodeURIComponent(entry.id)}`).catch(() => null) : entry;
       if (whole && state.matches(view, whole)) table.live(whole);
+      // An erasure record: the entries it names lose those fields here too.
+      const erased = whole && whole.entity_type === 'AUDIT_ENTRY' && whole.changes && whole.changes.erased;
+      if (erased && Array.isArray(erased.entries) && Array.isArray(erased.fields)) {
+        table.erase({ record: whole.id, entries: erased.entries, fields: erased.fields });
+      }
     },
+    onErasure: (notice) => { if (table) table.erase(notice); },
     // After every (re)connection, catch up over HTTP: whatever was written while the socket was
     // down is on the first page; rows already shown are skipped by id.
     onConnected: async () => {
@@ -191,7 +197,15 @@ function renderLogs(view) {
         throw e;
       }
     },
-    onOpen: openDetail,
+    // A row whose fields were erased while shown is read again: its proof needs what the store kept.
+    onOpen: async (entry) => {
+      if (!entry.stale) return openDetail(entry);
+      try {
+        openDetail(await api.get(`audit/logs/${encodeURIComponent(entry.id)}`));
+      } catch (e) {
+        show(e.message);
+      }
+    },
     onEntity: goEntity,
   });
   const filters = renderFilters(view, {

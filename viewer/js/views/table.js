@@ -14,6 +14,8 @@ export function createTable({ loadPage, onOpen, onEntity }) {
     body);
   const root = el('section', { class: 'table-view' }, pending, el('div', { class: 'scroll' }, table), sentinel, status);
   const seen = new Set();
+  // The entry behind each row, by id: an erasure while it is shown replaces it.
+  const shown = new Map();
   let token = null;
   let loading = false;
   let done = false;
@@ -25,8 +27,8 @@ export function createTable({ loadPage, onOpen, onEntity }) {
       tabindex: 0,
       class: fresh ? 'fresh' : '',
       dataset: { id: entry.id },
-      onclick: () => onOpen(entry),
-      onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onOpen(entry); } },
+      onclick: () => onOpen(shown.get(entry.id) || entry),
+      onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onOpen(shown.get(entry.id) || entry); } },
     },
     el('td', { title: absoluteTime(entry.timestamp) }, el('time', { datetime: entry.timestamp }, relativeTime(entry.timestamp))),
     el('td', {}, el('span', { class: `badge ${actionClass(entry.action)}` }, entry.action)),
@@ -36,10 +38,28 @@ export function createTable({ loadPage, onOpen, onEntity }) {
       type: 'button', class: 'link',
       onclick: (e) => { e.stopPropagation(); onEntity(entry.entity_id); },
     }, entry.entity_id)),
-    el('td', {}, entry.user_id || '—'),
+    el('td', { dataset: { field: 'user_id' } }, cell(entry, 'user_id')),
     el('td', {}, entry.project_id || '—'),
-    el('td', {}, entry.ip_address || '—'));
+    el('td', { dataset: { field: 'ip_address' } }, cell(entry, 'ip_address')));
+    shown.set(entry.id, entry);
     return tr;
+  }
+
+  function cell(entry, field) {
+    const record = entry.integrity && entry.integrity.erased_by && entry.integrity.erased_by[field];
+    return record ? el('span', { class: 'erased', title: `erased by ${record}` }, 'erased') : (entry[field] || '—');
+  }
+
+  /// The entry with `fields` erased by `record`, as far as the page can tell (its proof is read
+  /// again when opened).
+  function without(entry, fields, record) {
+    const next = { ...entry, stale: true, integrity: { ...entry.integrity, erased_by: { ...(entry.integrity && entry.integrity.erased_by) } } };
+    for (const field of fields) {
+      if (!Object.hasOwn(next, field)) continue;
+      next[field] = null;
+      next.integrity.erased_by[field] = record;
+    }
+    return next;
   }
 
   function add(entries, { top = false, fresh = false } = {}) {
@@ -109,9 +129,24 @@ export function createTable({ loadPage, onOpen, onEntity }) {
       const missing = entries.filter((e) => !seen.has(e.id));
       for (const e of missing.reverse()) this.live(e);
     },
+    /// An erasure: the rows (and held-back entries) it names lose those fields.
+    erase({ record, entries, fields }) {
+      for (const id of entries) {
+        waiting = waiting.map((w) => (w.id === id ? without(w, fields, record) : w));
+        const entry = shown.get(id);
+        if (!entry) continue;
+        const next = without(entry, fields, record);
+        shown.set(id, next);
+        const tr = [...body.children].find((r) => r.dataset.id === id);
+        for (const td of tr ? tr.querySelectorAll('td[data-field]') : []) {
+          if (fields.includes(td.dataset.field)) clear(td).append(cell(next, td.dataset.field));
+        }
+      }
+    },
     reset() {
       clear(body);
       seen.clear();
+      shown.clear();
       observer.disconnect();
     },
   };
