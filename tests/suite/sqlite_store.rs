@@ -79,9 +79,11 @@ async fn everything_survives_a_reopen_and_the_chain_continues_where_it_stopped()
 }
 
 /// The three tables version 2 rebuilt, as version 1 (the first release with the SQLite store)
-/// made them: clustered on their keys; and without the policies version 3 added.
+/// made them: clustered on their keys; and without the policies version 3 and the archive keys
+/// version 4 added.
 const VERSION_1_TABLES: &str = r#"
 DROP TABLE policies;
+DROP TABLE archive_keys;
 CREATE TABLE entries_1 (
     tenant TEXT NOT NULL, id BLOB NOT NULL, expires_at INTEGER NOT NULL, entity TEXT NOT NULL,
     project TEXT, user TEXT, action TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL,
