@@ -32,3 +32,7 @@ cargo test --workspace "$@"
 ensure_browser
 echo "==> browser tests (tests/browser: the viewer in headless Chromium)"
 (cd tests/browser && node --test --test-concurrency=1)
+
+# The client SDKs, each against the gateway binary built above (their own virtualenv / node_modules).
+echo "==> Python SDK (sdks/python: mypy --strict, pytest with fault drills, the wheel in a clean venv)"
+sdks/python/run-tests.sh target/debug/auditline-local
