@@ -53,7 +53,7 @@ pub(crate) async fn http_request(
         return response.body(Body::from(answer.body)).expect("status and headers are valid");
     }
     let Some((route, mut path_parameters)) = Route::resolve(&method, &path) else {
-        return json_response(404, &json!({"message": "Not Found"}));
+        return not_routed(&method, &path);
     };
     // API Gateway hands path parameters to the function decoded.
     for (_, value) in &mut path_parameters {
@@ -65,6 +65,25 @@ pub(crate) async fn http_request(
         let exposed = http::HeaderValue::from_str(&origins::EXPOSED_HEADERS.join(", ")).expect("ASCII");
         response.headers_mut().insert("access-control-expose-headers", exposed);
     }
+    response
+}
+
+/// No route for this method and path: 405 naming the methods the path takes (`Allow`), or API
+/// Gateway's 404 for a path no route has.
+fn not_routed(method: &str, path: &str) -> Response {
+    let allowed = Route::methods_at(path);
+    if allowed.is_empty() {
+        return json_response(404, &json!({"message": "Not Found"}));
+    }
+    let body = json!({"error": {
+        "code": "method_not_allowed",
+        "message": format!("{path} takes {}, not {method}", allowed.join(", ")),
+        "parameter": null,
+        "request_id": request_id(),
+    }});
+    let mut response = json_response(405, &body);
+    let allow = http::HeaderValue::from_str(&allowed.join(", ")).expect("method names are ASCII");
+    response.headers_mut().insert("allow", allow);
     response
 }
 

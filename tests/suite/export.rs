@@ -207,10 +207,10 @@ async fn an_export_is_itself_on_the_record_once(backend: Backend) {
     let first_count: u64 = pages[0].header(ENTRY_COUNT_HEADER).unwrap().parse().unwrap();
     assert_eq!((metadata["entries_returned"].as_u64(), &metadata["complete"]), (Some(first_count), &json!(false)));
 
-    // A bad format or a conflicting scope is named, and records nothing.
+    // A bad format or a bad date is named, and records nothing.
     for (query, parameter) in [
         (vec![("format", "xml")], "format"),
-        (vec![("entity_id", "a"), ("project_id", "b")], "project_id"),
+        (vec![("entity_id", "a"), ("start_date", "yesterday")], "start_date"),
         (vec![("limit", "5")], "limit"),
     ] {
         let reply = call(&api, Route::Export, &export_event(&query)).await;

@@ -36,6 +36,7 @@ auditline_tests::on_every_backend!(
     a_subjects_erasure_reaches_every_entry_a_page_per_record_and_goes_on_from_its_token,
     archived_copies_are_sealed_and_an_erasure_shreds_them_even_before_they_are_archived,
     a_holds_sweep_stopped_at_its_budget_goes_on_from_its_token,
+    an_entitys_entries_narrow_to_a_project,
 );
 
 fn logger(store: Arc<dyn AuditStore>, start: DateTime<Utc>, step_ms: i64) -> AuditLogger {
@@ -73,6 +74,7 @@ fn oracle(all: &[AuditLogEntry], tenant: &TenantId, scope: &QueryScope, f: &Audi
         .filter(|e| f.user_id.is_none() || e.user_id == f.user_id)
         .filter(|e| f.start_date.is_none_or(|s| e.timestamp >= s))
         .filter(|e| f.end_date.is_none_or(|end| e.timestamp <= end))
+        .filter(|e| f.project_id.is_none() || e.project_id == f.project_id)
         .collect();
     matching.sort_by_key(|e| std::cmp::Reverse(e.id));
     matching.into_iter().map(|e| e.id).collect()
@@ -187,8 +189,11 @@ async fn every_query_path_and_filter_matches_the_oracle(backend: Backend) {
             user_id: Some("user-0".into()),
             start_date: Some(early),
             end_date: Some(late),
+            project_id: None,
         },
         AuditFilter { user_id: Some("nobody".into()), ..Default::default() },
+        AuditFilter { project_id: Some("project-1".into()), ..Default::default() },
+        AuditFilter { project_id: Some("project-0".into()), action: Some(AuditAction::Create), ..Default::default() },
     ];
     let scopes = [
         QueryScope::Tenant,
@@ -982,4 +987,38 @@ async fn a_holds_sweep_over_many_pages_goes_on_a_page_per_call() {
         .await
         .unwrap();
     assert!(page.entries.iter().all(|e| e.expires_at == HELD_UNTIL));
+}
+
+/// An entity's entries narrowed to one project (the export's `entity_id` with `project_id`), page
+/// by page with the query's token.
+async fn an_entitys_entries_narrow_to_a_project(backend: Backend) {
+    let store = fresh_store(backend).await;
+    let logger = logger(store, hours_ago(2), 1);
+    let t = tenant("acme");
+    let mut want = Vec::new();
+    for i in 0..9 {
+        let project = ["p-1", "p-2", "p-3"][i % 3];
+        let entity = if i % 2 == 0 { "shared" } else { "other" };
+        let e =
+            stored(logger.log(new_entry(&t, AuditAction::Update, EntityType::File, entity, Some(project), None)).await);
+        if entity == "shared" && project == "p-1" {
+            want.push(e.id);
+        }
+    }
+    want.reverse();
+    let filter = AuditFilter { project_id: Some("p-1".into()), ..AuditFilter::default() };
+    let mut query = AuditQuery { scope: QueryScope::Entity("shared".into()), filter, page: PageRequest::first(1) };
+    let mut got = Vec::new();
+    loop {
+        let page = logger.get_logs(&t, &query).await.unwrap();
+        got.extend(page.entries.iter().map(|e| e.id));
+        match page.next_token {
+            Some(token) => query.page = PageRequest { next_token: Some(token), ..PageRequest::first(1) },
+            None => break,
+        }
+    }
+    assert_eq!(got, want, "the entity's entries in p-1, newest first");
+    query.filter.project_id = Some("bad\u{1}".into());
+    query.page = PageRequest::first(10);
+    assert!(logger.get_logs(&t, &query).await.is_err(), "the project is checked like any id");
 }

@@ -26,6 +26,8 @@ pub struct AuditFilter {
     pub user_id: Option<String>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
+    /// Entries of this project only: for an entity's entries (a project's own scope needs none).
+    pub project_id: Option<String>,
 }
 
 /// Which entries a query is about: the caller's whole tenant, one entity, or one project.
@@ -79,6 +81,7 @@ impl AuditQuery {
             user_id: present("user_id").map(str::to_owned),
             start_date: present("start_date").map(|v| time::parse_date_param("start_date", v)).transpose()?,
             end_date: present("end_date").map(|v| time::parse_date_param("end_date", v)).transpose()?,
+            project_id: None,
         };
         let limit = present("limit")
             .map(|v| validation::bounded_integer("limit", v, 1, MAX_LIMIT as u64))
@@ -103,6 +106,9 @@ impl AuditQuery {
         if let Some(u) = &f.user_id {
             validation::identifier("user_id", u)?;
         }
+        if let Some(p) = &f.project_id {
+            validation::identifier("project_id", p)?;
+        }
         if !(1..=MAX_LIMIT).contains(&self.page.limit) {
             return Err(ValidationError::OutOfRange { field: "limit", min: 1, max: MAX_LIMIT as u64 });
         }
@@ -120,6 +126,7 @@ impl AuditQuery {
             action: f.action.filter(|_| !matches!(index, IndexKey::Action(_))),
             entity_type: f.entity_type.filter(|_| !matches!(index, IndexKey::EntityType(_))),
             user_id: f.user_id.clone().filter(|_| !matches!(index, IndexKey::User(_))),
+            project_id: f.project_id.clone().filter(|p| !matches!(&index, IndexKey::Project(id) if id == p)),
         };
         let query_key = self.canonical_key(tenant);
         let lowest = f.start_date.map_or(Uuid::nil(), time::lowest_id_at);
@@ -163,6 +170,10 @@ impl AuditQuery {
             &f.start_date.map(format_timestamp).unwrap_or_default(),
             &f.end_date.map(format_timestamp).unwrap_or_default(),
         ]
+        .into_iter()
+        // Only when set: the keys (and the tokens) of queries without it stay as they were.
+        .chain(f.project_id.as_deref())
+        .collect::<Vec<&str>>()
         .join("\0")
     }
 }
@@ -213,17 +224,19 @@ pub struct Residual {
     pub action: Option<AuditAction>,
     pub entity_type: Option<EntityType>,
     pub user_id: Option<String>,
+    pub project_id: Option<String>,
 }
 
 impl Residual {
     pub fn is_empty(&self) -> bool {
-        self.action.is_none() && self.entity_type.is_none() && self.user_id.is_none()
+        self.action.is_none() && self.entity_type.is_none() && self.user_id.is_none() && self.project_id.is_none()
     }
 
     pub fn matches(&self, e: &AuditLogEntry) -> bool {
         self.action.is_none_or(|a| e.action == a)
             && self.entity_type.is_none_or(|t| e.entity_type == t)
             && self.user_id.as_deref().is_none_or(|u| e.user_id.as_deref() == Some(u))
+            && self.project_id.as_deref().is_none_or(|p| e.project_id.as_deref() == Some(p))
     }
 }
 

@@ -19,16 +19,12 @@ pub const NEXT_TOKEN_HEADER: &str = "x-next-token";
 /// The header that says how many entries the page holds.
 pub const ENTRY_COUNT_HEADER: &str = "x-entry-count";
 
-/// The export's query: the list filters, one scope, and pages read as large as the store allows.
+/// The export's query: the list filters, one scope (an entity's entries, narrowed to a project
+/// when both are given), and pages read as large as the store allows.
 fn export_query(req: &Request) -> Result<AuditQuery, ApiError> {
-    let scope = match (query_param(req, "entity_id"), query_param(req, "project_id")) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::InvalidParameter {
-                parameter: "project_id".into(),
-                message: "give entity_id or project_id, not both".into(),
-            });
-        }
-        (Some(entity), None) => QueryScope::Entity(entity.to_owned()),
+    let (entity, project) = (query_param(req, "entity_id"), query_param(req, "project_id"));
+    let scope = match (entity, project) {
+        (Some(entity), _) => QueryScope::Entity(entity.to_owned()),
         (None, Some(project)) => QueryScope::Project(project.to_owned()),
         (None, None) => QueryScope::Tenant,
     };
@@ -37,6 +33,9 @@ fn export_query(req: &Request) -> Result<AuditQuery, ApiError> {
         other => query_param(req, other),
     })
     .map_err(|e| ApiError::parameter_error(&e))?;
+    if entity.is_some() {
+        query.filter.project_id = project.map(str::to_owned);
+    }
     query.page = PageRequest { next_token: query.page.next_token.take(), ..PageRequest::first(MAX_LIMIT) };
     Ok(query)
 }

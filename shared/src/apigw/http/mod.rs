@@ -209,6 +209,18 @@ impl Route {
             Some((route, params))
         })
     }
+
+    /// The methods some route takes at `path`: what a 405 for another method names in `Allow`.
+    pub fn methods_at(path: &str) -> Vec<&'static str> {
+        let mut methods: Vec<&'static str> = Route::ALL
+            .into_iter()
+            .filter_map(|route| route.route_key().split_once(' ').map(|(m, _)| m))
+            .filter(|m| Route::resolve(m, path).is_some())
+            .collect();
+        methods.sort_unstable();
+        methods.dedup();
+        methods
+    }
 }
 
 /// What a handler reads from the API Gateway request context.

@@ -449,6 +449,7 @@ impl AuditStore for DynamoStore {
             ("action", "action", residual.action.map(AuditAction::as_str)),
             ("type", "entity_type", residual.entity_type.map(EntityType::as_str)),
             ("user", "user_id", residual.user_id.as_deref()),
+            ("project", "project_id", residual.project_id.as_deref()),
         ] {
             if let Some(value) = value {
                 filter.push(format!("#{name} = :{name}"));

@@ -180,6 +180,10 @@ fn query(conn: &Connection, plan: &QueryPlan, now: i64) -> Result<StoredPage, ru
         sql.push_str(" AND user = ?");
         args.push(Box::new(u.clone()));
     }
+    if let Some(p) = &r.project_id {
+        sql.push_str(" AND project = ?");
+        args.push(Box::new(p.clone()));
+    }
     sql.push_str(" ORDER BY id DESC LIMIT ? OFFSET ?");
     args.push(Box::new(plan.take as i64 + 1));
     args.push(Box::new(plan.skip as i64));
