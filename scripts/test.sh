@@ -33,6 +33,14 @@ ensure_browser
 echo "==> browser tests (tests/browser: the viewer in headless Chromium)"
 (cd tests/browser && node --test --test-concurrency=1)
 
+# The contract the SDKs stand on: docs/openapi.json and the gateway agree (Schemathesis, about 2,400
+# cases: schema-valid requests accepted, violating ones refused, every answer as declared).
+ensure_schemathesis
+echo "==> Schemathesis: docs/openapi.json against the gateway binary"
+"$TOOLS_DIR/schemathesis/bin/python" scripts/lib/contract_check.py target/debug/auditline-local "$TOOLS_DIR/schemathesis/bin/st" 60
+
 # The client SDKs, each against the gateway binary built above (their own virtualenv / node_modules).
 echo "==> Python SDK (sdks/python: mypy --strict, pytest with fault drills, the wheel in a clean venv)"
 sdks/python/run-tests.sh target/debug/auditline-local
+echo "==> TypeScript SDK (sdks/typescript: tsc --strict, node:test with fault drills, npm pack installed)"
+sdks/typescript/run-tests.sh "$PWD/target/debug/auditline-local"

@@ -7,9 +7,11 @@ and schema, 405 for an undeclared method on a known path. Exits non-zero on any 
 Usage: contract_check.py GATEWAY_BINARY ST_BINARY [MAX_EXAMPLES]
 """
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 
 def start_gateway(binary: str) -> tuple[subprocess.Popen[str], str, str]:
@@ -50,7 +52,10 @@ def main() -> None:
             "--generation-database", "none",
             "--no-color",
         ]
-        status = subprocess.call(command)
+        # What the document cannot say (opaque tokens, start ≤ end, one key per request).
+        here = str(Path(__file__).resolve().parent)
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": "contract_hooks", "PYTHONPATH": here}
+        status = subprocess.call(command, env=env)
     finally:
         gateway.terminate()
         gateway.wait(timeout=10)

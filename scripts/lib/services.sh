@@ -6,6 +6,17 @@ MOTO_VERSION="5.2.5"
 SAM_CLI_VERSION="1.170.0"
 CFN_LINT_VERSION="1.58.0"
 CARGO_LAMBDA_VERSION="1.9.2"
+SCHEMATHESIS_VERSION="4.32.5"
+
+# Installs Schemathesis into a virtualenv of its own (its dependencies are not moto's).
+ensure_schemathesis() {
+  local venv="$TOOLS_DIR/schemathesis"
+  if [ ! -x "$venv/bin/st" ] || ! "$venv/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    echo "==> installing schemathesis==$SCHEMATHESIS_VERSION into $venv (once)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+}
 
 # Installs moto's server mode (a local DynamoDB API with Streams) into an ignored virtualenv.
 ensure_moto() {

@@ -24,13 +24,49 @@ pub const MAX_HOLDS: usize = 100;
 pub const MAX_REASON_CHARS: usize = 1000;
 
 /// What a hold covers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum HoldScope {
     Tenant,
     Entity { entity_id: String },
     Project { project_id: String },
     User { user_id: String },
+}
+
+/// Read by hand, not by serde's internally tagged enums: those take a variant's number for its
+/// name (`"type": 0` would be a tenant-wide hold) and let a tenant scope carry stray ids.
+impl<'de> Deserialize<'de> for HoldScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(rename = "type")]
+            kind: String,
+            entity_id: Option<String>,
+            project_id: Option<String>,
+            user_id: Option<String>,
+        }
+        let Raw { kind, entity_id, project_id, user_id } = Raw::deserialize(d)?;
+        let scope = match (kind.as_str(), entity_id, project_id, user_id) {
+            ("tenant", None, None, None) => HoldScope::Tenant,
+            ("entity", Some(entity_id), None, None) => HoldScope::Entity { entity_id },
+            ("project", None, Some(project_id), None) => HoldScope::Project { project_id },
+            ("user", None, None, Some(user_id)) => HoldScope::User { user_id },
+            (kind @ ("tenant" | "entity" | "project" | "user"), ..) => {
+                let wanted = match kind {
+                    "tenant" => "no id",
+                    "entity" => "entity_id alone",
+                    "project" => "project_id alone",
+                    _ => "user_id alone",
+                };
+                return Err(serde::de::Error::custom(format!("a {kind} scope takes {wanted}")));
+            }
+            (other, ..) => {
+                return Err(serde::de::Error::unknown_variant(other, &["tenant", "entity", "project", "user"]));
+            }
+        };
+        Ok(scope)
+    }
 }
 
 impl HoldScope {
@@ -198,5 +234,25 @@ mod tests {
         assert!(check_retention(0, 3650).is_err() && check_retention(3651, 3650).is_err());
         assert!(check_hold(&HoldScope::Entity { entity_id: "".into() }, "case").is_err());
         assert!(check_hold(&HoldScope::Tenant, " ").is_err());
+    }
+
+    #[test]
+    fn a_scope_reads_only_by_its_name_with_exactly_its_id() {
+        let read = |v: serde_json::Value| serde_json::from_value::<HoldScope>(v);
+        assert_eq!(read(serde_json::json!({"type": "tenant"})).unwrap(), HoldScope::Tenant);
+        let user = read(serde_json::json!({"type": "user", "user_id": "u-1"})).unwrap();
+        assert_eq!(user, HoldScope::User { user_id: "u-1".into() });
+        assert_eq!(read(serde_json::to_value(&user).unwrap()).unwrap(), user, "round trip");
+        for bad in [
+            serde_json::json!({"type": 0}),
+            serde_json::json!({"type": 0, "user_id": "0"}),
+            serde_json::json!({"type": "tenant", "user_id": "u-1"}),
+            serde_json::json!({"type": "entity"}),
+            serde_json::json!({"type": "entity", "entity_id": "e", "project_id": "p"}),
+            serde_json::json!({"type": "team", "user_id": "u"}),
+            serde_json::json!({"type": "user", "user_id": "u", "colour": "red"}),
+        ] {
+            assert!(read(bad.clone()).is_err(), "{bad} is refused");
+        }
     }
 }

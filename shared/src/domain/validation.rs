@@ -9,8 +9,9 @@ use thiserror::Error;
 /// A JSON object, as carried by `changes` and `metadata`.
 pub type JsonObject = Map<String, Value>;
 
-/// Longest accepted identifier (entity_id, project_id, user_id), in bytes.
-pub const MAX_ID_BYTES: usize = 256;
+/// Longest accepted identifier (entity_id, project_id, user_id), in characters, as JSON Schema's
+/// maxLength counts (at most 1 KiB of UTF-8: index keys stay far under DynamoDB's 2 KiB).
+pub const MAX_ID_CHARS: usize = 256;
 /// Longest accepted tenant id, in bytes.
 pub const MAX_TENANT_BYTES: usize = 128;
 /// Deepest accepted nesting of `changes` and `metadata`; DynamoDB allows 32 levels in all.
@@ -20,7 +21,7 @@ pub const MAX_JSON_DEPTH: usize = 16;
 pub enum ValidationError {
     #[error("{field} must not be empty")]
     Empty { field: &'static str },
-    #[error("{field} is {actual} bytes long; at most {max} are allowed")]
+    #[error("{field} is {actual} characters long; at most {max} are allowed")]
     TooLong { field: &'static str, max: usize, actual: usize },
     #[error("{field} must not contain control characters")]
     ControlCharacters { field: &'static str },
@@ -87,8 +88,9 @@ pub fn identifier(field: &'static str, value: &str) -> Result<(), ValidationErro
     if value.is_empty() {
         return Err(ValidationError::Empty { field });
     }
-    if value.len() > MAX_ID_BYTES {
-        return Err(ValidationError::TooLong { field, max: MAX_ID_BYTES, actual: value.len() });
+    let chars = value.chars().count();
+    if chars > MAX_ID_CHARS {
+        return Err(ValidationError::TooLong { field, max: MAX_ID_CHARS, actual: chars });
     }
     if value.chars().any(char::is_control) {
         return Err(ValidationError::ControlCharacters { field });

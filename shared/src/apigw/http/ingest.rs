@@ -169,6 +169,15 @@ async fn process(
             Ok((response, progress))
         }
         Value::Array(items) if !items.is_empty() && items.len() <= MAX_BATCH => {
+            // A batch is an array of objects; what is in each object is judged entry by entry.
+            if let Some(i) = items.iter().position(|item| !item.is_object()) {
+                return Err(ApiError::InvalidEntry {
+                    parameter: None,
+                    message: format!(
+                        "entry {i} of the batch is not a JSON object; a batch is an array of entry objects"
+                    ),
+                });
+            }
             let results = store_all(items, caller, info, api, once).await;
             let stored = results.iter().filter(|r| r.stored()).count();
             let retryable = results.iter().any(ItemResult::retryable);

@@ -329,7 +329,15 @@ fn only_known_parameters(req: &Request, known: &[&str]) -> Result<(), ApiError> 
                 format!("{unknown} is not a parameter of this route; known: {}", known.join(", "))
             },
         }),
-        None => Ok(()),
+        // An empty value is refused rather than taken as absent: a form that sends every field
+        // should leave out the empty ones, and the document declares none as empty.
+        None => match query.iter().find(|(_, value)| value.is_empty()) {
+            Some((name, _)) => Err(ApiError::InvalidParameter {
+                parameter: name.to_owned(),
+                message: format!("{name} is empty: leave it out, or give it a value"),
+            }),
+            None => Ok(()),
+        },
     }
 }
 
