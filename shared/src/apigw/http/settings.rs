@@ -9,7 +9,7 @@ use super::{ApiError, AuditApi, RequestInfo, json, json_body, path_param, query_
 use crate::AuditError;
 use crate::auth::scopes::AUDIT_ADMIN;
 use crate::domain::{AuditLogEntry, TenantId};
-use crate::logger::{MAX_RETENTION_DAYS, PolicyFailure};
+use crate::logger::{HoldChange, MAX_RETENTION_DAYS, PolicyFailure};
 use crate::retention::{HoldScope, LegalHold, MIN_RETENTION_DAYS, PolicyError, TenantPolicy};
 
 /// Largest accepted body: a number, or a scope and a reason.
@@ -129,6 +129,17 @@ struct HoldAnswer<'a> {
     next_token: Option<&'a str>,
 }
 
+impl<'a> HoldAnswer<'a> {
+    fn of(change: &'a HoldChange) -> Self {
+        HoldAnswer {
+            hold: &change.hold,
+            record: &change.record,
+            entries: change.entries,
+            next_token: change.next_token.as_deref(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct SweepAnswer<'a> {
     entries: usize,
@@ -155,13 +166,7 @@ pub(super) async fn place_hold(req: &Request, info: &RequestInfo, api: &AuditApi
         .place_hold(&caller.tenant_id, request.scope, &request.reason, &info.actor())
         .await
         .map_err(|e| failed(e, &info.request_id))?;
-    let answer = HoldAnswer {
-        hold: &placed.hold,
-        record: &placed.record,
-        entries: placed.entries,
-        next_token: placed.next_token.as_deref(),
-    };
-    Ok(json(201, &answer))
+    Ok(json(201, &HoldAnswer::of(&placed)))
 }
 
 /// The rest of a sweep that stopped at its budget.
@@ -193,11 +198,5 @@ pub(super) async fn release_hold(
     }
     let released =
         api.logger.release_hold(&caller.tenant_id, id, &info.actor()).await.map_err(|e| failed(e, &info.request_id))?;
-    let answer = HoldAnswer {
-        hold: &released.hold,
-        record: &released.record,
-        entries: released.entries,
-        next_token: released.next_token.as_deref(),
-    };
-    Ok(json(200, &answer))
+    Ok(json(200, &HoldAnswer::of(&released)))
 }

@@ -45,20 +45,27 @@ impl DynamoArchiveKeys {
         ])
     }
 
+    /// An update of entry `id`'s key item that also sets its expiry (`#x = :x`) where none is.
+    fn update(
+        &self,
+        tenant: &TenantId,
+        id: Uuid,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(tenant, id)))
+            .expression_attribute_names("#x", archive_key_attr::EXPIRES_AT)
+            .expression_attribute_values(":x", number(self.expires_at(id)))
+    }
+
     /// [`ArchiveKeys::issue`] for one entry.
     async fn issue_one(&self, tenant: &TenantId, id: Uuid, fields: &[&'static str]) -> Result<EntryKeys, BackendError> {
         if fields.is_empty() {
             return Ok(EntryKeys::new());
         }
         let mut expression = Vec::with_capacity(fields.len() + 1);
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(tenant, id)))
-            .expression_attribute_names("#x", archive_key_attr::EXPIRES_AT)
-            .expression_attribute_values(":x", number(self.expires_at(id)))
-            .return_values(ReturnValue::AllNew);
+        let mut update = self.update(tenant, id).return_values(ReturnValue::AllNew);
         for (i, field) in fields.iter().enumerate() {
             expression.push(format!("#f{i} = if_not_exists(#f{i}, :k{i})"));
             update = update
@@ -152,14 +159,7 @@ impl ArchiveKeys for DynamoArchiveKeys {
             return Ok(());
         }
         let mut expression: Vec<String> = Vec::with_capacity(fields.len() + 1);
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(tenant, id)))
-            .expression_attribute_names("#x", archive_key_attr::EXPIRES_AT)
-            .expression_attribute_values(":x", number(self.expires_at(id)))
-            .expression_attribute_values(":r", string(record.to_string()));
+        let mut update = self.update(tenant, id).expression_attribute_values(":r", string(record.to_string()));
         for (i, field) in fields.iter().enumerate() {
             expression.push(format!("#f{i} = :r"));
             update = update.expression_attribute_names(format!("#f{i}"), *field);
