@@ -7,6 +7,7 @@ SAM_CLI_VERSION="1.170.0"
 CFN_LINT_VERSION="1.58.0"
 CARGO_LAMBDA_VERSION="1.9.2"
 SCHEMATHESIS_VERSION="4.32.5"
+STANDARDWEBHOOKS_VERSION="1.3.0"
 
 # Installs Schemathesis into a virtualenv of its own (its dependencies are not moto's).
 ensure_schemathesis() {
@@ -25,6 +26,10 @@ ensure_moto() {
     echo "==> installing moto[server]==$MOTO_VERSION into $venv (once)"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
+  fi
+  # The independent verifier of webhook signatures (the Standard Webhooks reference library).
+  if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
   fi
 }
 

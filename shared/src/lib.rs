@@ -23,6 +23,7 @@ pub mod retention;
 pub mod sdk;
 pub mod seal;
 pub mod store;
+pub mod streams;
 pub mod viewer;
 pub mod witness;
 

@@ -17,6 +17,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Tenants' retention and legal holds: the rules and their port.
     ("retention", &["backend", "domain"]),
     ("export", &["domain", "integrity"]),
+    // Log streams: webhook signatures and outbound safety, so far; no storage, no AWS.
+    ("streams", &[]),
     // `erasure`: sealing a field for the archive is taking it out as an erasure does.
     ("archive", &["backend", "domain", "erasure", "integrity"]),
     ("auth", &["backend", "domain", "integrity"]),

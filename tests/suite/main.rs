@@ -33,6 +33,7 @@ mod signing;
 mod soak;
 mod sqlite_store;
 mod store_contract;
+mod streams;
 mod tamper;
 mod template;
 mod vectors;
