@@ -147,15 +147,20 @@ impl Erasure {
     /// Applies the erasure to an entry in hand.
     pub fn apply(&self, entry: &mut AuditLogEntry) {
         for field in &self.fields {
-            match *field {
-                "user_id" => entry.user_id = None,
-                "changes" => entry.changes = None,
-                "ip_address" => entry.ip_address = None,
-                "metadata" => entry.metadata = None,
-                _ => {}
-            }
+            clear_field(entry, field);
         }
         entry.integrity = self.after.clone();
+    }
+}
+
+/// Removes the value of erasable field `field` from an entry in hand (other names change nothing).
+pub fn clear_field(entry: &mut AuditLogEntry, field: &str) {
+    match field {
+        "user_id" => entry.user_id = None,
+        "changes" => entry.changes = None,
+        "ip_address" => entry.ip_address = None,
+        "metadata" => entry.metadata = None,
+        _ => {}
     }
 }
 

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::backend::BackendError;
 use crate::domain::{AuditLogEntry, TenantId};
-use crate::erasure::erasable_in;
+use crate::erasure::{clear_field, erasable_in};
 use crate::integrity::Hash;
 use crate::integrity::leaf::{SALT_BYTES, Salt, commitment_of_canonical};
 
@@ -193,16 +193,6 @@ pub fn seal(entry: &AuditLogEntry, keys: &EntryKeys) -> Result<ArchivedEntry, Sh
         sealed.insert(field.to_owned(), SealedField { commitment, ciphertext });
     }
     Ok(ArchivedEntry { entry: out, sealed })
-}
-
-fn clear_field(entry: &mut AuditLogEntry, field: &str) {
-    match field {
-        "user_id" => entry.user_id = None,
-        "changes" => entry.changes = None,
-        "ip_address" => entry.ip_address = None,
-        "metadata" => entry.metadata = None,
-        _ => unreachable!("only erasable fields are sealed"),
-    }
 }
 
 /// Opens an archive line with its slots (`None`: the store has none for it): each sealed field
