@@ -83,6 +83,7 @@ string_enum!(
         AuditEntry = "AUDIT_ENTRY",
         AuditSettings = "AUDIT_SETTINGS",
         LegalHold = "LEGAL_HOLD",
+        LogStream = "LOG_STREAM",
     }
 );
 
@@ -97,14 +98,19 @@ impl EntityType {
             EntityType::Report => "reports",
             EntityType::Template => "templates",
             EntityType::Schedule => "schedules",
-            EntityType::AuditEntry | EntityType::AuditSettings | EntityType::LegalHold => "audit",
+            EntityType::AuditEntry | EntityType::AuditSettings | EntityType::LegalHold | EntityType::LogStream => {
+                "audit"
+            }
         }
     }
 
-    /// The service's own records (erasures, retention changes, legal holds): written by the
-    /// service alone, never through `POST /audit/logs`, so a writer cannot forge one.
+    /// The service's own records (erasures, retention changes, legal holds, log streams): written
+    /// by the service alone, never through `POST /audit/logs`, so a writer cannot forge one.
     pub fn is_service_record(self) -> bool {
-        matches!(self, EntityType::AuditEntry | EntityType::AuditSettings | EntityType::LegalHold)
+        matches!(
+            self,
+            EntityType::AuditEntry | EntityType::AuditSettings | EntityType::LegalHold | EntityType::LogStream
+        )
     }
 
     /// The entity types applications write.

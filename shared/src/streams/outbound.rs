@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use thiserror::Error;
 use url::Url;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum OutboundError {
     #[error("the URL is not valid: {0}")]
     Invalid(String),
@@ -78,16 +78,23 @@ pub async fn resolve(url: &Url, loopback: Loopback) -> Result<Vec<SocketAddr>, O
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addresses: Vec<SocketAddr> =
         tokio::net::lookup_host((host, port)).await.map_err(|_| OutboundError::Unresolved)?.collect();
+    check_addresses(&addresses, loopback)?;
+    Ok(addresses)
+}
+
+/// Refuses a resolution if any of its addresses may not be reached.
+pub fn check_addresses(addresses: &[SocketAddr], loopback: Loopback) -> Result<(), OutboundError> {
     if addresses.is_empty() {
         return Err(OutboundError::Unresolved);
     }
-    for address in &addresses {
-        let ip = address.ip();
-        if forbidden(ip) && !(loopback == Loopback::AllowedOverHttp && ip.is_loopback()) {
-            return Err(OutboundError::Forbidden(ip));
-        }
+    match addresses
+        .iter()
+        .map(SocketAddr::ip)
+        .find(|ip| forbidden(*ip) && !(loopback == Loopback::AllowedOverHttp && ip.is_loopback()))
+    {
+        Some(ip) => Err(OutboundError::Forbidden(ip)),
+        None => Ok(()),
     }
-    Ok(addresses)
 }
 
 /// Addresses a delivery must never reach.

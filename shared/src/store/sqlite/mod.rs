@@ -23,6 +23,7 @@ mod entries;
 mod idempotency;
 mod policies;
 mod seal;
+mod streams;
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -39,7 +40,7 @@ use crate::backend::BackendError;
 /// The database's file name in a data directory (the local gateway's `--data-dir`).
 pub const DATABASE_FILE: &str = "auditline.db";
 /// The schema this code writes; older files are migrated at open, newer ones refused.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// Writes committed together at most.
 pub const GROUP: usize = 256;
 /// Read connections.
@@ -498,7 +499,7 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), rusqlite::Error> {
 }
 
 /// Each version's step, in order: `MIGRATIONS[v - 1]` brings version `v - 1` to `v`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2, TO_3, TO_4];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2, TO_3, TO_4, TO_5];
 
 /// Version 1. Ids are the 16 bytes of their UUIDv7 (big-endian: they sort by time); times are
 /// epoch seconds (expiry) or milliseconds (seal); entries and checkpoints are kept as their JSON.
@@ -673,5 +674,32 @@ CREATE TABLE archive_keys (
     record TEXT,
     PRIMARY KEY (tenant, id, field),
     CHECK ((key IS NULL) <> (record IS NULL))
+) WITHOUT ROWID;
+"#;
+
+/// Version 5: log streams (settings as JSON, secrets sealed inside it; figures beside), the jobs
+/// waiting to be delivered (hidden until `visible_at`, ms), and the dead letters.
+const TO_5: &str = r#"
+CREATE TABLE streams (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    figures TEXT NOT NULL DEFAULT '{}',
+    failing INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE TABLE stream_jobs (
+    id TEXT PRIMARY KEY,
+    stream TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX stream_jobs_visible ON stream_jobs (visible_at);
+CREATE TABLE stream_dead_letters (
+    id TEXT PRIMARY KEY,
+    at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    body TEXT NOT NULL
 ) WITHOUT ROWID;
 "#;
