@@ -1,6 +1,6 @@
 // AuditClient: the seed's AuditLogger calls over the auditline service.
 
-import { ApiError, ClosedError } from "./errors.js";
+import { ClosedError } from "./errors.js";
 import { Feed, feedKey, type Listener, type ListenerOptions, type WebSocketConstructor } from "./feed.js";
 import type { SpoolStore } from "./spool.js";
 import { Transport, apiError, type FetchLike, type RetryPolicy, type TokenProvider } from "./transport.js";
@@ -45,12 +45,16 @@ export interface AuditClientOptions {
   /** Entries queued and not yet answered for, at most (default 10,000). */
   maxQueue?: number;
   /**
-   * When the queue is full: `"block"` (default) holds the new entry until there is room (its promise
-   * settles later; callers that await each call are slowed to the service's pace), `"reject"`
-   * refuses it (QueueFullError `queue_full`), `"dropOldest"` refuses the oldest entry not yet being
-   * sent (QueueFullError `dropped`) to make room (not with a spool: a spool is for keeping entries).
+   * When the queue is full: `"block"` (default) holds the new entry until there is room, for at most
+   * `blockTimeoutMs`, then refuses it (QueueFullError `queue_full`); its promise settles later, so
+   * callers that await each call are slowed to the service's pace. `"reject"` refuses it at once
+   * (QueueFullError `queue_full`); `"dropOldest"` refuses the oldest entry not yet being sent
+   * (QueueFullError `dropped`) to make room (not with a spool: a spool is for keeping entries).
+   * Python's `on_full`: `"block"`, `"raise"`, `"drop_oldest"`.
    */
   onFull?: OnFull;
+  /** onFull `"block"`: how long an entry waits for room before it is refused (default 30,000 ms; `Infinity`: no limit). */
+  blockTimeoutMs?: number;
   /** Batches in flight at once (default 1: entries are stored in the order they were logged). */
   concurrency?: number;
   /** A durable store for the queue (FileSpool in Node, IndexedDbSpool in browsers). */
@@ -191,6 +195,7 @@ export class AuditClient {
         lingerMs: clamp(options.lingerMs ?? 1000, 0, 1000, "lingerMs"),
         maxQueue: clamp(options.maxQueue ?? 10_000, 1, Number.MAX_SAFE_INTEGER, "maxQueue"),
         onFull: options.onFull ?? "block",
+        blockTimeoutMs: blockTimeout(options.blockTimeoutMs),
         concurrency: clamp(options.concurrency ?? 1, 1, 64, "concurrency"),
         retryBaseMs: options.retryBaseMs ?? 200,
         retryCapMs: options.retryCapMs ?? 10_000,
@@ -304,14 +309,9 @@ export class AuditClient {
     return this.entries(`/audit/logs/project/${encodeURIComponent(projectId)}`, filters);
   }
 
-  /** One entry, or null when there is none with this id (for this tenant). */
-  async getLog(id: string): Promise<AuditLogEntry | null> {
-    try {
-      return await this.transport.readJson<AuditLogEntry>(`/audit/logs/${encodeURIComponent(id)}`, {}, this.readRetry);
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404) return null;
-      throw e;
-    }
+  /** One entry by id; rejects with NotFoundError when there is none with this id (for this tenant). */
+  async getLog(id: string): Promise<AuditLogEntry> {
+    return this.transport.readJson<AuditLogEntry>(`/audit/logs/${encodeURIComponent(id)}`, {}, this.readRetry);
   }
 
   /** Totals by action and entity type over the whole UTC hours covering the range. */
@@ -446,6 +446,12 @@ export class AuditClient {
 interface NodeProcessLike {
   on(event: "beforeExit", listener: () => void): unknown;
   removeListener?(event: "beforeExit", listener: () => void): unknown;
+}
+
+function blockTimeout(value: number | undefined): number {
+  if (value === undefined) return 30_000;
+  if (value === Infinity) return value;
+  return clamp(value, 0, 2_147_483_647, "blockTimeoutMs");
 }
 
 function clamp(value: number, min: number, max: number, name: string): number {

@@ -41,6 +41,29 @@ export class ApiError extends AuditlineError {
 }
 
 /**
+ * 401 or 403: the credential was refused (missing, unknown, expired, revoked, or without the
+ * scope the call needs). Both shapes of a refusal map to it: the authorizer's answer on AWS API
+ * Gateway (and the local gateway), `403 {"message": "Forbidden"}` without the error envelope
+ * (`code` `forbidden`, `requestId` undefined), and the service's envelope (`401`
+ * `unauthenticated`, `403` `forbidden`, with its `requestId`).
+ */
+export class AuthError extends ApiError {}
+
+/** 404: no entry with this id, for this caller (another tenant's ids look the same). */
+export class NotFoundError extends ApiError {}
+
+/** The typed error for an answer with an error status: AuthError, NotFoundError, or ApiError. */
+export function errorForStatus(
+  status: number,
+  body: Partial<ErrorBody> | undefined,
+  retryAfter?: number,
+  fallbackMessage?: string,
+): ApiError {
+  const kind = status === 401 || status === 403 ? AuthError : status === 404 ? NotFoundError : ApiError;
+  return new kind(status, body, retryAfter, fallbackMessage);
+}
+
+/**
  * One entry was refused, for good: the promise of its `log*` call rejects with this. `status` is
  * the per-entry status (400 for an invalid entry, 422 for a reused key, 413, 202 `disabled`...);
  * the SDK's own refusals (`queue_full`, `dropped`, `closed`, `not_serializable`, `too_large`)

@@ -2,7 +2,7 @@
 // every reconnection a catch-up over HTTP from the last entry seen, so that each listener sees
 // every entry once, in id order, across dropped sockets.
 
-import { ApiError, ClosedError, NetworkError } from "./errors.js";
+import { AuthError, ClosedError, NetworkError } from "./errors.js";
 import type { RetryPolicy, Transport } from "./transport.js";
 import type {
   Action,
@@ -269,7 +269,7 @@ export class Feed {
       } catch (e) {
         if (generation !== this.generation) return;
         this.report(e);
-        if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
+        if (e instanceof AuthError) {
           // The credential may read the feed but not the HTTP API: live only, gaps possible.
           caught = [];
         } else {

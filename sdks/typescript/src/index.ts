@@ -15,7 +15,17 @@ export {
   type Receipt,
   type StatsFilters,
 } from "./client.js";
-export { ApiError, AuditlineError, ClosedError, NetworkError, QueueFullError, RejectedError, TimeoutError } from "./errors.js";
+export {
+  ApiError,
+  AuditlineError,
+  AuthError,
+  ClosedError,
+  NetworkError,
+  NotFoundError,
+  QueueFullError,
+  RejectedError,
+  TimeoutError,
+} from "./errors.js";
 export type { Listener, ListenerOptions, WebSocketConstructor, WebSocketLike } from "./feed.js";
 export type { RecoveredBatch, SpoolBatch, SpoolContents, SpoolEntry, SpoolStore } from "./spool.js";
 export type { FetchLike, TokenProvider } from "./transport.js";

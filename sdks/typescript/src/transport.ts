@@ -1,6 +1,6 @@
 // HTTP: credentials, timeouts, a token refresh on an authentication failure, and retries for reads.
 
-import { ApiError, NetworkError } from "./errors.js";
+import { errorForStatus, NetworkError, type ApiError } from "./errors.js";
 import type { ErrorBody } from "./types.js";
 import { parseRetryAfter, retryDelay, sleep } from "./util.js";
 
@@ -229,6 +229,11 @@ export function errorBody(response: RawResponse): ErrorBody | undefined {
   return undefined;
 }
 
+/**
+ * The typed error for an answer with an error status, whichever its shape: the service's envelope
+ * `{"error": {code, message, parameter, request_id}}`, API Gateway's `{"message": "Forbidden"}`
+ * (no envelope: the status names the code), or a body that is not JSON at all.
+ */
 export function apiError(response: RawResponse): ApiError {
   let fallback: string | undefined;
   try {
@@ -237,12 +242,7 @@ export function apiError(response: RawResponse): ApiError {
   } catch {
     // not JSON
   }
-  return new ApiError(
-    response.status,
-    errorBody(response),
-    parseRetryAfter(response.headers.get("retry-after")),
-    fallback,
-  );
+  return errorForStatus(response.status, errorBody(response), parseRetryAfter(response.headers.get("retry-after")), fallback);
 }
 
 function describeFetchError(e: Error): string {

@@ -31,6 +31,8 @@ export interface WriterOptions {
   lingerMs: number;
   maxQueue: number;
   onFull: OnFull;
+  /** onFull "block": how long an entry may wait for room before it is refused (Infinity: no limit). */
+  blockTimeoutMs: number;
   concurrency: number;
   retryBaseMs: number;
   retryCapMs: number;
@@ -70,6 +72,8 @@ interface Item {
   readyAt: number;
   /** Settles with the entry's outcome; undefined for done entries recovered only to rebuild a body. */
   outcome: Deferred<Receipt> | undefined;
+  /** onFull "block": when it stops waiting for room. */
+  blockedUntil?: number;
 }
 
 interface Batch {
@@ -101,6 +105,7 @@ export class Writer {
   private flushing = 0;
   private lingerTimer: ReturnType<typeof setTimeout> | undefined;
   private lingerAt = 0;
+  private blockTimer: ReturnType<typeof setTimeout> | undefined;
   private spooling: Promise<void> | undefined;
   private closed = false;
   private fatal: unknown;
@@ -177,8 +182,12 @@ export class Writer {
           break;
         }
         case "block":
+          item.blockedUntil = now() + this.o.blockTimeoutMs;
           this.pending.add(item);
           this.blocked.push(item);
+          this.armBlockTimer();
+          // Room comes from the service's answers: what is queued goes out now, not after its linger.
+          this.schedule();
           return item.outcome!.promise;
       }
     }
@@ -311,7 +320,7 @@ export class Writer {
       if (!batch) {
         if (this.readyCount === 0) break;
         const full = this.readyCount >= this.o.maxBatchEntries || this.readyChars >= this.o.maxBatchBytes;
-        if (!full && this.flushing === 0 && !this.closed) {
+        if (!full && this.flushing === 0 && !this.closed && this.blockedCount === 0) {
           const head = this.peekReady();
           const wait = head ? head.readyAt + this.o.lingerMs - now() : 0;
           if (wait > 0) {
@@ -623,6 +632,37 @@ export class Writer {
     }
   }
 
+  /** Times out the entries that waited for room longer than `blockTimeoutMs` (they wait in order). */
+  private armBlockTimer(): void {
+    if (this.blockTimer !== undefined || !Number.isFinite(this.o.blockTimeoutMs) || this.closed) return;
+    const head = this.blocked[this.blockedHead];
+    if (!head) return;
+    this.blockTimer = setTimeout(() => {
+      this.blockTimer = undefined;
+      this.expireBlocked();
+    }, Math.max(0, head.blockedUntil! - now()));
+    // A deadline only: the entries' own requests and retries keep Node running while it matters.
+    (this.blockTimer as { unref?: () => void }).unref?.();
+  }
+
+  private expireBlocked(): void {
+    const t = now();
+    const expired: Item[] = [];
+    while (this.blockedCount) {
+      const item = this.blocked[this.blockedHead]!;
+      if (item.state === State.Blocked && item.blockedUntil! > t) break;
+      this.blockedHead++;
+      if (item.state === State.Blocked) expired.push(item);
+    }
+    for (const item of expired) {
+      this.fail(
+        item,
+        new QueueFullError(0, "queue_full", `the queue held ${this.o.maxQueue} entries for ${this.o.blockTimeoutMs} ms; no room came`),
+      );
+    }
+    this.armBlockTimer();
+  }
+
   private get blockedCount(): number {
     return this.blocked.length - this.blockedHead;
   }
@@ -692,6 +732,7 @@ export class Writer {
     for (const scope of this.scopes) scope.abort();
     this.scopes.clear();
     if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    if (this.blockTimer !== undefined) clearTimeout(this.blockTimer);
     if (this.inflight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     if (this.spooling) await this.spooling;
     const left = [...this.pending];

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -12,7 +13,9 @@ import {
   ACTIONS,
   ApiError,
   AuditClient,
+  AuthError,
   ClosedError,
+  NotFoundError,
   QueueFullError,
   RejectedError,
   TimeoutError,
@@ -58,7 +61,7 @@ describe("writes", () => {
     }
     const stored = await client.getLogsByEntity(entity).toArray();
     assert.deepEqual(stored.map((e) => e.action).sort(), [...ACTIONS].sort());
-    const first = (await client.getLog(receipts[0]!.id))!;
+    const first = await client.getLog(receipts[0]!.id);
     assert.equal(first.integrity.leaf_hash, receipts[0]!.leafHash);
     assert.deepEqual(first.changes, { name: "New Entity", type: "person" });
     assert.equal(first.project_id, "p-1");
@@ -148,7 +151,9 @@ describe("the queue", () => {
   });
 
   test('onFull "block" (the default) holds entries until there is room, and stores them all', async () => {
-    const c = new AuditClient({ url: gateway.url, apiKey: gateway.apiKey, maxQueue: 5, maxBatchEntries: 5, lingerMs: 1 });
+    // The longest linger: entries waiting for room make the queue go out at once, not after it.
+    const c = new AuditClient({ url: gateway.url, apiKey: gateway.apiKey, maxQueue: 5, maxBatchEntries: 100, lingerMs: 1000 });
+    const started = Date.now();
     let most = 0;
     const receipts: Array<Promise<Receipt>> = [];
     for (let i = 0; i < 40; i++) {
@@ -157,9 +162,25 @@ describe("the queue", () => {
     }
     assert.equal(most, 40, "pending counts the entries waiting for room too");
     await Promise.all(receipts);
+    assert.ok(Date.now() - started < 4000, `8 batches took ${Date.now() - started} ms: a full queue waited out its linger`);
     await c.close();
     const counts = await countByEntity(gateway, `${run}-block-`);
     assert.equal(counts.size, 40);
+  });
+
+  test('onFull "block" waits blockTimeoutMs for room, then refuses the entry (as Python\'s block_timeout)', async () => {
+    const c = new AuditClient({ url: await unreachable(), apiKey: "k", maxQueue: 2, blockTimeoutMs: 300, retryCapMs: 50, onRejected: () => undefined, onError: () => undefined });
+    const queued = [1, 2].map((i) => c.logCreate("FILE", `b${i}`));
+    const started = Date.now();
+    const held = c.logCreate("FILE", "b3");
+    assert.equal(c.pending, 3, "the held entry is pending while it waits");
+    await assert.rejects(held, (e: unknown) => e instanceof QueueFullError && e.code === "queue_full" && e.status === 0);
+    const waited = Date.now() - started;
+    assert.ok(waited >= 290 && waited < 3000, `refused after ${waited} ms`);
+    assert.equal(c.pending, 2, "the queued entries are kept");
+    await c.close({ timeoutMs: 10 });
+    for (const p of queued) await assert.rejects(p, ClosedError);
+    assert.throws(() => new AuditClient({ url: "http://x.invalid", apiKey: "k", blockTimeoutMs: -1 }), RangeError);
   });
 
   test("flush() sends partial batches at once and waits for every answer", async () => {
@@ -232,18 +253,75 @@ describe("credentials", () => {
     });
     assert.ok((await byProvider.logCreate("FILE", `${run}-provider`)).id);
     assert.equal(calls, 2);
-    assert.ok((await byProvider.getLog("00000000-0000-7000-8000-000000000000")) === null);
+    await assert.rejects(byProvider.getLog("00000000-0000-7000-8000-000000000000"), NotFoundError);
     await byProvider.close();
   });
 
-  test("a refused API key is reported and the entry stays queued (never dropped)", async () => {
+  test("a refused API key is an AuthError; writes report it and the entry stays queued (never dropped)", async () => {
     const errors: unknown[] = [];
     const c = new AuditClient({ url: gateway.url, apiKey: "alk_wrong", retryBaseMs: 10, retryCapMs: 50, onError: (e) => errors.push(e) });
+    // Today the gateway answers as API Gateway's authorizer does (403 {"message":"Forbidden"}, no
+    // envelope); the SDK's answer does not depend on which shape it is.
+    const refused = await c.getLog("01900000-0000-7000-8000-000000000000").then(
+      () => assert.fail("refused"),
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof AuthError && refused instanceof ApiError, String(refused));
+    assert.equal(refused.status, 403);
+    assert.equal(refused.code, "forbidden");
     const p = c.logCreate("FILE", "never");
     await assert.rejects(c.flush({ timeoutMs: 300 }), TimeoutError);
-    assert.ok(errors.some((e) => e instanceof ApiError && e.status === 403));
+    assert.ok(errors.some((e) => e instanceof AuthError && e.status === 403));
     await c.close({ timeoutMs: 10 });
     await assert.rejects(p, ClosedError);
+  });
+
+  test("both shapes of a refusal, AWS's envelope-less 403 and the service's envelope, are an AuthError", async () => {
+    const shapes: Array<{ status: number; body: string; code: string; requestId: string | undefined; message: string }> = [
+      { status: 403, body: '{"message":"Forbidden"}', code: "forbidden", requestId: undefined, message: "Forbidden" },
+      { status: 401, body: '{"message":"Unauthorized"}', code: "unauthenticated", requestId: undefined, message: "Unauthorized" },
+      {
+        status: 403,
+        body: '{"error":{"code":"forbidden","message":"the audit:read scope is required","request_id":"4b8f7a0e-0000-4000-8000-000000000001"}}',
+        code: "forbidden",
+        requestId: "4b8f7a0e-0000-4000-8000-000000000001",
+        message: "the audit:read scope is required",
+      },
+      {
+        status: 401,
+        body: '{"error":{"code":"unauthenticated","message":"authentication is required","request_id":"4b8f7a0e-0000-4000-8000-000000000002"}}',
+        code: "unauthenticated",
+        requestId: "4b8f7a0e-0000-4000-8000-000000000002",
+        message: "authentication is required",
+      },
+    ];
+    for (const shape of shapes) {
+      const server = await answering(shape.status, shape.body);
+      const address = server.address() as { port: number };
+      const errors: unknown[] = [];
+      const c = new AuditClient({ url: `http://127.0.0.1:${address.port}`, apiKey: "alk_x", retryBaseMs: 10, retryCapMs: 50, onError: (e) => errors.push(e) });
+      try {
+        for (const read of [() => c.getLog("01900000-0000-7000-8000-000000000000"), () => c.getLogs().toArray(), () => c.getStats()]) {
+          const error = await read().then(
+            () => assert.fail("refused"),
+            (e: unknown) => e,
+          );
+          assert.ok(error instanceof AuthError, `${shape.body}: ${String(error)}`);
+          assert.equal(error.status, shape.status);
+          assert.equal(error.code, shape.code);
+          assert.equal(error.message, shape.message);
+          assert.equal(error.requestId, shape.requestId);
+        }
+        const p = c.logCreate("FILE", "refused");
+        await assert.rejects(c.flush({ timeoutMs: 200 }), TimeoutError);
+        assert.ok(errors.some((e) => e instanceof AuthError && e.status === shape.status && e.requestId === shape.requestId), shape.body);
+        await c.close({ timeoutMs: 10 });
+        await assert.rejects(p, ClosedError);
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    }
   });
 });
 
@@ -281,8 +359,15 @@ describe("reads", () => {
     assert.equal(skipped.length, 5);
   });
 
-  test("getLog returns null for an unknown id; bad parameters are typed ApiErrors", async () => {
-    assert.equal(await client.getLog("01900000-0000-7000-8000-000000000000"), null);
+  test("getLog rejects with NotFoundError for an unknown id; bad parameters are typed ApiErrors", async () => {
+    const missing = await client.getLog("01900000-0000-7000-8000-000000000000").then(
+      () => assert.fail("not found"),
+      (e: unknown) => e,
+    );
+    assert.ok(missing instanceof NotFoundError && missing instanceof ApiError);
+    assert.equal(missing.status, 404);
+    assert.equal(missing.code, "not_found");
+    assert.match(missing.requestId!, /^[0-9a-f-]{36}$/, "the server's request id");
     const error = await client.getLogs({ limit: 5000 }).toArray().then(
       () => assert.fail("refused"),
       (e: unknown) => e,
@@ -333,3 +418,16 @@ test("the trail holds what the tests wrote, and nothing twice", async () => {
   assert.ok([...counts.values()].every((n) => n === 1));
   assert.ok((await readAll(gateway)).length > 50);
 });
+
+/** A tiny HTTP server answering every request with `status` and `body` (as API Gateway's authorizer would). */
+async function answering(status: number, body: string): Promise<Server> {
+  const server = createServer((request, response) => {
+    request.resume();
+    request.on("end", () => {
+      response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      response.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return server;
+}

@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 
 import ts from "typescript";
 
-import { ACTIONS, AuditClient, ENTITY_TYPES, SERVICE_ENTITY_TYPES, type AuditLogEntry, type FetchLike } from "../src/index.js";
+import { ACTIONS, AuditClient, ENTITY_TYPES, NotFoundError, SERVICE_ENTITY_TYPES, type AuditLogEntry, type FetchLike } from "../src/index.js";
 import { Gateway, PACKAGE_DIR, waitFor } from "./support/gateway.js";
 import { loadOpenApi, matchOperation, resolve, validate, validateParameter, type OpenApi, type Schema } from "./support/schema.js";
 
@@ -282,7 +282,7 @@ test("every request the SDK sends and every JSON answer it reads validates again
   await client.getLogsByEntity("e-1", { offset: 1 }).toArray();
   await client.getLogsByProject("p-1").toArray();
   await client.getLog(receipt.id);
-  await client.getLog("01900000-0000-7000-8000-000000000000");
+  await assert.rejects(client.getLog("01900000-0000-7000-8000-000000000000"), NotFoundError);
   await client.getStats({ startDate: "2020-01-01T00:00:00Z", bucket: "day" });
   await client.getHealth();
   for await (const page of client.export({ format: "ocsf", entityId: "e-1" })) assert.ok(page.text.length > 0);

@@ -1,10 +1,9 @@
-"""What both clients share: the seed's ``log_*`` calls, settings and their checks, read parameters."""
+"""What both clients share: the seed's ``log_*`` calls, settings and their checks (the calls' requests
+and answers are in ``_calls``)."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Mapping, TypeVar, Union
 
@@ -15,11 +14,9 @@ from ._common import (
     Backoff,
     EntityTypeLike,
     OnFull,
-    action_name,
 )
-from ._http import Params, query_params
-from ._types import EntityType, Receipt
-from .errors import AuditlineError, InvalidEntry
+from ._types import Receipt
+from .errors import AuditlineError
 
 H = TypeVar("H")
 
@@ -198,80 +195,5 @@ class LogMethods(Generic[H]):
         )
 
 
-def list_params(
-    *,
-    action: ActionLike | None,
-    entity_type: EntityType | str | None,
-    user_id: str | None,
-    start_date: _dt.datetime | _dt.date | str | None,
-    end_date: _dt.datetime | _dt.date | str | None,
-    offset: int | None,
-) -> Params:
-    return query_params(
-        {
-            "action": None if action is None else action_name(action),
-            "entity_type": None if entity_type is None else filter_entity_type(entity_type),
-            "user_id": user_id,
-            "start_date": start_date,
-            "end_date": end_date,
-            "offset": offset,
-        }
-    )
-
-
-def filter_entity_type(entity_type: EntityType | str) -> str:
-    """Entity types to read by: every type, the service's own records included."""
-    name = entity_type.value if isinstance(entity_type, EntityType) else str(entity_type)
-    if name.upper() in EntityType.__members__:
-        return name.upper()
-    raise InvalidEntry(f"entity_type must be one of {sorted(EntityType.__members__)}, not {entity_type!r}")
-
-
-def page_size_of(limit: int | None, page_size: int) -> int:
-    if not 1 <= page_size <= 1000:
-        raise ValueError("page_size must be 1 to 1000")
-    if limit is not None and limit < 0:
-        raise ValueError("limit must be >= 0")
-    return page_size if limit is None else max(1, min(page_size, limit))
-
-
-EXPORT_FORMATS = ("jsonl", "csv", "ocsf")
-
-
 def feed_backoff(settings: Settings) -> Backoff:
     return Backoff(min(settings.backoff.base, 0.5), min(settings.backoff.cap, 10.0))
-
-
-def segment(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
-
-
-def list_path(entity_id: str | None, project_id: str | None) -> str:
-    if entity_id is not None and project_id is not None:
-        raise ValueError("pass entity_id or project_id, not both")
-    if entity_id is not None:
-        return "/audit/logs/entity/" + segment(entity_id)
-    if project_id is not None:
-        return "/audit/logs/project/" + segment(project_id)
-    return "/audit/logs"
-
-
-def export_params(
-    format: str,
-    action: ActionLike | None,
-    entity_type: EntityType | str | None,
-    user_id: str | None,
-    entity_id: str | None,
-    project_id: str | None,
-    start_date: _dt.datetime | _dt.date | str | None,
-    end_date: _dt.datetime | _dt.date | str | None,
-) -> Params:
-    if format not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {EXPORT_FORMATS}")
-    if entity_id is not None and project_id is not None:
-        raise ValueError("pass entity_id or project_id, not both")
-    params = list_params(
-        action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date, offset=None
-    )
-    params.update(query_params({"format": format, "entity_id": entity_id, "project_id": project_id}))
-    return params

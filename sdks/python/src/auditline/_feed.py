@@ -31,9 +31,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from ._common import USER_AGENT, Backoff, Credentials
-from ._http import AsyncHttp, query_params
-from ._types import AuditLogEntry, ErasureNotice, Page
+from ._common import USER_AGENT, ActionLike, Backoff, Credentials, action_name
+from . import _calls as calls
+from ._calls import query_params
+from ._http import AsyncHttp
+from ._types import AuditLogEntry, EntityType, ErasureNotice, Page
 from .errors import ApiError, AuthError
 
 log = logging.getLogger("auditline")
@@ -128,11 +130,7 @@ class Feed:
             filters["project_id"] = subscription.project_id
         self.url = ws_url + ("?" + urllib.parse.urlencode(filters) if filters else "")
         self.list_filters = {k: v for k, v in filters.items() if k != "project_id"}
-        self.list_path = (
-            "/audit/logs"
-            if subscription.project_id is None
-            else "/audit/logs/project/" + urllib.parse.quote(subscription.project_id, safe="")
-        )
+        self.list_path = calls.list_path(None, subscription.project_id)
         self.floor: str | None = after_id
         self.floor_known = after_id is not None
         self.catch_up_enabled = True
@@ -245,8 +243,7 @@ class Feed:
         self.catch_up_enabled = False
 
     async def _page(self, params: dict[str, str]) -> Page:
-        response = await self.http.request("GET", self.list_path, params=params)
-        return Page.from_json(response.json())
+        return calls.parse_page(await self.http.send(calls.page(self.list_path, params)))
 
     async def _catch_up(self) -> None:
         if not self.catch_up_enabled:
@@ -299,8 +296,7 @@ class Feed:
             summary = data.get("entry") or {}
             entry_id = summary.get("id")
             if isinstance(entry_id, str) and entry_id not in self.seen and not self._below_floor(entry_id):
-                response = await self.http.request("GET", "/audit/logs/" + urllib.parse.quote(entry_id, safe=""))
-                await self._offer(AuditLogEntry.from_json(response.json()))
+                await self._offer(calls.parse_entry(await self.http.send(calls.entry(entry_id))))
         elif kind == "erasure":
             if self.on_erasure is not None:
                 try:
@@ -354,3 +350,58 @@ def as_async(fn: Callable[[Any], Any]) -> Callable[[Any], Awaitable[None]]:
 
     return call
 
+
+
+#: A listener of a client: its function, its Subscription, its Feed and the task running it.
+ListenerRecord = tuple[Callable[..., Any], Subscription, Feed, "asyncio.Task[None]"]
+
+
+def subscribe(
+    fn: Callable[..., Any], project_id: str | None, entity_type: EntityType | str | None, action: ActionLike | None
+) -> Subscription:
+    """``add_listener``'s subscription (both clients), its filters checked."""
+    return Subscription(
+        fn,
+        project_id,
+        None if entity_type is None else calls.filter_entity_type(entity_type),
+        None if action is None else action_name(action),
+    )
+
+
+def listener_feed(
+    subscription: Subscription,
+    on_erasure: ErasureListener | None,
+    after_id: str | None,
+    *,
+    ws_url: str,
+    http: AsyncHttp,
+    credentials: Credentials,
+    lookback: float,
+    resync_interval: float | None,
+    backoff: Backoff,
+) -> Feed:
+    """``add_listener``'s feed (both clients)."""
+    return Feed(
+        ws_url=ws_url,
+        http=http,
+        credentials=credentials,
+        subscription=subscription,
+        deliver=as_async(subscription.fn),
+        on_erasure=None if on_erasure is None else as_async(on_erasure),
+        after_id=after_id,
+        lookback=lookback,
+        resync_interval=resync_interval,
+        backoff=backoff,
+        open_timeout=10.0,
+    )
+
+
+def split_listeners(
+    listeners: list[ListenerRecord], fn: Callable[..., Any] | Subscription
+) -> tuple[list[ListenerRecord], list[ListenerRecord]]:
+    """``remove_listener(fn)``: the listeners kept, and those removed (added with ``fn``, or ``fn``'s)."""
+    kept: list[ListenerRecord] = []
+    removed: list[ListenerRecord] = []
+    for entry in listeners:
+        (removed if entry[0] is fn or entry[1] is fn else kept).append(entry)
+    return kept, removed

@@ -1,41 +1,16 @@
-"""HTTP for both clients: credentials on every request, typed errors, retries for reads."""
+"""HTTP for both clients: the only I/O of a call. Each sends a :class:`~auditline._calls.Request`
+(built in ``_calls``) with the credentials, and lets ``_calls.Attempts`` say what the answer means:
+the answer, another attempt (after a wait), or a typed error."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
-import enum
 import time
-from typing import Any, Mapping
 
 import httpx
 
+from ._calls import Attempts, Request
 from ._common import USER_AGENT, Backoff, Credentials
-from ._types import format_timestamp
-from .errors import TransportError, error_of
-
-#: Statuses a read retries (with Retry-After), as well as connection failures and timeouts.
-READ_RETRY_STATUSES = frozenset({429, 502, 503, 504})
-
-Params = dict[str, str]
-
-
-def query_params(values: Mapping[str, Any]) -> Params:
-    """Query parameters from keyword filters: ``None`` left out, enums by value, dates in ISO 8601."""
-    params: Params = {}
-    for name, value in values.items():
-        if value is None:
-            continue
-        if isinstance(value, enum.Enum):
-            params[name] = str(value.value)
-        elif isinstance(value, (_dt.datetime, _dt.date)):
-            params[name] = format_timestamp(value)
-        elif isinstance(value, bool):
-            params[name] = "true" if value else "false"
-        else:
-            params[name] = str(value)
-    return params
-
 
 def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
     if isinstance(timeout, httpx.Timeout):
@@ -64,51 +39,31 @@ class SyncHttp:
             transport=transport,
         )
 
-    def post_batch(self, key: str, body: bytes) -> tuple[int, httpx.Headers, bytes, int]:
-        """One attempt at a batch: status, headers, body and the credentials' generation used.
+    def send_once(self, request: Request) -> tuple[httpx.Response, int]:
+        """One attempt: the answer, whatever its status, and the credentials' generation used.
         Connection failures, timeouts and cut answers raise ``httpx.TransportError``."""
-        headers = self.credentials.headers_sync()
+        headers = {**self.credentials.headers_sync(), **request.headers}
         generation = self.credentials.generation
-        headers["Content-Type"] = "application/json"
-        headers["Idempotency-Key"] = key
-        response = self.client.post("/audit/logs", content=body, headers=headers)
-        return response.status_code, response.headers, response.content, generation
+        response = self.client.request(
+            request.method, request.path, params=request.params, json=request.json, content=request.content,
+            headers=headers,
+        )
+        return response, generation
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json_body: Any = None,
-        ok: frozenset[int] = frozenset(),
-        retry: bool = True,
-    ) -> httpx.Response:
-        attempt = 0
-        refreshed = False
+    def send(self, request: Request) -> httpx.Response:
+        """The call's answer, after the retries ``Attempts`` asks for; raises its typed error."""
+        attempts = Attempts(request, self.read_retries, self.backoff)
         while True:
-            headers = self.credentials.headers_sync()
-            generation = self.credentials.generation
             try:
-                response = self.client.request(method, path, params=params, json=json_body, headers=headers)
+                response, generation = self.send_once(request)
             except httpx.TransportError as e:
-                if not retry or attempt >= self.read_retries:
-                    raise TransportError(f"{method} {path}: {type(e).__name__}: {e}") from e
-                time.sleep(self.backoff.delay(attempt))
-                attempt += 1
-                continue
-            status = response.status_code
-            if status < 400 or status in ok:
-                return response
-            if status in (401, 403) and not refreshed and self.credentials.invalidate(generation):
-                refreshed = True
-                continue
-            error = error_of(status, response.content, response.headers)
-            if retry and status in READ_RETRY_STATUSES and attempt < self.read_retries:
-                time.sleep(self.backoff.delay(attempt, error.retry_after))
-                attempt += 1
-                continue
-            raise error
+                delay = attempts.failed(e)
+            else:
+                answer = attempts.answered(response, self.credentials, generation)
+                if answer is None:
+                    return response
+                delay = answer
+            time.sleep(delay)
 
     def close(self) -> None:
         self.client.close()
@@ -135,50 +90,28 @@ class AsyncHttp:
             transport=transport,
         )
 
-    async def post_batch(self, key: str, body: bytes) -> tuple[int, httpx.Headers, bytes, int]:
-        headers = await self.credentials.headers_async()
+    async def send_once(self, request: Request) -> tuple[httpx.Response, int]:
+        headers = {**(await self.credentials.headers_async()), **request.headers}
         generation = self.credentials.generation
-        headers["Content-Type"] = "application/json"
-        headers["Idempotency-Key"] = key
-        response = await self.client.post("/audit/logs", content=body, headers=headers)
-        return response.status_code, response.headers, response.content, generation
+        response = await self.client.request(
+            request.method, request.path, params=request.params, json=request.json, content=request.content,
+            headers=headers,
+        )
+        return response, generation
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json_body: Any = None,
-        ok: frozenset[int] = frozenset(),
-        retry: bool = True,
-    ) -> httpx.Response:
-        attempt = 0
-        refreshed = False
+    async def send(self, request: Request) -> httpx.Response:
+        attempts = Attempts(request, self.read_retries, self.backoff)
         while True:
-            headers = await self.credentials.headers_async()
-            generation = self.credentials.generation
             try:
-                response = await self.client.request(method, path, params=params, json=json_body, headers=headers)
+                response, generation = await self.send_once(request)
             except httpx.TransportError as e:
-                if not retry or attempt >= self.read_retries:
-                    raise TransportError(f"{method} {path}: {type(e).__name__}: {e}") from e
-                await asyncio.sleep(self.backoff.delay(attempt))
-                attempt += 1
-                continue
-            status = response.status_code
-            if status < 400 or status in ok:
-                return response
-            if status in (401, 403) and not refreshed and self.credentials.invalidate(generation):
-                refreshed = True
-                continue
-            error = error_of(status, response.content, response.headers)
-            if retry and status in READ_RETRY_STATUSES and attempt < self.read_retries:
-                await asyncio.sleep(self.backoff.delay(attempt, error.retry_after))
-                attempt += 1
-                continue
-            raise error
+                delay = attempts.failed(e)
+            else:
+                answer = attempts.answered(response, self.credentials, generation)
+                if answer is None:
+                    return response
+                delay = answer
+            await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
         await self.client.aclose()
-

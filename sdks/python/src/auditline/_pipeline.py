@@ -18,7 +18,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Tuple, Union
 
-from ._common import batch_body, log_entry_repr
+import httpx
+
+from . import _calls as calls
+from ._common import Backoff, Credentials, batch_body, log_entry_repr
 from ._spool import Spool, SpooledBatch, SpoolWriter
 from ._types import Receipt
 from .errors import (
@@ -184,6 +187,57 @@ def judge_failure(exc: BaseException) -> Verdict:
 
 
 Outcome = Tuple[Item, Union[Receipt, AuditlineError]]
+
+
+class Delivery:
+    """One batch's attempts, for both clients: what each verdict does to the pipeline (settled
+    entries, a token refresh, a bounded failure) and how long to wait before the next attempt.
+    The clients send, wait and settle the outcomes; the sync one calls :meth:`apply` under its lock."""
+
+    def __init__(self, pipe: Pipeline, batch: Batch, credentials: Credentials, max_attempts: int, backoff: Backoff) -> None:
+        self.pipe = pipe
+        self.batch = batch
+        self.credentials = credentials
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        #: The same body under the same key, every attempt.
+        self.request = calls.batch(batch.key, batch.request_body())
+        self.attempt = 0
+        self.hard_failures = 0
+        self.refreshed = False
+
+    def apply(self, verdict: Verdict, generation: int) -> tuple[list[Outcome], bool]:
+        """The outcomes ``verdict`` settles, and whether to send again at once (a fresh token)."""
+        pipe, batch = self.pipe, self.batch
+        if verdict.auth is not None:
+            if not self.refreshed and self.credentials.invalidate(generation):
+                self.refreshed = True
+                return [], True
+            return pipe.give_up(batch, verdict.auth), False
+        if verdict.limited is not None and self.hard_failures + 1 >= self.max_attempts:
+            outcomes = pipe.apply(batch, verdict)  # what this answer did settle, then the rest fails
+            if batch.pending:
+                outcomes += pipe.give_up(batch, verdict.limited)
+            return outcomes, False
+        self.refreshed = False  # a later refusal (an expired token) may refresh again
+        return pipe.apply(batch, verdict), False
+
+    def delay(self, verdict: Verdict) -> float:
+        """Seconds to wait before sending the batch again (it still has pending entries)."""
+        if verdict.limited is not None:
+            self.hard_failures += 1
+        delay = self.backoff.delay(self.attempt, verdict.retry_after)
+        self.attempt += 1
+        self.batch.attempts = self.attempt
+        log.debug("auditline: batch %s: %s; retrying in %.2f s", self.batch.key, verdict.reason, delay)
+        return delay
+
+
+def verdict_of(batch: Batch, answer: httpx.Response | BaseException) -> Verdict:
+    """The verdict for one attempt at ``batch``: its answer, or the exception that stopped it."""
+    if isinstance(answer, BaseException):
+        return judge_failure(answer)
+    return judge(batch, answer.status_code, answer.headers, answer.content)
 
 
 class Pipeline:

@@ -11,19 +11,8 @@ from typing import Any, AsyncIterator, Callable, Generator, Mapping
 
 import httpx
 
-from ._base import (
-    LogMethods,
-    ResultCallback,
-    Settings,
-    export_params,
-    feed_backoff,
-    filter_entity_type,
-    list_params,
-    list_path,
-    make_settings,
-    page_size_of,
-    segment,
-)
+from . import _calls as calls
+from ._base import LogMethods, ResultCallback, Settings, feed_backoff, make_settings
 from ._common import (
     MAX_BATCH,
     MAX_BODY_BYTES,
@@ -32,13 +21,12 @@ from ._common import (
     EntityTypeLike,
     OnFull,
     TokenProvider,
-    action_name,
     encode_entry,
     websocket_url,
 )
-from ._feed import ErasureListener, Feed, Subscription, as_async
-from ._http import AsyncHttp, Params, query_params
-from ._pipeline import Batch, Item, Outcome, Pipeline, dropped, judge, judge_failure, settle
+from ._feed import ErasureListener, ListenerRecord, Subscription, listener_feed, split_listeners, subscribe
+from ._http import AsyncHttp
+from ._pipeline import Batch, Delivery, Item, Pipeline, dropped, settle, verdict_of
 from ._spool import Spool
 from ._types import AuditLogEntry, EntityType, ExportResult, Health, Page, Receipt, Stats
 from .errors import AuditlineError, QueueFull
@@ -198,7 +186,7 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         self._closing = False
         self._abandoned = False
         self._closed = False
-        self._listeners: list[tuple[Callable[..., Any], Subscription, Feed, asyncio.Task[None]]] = []
+        self._listeners: list[ListenerRecord] = []
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -297,49 +285,27 @@ class AsyncAuditClient(LogMethods[LogHandle]):
 
     async def _deliver(self, batch: Batch) -> None:
         pipe = self._pipe
-        settings = self.settings
         assert self._stopping is not None
-        attempt = 0
-        hard_failures = 0
-        refreshed = False
-        body = batch.request_body()
+        delivery = Delivery(pipe, batch, self._credentials, self.settings.max_attempts, self.settings.backoff)
         while True:
             generation = -1
+            answer: httpx.Response | BaseException
             try:
-                status, headers, content, generation = await self._http.post_batch(batch.key, body)
-                verdict = judge(batch, status, headers, content)
-            except httpx.TransportError as e:
-                verdict = judge_failure(e)
-            except AuditlineError as e:
-                verdict = judge_failure(e)
+                answer, generation = await self._http.send_once(delivery.request)
+            except (httpx.TransportError, AuditlineError) as e:
+                answer = e
+            verdict = verdict_of(batch, answer)
             if self._abandoned:
                 return
-            outcomes: list[Outcome] = []
-            if verdict.auth is not None:
-                if not refreshed and self._credentials.invalidate(generation):
-                    refreshed = True
-                    continue
-                outcomes = pipe.give_up(batch, verdict.auth)
-            elif verdict.limited is not None and hard_failures + 1 >= settings.max_attempts:
-                outcomes = pipe.apply(batch, verdict)  # what this answer did settle, then the rest fails
-                if batch.pending:
-                    outcomes += pipe.give_up(batch, verdict.limited)
-            else:
-                refreshed = False  # a later refusal (an expired token) may refresh again
-                outcomes = pipe.apply(batch, verdict)
-            if outcomes:
-                settle(outcomes, self._on_rejected)
+            outcomes, again = delivery.apply(verdict, generation)
+            settle(outcomes, self._on_rejected)
             self._notify()
             if not batch.pending:
                 return
-            if verdict.limited is not None:
-                hard_failures += 1
-            delay = settings.backoff.delay(attempt, verdict.retry_after)
-            attempt += 1
-            batch.attempts = attempt
-            log.debug("auditline: batch %s: %s; retrying in %.2f s", batch.key, verdict.reason, delay)
+            if again:
+                continue
             try:
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                await asyncio.wait_for(self._stopping.wait(), delivery.delay(verdict))
             except asyncio.TimeoutError:
                 continue
             pipe.release(batch)
@@ -423,11 +389,7 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         page_size: int = 500,
     ) -> AsyncIterator[AuditLogEntry]:
         """``async for entry in client.get_logs(...)``: every page, lazily, newest first."""
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        return self._iterate("/audit/logs", params, limit, page_size)
+        return self._entries(calls.logs(calls.LOGS, action, entity_type, user_id, start_date, end_date, offset, limit, page_size))
 
     def get_logs_by_entity(
         self,
@@ -442,11 +404,9 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         limit: int | None = None,
         page_size: int = 500,
     ) -> AsyncIterator[AuditLogEntry]:
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        return self._iterate("/audit/logs/entity/" + segment(entity_id), params, limit, page_size)
+        """One entity's entries, newest first (lazily, every page)."""
+        path = calls.entity_path(entity_id)
+        return self._entries(calls.logs(path, action, entity_type, user_id, start_date, end_date, offset, limit, page_size))
 
     def get_logs_by_project(
         self,
@@ -461,11 +421,9 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         limit: int | None = None,
         page_size: int = 500,
     ) -> AsyncIterator[AuditLogEntry]:
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        return self._iterate("/audit/logs/project/" + segment(project_id), params, limit, page_size)
+        """One project's entries, newest first (lazily, every page)."""
+        path = calls.project_path(project_id)
+        return self._entries(calls.logs(path, action, entity_type, user_id, start_date, end_date, offset, limit, page_size))
 
     async def get_page(
         self,
@@ -481,37 +439,19 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         limit: int | None = None,
         next_token: str | None = None,
     ) -> Page:
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        params.update(query_params({"limit": limit, "next_token": next_token}))
-        return await self._page(list_path(entity_id, project_id), params)
+        """One page, as the API answers it (for callers that keep ``next_token`` themselves)."""
+        params = calls.filters(action, entity_type, user_id, start_date, end_date, offset)
+        request = calls.page(calls.list_path(entity_id, project_id), params, limit, next_token)
+        return calls.parse_page(await self._http.send(request))
 
-    async def _page(self, path: str, params: Params) -> Page:
-        return Page.from_json((await self._http.request("GET", path, params=params)).json())
-
-    async def _iterate(
-        self, path: str, params: Params, limit: int | None, page_size: int
-    ) -> AsyncIterator[AuditLogEntry]:
-        size = page_size_of(limit, page_size)
-        remaining = limit
-        query = dict(params)
-        query["limit"] = str(size)
-        while remaining is None or remaining > 0:
-            page = await self._page(path, query)
-            for entry in page.entries:
+    async def _entries(self, pager: calls.Pager) -> AsyncIterator[AuditLogEntry]:
+        while (request := pager.next()) is not None:
+            for entry in pager.take(calls.parse_page(await self._http.send(request))):
                 yield entry
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        return
-            if not page.next_token:
-                return
-            query["next_token"] = page.next_token
 
     async def get_log(self, entry_id: str) -> AuditLogEntry:
-        return AuditLogEntry.from_json((await self._http.request("GET", "/audit/logs/" + segment(entry_id))).json())
+        """One entry by id; :class:`~auditline.errors.NotFound` if there is none (for you)."""
+        return calls.parse_entry(await self._http.send(calls.entry(entry_id)))
 
     async def get_stats(
         self,
@@ -520,12 +460,13 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         end_date: _dt.datetime | _dt.date | str | None = None,
         bucket: str | None = None,
     ) -> Stats:
-        params = query_params({"start_date": start_date, "end_date": end_date, "bucket": bucket})
-        return Stats.from_json((await self._http.request("GET", "/audit/stats", params=params)).json())
+        """Totals by action and entity type over whole UTC hours; ``bucket`` (``hour``/``day``)
+        adds a series."""
+        return calls.parse_stats(await self._http.send(calls.stats(start_date, end_date, bucket)))
 
     async def get_health(self) -> Health:
-        response = await self._http.request("GET", "/audit/health", ok=frozenset({503}))
-        return Health.from_json(response.json())
+        """``GET /audit/health`` (a degraded service's 503 is returned, not raised)."""
+        return calls.parse_health(await self._http.send(calls.health()))
 
     async def export_pages(
         self,
@@ -539,14 +480,10 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         start_date: _dt.datetime | _dt.date | str | None = None,
         end_date: _dt.datetime | _dt.date | str | None = None,
     ) -> AsyncIterator[tuple[bytes, int]]:
-        query = export_params(format, action, entity_type, user_id, entity_id, project_id, start_date, end_date)
-        while True:
-            response = await self._http.request("GET", "/audit/export", params=query)
-            yield response.content, int(response.headers.get("x-entry-count", "0") or 0)
-            token = response.headers.get("x-next-token")
-            if not token:
-                return
-            query["next_token"] = token
+        """The export's pages, lazily: each page's bytes and its entry count (``x-entry-count``)."""
+        pager = calls.export(format, action, entity_type, user_id, entity_id, project_id, start_date, end_date)
+        while (request := pager.next()) is not None:
+            yield pager.take(await self._http.send(request))
 
     async def export(
         self,
@@ -561,24 +498,12 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         start_date: _dt.datetime | _dt.date | str | None = None,
         end_date: _dt.datetime | _dt.date | str | None = None,
     ) -> ExportResult:
-        if path is None:
-            raise TypeError("export() needs path=: the file to write")
-        target = os.fspath(path)
-        partial = target + ".part"
-        entries = pages = size = 0
-        with open(partial, "wb") as out:
-            async for content, count in self.export_pages(
-                format, action=action, entity_type=entity_type, user_id=user_id, entity_id=entity_id,
-                project_id=project_id, start_date=start_date, end_date=end_date,
-            ):
-                out.write(content)
-                entries += count
-                pages += 1
-                size += len(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, target)
-        return ExportResult(path=target, format=format, entries=entries, pages=pages, bytes=size)
+        """Writes the whole export to ``path`` (via ``<path>.part``), as ``AuditClient.export``."""
+        pager = calls.export(format, action, entity_type, user_id, entity_id, project_id, start_date, end_date)
+        with calls.ExportFile(path, format) as out:
+            while (request := pager.next()) is not None:
+                out.write(pager.take(await self._http.send(request)))
+        return out.result
 
     # -- live feed -----------------------------------------------------------------------------
 
@@ -599,24 +524,11 @@ class AsyncAuditClient(LogMethods[LogHandle]):
         loop = self._attach()
         if self._closing:
             raise AuditlineError("the client is closed")
-        subscription = Subscription(
-            fn,
-            project_id,
-            None if entity_type is None else filter_entity_type(entity_type),
-            None if action is None else action_name(action),
-        )
-        feed = Feed(
-            ws_url=websocket_url(self.url),
-            http=self._http,
-            credentials=self._credentials,
-            subscription=subscription,
-            deliver=as_async(fn),
-            on_erasure=None if on_erasure is None else as_async(on_erasure),
-            after_id=after_id,
-            lookback=self._lookback,
-            resync_interval=self._resync,
+        subscription = subscribe(fn, project_id, entity_type, action)
+        feed = listener_feed(
+            subscription, on_erasure, after_id, ws_url=websocket_url(self.url), http=self._http,
+            credentials=self._credentials, lookback=self._lookback, resync_interval=self._resync,
             backoff=feed_backoff(self.settings),
-            open_timeout=10.0,
         )
         task = loop.create_task(feed.run(), name="auditline-listener")
         self._listeners.append((fn, subscription, feed, task))
@@ -629,11 +541,7 @@ class AsyncAuditClient(LogMethods[LogHandle]):
 
     async def remove_listener(self, fn: Callable[..., Any] | Subscription) -> bool:
         """Stops every listener added with ``fn`` (or that :class:`Subscription`)."""
-        kept: list[tuple[Callable[..., Any], Subscription, Feed, asyncio.Task[None]]] = []
-        removed: list[tuple[Callable[..., Any], Subscription, Feed, asyncio.Task[None]]] = []
-        for entry in self._listeners:
-            (removed if entry[0] is fn or entry[1] is fn else kept).append(entry)
-        self._listeners = kept
+        self._listeners, removed = split_listeners(self._listeners, fn)
         for _, _, feed, task in removed:
             if task is asyncio.current_task():  # from the listener's own callback
                 feed.stop()  # no more deliveries; the feed ends once the callback returns

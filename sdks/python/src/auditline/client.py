@@ -10,41 +10,28 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 import weakref
 from typing import Any, Callable, Coroutine, Iterator, Mapping, TypeVar
 
 import httpx
 
-from ._base import (
-    LogMethods,
-    ResultCallback,
-    Settings,
-    filter_entity_type,
-    list_params,
-    make_settings,
-    page_size_of,
-    export_params as _export_params,
-    feed_backoff as _feed_backoff,
-    list_path as _list_path,
-    segment as _segment,
-)
+from . import _calls as calls
+from ._base import LogMethods, ResultCallback, Settings, make_settings
+from ._base import feed_backoff as _feed_backoff
 from ._common import (
     MAX_BATCH,
     MAX_BODY_BYTES,
     ActionLike,
-    Backoff,
     Credentials,
     EntityTypeLike,
     OnFull,
     TokenProvider,
-    action_name,
     encode_entry,
     websocket_url,
 )
-from ._feed import ErasureListener, Feed, Subscription, as_async
-from ._http import AsyncHttp, Params, SyncHttp, query_params
-from ._pipeline import Batch, Item, Outcome, Pipeline, dropped, judge, judge_failure, settle
+from ._feed import ErasureListener, Feed, ListenerRecord, Subscription, listener_feed, split_listeners, subscribe
+from ._http import AsyncHttp, SyncHttp
+from ._pipeline import Batch, Delivery, Item, Pipeline, dropped, settle, verdict_of
 from ._spool import Spool
 from ._types import AuditLogEntry, EntityType, ExportResult, Health, Page, Receipt, Stats
 from .errors import AuditlineError, QueueFull, SpoolError
@@ -143,7 +130,7 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         self._closed = False
         self._senders: list[threading.Thread] = []
         self._feeds: _FeedRunner | None = None
-        self._listeners: list[tuple[Callable[..., Any], Subscription, Feed, asyncio.Task[None]]] = []
+        self._listeners: list[ListenerRecord] = []
         self._at_exit_registered = flush_at_exit
         if flush_at_exit:
             atexit.register(self._at_exit)
@@ -271,53 +258,27 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
 
     def _deliver(self, batch: Batch) -> None:
         pipe = self._pipe
-        settings = self.settings
-        attempt = 0
-        hard_failures = 0
-        refreshed = False
-        body = batch.request_body()
+        delivery = Delivery(pipe, batch, self._credentials, self.settings.max_attempts, self.settings.backoff)
         while True:
             generation = -1
+            answer: httpx.Response | BaseException
             try:
-                status, headers, content, generation = self._http.post_batch(batch.key, body)
-                verdict = judge(batch, status, headers, content)
-            except httpx.TransportError as e:
-                verdict = judge_failure(e)
-            except AuditlineError as e:
-                verdict = judge_failure(e)
-            retry_now = False
-            outcomes: list[Outcome] = []
+                answer, generation = self._http.send_once(delivery.request)
+            except (httpx.TransportError, AuditlineError) as e:
+                answer = e
+            verdict = verdict_of(batch, answer)
             with self._cv:
                 if self._abandoned:
                     return  # close() gave up on it: its entries were settled there
-                if verdict.auth is not None:
-                    if not refreshed and self._credentials.invalidate(generation):
-                        refreshed = True
-                        retry_now = True
-                    else:
-                        outcomes = pipe.give_up(batch, verdict.auth)
-                elif verdict.limited is not None and hard_failures + 1 >= settings.max_attempts:
-                    outcomes = pipe.apply(batch, verdict)  # what this answer did settle, then the rest fails
-                    if batch.pending:
-                        outcomes += pipe.give_up(batch, verdict.limited)
-                else:
-                    refreshed = False  # a later refusal (an expired token) may refresh again
-                    outcomes = pipe.apply(batch, verdict)
+                outcomes, again = delivery.apply(verdict, generation)
                 finished = not batch.pending
                 self._cv.notify_all()
-            if outcomes:
-                settle(outcomes, self._on_rejected)
+            settle(outcomes, self._on_rejected)
             if finished:
                 return
-            if retry_now:
+            if again:
                 continue
-            if verdict.limited is not None:
-                hard_failures += 1
-            delay = settings.backoff.delay(attempt, verdict.retry_after)
-            attempt += 1
-            batch.attempts = attempt
-            log.debug("auditline: batch %s: %s; retrying in %.2f s", batch.key, verdict.reason, delay)
-            if self._stop.wait(delay):
+            if self._stop.wait(delivery.delay(verdict)):
                 with self._cv:
                     pipe.release(batch)
                 return
@@ -409,11 +370,7 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         """The tenant's entries, newest first, every page fetched lazily as you iterate.
         ``limit`` caps how many are yielded (all when ``None``); ``page_size`` is the per-request
         ``limit`` (1–1000)."""
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        return self._iterate("/audit/logs", params, limit, page_size)
+        return self._entries(calls.logs(calls.LOGS, action, entity_type, user_id, start_date, end_date, offset, limit, page_size))
 
     def get_logs_by_entity(
         self,
@@ -429,11 +386,8 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         page_size: int = 500,
     ) -> Iterator[AuditLogEntry]:
         """One entity's entries, newest first (lazily, every page)."""
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        return self._iterate("/audit/logs/entity/" + _segment(entity_id), params, limit, page_size)
+        path = calls.entity_path(entity_id)
+        return self._entries(calls.logs(path, action, entity_type, user_id, start_date, end_date, offset, limit, page_size))
 
     def get_logs_by_project(
         self,
@@ -449,11 +403,8 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         page_size: int = 500,
     ) -> Iterator[AuditLogEntry]:
         """One project's entries, newest first (lazily, every page)."""
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        return self._iterate("/audit/logs/project/" + _segment(project_id), params, limit, page_size)
+        path = calls.project_path(project_id)
+        return self._entries(calls.logs(path, action, entity_type, user_id, start_date, end_date, offset, limit, page_size))
 
     def get_page(
         self,
@@ -470,40 +421,19 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         next_token: str | None = None,
     ) -> Page:
         """One page, as the API answers it (for callers that keep ``next_token`` themselves)."""
-        params = list_params(
-            action=action, entity_type=entity_type, user_id=user_id, start_date=start_date, end_date=end_date,
-            offset=offset,
-        )
-        params.update(query_params({"limit": limit, "next_token": next_token}))
-        return self._page(_list_path(entity_id, project_id), params)
+        params = calls.filters(action, entity_type, user_id, start_date, end_date, offset)
+        return calls.parse_page(self._http.send(calls.page(calls.list_path(entity_id, project_id), params, limit, next_token)))
 
-    def _page(self, path: str, params: Params) -> Page:
-        return Page.from_json(self._http.request("GET", path, params=params).json())
+    def _entries(self, pager: calls.Pager) -> Iterator[AuditLogEntry]:
+        def entries() -> Iterator[AuditLogEntry]:
+            while (request := pager.next()) is not None:
+                yield from pager.take(calls.parse_page(self._http.send(request)))
 
-    def _iterate(self, path: str, params: Params, limit: int | None, page_size: int) -> Iterator[AuditLogEntry]:
-        size = page_size_of(limit, page_size)
-
-        def pages() -> Iterator[AuditLogEntry]:
-            remaining = limit
-            query = dict(params)
-            query["limit"] = str(size)
-            while remaining is None or remaining > 0:
-                page = self._page(path, query)
-                for entry in page.entries:
-                    yield entry
-                    if remaining is not None:
-                        remaining -= 1
-                        if remaining == 0:
-                            return
-                if not page.next_token:
-                    return
-                query["next_token"] = page.next_token
-
-        return pages()
+        return entries()
 
     def get_log(self, entry_id: str) -> AuditLogEntry:
         """One entry by id; :class:`~auditline.errors.NotFound` if there is none (for you)."""
-        return AuditLogEntry.from_json(self._http.request("GET", "/audit/logs/" + _segment(entry_id)).json())
+        return calls.parse_entry(self._http.send(calls.entry(entry_id)))
 
     def get_stats(
         self,
@@ -514,12 +444,11 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
     ) -> Stats:
         """Totals by action and entity type over whole UTC hours; ``bucket`` (``hour``/``day``)
         adds a series."""
-        params = query_params({"start_date": start_date, "end_date": end_date, "bucket": bucket})
-        return Stats.from_json(self._http.request("GET", "/audit/stats", params=params).json())
+        return calls.parse_stats(self._http.send(calls.stats(start_date, end_date, bucket)))
 
     def get_health(self) -> Health:
         """``GET /audit/health`` (a degraded service's 503 is returned, not raised)."""
-        return Health.from_json(self._http.request("GET", "/audit/health", ok=frozenset({503})).json())
+        return calls.parse_health(self._http.send(calls.health()))
 
     def export_pages(
         self,
@@ -534,17 +463,11 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         end_date: _dt.datetime | _dt.date | str | None = None,
     ) -> Iterator[tuple[bytes, int]]:
         """The export's pages, lazily: each page's bytes and its entry count (``x-entry-count``)."""
-        params = _export_params(format, action, entity_type, user_id, entity_id, project_id, start_date, end_date)
+        pager = calls.export(format, action, entity_type, user_id, entity_id, project_id, start_date, end_date)
 
         def pages() -> Iterator[tuple[bytes, int]]:
-            query = dict(params)
-            while True:
-                response = self._http.request("GET", "/audit/export", params=query)
-                yield response.content, int(response.headers.get("x-entry-count", "0") or 0)
-                token = response.headers.get("x-next-token")
-                if not token:
-                    return
-                query["next_token"] = token
+            while (request := pager.next()) is not None:
+                yield pager.take(self._http.send(request))
 
         return pages()
 
@@ -564,24 +487,11 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         """Writes the whole export (every page, following ``x-next-token``) to ``path``: first to
         ``<path>.part``, renamed to ``path`` once complete. The service records the export as a
         VIEW entry."""
-        if path is None:
-            raise TypeError("export() needs path=: the file to write")
-        target = os.fspath(path)
-        partial = target + ".part"
-        entries = pages = size = 0
-        with open(partial, "wb") as out:
-            for content, count in self.export_pages(
-                format, action=action, entity_type=entity_type, user_id=user_id, entity_id=entity_id,
-                project_id=project_id, start_date=start_date, end_date=end_date,
-            ):
-                out.write(content)
-                entries += count
-                pages += 1
-                size += len(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, target)
-        return ExportResult(path=target, format=format, entries=entries, pages=pages, bytes=size)
+        pager = calls.export(format, action, entity_type, user_id, entity_id, project_id, start_date, end_date)
+        with calls.ExportFile(path, format) as out:
+            while (request := pager.next()) is not None:
+                out.write(pager.take(self._http.send(request)))
+        return out.result
 
     # -- live feed -----------------------------------------------------------------------------
 
@@ -600,12 +510,7 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         across reconnections (see the README, *Live feed*). ``fn`` runs on the client's listener
         thread: keep it short. Returns once connected (up to ``wait`` seconds; it keeps trying in
         the background after that)."""
-        subscription = Subscription(
-            fn,
-            project_id,
-            None if entity_type is None else filter_entity_type(entity_type),
-            None if action is None else action_name(action),
-        )
+        subscription = subscribe(fn, project_id, entity_type, action)
         if self._closing:
             raise AuditlineError("the client is closed")
         if self._feeds is not None and threading.current_thread() is self._feeds.thread:
@@ -623,19 +528,7 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         runner = self._feeds
 
         async def start() -> tuple[Feed, asyncio.Task[None]]:
-            feed = Feed(
-                ws_url=websocket_url(self.url),
-                http=runner.http,
-                credentials=self._credentials,
-                subscription=subscription,
-                deliver=as_async(fn),
-                on_erasure=None if on_erasure is None else as_async(on_erasure),
-                after_id=after_id,
-                lookback=self._lookback,
-                resync_interval=self._resync,
-                backoff=_feed_backoff(self.settings),
-                open_timeout=10.0,
-            )
+            feed = self._feed(subscription, on_erasure, after_id, runner.http)
             return feed, asyncio.get_running_loop().create_task(feed.run())
 
         feed, task = runner.call(start())
@@ -653,13 +546,15 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
                 log.warning("auditline: the listener is not connected yet (%s); it keeps trying", subscription.last_error)
         return subscription
 
+    def _feed(self, subscription: Subscription, on_erasure: ErasureListener | None, after_id: str | None, http: AsyncHttp) -> Feed:
+        return listener_feed(
+            subscription, on_erasure, after_id, ws_url=websocket_url(self.url), http=http, credentials=self._credentials,
+            lookback=self._lookback, resync_interval=self._resync, backoff=_feed_backoff(self.settings),
+        )
+
     def remove_listener(self, fn: Callable[..., Any] | Subscription) -> bool:
         """Stops every listener added with ``fn`` (or that :class:`Subscription`)."""
-        kept: list[tuple[Callable[..., Any], Subscription, Feed, asyncio.Task[None]]] = []
-        removed: list[tuple[Callable[..., Any], Subscription, Feed, asyncio.Task[None]]] = []
-        for entry in self._listeners:
-            (removed if entry[0] is fn or entry[1] is fn else kept).append(entry)
-        self._listeners = kept
+        self._listeners, removed = split_listeners(self._listeners, fn)
         runner = self._feeds
         if runner is not None:
             inside = threading.current_thread() is runner.thread  # from a listener callback
