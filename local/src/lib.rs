@@ -33,6 +33,12 @@ use auditline::realtime::{ConnectionLimits, ConnectionStore, Pusher};
 use auditline::seal::publish::DirectoryCheckpoints;
 use auditline::seal::{CheckpointSink, MAX_SEAL_DELAY_SECONDS, Sealer, StaticKeys, WitnessClient};
 use auditline::store::s3::S3Archive;
+use auditline::streams::admin::StreamAdmin;
+use auditline::streams::delivery::Deliverer;
+use auditline::streams::outbound::Loopback;
+use auditline::streams::queue::{JobQueue, WorkerSettings, run_worker};
+use auditline::streams::route::Router as StreamRouter;
+use auditline::streams::transport::{HttpLimits, HttpSender, SafeHttp};
 use auditline::viewer::ViewerConfig;
 use auditline::witness::client::HttpWitness;
 use auditline::{AuditLogger, Config};
@@ -96,6 +102,29 @@ pub struct Options {
     pub archive: Option<ArchiveTarget>,
     /// Posts to live clients failed on purpose, per thousand (soak runs; see [`push_faults`]).
     pub push_faults_per_mille: u64,
+    /// How log streams deliver from here.
+    pub streams: StreamOptions,
+}
+
+/// How the gateway's log streams deliver: the same code as the deployed functions, with a local
+/// queue and worker in place of SQS.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// Plain HTTP to loopback receivers (a developer's own): allowed unless turned off
+    /// (`AUDITLINE_STREAMS_LOOPBACK=false`); deployed functions never allow it.
+    pub loopback: Loopback,
+    pub http: HttpLimits,
+    pub worker: WorkerSettings,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            loopback: Loopback::AllowedOverHttp,
+            http: HttpLimits::default(),
+            worker: WorkerSettings::default(),
+        }
+    }
 }
 
 /// The archive's destination: the same layout as the S3 bucket on AWS.
@@ -142,6 +171,8 @@ pub struct Running {
     shutdown: oneshot::Sender<()>,
     server: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    stop_worker: tokio::sync::watch::Sender<bool>,
+    jobs: Arc<dyn JobQueue>,
 }
 
 impl Running {
@@ -168,8 +199,14 @@ impl Running {
         &self.sessions
     }
 
+    /// The log streams' delivery queue (jobs waiting, dead letters).
+    pub fn delivery_queue(&self) -> &Arc<dyn JobQueue> {
+        &self.jobs
+    }
+
     /// Stops accepting, closes every WebSocket session, and waits for the server to finish.
     pub async fn shutdown(self) {
+        let _ = self.stop_worker.send(true);
         let _ = self.shutdown.send(());
         let _ = self.server.await;
         for task in self.tasks {
@@ -270,10 +307,32 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     };
     let feed_pusher = pusher.clone();
     let feed = FeedDeps::new(backends.connections.clone(), pusher, FanoutSettings::default());
+    // Log streams: the deployed functions' code, with the local queue and worker for SQS.
+    let http: Arc<dyn HttpSender> = Arc::new(SafeHttp::new(options.streams.loopback, options.streams.http));
+    let deliverer = Arc::new(Deliverer::new(
+        backends.streams.clone(),
+        backends.secret_box.clone(),
+        logger.clone(),
+        http,
+        None,
+        config.stream_retry,
+    ));
+    let stream_admin = Arc::new(StreamAdmin {
+        streams: backends.streams.clone(),
+        secrets: backends.secret_box.clone(),
+        logger: logger.clone(),
+        deliverer: deliverer.clone(),
+        loopback: options.streams.loopback,
+    });
+    // No cache: a stream created here takes the very next entries.
+    let router = Arc::new(StreamRouter::new(backends.streams.clone(), backends.jobs.clone(), Duration::ZERO));
+    let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(run_worker(backends.jobs.clone(), deliverer, options.streams.worker, worker_stop));
     let consumers = source::Consumers {
         feed,
         archive: options.archive.as_ref().map(ArchiveTarget::sink),
         archive_keys: backends.archive_keys.clone(),
+        streams: router,
     };
     let source = match (&options.storage, &backends.dynamodb) {
         (Storage::DynamoDb { endpoint }, Some(client)) => {
@@ -308,6 +367,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
             keys: Arc::new(StaticKeys::of(signer.as_ref())),
             witnesses: config.witnesses.iter().map(|w| (w.url.clone(), w.key.clone())).collect(),
             log_reads: config.log_reads,
+            streams: Some(stream_admin),
         },
         auth,
         connections: backends.connections,
@@ -350,7 +410,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         .with_origin(config.log_origin.clone())
         .with_witnesses(witnesses)
         .with_sinks(sinks);
-    let mut tasks = vec![source, seal_loop::spawn(sealer, options.seal.every)];
+    let mut tasks = vec![source, seal_loop::spawn(sealer, options.seal.every), worker];
     let (database, entries_at_start) = match &backends.sqlite {
         Some(local) => {
             tasks.push(storage::spawn_purge(local.store.clone()));
@@ -377,6 +437,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         shutdown,
         server,
         tasks,
+        stop_worker,
+        jobs: backends.jobs,
     })
 }
 
@@ -447,7 +509,22 @@ pub fn options_from_env(
     if push_faults_per_mille > 1000 {
         return Err("AUDITLINE_PUSH_FAULTS_PER_MILLE is a share per thousand: 0 to 1000".into());
     }
-    Ok(Options { bind: SocketAddr::new(host, port), storage, config, limits, seal, archive, push_faults_per_mille })
+    let loopback = match std::env::var("AUDITLINE_STREAMS_LOOPBACK").ok().as_deref().map(str::trim) {
+        None | Some("" | "true" | "1") => Loopback::AllowedOverHttp,
+        Some("false" | "0") => Loopback::Refused,
+        Some(_) => return Err("AUDITLINE_STREAMS_LOOPBACK is true or false".into()),
+    };
+    let streams = StreamOptions { loopback, ..StreamOptions::default() };
+    Ok(Options {
+        bind: SocketAddr::new(host, port),
+        storage,
+        config,
+        limits,
+        seal,
+        archive,
+        push_faults_per_mille,
+        streams,
+    })
 }
 
 /// A whole number of at least `min` from `variable`, or `default` when unset.

@@ -12,6 +12,7 @@ use auditline::apigw::stream::{FeedDeps, archive_entries, fan_out_entries, inser
 use auditline::archive::ArchiveSink;
 use auditline::archive::shred::ArchiveKeys;
 use auditline::domain::AuditLogEntry;
+use auditline::streams::route::Router;
 use aws_lambda_events::dynamodb::Event;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use serde_json::json;
@@ -32,19 +33,36 @@ pub struct Consumers {
     pub archive: Option<Arc<dyn ArchiveSink>>,
     /// The keys the archive seals erasable values under.
     pub archive_keys: Arc<dyn ArchiveKeys>,
+    /// Log streams: new entries become delivery jobs (a third consumer, as Kinesis is on AWS).
+    pub streams: Arc<Router>,
 }
 
 /// One batch as a stream delivers it: entries, each with its sequence number.
 type Batch = Vec<(String, AuditLogEntry)>;
 
-/// Runs one batch through both consumers, each retried as its event source mapping would. The
+/// Runs one batch through the consumers, each retried as its event source mapping would. The
 /// entries go to the same code Lambda runs after reading its event ([`fan_out_entries`],
-/// [`archive_entries`]), without a round trip through stream records.
+/// [`archive_entries`], [`Router::route`]), without a round trip through stream records.
 pub async fn deliver(batch: Batch, consumers: &Consumers) {
     if let Some(sink) = &consumers.archive {
         archive(&batch, sink.as_ref(), consumers.archive_keys.as_ref()).await;
     }
+    let entries: Vec<AuditLogEntry> = batch.iter().map(|(_, entry)| entry.clone()).collect();
     fan_out(batch, &consumers.feed).await;
+    route(&entries, &consumers.streams).await;
+}
+
+/// The streams' router: a batch whose jobs could not be queued is routed again (a job queued
+/// twice is delivered twice, each carrying its entries' ids).
+async fn route(entries: &[AuditLogEntry], router: &Router) {
+    for attempt in 0..=MAX_RETRIES {
+        match router.route(entries, chrono::Utc::now()).await {
+            Ok(_) => return,
+            Err(e) => tracing::warn!(error = %e, attempt, "a batch could not be routed to log streams"),
+        }
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    }
+    tracing::error!("a batch was not routed to log streams after {MAX_RETRIES} retries; export it to backfill");
 }
 
 /// The archive consumer: a failed batch is retried whole, as its mapping does on AWS.

@@ -22,12 +22,17 @@ use auditline::store::dynamo::tables::{
 use auditline::store::dynamo::{DynamoApiKeys, DynamoConnections, DynamoIdempotency, client_for_local_endpoint};
 use auditline::store::sqlite::DATABASE_FILE;
 use auditline::store::{AuditStore, MemoryStore, SqliteStore};
+use auditline::streams::queue::{JobQueue, MemoryJobQueue};
+use auditline::streams::secrets::{LocalSecretBox, SecretBox};
+use auditline::streams::store::{MemoryStreams, StreamStore};
 use chrono::{DateTime, Utc};
 
 use crate::{BoxError, DEV_TENANT, DEV_TOKEN_HOURS, Limits};
 
 /// The development API key, kept beside the database so that it survives a restart.
 const DEV_KEY_FILE: &str = "dev-api-key";
+/// The key log streams' secrets are sealed with, beside the database.
+const STREAMS_KEY_FILE: &str = "streams.key";
 /// How often expired entries are removed (in bounded steps).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
@@ -62,6 +67,10 @@ pub(crate) struct Backends {
     pub(crate) archive_keys: Arc<dyn ArchiveKeys>,
     /// The same key records, as the authenticator sees them.
     pub(crate) key_validator: Arc<dyn ApiKeyValidator>,
+    /// Log streams, the jobs waiting for delivery, and the key their secrets are sealed with.
+    pub(crate) streams: Arc<dyn StreamStore>,
+    pub(crate) jobs: Arc<dyn JobQueue>,
+    pub(crate) secret_box: Arc<dyn SecretBox>,
     pub(crate) dynamodb: Option<aws_sdk_dynamodb::Client>,
     /// The SQLite store and its data directory, with the directory's lock (held while running).
     pub(crate) sqlite: Option<Local>,
@@ -181,6 +190,9 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 policies: Arc::new(MemoryPolicies::default()),
                 archive_keys: Arc::new(MemoryArchiveKeys::default()),
                 key_validator: keys,
+                streams: Arc::new(MemoryStreams::default()),
+                jobs: Arc::new(MemoryJobQueue::default()),
+                secret_box: Arc::new(LocalSecretBox::ephemeral()),
                 dynamodb: None,
                 sqlite: None,
             }
@@ -199,6 +211,9 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 api_keys: shared.clone(),
                 policies: shared.clone(),
                 archive_keys: shared.clone(),
+                streams: shared.clone(),
+                jobs: shared.clone(),
+                secret_box: Arc::new(LocalSecretBox::from_file(&dir.join(STREAMS_KEY_FILE))?),
                 key_validator: shared,
                 dynamodb: None,
                 sqlite: Some(Local { store, dir: dir.clone(), _lock: lock }),
@@ -229,6 +244,10 @@ pub(crate) async fn backends(storage: &Storage, config: &Config, limits: &Limits
                 connections: Arc::new(DynamoConnections::new(client.clone(), &config.connections_table)),
                 api_keys: keys.clone(),
                 key_validator: keys,
+                // Streams in memory beside a DynamoDB API: the gateway's jobs and key are its own.
+                streams: Arc::new(MemoryStreams::default()),
+                jobs: Arc::new(MemoryJobQueue::default()),
+                secret_box: Arc::new(LocalSecretBox::ephemeral()),
                 dynamodb: Some(client),
                 sqlite: None,
             }

@@ -92,6 +92,7 @@ pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
         keys: Arc::new(keys),
         witnesses: config.witnesses.iter().map(|w| (w.url.clone(), w.key.clone())).collect(),
         log_reads: config.log_reads,
+        streams: None,
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
         auth_methods: config.auth.allowed_methods.iter().map(ToString::to_string).collect(),

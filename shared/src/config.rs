@@ -11,6 +11,8 @@ use crate::integrity::note::CosignerKey;
 use crate::logger::{AuditSettings, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS};
 use crate::realtime::ConnectionLimits;
 use crate::seal::SealSettings;
+use crate::streams::delivery::RetryPolicy;
+use std::time::Duration;
 pub const DEFAULT_ENTRIES_TABLE: &str = "auditline-entries";
 pub const DEFAULT_COUNTERS_TABLE: &str = "auditline-counters";
 pub const DEFAULT_API_KEYS_TABLE: &str = "auditline-api-keys";
@@ -19,6 +21,7 @@ pub const DEFAULT_CONNECTIONS_TABLE: &str = "auditline-connections";
 pub const DEFAULT_CHECKPOINTS_TABLE: &str = "auditline-checkpoints";
 pub const DEFAULT_PROOFS_TABLE: &str = "auditline-proofs";
 pub const DEFAULT_ARCHIVE_KEYS_TABLE: &str = "auditline-archive-keys";
+pub const DEFAULT_STREAMS_TABLE: &str = "auditline-streams";
 /// Seven years, as SOX asks: the template's `AuditArchiveRetentionDays` default.
 pub const DEFAULT_ARCHIVE_RETENTION_DAYS: u64 = 2557;
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
@@ -56,6 +59,7 @@ pub mod vars {
     pub const KMS_ENDPOINT: &str = "KMS_ENDPOINT";
     pub const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
     pub const ARCHIVE_KEYS_TABLE: &str = "ARCHIVE_KEYS_TABLE";
+    pub const STREAMS_TABLE: &str = "STREAMS_TABLE";
     pub const ARCHIVE_RETENTION_DAYS: &str = "ARCHIVE_RETENTION_DAYS";
     pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
     pub const WEBSOCKET_API_ID: &str = "WEBSOCKET_API_ID";
@@ -76,9 +80,12 @@ pub mod vars {
     pub const FEED_MAX_CONNECTIONS_PER_TENANT: &str = "FEED_MAX_CONNECTIONS_PER_TENANT";
     pub const FEED_MAX_CONNECTIONS_PER_PRINCIPAL: &str = "FEED_MAX_CONNECTIONS_PER_PRINCIPAL";
     pub const PRIME_CONNECTIONS: &str = "PRIME_CONNECTIONS";
+    pub const AUDIT_STREAM_RETRY_BASE_MS: &str = "AUDIT_STREAM_RETRY_BASE_MS";
+    pub const AUDIT_STREAM_RETRY_MAX_SECONDS: &str = "AUDIT_STREAM_RETRY_MAX_SECONDS";
+    pub const AUDIT_STREAM_GIVE_UP_SECONDS: &str = "AUDIT_STREAM_GIVE_UP_SECONDS";
 
     /// The variable naming each table, as the functions read it.
-    pub const TABLES: [(&str, &TableSpec); 8] = [
+    pub const TABLES: [(&str, &TableSpec); 9] = [
         (ENTRIES_TABLE, &tables::ENTRIES),
         (COUNTERS_TABLE, &tables::COUNTERS),
         (API_KEYS_TABLE, &tables::API_KEYS),
@@ -87,6 +94,7 @@ pub mod vars {
         (CHECKPOINTS_TABLE, &tables::CHECKPOINTS),
         (PROOFS_TABLE, &tables::PROOFS),
         (ARCHIVE_KEYS_TABLE, &tables::ARCHIVE_KEYS),
+        (STREAMS_TABLE, &tables::STREAMS),
     ];
 
     /// Every variable above: the SAM template may set these and no others.
@@ -116,6 +124,7 @@ pub mod vars {
         KMS_ENDPOINT,
         ARCHIVE_BUCKET,
         ARCHIVE_KEYS_TABLE,
+        STREAMS_TABLE,
         ARCHIVE_RETENTION_DAYS,
         S3_ENDPOINT,
         WEBSOCKET_API_ID,
@@ -136,6 +145,9 @@ pub mod vars {
         FEED_MAX_CONNECTIONS_PER_TENANT,
         FEED_MAX_CONNECTIONS_PER_PRINCIPAL,
         PRIME_CONNECTIONS,
+        AUDIT_STREAM_RETRY_BASE_MS,
+        AUDIT_STREAM_RETRY_MAX_SECONDS,
+        AUDIT_STREAM_GIVE_UP_SECONDS,
     ];
 }
 
@@ -177,6 +189,8 @@ pub struct Config {
     /// The keys the archive seals erasable values under, and how long it keeps an entry (so its keys).
     pub archive_keys_table: String,
     pub archive_retention_days: u64,
+    /// Tenants' log streams and their figures.
+    pub streams_table: String,
     pub s3_endpoint: Option<String>,
     /// Where the fan-out posts messages: the API Gateway Management API endpoint of the WebSocket
     /// API, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
@@ -188,6 +202,8 @@ pub struct Config {
     /// Open the DynamoDB connection (TLS handshake included) during init rather than in the first
     /// invocation.
     pub prime_connections: bool,
+    /// How log streams' failed deliveries are tried again, and for how long.
+    pub stream_retry: RetryPolicy,
 }
 
 impl Config {
@@ -210,6 +226,30 @@ impl Config {
         )?;
         let log_reads = setting(&get, vars::AUDIT_LOG_READS, false, parse_bool, "true or false")?;
         let prime_connections = setting(&get, vars::PRIME_CONNECTIONS, false, parse_bool, "true or false")?;
+        let defaults = RetryPolicy::default();
+        let stream_retry = RetryPolicy {
+            base: Duration::from_millis(setting(
+                &get,
+                vars::AUDIT_STREAM_RETRY_BASE_MS,
+                defaults.base.as_millis() as u64,
+                |v| in_range(v, 10, 600_000),
+                "a whole number of milliseconds from 10 to 600000",
+            )?),
+            cap: Duration::from_secs(setting(
+                &get,
+                vars::AUDIT_STREAM_RETRY_MAX_SECONDS,
+                defaults.cap.as_secs(),
+                |v| in_range(v, 1, 43_200),
+                "a whole number of seconds from 1 to 43200",
+            )?),
+            give_up_after: Duration::from_secs(setting(
+                &get,
+                vars::AUDIT_STREAM_GIVE_UP_SECONDS,
+                defaults.give_up_after.as_secs(),
+                |v| in_range(v, 1, 604_800),
+                "a whole number of seconds from 1 to 604800 (7 days)",
+            )?),
+        };
         let retention_days = setting(
             &get,
             vars::AUDIT_RETENTION_DAYS,
@@ -338,6 +378,7 @@ impl Config {
             kms_endpoint: get(vars::KMS_ENDPOINT),
             archive_bucket: get(vars::ARCHIVE_BUCKET),
             archive_keys_table: get(vars::ARCHIVE_KEYS_TABLE).unwrap_or_else(|| DEFAULT_ARCHIVE_KEYS_TABLE.into()),
+            streams_table: get(vars::STREAMS_TABLE).unwrap_or_else(|| DEFAULT_STREAMS_TABLE.into()),
             archive_retention_days,
             s3_endpoint: get(vars::S3_ENDPOINT),
             websocket_endpoint: get(vars::WEBSOCKET_ENDPOINT).or_else(|| {
@@ -351,6 +392,7 @@ impl Config {
             dynamodb_endpoint: get(vars::DYNAMODB_ENDPOINT),
             connection_limits,
             prime_connections,
+            stream_retry,
         })
     }
 }

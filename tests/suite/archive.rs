@@ -187,6 +187,7 @@ async fn the_local_gateway_archives_what_it_stores_sealed_and_an_erasure_shreds_
         seal: SealOptions::default(),
         archive: Some(ArchiveTarget::Directory(root.clone())),
         push_faults_per_mille: 0,
+        streams: Default::default(),
     };
     let g = start(options).await.expect("the gateway starts");
     let token = format!("Bearer {}", g.credentials.token.as_ref().expect("a dev token").expose());

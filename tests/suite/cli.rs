@@ -61,6 +61,7 @@ async fn sealing_gateway(config: &Config, key_file: &Path) -> Running {
         seal,
         archive: None,
         push_faults_per_mille: 0,
+        streams: Default::default(),
     })
     .await
     .expect("the gateway starts")
@@ -416,6 +417,7 @@ async fn gateway_with_large_entries() -> Running {
         seal: SealOptions::default(),
         archive: None,
         push_faults_per_mille: 0,
+        streams: Default::default(),
     })
     .await
     .expect("the gateway starts");

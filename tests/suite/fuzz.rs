@@ -267,6 +267,7 @@ fn api(store: Arc<MemoryStore>) -> AuditApi {
         keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
         witnesses: Vec::new(),
         log_reads: false,
+        streams: None,
     }
 }
 
@@ -311,6 +312,13 @@ fn sample_of(route: Route) -> &'static str {
         Route::UpdateSettings => "http-put-settings.json",
         Route::PlaceHold => "http-place-hold.json",
         Route::ReleaseHold => "http-release-hold.json",
+        Route::CreateStream => "http-create-stream.json",
+        Route::ListStreams => "http-list-streams.json",
+        Route::GetStream => "http-get-stream.json",
+        Route::UpdateStream => "http-update-stream.json",
+        Route::DeleteStream => "http-delete-stream.json",
+        Route::RotateStreamSecret => "http-rotate-stream-secret.json",
+        Route::TestStream => "http-test-stream.json",
     }
 }
 

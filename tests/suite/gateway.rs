@@ -34,6 +34,7 @@ async fn gateway(storage: Storage, config: Config) -> Running {
         seal: SealOptions::default(),
         archive: None,
         push_faults_per_mille: 0,
+        streams: Default::default(),
     })
     .await
     .expect("the gateway starts")
@@ -259,6 +260,7 @@ async fn gateway_with(limits: Limits, config: Config) -> Running {
         seal: SealOptions::default(),
         archive: None,
         push_faults_per_mille: 0,
+        streams: Default::default(),
     })
     .await
     .expect("the gateway starts")

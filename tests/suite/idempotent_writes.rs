@@ -112,6 +112,7 @@ async fn keys_belong_to_one_caller(backend: Backend) {
         keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
         witnesses: Vec::new(),
         log_reads: false,
+        streams: None,
     };
     let alice_body = json!({"action": "CREATE", "entity_type": "FILE", "entity_id": "alice-file"});
     let bob_body = json!({"action": "DELETE", "entity_type": "FILE", "entity_id": "bob-file"});
@@ -147,6 +148,7 @@ async fn a_batch_cut_off_and_retried_stores_each_entry_once(backend: Backend) {
         keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
         witnesses: Vec::new(),
         log_reads: false,
+        streams: None,
     };
     let request = post(&batch(SIZE), "acme", "alice", "nightly-import-1");
 

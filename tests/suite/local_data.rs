@@ -344,6 +344,7 @@ async fn sealing(dir: &Path, grace: u32) -> Running {
         seal: SealOptions { every: Duration::from_millis(200), key, publish_dir: None },
         archive: None,
         push_faults_per_mille: 0,
+        streams: Default::default(),
     })
     .await
     .expect("the gateway starts")

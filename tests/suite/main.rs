@@ -33,6 +33,8 @@ mod signing;
 mod soak;
 mod sqlite_store;
 mod store_contract;
+mod stream_formats;
+mod stream_store;
 mod streams;
 mod tamper;
 mod template;

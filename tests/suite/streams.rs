@@ -46,3 +46,531 @@ fn the_standard_webhooks_library_verifies_what_a_delivery_signs_across_a_rotatio
     let stale = headers(std::slice::from_ref(&new), id, now - 3600, body.as_bytes());
     assert!(python_verifies(&new, &stale, body).starts_with("refused"), "an hour-old timestamp");
 }
+
+// ---------------------------------------------------------------------------------------------
+// End to end through the local gateway: streams made over the API, entries written over HTTP,
+// deliveries to receivers on loopback that these tests start and misbehave.
+
+mod end_to_end {
+    use std::collections::{HashMap, HashSet};
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use auditline::Config;
+    use auditline_local::{Limits, Options, Running, SealOptions, Storage, StreamOptions, start};
+    use auditline_tests::auth::{SECRET, claims, hs256};
+    use auditline_tests::client::{HttpReply, http};
+    use auditline_tests::receiver::{Behaviour, Received, Receiver};
+    use serde_json::{Value, json};
+
+    /// How long a test waits for deliveries that should arrive (generous: a busy 2-core machine).
+    const DELIVERY: Duration = Duration::from_secs(30);
+
+    pub(super) fn token(tenant: &str, scope: &str) -> String {
+        let mut c = claims(&format!("admin-of-{tenant}"), scope);
+        c["tenant_id"] = json!(tenant);
+        hs256(&c)
+    }
+
+    /// A gateway whose retries are fast (100 ms doubling to 1 s) so drills take seconds.
+    pub(super) async fn gateway_with(extra: &[(&str, &str)], streams: StreamOptions) -> Running {
+        let mut vars: Vec<(String, String)> = vec![
+            ("JWT_SECRET".into(), SECRET.into()),
+            ("AUDIT_STREAM_RETRY_BASE_MS".into(), "100".into()),
+            ("AUDIT_STREAM_RETRY_MAX_SECONDS".into(), "1".into()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let config = Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        start(Options {
+            bind,
+            storage: Storage::Sqlite { dir: auditline_tests::fresh_dir("streams") },
+            config,
+            limits: Limits::default(),
+            seal: SealOptions::default(),
+            archive: None,
+            push_faults_per_mille: 0,
+            streams,
+        })
+        .await
+        .expect("the gateway starts")
+    }
+
+    pub(super) async fn gateway() -> Running {
+        gateway_with(&[], StreamOptions::default()).await
+    }
+
+    pub(super) async fn call(g: &Running, method: &str, path: &str, token: &str, body: Option<&Value>) -> HttpReply {
+        let auth = format!("Bearer {token}");
+        http(method, &format!("{}{path}", g.http_url()), &[("authorization", &auth)], body).await
+    }
+
+    /// Creates a stream; answers its id and (webhooks) its signing secret.
+    pub(super) async fn create(g: &Running, admin: &str, body: Value) -> (String, Option<String>) {
+        let reply = call(g, "POST", "/audit/streams", admin, Some(&body)).await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let id = reply.body["stream"]["id"].as_str().expect("an id").to_owned();
+        (id, reply.body["secret"].as_str().map(str::to_owned))
+    }
+
+    pub(super) fn webhook(url: &str) -> Value {
+        json!({"name": "SIEM", "target": {"type": "webhook", "url": url}})
+    }
+
+    /// Writes `n` entries (in batches of 100) and answers their ids.
+    pub(super) async fn write(g: &Running, writer: &str, n: usize, tag: &str) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let count = left.min(100);
+            let batch: Vec<Value> = (0..count)
+                .map(|i| json!({"action": "UPDATE", "entity_type": "REPORT", "entity_id": format!("{tag}-{i}"), "project_id": "p-1"}))
+                .collect();
+            let reply = call(g, "POST", "/audit/logs", writer, Some(&Value::Array(batch))).await;
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            ids.extend(
+                reply.body["results"].as_array().unwrap().iter().map(|r| r["entry"]["id"].as_str().unwrap().to_owned()),
+            );
+            left -= count;
+        }
+        ids
+    }
+
+    /// Entry id → how many times the receiver took it (the entries the tests write; the streams'
+    /// own records in the trail, which go to them too, are left out).
+    pub(super) fn counted(received: &[Received]) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for delivery in received {
+            for item in delivery.items().into_iter().filter(|i| i["entity_type"] != "LOG_STREAM") {
+                let id =
+                    item["id"].as_str().or_else(|| item["metadata"]["uid"].as_str()).expect("each item has its id");
+                *counts.entry(id.to_owned()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Waits until every id in `ids` reached the receiver; answers the counts.
+    pub(super) async fn all_delivered(receiver: &Receiver, ids: &[String], within: Duration) -> HashMap<String, usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            let counts = counted(&receiver.received());
+            let missing = ids.iter().filter(|id| !counts.contains_key(*id)).count();
+            if missing == 0 {
+                return counts;
+            }
+            assert!(Instant::now() < deadline, "{missing} of {} entries not delivered in {within:?}", ids.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every entry once at least; a duplicate is only ever of an id delivered (nothing else arrives).
+    fn reconciled(counts: &HashMap<String, usize>, ids: &[String]) -> usize {
+        let written: HashSet<&String> = ids.iter().collect();
+        for id in counts.keys() {
+            assert!(written.contains(id), "{id} was delivered but never written here");
+        }
+        counts.values().map(|n| n - 1).sum()
+    }
+
+    /// Verifies every delivery with the Standard Webhooks library from PyPI, under `secret`;
+    /// answers how many it verified.
+    fn verified_by_library(secret: &str, received: &[Received]) -> usize {
+        const SCRIPT: &str = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+secret = sys.argv[1]
+ok = 0
+for line in sys.stdin:
+    d = json.loads(line)
+    try:
+        Webhook(secret).verify(d["body"].encode(), d["headers"])
+        ok += 1
+    except Exception:
+        pass
+print(ok)
+"#;
+        use std::io::Write;
+        let python = std::env::var("AUDITLINE_TEST_PYTHON")
+            .expect("AUDITLINE_TEST_PYTHON is not set: run the tests with ./scripts/test.sh");
+        let mut child = std::process::Command::new(python)
+            .args(["-c", SCRIPT, secret])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python runs");
+        let mut stdin = child.stdin.take().unwrap();
+        for delivery in received {
+            let headers: serde_json::Map<String, Value> =
+                delivery.headers.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+            let line = json!({"headers": headers, "body": String::from_utf8_lossy(&delivery.body)});
+            writeln!(stdin, "{line}").unwrap();
+        }
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_webhook_gets_every_entry_signed_and_verified_by_the_reference_library_across_rotations() {
+        let g = gateway().await;
+        let admin = token("acme", "audit:admin");
+        let writer = token("acme", "audit:write audit:read");
+        let receiver = Receiver::start().await;
+        let (id, first) = create(&g, &admin, webhook(&receiver.url())).await;
+        let first = first.expect("a webhook's secret is shown at creation");
+        assert!(first.starts_with("whsec_"));
+
+        let before = write(&g, &writer, 30, "before").await;
+        all_delivered(&receiver, &before, DELIVERY).await;
+        let delivered = receiver.received();
+        assert_eq!(verified_by_library(&first, &delivered), delivered.len(), "every delivery verifies");
+
+        // Rotate with an hour's overlap: deliveries verify under either secret.
+        let path = format!("/audit/streams/{id}/secret");
+        let rotated = call(&g, "POST", &path, &admin, Some(&json!({"overlap_seconds": 3600}))).await;
+        assert_eq!(rotated.status, 200, "{}", rotated.body);
+        let second = rotated.body["secret"].as_str().unwrap().to_owned();
+        assert_ne!(second, first);
+        assert!(rotated.body["stream"]["previous_secret_retires_at"].is_string());
+        let during = write(&g, &writer, 20, "during").await;
+        all_delivered(&receiver, &during, DELIVERY).await;
+        let overlap: Vec<Received> = receiver.received().split_off(delivered.len());
+        assert!(!overlap.is_empty());
+        assert_eq!(verified_by_library(&first, &overlap), overlap.len(), "the old secret during the overlap");
+        assert_eq!(verified_by_library(&second, &overlap), overlap.len(), "the new secret");
+
+        // Rotate again with no overlap: only the newest secret signs.
+        let rotated = call(&g, "POST", &path, &admin, Some(&json!({"overlap_seconds": 0}))).await;
+        let third = rotated.body["secret"].as_str().unwrap().to_owned();
+        let seen = receiver.received().len();
+        let after = write(&g, &writer, 10, "after").await;
+        all_delivered(&receiver, &after, DELIVERY).await;
+        let last: Vec<Received> = receiver.received().split_off(seen);
+        assert_eq!(verified_by_library(&third, &last), last.len());
+        assert_eq!(verified_by_library(&second, &last), 0, "a retired secret no longer verifies");
+
+        // Each delivery's id is its dedup key; each entry carries its own id.
+        let counts = counted(&receiver.received());
+        let all: Vec<String> = before.iter().chain(&during).chain(&after).cloned().collect();
+        assert_eq!(reconciled(&counts, &all), 0, "no failures, so no duplicates");
+        g.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn streams_are_managed_over_the_api_recorded_in_the_trail_and_never_show_a_secret() {
+        let g = gateway().await;
+        let admin = token("acme", "audit:admin audit:read");
+        let receiver = Receiver::start().await;
+        let body = json!({
+            "name": "Splunk",
+            "target": {"type": "splunk_hec", "url": receiver.url(), "token": "hec-token-0123456789"},
+            "format": "ocsf",
+            "filter": {"actions": ["DELETE"]},
+        });
+        let (id, secret) = create(&g, &admin, body).await;
+        assert!(secret.is_none(), "a HEC token is the tenant's own: not shown back");
+        let path = format!("/audit/streams/{id}");
+        let got = call(&g, "GET", &path, &admin, None).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body["target"]["type"], "splunk_hec");
+        assert_eq!(got.body["status"], "active");
+        assert_eq!(got.body["figures"]["delivered"], 0);
+
+        // Pause, change the filter, resume: each a new version and a record.
+        let paused = call(&g, "PATCH", &path, &admin, Some(&json!({"paused": true, "version": 1}))).await;
+        assert_eq!((paused.status, &paused.body["stream"]["status"]), (200, &json!("paused")), "{}", paused.body);
+        let stale = call(&g, "PATCH", &path, &admin, Some(&json!({"paused": false, "version": 1}))).await;
+        assert_eq!((stale.status, stale.body["error"]["code"].as_str()), (409, Some("changed")));
+        let token_changed = call(
+            &g,
+            "PATCH",
+            &path,
+            &admin,
+            Some(&json!({"target": {"type": "splunk_hec", "url": receiver.url(), "token": "new-token-9876543210"}})),
+        )
+        .await;
+        assert_eq!(token_changed.status, 200, "{}", token_changed.body);
+        let wrong_type =
+            call(&g, "PATCH", &path, &admin, Some(&json!({"target": {"type": "webhook", "url": receiver.url()}})))
+                .await;
+        assert_eq!((wrong_type.status, wrong_type.body["error"]["parameter"].as_str()), (400, Some("target.type")));
+        let listed = call(&g, "GET", "/audit/streams", &admin, None).await;
+        assert_eq!(listed.body["streams"].as_array().unwrap().len(), 1);
+
+        // The trail holds create, the two updates; no secret anywhere in it or in any answer.
+        let trail = call(&g, "GET", "/audit/logs?entity_type=LOG_STREAM", &admin, None).await;
+        let actions: Vec<&str> =
+            trail.body["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(actions.iter().filter(|a| **a == "UPDATE").count(), 2, "{actions:?}");
+        assert_eq!(actions.iter().filter(|a| **a == "CREATE").count(), 1);
+        for text in
+            [trail.body.to_string(), listed.body.to_string(), got.body.to_string(), token_changed.body.to_string()]
+        {
+            assert!(!text.contains("hec-token-0123456789") && !text.contains("new-token-9876543210"), "{text}");
+        }
+        assert!(trail.body.to_string().contains("\"token\":\"changed\""), "a secret's change is named, not shown");
+
+        // Another tenant sees none of it; without audit:admin, nothing at all.
+        let other = token("globex", "audit:admin");
+        assert_eq!(call(&g, "GET", &path, &other, None).await.status, 404);
+        assert_eq!(call(&g, "DELETE", &path, &other, None).await.status, 404);
+        let reader = token("acme", "audit:read");
+        assert_eq!(call(&g, "GET", "/audit/streams", &reader, None).await.status, 403);
+
+        let deleted = call(&g, "DELETE", &path, &admin, None).await;
+        assert_eq!(deleted.status, 200);
+        assert_eq!(deleted.body["record"]["action"], "DELETE");
+        assert_eq!(call(&g, "GET", &path, &admin, None).await.status, 404);
+        g.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn filters_and_pauses_decide_what_is_routed_and_a_test_event_reaches_the_receiver() {
+        let g = gateway().await;
+        let admin = token("acme", "audit:admin audit:read");
+        let writer = token("acme", "audit:write");
+        let receiver = Receiver::start().await;
+        let mut body = webhook(&receiver.url());
+        body["filter"] = json!({"entity_types": ["FILE"], "project_ids": ["p-9"]});
+        body["target"]["encoding"] = json!("jsonl");
+        body["target"]["headers"] = json!({"X-Receiver-Token": "receiver-secret"});
+        let (id, _) = create(&g, &admin, body).await;
+        let test = call(&g, "POST", &format!("/audit/streams/{id}/test"), &admin, None).await;
+        assert_eq!((test.status, &test.body["delivered"]), (200, &json!(true)), "{}", test.body);
+        let first = receiver.received();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].header("x-receiver-token"), Some("receiver-secret"), "custom headers go with it");
+        assert_eq!(first[0].header("content-type"), Some("application/x-ndjson"));
+        assert_eq!(first[0].items()[0]["metadata"]["test"], true);
+
+        let matching = json!({"action": "CREATE", "entity_type": "FILE", "entity_id": "f-1", "project_id": "p-9"});
+        let other_project = json!({"action": "CREATE", "entity_type": "FILE", "entity_id": "f-2", "project_id": "p-1"});
+        let other_type = json!({"action": "CREATE", "entity_type": "REPORT", "entity_id": "r-1", "project_id": "p-9"});
+        let batch = json!([matching, other_project, other_type]);
+        let written = call(&g, "POST", "/audit/logs", &writer, Some(&batch)).await;
+        let wanted = written.body["results"][0]["entry"]["id"].as_str().unwrap().to_owned();
+        all_delivered(&receiver, std::slice::from_ref(&wanted), DELIVERY).await;
+        call(&g, "PATCH", &format!("/audit/streams/{id}"), &admin, Some(&json!({"paused": true}))).await;
+        let while_paused = call(&g, "POST", "/audit/logs", &writer, Some(&json!([matching]))).await;
+        assert_eq!(while_paused.status, 201);
+        // Written while paused: not routed (resuming does not replay; export backfills).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let counts = counted(&receiver.received()[1..]);
+        assert_eq!(counts.len(), 1, "only the matching entry, once: {counts:?}");
+        g.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_receiver_down_for_60_seconds_gets_everything_once_it_is_back() {
+        let g = gateway().await;
+        let admin = token("acme", "audit:admin");
+        let writer = token("acme", "audit:write");
+        let receiver = Receiver::start().await;
+        create(&g, &admin, webhook(&receiver.url())).await;
+        receiver.stop();
+        let ids = write(&g, &writer, 300, "down").await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(receiver.received().is_empty());
+        receiver.restart().await;
+        let counts = all_delivered(&receiver, &ids, DELIVERY).await;
+        reconciled(&counts, &ids);
+        let stream = &call(&g, "GET", "/audit/streams", &admin, None).await.body["streams"][0];
+        assert!(stream["figures"]["retried"].as_u64().unwrap() >= 300, "{stream}");
+        assert_eq!(stream["figures"]["delivered"].as_u64().unwrap() as usize, counts.values().sum::<usize>());
+        assert!(stream["figures"]["last_error"]["message"].as_str().is_some());
+        assert_eq!(stream["status"], "active", "retrying is not failing");
+        g.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn failures_on_30_percent_and_answers_cut_after_the_write_lose_nothing() {
+        let g = gateway().await;
+        let admin = token("acme", "audit:admin");
+        let writer = token("acme", "audit:write");
+        let failing = Receiver::start().await;
+        failing.set(Behaviour::FailShare(300));
+        let cutting = Receiver::start().await;
+        cutting.set(Behaviour::CutAfterAccept(300));
+        create(&g, &admin, webhook(&failing.url())).await;
+        create(&g, &admin, webhook(&cutting.url())).await;
+        let ids = write(&g, &writer, 1000, "faults").await;
+        let counts = all_delivered(&failing, &ids, DELIVERY).await;
+        reconciled(&counts, &ids);
+        let cut = all_delivered(&cutting, &ids, DELIVERY).await;
+        let duplicates = reconciled(&cut, &ids);
+        assert!(duplicates > 0, "a cut answer is retried, so the receiver sees some entries twice");
+        // A duplicate carries the webhook-id its first delivery carried: receivers dedupe on it.
+        let mut by_message: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+        for delivery in cutting.received() {
+            let ids = delivery.items().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+            by_message.entry(delivery.header("webhook-id").unwrap().to_owned()).or_default().push(ids);
+        }
+        assert!(by_message.values().any(|sent| sent.len() > 1), "a retried message keeps its id");
+        for sent in by_message.values() {
+            assert!(sent.windows(2).all(|w| w[0] == w[1]), "one message id, one content");
+        }
+        g.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured_and_a_slow_or_failing_stream_leaves_another_tenant_on_time() {
+        let g = gateway().await;
+        let writer = |t: &str| token(t, "audit:write");
+        let admin = |t: &str| token(t, "audit:admin");
+        let limited = Receiver::start().await;
+        let slow = Receiver::start().await;
+        slow.set(Behaviour::Slow(Duration::from_secs(5)));
+        let broken = Receiver::start().await;
+        broken.set(Behaviour::FailShare(1000));
+        let healthy = Receiver::start().await;
+        create(&g, &admin("limited"), webhook(&limited.url())).await;
+        // Its creation record arrives first; then the receiver asks for a pause.
+        let deadline = Instant::now() + DELIVERY;
+        while limited.received().is_empty() {
+            assert!(Instant::now() < deadline, "the creation record never arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before_limit = limited.arrivals().len();
+        limited.set(Behaviour::TooMany { retry_after_seconds: 3, times: 1 });
+        create(&g, &admin("slow"), webhook(&slow.url())).await;
+        create(&g, &admin("broken"), webhook(&broken.url())).await;
+        create(&g, &admin("healthy"), webhook(&healthy.url())).await;
+
+        let limited_ids = write(&g, &writer("limited"), 5, "limited").await;
+        let slow_ids = write(&g, &writer("slow"), 50, "slow").await;
+        write(&g, &writer("broken"), 50, "broken").await;
+        // While the others wait, retry and fail, the healthy tenant's entries arrive at once.
+        let mut lags = Vec::new();
+        for round in 0..10 {
+            let sent = Instant::now();
+            let ids = write(&g, &writer("healthy"), 10, &format!("healthy-{round}")).await;
+            all_delivered(&healthy, &ids, DELIVERY).await;
+            lags.push(sent.elapsed());
+        }
+        lags.sort();
+        assert!(lags[lags.len() - 1] < Duration::from_secs(2), "the healthy tenant's worst lag: {lags:?}");
+
+        all_delivered(&limited, &limited_ids, DELIVERY).await;
+        let arrivals = limited.arrivals().split_off(before_limit);
+        assert!(arrivals.len() >= 2);
+        let waited = arrivals[1] - arrivals[0];
+        assert!(waited >= Duration::from_millis(2900), "the retry came {waited:?} after a Retry-After of 3 s");
+        let counts = all_delivered(&slow, &slow_ids, DELIVERY).await;
+        reconciled(&counts, &slow_ids);
+        g.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn deliveries_given_up_on_mark_the_stream_failing_in_the_api_health_and_trail_until_one_succeeds() {
+        // A day in production; two seconds here.
+        let g = gateway_with(&[("AUDIT_STREAM_GIVE_UP_SECONDS", "2")], StreamOptions::default()).await;
+        let admin = token("acme", "audit:admin audit:read");
+        let writer = token("acme", "audit:write");
+        let receiver = Receiver::start().await;
+        receiver.set(Behaviour::FailShare(1000));
+        let (id, _) = create(&g, &admin, webhook(&receiver.url())).await;
+        let ids = write(&g, &writer, 20, "doomed").await;
+        let path = format!("/audit/streams/{id}");
+        let deadline = Instant::now() + DELIVERY;
+        let stream = loop {
+            let stream = call(&g, "GET", &path, &admin, None).await.body;
+            if stream["status"] == "failing" {
+                break stream;
+            }
+            assert!(Instant::now() < deadline, "never marked failing: {stream}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(stream["failing"]["reason"].as_str().unwrap().contains("HTTP 500"), "{stream}");
+        let health = call(&g, "GET", "/audit/health", &admin, None).await;
+        assert_eq!(health.body["log_streams"]["failing"][0]["id"], json!(id), "{}", health.body);
+        // Every entry given up on is kept as a dead letter (and so is the stream's creation record).
+        let dead: HashSet<String> = g
+            .delivery_queue()
+            .dead_letters()
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|d| d.job.entry_ids.iter().map(ToString::to_string))
+            .collect();
+        assert!(ids.iter().all(|id| dead.contains(id)), "every entry is a dead letter");
+        let failed = call(&g, "GET", &path, &admin, None).await.body["figures"]["failed"].as_u64().unwrap();
+        assert_eq!(failed as usize, dead.len());
+
+        // The receiver is fixed: the next delivery clears it, and both changes are in the trail.
+        receiver.set(Behaviour::Accept);
+        let later = write(&g, &writer, 1, "later").await;
+        all_delivered(&receiver, &later, DELIVERY).await;
+        let deadline = Instant::now() + DELIVERY;
+        while call(&g, "GET", &path, &admin, None).await.body["status"] != "active" {
+            assert!(Instant::now() < deadline, "never marked healthy again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let trail = call(&g, "GET", "/audit/logs?entity_type=LOG_STREAM&action=UPDATE", &admin, None).await;
+        let statuses: Vec<&Value> =
+            trail.body["entries"].as_array().unwrap().iter().map(|e| &e["changes"]["status"]["new"]).collect();
+        assert!(statuses.contains(&&json!("failing")) && statuses.contains(&&json!("healthy")), "{statuses:?}");
+        g.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn destinations_that_reach_inside_are_refused_at_creation_and_redirects_are_not_followed() {
+        let g = gateway_with(
+            &[],
+            StreamOptions { loopback: auditline::streams::outbound::Loopback::Refused, ..StreamOptions::default() },
+        )
+        .await;
+        let admin = token("acme", "audit:admin");
+        for url in [
+            "https://10.0.0.8/hook",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[fd00::1]/hook",
+            "https://[::ffff:127.0.0.1]/hook",
+            "https://0x7f000001/hook",
+            "https://localhost/hook",
+            "http://example.com/hook",
+            "https://user:pass@example.com/hook",
+        ] {
+            let reply = call(&g, "POST", "/audit/streams", &admin, Some(&webhook(url))).await;
+            assert_eq!(
+                (reply.status, reply.body["error"]["parameter"].as_str()),
+                (400, Some("target.url")),
+                "{url}: {}",
+                reply.body
+            );
+        }
+        g.shutdown().await;
+
+        // Locally, loopback receivers are allowed; a redirect (here to the metadata address) is
+        // never followed, and the stream says why it is retrying.
+        let g = gateway().await;
+        let admin = token("acme", "audit:admin");
+        let receiver = Receiver::start().await;
+        receiver.set(Behaviour::Redirect("http://169.254.169.254/latest/meta-data".into()));
+        let (id, _) = create(&g, &admin, webhook(&receiver.url())).await;
+        let test = call(&g, "POST", &format!("/audit/streams/{id}/test"), &admin, None).await;
+        assert_eq!(test.body["delivered"], false);
+        assert!(test.body["error"].as_str().unwrap().contains("redirects are not followed"), "{}", test.body);
+        assert_eq!(receiver.requests(), 1, "one request, no second hop");
+        g.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_inside_is_refused_when_the_delivery_connects() {
+    use auditline::streams::outbound::{Loopback, OutboundError};
+    use auditline::streams::transport::{HttpLimits, HttpRequest, HttpSender, SafeHttp, SendError};
+    let receiver = auditline_tests::receiver::Receiver::start().await;
+    // `localhost` passes the URL's checks (it is a name, over https); what it resolves to is
+    // judged as the connection is made.
+    let http = SafeHttp::new(Loopback::Refused, HttpLimits::default());
+    let request = HttpRequest {
+        url: format!("https://localhost:{}/hook", receiver.port),
+        headers: Vec::new(),
+        body: b"[]".to_vec(),
+    };
+    let refused = http.send(request).await.expect_err("refused");
+    assert!(matches!(refused, SendError::Refused(OutboundError::Forbidden(ip)) if ip.is_loopback()), "{refused:?}");
+    assert_eq!(receiver.requests(), 0, "nothing reached the receiver");
+}

@@ -109,6 +109,7 @@ pub fn api_with_policies(
         keys: Arc::new(auditline::seal::StaticKeys(Vec::new())),
         witnesses: Vec::new(),
         log_reads: false,
+        streams: None,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod fault_proxy;
 pub mod feed;
 pub mod http;
 pub mod kms;
+pub mod receiver;
 pub mod runtime;
 pub mod soak;
 pub mod stores;

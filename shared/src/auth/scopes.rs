@@ -59,7 +59,10 @@ pub fn required_for_route(route_key: &str) -> Option<Option<&'static str>> {
         ("POST", "/audit/logs/{id}/erasure" | "/audit/erasures") => Some(Some(AUDIT_ERASE)),
         ("GET" | "PUT", "/audit/settings")
         | ("POST", "/audit/settings/holds")
-        | ("DELETE", "/audit/settings/holds/{hold_id}") => Some(Some(AUDIT_ADMIN)),
+        | ("DELETE", "/audit/settings/holds/{hold_id}")
+        | ("GET" | "POST", "/audit/streams")
+        | ("GET" | "PATCH" | "DELETE", "/audit/streams/{stream_id}")
+        | ("POST", "/audit/streams/{stream_id}/secret" | "/audit/streams/{stream_id}/test") => Some(Some(AUDIT_ADMIN)),
         (
             "GET",
             "/audit/logs"

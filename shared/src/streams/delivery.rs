@@ -118,7 +118,10 @@ pub struct TestDelivery {
 /// How one request went.
 enum Verdict {
     Delivered,
-    Retry { after: Option<Duration>, error: String },
+    Retry {
+        after: Option<Duration>,
+        error: String,
+    },
     /// The receiver will never take it as it is.
     Refused(String),
     /// Too large: cut the batch.
@@ -220,7 +223,8 @@ impl Deliverer {
                 outcome.follow_ups.push(job.follow_up(retry.clone(), due, job.attempts + 1));
             }
         }
-        let retried = outcome.follow_ups.iter().filter(|f| f.attempts > job.attempts).map(|f| f.entry_ids.len()).sum::<usize>();
+        let retried =
+            outcome.follow_ups.iter().filter(|f| f.attempts > job.attempts).map(|f| f.entry_ids.len()).sum::<usize>();
         let mut delta = FiguresDelta {
             delivered: delivered.len() as u64,
             failed: dead.len() as u64,
@@ -460,11 +464,16 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_and_honours_retry_after() {
-        let policy = RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(60), ..RetryPolicy::default() };
+        let policy =
+            RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(60), ..RetryPolicy::default() };
         for attempts in 0..10 {
             let full = Duration::from_secs(1 << attempts).min(Duration::from_secs(60));
             let delay = policy.delay(attempts, None);
-            assert!(delay >= full / 2 && delay <= full, "attempt {attempts}: {delay:?} within [{:?}, {full:?}]", full / 2);
+            assert!(
+                delay >= full / 2 && delay <= full,
+                "attempt {attempts}: {delay:?} within [{:?}, {full:?}]",
+                full / 2
+            );
         }
         assert_eq!(policy.delay(0, Some(Duration::from_secs(30))), Duration::from_secs(30));
         assert!(policy.delay(30, None) <= Duration::from_secs(60));
@@ -482,7 +491,8 @@ mod tests {
 
     #[test]
     fn answers_are_judged_by_status() {
-        let answer = |status: u16| HttpAnswer { status, retry_after: Some("7".into()), location: None, body: String::new() };
+        let answer =
+            |status: u16| HttpAnswer { status, retry_after: Some("7".into()), location: None, body: String::new() };
         assert!(matches!(judge(&answer(202)), Verdict::Delivered));
         assert!(matches!(judge(&answer(429)), Verdict::Retry { after: Some(d), .. } if d == Duration::from_secs(7)));
         assert!(matches!(judge(&answer(503)), Verdict::Retry { .. }));

@@ -37,8 +37,15 @@ const RESERVED_HEADERS: [&str; 9] = [
 ];
 
 /// The Datadog sites (their logs intake is `https://http-intake.logs.<site>/api/v2/logs`).
-pub const DATADOG_SITES: [&str; 7] =
-    ["datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu", "ap1.datadoghq.com", "ap2.datadoghq.com", "ddog-gov.com"];
+pub const DATADOG_SITES: [&str; 7] = [
+    "datadoghq.com",
+    "us3.datadoghq.com",
+    "us5.datadoghq.com",
+    "datadoghq.eu",
+    "ap1.datadoghq.com",
+    "ap2.datadoghq.com",
+    "ddog-gov.com",
+];
 
 /// What each delivered item is: the entry as the API shows it, or an OCSF 1.3 API Activity event
 /// (the export's mapping).
@@ -125,12 +132,7 @@ pub enum Target {
         sourcetype: String,
     },
     /// Datadog's logs intake (v2) of a site, with an API key.
-    Datadog {
-        site: String,
-        url: String,
-        service: String,
-        tags: Vec<String>,
-    },
+    Datadog { site: String, url: String, service: String, tags: Vec<String> },
     /// An EventBridge bus (PutEvents), in this account or one whose bus policy lets ours put.
     Eventbridge { event_bus_arn: String },
 }
@@ -360,7 +362,11 @@ impl TargetRequest {
                     source: label("target.source", source, "auditline")?,
                     sourcetype: label("target.sourcetype", sourcetype, "auditline:entry")?,
                 };
-                Ok(CheckedTarget { target, token: token.map(|t| check_secret("target.token", t)).transpose()?, headers: None })
+                Ok(CheckedTarget {
+                    target,
+                    token: token.map(|t| check_secret("target.token", t)).transpose()?,
+                    headers: None,
+                })
             }
             TargetRequest::Datadog { api_key, site, url, service, tags } => {
                 let site = site.unwrap_or_else(|| DATADOG_SITES[0].to_owned());
@@ -428,7 +434,10 @@ fn check_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, Strin
     for (name, value) in headers {
         let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if name.is_empty() || name.len() > MAX_ID_CHARS || !name.chars().all(token) {
-            return Err(StreamError::new("target.headers", "a header name is a token (letters, digits, - and the like)"));
+            return Err(StreamError::new(
+                "target.headers",
+                "a header name is a token (letters, digits, - and the like)",
+            ));
         }
         let lower = name.to_ascii_lowercase();
         if RESERVED_HEADERS.contains(&lower.as_str()) {
@@ -449,17 +458,20 @@ fn check_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, Strin
 /// `arn:<partition>:events:<region>:<account>:event-bus/<name>`.
 fn check_bus_arn(arn: &str) -> Result<(), StreamError> {
     let refuse = || {
-        StreamError::new("target.event_bus_arn", "an event bus ARN: arn:aws:events:<region>:<account id>:event-bus/<name>")
+        StreamError::new(
+            "target.event_bus_arn",
+            "an event bus ARN: arn:aws:events:<region>:<account id>:event-bus/<name>",
+        )
     };
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let [arn_word, partition, service, region, account, resource] = parts[..] else {
         return Err(refuse());
     };
     let name = resource.strip_prefix("event-bus/").ok_or_else(refuse)?;
-    let region_ok = !region.is_empty() && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let name_ok = !name.is_empty()
-        && name.len() <= 256
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+    let region_ok =
+        !region.is_empty() && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let name_ok =
+        !name.is_empty() && name.len() <= 256 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
     if arn_word != "arn"
         || !partition.starts_with("aws")
         || service != "events"
@@ -532,7 +544,13 @@ mod tests {
         };
         let checked = dd.check(Loopback::Refused).expect("valid");
         assert_eq!(checked.target.url(), Some("https://http-intake.logs.datadoghq.eu/api/v2/logs"));
-        let unknown = TargetRequest::Datadog { api_key: None, site: Some("example.com".into()), url: None, service: None, tags: vec![] };
+        let unknown = TargetRequest::Datadog {
+            api_key: None,
+            site: Some("example.com".into()),
+            url: None,
+            service: None,
+            tags: vec![],
+        };
         assert_eq!(unknown.check(Loopback::Refused).err().map(|e| e.field).as_deref(), Some("target.site"));
     }
 
@@ -540,8 +558,12 @@ mod tests {
     fn unknown_fields_and_types_are_refused() {
         let parse = |v: serde_json::Value| serde_json::from_value::<CreateStream>(v).err().map(|e| e.to_string());
         assert!(parse(serde_json::json!({"name": "x", "target": {"type": "ftp", "url": "x"}})).is_some());
-        assert!(parse(serde_json::json!({"name": "x", "target": {"type": "webhook", "url": "x", "secret": "s"}})).is_some());
-        assert!(parse(serde_json::json!({"name": "x", "target": {"type": "webhook", "url": "x"}, "extra": 1})).is_some());
+        assert!(
+            parse(serde_json::json!({"name": "x", "target": {"type": "webhook", "url": "x", "secret": "s"}})).is_some()
+        );
+        assert!(
+            parse(serde_json::json!({"name": "x", "target": {"type": "webhook", "url": "x"}, "extra": 1})).is_some()
+        );
         assert!(parse(serde_json::json!({"name": "x", "target": {"type": "webhook", "url": "x"}})).is_none());
     }
 

@@ -38,8 +38,13 @@ pub struct DeadLetter {
 pub trait JobQueue: JobSink {
     /// Up to `limit` jobs due at `now`, none of a stream in `busy`, each hidden for `lease` (a
     /// worker that dies with a job leaves it to be run again).
-    async fn lease(&self, now: DateTime<Utc>, limit: usize, busy: &[Uuid], lease: Duration)
-    -> Result<Vec<Job>, BackendError>;
+    async fn lease(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        busy: &[Uuid],
+        lease: Duration,
+    ) -> Result<Vec<Job>, BackendError>;
 
     /// Ends a leased job with its outcome: follow-ups queued, dead entries kept as a dead letter.
     async fn settle(&self, job: &Job, outcome: &Outcome) -> Result<(), BackendError>;

@@ -28,13 +28,16 @@ pub fn jobs_for(entries: &[&AuditLogEntry], streams: &[Destination], now: DateTi
     jobs
 }
 
+/// A tenant's streams as read at a time.
+type Cached = (Instant, Arc<Vec<Destination>>);
+
 /// Routes batches of new entries into a [`JobSink`].
 pub struct Router {
     streams: Arc<dyn StreamStore>,
     sink: Arc<dyn JobSink>,
     /// How long a tenant's streams are taken from memory; zero reads them for every batch.
     cache_for: Duration,
-    cache: Mutex<HashMap<TenantId, (Instant, Arc<Vec<Destination>>)>>,
+    cache: Mutex<HashMap<TenantId, Cached>>,
 }
 
 impl Router {

@@ -39,7 +39,11 @@ pub trait SecretBox: Send + Sync {
 }
 
 /// Seals a stream's secrets (as JSON).
-pub async fn seal(boxed: &dyn SecretBox, context: SecretContext<'_>, secrets: &Secrets) -> Result<String, BackendError> {
+pub async fn seal(
+    boxed: &dyn SecretBox,
+    context: SecretContext<'_>,
+    secrets: &Secrets,
+) -> Result<String, BackendError> {
     let json = serde_json::to_vec(secrets).map_err(|e| BackendError::Internal(format!("secrets to JSON: {e}")))?;
     boxed.seal_bytes(context, &json).await
 }
@@ -47,7 +51,8 @@ pub async fn seal(boxed: &dyn SecretBox, context: SecretContext<'_>, secrets: &S
 /// Opens what [`seal`] sealed.
 pub async fn open(boxed: &dyn SecretBox, context: SecretContext<'_>, sealed: &str) -> Result<Secrets, BackendError> {
     let json = boxed.open_bytes(context, sealed).await?;
-    serde_json::from_slice(&json).map_err(|_| BackendError::Internal("a stream's sealed secrets are not readable".into()))
+    serde_json::from_slice(&json)
+        .map_err(|_| BackendError::Internal("a stream's sealed secrets are not readable".into()))
 }
 
 const LOCAL_PREFIX: &str = "local1.";
@@ -69,7 +74,8 @@ impl LocalSecretBox {
 
     /// The key in `path`, created if missing.
     pub fn from_file(path: &Path) -> Result<Self, BackendError> {
-        let unavailable = |what: &str, e: std::io::Error| BackendError::Internal(format!("{what} {}: {e}", path.display()));
+        let unavailable =
+            |what: &str, e: std::io::Error| BackendError::Internal(format!("{what} {}: {e}", path.display()));
         let key = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -162,7 +168,9 @@ mod tests {
         assert!(open(&boxed, SecretContext { tenant: &tenant, stream: two }, &sealed).await.is_err(), "another stream");
         let other = TenantId::parse("other").unwrap();
         assert!(open(&boxed, SecretContext { tenant: &other, stream: one }, &sealed).await.is_err(), "another tenant");
-        assert!(open(&LocalSecretBox::ephemeral(), SecretContext { tenant: &tenant, stream: one }, &sealed).await.is_err());
+        assert!(
+            open(&LocalSecretBox::ephemeral(), SecretContext { tenant: &tenant, stream: one }, &sealed).await.is_err()
+        );
         assert_eq!(format!("{secrets:?}"), "Secrets(redacted)");
     }
 

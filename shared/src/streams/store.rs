@@ -54,6 +54,7 @@ pub struct LastError {
 
 /// A stream's delivery figures since it was created, counted in entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Figures {
     pub delivered: u64,
     /// Entries given up on (dead-lettered).
@@ -61,7 +62,7 @@ pub struct Figures {
     /// Entries whose delivery failed and was tried again later.
     pub retried: u64,
     pub last_error: Option<LastError>,
-    #[serde(with = "crate::domain::time::serde_millis_option")]
+    #[serde(default, with = "crate::domain::time::serde_millis_option")]
     pub last_delivered_at: Option<DateTime<Utc>>,
     /// Lags from write to delivery, by [`lag_bucket`].
     pub lag: Vec<u64>,
@@ -102,7 +103,7 @@ impl Figures {
             self.lag.resize(LAG_BUCKETS, 0);
         }
         for (bucket, count) in &delta.lags {
-            self.lag[*bucket] += count;
+            self.lag[(*bucket).min(LAG_BUCKETS - 1)] += count;
         }
     }
 }

@@ -24,18 +24,29 @@ pub const MAX_HTTP_BODY: usize = 1024 * 1024;
 /// Datadog's logs intake: at most 1,000 logs and 5 MB per request.
 pub const DATADOG_MAX_LOGS: usize = 1000;
 pub const DATADOG_MAX_BODY: usize = 5 * 1000 * 1000;
-/// EventBridge: at most 10 entries per PutEvents, 256 KB in all.
+/// EventBridge: at most 10 entries per PutEvents, less than 1 MB in all (the PutEvents API
+/// reference; older pages said 256 KB).
 pub const EVENTBRIDGE_MAX_EVENTS: usize = 10;
-pub const EVENTBRIDGE_MAX_BYTES: usize = 256 * 1024;
+pub const EVENTBRIDGE_MAX_BYTES: usize = 1024 * 1024 - 1;
+/// Datadog takes logs whose timestamp is at most 18 hours old; a later retry sends the delivery
+/// time as the log's time instead (the entry's own time stays in `audit.timestamp`).
+const DATADOG_MAX_AGE_HOURS: i64 = 17;
 
 pub const EVENT_SOURCE: &str = "auditline";
 
 /// One request of a delivery, and the entries it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
-    Http { request: HttpRequest, entries: Vec<Uuid> },
+    Http {
+        request: HttpRequest,
+        entries: Vec<Uuid>,
+    },
     /// `entries[i]` is `events[i]`'s entry.
-    Events { bus_arn: String, events: Vec<BusEvent>, entries: Vec<Uuid> },
+    Events {
+        bus_arn: String,
+        events: Vec<BusEvent>,
+        entries: Vec<Uuid>,
+    },
 }
 
 impl Outbound {
@@ -101,7 +112,10 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
                             .map(|(name, value)| (name.to_owned(), value)),
                     );
                     headers.extend(secrets.headers.iter().cloned());
-                    Outbound::Http { request: HttpRequest { url: url.clone(), headers, body: body.into_bytes() }, entries: ids }
+                    Outbound::Http {
+                        request: HttpRequest { url: url.clone(), headers, body: body.into_bytes() },
+                        entries: ids,
+                    }
                 })
                 .collect();
             Planned { requests, oversized }
@@ -132,13 +146,16 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
                         ("content-type".to_owned(), "application/json".to_owned()),
                         ("authorization".to_owned(), format!("Splunk {token}")),
                     ];
-                    Outbound::Http { request: HttpRequest { url: url.clone(), headers, body: body.into_bytes() }, entries: ids }
+                    Outbound::Http {
+                        request: HttpRequest { url: url.clone(), headers, body: body.into_bytes() },
+                        entries: ids,
+                    }
                 })
                 .collect();
             Planned { requests, oversized }
         }
         Target::Datadog { url, service, tags, .. } => {
-            let items = encoded(entries, |e| datadog_log(stream.format, e, service, tags).to_string());
+            let items = encoded(entries, |e| datadog_log(stream.format, e, service, tags, now).to_string());
             let (batches, oversized) = cut(items, DATADOG_MAX_LOGS, DATADOG_MAX_BODY, 2, 1);
             let key = secrets.token.clone().unwrap_or_default();
             let requests = batches
@@ -151,7 +168,10 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
                         ("dd-api-key".to_owned(), key.clone()),
                     ];
                     let body = format!("[{}]", texts.join(","));
-                    Outbound::Http { request: HttpRequest { url: url.clone(), headers, body: body.into_bytes() }, entries: ids }
+                    Outbound::Http {
+                        request: HttpRequest { url: url.clone(), headers, body: body.into_bytes() },
+                        entries: ids,
+                    }
                 })
                 .collect();
             Planned { requests, oversized }
@@ -173,8 +193,13 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
                     (e.id, event)
                 })
                 .collect();
-            let sized: Vec<(Uuid, BusEvent, usize)> =
-                events.into_iter().map(|(id, ev)| { let size = event_size(&ev); (id, ev, size) }).collect();
+            let sized: Vec<(Uuid, BusEvent, usize)> = events
+                .into_iter()
+                .map(|(id, ev)| {
+                    let size = event_size(&ev);
+                    (id, ev, size)
+                })
+                .collect();
             let mut requests = Vec::new();
             let mut oversized = Vec::new();
             let mut batch: (Vec<BusEvent>, Vec<Uuid>, usize) = (Vec::new(), Vec::new(), 0);
@@ -202,7 +227,7 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
 
 /// A Datadog log: the entry (or OCSF event) as an attribute, Datadog's standard attributes for
 /// who and from where, and the write time as the log's time.
-fn datadog_log(format: Format, e: &AuditLogEntry, service: &str, tags: &[String]) -> Value {
+fn datadog_log(format: Format, e: &AuditLogEntry, service: &str, tags: &[String], now: DateTime<Utc>) -> Value {
     let mut ddtags = vec![format!("tenant_id:{}", e.tenant_id.as_str())];
     ddtags.extend(tags.iter().cloned());
     let mut log = json!({
@@ -211,7 +236,11 @@ fn datadog_log(format: Format, e: &AuditLogEntry, service: &str, tags: &[String]
         "hostname": EVENT_SOURCE,
         "service": service,
         "message": format!("{} {} {}", e.action.as_str(), e.entity_type.as_str(), e.entity_id),
-        "timestamp": e.timestamp.timestamp_millis(),
+        "timestamp": if now - e.timestamp < chrono::Duration::hours(DATADOG_MAX_AGE_HOURS) {
+            e.timestamp.timestamp_millis()
+        } else {
+            now.timestamp_millis()
+        },
         "evt": {"name": e.action.as_str(), "id": e.id.to_string()},
         "audit": item(format, e),
     });
@@ -277,7 +306,11 @@ mod tests {
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
         assert!(oversized.is_empty());
         let (batches, _) = cut(items, usize::MAX, 2 + 11 * 4, 2, 1);
-        assert!(batches.iter().all(|b| b.len() == 4 || b.len() == 1), "{:?}", batches.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(
+            batches.iter().all(|b| b.len() == 4 || b.len() == 1),
+            "{:?}",
+            batches.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         let big = vec![(Uuid::from_u128(1), "y".repeat(100)), (Uuid::from_u128(2), "z".into())];
         let (batches, oversized) = cut(big, 10, 50, 2, 1);
         assert_eq!(oversized, [Uuid::from_u128(1)]);

@@ -92,6 +92,7 @@ async fn gateway_with(entries: &[AuditLogEntry]) -> auditline_local::Running {
         seal: SealOptions::default(),
         archive: None,
         push_faults_per_mille: 0,
+        streams: Default::default(),
     };
     let g = start(options).await.expect("the gateway starts");
     let key = g.credentials.api_key.expose().to_owned();

@@ -147,6 +147,7 @@ async fn measure(storage: Storage) -> Figures {
         seal: auditline_local::SealOptions::default(),
         archive: None,
         push_faults_per_mille: 0,
+        streams: Default::default(),
     })
     .await
     .unwrap();

@@ -10,6 +10,7 @@ mod ingest;
 mod integrity;
 mod reads;
 mod settings;
+pub mod streams;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct AuditApi {
     pub witnesses: Vec<(String, CosignerKey)>,
     /// `AUDIT_LOG_READS`: every read of the trail writes a VIEW entry (see [`access`]).
     pub log_reads: bool,
+    /// Log streams, for the functions that manage them (and the health check's figure).
+    pub streams: Option<Arc<crate::streams::admin::StreamAdmin>>,
 }
 
 /// The routes of the HTTP API. The seed's endpoint tables, plus the write path.
@@ -72,10 +75,17 @@ pub enum Route {
     UpdateSettings,
     PlaceHold,
     ReleaseHold,
+    CreateStream,
+    ListStreams,
+    GetStream,
+    UpdateStream,
+    DeleteStream,
+    RotateStreamSecret,
+    TestStream,
 }
 
 impl Route {
-    pub const ALL: [Route; 19] = [
+    pub const ALL: [Route; 26] = [
         Route::ListLogs,
         Route::GetLog,
         Route::EntityLogs,
@@ -95,6 +105,13 @@ impl Route {
         Route::UpdateSettings,
         Route::PlaceHold,
         Route::ReleaseHold,
+        Route::CreateStream,
+        Route::ListStreams,
+        Route::GetStream,
+        Route::UpdateStream,
+        Route::DeleteStream,
+        Route::RotateStreamSecret,
+        Route::TestStream,
     ];
 
     /// The API Gateway route key.
@@ -119,6 +136,13 @@ impl Route {
             Route::UpdateSettings => "PUT /audit/settings",
             Route::PlaceHold => "POST /audit/settings/holds",
             Route::ReleaseHold => "DELETE /audit/settings/holds/{hold_id}",
+            Route::CreateStream => "POST /audit/streams",
+            Route::ListStreams => "GET /audit/streams",
+            Route::GetStream => "GET /audit/streams/{stream_id}",
+            Route::UpdateStream => "PATCH /audit/streams/{stream_id}",
+            Route::DeleteStream => "DELETE /audit/streams/{stream_id}",
+            Route::RotateStreamSecret => "POST /audit/streams/{stream_id}/secret",
+            Route::TestStream => "POST /audit/streams/{stream_id}/test",
         }
     }
 
@@ -144,6 +168,13 @@ impl Route {
             Route::UpdateSettings => "put-settings",
             Route::PlaceHold => "place-hold",
             Route::ReleaseHold => "release-hold",
+            Route::CreateStream => "create-stream",
+            Route::ListStreams => "list-streams",
+            Route::GetStream => "get-stream",
+            Route::UpdateStream => "update-stream",
+            Route::DeleteStream => "delete-stream",
+            Route::RotateStreamSecret => "rotate-stream-secret",
+            Route::TestStream => "test-stream",
         }
     }
 
@@ -177,7 +208,14 @@ impl Route {
             | Route::EraseSubject
             | Route::Settings
             | Route::UpdateSettings
-            | Route::PlaceHold => &[],
+            | Route::PlaceHold
+            | Route::CreateStream
+            | Route::ListStreams
+            | Route::GetStream
+            | Route::UpdateStream
+            | Route::DeleteStream
+            | Route::RotateStreamSecret
+            | Route::TestStream => &[],
             // Going on with the release's sweep from where it stopped.
             Route::ReleaseHold => &["next_token"],
         }
@@ -365,6 +403,13 @@ pub async fn handle(route: Route, req: Request, api: &AuditApi) -> Response<Body
         Route::UpdateSettings => settings::put(&req, &info, api).await,
         Route::PlaceHold => settings::place_hold(&req, &info, api).await,
         Route::ReleaseHold => settings::release_hold(&req, &info, api).await,
+        Route::CreateStream => streams::create(&req, &info, api).await,
+        Route::ListStreams => streams::list(&info, api).await,
+        Route::GetStream => streams::get(&req, &info, api).await,
+        Route::UpdateStream => streams::update(&req, &info, api).await,
+        Route::DeleteStream => streams::delete(&req, &info, api).await,
+        Route::RotateStreamSecret => streams::rotate(&req, &info, api).await,
+        Route::TestStream => streams::test(&req, &info, api).await,
     };
     // Recorded after the read succeeded and before its answer leaves: if the record cannot be
     // written, the data does not go out.

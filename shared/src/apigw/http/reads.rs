@@ -91,6 +91,42 @@ struct HealthBody<'a> {
     /// What the seal last found at each witness.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     witnesses: Vec<WitnessHealth>,
+    /// The caller's tenant's log streams: how many, and which are failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_streams: Option<StreamsHealth>,
+}
+
+#[derive(Serialize)]
+struct StreamsHealth {
+    streams: usize,
+    failing: Vec<FailingStream>,
+}
+
+#[derive(Serialize)]
+struct FailingStream {
+    id: uuid::Uuid,
+    name: String,
+    since: String,
+    reason: String,
+}
+
+/// The tenant's streams as the health check shows them; nothing if they cannot be read in time.
+async fn streams_health(api: &AuditApi, tenant: &crate::domain::TenantId) -> Option<StreamsHealth> {
+    let admin = api.streams.as_ref()?;
+    let streams = tokio::time::timeout(api.health_timeout, admin.list(tenant)).await.ok()?.ok()?;
+    let failing = streams
+        .iter()
+        .filter_map(|s| {
+            let failing = s.figures.failing.as_ref()?;
+            Some(FailingStream {
+                id: s.stream.id,
+                name: s.stream.name.clone(),
+                since: crate::domain::time::format_timestamp(failing.since),
+                reason: failing.reason.clone(),
+            })
+        })
+        .collect();
+    Some(StreamsHealth { streams: streams.len(), failing })
 }
 
 #[derive(Serialize)]
@@ -139,7 +175,7 @@ struct PublicHealth {
 pub(super) async fn health(info: &RequestInfo, api: &AuditApi) -> Response<Body> {
     let report = api.logger.health(api.health_timeout).await;
     let status = if report.status == "degraded" { 503 } else { 200 };
-    if info.caller.as_ref().is_some_and(|c| c.has_scope(AUDIT_READ)) {
+    if let Some(caller) = info.caller.as_ref().filter(|c| c.has_scope(AUDIT_READ)) {
         json(
             status,
             &HealthBody {
@@ -147,6 +183,7 @@ pub(super) async fn health(info: &RequestInfo, api: &AuditApi) -> Response<Body>
                 version: env!("CARGO_PKG_VERSION"),
                 auth_methods: &api.auth_methods,
                 witnesses: witness_health(api).await,
+                log_streams: streams_health(api, &caller.tenant_id).await,
             },
         )
     } else {

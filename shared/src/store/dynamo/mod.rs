@@ -13,6 +13,7 @@ mod errors;
 pub mod idempotency;
 mod policies;
 mod seal;
+mod streams;
 pub mod tables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,7 @@ pub use archive_keys::DynamoArchiveKeys;
 pub use client::{RequestCounter, client_for_local_endpoint, client_from_environment, open_connection};
 pub use connections::DynamoConnections;
 pub use idempotency::DynamoIdempotency;
+pub use streams::DynamoStreams;
 
 /// A page stops after this many Query requests even if filters left it short; it then returns a
 /// `next_token` so the caller continues where the page stopped. Bounds latency and cost per call.

@@ -271,9 +271,53 @@ pub const ARCHIVE_KEYS: TableSpec = TableSpec {
     stream_new_image: false,
 };
 
+/// Attribute names of the streams table.
+pub mod stream_attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    /// On a stream item: its version (every replace conditions on it) and its JSON.
+    pub const VERSION: &str = "version";
+    pub const BODY: &str = "body";
+    /// On a tenant's `count` item: how many streams it has.
+    pub const COUNT: &str = "n";
+    /// On a figures item: counters, and a `lag_<k>` counter per lag bucket.
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    pub const RETRIED: &str = "retried";
+    pub const LAG_PREFIX: &str = "lag_";
+    pub const LAST_ERROR: &str = "last_error";
+    pub const LAST_ERROR_AT: &str = "last_error_at";
+    pub const LAST_DELIVERED_AT: &str = "last_delivered_at";
+    /// `"failing"` while the stream is failing, absent otherwise: the key of `by_failing`.
+    pub const FAILING: &str = "failing";
+    pub const FAILING_SINCE: &str = "failing_since";
+    pub const FAILING_REASON: &str = "failing_reason";
+}
+
+/// Failing streams of every tenant, for the health check's count: sparse (only a failing stream's
+/// figures item has the key) and keys only, so it is written only when a stream starts or stops
+/// failing.
+pub const STREAMS_BY_FAILING: &str = "by_failing";
+
+/// Log streams: partition the tenant id; sort key `stream#<id>` for a stream (settings and sealed
+/// secrets as JSON, never in a key), `stream#<id>#figures` for its delivery figures, and `count`
+/// for how many streams the tenant has (kept in the same transaction as every create and delete).
+pub const STREAMS: TableSpec = TableSpec {
+    partition_key: stream_attr::PK,
+    sort_key: Some(stream_attr::SK),
+    indexes: &[IndexSpec {
+        name: STREAMS_BY_FAILING,
+        partition_key: stream_attr::FAILING,
+        sort_key: stream_attr::SK,
+        keys_only: true,
+    }],
+    ttl_attribute: None,
+    stream_new_image: false,
+};
+
 /// Every table the product uses.
-pub const ALL: [&TableSpec; 8] =
-    [&ENTRIES, &COUNTERS, &API_KEYS, &IDEMPOTENCY, &CONNECTIONS, &CHECKPOINTS, &PROOFS, &ARCHIVE_KEYS];
+pub const ALL: [&TableSpec; 9] =
+    [&ENTRIES, &COUNTERS, &API_KEYS, &IDEMPOTENCY, &CONNECTIONS, &CHECKPOINTS, &PROOFS, &ARCHIVE_KEYS, &STREAMS];
 
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and type are set")

@@ -696,6 +696,7 @@ CREATE TABLE stream_jobs (
     body TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX stream_jobs_visible ON stream_jobs (visible_at);
+CREATE INDEX stream_jobs_stream ON stream_jobs (stream, visible_at);
 CREATE TABLE stream_dead_letters (
     id TEXT PRIMARY KEY,
     at INTEGER NOT NULL,

@@ -98,7 +98,9 @@ impl StreamStore for SqliteStore {
         let written = self
             .write::<usize, ()>(move |conn| {
                 Ok(conn
-                    .prepare_cached("UPDATE streams SET version = ?3, body = ?4 WHERE tenant = ?1 AND id = ?2 AND version = ?5")?
+                    .prepare_cached(
+                        "UPDATE streams SET version = ?3, body = ?4 WHERE tenant = ?1 AND id = ?2 AND version = ?5",
+                    )?
                     .execute(params![tenant, id, next, body, read])?)
             })
             .await?;
@@ -109,7 +111,9 @@ impl StreamStore for SqliteStore {
         let (tenant, id) = (tenant.as_str().to_owned(), id.to_string());
         let deleted = self
             .write::<usize, ()>(move |conn| {
-                Ok(conn.prepare_cached("DELETE FROM streams WHERE tenant = ?1 AND id = ?2")?.execute(params![tenant, id])?)
+                Ok(conn
+                    .prepare_cached("DELETE FROM streams WHERE tenant = ?1 AND id = ?2")?
+                    .execute(params![tenant, id])?)
             })
             .await?;
         Ok(deleted == Ok(1))
@@ -145,16 +149,17 @@ impl StreamStore for SqliteStore {
     }
 
     async fn failing_count(&self) -> Result<u64, BackendError> {
-        self.read(|conn| conn.query_row("SELECT count(*) FROM streams WHERE failing = 1", [], |row| row.get::<_, i64>(0)))
-            .await
-            .map(|n| n as u64)
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM streams WHERE failing = 1", [], |row| row.get::<_, i64>(0))
+        })
+        .await
+        .map(|n| n as u64)
     }
 }
 
 fn insert_jobs(conn: &Connection, jobs: &[Job]) -> Result<(), WriteError> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO stream_jobs (id, stream, visible_at, body) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let mut insert = conn
+        .prepare_cached("INSERT OR REPLACE INTO stream_jobs (id, stream, visible_at, body) VALUES (?1, ?2, ?3, ?4)")?;
     for job in jobs {
         let body = serde_json::to_string(job).map_err(|_| corrupt("a job"))?;
         insert.execute(params![job.id.to_string(), job.stream_id.to_string(), job.due_at.timestamp_millis(), body])?;
@@ -184,11 +189,15 @@ impl JobQueue for SqliteStore {
         let busy: Vec<String> = busy.iter().map(Uuid::to_string).collect();
         let (now_ms, until) = (now.timestamp_millis(), (now + lease).timestamp_millis());
         self.write::<Vec<Job>, ()>(move |conn| {
+            // Each stream's oldest due job, streams in the order their jobs fell due: one stream's
+            // backlog, however long, never hides another stream's due job.
             let mut query = conn.prepare_cached(
-                "SELECT id, stream, body FROM stream_jobs WHERE visible_at <= ?1 ORDER BY visible_at LIMIT ?2",
+                "SELECT j.id, j.stream, j.body FROM stream_jobs j JOIN \
+                 (SELECT stream, MIN(visible_at) AS due FROM stream_jobs WHERE visible_at <= ?1 \
+                  GROUP BY stream ORDER BY due LIMIT ?2) d \
+                 ON j.stream = d.stream AND j.visible_at = d.due ORDER BY d.due",
             )?;
-            // Read more than asked: some belong to busy streams, or repeat a stream.
-            let rows = query.query_map(params![now_ms, (limit * 8 + busy.len()) as i64], |row| {
+            let rows = query.query_map(params![now_ms, (limit + busy.len()) as i64], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
             })?;
             let mut taken: Vec<Job> = Vec::new();
@@ -203,7 +212,8 @@ impl JobQueue for SqliteStore {
                 }
                 streams.push(stream);
                 let job: Job = serde_json::from_str(&body).map_err(|_| corrupt("a job"))?;
-                conn.prepare_cached("UPDATE stream_jobs SET visible_at = ?2 WHERE id = ?1")?.execute(params![id, until])?;
+                conn.prepare_cached("UPDATE stream_jobs SET visible_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, until])?;
                 taken.push(job);
             }
             Ok(taken)
@@ -214,9 +224,8 @@ impl JobQueue for SqliteStore {
 
     async fn settle(&self, job: &Job, outcome: &Outcome) -> Result<(), BackendError> {
         let (id, follow_ups) = (job.id.to_string(), outcome.follow_ups.clone());
-        let dead = dead_letter_of(job, outcome)
-            .map(|d| Ok::<_, BackendError>((to_json(&d.job)?, d.reason)))
-            .transpose()?;
+        let dead =
+            dead_letter_of(job, outcome).map(|d| Ok::<_, BackendError>((to_json(&d.job)?, d.reason))).transpose()?;
         let at = Utc::now().timestamp_millis();
         self.write::<(), ()>(move |conn| {
             conn.prepare_cached("DELETE FROM stream_jobs WHERE id = ?1")?.execute([&id])?;
