@@ -13,17 +13,29 @@ use serde_json::Value;
 use crate::apigw::http::{AuditApi, Route};
 use crate::apigw::management::ApiGatewayPusher;
 use crate::apigw::stream::{FeedDeps, handle_stream};
+use crate::apigw::streams::DeliverDeps;
 use crate::apigw::websocket;
 use crate::auth::{AuthMethod, Authenticator};
+use crate::kms::KmsSecretBox;
 use crate::kms::KmsSigner;
 use crate::realtime::fanout::FanoutSettings;
 use crate::seal::Sealer;
 use crate::store::DynamoStore;
+use crate::store::dynamo::DynamoStreams;
 use crate::store::dynamo::{
     DynamoApiKeys, DynamoArchiveKeys, DynamoConnections, DynamoIdempotency, SealTables, client_from_environment,
     open_connection,
 };
+use crate::store::eventbridge::AwsEventBus;
+use crate::store::sqs::SqsQueue;
+use crate::streams::admin::StreamAdmin;
+use crate::streams::delivery::Deliverer;
+use crate::streams::outbound::Loopback;
+use crate::streams::route::Router;
+use crate::streams::transport::{HttpLimits, SafeHttp};
 use crate::{AuditLogger, Config, sdk};
+use aws_lambda_events::kinesis::KinesisEvent;
+use aws_lambda_events::sqs::SqsEvent;
 
 /// How long the health check waits for storage before reporting it degraded.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -70,8 +82,35 @@ pub fn archive_keys(client: aws_sdk_dynamodb::Client, config: &Config) -> Dynamo
     DynamoArchiveKeys::new(client, &config.archive_keys_table, days)
 }
 
-/// The HTTP handlers' dependencies on DynamoDB.
-pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
+/// How long `stream-route` takes a tenant's streams from memory: a new stream, or a change, takes
+/// effect within this (one Query per tenant and batch otherwise).
+pub const STREAMS_CACHE: Duration = Duration::from_secs(30);
+
+/// Delivers log streams' jobs: streams in DynamoDB, secrets under KMS, HTTPS to public addresses
+/// only, EventBridge; failures recorded in the trail through `logger`.
+pub async fn stream_deliverer(
+    config: &Config,
+    client: aws_sdk_dynamodb::Client,
+    logger: Arc<AuditLogger>,
+) -> Result<Deliverer, BoxError> {
+    let sdk = sdk::config().await?;
+    let key = config
+        .streams_kms_key_id
+        .clone()
+        .ok_or("set STREAMS_KMS_KEY_ID to the KMS key streams' secrets are sealed under")?;
+    Ok(Deliverer::new(
+        Arc::new(DynamoStreams::new(client, &config.streams_table)),
+        Arc::new(KmsSecretBox::from_environment(sdk, &key, config.kms_endpoint.as_deref())),
+        logger,
+        Arc::new(SafeHttp::new(Loopback::Refused, HttpLimits::default())),
+        Some(Arc::new(AwsEventBus::from_environment(sdk, config.events_endpoint.as_deref()))),
+        config.stream_retry,
+    ))
+}
+
+/// The HTTP handlers' dependencies on DynamoDB (and, for the routes that manage log streams and the
+/// health check, on the streams' table and key).
+pub async fn audit_api(config: &Config, route: Route) -> Result<AuditApi, BoxError> {
     let client = dynamodb(config).await?;
     let store = Arc::new(dynamo_store(client.clone(), config));
     let keys = crate::kms::KmsKeys::from_environment(
@@ -80,19 +119,33 @@ pub async fn audit_api(config: &Config) -> Result<AuditApi, BoxError> {
         config.seal_retired_kms_keys.clone(),
         config.kms_endpoint.as_deref(),
     );
+    let logger = Arc::new(
+        AuditLogger::new(store.clone(), config.audit)
+            .with_cached_policies(store.clone(), crate::logger::POLICY_CACHE)
+            .with_archive_keys(Arc::new(archive_keys(client.clone(), config)))
+            .with_sweep_budget(crate::logger::HOLD_SWEEP_BUDGET),
+    );
+    // The health check shows failing streams where the deployment has them (a streams key).
+    let streams = if route.manages_streams() || (route == Route::Health && config.streams_kms_key_id.is_some()) {
+        let deliverer = Arc::new(stream_deliverer(config, client.clone(), logger.clone()).await?);
+        Some(Arc::new(StreamAdmin {
+            streams: deliverer.streams.clone(),
+            secrets: deliverer.secrets.clone(),
+            logger: logger.clone(),
+            deliverer,
+            loopback: Loopback::Refused,
+        }))
+    } else {
+        None
+    };
     Ok(AuditApi {
-        logger: Arc::new(
-            AuditLogger::new(store.clone(), config.audit)
-                .with_cached_policies(store.clone(), crate::logger::POLICY_CACHE)
-                .with_archive_keys(Arc::new(archive_keys(client.clone(), config)))
-                .with_sweep_budget(crate::logger::HOLD_SWEEP_BUDGET),
-        ),
+        logger,
         seal: store,
         seal_settings: config.seal,
         keys: Arc::new(keys),
         witnesses: config.witnesses.iter().map(|w| (w.url.clone(), w.key.clone())).collect(),
         log_reads: config.log_reads,
-        streams: None,
+        streams,
         idempotency: Arc::new(DynamoIdempotency::new(client, &config.idempotency_table)),
         health_timeout: HEALTH_TIMEOUT,
         auth_methods: config.auth.allowed_methods.iter().map(ToString::to_string).collect(),
@@ -139,7 +192,7 @@ async fn report_init_error(error: &BoxError) {
 /// `main` of an HTTP route's function.
 pub async fn serve_http(route: Route) -> Result<(), BoxError> {
     lambda_http::tracing::init_default_subscriber();
-    let api = initialise(async { audit_api(&Config::from_env()?).await }).await?;
+    let api = initialise(async { audit_api(&Config::from_env()?, route).await }).await?;
     crate::apigw::http::run(route, api).await
 }
 
@@ -228,6 +281,55 @@ pub async fn serve_stream_archive() -> Result<(), BoxError> {
         Ok::<_, BoxError>(crate::apigw::stream::handle_archive(event.payload, sink, keys).await.0)
     }))
     .await
+}
+
+/// `main` of `stream-route`: the entries table's changes from Kinesis become delivery jobs in SQS.
+pub async fn serve_stream_route() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let router = initialise(async {
+        let config = Config::from_env()?;
+        let queue = delivery_queue(&config).await?;
+        let streams = Arc::new(DynamoStreams::new(dynamodb(&config).await?, &config.streams_table));
+        Ok(Router::new(streams, Arc::new(queue), STREAMS_CACHE))
+    })
+    .await?;
+    let router = &router;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| async move {
+        Ok::<_, BoxError>(crate::apigw::streams::route_kinesis(event.payload, router).await)
+    }))
+    .await
+}
+
+/// `main` of `stream-deliver`: runs the delivery queue's jobs.
+pub async fn serve_stream_deliver() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let deps = initialise(async {
+        let config = Config::from_env()?;
+        let client = dynamodb(&config).await?;
+        let store = Arc::new(dynamo_store(client.clone(), &config));
+        let logger = Arc::new(
+            AuditLogger::new(store.clone(), config.audit).with_cached_policies(store, crate::logger::POLICY_CACHE),
+        );
+        Ok(DeliverDeps {
+            deliverer: Arc::new(stream_deliverer(&config, client, logger).await?),
+            queue: Arc::new(delivery_queue(&config).await?),
+        })
+    })
+    .await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, BoxError>(crate::apigw::streams::deliver_sqs(event.payload, deps).await)
+    }))
+    .await
+}
+
+async fn delivery_queue(config: &Config) -> Result<SqsQueue, BoxError> {
+    let queue = config.delivery_queue_url.as_deref().ok_or("set DELIVERY_QUEUE_URL to the delivery queue")?;
+    let dead = config
+        .delivery_dead_letter_queue_url
+        .as_deref()
+        .ok_or("set DELIVERY_DEAD_LETTER_QUEUE_URL to the delivery dead-letter queue")?;
+    Ok(SqsQueue::from_environment(sdk::config().await?, queue, dead, config.sqs_endpoint.as_deref()))
 }
 
 /// `main` of the seal function: on each scheduled invocation, seals every tenant's closed periods.
@@ -331,6 +433,15 @@ pub const HANDLERS: &[&str] = &[
     "stream-fanout",
     "stream-archive",
     "seal",
+    "create-stream",
+    "list-streams",
+    "get-stream",
+    "update-stream",
+    "delete-stream",
+    "rotate-stream-secret",
+    "test-stream",
+    "stream-route",
+    "stream-deliver",
 ];
 
 /// Runs the function `handler` names.
@@ -363,6 +474,15 @@ pub async fn serve(handler: &str) -> Result<(), BoxError> {
         "stream-fanout" => serve_stream_fanout().await,
         "stream-archive" => serve_stream_archive().await,
         "seal" => serve_seal().await,
+        "create-stream" => serve_http(Route::CreateStream).await,
+        "list-streams" => serve_http(Route::ListStreams).await,
+        "get-stream" => serve_http(Route::GetStream).await,
+        "update-stream" => serve_http(Route::UpdateStream).await,
+        "delete-stream" => serve_http(Route::DeleteStream).await,
+        "rotate-stream-secret" => serve_http(Route::RotateStreamSecret).await,
+        "test-stream" => serve_http(Route::TestStream).await,
+        "stream-route" => serve_stream_route().await,
+        "stream-deliver" => serve_stream_deliver().await,
         unknown => {
             let error: BoxError =
                 format!("no function is called {unknown:?}: set the Handler to one of {}", HANDLERS.join(", ")).into();

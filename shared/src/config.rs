@@ -60,6 +60,11 @@ pub mod vars {
     pub const ARCHIVE_BUCKET: &str = "ARCHIVE_BUCKET";
     pub const ARCHIVE_KEYS_TABLE: &str = "ARCHIVE_KEYS_TABLE";
     pub const STREAMS_TABLE: &str = "STREAMS_TABLE";
+    pub const STREAMS_KMS_KEY_ID: &str = "STREAMS_KMS_KEY_ID";
+    pub const DELIVERY_QUEUE_URL: &str = "DELIVERY_QUEUE_URL";
+    pub const DELIVERY_DEAD_LETTER_QUEUE_URL: &str = "DELIVERY_DEAD_LETTER_QUEUE_URL";
+    pub const SQS_ENDPOINT: &str = "SQS_ENDPOINT";
+    pub const EVENTS_ENDPOINT: &str = "EVENTS_ENDPOINT";
     pub const ARCHIVE_RETENTION_DAYS: &str = "ARCHIVE_RETENTION_DAYS";
     pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
     pub const WEBSOCKET_API_ID: &str = "WEBSOCKET_API_ID";
@@ -125,6 +130,11 @@ pub mod vars {
         ARCHIVE_BUCKET,
         ARCHIVE_KEYS_TABLE,
         STREAMS_TABLE,
+        STREAMS_KMS_KEY_ID,
+        DELIVERY_QUEUE_URL,
+        DELIVERY_DEAD_LETTER_QUEUE_URL,
+        SQS_ENDPOINT,
+        EVENTS_ENDPOINT,
         ARCHIVE_RETENTION_DAYS,
         S3_ENDPOINT,
         WEBSOCKET_API_ID,
@@ -191,6 +201,13 @@ pub struct Config {
     pub archive_retention_days: u64,
     /// Tenants' log streams and their figures.
     pub streams_table: String,
+    /// The KMS key streams' secrets are sealed under (envelope encryption).
+    pub streams_kms_key_id: Option<String>,
+    /// The queue deliveries wait in, and the one they are given up into.
+    pub delivery_queue_url: Option<String>,
+    pub delivery_dead_letter_queue_url: Option<String>,
+    pub sqs_endpoint: Option<String>,
+    pub events_endpoint: Option<String>,
     pub s3_endpoint: Option<String>,
     /// Where the fan-out posts messages: the API Gateway Management API endpoint of the WebSocket
     /// API, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
@@ -379,6 +396,11 @@ impl Config {
             archive_bucket: get(vars::ARCHIVE_BUCKET),
             archive_keys_table: get(vars::ARCHIVE_KEYS_TABLE).unwrap_or_else(|| DEFAULT_ARCHIVE_KEYS_TABLE.into()),
             streams_table: get(vars::STREAMS_TABLE).unwrap_or_else(|| DEFAULT_STREAMS_TABLE.into()),
+            streams_kms_key_id: get(vars::STREAMS_KMS_KEY_ID),
+            delivery_queue_url: get(vars::DELIVERY_QUEUE_URL),
+            delivery_dead_letter_queue_url: get(vars::DELIVERY_DEAD_LETTER_QUEUE_URL),
+            sqs_endpoint: get(vars::SQS_ENDPOINT),
+            events_endpoint: get(vars::EVENTS_ENDPOINT),
             archive_retention_days,
             s3_endpoint: get(vars::S3_ENDPOINT),
             websocket_endpoint: get(vars::WEBSOCKET_ENDPOINT).or_else(|| {

@@ -1,6 +1,6 @@
 //! The KMS adapters of the checkpoint signer (an asymmetric `ECC_NIST_P256` key whose private half
 //! never leaves KMS; its public key read once per cold start and fingerprinted as any other) and of
-//! the published keys (`GET /audit/keys`).
+//! the published keys (`GET /audit/keys`); and the envelope encryption of log streams' secrets.
 
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use crate::backend::BackendError;
 use crate::integrity::signing::{SignError, Signer, key_id, public_key_pem};
 use crate::seal::{KeySource, PublishedKey};
+use crate::streams::secrets::{SecretBox, SecretContext, aes_key, open_with, seal_with};
 
 /// KMS signs raw messages of at most this many bytes.
 const MAX_RAW_MESSAGE: usize = 4096;
@@ -173,5 +174,112 @@ impl KmsKeys {
 impl KeySource for KmsKeys {
     async fn keys(&self) -> Result<Vec<PublishedKey>, BackendError> {
         self.cache.get_or_try_init(|| self.load()).await.cloned()
+    }
+}
+
+/// The KMS envelope adapter of streams' secrets: each sealing asks KMS for a data key
+/// (`GenerateDataKey`, AES-256, under the streams key), bound to its tenant and stream by the
+/// encryption context, and keeps only the data key's encrypted blob beside the ciphertext.
+/// Opening asks KMS to decrypt the blob (with the same context: a blob copied to another stream
+/// does not open), and keeps data keys in memory for a few minutes, so deliveries do not call KMS
+/// each time.
+pub struct KmsSecretBox {
+    client: Client,
+    key: String,
+    opened: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (std::time::Instant, Vec<u8>)>>,
+}
+
+const KMS_SEALED_PREFIX: &str = "kms1.";
+/// How long a decrypted data key is kept.
+const DATA_KEY_CACHE: Duration = Duration::from_secs(300);
+
+impl KmsSecretBox {
+    pub fn new(client: Client, key: &str) -> Self {
+        KmsSecretBox { client, key: key.to_owned(), opened: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    pub fn from_environment(shared: &aws_config::SdkConfig, key: &str, endpoint_override: Option<&str>) -> Self {
+        Self::new(client(shared, endpoint_override), key)
+    }
+
+    fn context(context: &SecretContext<'_>) -> std::collections::HashMap<String, String> {
+        std::collections::HashMap::from([
+            ("auditline:tenant".to_owned(), context.tenant.as_str().to_owned()),
+            ("auditline:stream".to_owned(), context.stream.to_string()),
+        ])
+    }
+}
+
+fn kms_error(operation: &str, e: &impl std::error::Error) -> BackendError {
+    BackendError::Unavailable(format!("KMS {operation}: {}", DisplayErrorContext(e)))
+}
+
+#[async_trait]
+impl SecretBox for KmsSecretBox {
+    async fn seal_bytes(&self, context: SecretContext<'_>, plaintext: &[u8]) -> Result<String, BackendError> {
+        use base64::Engine;
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(&self.key)
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .set_encryption_context(Some(Self::context(&context)))
+            .send()
+            .await
+            .map_err(|e| kms_error("GenerateDataKey", &e))?;
+        let (Some(key), Some(blob)) = (out.plaintext(), out.ciphertext_blob()) else {
+            return Err(BackendError::Internal("KMS GenerateDataKey answered no key".into()));
+        };
+        let sealed = seal_with(&aes_key(key.as_ref())?, &context, plaintext)?;
+        let blob = blob.as_ref();
+        let length =
+            u16::try_from(blob.len()).map_err(|_| BackendError::Internal("a data key blob over 64 KiB".into()))?;
+        let mut out = length.to_be_bytes().to_vec();
+        out.extend_from_slice(blob);
+        out.extend_from_slice(&sealed);
+        Ok(format!("{KMS_SEALED_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out)))
+    }
+
+    async fn open_bytes(&self, context: SecretContext<'_>, sealed: &str) -> Result<Vec<u8>, BackendError> {
+        use base64::Engine;
+        let unreadable = || BackendError::Internal("a stream's sealed secrets are not of the KMS form".into());
+        let bytes = sealed
+            .strip_prefix(KMS_SEALED_PREFIX)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .ok_or_else(unreadable)?;
+        let length = usize::from(u16::from_be_bytes([
+            *bytes.first().ok_or_else(unreadable)?,
+            *bytes.get(1).ok_or_else(unreadable)?,
+        ]));
+        let blob = bytes.get(2..2 + length).ok_or_else(unreadable)?;
+        let rest = &bytes[2 + length..];
+        // The cache is keyed by the blob *and* the context: the same blob under another context
+        // must go to KMS (and be refused there).
+        let mut cache_key = blob.to_vec();
+        cache_key.extend_from_slice(&context.associated_data());
+        let cached = {
+            let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+            opened.get(&cache_key).filter(|(at, _)| at.elapsed() < DATA_KEY_CACHE).map(|(_, k)| k.clone())
+        };
+        let data_key = match cached {
+            Some(key) => key,
+            None => {
+                let out = self
+                    .client
+                    .decrypt()
+                    .key_id(&self.key)
+                    .ciphertext_blob(Blob::new(blob))
+                    .set_encryption_context(Some(Self::context(&context)))
+                    .send()
+                    .await
+                    .map_err(|e| kms_error("Decrypt", &e))?;
+                let key = out.plaintext().ok_or_else(unreadable)?.as_ref().to_vec();
+                let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+                opened.retain(|_, (at, _)| at.elapsed() < DATA_KEY_CACHE);
+                opened.insert(cache_key, (std::time::Instant::now(), key.clone()));
+                key
+            }
+        };
+        open_with(&aes_key(&data_key)?, &context, rest)
     }
 }

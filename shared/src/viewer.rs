@@ -48,6 +48,7 @@ pub const ASSETS: &[Asset] = assets![
     "js/views/charts.js" => JS,
     "js/views/entity.js" => JS,
     "js/views/keys.js" => JS,
+    "js/views/streams.js" => JS,
 ];
 
 /// What the page learns from `/viewer/config.json` before it signs in.

@@ -33,12 +33,13 @@ export function startGateway(env = {}) {
       const token = out.match(/^  token\s+(ey\S+)$/m);
       // The seal key's fingerprint as the operator publishes it (here: the gateway's own output).
       const sealKey = out.match(/^  seal key\s+([0-9a-f]{32})\b/m);
-      if (url && key && token && sealKey) {
+      // With a JWT key of its own (JWT_SECRET), the gateway mints no development token.
+      if (url && key && (token || env.JWT_SECRET) && sealKey) {
         clearTimeout(timer);
         resolve({
           url: url[1],
           key: key[1],
-          token: token[1],
+          token: token ? token[1] : null,
           sealKeyId: sealKey[1],
           stop: () => child.kill('SIGTERM'),
           async post(body) {

@@ -34,6 +34,7 @@ mod soak;
 mod sqlite_store;
 mod store_contract;
 mod stream_formats;
+mod stream_functions;
 mod stream_store;
 mod streams;
 mod tamper;

@@ -17,7 +17,7 @@ use super::wire::{read_request, respond};
 /// the SAM template sets it), plus `extra`.
 pub async fn function_environment(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
     use auditline::store::dynamo::tables::{
-        API_KEYS, ARCHIVE_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS,
+        API_KEYS, ARCHIVE_KEYS, CHECKPOINTS, CONNECTIONS, COUNTERS, ENTRIES, IDEMPOTENCY, PROOFS, STREAMS,
     };
     let (client, _) = super::local_client();
     let mut env = vec![
@@ -30,6 +30,7 @@ pub async fn function_environment(extra: &[(&'static str, String)]) -> Vec<(&'st
         ("CHECKPOINTS_TABLE", super::fresh_table(&client, &CHECKPOINTS, "checkpoints").await),
         ("PROOFS_TABLE", super::fresh_table(&client, &PROOFS, "proofs").await),
         ("ARCHIVE_KEYS_TABLE", super::fresh_table(&client, &ARCHIVE_KEYS, "archive-keys").await),
+        ("STREAMS_TABLE", super::fresh_table(&client, &STREAMS, "streams").await),
         ("JWT_SECRET", super::auth::SECRET.to_owned()),
     ];
     env.extend(extra.iter().cloned());

@@ -45,7 +45,8 @@ export function createApi(base, credential) {
     }
     return u;
   };
-  async function send(method, path, params, body) {
+  // `answered`: statuses other than 2xx whose body is an answer, not a failure (health's 503).
+  async function send(method, path, params, body, answered = []) {
     let response;
     try {
       response = await fetch(url(path, params), {
@@ -58,7 +59,7 @@ export function createApi(base, credential) {
     } catch {
       throw new ApiError(0, 'network', 'The service cannot be reached. Check the connection and try again.');
     }
-    if (!response.ok) throw await failure(response);
+    if (!response.ok && !answered.includes(response.status)) throw await failure(response);
     return response;
   }
   const get = async (path, params) => (await send('GET', path, params)).json();
@@ -76,6 +77,10 @@ export function createApi(base, credential) {
   return {
     get,
     post: async (path, body) => (await send('POST', path, undefined, body)).json(),
+    patch: async (path, body) => (await send('PATCH', path, undefined, body)).json(),
+    // The service's health: 200 when healthy, 503 when degraded, the same report either way
+    // (with the caller's tenant's details, log streams included, for a credential that reads).
+    health: async () => (await send('GET', 'audit/health', undefined, undefined, [503])).json(),
     raw: (path, params) => send('GET', path, params),
     tenant: () => {
       if (!tenant) tenant = askTenant().catch((e) => { tenant = null; throw e; });

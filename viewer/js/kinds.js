@@ -3,13 +3,13 @@
 export const ACTIONS = ['CREATE', 'UPDATE', 'DELETE', 'LINK', 'UNLINK', 'VIEW'];
 export const ENTITY_TYPES = [
   'PROJECT', 'ENTITY', 'RELATIONSHIP', 'FILE', 'REPORT', 'TEMPLATE', 'SCHEDULE',
-  // The service's own records: erasures, retention changes, legal holds.
-  'AUDIT_ENTRY', 'AUDIT_SETTINGS', 'LEGAL_HOLD',
+  // The service's own records: erasures, retention changes, legal holds, log streams' changes.
+  'AUDIT_ENTRY', 'AUDIT_SETTINGS', 'LEGAL_HOLD', 'LOG_STREAM',
 ];
 
 const ICONS = {
   PROJECT: '▣', ENTITY: '◆', RELATIONSHIP: '⇄', FILE: '▤', REPORT: '▥', TEMPLATE: '❏', SCHEDULE: '◷',
-  AUDIT_ENTRY: '⌫', AUDIT_SETTINGS: '⚙', LEGAL_HOLD: '⚖',
+  AUDIT_ENTRY: '⌫', AUDIT_SETTINGS: '⚙', LEGAL_HOLD: '⚖', LOG_STREAM: '⇶',
 };
 
 export function icon(type) {

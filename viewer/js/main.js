@@ -6,7 +6,7 @@ import * as state from './state.js';
 import { openLive } from './live.js';
 import { verifyEntry } from './verify.js';
 import * as pins from './pins.js';
-import { el, clear, append } from './dom.js';
+import { el, clear, append, relativeTime, absoluteTime } from './dom.js';
 import { renderSignIn } from './views/signin.js';
 import { renderFilters } from './views/filters.js';
 import { createTable } from './views/table.js';
@@ -14,9 +14,12 @@ import { renderDetail, showProof } from './views/detail.js';
 import { renderCharts } from './views/charts.js';
 import { renderEntity } from './views/entity.js';
 import { renderKeys } from './views/keys.js';
+import { renderStreams } from './views/streams.js';
 
 // Rows per page: a screenful and some, so the first rows paint fast; more come as you scroll.
 const PAGE = 50;
+// How often the health line (failing log streams) is read again while signed in.
+const HEALTH_MS = 30000;
 // The stage's root: this module is at <root>/viewer/js/main.js.
 const base = new URL('../../', import.meta.url);
 const main = document.getElementById('main');
@@ -25,6 +28,7 @@ const notice = document.getElementById('notice');
 const tabs = document.querySelector('.tabs');
 const signOut = document.getElementById('sign-out');
 const keyWarning = document.getElementById('key-warning');
+const health = document.getElementById('health');
 
 let config = {};
 let configReady = Promise.resolve();
@@ -35,6 +39,7 @@ let liveWanted = false;
 let liveGeneration = 0;
 let table = null;
 let current = null;
+let healthTimer = null;
 
 function feedUrl(view) {
   const url = new URL(config.websocket_url || new URL('ws', base).href.replace(/^http/, 'ws'));
@@ -106,6 +111,55 @@ async function servedKeys() {
   const conflicts = await pins.conflicts(keys);
   warnKeys(conflicts);
   return { keys, conflicts };
+}
+
+/// The page-wide health line: log streams failing (`log_streams` of GET /audit/health, the
+/// caller's tenant's), named with why and since when, and a degraded service. Shown on every view
+/// so an operator sees them without opening the Streams view; hidden when all is well.
+function showHealth(report) {
+  const lines = [];
+  if (report && report.status === 'degraded') {
+    lines.push(el('p', { dataset: { health: 'degraded' } }, 'The service reports itself degraded: its storage is not answering in time.'));
+  }
+  const streams = report && report.log_streams && typeof report.log_streams === 'object' ? report.log_streams : null;
+  const failing = streams && Array.isArray(streams.failing) ? streams.failing.filter((f) => f && typeof f === 'object') : [];
+  if (failing.length) {
+    const total = Number.isFinite(streams.streams) ? streams.streams : failing.length;
+    lines.push(el('p', { dataset: { health: 'streams' } },
+      el('strong', { class: 'health-count' }, `${failing.length} of ${total} log stream${total === 1 ? '' : 's'} failing: `),
+      failing.flatMap((f, i) => [
+        i ? '; ' : '',
+        el('span', { class: 'health-stream', dataset: { streamId: String(f.id) } }, String(f.name ?? '')),
+        ` (since ${typeof f.since === 'string' ? `${absoluteTime(f.since)}, ${relativeTime(f.since)}` : 'an unknown time'}: ${String(f.reason ?? '')})`,
+      ]),
+      '. ', el('a', { href: '#view=streams' }, 'See the streams')));
+  }
+  append(clear(health), lines);
+  health.dataset.failing = String(failing.length);
+  health.hidden = lines.length === 0;
+}
+
+function checkHealth() {
+  if (!api) return;
+  const asked = api;
+  // A health check that fails says nothing new: the line stays as it was until the next one.
+  api.health().then((report) => { if (asked === api) showHealth(report); }).catch(() => {});
+}
+
+/// A 401/403 from a route that needs more than audit:read (the Streams view's audit:admin): the
+/// credential refused outright (expired, revoked) goes back to the sign-in screen as everywhere;
+/// one that still reads merely lacks the scope, and the view says so. API Gateway's denial is the
+/// same bare 403 in both cases, so the cheap read the sign-in uses tells them apart.
+async function refusedOutright(error) {
+  if (!error || !api) return false;
+  if (error.status === 401) return refused(error);
+  if (error.status !== 403) return false;
+  try {
+    await api.get('audit/stats', { start_date: new Date().toISOString() });
+    return false;
+  } catch (e) {
+    return refused(e);
+  }
 }
 
 function checkKeys() {
@@ -230,7 +284,9 @@ function render() {
   if (view.view === 'activity') renderCharts(main, { api, params: state.dates(view), range: view.range });
   else if (view.view === 'entity') renderEntity(main, { api, id: view.entity, onEntity: goEntity, onOpen: openDetail });
   else if (view.view === 'keys') renderKeys(main, { loadKeys: servedKeys });
+  else if (view.view === 'streams') renderStreams(main, { api, refused: refusedOutright, onChanged: checkHealth });
   else renderLogs(view);
+  checkHealth();
 }
 
 function signedIn(credential) {
@@ -241,6 +297,8 @@ function signedIn(credential) {
   document.getElementById('who').textContent = credential.kind === 'token' ? 'signed in with a token' : 'signed in with an API key';
   render();
   checkKeys();
+  clearInterval(healthTimer);
+  healthTimer = setInterval(() => { if (!document.hidden) checkHealth(); }, HEALTH_MS);
 }
 
 function signIn(message) {
@@ -249,6 +307,10 @@ function signIn(message) {
   tabs.hidden = true;
   signOut.hidden = true;
   keyWarning.hidden = true;
+  clearInterval(healthTimer);
+  healthTimer = null;
+  health.hidden = true;
+  clear(health);
   document.getElementById('who').textContent = '';
   renderSignIn(main, {
     config,

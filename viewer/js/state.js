@@ -11,7 +11,7 @@ export function read() {
     const v = params.get(f);
     if (v) state[f] = v;
   }
-  state.view = ['logs', 'activity', 'entity', 'keys'].includes(state.view) ? state.view : 'logs';
+  state.view = ['logs', 'activity', 'entity', 'keys', 'streams'].includes(state.view) ? state.view : 'logs';
   state.range = state.range || '24h';
   return state;
 }

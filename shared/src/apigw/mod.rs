@@ -5,6 +5,7 @@ pub mod authorizer;
 pub mod http;
 pub mod management;
 pub mod stream;
+pub mod streams;
 pub mod viewer;
 pub mod websocket;
 

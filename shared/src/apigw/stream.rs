@@ -39,7 +39,7 @@ fn is_ttl_removal(record: &EventRecord) -> bool {
 
 /// The new entry of an INSERT record; `None` for every other record (updates, deletions and TTL
 /// expiries are not news). Entries are never updated, so INSERT is the only event that matters.
-fn inserted_entry(record: &EventRecord) -> Option<Result<AuditLogEntry, String>> {
+pub(crate) fn inserted_entry(record: &EventRecord) -> Option<Result<AuditLogEntry, String>> {
     if record.event_name != "INSERT" || is_ttl_removal(record) {
         return None;
     }

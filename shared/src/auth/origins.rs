@@ -14,7 +14,7 @@ pub const ALLOWED_HEADERS: &[&str] = &["authorization", "content-type", "x-api-k
 /// Response headers a cross-origin page may read.
 pub const EXPOSED_HEADERS: &[&str] = &["x-next-token", "x-entry-count", "retry-after"];
 /// Methods of the HTTP API.
-pub const ALLOWED_METHODS: &[&str] = &["GET", "POST"];
+pub const ALLOWED_METHODS: &[&str] = &["GET", "POST", "PATCH", "DELETE"];
 /// How long a browser may cache a preflight answer, in seconds.
 pub const MAX_AGE_SECONDS: u32 = 600;
 

@@ -3,9 +3,11 @@
 //! its fields ([`crate::erasure`]), which keeps its leaf.
 
 pub mod dynamo;
+pub mod eventbridge;
 pub mod memory;
 pub mod s3;
 pub mod sqlite;
+pub mod sqs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -93,7 +93,7 @@ impl LocalSecretBox {
     }
 
     fn with_key(key: &[u8; KEY_BYTES]) -> Self {
-        LocalSecretBox { key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES key")) }
+        LocalSecretBox { key: aes_key(key).expect("a 32-byte AES key") }
     }
 }
 
@@ -114,36 +114,53 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[async_trait]
 impl SecretBox for LocalSecretBox {
     async fn seal_bytes(&self, context: SecretContext<'_>, plaintext: &[u8]) -> Result<String, BackendError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).expect("the system's random source");
-        let mut sealed = plaintext.to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context.associated_data()),
-                &mut sealed,
-            )
-            .map_err(|_| BackendError::Internal("sealing a secret failed".into()))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        Ok(format!("{LOCAL_PREFIX}{}", STANDARD.encode(out)))
+        Ok(format!("{LOCAL_PREFIX}{}", STANDARD.encode(seal_with(&self.key, &context, plaintext)?)))
     }
 
     async fn open_bytes(&self, context: SecretContext<'_>, sealed: &str) -> Result<Vec<u8>, BackendError> {
-        let unreadable = || BackendError::Internal("a stream's sealed secrets do not open with this key".into());
-        let bytes = sealed.strip_prefix(LOCAL_PREFIX).and_then(|b| STANDARD.decode(b).ok()).ok_or_else(unreadable)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(unreadable());
-        }
-        let (nonce, rest) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| unreadable())?;
-        let mut buffer = rest.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(context.associated_data()), &mut buffer)
-            .map_err(|_| unreadable())?;
-        Ok(plain.to_vec())
+        let bytes = sealed
+            .strip_prefix(LOCAL_PREFIX)
+            .and_then(|b| STANDARD.decode(b).ok())
+            .ok_or_else(|| BackendError::Internal("a stream's sealed secrets are not of this key's form".into()))?;
+        open_with(&self.key, &context, &bytes)
     }
+}
+
+/// AES-256-GCM under `key`, bound to `context`: a random nonce, then the ciphertext and tag.
+pub fn seal_with(key: &LessSafeKey, context: &SecretContext<'_>, plaintext: &[u8]) -> Result<Vec<u8>, BackendError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).expect("the system's random source");
+    let mut sealed = plaintext.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(context.associated_data()),
+        &mut sealed,
+    )
+    .map_err(|_| BackendError::Internal("sealing a secret failed".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens what [`seal_with`] sealed under the same key and context.
+pub fn open_with(key: &LessSafeKey, context: &SecretContext<'_>, bytes: &[u8]) -> Result<Vec<u8>, BackendError> {
+    let unreadable = || BackendError::Internal("a stream's sealed secrets do not open with this key".into());
+    if bytes.len() < NONCE_LEN {
+        return Err(unreadable());
+    }
+    let (nonce, rest) = bytes.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| unreadable())?;
+    let mut buffer = rest.to_vec();
+    let plain =
+        key.open_in_place(nonce, Aad::from(context.associated_data()), &mut buffer).map_err(|_| unreadable())?;
+    Ok(plain.to_vec())
+}
+
+/// An AES-256-GCM key from its 32 bytes.
+pub fn aes_key(bytes: &[u8]) -> Result<LessSafeKey, BackendError> {
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| BackendError::Internal("a data key is not 32 bytes".into()))
 }
 
 #[cfg(test)]

@@ -221,6 +221,20 @@ impl Route {
         }
     }
 
+    /// The routes that manage log streams.
+    pub fn manages_streams(self) -> bool {
+        matches!(
+            self,
+            Route::CreateStream
+                | Route::ListStreams
+                | Route::GetStream
+                | Route::UpdateStream
+                | Route::DeleteStream
+                | Route::RotateStreamSecret
+                | Route::TestStream
+        )
+    }
+
     /// The scope a caller needs; `None` for the public health check.
     pub fn required_scope(self) -> Option<&'static str> {
         scopes::required_for_route(self.route_key()).flatten()

@@ -1,0 +1,243 @@
+//! Log streams on AWS, with the real binaries under the Runtime API emulator and moto for
+//! DynamoDB, KMS, SQS and EventBridge: a stream made by `create-stream`, an entry written by
+//! `ingest`, its change as the entries table's Kinesis destination carries it routed by
+//! `stream-route` into the delivery queue, and the job run by `stream-deliver`, which puts the
+//! entry on the tenant's EventBridge bus — read back from the queue a rule on that bus feeds.
+
+use std::time::Duration;
+
+use auditline::apigw::streams::kinesis_entries;
+use auditline::domain::TenantId;
+use auditline::kms::KmsSecretBox;
+use auditline::streams::secrets::{SecretBox, SecretContext};
+use auditline_tests::event;
+use auditline_tests::runtime::{Function, Outcome, RuntimeApi, function_environment};
+use aws_lambda_events::kinesis::KinesisEvent;
+use base64::Engine;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn region_config() -> (aws_sdk_sqs::config::Region, aws_sdk_sqs::config::Credentials) {
+    (
+        aws_sdk_sqs::config::Region::new("us-east-1"),
+        aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "test"),
+    )
+}
+
+fn sqs() -> aws_sdk_sqs::Client {
+    let (region, credentials) = region_config();
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(region)
+            .credentials_provider(credentials)
+            .endpoint_url(auditline_tests::dynamodb_endpoint())
+            .build(),
+    )
+}
+
+fn events() -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::Config::builder()
+            .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+            .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_eventbridge::config::Credentials::new("local", "local", None, None, "test"))
+            .endpoint_url(auditline_tests::dynamodb_endpoint())
+            .build(),
+    )
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+    let url =
+        sqs.create_queue().queue_name(auditline_tests::unique_name(name)).send().await.unwrap().queue_url.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    (url, arn)
+}
+
+async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, want: usize) -> Vec<aws_sdk_sqs::types::Message> {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < want {
+        assert!(std::time::Instant::now() < deadline, "{} of {want} messages in {url}", got.len());
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        got.extend(out.messages.unwrap_or_default());
+    }
+    got
+}
+
+async fn function(name: &str, env: &[(&str, String)]) -> Function {
+    let api = RuntimeApi::start().await;
+    let f = api.spawn_function(name, env);
+    assert!(api.ready(WAIT).await.is_some(), "{name} starts and polls for events");
+    f
+}
+
+async fn invoke(f: &Function, event: &Value) -> Value {
+    match f.api.invoke(event, WAIT).await {
+        Some(Outcome::Response(v)) => v,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+async fn symmetric_key() -> String {
+    let kms = auditline_tests::kms::local_kms();
+    kms.create_key().description("auditline streams (test)").send().await.unwrap().key_metadata.unwrap().key_id
+}
+
+#[test]
+fn the_kinesis_sample_carries_the_same_entries_as_the_dynamodb_stream_sample() {
+    let kinesis: KinesisEvent = serde_json::from_value(event("stream-kinesis.json")).unwrap();
+    let from_kinesis = kinesis_entries(&kinesis);
+    let stream: aws_lambda_events::dynamodb::Event = serde_json::from_value(event("stream-batch.json")).unwrap();
+    let (from_stream, unreadable) = auditline::apigw::stream::inserted_entries(&stream);
+    assert!(unreadable.is_empty());
+    let from_stream: Vec<_> = from_stream.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(from_kinesis, from_stream, "INSERTs only; the TTL removal is not an entry");
+    assert_eq!(from_kinesis.len(), 2);
+}
+
+#[tokio::test]
+async fn secrets_sealed_under_kms_open_only_with_their_tenant_and_stream() {
+    let key = symmetric_key().await;
+    let sealing = KmsSecretBox::new(auditline_tests::kms::local_kms(), &key);
+    let tenant = TenantId::parse("acme").unwrap();
+    let stream = Uuid::now_v7();
+    let context = SecretContext { tenant: &tenant, stream };
+    let sealed = sealing.seal_bytes(context, b"hec-token-value").await.unwrap();
+    assert!(sealed.starts_with("kms1.") && !sealed.contains("hec-token"));
+    // Another process (an empty cache) opens it through KMS.
+    let opening = KmsSecretBox::new(auditline_tests::kms::local_kms(), &key);
+    assert_eq!(opening.open_bytes(context, &sealed).await.unwrap(), b"hec-token-value");
+    let elsewhere = SecretContext { tenant: &tenant, stream: Uuid::now_v7() };
+    assert!(opening.open_bytes(elsewhere, &sealed).await.is_err(), "copied to another stream, it does not open");
+    let other = TenantId::parse("globex").unwrap();
+    assert!(opening.open_bytes(SecretContext { tenant: &other, stream }, &sealed).await.is_err());
+}
+
+#[tokio::test]
+async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventbridge_bus() {
+    let endpoint = auditline_tests::dynamodb_endpoint();
+    let sqs = sqs();
+    let (jobs_url, _) = queue(&sqs, "delivery").await;
+    let (dead_url, _) = queue(&sqs, "delivery-dead").await;
+    let (target_url, target_arn) = queue(&sqs, "bus-target").await;
+    let bus_name = auditline_tests::unique_name("tenant-bus");
+    let events = events();
+    let bus = events.create_event_bus().name(&bus_name).send().await.unwrap().event_bus_arn.unwrap();
+    events
+        .put_rule()
+        .name(auditline_tests::unique_name("audit"))
+        .event_bus_name(&bus_name)
+        .event_pattern(json!({"source": ["auditline"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let rule =
+        events.list_rules().event_bus_name(&bus_name).send().await.unwrap().rules.unwrap()[0].name.clone().unwrap();
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus_name)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(&target_arn).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let env = function_environment(&[
+        ("STREAMS_KMS_KEY_ID", symmetric_key().await),
+        ("KMS_ENDPOINT", endpoint.clone()),
+        ("SQS_ENDPOINT", endpoint.clone()),
+        ("EVENTS_ENDPOINT", endpoint.clone()),
+        ("DELIVERY_QUEUE_URL", jobs_url.clone()),
+        ("DELIVERY_DEAD_LETTER_QUEUE_URL", dead_url.clone()),
+    ])
+    .await;
+
+    // The stream, made by its function from the sample event (pointed at the bus).
+    let mut create = event("http-create-stream.json");
+    create["body"] = json!(json!({"name": "Bus", "target": {"type": "eventbridge", "event_bus_arn": bus}}).to_string());
+    let created = invoke(&function("create-stream", &env).await, &create).await;
+    assert_eq!(created["statusCode"], 201, "{created}");
+    let stream_id = body(&created)["stream"]["id"].as_str().unwrap().to_owned();
+
+    // An entry, written by ingest; its item as the Kinesis destination carries it.
+    let mut ingest = event("http-ingest.json");
+    ingest["headers"].as_object_mut().unwrap().remove("idempotency-key");
+    let written = invoke(&function("ingest", &env).await, &ingest).await;
+    assert_eq!(written["statusCode"], 201, "{written}");
+    let entry = body(&written);
+    let (client, _) = auditline_tests::local_client();
+    let table = env.iter().find(|(k, _)| *k == "AUDIT_ENTRIES_TABLE").unwrap().1.clone();
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("T#acme".into()))
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(entry["id"].as_str().unwrap().into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the entry's item");
+    let image: serde_dynamo::Item = item.into();
+    let change = json!({
+        "awsRegion": "us-east-1", "eventID": "1", "eventName": "INSERT", "recordFormat": "application/json",
+        "tableName": table, "eventSource": "aws:dynamodb",
+        "dynamodb": {"ApproximateCreationDateTime": 1795688430000u64, "ApproximateCreationDateTimePrecision": "MILLISECOND",
+                     "Keys": {}, "NewImage": image, "SizeBytes": 600},
+    });
+    let mut kinesis = event("stream-kinesis.json");
+    let records = kinesis["Records"].as_array_mut().unwrap();
+    records.truncate(1);
+    records[0]["kinesis"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode(change.to_string()));
+    let routed = invoke(&function("stream-route", &env).await, &kinesis).await;
+    assert_eq!(routed["batchItemFailures"], json!([]), "{routed}");
+
+    // The job in the delivery queue: ids only, never values.
+    let messages = receive(&sqs, &jobs_url, 1).await;
+    let job: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(job["stream_id"], json!(stream_id));
+    assert_eq!(job["entry_ids"], json!([entry["id"]]));
+    assert!(!messages[0].body().unwrap().contains("REPORT"), "no entry values in the queue");
+    let mut delivery = event("stream-deliver-sqs.json");
+    delivery["Records"][0]["body"] = json!(messages[0].body().unwrap());
+    delivery["Records"][0]["messageId"] = json!(messages[0].message_id().unwrap());
+    let delivered = invoke(&function("stream-deliver", &env).await, &delivery).await;
+    assert_eq!(delivered["batchItemFailures"], json!([]), "{delivered}");
+
+    // On the bus: the rule's queue has the entry, as EventBridge shapes an event.
+    let on_bus = receive(&sqs, &target_url, 1).await;
+    let put: Value = serde_json::from_str(on_bus[0].body().unwrap()).unwrap();
+    assert_eq!(put["source"], "auditline");
+    assert_eq!(put["detail-type"], "Audit Log Entry");
+    assert_eq!(put["detail"]["id"], entry["id"], "{put}");
+
+    // The stream's figures count it.
+    let mut get = event("http-get-stream.json");
+    get["pathParameters"]["stream_id"] = json!(stream_id);
+    get["rawPath"] = json!(format!("/audit/streams/{stream_id}"));
+    let got = invoke(&function("get-stream", &env).await, &get).await;
+    assert_eq!(body(&got)["figures"]["delivered"], 1, "{got}");
+}
