@@ -38,7 +38,8 @@ use auditline::streams::delivery::Deliverer;
 use auditline::streams::outbound::Loopback;
 use auditline::streams::queue::{JobQueue, WorkerSettings, run_worker};
 use auditline::streams::route::Router as StreamRouter;
-use auditline::streams::transport::{HttpLimits, HttpSender, SafeHttp};
+use auditline::store::eventbridge::AwsEventBus;
+use auditline::streams::transport::{EventBus, HttpLimits, HttpSender, SafeHttp};
 use auditline::viewer::ViewerConfig;
 use auditline::witness::client::HttpWitness;
 use auditline::{AuditLogger, Config};
@@ -314,13 +315,14 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         backends.secret_box.clone(),
         logger.clone(),
         http,
-        None,
+        // EventBridge destinations, where a local EventBridge API is named (EVENTS_ENDPOINT).
+        config.events_endpoint.as_deref().map(|e| Arc::new(AwsEventBus::for_local_endpoint(e)) as Arc<dyn EventBus>),
         config.stream_retry,
     ));
     let stream_admin = Arc::new(StreamAdmin {
         streams: backends.streams.clone(),
         secrets: backends.secret_box.clone(),
-        logger: logger.clone(),
+        trail: logger.clone(),
         deliverer: deliverer.clone(),
         loopback: options.streams.loopback,
     });

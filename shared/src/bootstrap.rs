@@ -131,7 +131,7 @@ pub async fn audit_api(config: &Config, route: Route) -> Result<AuditApi, BoxErr
         Some(Arc::new(StreamAdmin {
             streams: deliverer.streams.clone(),
             secrets: deliverer.secrets.clone(),
-            logger: logger.clone(),
+            trail: logger.clone(),
             deliverer,
             loopback: Loopback::Refused,
         }))

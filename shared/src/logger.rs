@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 mod erase;
 mod policy;
+mod trail;
 
 pub use erase::{EraseFailure, Erased, SubjectProgress};
 pub use policy::{Actor, HOLD_SWEEP_BUDGET, HoldChange, PolicyFailure, RetentionChange, SweepProgress};

@@ -17,8 +17,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Tenants' retention and legal holds: the rules and their port.
     ("retention", &["backend", "domain"]),
     ("export", &["domain", "integrity"]),
-    // Log streams: webhook signatures and outbound safety, so far; no storage, no AWS.
-    ("streams", &[]),
+    // Log streams: destinations, delivery, routing, their ports (store, queue, secrets, transport,
+    // the trail); `export` for the OCSF mapping the export uses too.
+    ("streams", &["backend", "domain", "export", "integrity"]),
     // `erasure`: sealing a field for the archive is taking it out as an erasure does.
     ("archive", &["backend", "domain", "erasure", "integrity"]),
     ("auth", &["backend", "domain", "integrity"]),
@@ -40,10 +41,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "realtime",
             "retention",
             "seal",
+            "streams",
         ],
     ),
-    // `archive` for the port of the archive's keys, which an erasure destroys.
-    ("logger", &["archive", "backend", "domain", "erasure", "integrity", "retention", "store"]),
+    // `archive` for the port of the archive's keys, which an erasure destroys; `streams` for the
+    // trail port the logger implements.
+    ("logger", &["archive", "backend", "domain", "erasure", "integrity", "retention", "store", "streams"]),
     (
         "apigw",
         &[
@@ -60,15 +63,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "retention",
             "seal",
             "store",
+            "streams",
             "viewer",
         ],
     ),
     // The witness service, and its client: the adapter of the seal's witness port.
     ("witness", &["backend", "integrity", "seal"]),
-    ("kms", &["backend", "integrity", "seal"]),
+    ("kms", &["backend", "integrity", "seal", "streams"]),
     ("viewer", &[]),
     ("sdk", &[]),
-    ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store"]),
+    ("config", &["auth", "domain", "integrity", "logger", "realtime", "seal", "store", "streams"]),
     (
         "bootstrap",
         &[
@@ -87,6 +91,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "sdk",
             "seal",
             "store",
+            "streams",
             "viewer",
             "witness",
         ],
@@ -105,6 +110,7 @@ const AWS_FREE: &[&str] = &[
     "realtime",
     "logger",
     "seal",
+    "streams",
     "viewer",
     "witness",
 ];

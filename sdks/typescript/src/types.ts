@@ -9,7 +9,7 @@ export type Action = "CREATE" | "UPDATE" | "DELETE" | "LINK" | "UNLINK" | "VIEW"
 export type EntityType = "PROJECT" | "ENTITY" | "RELATIONSHIP" | "FILE" | "REPORT" | "TEMPLATE" | "SCHEDULE";
 
 /** The service's own records (erasures, retention changes, legal holds): read, never written. */
-export type ServiceEntityType = "AUDIT_ENTRY" | "AUDIT_SETTINGS" | "LEGAL_HOLD";
+export type ServiceEntityType = "AUDIT_ENTRY" | "AUDIT_SETTINGS" | "LEGAL_HOLD" | "LOG_STREAM";
 
 /** Every entity type an entry read back may carry. */
 export type AnyEntityType = EntityType | ServiceEntityType;
@@ -24,7 +24,7 @@ export const ENTITY_TYPES: readonly EntityType[] = [
   "TEMPLATE",
   "SCHEDULE",
 ];
-export const SERVICE_ENTITY_TYPES: readonly ServiceEntityType[] = ["AUDIT_ENTRY", "AUDIT_SETTINGS", "LEGAL_HOLD"];
+export const SERVICE_ENTITY_TYPES: readonly ServiceEntityType[] = ["AUDIT_ENTRY", "AUDIT_SETTINGS", "LEGAL_HOLD", "LOG_STREAM"];
 
 /** A JSON object (`changes`, `metadata`). */
 export type JsonObject = { [key: string]: unknown };

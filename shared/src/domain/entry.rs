@@ -402,6 +402,14 @@ impl ValidEntry {
     }
 }
 
+
+/// Who made a change, from where: the `user_id` and `ip_address` of the service's records of it.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user_id: Option<String>,
+    pub ip_address: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@ pub mod time;
 pub mod validation;
 
 pub use entry::{
-    AuditAction, AuditLogEntry, EntityType, EntryDetails, JsonObject, MAX_ENTRY_BYTES, NewEntry, TenantId, ValidEntry,
+    Actor, AuditAction, AuditLogEntry, EntityType, EntryDetails, JsonObject, MAX_ENTRY_BYTES, NewEntry, TenantId,
+    ValidEntry,
 };
 pub use query::{
     AuditFilter, AuditPage, AuditQuery, DEFAULT_LIMIT, IndexKey, MAX_LIMIT, MAX_OFFSET, PageRequest, QueryPlan,

@@ -111,12 +111,7 @@ impl From<crate::backend::BackendError> for PolicyFailure {
     }
 }
 
-/// Who made a change, from where: the record's `user_id` and `ip_address`.
-#[derive(Debug, Clone, Default)]
-pub struct Actor {
-    pub user_id: Option<String>,
-    pub ip_address: Option<String>,
-}
+pub use crate::domain::Actor;
 
 impl AuditLogger {
     fn policy_store(&self) -> Result<&dyn PolicyStore, PolicyFailure> {

@@ -22,6 +22,24 @@ impl AwsEventBus {
         AwsEventBus { client }
     }
 
+    /// A client for a local EventBridge API (moto's `events`), as the local gateway uses one.
+    pub fn for_local_endpoint(endpoint: &str) -> Self {
+        let config = aws_sdk_eventbridge::Config::builder()
+            .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+            .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "auditline-local",
+            ))
+            .endpoint_url(endpoint)
+            .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(10)).build())
+            .build();
+        Self::new(Client::from_conf(config))
+    }
+
     pub fn from_environment(shared: &aws_config::SdkConfig, endpoint_override: Option<&str>) -> Self {
         let mut builder = aws_sdk_eventbridge::config::Builder::from(shared)
             .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(10)).build());

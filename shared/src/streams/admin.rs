@@ -20,9 +20,8 @@ use super::secrets::{SecretBox, SecretContext, open, seal};
 use super::store::{StoredStream, StreamStore, StreamStoreError};
 use super::webhook::WebhookSecret;
 use crate::backend::BackendError;
-use crate::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, TenantId};
-use crate::logger::Actor;
-use crate::{AuditError, AuditLogger};
+use super::trail::{RecordError, Trail};
+use crate::domain::{Actor, AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, TenantId};
 
 /// The longest a rotated-out secret keeps signing.
 pub const MAX_OVERLAP: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -44,7 +43,7 @@ pub enum AdminError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
-    Audit(#[from] AuditError),
+    Record(#[from] RecordError),
 }
 
 impl From<StreamStoreError> for AdminError {
@@ -67,7 +66,7 @@ pub struct Changed {
 pub struct StreamAdmin {
     pub streams: Arc<dyn StreamStore>,
     pub secrets: Arc<dyn SecretBox>,
-    pub logger: Arc<AuditLogger>,
+    pub trail: Arc<dyn Trail>,
     pub deliverer: Arc<Deliverer>,
     /// Whether plain HTTP to loopback is allowed (the local gateway only).
     pub loopback: Loopback,
@@ -111,7 +110,7 @@ impl StreamAdmin {
             }
             _ => {}
         }
-        let now = self.logger.now();
+        let now = self.trail.now();
         let id = Uuid::now_v7();
         let sealed_secrets = seal(self.secrets.as_ref(), SecretContext { tenant, stream: id }, &secrets).await?;
         let stream = Destination {
@@ -196,7 +195,7 @@ impl StreamAdmin {
                 return Ok(Changed { stream, secret: None, record: None });
             }
             new.version = old.version + 1;
-            new.updated_at = self.logger.now();
+            new.updated_at = self.trail.now();
             if self.streams.replace(&new).await? {
                 let record = Some(self.record(&new, AuditAction::Update, changes, by).await?);
                 let stream = self.get(tenant, id).await?;
@@ -227,7 +226,7 @@ impl StreamAdmin {
             if old.target.kind() != "webhook" {
                 return Err(StreamError::new("stream_id", "only a webhook stream has a signing secret").into());
             }
-            let now = self.logger.now();
+            let now = self.trail.now();
             let context = SecretContext { tenant, stream: id };
             let mut secrets = open(self.secrets.as_ref(), context, &old.sealed_secrets).await?;
             let retires_at = now + overlap;
@@ -273,7 +272,7 @@ impl StreamAdmin {
     /// the receiver took it.
     pub async fn test(&self, tenant: &TenantId, id: Uuid, by: &Actor) -> Result<TestDelivery, AdminError> {
         let stream = self.get(tenant, id).await?.stream;
-        let now = self.logger.now();
+        let now = self.trail.now();
         let event = NewEntry {
             tenant_id: tenant.clone(),
             action: AuditAction::View,
@@ -288,9 +287,9 @@ impl StreamAdmin {
         };
         let entry = event
             .validate()
-            .map_err(AuditError::from)?
-            .stamp(now, self.logger.settings().retention_days)
-            .map_err(AuditError::from)?;
+            .map_err(RecordError::from)?
+            .stamp(now, self.trail.retention_days())
+            .map_err(RecordError::from)?;
         Ok(self.deliverer.test(&stream, &entry, now).await)
     }
 
@@ -314,7 +313,7 @@ impl StreamAdmin {
                 ..EntryDetails::default()
             },
         };
-        Ok(self.logger.log_service_record(record).await?)
+        Ok(self.trail.record(record).await?)
     }
 }
 

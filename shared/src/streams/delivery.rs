@@ -19,7 +19,7 @@ use super::secrets::{SecretBox, SecretContext, open};
 use super::store::{Failing, FiguresDelta, LastError, StoredStream, StreamStore, lag_bucket};
 use super::transport::{EventBus, HttpAnswer, HttpSender, SendError};
 use super::vendors::{Outbound, plan};
-use crate::AuditLogger;
+use super::trail::Trail;
 use crate::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, TenantId};
 
 /// Entries per job.
@@ -132,7 +132,7 @@ enum Verdict {
 pub struct Deliverer {
     pub streams: Arc<dyn StreamStore>,
     pub secrets: Arc<dyn SecretBox>,
-    pub logger: Arc<AuditLogger>,
+    pub trail: Arc<dyn Trail>,
     pub http: Arc<dyn HttpSender>,
     /// EventBridge, where deliveries to buses are possible (not in the local gateway without one).
     pub bus: Option<Arc<dyn EventBus>>,
@@ -144,12 +144,12 @@ impl Deliverer {
     pub fn new(
         streams: Arc<dyn StreamStore>,
         secrets: Arc<dyn SecretBox>,
-        logger: Arc<AuditLogger>,
+        trail: Arc<dyn Trail>,
         http: Arc<dyn HttpSender>,
         bus: Option<Arc<dyn EventBus>>,
         retry: RetryPolicy,
     ) -> Self {
-        Deliverer { streams, secrets, logger, http, bus, retry, opened: Mutex::new(HashMap::new()) }
+        Deliverer { streams, secrets, trail, http, bus, retry, opened: Mutex::new(HashMap::new()) }
     }
 
     /// One attempt at `job`. Never fails: whatever goes wrong becomes a retry or a dead letter.
@@ -305,10 +305,10 @@ impl Deliverer {
         Outcome { follow_ups: vec![job.follow_up(job.entry_ids.clone(), due, job.attempts + 1)], ..Outcome::default() }
     }
 
-    async fn read_entries(&self, job: &Job) -> Result<Vec<AuditLogEntry>, crate::AuditError> {
+    async fn read_entries(&self, job: &Job) -> Result<Vec<AuditLogEntry>, crate::backend::BackendError> {
         let mut entries = Vec::with_capacity(job.entry_ids.len());
         for chunk in job.entry_ids.chunks(READS_AT_ONCE) {
-            let reads = chunk.iter().map(|id| self.logger.get_log(&job.tenant_id, *id));
+            let reads = chunk.iter().map(|id| self.trail.entry(&job.tenant_id, *id));
             // An entry gone (expired) has nothing left to deliver.
             for read in futures::future::join_all(reads).await {
                 entries.extend(read?);
@@ -400,7 +400,7 @@ impl Deliverer {
                 ..EntryDetails::default()
             },
         };
-        if let Err(e) = self.logger.log_service_record(record).await {
+        if let Err(e) = self.trail.record(record).await {
             tracing::error!(stream = %stream.id, error = %e, "a stream's change of status was not recorded");
         }
     }

@@ -9,6 +9,7 @@
 //! - [`route`]: new entries become jobs; [`queue`]: where jobs wait, and the local worker;
 //! - [`delivery`]: one attempt at a job, retries, dead letters, failing and recovered;
 //! - [`vendors`]: the requests each kind of destination takes; [`transport`]: how they leave;
+//! - [`trail`]: the port to the trail (entries read again, records written), the logger its adapter;
 //! - [`webhook`]: Standard Webhooks signatures; [`outbound`]: which addresses a delivery may reach.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod queue;
 pub mod route;
 pub mod secrets;
 pub mod store;
+pub mod trail;
 pub mod transport;
 pub mod vendors;
 pub mod webhook;

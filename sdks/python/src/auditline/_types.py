@@ -40,6 +40,7 @@ class EntityType(str, enum.Enum):
     AUDIT_ENTRY = "AUDIT_ENTRY"
     AUDIT_SETTINGS = "AUDIT_SETTINGS"
     LEGAL_HOLD = "LEGAL_HOLD"
+    LOG_STREAM = "LOG_STREAM"
 
     def __str__(self) -> str:
         return self.value

@@ -16,6 +16,7 @@ use crate::store::StoreError;
 use crate::streams::admin::{AdminError, Changed, StreamAdmin, overlap_of};
 use crate::streams::destination::{CreateStream, Format, StreamFilter, Target, UpdateStream};
 use crate::streams::store::{Failing, LastError, StoredStream};
+use crate::streams::trail::RecordError;
 
 /// Largest accepted body: a stream's settings with its headers and filters.
 const MAX_BODY_BYTES: usize = 32 * 1024;
@@ -136,7 +137,8 @@ fn failed(e: AdminError, request_id: &str) -> ApiError {
         AdminError::Conflict(_) => ApiError::Conflict { code: "changed", message, parameter: Some("version".into()) },
         AdminError::Limit => ApiError::Conflict { code: "too_many_streams", message, parameter: None },
         AdminError::Backend(b) => ApiError::from_store(&StoreError::Backend(b), request_id),
-        AdminError::Audit(a) => ApiError::from_query(&a, request_id),
+        AdminError::Record(RecordError::Invalid(v)) => ApiError::entry_error(&v),
+        AdminError::Record(RecordError::Backend(b)) => ApiError::from_store(&StoreError::Backend(b), request_id),
     }
 }
 
