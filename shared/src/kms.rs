@@ -186,8 +186,11 @@ impl KeySource for KmsKeys {
 pub struct KmsSecretBox {
     client: Client,
     key: String,
-    opened: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (std::time::Instant, Vec<u8>)>>,
+    opened: std::sync::Mutex<std::collections::HashMap<Vec<u8>, OpenedKey>>,
 }
+
+/// A data key as KMS decrypted it, and when.
+type OpenedKey = (std::time::Instant, Vec<u8>);
 
 const KMS_SEALED_PREFIX: &str = "kms1.";
 /// How long a decrypted data key is kept.

@@ -12,6 +12,13 @@ use auditline::integrity::signing::LocalSigner;
 use auditline::seal::{SealSettings, Sealer};
 use auditline::store::MemoryStore;
 use auditline::store::dynamo::client_for_local_endpoint;
+use auditline::streams::admin::StreamAdmin;
+use auditline::streams::delivery::{Deliverer, RetryPolicy};
+use auditline::streams::destination::MAX_STREAMS_PER_TENANT;
+use auditline::streams::outbound::Loopback;
+use auditline::streams::secrets::LocalSecretBox;
+use auditline::streams::store::{Failing, FiguresDelta, LastError, MemoryStreams, StreamStore};
+use auditline::streams::transport::{HttpLimits, SafeHttp};
 use auditline::{AuditLogger, AuditSettings, LogOutcome};
 use auditline_tests::event;
 use auditline_tests::http::{Reply, api_over, call, memory_api, sample, with_query};
@@ -40,6 +47,12 @@ fn conforms(spec: &Value, value: &Value, schema: &Value, at: &str) -> Result<(),
     let schema = resolve(spec, schema);
     if value.is_null() {
         return if schema["nullable"] == true { Ok(()) } else { Err(format!("{at}: null is not allowed")) };
+    }
+    // A nullable reference is written {"nullable": true, "allOf": [{"$ref": …}]} (OpenAPI 3.0).
+    if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
+        for part in parts {
+            conforms(spec, value, part, at)?;
+        }
     }
     if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
         let matching = options.iter().filter(|o| conforms(spec, value, o, at).is_ok()).count();
@@ -371,6 +384,236 @@ async fn integrity_responses_match_their_schemas() {
     check(&spec, Route::Keys, &call(&api, Route::Keys, &event("http-keys.json")).await);
 }
 
+/// The API with log streams as the local gateway has them (in memory; plain http to loopback
+/// allowed), and the streams' store, to mark one failing.
+fn api_with_streams() -> (AuditApi, Arc<MemoryStreams>) {
+    let mut api = memory_api();
+    let streams = Arc::new(MemoryStreams::default());
+    let secrets = Arc::new(LocalSecretBox::ephemeral());
+    let http = Arc::new(SafeHttp::new(Loopback::AllowedOverHttp, HttpLimits::default()));
+    let deliverer = Arc::new(Deliverer::new(
+        streams.clone(),
+        secrets.clone(),
+        api.logger.clone(),
+        http,
+        None,
+        RetryPolicy::default(),
+    ));
+    api.streams = Some(Arc::new(StreamAdmin {
+        streams: streams.clone(),
+        secrets,
+        trail: api.logger.clone(),
+        deliverer,
+        loopback: Loopback::AllowedOverHttp,
+    }));
+    (api, streams)
+}
+
+#[tokio::test]
+async fn log_stream_responses_match_their_schemas() {
+    let spec = spec();
+    let (api, store) = api_with_streams();
+    let receiver = auditline_tests::receiver::Receiver::start().await;
+    let failing = auditline_tests::receiver::Receiver::start().await;
+    failing.set(auditline_tests::receiver::Behaviour::FailShare(1000));
+    // A stream's event: the route's sample, with this body, path id and scopes.
+    let request = |route: Route, id: Option<&str>, body: Option<Value>, scopes: &str| {
+        let file = match route {
+            Route::CreateStream => "http-create-stream.json",
+            Route::ListStreams => "http-list-streams.json",
+            Route::GetStream => "http-get-stream.json",
+            Route::UpdateStream => "http-update-stream.json",
+            Route::DeleteStream => "http-delete-stream.json",
+            Route::RotateStreamSecret => "http-rotate-stream-secret.json",
+            _ => "http-test-stream.json",
+        };
+        sample(file, |e| {
+            e["requestContext"]["authorizer"]["lambda"]["scopes"] = json!(scopes);
+            if let Some(id) = id {
+                e["pathParameters"] = json!({ "stream_id": id });
+            }
+            match &body {
+                Some(b) => e["body"] = json!(b.to_string()),
+                None => {
+                    e.as_object_mut().unwrap().remove("body");
+                }
+            }
+        })
+    };
+    let admin = "audit:read audit:admin";
+    // Each call: the status expected, the parameter an error names, and the body against the schema.
+    let expect = async |route: Route, id: Option<&str>, body: Option<Value>, status: u16, parameter: Option<&str>| {
+        let reply = call(&api, route, &request(route, id, body, admin)).await;
+        assert_eq!(reply.status, status, "{route:?}: {}", reply.text);
+        if status >= 400 {
+            assert_eq!(reply.body["error"]["parameter"].as_str(), parameter, "{route:?}: {}", reply.text);
+        }
+        check(&spec, route, &reply);
+        reply
+    };
+
+    // Every kind of target, each to a receiver on loopback (the local gateway allows plain http there).
+    let webhook = json!({"name": "  SIEM  ", "target": {"type": "webhook", "url": receiver.url(), "encoding": "jsonl",
+        "headers": {"X-Receiver-Token": "t0k3n"}}, "format": "ocsf", "filter": {"actions": ["DELETE", "UPDATE"],
+        "entity_types": ["LOG_STREAM", "REPORT"], "project_ids": ["p-1"]}});
+    let created = expect(Route::CreateStream, None, Some(webhook), 201, None).await;
+    assert!(created.body["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")), "{}", created.text);
+    assert_eq!(created.body["stream"]["name"], "SIEM");
+    assert_eq!(created.body["stream"]["target"]["header_names"], json!(["x-receiver-token"]));
+    let hook_id = created.body["stream"]["id"].as_str().unwrap().to_owned();
+    let hec = json!({"name": "HEC", "target": {"type": "splunk_hec", "url": receiver.url(), "token": "B5A79AAD-D822",
+        "index": "audit"}});
+    let created = expect(Route::CreateStream, None, Some(hec), 201, None).await;
+    assert!(created.body.get("secret").is_none(), "only a webhook has a signing secret: {}", created.text);
+    let hec_id = created.body["stream"]["id"].as_str().unwrap().to_owned();
+    let datadog = json!({"name": "DD", "target": {"type": "datadog", "api_key": "abcdef0123456789", "site": "datadoghq.eu",
+        "url": failing.url(), "tags": ["env:prod"]}, "paused": true});
+    let created = expect(Route::CreateStream, None, Some(datadog), 201, None).await;
+    let dd_id = created.body["stream"]["id"].as_str().unwrap().to_owned();
+    let bus = json!({"name": "Bus", "target": {"type": "eventbridge",
+        "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit"}});
+    let created = expect(Route::CreateStream, None, Some(bus), 201, None).await;
+    let bus_id = created.body["stream"]["id"].as_str().unwrap().to_owned();
+
+    // Refused: a URL whose host does not resolve, or reaches inside (SSRF), or is not https; and
+    // each other field at fault, named.
+    for url in [
+        "https://siem.invalid/hook",
+        "https://10.0.0.8/hook",
+        "https://169.254.169.254/latest",
+        "http://siem.example.com/",
+    ] {
+        let body = json!({"name": "x", "target": {"type": "webhook", "url": url}});
+        expect(Route::CreateStream, None, Some(body), 400, Some("target.url")).await;
+    }
+    let url = receiver.url();
+    for (target, parameter) in [
+        (json!({"type": "webhook", "url": url, "headers": {"Webhook-Signature": "x"}}), Some("target.headers")),
+        (json!({"type": "splunk_hec", "url": url}), Some("target.token")),
+        (json!({"type": "datadog", "api_key": "k", "site": "example.com"}), Some("target.site")),
+        (json!({"type": "eventbridge", "event_bus_arn": "arn:aws:sqs:x"}), Some("target.event_bus_arn")),
+        (json!({"type": "webhook", "url": url, "secret": "s"}), None),
+        (json!({"type": "ftp", "url": url}), None),
+    ] {
+        expect(Route::CreateStream, None, Some(json!({"name": "x", "target": target})), 400, parameter).await;
+    }
+    let unnamed = json!({"name": " ", "target": {"type": "webhook", "url": url}});
+    expect(Route::CreateStream, None, Some(unnamed), 400, Some("name")).await;
+    let huge = json!({"name": "x".repeat(40 * 1024), "target": {"type": "webhook", "url": receiver.url()}});
+    expect(Route::CreateStream, None, Some(huge), 413, None).await;
+    for route in [Route::CreateStream, Route::ListStreams, Route::GetStream, Route::TestStream] {
+        let reply = call(&api, route, &request(route, Some(&hook_id), None, "audit:read audit:write")).await;
+        assert_eq!(reply.status, 403, "{route:?}: {}", reply.text);
+        check(&spec, route, &reply);
+    }
+    let anonymous = sample("http-list-streams.json", |e| {
+        e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    });
+    let reply = call(&api, Route::ListStreams, &anonymous).await;
+    assert_eq!(reply.status, 401);
+    check(&spec, Route::ListStreams, &reply);
+
+    // Read, change, pause, rotate, test, delete.
+    let listed = expect(Route::ListStreams, None, None, 200, None).await;
+    assert_eq!(listed.body["streams"].as_array().map(Vec::len), Some(4));
+    expect(Route::GetStream, Some(&hook_id), None, 200, None).await;
+    expect(Route::GetStream, Some("not-a-uuid"), None, 400, Some("stream_id")).await;
+    expect(Route::GetStream, Some("0192f7e1-0000-7000-8000-000000000000"), None, 404, None).await;
+    let paused =
+        expect(Route::UpdateStream, Some(&hook_id), Some(json!({"paused": true, "version": 1})), 200, None).await;
+    assert_eq!(
+        (paused.body["stream"]["status"].as_str(), paused.body["stream"]["version"].as_u64()),
+        (Some("paused"), Some(2))
+    );
+    assert_eq!(paused.body["record"]["entity_type"], "LOG_STREAM");
+    expect(Route::UpdateStream, Some(&hook_id), Some(json!({"paused": false, "version": 1})), 409, Some("version"))
+        .await;
+    let target = json!({"type": "splunk_hec", "url": receiver.url(), "token": "t"});
+    expect(Route::UpdateStream, Some(&hook_id), Some(json!({ "target": target })), 400, Some("target.type")).await;
+    let change = json!({"name": null, "target": {"type": "splunk_hec", "url": receiver.url(), "token": null, "source": "app"},
+        "format": "entry", "filter": {"entity_types": ["LOG_STREAM"]}, "paused": null, "version": null});
+    expect(Route::UpdateStream, Some(&hec_id), Some(change), 200, None).await;
+    expect(Route::UpdateStream, Some(&hec_id), Some(json!({})), 200, None).await;
+    expect(Route::UpdateStream, Some(&hec_id), Some(json!({"name": "x".repeat(101)})), 400, Some("name")).await;
+    expect(Route::UpdateStream, Some("0192f7e1-0000-7000-8000-000000000000"), Some(json!({})), 404, None).await;
+    let rotated = expect(Route::RotateStreamSecret, Some(&hook_id), None, 200, None).await;
+    assert!(rotated.body["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")), "{}", rotated.text);
+    assert!(rotated.body["stream"]["previous_secret_retires_at"].is_string(), "{}", rotated.text);
+    let now = json!({"overlap_seconds": 0});
+    expect(Route::RotateStreamSecret, Some(&hook_id), Some(now), 200, None).await;
+    let too_long = json!({"overlap_seconds": 604_801});
+    expect(Route::RotateStreamSecret, Some(&hook_id), Some(too_long), 400, Some("overlap_seconds")).await;
+    expect(Route::RotateStreamSecret, Some(&bus_id), None, 400, Some("stream_id")).await;
+    expect(Route::RotateStreamSecret, Some("0192f7e1-0000-7000-8000-000000000000"), None, 404, None).await;
+    // A test event: taken, refused with the receiver's status, or no way to send it here (no bus).
+    let taken = expect(Route::TestStream, Some(&hook_id), None, 200, None).await;
+    assert_eq!(
+        (taken.body["delivered"].as_bool(), taken.body["status"].as_u64()),
+        (Some(true), Some(200)),
+        "{}",
+        taken.text
+    );
+    let refused = expect(Route::TestStream, Some(&dd_id), None, 200, None).await;
+    assert_eq!((refused.body["delivered"].as_bool(), refused.body["status"].as_u64()), (Some(false), Some(500)));
+    let no_bus = expect(Route::TestStream, Some(&bus_id), None, 200, None).await;
+    assert_eq!((no_bus.body["delivered"].as_bool(), &no_bus.body["status"]), (Some(false), &Value::Null));
+    expect(Route::TestStream, Some("not-a-uuid"), None, 400, Some("stream_id")).await;
+    expect(Route::TestStream, Some("0192f7e1-0000-7000-8000-000000000000"), None, 404, None).await;
+
+    // A failing stream, with figures: the stream, and the health check's log_streams.
+    let acme = auditline_tests::tenant("acme");
+    let dd: uuid::Uuid = dd_id.parse().unwrap();
+    let at = Utc::now();
+    let error = LastError { at, message: "HTTP 500".into() };
+    let delta = FiguresDelta {
+        delivered: 2,
+        failed: 1,
+        retried: 3,
+        lags: vec![(4, 2)],
+        error: Some(error),
+        delivered_at: Some(at),
+    };
+    store.record(&acme, dd, &delta).await.unwrap();
+    store.set_failing(&acme, dd, Some(&Failing { since: at, reason: "HTTP 500".into() })).await.unwrap();
+    let unpaused = expect(Route::UpdateStream, Some(&dd_id), Some(json!({"paused": false})), 200, None).await;
+    assert_eq!(unpaused.body["stream"]["status"], "failing", "{}", unpaused.text);
+    assert!(unpaused.body["stream"]["figures"]["lag_ms"]["p50"].is_u64(), "{}", unpaused.text);
+    let health = sample("http-health.json", |e| {
+        e["requestContext"]["authorizer"] = event("http-list-logs.json")["requestContext"]["authorizer"].clone();
+    });
+    let reply = call(&api, Route::Health, &health).await;
+    assert_eq!(reply.body["log_streams"]["failing"][0]["id"].as_str(), Some(dd_id.as_str()), "{}", reply.text);
+    check(&spec, Route::Health, &reply);
+
+    let deleted = expect(Route::DeleteStream, Some(&bus_id), None, 200, None).await;
+    assert_eq!(deleted.body["record"]["action"], "DELETE");
+    expect(Route::DeleteStream, Some(&bus_id), None, 404, None).await;
+    expect(Route::DeleteStream, Some("not-a-uuid"), None, 400, Some("stream_id")).await;
+
+    // The tenant's limit.
+    let bus = json!({"name": "Bus", "target": {"type": "eventbridge",
+        "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit"}});
+    for _ in 3..MAX_STREAMS_PER_TENANT {
+        expect(Route::CreateStream, None, Some(bus.clone()), 201, None).await;
+    }
+    let reply = expect(Route::CreateStream, None, Some(bus), 409, None).await;
+    assert_eq!(reply.error_code(), "too_many_streams");
+    expect(Route::ListStreams, None, None, 200, None).await;
+
+    // The streams' records in the trail, and in the figures.
+    let trail = call(
+        &api,
+        Route::ListLogs,
+        &sample("http-list-logs.json", |e| with_query(e, &[("entity_type", "LOG_STREAM")])),
+    )
+    .await;
+    assert!(trail.body["entries"].as_array().is_some_and(|e| e.len() > 5), "{}", trail.text);
+    check(&spec, Route::ListLogs, &trail);
+    let stats = call(&api, Route::Stats, &sample("http-stats.json", |e| with_query(e, &[]))).await;
+    assert!(stats.body["by_entity_type"]["LOG_STREAM"].as_u64().is_some_and(|n| n > 5), "{}", stats.text);
+    check(&spec, Route::Stats, &stats);
+}
+
 #[test]
 fn the_schema_check_catches_drift() {
     let spec = spec();
@@ -386,4 +629,14 @@ fn the_schema_check_catches_drift() {
     let mut wrong_type = error;
     wrong_type["error"]["code"] = json!(5);
     assert!(conforms(&spec, &wrong_type, &schema, "body").is_err());
+    // A nullable reference: null, or the referenced schema (checked, not skipped).
+    let changed = json!({"$ref": "#/components/schemas/StreamChanged"});
+    let stream = &spec["components"]["schemas"]["Stream"];
+    assert!(
+        conforms(&spec, &json!({"stream": {}, "record": null}), &changed, "body").unwrap_err().contains("body.stream")
+    );
+    let record = &spec["components"]["schemas"]["StreamChanged"]["properties"]["record"];
+    assert!(conforms(&spec, &Value::Null, record, "record").is_ok());
+    assert!(conforms(&spec, &json!({"id": "x"}), record, "record").is_err());
+    assert!(stream["required"].as_array().is_some_and(|r| r.contains(&json!("figures"))));
 }

@@ -337,6 +337,17 @@ print(ok)
         body["target"]["encoding"] = json!("jsonl");
         body["target"]["headers"] = json!({"X-Receiver-Token": "receiver-secret"});
         let (id, _) = create(&g, &admin, body).await;
+        // A change that changes nothing: no new version, no record.
+        let path = format!("/audit/streams/{id}");
+        let same = call(&g, "PATCH", &path, &admin, Some(&json!({"paused": false}))).await;
+        assert_eq!(
+            (same.status, &same.body["record"], &same.body["stream"]["version"]),
+            (200, &Value::Null, &json!(1))
+        );
+        // A target given again without its headers keeps them (names and values).
+        let target = json!({"target": {"type": "webhook", "url": receiver.url(), "encoding": "jsonl"}});
+        let kept = call(&g, "PATCH", &path, &admin, Some(&target)).await;
+        assert_eq!(kept.body["stream"]["target"]["header_names"], json!(["x-receiver-token"]), "{}", kept.body);
         let test = call(&g, "POST", &format!("/audit/streams/{id}/test"), &admin, None).await;
         assert_eq!((test.status, &test.body["delivered"]), (200, &json!(true)), "{}", test.body);
         let first = receiver.received();

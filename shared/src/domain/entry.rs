@@ -402,7 +402,6 @@ impl ValidEntry {
     }
 }
 
-
 /// Who made a change, from where: the `user_id` and `ip_address` of the service's records of it.
 #[derive(Debug, Clone, Default)]
 pub struct Actor {

@@ -12,15 +12,15 @@ use uuid::Uuid;
 
 use super::delivery::{Deliverer, TestDelivery};
 use super::destination::{
-    CheckedTarget, CreateStream, Destination, Secrets, SigningSecret, StreamError, TargetRequest, UpdateStream,
+    CheckedTarget, CreateStream, Destination, Secrets, SigningSecret, StreamError, Target, TargetRequest, UpdateStream,
     check_name,
 };
 use super::outbound::{Loopback, resolve};
 use super::secrets::{SecretBox, SecretContext, open, seal};
 use super::store::{StoredStream, StreamStore, StreamStoreError};
+use super::trail::{RecordError, Trail};
 use super::webhook::WebhookSecret;
 use crate::backend::BackendError;
-use super::trail::{RecordError, Trail};
 use crate::domain::{Actor, AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, TenantId};
 
 /// The longest a rotated-out secret keeps signing.
@@ -128,7 +128,10 @@ impl StreamAdmin {
             version: 1,
         };
         self.streams.create(&stream).await?;
-        let record = Some(self.record(&stream, AuditAction::Create, settings_changes(None, &stream, &[]), by).await?);
+        let record = Some(
+            self.record(&stream, AuditAction::Create, settings_changes(&stream, &stream, Change::Create, &[]), by)
+                .await?,
+        );
         let stream = self.get(tenant, id).await?;
         Ok(Changed { stream, secret: shown, record })
     }
@@ -174,6 +177,13 @@ impl StreamAdmin {
                     .into());
                 }
                 new.target = checked.target.clone();
+                // Headers left out stay as they were: their names too.
+                if checked.headers.is_none()
+                    && let (Target::Webhook { header_names, .. }, Target::Webhook { header_names: kept, .. }) =
+                        (&mut new.target, &old.target)
+                {
+                    header_names.clone_from(kept);
+                }
                 if checked.token.is_some() || checked.headers.is_some() {
                     let context = SecretContext { tenant, stream: id };
                     let mut secrets = open(self.secrets.as_ref(), context, &old.sealed_secrets).await?;
@@ -188,7 +198,7 @@ impl StreamAdmin {
                     new.sealed_secrets = seal(self.secrets.as_ref(), context, &secrets).await?;
                 }
             }
-            let changes = settings_changes(Some(&old), &new, &secret_changes);
+            let changes = settings_changes(&old, &new, Change::Update, &secret_changes);
             if changes.is_empty() {
                 // Nothing to change: no new version, no record.
                 let stream = self.get(tenant, id).await?;
@@ -265,7 +275,7 @@ impl StreamAdmin {
         if !self.streams.delete(tenant, id).await? {
             return Err(AdminError::NotFound);
         }
-        self.record(&old, AuditAction::Delete, settings_changes(Some(&old), &old, &[]), by).await
+        self.record(&old, AuditAction::Delete, settings_changes(&old, &old, Change::Delete, &[]), by).await
     }
 
     /// Sends a test event (an entry made for it, never stored) to the stream now, and answers how
@@ -317,28 +327,34 @@ impl StreamAdmin {
     }
 }
 
+/// What a record is of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Create,
+    Update,
+    Delete,
+}
+
 /// The record's changes: each setting that differs as `{old, new}` (all of them, new only, on
 /// creation; old only on deletion), and the secrets that changed by name only.
-fn settings_changes(old: Option<&Destination>, new: &Destination, secrets: &[&str]) -> Map<String, Value> {
-    let after = new.settings();
-    let mut changes = Map::new();
-    let (Value::Object(after), before) = (after, old.map(Destination::settings)) else {
-        return changes;
+fn settings_changes(old: &Destination, new: &Destination, change: Change, secrets: &[&str]) -> Map<String, Value> {
+    let (Value::Object(before), Value::Object(after)) = (old.settings(), new.settings()) else {
+        return Map::new();
     };
+    let mut changes = Map::new();
     for (field, value) in after {
-        let previous = before.as_ref().and_then(|b| b.get(&field)).cloned();
-        match previous {
-            None => {
+        let previous = before.get(&field).cloned().unwrap_or(Value::Null);
+        match change {
+            Change::Create => {
                 changes.insert(field, json!({"new": value}));
             }
-            Some(previous) if old.is_some_and(|o| o.version == new.version && o.id == new.id) => {
-                // A deletion: the settings as they were.
+            Change::Delete => {
                 changes.insert(field, json!({"old": previous}));
             }
-            Some(previous) if previous != value => {
+            Change::Update if previous != value => {
                 changes.insert(field, json!({"old": previous, "new": value}));
             }
-            Some(_) => {}
+            Change::Update => {}
         }
     }
     for secret in secrets {

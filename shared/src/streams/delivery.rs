@@ -17,9 +17,9 @@ use uuid::Uuid;
 use super::destination::{Destination, Secrets};
 use super::secrets::{SecretBox, SecretContext, open};
 use super::store::{Failing, FiguresDelta, LastError, StoredStream, StreamStore, lag_bucket};
+use super::trail::Trail;
 use super::transport::{EventBus, HttpAnswer, HttpSender, SendError};
 use super::vendors::{Outbound, plan};
-use super::trail::Trail;
 use crate::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEntry, TenantId};
 
 /// Entries per job.
