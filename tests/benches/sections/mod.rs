@@ -16,6 +16,7 @@ mod sam;
 mod soak;
 mod sqlite;
 mod store;
+mod streams;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +37,7 @@ pub const ALL: &[(&str, Section)] = &[
     ("archive", |out| Box::pin(archive::run(out))),
     ("feed", |out| Box::pin(feed::run(out))),
     ("isolation", |out| Box::pin(isolation::run(out))),
+    ("streams", |out| Box::pin(streams::run(out))),
     ("lambda", |out| Box::pin(lambda::run(out))),
     ("gateway", |out| Box::pin(gateway::run(out))),
     ("sqlite", |out| Box::pin(sqlite::run(out))),
