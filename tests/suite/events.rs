@@ -41,13 +41,19 @@ fn every_sample_event_parses_as_its_functions_event_type() {
         } else if name.starts_with("stream-") {
             let e: Event = serde_json::from_str(&text).expect(&name);
             assert!(!e.records.is_empty(), "{name}");
+        } else if name.starts_with("kinesis-") {
+            let e: aws_lambda_events::kinesis::KinesisEvent = serde_json::from_str(&text).expect(&name);
+            assert!(!e.records.is_empty(), "{name}");
+        } else if name.starts_with("sqs-") {
+            let e: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).expect(&name);
+            assert!(!e.records.is_empty(), "{name}");
         } else if name.starts_with("seal-") {
             // The schedule's input, as template.yaml sets it.
             let e: serde_json::Value = serde_json::from_str(&text).expect(&name);
             let template = std::fs::read_to_string(format!("{dir}/../template.yaml")).unwrap();
             assert!(template.contains(&format!("Input: '{}'", e)), "{name} is the schedule's input");
         } else {
-            panic!("{name}: no known function takes this event (name it authorizer-, http-, ws-, stream- or seal-)");
+            panic!("{name}: no known function takes this event (name it authorizer-, http-, ws-, stream-, kinesis-, sqs- or seal-)");
         }
     }
     assert!(seen >= 13, "all sample events were checked ({seen})");

@@ -84,6 +84,9 @@ async fn everything_survives_a_reopen_and_the_chain_continues_where_it_stopped()
 const VERSION_1_TABLES: &str = r#"
 DROP TABLE policies;
 DROP TABLE archive_keys;
+DROP TABLE streams;
+DROP TABLE stream_jobs;
+DROP TABLE stream_dead_letters;
 CREATE TABLE entries_1 (
     tenant TEXT NOT NULL, id BLOB NOT NULL, expires_at INTEGER NOT NULL, entity TEXT NOT NULL,
     project TEXT, user TEXT, action TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL,

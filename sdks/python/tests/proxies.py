@@ -1,9 +1,10 @@
 """Fault proxies between the SDK and the real gateway, each on an event loop in its own thread.
 
 ``HttpFaultProxy`` understands just enough HTTP/1.1 to fail whole requests: for each request it
-answers 503 itself (never forwarded), or forwards it and then cuts the answer (the gateway did the
-work; the client gets nothing, or half of it), or forwards it and relays the answer; or, holding,
-forwards it and never answers. ``TcpProxy`` relays bytes (HTTP and WebSocket alike) and can cut
+answers 503 itself (never forwarded; or ``fail_status``: 403 answers as the authorizer refuses a
+credential), or forwards it and then cuts the answer (the gateway did the work; the client gets
+nothing, or half of it), or forwards it and relays the answer; or, holding, forwards it and never
+answers. ``TcpProxy`` relays bytes (HTTP and WebSocket alike) and can cut
 every connection at once and refuse new ones for a while: a dropped socket, from the outside.
 """
 
@@ -113,9 +114,13 @@ class HttpFaultProxy:
                         error = json.dumps(
                             {"error": {"code": code, "message": "proxy says no", "request_id": "proxy"}}
                         ).encode()
+                        retry_after = b"retry-after: 0\r\n"
+                        if self.fail_status == 403:  # as the authorizer refuses: no envelope
+                            error, retry_after = b'{"message":"Forbidden"}', b""
                         writer.write(
                             f"HTTP/1.1 {self.fail_status} Proxy Says No\r\ncontent-type: application/json\r\n".encode()
-                            + b"retry-after: 0\r\ncontent-length: "
+                            + retry_after
+                            + b"content-length: "
                             + str(len(error)).encode()
                             + b"\r\n\r\n"
                             + error

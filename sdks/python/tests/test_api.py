@@ -203,8 +203,11 @@ def test_stats_health_and_typed_errors(gateway: Gateway) -> None:
         with pytest.raises(AuthError) as refused:
             stranger.get_log(str(uuid.uuid4()))
         assert refused.value.status == 403
-        rejected = stranger.log_create("FILE", "x").exception(timeout=10)
-        assert isinstance(rejected, Rejected) and rejected.status == 403
+        pending = stranger.log_create("FILE", "x")
+        assert not stranger.flush(timeout=0.3) and not pending.done(), "a refused write stays queued"
+        stranger.close(timeout=0.1)
+        refused_write = pending.exception(timeout=0)
+        assert isinstance(refused_write, AuthError) and refused_write.status == 403
 
 
 def test_token_and_token_provider(gateway: Gateway, marker: str) -> None:

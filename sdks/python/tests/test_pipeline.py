@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from auditline import Receipt, Rejected
-from auditline._common import Backoff, encode_entry
-from auditline._pipeline import Batch, Item, Pipeline, judge
+from auditline._common import Backoff, Credentials, encode_entry
+from auditline._pipeline import AUTH_RETRY_CAP, Batch, Delivery, Item, Pipeline, judge
 from auditline._spool import Spool
 from test_contract import component, validate
 
@@ -200,6 +200,27 @@ def test_backoff_is_full_jitter_and_honours_retry_after() -> None:
     assert 0 <= min(delays) and max(delays) <= 0.8 and max(delays) > 0.5
     assert all(backoff.delay(0, retry_after=1.5) >= 1.5 for _ in range(50))
     assert all(backoff.delay(50) <= 2.0 for _ in range(50))
+
+
+def test_a_refused_credential_keeps_the_batch_retries_it_at_most_60_s_apart_and_never_gives_up() -> None:
+    pipe = new_pipe()
+    batch = batch_of(pipe, 3)
+    refused = judge(batch, 403, httpx.Headers(), b'{"message":"Forbidden"}')
+    # Without a token provider: no refresh, the batch waits; never more than 60 s, whatever the backoff.
+    delivery = Delivery(pipe, batch, Credentials("alk_x", None, None), 2, Backoff(base=100.0, cap=3600.0))
+    for _ in range(20):
+        assert delivery.apply(refused, 0) == ([], False)
+        assert delivery.delay(refused) <= AUTH_RETRY_CAP == 60.0
+    assert batch.pending == {0, 1, 2} and pipe.unsettled == 3 and pipe.refused is refused.auth
+    # With one: each refusal asks it once (send again at once), the next one waits.
+    tokens = Credentials(None, None, lambda: "t")
+    delivery = Delivery(pipe, batch, tokens, 2, Backoff())
+    assert [delivery.apply(refused, tokens.generation)[1] for _ in range(4)] == [True, False, True, False]
+    assert batch.pending == {0, 1, 2}
+    # The service takes the credential again: the batch's entries are stored.
+    stored = judge(batch, 201, httpx.Headers(), answer([{"index": i, "status": 201, "entry": entry_json(i)} for i in range(3)]))
+    outcomes, again = delivery.apply(stored, tokens.generation)
+    assert len(outcomes) == 3 and not again and pipe.refused is None and pipe.unsettled == 0
 
 
 def test_an_item_answered_500_counts_towards_max_attempts_and_503_does_not() -> None:

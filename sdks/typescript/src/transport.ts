@@ -24,6 +24,11 @@ export interface SendOptions {
   headers?: Record<string, string> | undefined;
   signal?: AbortSignal | undefined;
   timeoutMs?: number | undefined;
+  /**
+   * Ask the token provider again after any 403, the service's enveloped one (a missing scope) too,
+   * not only the authorizer's: the background writes, for which a new token may be the fix.
+   */
+  refreshOnAnyForbidden?: boolean | undefined;
 }
 
 export interface RawResponse {
@@ -118,7 +123,7 @@ export class Transport {
    */
   async send(method: string, path: string, options: SendOptions = {}): Promise<RawResponse> {
     let response = await this.sendOnce(method, path, options);
-    if (this.canRefresh && isAuthFailure(response)) {
+    if (this.canRefresh && (isAuthFailure(response) || (options.refreshOnAnyForbidden && response.status === 403))) {
       await this.refreshToken();
       response = await this.sendOnce(method, path, options);
     }

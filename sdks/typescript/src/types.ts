@@ -149,6 +149,20 @@ export interface HealthWitness {
   last_error?: string;
 }
 
+/** A log stream of the caller's tenant that gave up on a delivery. */
+export interface FailingStream {
+  id: string;
+  name: string;
+  since: string;
+  reason: string;
+}
+
+/** The caller's tenant's log streams: how many, and which are failing. */
+export interface StreamsHealth {
+  streams: number;
+  failing: FailingStream[];
+}
+
 /** `GET /audit/health` (`Health`): only `status` for callers without `audit:read`. */
 export interface Health {
   status: "healthy" | "degraded" | "disabled";
@@ -159,6 +173,7 @@ export interface Health {
   version?: string;
   auth_methods?: string[];
   witnesses?: HealthWitness[];
+  log_streams?: StreamsHealth;
 }
 
 /** A live-feed message carrying an entry. */

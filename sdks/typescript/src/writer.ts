@@ -4,7 +4,7 @@
 
 import { ClosedError, QueueFullError, RejectedError, TimeoutError } from "./errors.js";
 import type { SpoolContents, SpoolStore } from "./spool.js";
-import { apiError, errorBody, isAuthFailure, isRetryableStatus, type RawResponse, type Transport } from "./transport.js";
+import { apiError, errorBody, isRetryableStatus, type RawResponse, type Transport } from "./transport.js";
 import type { AuditLogEntry, BatchItem, BatchResult, NewEntry } from "./types.js";
 import { deferred, parseRetryAfter, randomUuid, retryDelay, sleep, utf8Length, uuidV7Time, type Deferred } from "./util.js";
 
@@ -50,6 +50,8 @@ export interface WriterOptions {
 
 /** The service's own body limit. */
 export const MAX_BODY_BYTES = 1024 * 1024;
+/** Longest wait between two attempts at a batch whose credential the service refuses. */
+export const AUTH_RETRY_CAP_MS = 60_000;
 export const MAX_BATCH_ENTRIES = 100;
 
 const enum State {
@@ -84,7 +86,7 @@ interface Batch {
   recovered: boolean;
 }
 
-type Handled = { retry: false } | { retry: true; retryAfter: number | undefined };
+type Handled = { retry: false } | { retry: true; retryAfter: number | undefined; capMs?: number };
 
 export class Writer {
   private readonly o: WriterOptions;
@@ -115,6 +117,8 @@ export class Writer {
   private idleWaiters: Array<() => void> = [];
   /** Since when every attempt has failed (undefined while the service answers). */
   private failingSince: number | undefined;
+  /** The answer (401/403) of the last attempt the service refused for its credential, until it takes one. */
+  private refusedBy: RawResponse | undefined;
   /** The spool is open and recovered (and WebCrypto is in place): sending may start. */
   private isOpen = false;
   readonly opened: Promise<void>;
@@ -431,6 +435,7 @@ export class Writer {
           body: batch.body,
           headers: { "idempotency-key": batch.key },
           signal: scope.signal,
+          refreshOnAnyForbidden: true,
         });
       } catch (e) {
         if (this.stop.signal.aborted) return;
@@ -445,7 +450,8 @@ export class Writer {
           return;
         }
         this.failingSince ??= now();
-        await this.pause(retryDelay(attempt, this.o.retryBaseMs, this.o.retryCapMs, handledBatch.retryAfter));
+        const delay = retryDelay(attempt, this.o.retryBaseMs, this.o.retryCapMs, handledBatch.retryAfter);
+        await this.pause(Math.min(delay, handledBatch.capMs ?? Infinity));
       } else {
         this.failingSince ??= now();
         await this.pause(retryDelay(attempt, this.o.retryBaseMs, this.o.retryCapMs, undefined));
@@ -457,6 +463,16 @@ export class Writer {
   private async handle(batch: Batch, response: RawResponse): Promise<Handled> {
     const { status } = response;
     const retryAfter = () => parseRetryAfter(response.headers.get("retry-after"));
+    if (status === 401 || status === 403) {
+      // A refused credential (either shape; the token provider, if any, was asked once already and
+      // the request sent again): something operators fix — a rotated key, a token the provider
+      // renews, an authorizer outage. The entries stay queued (and spooled) and the same body goes
+      // again under the same key, at most AUTH_RETRY_CAP_MS apart; each refusal goes to onError.
+      this.refusedBy = response;
+      this.report(apiError(response));
+      return { retry: true, retryAfter: retryAfter(), capMs: AUTH_RETRY_CAP_MS };
+    }
+    this.refusedBy = undefined;
     if (status === 201 || status === 207) {
       let result: BatchResult;
       try {
@@ -517,12 +533,10 @@ export class Writer {
       status >= 500 ||
       status === 408 ||
       status === 404 ||
-      (status === 409 && body?.code === "idempotency_in_progress") ||
-      isAuthFailure(response) ||
-      status === 403
+      (status === 409 && body?.code === "idempotency_in_progress")
     ) {
-      // Throttled, unavailable, a key still in progress, or a credential or route problem: the
-      // entries stay queued (and spooled) and the same body goes again under the same key.
+      // Throttled, unavailable, a key still in progress, or a route problem: the entries stay
+      // queued (and spooled) and the same body goes again under the same key.
       if (!(status === 409 || status === 429 || status === 503)) this.report(apiError(response));
       return { retry: true, retryAfter: retryAfter() };
     }
@@ -713,7 +727,8 @@ export class Writer {
   /**
    * Stops taking entries, delivers what it can within `timeoutMs`, then stops: requests still
    * running are abandoned (a spool keeps their entries and keys for the next client), and what was
-   * not delivered is refused with ClosedError. Answers how many entries were not delivered.
+   * not delivered is refused with ClosedError — or, without a spool while the service refuses the
+   * credential, with the AuthError that last refused it. Answers how many entries were not delivered.
    */
   async close(timeoutMs: number): Promise<number> {
     this.closed = true;
@@ -737,7 +752,13 @@ export class Writer {
     if (this.spooling) await this.spooling;
     const left = [...this.pending];
     const spooled = this.o.spool !== undefined;
+    // Without a spool, entries held back by a refused credential are refused with its AuthError.
+    const refusedBy = spooled ? undefined : this.refusedBy;
     for (const item of left) {
+      if (refusedBy) {
+        this.fail(item, apiError(refusedBy));
+        continue;
+      }
       const kept = spooled && item.seq >= 0 && item.state !== State.Spooling && item.state !== State.Blocked;
       this.fail(
         item,

@@ -257,7 +257,7 @@ describe("credentials", () => {
     await byProvider.close();
   });
 
-  test("a refused API key is an AuthError; writes report it and the entry stays queued (never dropped)", async () => {
+  test("a refused API key is an AuthError; writes report it and the entry stays queued (never dropped) until close", async () => {
     const errors: unknown[] = [];
     const c = new AuditClient({ url: gateway.url, apiKey: "alk_wrong", retryBaseMs: 10, retryCapMs: 50, onError: (e) => errors.push(e) });
     // Today the gateway answers as API Gateway's authorizer does (403 {"message":"Forbidden"}, no
@@ -273,7 +273,8 @@ describe("credentials", () => {
     await assert.rejects(c.flush({ timeoutMs: 300 }), TimeoutError);
     assert.ok(errors.some((e) => e instanceof AuthError && e.status === 403));
     await c.close({ timeoutMs: 10 });
-    await assert.rejects(p, ClosedError);
+    // Without a spool, close() refuses it with the AuthError that held it back.
+    await assert.rejects(p, (e: unknown) => e instanceof AuthError && e.status === 403 && e.code === "forbidden");
   });
 
   test("both shapes of a refusal, AWS's envelope-less 403 and the service's envelope, are an AuthError", async () => {
@@ -316,7 +317,12 @@ describe("credentials", () => {
         await assert.rejects(c.flush({ timeoutMs: 200 }), TimeoutError);
         assert.ok(errors.some((e) => e instanceof AuthError && e.status === shape.status && e.requestId === shape.requestId), shape.body);
         await c.close({ timeoutMs: 10 });
-        await assert.rejects(p, ClosedError);
+        const error = await p.then(
+          () => assert.fail("refused"),
+          (e: unknown) => e,
+        );
+        assert.ok(error instanceof AuthError, `${shape.body}: ${String(error)}`);
+        assert.deepEqual([error.status, error.code, error.requestId], [shape.status, shape.code, shape.requestId]);
       } finally {
         server.closeAllConnections();
         await new Promise((resolve) => server.close(resolve));

@@ -20,6 +20,8 @@ from ._types import (
     Stats,
     StatsPoint,
     WitnessHealth,
+    FailingStream,
+    StreamsHealth,
 )
 from ._version import __version__
 from .aio import AsyncAuditClient, LogHandle
@@ -81,5 +83,7 @@ __all__ = [
     "Subscription",
     "TransportError",
     "WitnessHealth",
+    "FailingStream",
+    "StreamsHealth",
     "__version__",
 ]

@@ -10,6 +10,7 @@ is fixed when first sent, so every retry sends the same bytes under the same key
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import uuid
@@ -37,6 +38,9 @@ from .errors import (
 )
 
 log = logging.getLogger("auditline")
+
+#: Longest wait between two attempts at a batch whose credential the service refuses (seconds).
+AUTH_RETRY_CAP = 60.0
 
 
 class Handle(Protocol):
@@ -103,8 +107,11 @@ class Verdict:
     retry_after: float | None = None
     #: A failure that does not cure itself for sure (500, other statuses): bounded retries.
     limited: ApiError | None = None
-    #: 401/403: refresh the token if we can, else reject.
+    #: 401/403: refresh the token if we can (once, then send at once); still refused, the
+    #: entries stay queued and the batch is sent again after a backoff of at most AUTH_RETRY_CAP.
     auth: ApiError | None = None
+    #: No (whole) answer came: it says nothing about the credential.
+    unanswered: bool = False
     #: Why a retry is needed, for the log.
     reason: str = ""
 
@@ -183,7 +190,7 @@ def judge(batch: Batch, status: int, headers: Mapping[str, str], body: bytes) ->
 
 def judge_failure(exc: BaseException) -> Verdict:
     """A request that got no (whole) answer: connection refused or reset, timeout, cut response."""
-    return Verdict(retry=True, reason=f"{type(exc).__name__}: {exc}")
+    return Verdict(retry=True, unanswered=True, reason=f"{type(exc).__name__}: {exc}")
 
 
 Outcome = Tuple[Item, Union[Receipt, AuditlineError]]
@@ -213,7 +220,14 @@ class Delivery:
             if not self.refreshed and self.credentials.invalidate(generation):
                 self.refreshed = True
                 return [], True
-            return pipe.give_up(batch, verdict.auth), False
+            # Still refused: something operators fix (a rotated key, a token the provider will
+            # renew, an authorizer outage). The entries stay queued (and spooled); the next
+            # attempt, after the backoff, may refresh the token again.
+            self.refreshed = False
+            pipe.refused = verdict.auth
+            return [], False
+        if not verdict.unanswered:
+            pipe.refused = None  # the service took the credential
         if verdict.limited is not None and self.hard_failures + 1 >= self.max_attempts:
             outcomes = pipe.apply(batch, verdict)  # what this answer did settle, then the rest fails
             if batch.pending:
@@ -229,6 +243,16 @@ class Delivery:
         delay = self.backoff.delay(self.attempt, verdict.retry_after)
         self.attempt += 1
         self.batch.attempts = self.attempt
+        if verdict.auth is not None:
+            delay = min(delay, AUTH_RETRY_CAP)
+            log.warning(
+                "auditline: the service refused the credential (%s); %d entries stay queued and are sent again in %.2f s",
+                verdict.auth,
+                len(self.batch.pending),
+                delay,
+                extra={"auditline_error": verdict.auth},
+            )
+            return delay
         log.debug("auditline: batch %s: %s; retrying in %.2f s", self.batch.key, verdict.reason, delay)
         return delay
 
@@ -264,6 +288,8 @@ class Pipeline:
         self.flushing = 0
         self.stored_total = 0
         self.rejected_total = 0
+        #: The AuthError of the last refused attempt, until the service takes the credential again.
+        self.refused: ApiError | None = None
 
     # -- entries in ----------------------------------------------------------------------------
 
@@ -471,7 +497,9 @@ class Pipeline:
         return not self.order or self.order[0].seq > seq
 
     def abandon(self) -> list[Outcome]:
-        """The client closes with entries unsettled: they fail (and stay in the spool, if any)."""
+        """The client closes with entries unsettled: they fail (and stay in the spool, if any).
+        Without a spool, while the service refuses the credential, they fail with the
+        :class:`~auditline.errors.AuthError` that last refused it."""
         spooled = self.spool is not None
         if spooled:
             self._close_open()
@@ -480,11 +508,15 @@ class Pipeline:
             if spooled
             else "the client closed before this entry was sent; it was not stored"
         )
+        refused = None if spooled else self.refused
         outcomes: list[Outcome] = []
         for item in self.order:
             if not item.settled:
                 item.settled = True
-                outcomes.append((item, NotDelivered(message, spooled=spooled)))
+                error: AuditlineError = (
+                    NotDelivered(message, spooled=spooled) if refused is None else copy.copy(refused)
+                )
+                outcomes.append((item, error))
         self.unsettled = 0
         self.order.clear()
         self.open = None

@@ -258,6 +258,32 @@ class WitnessHealth:
 
 
 @dataclass(frozen=True)
+class FailingStream:
+    """A log stream of the caller's tenant that gave up on a delivery (``Health.log_streams``)."""
+
+    id: str
+    name: str
+    since: str
+    reason: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FailingStream:
+        return cls(id=_req(data, "id"), name=_req(data, "name"), since=_req(data, "since"), reason=_req(data, "reason"))
+
+
+@dataclass(frozen=True)
+class StreamsHealth:
+    """The caller's tenant's log streams: how many, and which are failing."""
+
+    streams: int
+    failing: list[FailingStream]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StreamsHealth:
+        return cls(streams=_req(data, "streams"), failing=[FailingStream.from_json(f) for f in _req(data, "failing")])
+
+
+@dataclass(frozen=True)
 class Health:
     """``GET /audit/health`` (schema ``Health``): only ``status`` for callers without
     ``audit:read``; a 503 (degraded) is returned as a ``Health`` too, not raised."""
@@ -270,11 +296,13 @@ class Health:
     version: str | None = None
     auth_methods: list[str] | None = None
     witnesses: list[WitnessHealth] | None = None
+    log_streams: StreamsHealth | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Health:
         storage = data.get("storage")
         witnesses = data.get("witnesses")
+        log_streams = data.get("log_streams")
         return cls(
             status=_req(data, "status"),
             enabled=data.get("enabled"),
@@ -284,6 +312,7 @@ class Health:
             version=data.get("version"),
             auth_methods=data.get("auth_methods"),
             witnesses=None if witnesses is None else [WitnessHealth.from_json(w) for w in witnesses],
+            log_streams=None if log_streams is None else StreamsHealth.from_json(log_streams),
         )
 
 

@@ -346,7 +346,8 @@ class AsyncAuditClient(LogMethods[LogHandle]):
     async def close(self, timeout: float | None = 10.0) -> bool:
         """Flushes (up to ``timeout`` seconds), stops sending and listening, closes connections.
         Entries still unsettled fail with :class:`~auditline.errors.NotDelivered` (and stay in the
-        spool, if any). ``True`` if everything was settled."""
+        spool, if any; without one, entries held back by a refused credential fail with its
+        :class:`~auditline.errors.AuthError`). ``True`` if everything was settled."""
         if self._closed:
             return True
         flushed = True

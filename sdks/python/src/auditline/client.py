@@ -311,7 +311,8 @@ class AuditClient(LogMethods["concurrent.futures.Future[Receipt]"]):
         """Flushes (up to ``timeout`` seconds), stops the senders and the listeners, and closes
         the connections. Entries still unsettled then fail with
         :class:`~auditline.errors.NotDelivered` — and stay in the spool, if there is one, for the
-        next client on it. ``True`` if everything was settled."""
+        next client on it; without a spool, entries held back by a refused credential fail with the
+        :class:`~auditline.errors.AuthError` that last refused it. ``True`` if everything was settled."""
         if self._closed:
             return True
         flushed = True

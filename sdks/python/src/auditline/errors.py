@@ -58,7 +58,9 @@ class BadRequest(ApiError):
 class AuthError(ApiError):
     """401/403: missing, invalid or expired credentials, or a missing scope. API Gateway (and the
     local gateway) answer a refused credential with 403 ``{"message": "Forbidden"}`` and no
-    envelope: ``code`` is then ``forbidden`` and ``request_id`` is ``None``."""
+    envelope: ``code`` is then ``forbidden`` and ``request_id`` is ``None``. Reads raise it; a
+    refused write keeps its entries queued (each refusal is logged with it) and only ``close()``
+    without a spool fails their handles with it."""
 
 
 class NotFound(ApiError):

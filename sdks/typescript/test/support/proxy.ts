@@ -13,6 +13,8 @@ export interface FaultOptions {
   lateMs: number;
   /** Answer every forwarded request never (hold the socket) while true. */
   hold?: boolean;
+  /** While true, every POST is refused as the authorizer refuses a credential: 403 {"message":"Forbidden"}. */
+  forbidden?: boolean;
 }
 
 /**
@@ -20,7 +22,7 @@ export interface FaultOptions {
  * and cut or late answers after the gateway has done the work.
  */
 export class FaultProxy {
-  readonly counts = { requests: 0, unavailable: 0, cut: 0, late: 0, forwarded: 0, held: 0, posts: 0 };
+  readonly counts = { requests: 0, unavailable: 0, cut: 0, late: 0, forwarded: 0, held: 0, posts: 0, forbidden: 0 };
   private readonly server: http.Server;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   private readonly upstream: URL;
@@ -63,6 +65,13 @@ export class FaultProxy {
       const body = Buffer.concat(chunks);
       const roll = Math.random();
       const f = this.faults;
+      if (f.forbidden && req.method === "POST") {
+        this.counts.forbidden++;
+        const text = '{"message":"Forbidden"}';
+        res.writeHead(403, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+        res.end(text);
+        return;
+      }
       if (!f.hold && roll < f.unavailable) {
         this.counts.unavailable++;
         const text = JSON.stringify({
