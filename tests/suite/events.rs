@@ -53,7 +53,9 @@ fn every_sample_event_parses_as_its_functions_event_type() {
             let template = std::fs::read_to_string(format!("{dir}/../template.yaml")).unwrap();
             assert!(template.contains(&format!("Input: '{}'", e)), "{name} is the schedule's input");
         } else {
-            panic!("{name}: no known function takes this event (name it authorizer-, http-, ws-, stream-, kinesis-, sqs- or seal-)");
+            panic!(
+                "{name}: no known function takes this event (name it authorizer-, http-, ws-, stream-, kinesis-, sqs- or seal-)"
+            );
         }
     }
     assert!(seen >= 13, "all sample events were checked ({seen})");

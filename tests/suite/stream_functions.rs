@@ -109,7 +109,7 @@ async fn symmetric_key() -> String {
 
 #[test]
 fn the_kinesis_sample_carries_the_same_entries_as_the_dynamodb_stream_sample() {
-    let kinesis: KinesisEvent = serde_json::from_value(event("stream-kinesis.json")).unwrap();
+    let kinesis: KinesisEvent = serde_json::from_value(event("kinesis-entries.json")).unwrap();
     let from_kinesis = kinesis_entries(&kinesis);
     let stream: aws_lambda_events::dynamodb::Event = serde_json::from_value(event("stream-batch.json")).unwrap();
     let (from_stream, unreadable) = auditline::apigw::stream::inserted_entries(&stream);
@@ -208,7 +208,7 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
         "dynamodb": {"ApproximateCreationDateTime": 1795688430000u64, "ApproximateCreationDateTimePrecision": "MILLISECOND",
                      "Keys": {}, "NewImage": image, "SizeBytes": 600},
     });
-    let mut kinesis = event("stream-kinesis.json");
+    let mut kinesis = event("kinesis-entries.json");
     let records = kinesis["Records"].as_array_mut().unwrap();
     records.truncate(1);
     records[0]["kinesis"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode(change.to_string()));
@@ -221,7 +221,7 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
     assert_eq!(job["stream_id"], json!(stream_id));
     assert_eq!(job["entry_ids"], json!([entry["id"]]));
     assert!(!messages[0].body().unwrap().contains("REPORT"), "no entry values in the queue");
-    let mut delivery = event("stream-deliver-sqs.json");
+    let mut delivery = event("sqs-delivery-job.json");
     delivery["Records"][0]["body"] = json!(messages[0].body().unwrap());
     delivery["Records"][0]["messageId"] = json!(messages[0].message_id().unwrap());
     let delivered = invoke(&function("stream-deliver", &env).await, &delivery).await;
@@ -240,4 +240,134 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
     get["rawPath"] = json!(format!("/audit/streams/{stream_id}"));
     let got = invoke(&function("get-stream", &env).await, &get).await;
     assert_eq!(body(&got)["figures"]["delivered"], 1, "{got}");
+}
+
+/// A receiver in process that takes everything, except at one address, where the sender fails
+/// as a bug would: by panicking.
+struct PanicsAt {
+    address: &'static str,
+    sent: std::sync::Mutex<Vec<auditline::streams::transport::HttpRequest>>,
+}
+
+#[async_trait::async_trait]
+impl auditline::streams::transport::HttpSender for PanicsAt {
+    async fn send(
+        &self,
+        request: auditline::streams::transport::HttpRequest,
+    ) -> Result<auditline::streams::transport::HttpAnswer, auditline::streams::transport::SendError> {
+        assert!(!request.url.contains(self.address), "a sender's bug");
+        self.sent.lock().unwrap().push(request);
+        Ok(auditline::streams::transport::HttpAnswer {
+            status: 200,
+            retry_after: None,
+            location: None,
+            body: String::new(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn one_job_that_panics_fails_its_own_message_and_no_other_tenants() {
+    use std::sync::Arc;
+
+    use auditline::apigw::streams::{DeliverDeps, deliver_sqs};
+    use auditline::domain::{Actor, AuditAction, EntityType};
+    use auditline::store::sqs::SqsQueue;
+    use auditline::streams::admin::StreamAdmin;
+    use auditline::streams::delivery::{Deliverer, Job, RetryPolicy};
+    use auditline::streams::outbound::Loopback;
+    use auditline::streams::secrets::LocalSecretBox;
+    use auditline::streams::store::MemoryStreams;
+    use auditline::{AuditLogger, AuditSettings, LogOutcome};
+
+    let sqs = sqs();
+    let (jobs_url, _) = queue(&sqs, "delivery").await;
+    let (dead_url, _) = queue(&sqs, "delivery-dead").await;
+    let logger = Arc::new(AuditLogger::new(Arc::new(auditline::store::MemoryStore::new()), AuditSettings::default()));
+    let streams = Arc::new(MemoryStreams::default());
+    let secrets = Arc::new(LocalSecretBox::ephemeral());
+    let http = Arc::new(PanicsAt { address: "127.0.0.1:9001", sent: std::sync::Mutex::new(Vec::new()) });
+    let deliverer = Arc::new(Deliverer::new(
+        streams.clone(),
+        secrets.clone(),
+        logger.clone(),
+        http.clone(),
+        None,
+        RetryPolicy::default(),
+    ));
+    let admin = StreamAdmin {
+        streams,
+        secrets,
+        trail: logger.clone(),
+        deliverer: deliverer.clone(),
+        loopback: Loopback::AllowedOverHttp,
+    };
+    let actor = Actor { user_id: None, ip_address: None };
+    let mut records = Vec::new();
+    for (tenant, url) in [("mallory", "http://127.0.0.1:9001/hook"), ("acme", "http://127.0.0.1:9002/hook")] {
+        let tenant = TenantId::parse(tenant).unwrap();
+        let body = json!({"name": "Hook", "target": {"type": "webhook", "url": url}});
+        let stream = admin.create(&tenant, serde_json::from_value(body).unwrap(), &actor).await.unwrap().stream.stream;
+        let entry = auditline_tests::new_entry(&tenant, AuditAction::Create, EntityType::File, "f-1", None, None);
+        let Ok(LogOutcome::Stored(entry)) = logger.log(entry).await else { panic!("stored") };
+        let job = Job::new(tenant.clone(), stream.id, vec![entry.id], chrono::Utc::now());
+        let mut record = event("sqs-delivery-job.json")["Records"][0].clone();
+        record["messageId"] = json!(tenant.as_str());
+        record["body"] = json!(serde_json::to_string(&job).unwrap());
+        records.push(record);
+    }
+    let batch: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+    let deps = DeliverDeps { deliverer, queue: Arc::new(SqsQueue::new(sqs, &jobs_url, &dead_url)) };
+    let response = deliver_sqs(batch, &deps).await;
+    let failed: Vec<Option<String>> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed, [Some("mallory".to_owned())], "only the job that failed goes back to the queue");
+    assert_eq!(http.sent.lock().unwrap().len(), 1, "the other tenant's job was delivered");
+}
+
+#[test]
+fn stream_deliver_may_change_a_streams_figures_but_never_its_settings() {
+    use auditline::store::dynamo::tables::stream_attr as attr;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let template: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let statements: Vec<&serde_norway::Value> =
+        template["Resources"]["StreamDeliverFunction"]["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["Statement"].as_sequence().unwrap())
+            .collect();
+    let text = |v: &serde_norway::Value| serde_norway::to_string(v).unwrap();
+    let updates: Vec<&&serde_norway::Value> =
+        statements.iter().filter(|s| text(&s["Action"]).contains("dynamodb:UpdateItem")).collect();
+    let on_streams: Vec<&&&serde_norway::Value> =
+        updates.iter().filter(|s| text(&s["Resource"]).contains("StreamsTable")).collect();
+    assert_eq!(on_streams.len(), 1);
+    let allowed: Vec<String> = on_streams[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:Attributes"]
+        .as_sequence()
+        .expect("UpdateItem on the streams table is limited to named attributes")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    for attribute in [attr::BODY, attr::VERSION, attr::COUNT] {
+        assert!(
+            !allowed.iter().any(|a| a == attribute || (a.ends_with('*') && attribute.starts_with(&a[..a.len() - 1]))),
+            "{attribute} is a setting: {allowed:?}"
+        );
+    }
+    for attribute in [
+        attr::PK,
+        attr::SK,
+        attr::DELIVERED,
+        attr::FAILED,
+        attr::RETRIED,
+        attr::LAST_ERROR,
+        attr::LAST_ERROR_AT,
+        attr::LAST_DELIVERED_AT,
+        attr::FAILING,
+        attr::FAILING_SINCE,
+        attr::FAILING_REASON,
+    ] {
+        assert!(allowed.iter().any(|a| a == attribute), "{attribute}: {allowed:?}");
+    }
+    assert!(allowed.iter().any(|a| a == &format!("{}*", attr::LAG_PREFIX)), "{allowed:?}");
 }

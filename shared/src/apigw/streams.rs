@@ -12,7 +12,7 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::sqs::SqsEvent;
 use aws_lambda_events::streams::{KinesisEventResponse, SqsBatchItemFailure, SqsEventResponse};
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::stream::inserted_entry;
 use crate::domain::AuditLogEntry;
@@ -71,14 +71,22 @@ pub struct DeliverDeps {
 }
 
 /// Delivers an SQS batch of jobs. A message is reported failed (SQS hands it over again after its
-/// visibility timeout) only when its outcome could not be queued or kept.
+/// visibility timeout) only when its outcome could not be queued or kept — or when its delivery
+/// panicked: caught here, so one job's bug fails that message alone, never the batch (other
+/// tenants' jobs would otherwise be delivered again, and dead-lettered with it in the end).
 pub async fn deliver_sqs(event: SqsEvent, deps: &DeliverDeps) -> SqsEventResponse {
     let results: Vec<Option<String>> = futures::stream::iter(event.records)
         .map(|message| async move {
             let id = message.message_id.clone().unwrap_or_default();
             let body = message.body.unwrap_or_default();
             let kept = match serde_json::from_str::<Job>(&body) {
-                Ok(job) => settle(&job, deps).await,
+                Ok(job) => match std::panic::AssertUnwindSafe(settle(&job, deps)).catch_unwind().await {
+                    Ok(kept) => kept,
+                    Err(_) => Err(crate::backend::BackendError::Internal(format!(
+                        "the delivery of job {} to stream {} panicked",
+                        job.id, job.stream_id
+                    ))),
+                },
                 Err(e) => {
                     tracing::error!(message = %id, error = %e, "a message is not a job; kept as a dead letter");
                     deps.queue.dead_letter_raw(&body, "not a job").await

@@ -84,11 +84,17 @@ impl StreamAdmin {
     /// The target checked, its URL resolved to public addresses only.
     async fn checked(&self, target: TargetRequest) -> Result<CheckedTarget, AdminError> {
         let checked = target.check(self.loopback)?;
+        self.resolved(&checked).await?;
+        Ok(checked)
+    }
+
+    /// Refuses a target whose URL's host does not resolve to public addresses only.
+    async fn resolved(&self, checked: &CheckedTarget) -> Result<(), AdminError> {
         if let Some(url) = checked.target.url() {
             let parsed = url::Url::parse(url).map_err(|e| StreamError::new("target.url", e.to_string()))?;
             resolve(&parsed, self.loopback).await.map_err(|e| StreamError::url("target.url", &e))?;
         }
-        Ok(checked)
+        Ok(())
     }
 
     pub async fn create(&self, tenant: &TenantId, request: CreateStream, by: &Actor) -> Result<Changed, AdminError> {
@@ -146,7 +152,16 @@ impl StreamAdmin {
         let name = patch.name.as_deref().map(check_name).transpose()?;
         let filter = patch.filter.map(|f| f.check()).transpose()?;
         let target = match patch.target {
-            Some(target) => Some((target.kind(), self.checked(target).await?)),
+            Some(target) => {
+                let kind = target.kind();
+                let checked = target.check(self.loopback)?;
+                // Refused for its kind or its secrets before its name is looked up.
+                let current = self.get(tenant, id).await?.stream;
+                same_kind(&current, kind)?;
+                secrets_follow(&current, &checked)?;
+                self.resolved(&checked).await?;
+                Some((kind, checked))
+            }
             None => None,
         };
         for _ in 0..ATTEMPTS {
@@ -169,13 +184,8 @@ impl StreamAdmin {
                 new.paused = paused;
             }
             if let Some((kind, checked)) = &target {
-                if *kind != old.target.kind() {
-                    return Err(StreamError::new(
-                        "target.type",
-                        format!("a {} stream cannot become {kind}; create another stream", old.target.kind()),
-                    )
-                    .into());
-                }
+                same_kind(&old, kind)?;
+                secrets_follow(&old, checked)?;
                 new.target = checked.target.clone();
                 // Headers left out stay as they were: their names too.
                 if checked.headers.is_none()
@@ -324,6 +334,45 @@ impl StreamAdmin {
             },
         };
         Ok(self.trail.record(record).await?)
+    }
+}
+
+/// A stream keeps its type.
+fn same_kind(old: &Destination, kind: &str) -> Result<(), StreamError> {
+    if kind == old.target.kind() {
+        return Ok(());
+    }
+    Err(StreamError::new(
+        "target.type",
+        format!("a {} stream cannot become {kind}; create another stream", old.target.kind()),
+    ))
+}
+
+/// A stored secret goes only where it was given for: a target whose URL changes (the HEC URL, a
+/// Datadog site or intake URL, a webhook's URL) brings its token, API key or custom headers again
+/// (`"headers": {}` for none). Otherwise any admin could point a stream at a receiver of their own
+/// and read there the secrets the API never shows again.
+fn secrets_follow(old: &Destination, new: &CheckedTarget) -> Result<(), StreamError> {
+    let (Some(before), Some(after)) = (old.target.url(), new.target.url()) else {
+        return Ok(());
+    };
+    if before == after {
+        return Ok(());
+    }
+    let missing = match &old.target {
+        Target::SplunkHec { .. } if new.token.is_none() => Some("target.token"),
+        Target::Datadog { .. } if new.token.is_none() => Some("target.api_key"),
+        Target::Webhook { header_names, .. } if !header_names.is_empty() && new.headers.is_none() => {
+            Some("target.headers")
+        }
+        _ => None,
+    };
+    match missing {
+        Some(field) => Err(StreamError::new(
+            field,
+            "required when the URL changes: a stored secret is only ever sent to the URL it was given for",
+        )),
+        None => Ok(()),
     }
 }
 

@@ -24,6 +24,12 @@ use crate::domain::{AuditAction, AuditLogEntry, EntityType, EntryDetails, NewEnt
 
 /// Entries per job.
 pub const JOB_ENTRIES: usize = 100;
+/// How long one attempt at a job may keep sending: no request starts after it, and what was not
+/// sent waits for the next attempt (not counted as a failure). A request takes at most
+/// [`super::transport::HttpLimits::request`] (10 s), so a job ends well within `stream-deliver`'s
+/// 60 s and the local worker's lease, however slow its receiver: a slow receiver never has the
+/// function killed with other tenants' jobs of the same batch.
+pub const JOB_TIME_BUDGET: Duration = Duration::from_secs(30);
 /// Entries read at once while a job is prepared.
 const READS_AT_ONCE: usize = 16;
 /// How long opened secrets are kept in memory before they are opened again.
@@ -82,7 +88,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before attempt `attempts + 1`: `base · 2^attempts` capped, half of it jittered
     /// ("equal jitter": retries of many jobs spread out, yet each waits at least half), or the
-    /// receiver's `Retry-After` if that is longer.
+    /// receiver's `Retry-After` if that is longer — never longer than the retry window itself (a
+    /// receiver's answer is not trusted to name a sane delay).
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         let exponential = self.base.saturating_mul(1u32 << attempts.min(20)).min(self.cap);
         let half = exponential / 2;
@@ -90,7 +97,15 @@ impl RetryPolicy {
         getrandom::fill(&mut jitter).expect("the system's random source");
         let fraction = u64::from_le_bytes(jitter) as f64 / u64::MAX as f64;
         let jittered = half + half.mul_f64(fraction);
-        retry_after.map_or(jittered, |asked| asked.max(jittered))
+        retry_after.map_or(jittered, |asked| asked.min(self.give_up_after).max(jittered))
+    }
+
+    /// When a retry `wanted` from `now` is due: never after `deadline`, whatever was asked.
+    fn due(now: DateTime<Utc>, wanted: Duration, deadline: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(wanted)
+            .ok()
+            .and_then(|wanted| now.checked_add_signed(wanted))
+            .map_or(deadline, |due| due.min(deadline))
     }
 }
 
@@ -173,6 +188,8 @@ impl Deliverer {
             Err(e) => return self.retry_whole(job, now, format!("the stream's secrets could not be opened: {e}")),
         };
         let planned = plan(&stored.stream, &secrets, &entries, now);
+        let started = tokio::time::Instant::now();
+        let mut unsent: Vec<Uuid> = Vec::new();
         let mut delivered: Vec<Uuid> = Vec::new();
         let mut retry: Vec<Uuid> = Vec::new();
         let mut retry_after: Option<Duration> = None;
@@ -183,7 +200,11 @@ impl Deliverer {
         }
         let mut cut_smaller: Vec<Vec<Uuid>> = Vec::new();
         for request in planned.requests {
-            for (ids, verdict) in self.send(request).await {
+            if started.elapsed() >= JOB_TIME_BUDGET {
+                unsent.extend_from_slice(request.entries());
+                continue;
+            }
+            for (ids, verdict) in self.send(request, &secrets).await {
                 match verdict {
                     Verdict::Delivered => delivered.extend(ids),
                     Verdict::Retry { after, error } => {
@@ -208,15 +229,19 @@ impl Deliverer {
                 }
             }
         }
-        let last_error = errors.last().map(|e| LastError { at: now, message: shorten(e) });
+        let last_error = errors.last().map(|e| LastError { at: now, message: shorten(&redact(e, &secrets)) });
 
         let mut outcome = Outcome { delivered: delivered.len(), ..Outcome::default() };
         outcome.follow_ups.extend(cut_smaller.into_iter().map(|ids| job.follow_up(ids, now, job.attempts)));
+        if !unsent.is_empty() {
+            // Out of time, not failed: the rest at once, as the same attempt.
+            outcome.follow_ups.push(job.follow_up(unsent, now, job.attempts));
+        }
         let mut dead = refused;
         if !retry.is_empty() {
             let deadline = job.enqueued_at + self.retry.give_up_after;
             let wanted = self.retry.delay(job.attempts, retry_after);
-            let due = (now + wanted).min(deadline);
+            let due = RetryPolicy::due(now, wanted, deadline);
             if now >= deadline {
                 dead.extend(retry.iter().copied());
             } else {
@@ -277,9 +302,11 @@ impl Deliverer {
             Outbound::Events { .. } => None,
         };
         let answer = match request {
-            Outbound::Http { request, .. } => self.http.send(request).await.map(|a| (Some(a.status), judge(&a))),
+            Outbound::Http { request, .. } => {
+                self.http.send(request).await.map(|a| (Some(a.status), judge(&redacted(a, &secrets))))
+            }
             other => {
-                let mut verdicts = self.send(other).await;
+                let mut verdicts = self.send(other, &secrets).await;
                 Ok((status, verdicts.pop().map_or(Verdict::Delivered, |(_, v)| v)))
             }
         };
@@ -288,9 +315,9 @@ impl Deliverer {
                 TestDelivery { delivered: true, status, error: None, latency_ms: started.elapsed().as_millis() as u64 }
             }
             Ok((status, Verdict::Retry { error, .. } | Verdict::Refused(error) | Verdict::TooLarge(error))) => {
-                failed(error, status)
+                failed(redact(&error, &secrets), status)
             }
-            Err(e) => failed(e.to_string(), None),
+            Err(e) => failed(redact(&e.to_string(), &secrets), None),
         }
     }
 
@@ -301,7 +328,7 @@ impl Deliverer {
         if now >= deadline {
             return Outcome { dead: job.entry_ids.clone(), dead_reason: Some(error), ..Outcome::default() };
         }
-        let due = (now + self.retry.delay(job.attempts, None)).min(deadline);
+        let due = RetryPolicy::due(now, self.retry.delay(job.attempts, None), deadline);
         Outcome { follow_ups: vec![job.follow_up(job.entry_ids.clone(), due, job.attempts + 1)], ..Outcome::default() }
     }
 
@@ -333,12 +360,12 @@ impl Deliverer {
     }
 
     /// Sends one planned request; answers a verdict per group of its entries (EventBridge judges
-    /// each event on its own).
-    async fn send(&self, request: Outbound) -> Vec<(Vec<Uuid>, Verdict)> {
+    /// each event on its own). A receiver's answer is judged with the stream's secrets taken out.
+    async fn send(&self, request: Outbound, secrets: &Secrets) -> Vec<(Vec<Uuid>, Verdict)> {
         match request {
             Outbound::Http { request, entries } => {
                 let verdict = match self.http.send(request).await {
-                    Ok(answer) => judge(&answer),
+                    Ok(answer) => judge(&redacted(answer, secrets)),
                     Err(e) => judge_error(&e),
                 };
                 vec![(entries, verdict)]
@@ -404,6 +431,59 @@ impl Deliverer {
             tracing::error!(stream = %stream.id, error = %e, "a stream's change of status was not recorded");
         }
     }
+}
+
+/// What a secret of the stream becomes in any text kept or shown.
+const REDACTED: &str = "[redacted]";
+/// Secrets this short are not looked for (they would blank out ordinary words); a header value's
+/// words are looked for from this length.
+const MIN_REDACTED_CHARS: usize = 4;
+const MIN_REDACTED_WORD_CHARS: usize = 8;
+
+/// `text` with every secret of the stream taken out: the HEC token or Datadog key, the custom
+/// headers' values (whole, each of their words, and as JSON would escape them) and the signing
+/// secrets. A receiver that shows the request back in its error (echo services, some proxies'
+/// error pages) would otherwise put them in `last_error`, the failing reason, the trail's record
+/// and the health check, which other admins and `audit:read` callers see.
+pub fn redact(text: &str, secrets: &Secrets) -> String {
+    let mut needles: Vec<String> = Vec::new();
+    let values = secrets
+        .token
+        .iter()
+        .map(String::as_str)
+        .chain(secrets.headers.iter().map(|(_, v)| v.as_str()))
+        .chain(secrets.signing.iter().map(|s| s.secret.as_str()));
+    for value in values {
+        let value = value.trim();
+        if value.chars().count() >= MIN_REDACTED_CHARS {
+            needles.push(value.to_owned());
+            let escaped = serde_json::to_string(value).unwrap_or_default();
+            needles.push(escaped.trim_matches('"').to_owned());
+        }
+        needles.extend(
+            value
+                .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+                .filter(|w| w.chars().count() >= MIN_REDACTED_WORD_CHARS)
+                .map(str::to_owned),
+        );
+    }
+    // The longest first, so a value is taken out whole before its words are looked for.
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    needles.dedup();
+    let mut text = text.to_owned();
+    for needle in needles.iter().filter(|n| !n.is_empty()) {
+        if text.contains(needle.as_str()) {
+            text = text.replace(needle.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+/// A receiver's answer with the stream's secrets taken out of its body (before it is cut short,
+/// so no part of one survives the cut).
+fn redacted(mut answer: HttpAnswer, secrets: &Secrets) -> HttpAnswer {
+    answer.body = redact(&answer.body, secrets);
+    answer
 }
 
 fn shorten(text: &str) -> String {

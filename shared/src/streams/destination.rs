@@ -23,14 +23,23 @@ const MAX_FILTER_VALUES: usize = 50;
 const MAX_TAGS: usize = 20;
 const MAX_LABEL_CHARS: usize = 200;
 
-/// Headers a webhook's custom headers may not set: the request's own framing and signature.
-const RESERVED_HEADERS: [&str; 9] = [
+/// Headers a webhook's custom headers may not set: the request's own framing, its hop-by-hop
+/// headers (a proxy's, an upgrade, an `Expect`: nothing that changes how the exchange goes), and
+/// its signature.
+const RESERVED_HEADERS: [&str; 16] = [
     "host",
     "content-length",
     "content-type",
     "content-encoding",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -449,9 +458,11 @@ fn check_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, Strin
                 format!("the value of {name}: at most {MAX_HEADER_VALUE_BYTES} printable ASCII characters"),
             ));
         }
+        if checked.iter().any(|(n, _)| n == &lower) {
+            return Err(StreamError::new("target.headers", format!("{name} is given twice (names ignore case)")));
+        }
         checked.push((lower, value));
     }
-    checked.dedup_by(|a, b| a.0 == b.0);
     Ok(checked)
 }
 

@@ -17,11 +17,17 @@ pub enum OutboundError {
     NotHttps,
     #[error("the URL must not carry a user name or password; put credentials in the destination's secret")]
     Credentials,
-    #[error("the URL's host resolves to {0}, an address deliveries may not reach")]
+    /// The address is kept for the code; the message names none, and reads as [`Self::Unresolved`]
+    /// does: a tenant learns neither whether a name exists inside nor where it points.
+    #[error("{}", NOT_PUBLIC)]
     Forbidden(IpAddr),
-    #[error("the URL's host does not resolve")]
+    #[error("{}", NOT_PUBLIC)]
     Unresolved,
 }
+
+/// What a host that does not resolve, or resolves to an address deliveries may not reach, is told.
+const NOT_PUBLIC: &str = "the URL's host does not resolve to public addresses only (deliveries never reach private, \
+     loopback, link-local, metadata or reserved ones)";
 
 /// Whether plain HTTP to a loopback address is allowed: only for the local gateway, where a
 /// developer points a destination at a receiver on the same machine.
@@ -138,6 +144,9 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
         || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64, which reaches IPv4 behind it
         || first == 0x2002 // 6to4, likewise
+        || (first == 0x2001 && ip.segments()[1] == 0) // Teredo, likewise (2001::/32)
+        || ip.segments()[..5] == [0, 0, 0, 0, 0xffff] // IPv4-translated (SIIT, ::ffff:0:0/96)
+        || ip.segments()[..4] == [0x0100, 0, 0, 0] // discard-only (100::/64)
         || ip.to_ipv4().is_some_and(forbidden_v4) // IPv4-compatible (::a.b.c.d)
         || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) // the metadata service over IPv6
 }

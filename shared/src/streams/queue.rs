@@ -199,7 +199,13 @@ pub async fn run_worker(
                         *in_flight.entry(job.stream_id).or_default() += 1;
                         let (queue, deliverer) = (queue.clone(), deliverer.clone());
                         running.spawn(async move {
-                            let outcome = deliverer.deliver(&job, Utc::now()).await;
+                            // A delivery that panics leaves its job leased (it is run again when the
+                            // lease ends) and still frees its stream's slot.
+                            let delivery = std::panic::AssertUnwindSafe(deliverer.deliver(&job, Utc::now()));
+                            let Ok(outcome) = futures::FutureExt::catch_unwind(delivery).await else {
+                                tracing::error!(job = %job.id, stream = %job.stream_id, "a delivery panicked");
+                                return job.stream_id;
+                            };
                             if let Err(e) = queue.settle(&job, &outcome).await {
                                 // The lease runs out and the job is run again: at least once.
                                 tracing::error!(job = %job.id, error = %e, "a delivery's outcome was not saved");

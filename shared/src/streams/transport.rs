@@ -27,12 +27,23 @@ use super::outbound::{Loopback, OutboundError, check_addresses, check_url};
 /// What is read of a receiver's answer: enough for its error message.
 pub const MAX_ANSWER_BYTES: usize = 1024;
 
-/// One HTTP POST of a delivery.
-#[derive(Debug, Clone, PartialEq)]
+/// One HTTP POST of a delivery. Its headers carry the stream's secrets (the HEC token, the
+/// Datadog key, custom headers): `Debug` shows their names only.
+#[derive(Clone, PartialEq)]
 pub struct HttpRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("url", &self.url)
+            .field("headers", &self.headers.iter().map(|(name, _)| (name.as_str(), "…")).collect::<Vec<_>>())
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// A receiver's answer: its status, the headers a retry needs, the start of its body.
