@@ -308,8 +308,10 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     };
     let feed_pusher = pusher.clone();
     let feed = FeedDeps::new(backends.connections.clone(), pusher, FanoutSettings::default());
-    // Log streams: the deployed functions' code, with the local queue and worker for SQS.
-    let http: Arc<dyn HttpSender> = Arc::new(SafeHttp::new(options.streams.loopback, options.streams.http));
+    // Log streams: the deployed functions' code, with the local queue and worker for SQS. Loopback
+    // receivers only for a gateway on loopback: one others reach must not deliver to its own host.
+    let loopback = if addr.ip().is_loopback() { options.streams.loopback } else { Loopback::Refused };
+    let http: Arc<dyn HttpSender> = Arc::new(SafeHttp::new(loopback, options.streams.http));
     let deliverer = Arc::new(Deliverer::new(
         backends.streams.clone(),
         backends.secret_box.clone(),
@@ -324,7 +326,7 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         secrets: backends.secret_box.clone(),
         trail: logger.clone(),
         deliverer: deliverer.clone(),
-        loopback: options.streams.loopback,
+        loopback,
     });
     // No cache: a stream created here takes the very next entries.
     let router = Arc::new(StreamRouter::new(backends.streams.clone(), backends.jobs.clone(), Duration::ZERO));

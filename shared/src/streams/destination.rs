@@ -229,15 +229,35 @@ impl Destination {
     }
 
     /// The settings a trail record shows (never a secret).
+    /// A URL's query values are left out (`?token=…`): a receiver may take its credential there,
+    /// and records are read with `audit:read` and delivered to every stream of the tenant.
     pub fn settings(&self) -> serde_json::Value {
+        let mut target = serde_json::to_value(&self.target).expect("a target serialises");
+        if let Some(url) = target.get_mut("url")
+            && let Some(text) = url.as_str()
+        {
+            *url = serde_json::Value::from(without_query_values(text));
+        }
         serde_json::json!({
             "name": self.name,
-            "target": self.target,
+            "target": target,
             "format": self.format,
             "filter": self.filter,
             "paused": self.paused,
         })
     }
+}
+
+/// `https://h/p?token=abc&x=1` → `https://h/p?token=…&x=…`.
+fn without_query_values(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else { return text.to_owned() };
+    if url.query().is_none() {
+        return text.to_owned();
+    }
+    let names: Vec<String> = url.query_pairs().map(|(name, _)| name.into_owned()).collect();
+    url.set_query(None);
+    let query: Vec<String> = names.iter().map(|name| format!("{name}=…")).collect();
+    format!("{url}?{}", query.join("&"))
 }
 
 /// A request refused: the field at fault and why, never a secret's value.
@@ -576,6 +596,12 @@ mod tests {
             parse(serde_json::json!({"name": "x", "target": {"type": "webhook", "url": "x"}, "extra": 1})).is_some()
         );
         assert!(parse(serde_json::json!({"name": "x", "target": {"type": "webhook", "url": "x"}})).is_none());
+    }
+
+    #[test]
+    fn records_show_a_urls_query_names_never_its_values() {
+        assert_eq!(without_query_values("https://h.example/p?token=abc&x=1"), "https://h.example/p?token=…&x=…");
+        assert_eq!(without_query_values("https://h.example/p"), "https://h.example/p");
     }
 
     #[test]
