@@ -113,7 +113,7 @@ fn every_date_edge_on_every_route() {
                 for form in 0..DATE_FORMS {
                     let value = nudged(edge, nanos, form);
                     for name in ["start_date", "end_date"] {
-                        let mut e = sample(sample_of(route), as_caller);
+                        let mut e = sample(auditline_tests::http::sample_file(route), as_caller);
                         with_query(&mut e, &[(name, value.as_str())]);
                         let reply = runtime.block_on(call(&api, route, &e));
                         check_reply(&reply, &BTreeSet::from([name.to_owned()]))
@@ -291,37 +291,6 @@ fn seeded(runtime: &tokio::runtime::Runtime) -> (AuditApi, Arc<MemoryStore>) {
     (api, store)
 }
 
-fn sample_of(route: Route) -> &'static str {
-    match route {
-        Route::ListLogs => "http-list-logs.json",
-        Route::GetLog => "http-get-log.json",
-        Route::EntityLogs => "http-entity-logs.json",
-        Route::ProjectLogs => "http-project-logs.json",
-        Route::Stats => "http-stats.json",
-        Route::Health => "http-health.json",
-        Route::Ingest => "http-ingest.json",
-        Route::Checkpoints => "http-checkpoints.json",
-        Route::LatestCheckpoint => "http-latest-checkpoint.json",
-        Route::PeriodLeaves => "http-checkpoint-leaves.json",
-        Route::Proof => "http-proof.json",
-        Route::Keys => "http-keys.json",
-        Route::Export => "http-export.json",
-        Route::Erase => "http-erase.json",
-        Route::EraseSubject => "http-erase-subject.json",
-        Route::Settings => "http-get-settings.json",
-        Route::UpdateSettings => "http-put-settings.json",
-        Route::PlaceHold => "http-place-hold.json",
-        Route::ReleaseHold => "http-release-hold.json",
-        Route::CreateStream => "http-create-stream.json",
-        Route::ListStreams => "http-list-streams.json",
-        Route::GetStream => "http-get-stream.json",
-        Route::UpdateStream => "http-update-stream.json",
-        Route::DeleteStream => "http-delete-stream.json",
-        Route::RotateStreamSecret => "http-rotate-stream-secret.json",
-        Route::TestStream => "http-test-stream.json",
-    }
-}
-
 fn as_caller(e: &mut Value) {
     e["requestContext"]["authorizer"] = json!({"lambda": {
         "user_id": "user-1", "tenant_id": "acme", "scopes": "audit:read audit:write", "auth_method": "jwt"
@@ -376,7 +345,7 @@ fn query_parameters_of_every_route() {
             });
             pairs.push(("next_token".into(), page.next_token.unwrap_or_default()));
         }
-        let mut e = sample(sample_of(route), as_caller);
+        let mut e = sample(auditline_tests::http::sample_file(route), as_caller);
         let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         with_query(&mut e, &borrowed);
         let reply = runtime.block_on(call(&api, route, &e));
@@ -401,7 +370,7 @@ fn path_parameters() {
             Route::EntityLogs => "entity_id",
             _ => "project_id",
         };
-        let mut e = sample(sample_of(route), as_caller);
+        let mut e = sample(auditline_tests::http::sample_file(route), as_caller);
         e["pathParameters"] = json!({ name: value });
         with_query(&mut e, &[]);
         let reply = runtime.block_on(call(&api, route, &e));

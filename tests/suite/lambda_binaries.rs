@@ -6,9 +6,9 @@ use std::time::Duration;
 use auditline_tests::auth::{claims, hs256};
 use auditline_tests::event;
 use auditline_tests::feed::ManagementServer;
-use auditline_tests::runtime::{Function, Outcome, RuntimeApi, function_environment};
+use auditline_tests::runtime::{Outcome, RuntimeApi, function_environment, invoke, response_body, started_function};
 use auditline_tests::tls::{TestCa, TlsTerminator};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -16,60 +16,44 @@ async fn environment() -> Vec<(&'static str, String)> {
     function_environment(&[]).await
 }
 
-async fn function(name: &str, env: &[(&str, String)]) -> Function {
-    let api = RuntimeApi::start().await;
-    let f = api.spawn_function(name, env);
-    assert!(api.ready(WAIT).await.is_some(), "{name} starts and polls for events");
-    f
-}
-
-async fn invoke(f: &Function, event: &Value) -> Value {
-    match f.api.invoke(event, WAIT).await {
-        Some(Outcome::Response(v)) => v,
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
-/// The JSON body of an API Gateway proxy response.
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn the_http_functions_serve_their_sample_events() {
     let env = environment().await;
-    let ingest = function("ingest", &env).await;
+    let ingest = started_function("ingest", &env).await;
     let created = invoke(&ingest, &event("http-ingest.json")).await;
     assert_eq!(created["statusCode"], 201, "{created}");
-    let entry = body(&created);
+    let entry = response_body(&created);
     assert_eq!(entry["tenant_id"], "acme");
     let replayed = invoke(&ingest, &event("http-ingest.json")).await;
-    assert_eq!(body(&replayed)["id"], entry["id"], "the Idempotency-Key works across invocations");
+    assert_eq!(response_body(&replayed)["id"], entry["id"], "the Idempotency-Key works across invocations");
     let batch = invoke(&ingest, &event("http-ingest-batch.json")).await;
-    assert_eq!((batch["statusCode"].as_u64(), body(&batch)["stored"].as_u64()), (Some(201), Some(3)));
+    assert_eq!((batch["statusCode"].as_u64(), response_body(&batch)["stored"].as_u64()), (Some(201), Some(3)));
 
     let mut get = event("http-get-log.json");
     get["pathParameters"]["id"] = entry["id"].clone();
     get["rawPath"] = json!(format!("/audit/logs/{}", entry["id"].as_str().unwrap()));
-    let got = invoke(&function("get-log", &env).await, &get).await;
-    assert_eq!((got["statusCode"].as_u64(), body(&got)), (Some(200), entry.clone()));
+    let got = invoke(&started_function("get-log", &env).await, &get).await;
+    assert_eq!((got["statusCode"].as_u64(), response_body(&got)), (Some(200), entry.clone()));
 
     for (name, file, count) in [
         ("list-logs", "http-list-logs.json", 1),
         ("entity-logs", "http-entity-logs.json", 1),
         ("project-logs", "http-project-logs.json", 1),
     ] {
-        let response = invoke(&function(name, &env).await, &event(file)).await;
+        let response = invoke(&started_function(name, &env).await, &event(file)).await;
         assert_eq!(response["statusCode"], 200, "{name}");
-        assert_eq!(body(&response)["count"], count, "{name}: {}", response["body"]);
+        assert_eq!(response_body(&response)["count"], count, "{name}: {}", response["body"]);
     }
     let mut stats = event("http-stats.json");
     stats["rawQueryString"] = json!("");
     stats.as_object_mut().unwrap().remove("queryStringParameters");
-    let response = invoke(&function("stats", &env).await, &stats).await;
-    assert_eq!(body(&response)["total_entries"], 4);
-    let response = invoke(&function("health", &env).await, &event("http-health.json")).await;
-    assert_eq!((response["statusCode"].as_u64(), body(&response)["status"].as_str()), (Some(200), Some("healthy")));
+    let response = invoke(&started_function("stats", &env).await, &stats).await;
+    assert_eq!(response_body(&response)["total_entries"], 4);
+    let response = invoke(&started_function("health", &env).await, &event("http-health.json")).await;
+    assert_eq!(
+        (response["statusCode"].as_u64(), response_body(&response)["status"].as_str()),
+        (Some(200), Some("healthy"))
+    );
 }
 
 #[tokio::test]
@@ -77,7 +61,7 @@ async fn the_authorizer_serves_both_apis() {
     let mut env = environment().await;
     // The sample $connect comes from this origin's page.
     env.push(("CORS_ALLOWED_ORIGINS", "https://dashboard.example.com".to_owned()));
-    let authorizer = function("authorizer", &env).await;
+    let authorizer = started_function("authorizer", &env).await;
     let mut c = claims("user-789", "audit:read");
     c["tenant_id"] = json!("acme");
     let token = hs256(&c);
@@ -109,11 +93,11 @@ async fn the_websocket_and_stream_functions_serve_their_sample_events() {
     let mut env = environment().await;
     let management = ManagementServer::start().await;
     env.push(("WEBSOCKET_ENDPOINT", management.url.clone()));
-    let connect = invoke(&function("ws-connect", &env).await, &event("ws-connect.json")).await;
+    let connect = invoke(&started_function("ws-connect", &env).await, &event("ws-connect.json")).await;
     assert_eq!(connect["statusCode"], 200, "{connect}");
     assert_eq!(connect["headers"]["sec-websocket-protocol"], "bearer");
 
-    let fanout = function("stream-fanout", &env).await;
+    let fanout = started_function("stream-fanout", &env).await;
     let response = invoke(&fanout, &event("stream-batch.json")).await;
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     let delivered = management.entry_ids("Jq4FvcM0oAMCLpw=");
@@ -123,7 +107,7 @@ async fn the_websocket_and_stream_functions_serve_their_sample_events() {
         "the REPORT of project-456 only, as the connection's scope and filters allow"
     );
 
-    let disconnect = invoke(&function("ws-disconnect", &env).await, &event("ws-disconnect.json")).await;
+    let disconnect = invoke(&started_function("ws-disconnect", &env).await, &event("ws-disconnect.json")).await;
     assert_eq!(disconnect["statusCode"], 200);
     management.clear();
     invoke(&fanout, &event("stream-batch.json")).await;
@@ -138,23 +122,26 @@ async fn the_seal_and_integrity_functions_serve_their_sample_events() {
     env.push(("KMS_ENDPOINT", auditline_tests::dynamodb_endpoint()));
     // A first run looks back over the retention, an hour per query: two days keeps this quick.
     env.push(("AUDIT_RETENTION_DAYS", "2".into()));
-    let created = invoke(&function("ingest", &env).await, &event("http-ingest.json")).await;
-    let id = body(&created)["id"].as_str().unwrap().to_owned();
+    let created = invoke(&started_function("ingest", &env).await, &event("http-ingest.json")).await;
+    let id = response_body(&created)["id"].as_str().unwrap().to_owned();
 
     // A scheduled run: the entry's hour is still open, so nothing is sealed, but the key is published.
-    let report = invoke(&function("seal", &env).await, &event("seal-schedule.json")).await;
+    let report = invoke(&started_function("seal", &env).await, &event("seal-schedule.json")).await;
     assert_eq!(report["checkpoints"], 0, "{report}");
-    let keys = body(&invoke(&function("list-keys", &env).await, &event("http-keys.json")).await);
+    let keys = response_body(&invoke(&started_function("list-keys", &env).await, &event("http-keys.json")).await);
     assert_eq!(keys["keys"].as_array().map(Vec::len), Some(1), "{keys}");
     assert!(keys["keys"][0]["public_key_pem"].as_str().unwrap().starts_with("-----BEGIN PUBLIC KEY-----"));
 
-    let checkpoints = invoke(&function("list-checkpoints", &env).await, &event("http-checkpoints.json")).await;
-    assert_eq!((checkpoints["statusCode"].as_u64(), body(&checkpoints)["count"].as_u64()), (Some(200), Some(0)));
+    let checkpoints = invoke(&started_function("list-checkpoints", &env).await, &event("http-checkpoints.json")).await;
+    assert_eq!(
+        (checkpoints["statusCode"].as_u64(), response_body(&checkpoints)["count"].as_u64()),
+        (Some(200), Some(0))
+    );
     let mut proof = event("http-proof.json");
     proof["pathParameters"]["id"] = json!(id);
     proof["rawPath"] = json!(format!("/audit/logs/{id}/proof"));
-    let proof = invoke(&function("get-proof", &env).await, &proof).await;
-    assert_eq!((proof["statusCode"].as_u64(), &body(&proof)["sealed"]), (Some(200), &json!(false)), "{proof}");
+    let proof = invoke(&started_function("get-proof", &env).await, &proof).await;
+    assert_eq!((proof["statusCode"].as_u64(), &response_body(&proof)["sealed"]), (Some(200), &json!(false)), "{proof}");
 }
 
 #[tokio::test]
@@ -208,15 +195,18 @@ async fn over_tls_the_functions_trust_amazons_roots_and_the_ca_bundle_only() {
     env.push(("SSL_CERT_FILE", ca.ca_file.display().to_string()));
     let health = event("http-health.json");
 
-    let untrusting = function("health", &env).await;
+    let untrusting = started_function("health", &env).await;
     let refused = invoke(&untrusting, &health).await;
     assert_eq!(refused["statusCode"], 503, "a server whose CA is not trusted is not talked to: {refused}");
-    assert_eq!(body(&refused)["status"], "degraded", "{refused}");
+    assert_eq!(response_body(&refused)["status"], "degraded", "{refused}");
 
     env.push(("AWS_CA_BUNDLE", ca.ca_file.display().to_string()));
-    let trusting = function("health", &env).await;
+    let trusting = started_function("health", &env).await;
     let answered = invoke(&trusting, &health).await;
-    assert_eq!((answered["statusCode"].as_u64(), body(&answered)["status"].as_str()), (Some(200), Some("healthy")));
+    assert_eq!(
+        (answered["statusCode"].as_u64(), response_body(&answered)["status"].as_str()),
+        (Some(200), Some("healthy"))
+    );
     let handshakes = tls.handshakes();
     assert!(handshakes >= 1);
     for _ in 0..3 {
@@ -250,7 +240,7 @@ async fn priming_opens_the_connection_during_init() {
     }
     env.push(("AWS_CA_BUNDLE", ca.ca_file.display().to_string()));
     env.push(("PRIME_CONNECTIONS", "true".into()));
-    let list = function("list-logs", &env).await;
+    let list = started_function("list-logs", &env).await;
     assert_eq!(tls.handshakes(), 1, "the connection is open before the first event");
     for _ in 0..3 {
         assert_eq!(invoke(&list, &event("http-list-logs.json")).await["statusCode"], 200);
@@ -272,10 +262,13 @@ async fn a_function_whose_endpoint_is_down_starts_and_answers_clearly() {
     for prime in ["false", "true"] {
         let mut env = env.clone();
         env.push(("PRIME_CONNECTIONS", prime.into()));
-        let list = function("list-logs", &env).await;
+        let list = started_function("list-logs", &env).await;
         let response = invoke(&list, &event("http-list-logs.json")).await;
         assert_eq!(response["statusCode"], 503, "priming {prime}: {response}");
-        assert!(body(&response)["error"].is_object() || body(&response)["error"].is_string(), "{response}");
+        assert!(
+            response_body(&response)["error"].is_object() || response_body(&response)["error"].is_string(),
+            "{response}"
+        );
         assert!(!response.to_string().contains("127.0.0.1:9"), "no internal detail in the answer: {response}");
         let again = invoke(&list, &event("http-list-logs.json")).await;
         assert_eq!(again["statusCode"], 503, "still serving: {again}");
@@ -292,15 +285,15 @@ async fn the_export_and_archive_functions_serve_their_sample_events() {
     env.push(("S3_ENDPOINT", auditline_tests::dynamodb_endpoint()));
 
     // The sample stream batch: its entries land in the bucket, under their partitions.
-    let response = invoke(&function("stream-archive", &env).await, &event("stream-batch.json")).await;
+    let response = invoke(&started_function("stream-archive", &env).await, &event("stream-batch.json")).await;
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     let listed = archive.client().list_objects_v2().bucket(&bucket).send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert!(!keys.is_empty() && keys.iter().all(|k| k.starts_with("tenant=") && k.ends_with(".jsonl.gz")), "{keys:?}");
 
     // The sample export: CSV with its header, and the export's own VIEW entry stored.
-    let export = function("export", &env).await;
-    let ingest = function("ingest", &env).await;
+    let export = started_function("export", &env).await;
+    let ingest = started_function("ingest", &env).await;
     let mut report = event("http-ingest.json");
     report["body"] = json!(json!({"action": "UPDATE", "entity_type": "REPORT", "entity_id": "r-1"}).to_string());
     report["headers"].as_object_mut().unwrap().remove("idempotency-key");
@@ -370,7 +363,7 @@ async fn the_fan_out_binary_under_management_api_faults_delivers_what_each_conne
     }
 
     // Lambda's loop: invoke, and on reported failures deliver again from the first one reported.
-    let fanout = function("stream-fanout", &env).await;
+    let fanout = started_function("stream-fanout", &env).await;
     let mut batch = stream_event(&client, &table("AUDIT_ENTRIES_TABLE")).await;
     assert_eq!(batch["Records"].as_array().unwrap().len(), 24);
     let mut invocations = 0;

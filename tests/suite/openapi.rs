@@ -418,15 +418,7 @@ async fn log_stream_responses_match_their_schemas() {
     failing.set(auditline_tests::receiver::Behaviour::FailShare(1000));
     // A stream's event: the route's sample, with this body, path id and scopes.
     let request = |route: Route, id: Option<&str>, body: Option<Value>, scopes: &str| {
-        let file = match route {
-            Route::CreateStream => "http-create-stream.json",
-            Route::ListStreams => "http-list-streams.json",
-            Route::GetStream => "http-get-stream.json",
-            Route::UpdateStream => "http-update-stream.json",
-            Route::DeleteStream => "http-delete-stream.json",
-            Route::RotateStreamSecret => "http-rotate-stream-secret.json",
-            _ => "http-test-stream.json",
-        };
+        let file = auditline_tests::http::sample_file(route);
         sample(file, |e| {
             e["requestContext"]["authorizer"]["lambda"]["scopes"] = json!(scopes);
             if let Some(id) = id {

@@ -11,7 +11,7 @@ use auditline::domain::TenantId;
 use auditline::kms::KmsSecretBox;
 use auditline::streams::secrets::{SecretBox, SecretContext};
 use auditline_tests::event;
-use auditline_tests::runtime::{Function, Outcome, RuntimeApi, function_environment};
+use auditline_tests::runtime::{function_environment, invoke, response_body, started_function};
 use aws_lambda_events::kinesis::KinesisEvent;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -82,24 +82,6 @@ async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, want: usize) -> Vec<aws_s
         got.extend(out.messages.unwrap_or_default());
     }
     got
-}
-
-async fn function(name: &str, env: &[(&str, String)]) -> Function {
-    let api = RuntimeApi::start().await;
-    let f = api.spawn_function(name, env);
-    assert!(api.ready(WAIT).await.is_some(), "{name} starts and polls for events");
-    f
-}
-
-async fn invoke(f: &Function, event: &Value) -> Value {
-    match f.api.invoke(event, WAIT).await {
-        Some(Outcome::Response(v)) => v,
-        other => panic!("expected a response, got {other:?}"),
-    }
-}
-
-fn body(response: &Value) -> Value {
-    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
 async fn symmetric_key() -> String {
@@ -179,16 +161,16 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
     // The stream, made by its function from the sample event (pointed at the bus).
     let mut create = event("http-create-stream.json");
     create["body"] = json!(json!({"name": "Bus", "target": {"type": "eventbridge", "event_bus_arn": bus}}).to_string());
-    let created = invoke(&function("create-stream", &env).await, &create).await;
+    let created = invoke(&started_function("create-stream", &env).await, &create).await;
     assert_eq!(created["statusCode"], 201, "{created}");
-    let stream_id = body(&created)["stream"]["id"].as_str().unwrap().to_owned();
+    let stream_id = response_body(&created)["stream"]["id"].as_str().unwrap().to_owned();
 
     // An entry, written by ingest; its item as the Kinesis destination carries it.
     let mut ingest = event("http-ingest.json");
     ingest["headers"].as_object_mut().unwrap().remove("idempotency-key");
-    let written = invoke(&function("ingest", &env).await, &ingest).await;
+    let written = invoke(&started_function("ingest", &env).await, &ingest).await;
     assert_eq!(written["statusCode"], 201, "{written}");
-    let entry = body(&written);
+    let entry = response_body(&written);
     let (client, _) = auditline_tests::local_client();
     let table = env.iter().find(|(k, _)| *k == "AUDIT_ENTRIES_TABLE").unwrap().1.clone();
     let item = client
@@ -212,7 +194,7 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
     let records = kinesis["Records"].as_array_mut().unwrap();
     records.truncate(1);
     records[0]["kinesis"]["data"] = json!(base64::engine::general_purpose::STANDARD.encode(change.to_string()));
-    let routed = invoke(&function("stream-route", &env).await, &kinesis).await;
+    let routed = invoke(&started_function("stream-route", &env).await, &kinesis).await;
     assert_eq!(routed["batchItemFailures"], json!([]), "{routed}");
 
     // The job in the delivery queue: ids only, never values.
@@ -224,7 +206,7 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
     let mut delivery = event("sqs-delivery-job.json");
     delivery["Records"][0]["body"] = json!(messages[0].body().unwrap());
     delivery["Records"][0]["messageId"] = json!(messages[0].message_id().unwrap());
-    let delivered = invoke(&function("stream-deliver", &env).await, &delivery).await;
+    let delivered = invoke(&started_function("stream-deliver", &env).await, &delivery).await;
     assert_eq!(delivered["batchItemFailures"], json!([]), "{delivered}");
 
     // On the bus: the rule's queue has the entry, as EventBridge shapes an event.
@@ -238,8 +220,8 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
     let mut get = event("http-get-stream.json");
     get["pathParameters"]["stream_id"] = json!(stream_id);
     get["rawPath"] = json!(format!("/audit/streams/{stream_id}"));
-    let got = invoke(&function("get-stream", &env).await, &get).await;
-    assert_eq!(body(&got)["figures"]["delivered"], 1, "{got}");
+    let got = invoke(&started_function("get-stream", &env).await, &get).await;
+    assert_eq!(response_body(&got)["figures"]["delivered"], 1, "{got}");
 }
 
 /// A receiver in process that takes everything, except at one address, where the sender fails

@@ -136,3 +136,35 @@ pub async fn dynamo_api() -> (AuditApi, RequestCounter) {
     let ttl = auditline::logger::POLICY_CACHE;
     (api_with_policies(store.clone(), store.clone(), idempotency, store, ttl), counter)
 }
+
+/// The file in `events/` that is a sample request of `route`.
+pub fn sample_file(route: Route) -> &'static str {
+    match route {
+        Route::ListLogs => "http-list-logs.json",
+        Route::GetLog => "http-get-log.json",
+        Route::EntityLogs => "http-entity-logs.json",
+        Route::ProjectLogs => "http-project-logs.json",
+        Route::Stats => "http-stats.json",
+        Route::Health => "http-health.json",
+        Route::Ingest => "http-ingest.json",
+        Route::Checkpoints => "http-checkpoints.json",
+        Route::LatestCheckpoint => "http-latest-checkpoint.json",
+        Route::PeriodLeaves => "http-checkpoint-leaves.json",
+        Route::Proof => "http-proof.json",
+        Route::Keys => "http-keys.json",
+        Route::Export => "http-export.json",
+        Route::Erase => "http-erase.json",
+        Route::EraseSubject => "http-erase-subject.json",
+        Route::Settings => "http-get-settings.json",
+        Route::UpdateSettings => "http-put-settings.json",
+        Route::PlaceHold => "http-place-hold.json",
+        Route::ReleaseHold => "http-release-hold.json",
+        Route::CreateStream => "http-create-stream.json",
+        Route::ListStreams => "http-list-streams.json",
+        Route::GetStream => "http-get-stream.json",
+        Route::UpdateStream => "http-update-stream.json",
+        Route::DeleteStream => "http-delete-stream.json",
+        Route::RotateStreamSecret => "http-rotate-stream-secret.json",
+        Route::TestStream => "http-test-stream.json",
+    }
+}

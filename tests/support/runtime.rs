@@ -201,3 +201,27 @@ impl RuntimeApi {
         respond(&mut socket, 202, &[("content-type", "application/json")], "{}").await;
     }
 }
+
+/// How long a test waits for a function to start or answer.
+pub const FUNCTION_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The function `name` of the one binary, started against a fresh Runtime API emulator and polling.
+pub async fn started_function(name: &str, env: &[(&str, String)]) -> Function {
+    let api = RuntimeApi::start().await;
+    let f = api.spawn_function(name, env);
+    assert!(api.ready(FUNCTION_WAIT).await.is_some(), "{name} starts and polls for events");
+    f
+}
+
+/// Invokes `f` with `event`; its response (an error fails the test).
+pub async fn invoke(f: &Function, event: &Value) -> Value {
+    match f.api.invoke(event, FUNCTION_WAIT).await {
+        Some(Outcome::Response(v)) => v,
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+/// The JSON body of an API Gateway proxy response.
+pub fn response_body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}

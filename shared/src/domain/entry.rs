@@ -431,7 +431,8 @@ mod tests {
                 "SCHEDULE",
                 "AUDIT_ENTRY",
                 "AUDIT_SETTINGS",
-                "LEGAL_HOLD"
+                "LEGAL_HOLD",
+                "LOG_STREAM"
             ]
         );
         for t in EntityType::ALL {

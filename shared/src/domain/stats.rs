@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(counts.total, 3);
         assert_eq!(counts.count_of_type(EntityType::Report), 3);
         assert_eq!(counts.count_of_type(EntityType::LegalHold), 0);
-        let too_many = format!(r#"{{"total":0,"by_action":[0,0,0,0,0,0],"by_entity_type":[{}]}}"#, ["0"; 11].join(","));
+        let too_many = format!(r#"{{"total":0,"by_action":[0,0,0,0,0,0],"by_entity_type":[{}]}}"#, ["0"; 12].join(","));
         assert!(serde_json::from_str::<Counts>(&too_many).is_err());
     }
 }

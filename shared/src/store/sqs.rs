@@ -51,24 +51,19 @@ impl SqsQueue {
 
     /// Keeps a dead letter: the job (ids only, never values) and why it was given up on.
     pub async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), BackendError> {
-        let body = serde_json::json!({"job": letter.job, "reason": letter.reason}).to_string();
-        self.client
-            .send_message()
-            .queue_url(&self.dead_letter_url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("SQS SendMessage: {}", DisplayErrorContext(&e))))?;
-        Ok(())
+        self.keep_dead(serde_json::json!({"job": letter.job, "reason": letter.reason})).await
     }
 
     /// Keeps a message that is not a job as it came, so nothing is dropped unseen.
     pub async fn dead_letter_raw(&self, body: &str, reason: &str) -> Result<(), BackendError> {
-        let body = serde_json::json!({"message": body, "reason": reason}).to_string();
+        self.keep_dead(serde_json::json!({"message": body, "reason": reason})).await
+    }
+
+    async fn keep_dead(&self, body: serde_json::Value) -> Result<(), BackendError> {
         self.client
             .send_message()
             .queue_url(&self.dead_letter_url)
-            .message_body(body)
+            .message_body(body.to_string())
             .send()
             .await
             .map_err(|e| BackendError::Unavailable(format!("SQS SendMessage: {}", DisplayErrorContext(&e))))?;
