@@ -472,7 +472,9 @@ print(ok)
             lags.push(sent.elapsed());
         }
         lags.sort();
-        assert!(lags[lags.len() - 1] < Duration::from_secs(2), "the healthy tenant's worst lag: {lags:?}");
+        // Held up behind the 5 s receiver, a delivery would take 5 s at least; the margin below
+        // that is for a busy machine running the whole suite.
+        assert!(lags[lags.len() - 1] < Duration::from_secs(4), "the healthy tenant's worst lag: {lags:?}");
 
         all_delivered(&limited, &limited_ids, DELIVERY).await;
         let arrivals = limited.arrivals().split_off(before_limit);
