@@ -67,6 +67,10 @@ fn guarded_statements(f: &Value) -> Vec<(Option<String>, Vec<String>, Vec<String
             other => (None, other),
         };
         for s in policy["Statement"].as_sequence().into_iter().flatten() {
+            // Denials narrow what is allowed; `denied` lists them.
+            if s["Effect"].as_str() == Some("Deny") {
+                continue;
+            }
             assert_eq!(s["Effect"].as_str(), Some("Allow"));
             let list = |v: &Value| -> Vec<String> {
                 v.as_sequence().map(|s| s.iter().map(text).collect()).unwrap_or_else(|| vec![text(v)])
@@ -764,5 +768,46 @@ fn only_the_settings_and_hold_functions_can_write_a_tenants_policy() {
     }
     for writer in ["ingest", "export", "erase", "erase-subject", "list-logs", "put-settings", "place-hold"] {
         assert!(updaters.iter().any(|u| u == writer), "{writer} moves counters");
+    }
+}
+
+/// A function's Deny statements: (actions, resources).
+fn denied(f: &Value) -> Vec<(Vec<String>, Vec<String>)> {
+    let list = |v: &Value| -> Vec<String> {
+        v.as_sequence().map(|s| s.iter().map(text).collect()).unwrap_or_else(|| vec![text(v)])
+    };
+    f["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["Statement"].as_sequence().into_iter().flatten())
+        .filter(|s| s["Effect"].as_str() == Some("Deny"))
+        .map(|s| (list(&s["Action"]), list(&s["Resource"])))
+        .collect()
+}
+
+#[test]
+fn functions_that_put_events_for_tenants_may_never_put_on_this_accounts_own_buses() {
+    let t = template();
+    let putting: Vec<String> = functions(&t)
+        .into_iter()
+        .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a == "events:PutEvents")))
+        .map(|(b, _)| b)
+        .collect();
+    assert_eq!(putting, ["stream-deliver", "test-stream"]);
+    for binary in putting {
+        let f = &functions(&t)[&binary];
+        let own = "!Sub arn:${AWS::Partition}:events:*:${AWS::AccountId}:event-bus/*";
+        assert!(
+            denied(f).iter().any(|(a, r)| a == &["events:PutEvents"] && r.iter().any(|r| r == own)),
+            "{binary} denies PutEvents on this account's buses: {:?}",
+            denied(f)
+        );
+    }
+    // No other function is denied anything: denials are for this case alone.
+    for (binary, f) in functions(&t) {
+        if !["stream-deliver", "test-stream"].contains(&binary.as_str()) {
+            assert!(denied(&f).is_empty(), "{binary}");
+        }
     }
 }
