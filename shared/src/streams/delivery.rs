@@ -258,9 +258,11 @@ impl Deliverer {
             delivered_at: (!delivered.is_empty()).then_some(now),
             ..FiguresDelta::default()
         };
+        // Lag to when the receiver had it: the attempt's start plus the time its requests took.
+        let arrived = now + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
         let mut buckets: HashMap<usize, u64> = HashMap::new();
         for entry in entries.iter().filter(|e| delivered.contains(&e.id)) {
-            let lag = (now - entry.timestamp).num_milliseconds().max(0) as u64;
+            let lag = (arrived - entry.timestamp).num_milliseconds().max(0) as u64;
             *buckets.entry(lag_bucket(lag)).or_default() += 1;
         }
         delta.lags = buckets.into_iter().collect();
