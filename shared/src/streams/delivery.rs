@@ -299,17 +299,14 @@ impl Deliverer {
         let Some(request) = planned.requests.into_iter().next() else {
             return failed("the test event is larger than the destination takes".into(), None);
         };
-        let status = match &request {
-            Outbound::Http { .. } => None,
-            Outbound::Events { .. } => None,
-        };
+        // The HTTP kinds answer with a status worth showing; EventBridge with a verdict per event.
         let answer = match request {
             Outbound::Http { request, .. } => {
                 self.http.send(request).await.map(|a| (Some(a.status), judge(&redacted(a, &secrets))))
             }
-            other => {
-                let mut verdicts = self.send(other, &secrets).await;
-                Ok((status, verdicts.pop().map_or(Verdict::Delivered, |(_, v)| v)))
+            events => {
+                let mut verdicts = self.send(events, &secrets).await;
+                Ok((None, verdicts.pop().map_or(Verdict::Delivered, |(_, v)| v)))
             }
         };
         match answer {
