@@ -7,6 +7,7 @@ use auditline_local::{
     DEFAULT_DATA_DIR, DEV_TENANT, DEV_TOKEN_HOURS, DataChoice, SHUTDOWN_GRACE, Storage, options_from_env, start,
 };
 use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
 #[command(name = "auditline-local", about = "Run auditline's HTTP and WebSocket APIs locally")]
@@ -62,7 +63,16 @@ async fn main() {
     lambda_runtime::tracing::init_default_subscriber();
     // A file-size limit (ulimit -f) must fail the write that meets it — a 503, as a full disk
     // gives — not kill the gateway: SIGXFSZ is caught (and ignored), the write gets EFBIG.
-    let _file_size_limit = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
+    let _file_size_limit = signal(SignalKind::from_raw(libc::SIGXFSZ));
+    // The stop signals are caught from the start, not once the banner is out: a Ctrl-C that comes
+    // while the gateway starts (or just after its banner) still stops it cleanly, the file closed whole.
+    let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("auditline-local: the stop signals cannot be caught: {e}");
+            std::process::exit(1);
+        }
+    };
     let args = Args::parse();
     let data = if args.memory { DataChoice::Memory } else { DataChoice::Directory(args.data_dir) };
     let options = options_from_env(
@@ -143,17 +153,9 @@ async fn main() {
     println!("Ctrl-C (or SIGTERM) stops.");
 
     // Ctrl-C, or SIGTERM (a service manager's stop): either way a clean stop, the file closed whole.
-    let terminated = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminated => {}
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
     }
     println!("stopping…");
     if tokio::time::timeout(SHUTDOWN_GRACE, running.shutdown()).await.is_err() {

@@ -215,6 +215,33 @@ async fn the_trail_and_the_development_key_survive_a_stop_and_a_kill_and_one_gat
     third.stop();
 }
 
+/// Ctrl-C while the gateway starts (a script that stops it at once, a newcomer's quick change of
+/// mind): a clean stop once it has started, not a death by signal, and the directory opens again.
+#[test]
+fn a_ctrl_c_while_it_starts_stops_it_cleanly() {
+    for attempt in 0..3 {
+        let dir = fresh_dir(&format!("local-early-stop-{attempt}"));
+        let mut child = on_data_dir(&mut Command::new(auditline_tests::binary("auditline-local")), &dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the local gateway binary runs");
+        // The directory's lock is taken while it starts, before its database is opened.
+        let started = Instant::now();
+        while !dir.join("gateway.lock").exists() {
+            assert!(started.elapsed() < Duration::from_secs(30), "the gateway never took its directory");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+        let status = wait(&mut child, Duration::from_secs(60));
+        let said: Vec<String> = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).collect();
+        assert!(status.success(), "stopped by {status}, not cleanly; it said: {said:?}");
+        assert!(said.iter().any(|l| l == "stopping…"), "{said:?}");
+        Local::start(&dir, None).stop();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_database_is_refused_by_name_and_left_as_it_was() {
     // Garbage where the database should be.
