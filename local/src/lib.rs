@@ -312,13 +312,21 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     // receivers only for a gateway on loopback: one others reach must not deliver to its own host.
     let loopback = if addr.ip().is_loopback() { options.streams.loopback } else { Loopback::Refused };
     let http: Arc<dyn HttpSender> = Arc::new(SafeHttp::new(loopback, options.streams.http));
+    // EventBridge destinations, where a local EventBridge API is named (EVENTS_ENDPOINT; its STS
+    // too, or STS_ENDPOINT's).
+    let bus = match &config.events_endpoint {
+        Some(events) => {
+            let local = AwsEventBus::for_local_endpoint(events, config.sts_endpoint.as_deref().unwrap_or(events)).await;
+            Some(Arc::new(local) as Arc<dyn EventBus>)
+        }
+        None => None,
+    };
     let deliverer = Arc::new(Deliverer::new(
         backends.streams.clone(),
         backends.secret_box.clone(),
         logger.clone(),
         http,
-        // EventBridge destinations, where a local EventBridge API is named (EVENTS_ENDPOINT).
-        config.events_endpoint.as_deref().map(|e| Arc::new(AwsEventBus::for_local_endpoint(e)) as Arc<dyn EventBus>),
+        bus,
         config.stream_retry,
     ));
     let stream_admin = Arc::new(StreamAdmin {

@@ -103,7 +103,11 @@ pub async fn stream_deliverer(
         Arc::new(KmsSecretBox::from_environment(sdk, &key, config.kms_endpoint.as_deref())),
         logger,
         Arc::new(SafeHttp::new(Loopback::Refused, HttpLimits::default())),
-        Some(Arc::new(AwsEventBus::from_environment(sdk, config.events_endpoint.as_deref()))),
+        Some(Arc::new(AwsEventBus::from_environment(
+            sdk,
+            config.events_endpoint.as_deref(),
+            config.sts_endpoint.as_deref(),
+        ))),
         config.stream_retry,
     ))
 }

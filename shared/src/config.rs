@@ -65,6 +65,7 @@ pub mod vars {
     pub const DELIVERY_DEAD_LETTER_QUEUE_URL: &str = "DELIVERY_DEAD_LETTER_QUEUE_URL";
     pub const SQS_ENDPOINT: &str = "SQS_ENDPOINT";
     pub const EVENTS_ENDPOINT: &str = "EVENTS_ENDPOINT";
+    pub const STS_ENDPOINT: &str = "STS_ENDPOINT";
     pub const ARCHIVE_RETENTION_DAYS: &str = "ARCHIVE_RETENTION_DAYS";
     pub const S3_ENDPOINT: &str = "S3_ENDPOINT";
     pub const WEBSOCKET_API_ID: &str = "WEBSOCKET_API_ID";
@@ -135,6 +136,7 @@ pub mod vars {
         DELIVERY_DEAD_LETTER_QUEUE_URL,
         SQS_ENDPOINT,
         EVENTS_ENDPOINT,
+        STS_ENDPOINT,
         ARCHIVE_RETENTION_DAYS,
         S3_ENDPOINT,
         WEBSOCKET_API_ID,
@@ -208,6 +210,8 @@ pub struct Config {
     pub delivery_dead_letter_queue_url: Option<String>,
     pub sqs_endpoint: Option<String>,
     pub events_endpoint: Option<String>,
+    /// Where tenants' roles are assumed (EventBridge streams); a local STS in tests.
+    pub sts_endpoint: Option<String>,
     pub s3_endpoint: Option<String>,
     /// Where the fan-out posts messages: the API Gateway Management API endpoint of the WebSocket
     /// API, `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, built from
@@ -401,6 +405,7 @@ impl Config {
             delivery_dead_letter_queue_url: get(vars::DELIVERY_DEAD_LETTER_QUEUE_URL),
             sqs_endpoint: get(vars::SQS_ENDPOINT),
             events_endpoint: get(vars::EVENTS_ENDPOINT),
+            sts_endpoint: get(vars::STS_ENDPOINT),
             archive_retention_days,
             s3_endpoint: get(vars::S3_ENDPOINT),
             websocket_endpoint: get(vars::WEBSOCKET_ENDPOINT).or_else(|| {

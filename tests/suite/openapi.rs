@@ -463,9 +463,12 @@ async fn log_stream_responses_match_their_schemas() {
     let created = expect(Route::CreateStream, None, Some(datadog), 201, None).await;
     let dd_id = created.body["stream"]["id"].as_str().unwrap().to_owned();
     let bus = json!({"name": "Bus", "target": {"type": "eventbridge",
-        "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit"}});
+        "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit",
+        "role_arn": "arn:aws:iam::123456789012:role/auditline-put-events"}});
     let created = expect(Route::CreateStream, None, Some(bus), 201, None).await;
     let bus_id = created.body["stream"]["id"].as_str().unwrap().to_owned();
+    // What the tenant's role must require of this deployment: its own tenant's id, shown.
+    assert_eq!(created.body["stream"]["target"]["external_id"], "auditline:acme", "{}", created.text);
 
     // Refused: a URL whose host does not resolve, or reaches inside (SSRF), or is not https; and
     // each other field at fault, named.
@@ -483,7 +486,19 @@ async fn log_stream_responses_match_their_schemas() {
         (json!({"type": "webhook", "url": url, "headers": {"Webhook-Signature": "x"}}), Some("target.headers")),
         (json!({"type": "splunk_hec", "url": url}), Some("target.token")),
         (json!({"type": "datadog", "api_key": "k", "site": "example.com"}), Some("target.site")),
-        (json!({"type": "eventbridge", "event_bus_arn": "arn:aws:sqs:x"}), Some("target.event_bus_arn")),
+        (
+            json!({"type": "eventbridge", "event_bus_arn": "arn:aws:sqs:x", "role_arn": "arn:aws:iam::123456789012:role/r"}),
+            Some("target.event_bus_arn"),
+        ),
+        (
+            json!({"type": "eventbridge", "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit",
+            "role_arn": "arn:aws:iam::123456789012:user/someone"}),
+            Some("target.role_arn"),
+        ),
+        (
+            json!({"type": "eventbridge", "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit"}),
+            None,
+        ),
         (json!({"type": "webhook", "url": url, "secret": "s"}), None),
         (json!({"type": "ftp", "url": url}), None),
     ] {
@@ -584,7 +599,8 @@ async fn log_stream_responses_match_their_schemas() {
 
     // The tenant's limit.
     let bus = json!({"name": "Bus", "target": {"type": "eventbridge",
-        "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit"}});
+        "event_bus_arn": "arn:aws:events:eu-west-1:123456789012:event-bus/audit",
+        "role_arn": "arn:aws:iam::123456789012:role/auditline-put-events"}});
     for _ in 3..MAX_STREAMS_PER_TENANT {
         expect(Route::CreateStream, None, Some(bus.clone()), 201, None).await;
     }

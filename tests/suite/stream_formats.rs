@@ -13,7 +13,7 @@ use auditline::streams::destination::{
     Destination, Encoding, Format, Secrets, SigningSecret, StreamFilter, Target, TargetRequest,
 };
 use auditline::streams::outbound::Loopback;
-use auditline::streams::transport::{BusEvent, HttpRequest};
+use auditline::streams::transport::{BusEvent, BusTarget, HttpRequest};
 use auditline::streams::vendors::{
     DATADOG_MAX_BODY, DATADOG_MAX_LOGS, EVENTBRIDGE_MAX_BYTES, EVENTBRIDGE_MAX_EVENTS, MAX_HTTP_BODY, Outbound,
     Planned, plan,
@@ -28,6 +28,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/streams");
 const HEC_TOKEN: &str = "B5A79AAD-D822-46CC-80D1-819F80D7BFB0";
 const DD_API_KEY: &str = "abcdef0123456789abcdef0123456789";
 const BUS: &str = "arn:aws:events:eu-west-1:123456789012:event-bus/audit";
+const ROLE: &str = "arn:aws:iam::123456789012:role/auditline-put-events";
 const FORMATS: [Format; 2] = [Format::Entry, Format::Ocsf];
 
 /// Splunk's event metadata keys and their types ("Format events for HTTP Event Collector"): `time`
@@ -226,7 +227,7 @@ fn datadog() -> (Target, Secrets) {
 }
 
 fn eventbridge() -> (Target, Secrets) {
-    (checked(TargetRequest::Eventbridge { event_bus_arn: BUS.into() }), Secrets::default())
+    (checked(TargetRequest::Eventbridge { event_bus_arn: BUS.into(), role_arn: ROLE.into() }), Secrets::default())
 }
 
 fn webhook(encoding: Encoding) -> (Target, Secrets) {
@@ -250,12 +251,12 @@ fn http_requests(planned: &Planned) -> Vec<(&HttpRequest, &[Uuid])> {
         .collect()
 }
 
-fn bus_calls(planned: &Planned) -> Vec<(&str, &[BusEvent], &[Uuid])> {
+fn bus_calls(planned: &Planned) -> Vec<(&BusTarget, &[BusEvent], &[Uuid])> {
     planned
         .requests
         .iter()
         .map(|r| match r {
-            Outbound::Events { bus_arn, events, entries } => (bus_arn.as_str(), events.as_slice(), entries.as_slice()),
+            Outbound::Events { bus, events, entries } => (bus, events.as_slice(), entries.as_slice()),
             Outbound::Http { .. } => panic!("a PutEvents call, not an HTTP request"),
         })
         .collect()
@@ -405,11 +406,19 @@ fn check_eventbridge(planned: &Planned, entries: &[AuditLogEntry]) {
     let example = shape(example_entries.iter().map(object));
     let syntax: HashMap<&str, Kind> = PUT_EVENTS_KEYS.into_iter().collect();
     let entries = by_id(entries);
-    for (bus_arn, events, ids) in bus_calls(planned) {
-        assert_eq!(bus_arn, BUS);
+    for (bus, events, ids) in bus_calls(planned) {
+        // The tenant's bus, as the tenant's role, with the external id only this tenant gets, in
+        // a session that names the stream.
+        let expected = BusTarget {
+            bus_arn: BUS.into(),
+            role_arn: ROLE.into(),
+            external_id: "auditline:acme".into(),
+            session_name: "auditline-stream-00000000000000005157000000000001".into(),
+        };
+        assert_eq!(bus, &expected);
         assert!(!events.is_empty() && events.len() <= PUT_EVENTS_ENTRIES, "{} entries", events.len());
         assert_eq!(events.len(), ids.len(), "one event per entry");
-        let request = put_events_request(bus_arn, events);
+        let request = put_events_request(&bus.bus_arn, events);
         let calls = request["Entries"].as_array().expect("Entries");
         let ours = shape(calls.iter().map(object));
         same_types(&ours, &example, "PutEventsRequestEntry");
@@ -616,8 +625,8 @@ fn an_entry_of_the_largest_size_the_api_accepts_reaches_eventbridge() {
     let largest = entry_of_size(MAX_ENTRY_BYTES);
     let planned = plan_for(&eventbridge(), Format::Entry, std::slice::from_ref(&largest), written());
     assert!(planned.oversized.is_empty(), "an entry of {MAX_ENTRY_BYTES} bytes is set aside for EventBridge");
-    let (bus_arn, events, _) = bus_calls(&planned)[0];
-    let request = put_events_request(bus_arn, events);
+    let (bus, events, _) = bus_calls(&planned)[0];
+    let request = put_events_request(&bus.bus_arn, events);
     let size = entry_size(object(&request["Entries"][0]));
     assert!(size < PUT_EVENTS_BYTES, "{size} bytes");
 }

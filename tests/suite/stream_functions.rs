@@ -153,6 +153,7 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
         ("KMS_ENDPOINT", endpoint.clone()),
         ("SQS_ENDPOINT", endpoint.clone()),
         ("EVENTS_ENDPOINT", endpoint.clone()),
+        ("STS_ENDPOINT", endpoint.clone()),
         ("DELIVERY_QUEUE_URL", jobs_url.clone()),
         ("DELIVERY_DEAD_LETTER_QUEUE_URL", dead_url.clone()),
     ])
@@ -160,7 +161,9 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
 
     // The stream, made by its function from the sample event (pointed at the bus).
     let mut create = event("http-create-stream.json");
-    create["body"] = json!(json!({"name": "Bus", "target": {"type": "eventbridge", "event_bus_arn": bus}}).to_string());
+    let role = "arn:aws:iam::123456789012:role/auditline-put-events";
+    let target = json!({"type": "eventbridge", "event_bus_arn": bus, "role_arn": role});
+    create["body"] = json!(json!({"name": "Bus", "target": target}).to_string());
     let created = invoke(&started_function("create-stream", &env).await, &create).await;
     assert_eq!(created["statusCode"], 201, "{created}");
     let stream_id = response_body(&created)["stream"]["id"].as_str().unwrap().to_owned();
@@ -352,4 +355,129 @@ fn stream_deliver_may_change_a_streams_figures_but_never_its_settings() {
         assert!(allowed.iter().any(|a| a == attribute), "{attribute}: {allowed:?}");
     }
     assert!(allowed.iter().any(|a| a == &format!("{}*", attr::LAG_PREFIX)), "{allowed:?}");
+}
+
+/// What the fake AWS below was asked: STS's `AssumeRole` forms, and PutEvents' signing headers.
+#[derive(Default)]
+struct AwsCalls {
+    assume_role: Vec<String>,
+    put_events: Vec<(String, String)>,
+}
+
+/// STS and EventBridge on loopback, as far as a delivery needs them: `AssumeRole` answers
+/// credentials (or AccessDenied for a role named `untrusting`), PutEvents takes every event. It
+/// shows what moto cannot: the external id asked for, and which credentials signed each put.
+async fn fake_aws() -> (String, std::sync::Arc<std::sync::Mutex<AwsCalls>>) {
+    use auditline_tests::wire::{read_request, respond};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(AwsCalls::default()));
+    let seen = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Some(request) = read_request(&mut socket).await else { return };
+                let body = String::from_utf8_lossy(&request.body).into_owned();
+                if request.header("x-amz-target") == Some("AWSEvents.PutEvents") {
+                    let signed = request.header("authorization").unwrap_or_default().to_owned();
+                    let token = request.header("x-amz-security-token").unwrap_or_default().to_owned();
+                    seen.lock().unwrap().put_events.push((signed, token));
+                    let count = serde_json::from_str::<Value>(&body).unwrap()["Entries"].as_array().unwrap().len();
+                    let entries: Vec<Value> = (0..count).map(|i| json!({"EventId": format!("event-{i}")})).collect();
+                    let answer = json!({"FailedEntryCount": 0, "Entries": entries}).to_string();
+                    respond(&mut socket, 200, &[("content-type", "application/x-amz-json-1.1")], &answer).await;
+                    return;
+                }
+                seen.lock().unwrap().assume_role.push(body.clone());
+                if body.contains("role%2Funtrusting") {
+                    let denied = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                        <Code>AccessDenied</Code><Message>not authorized to perform: sts:AssumeRole</Message></Error>\
+                        <RequestId>r-1</RequestId></ErrorResponse>";
+                    respond(&mut socket, 403, &[("content-type", "text/xml")], denied).await;
+                    return;
+                }
+                let n = seen.lock().unwrap().assume_role.len();
+                let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
+                let granted = format!(
+                    "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+                     <Credentials><AccessKeyId>ASIAASSUMED{n}</AccessKeyId><SecretAccessKey>secret-{n}</SecretAccessKey>\
+                     <SessionToken>session-token-{n}</SessionToken><Expiration>{expires}</Expiration></Credentials>\
+                     <AssumedRoleUser><Arn>arn:aws:sts::210987654321:assumed-role/put/s</Arn>\
+                     <AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
+                     <ResponseMetadata><RequestId>r-{n}</RequestId></ResponseMetadata></AssumeRoleResponse>"
+                );
+                respond(&mut socket, 200, &[("content-type", "text/xml")], &granted).await;
+            });
+        }
+    });
+    (url, calls)
+}
+
+#[tokio::test]
+async fn events_are_put_as_the_tenants_role_assumed_with_that_tenants_external_id() {
+    use auditline::store::eventbridge::AwsEventBus;
+    use auditline::streams::transport::{BusEvent, BusTarget, EventBus, SendError};
+    let (aws, calls) = fake_aws().await;
+    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
+    let event = BusEvent {
+        source: "auditline".into(),
+        detail_type: "Audit Log Entry".into(),
+        detail: json!({"id": "e-1"}).to_string(),
+        time: chrono::Utc::now(),
+    };
+    let role = "arn:aws:iam::210987654321:role/put";
+    let acme_stream = Uuid::now_v7();
+    let acme = BusTarget::new(
+        &TenantId::parse("acme").unwrap(),
+        acme_stream,
+        "arn:aws:events:eu-west-1:210987654321:event-bus/audit",
+        role,
+    );
+    for _ in 0..3 {
+        assert_eq!(bus.put_events(&acme, std::slice::from_ref(&event)).await.unwrap(), vec![None]);
+    }
+    {
+        let seen = calls.lock().unwrap();
+        assert_eq!(seen.assume_role.len(), 1, "the role's credentials are kept for their hour: {:?}", seen.assume_role);
+        let form = &seen.assume_role[0];
+        assert!(form.contains("Action=AssumeRole"), "{form}");
+        assert!(form.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A210987654321%3Arole%2Fput"), "{form}");
+        assert!(form.contains("ExternalId=auditline%3Aacme"), "the tenant's external id: {form}");
+        assert!(form.contains(&format!("RoleSessionName=auditline-stream-{}", acme_stream.simple())), "{form}");
+        // Every put signed with the assumed credentials, in the bus's region, never the deployment's own.
+        assert_eq!(seen.put_events.len(), 3);
+        for (signed, token) in &seen.put_events {
+            assert!(signed.contains("Credential=ASIAASSUMED1/") && signed.contains("/eu-west-1/events/"), "{signed}");
+            assert_eq!(token, "session-token-1");
+        }
+    }
+
+    // Another tenant naming the very same role: assumed with its own external id, which the
+    // role's trust policy (requiring auditline:acme) refuses on AWS.
+    let globex = BusTarget::new(
+        &TenantId::parse("globex").unwrap(),
+        Uuid::now_v7(),
+        "arn:aws:events:eu-west-1:210987654321:event-bus/audit",
+        role,
+    );
+    bus.put_events(&globex, std::slice::from_ref(&event)).await.unwrap();
+    assert!(calls.lock().unwrap().assume_role[1].contains("ExternalId=auditline%3Aglobex"));
+
+    // A role that does not trust the deployment: the put fails, saying so, and nothing is put.
+    let untrusting = BusTarget::new(
+        &TenantId::parse("acme").unwrap(),
+        Uuid::now_v7(),
+        "arn:aws:events:eu-west-1:210987654321:event-bus/audit",
+        "arn:aws:iam::210987654321:role/untrusting",
+    );
+    let puts = calls.lock().unwrap().put_events.len();
+    match bus.put_events(&untrusting, std::slice::from_ref(&event)).await {
+        Err(SendError::Failed(message)) => {
+            assert!(message.contains("role/untrusting") && message.contains("AccessDenied"), "{message}");
+        }
+        other => panic!("refused, not {other:?}"),
+    }
+    assert_eq!(calls.lock().unwrap().put_events.len(), puts, "nothing put without the role");
 }

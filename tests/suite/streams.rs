@@ -631,7 +631,7 @@ mod attacks {
     use auditline::streams::secrets::LocalSecretBox;
     use auditline::streams::store::{MemoryStreams, StreamStore};
     use auditline::streams::transport::{
-        BusEvent, BusFailure, EventBus, HttpAnswer, HttpRequest, HttpSender, SendError,
+        BusEvent, BusFailure, BusTarget, EventBus, HttpAnswer, HttpRequest, HttpSender, SendError,
     };
     use auditline::{AuditLogger, AuditSettings, LogOutcome};
     use serde_json::{Value, json};
@@ -670,7 +670,7 @@ mod attacks {
 
     #[async_trait]
     impl EventBus for SlowBus {
-        async fn put_events(&self, _: &str, events: &[BusEvent]) -> Result<Vec<Option<BusFailure>>, SendError> {
+        async fn put_events(&self, _: &BusTarget, events: &[BusEvent]) -> Result<Vec<Option<BusFailure>>, SendError> {
             tokio::time::sleep(self.0).await;
             *self.1.lock().unwrap() += 1;
             Ok(vec![None; events.len()])
@@ -933,7 +933,8 @@ mod attacks {
             .create(
                 &acme(),
                 create_request(json!({"name": "Bus", "target": {"type": "eventbridge",
-                    "event_bus_arn": "arn:aws:events:us-east-1:123456789012:event-bus/audit"}})),
+                    "event_bus_arn": "arn:aws:events:us-east-1:123456789012:event-bus/audit",
+                    "role_arn": "arn:aws:iam::123456789012:role/auditline-put-events"}})),
                 &by(),
             )
             .await

@@ -787,20 +787,27 @@ fn denied(f: &Value) -> Vec<(Vec<String>, Vec<String>)> {
 }
 
 #[test]
-fn functions_that_put_events_for_tenants_may_never_put_on_this_accounts_own_buses() {
+fn functions_that_put_events_for_tenants_do_so_only_as_roles_of_other_accounts() {
     let t = template();
-    let putting: Vec<String> = functions(&t)
+    // No function puts events as itself: a bus that trusted the deployment would take any tenant's.
+    for (binary, f) in functions(&t) {
+        assert!(
+            !statements(&f).iter().any(|(a, _)| a.iter().any(|a| a.starts_with("events:"))),
+            "{binary} may not call EventBridge as itself"
+        );
+    }
+    let assuming: Vec<String> = functions(&t)
         .into_iter()
-        .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a == "events:PutEvents")))
+        .filter(|(_, f)| statements(f).iter().any(|(a, _)| a.iter().any(|a| a == "sts:AssumeRole")))
         .map(|(b, _)| b)
         .collect();
-    assert_eq!(putting, ["stream-deliver", "test-stream"]);
-    for binary in putting {
+    assert_eq!(assuming, ["stream-deliver", "test-stream"]);
+    for binary in assuming {
         let f = &functions(&t)[&binary];
-        let own = "!Sub arn:${AWS::Partition}:events:*:${AWS::AccountId}:event-bus/*";
+        let own = "!Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*";
         assert!(
-            denied(f).iter().any(|(a, r)| a == &["events:PutEvents"] && r.iter().any(|r| r == own)),
-            "{binary} denies PutEvents on this account's buses: {:?}",
+            denied(f).iter().any(|(a, r)| a == &["sts:AssumeRole"] && r.iter().any(|r| r == own)),
+            "{binary} denies assuming this account's roles: {:?}",
             denied(f)
         );
     }
@@ -810,4 +817,6 @@ fn functions_that_put_events_for_tenants_may_never_put_on_this_accounts_own_buse
             assert!(denied(&f).is_empty(), "{binary}");
         }
     }
+    // The roles tenants' trust policies name are an output of the stack.
+    assert!(t["Outputs"]["StreamDeliveryRoleArns"].is_mapping());
 }

@@ -369,12 +369,12 @@ impl Deliverer {
                 };
                 vec![(entries, verdict)]
             }
-            Outbound::Events { bus_arn, events, entries } => {
+            Outbound::Events { bus: target, events, entries } => {
                 let Some(bus) = &self.bus else {
                     let error = "EventBridge is not available to this deployment".to_owned();
                     return vec![(entries, Verdict::Retry { after: None, error })];
                 };
-                match bus.put_events(&bus_arn, &events).await {
+                match bus.put_events(&target, &events).await {
                     Ok(results) => entries
                         .into_iter()
                         .zip(results)

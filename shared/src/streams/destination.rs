@@ -142,8 +142,14 @@ pub enum Target {
     },
     /// Datadog's logs intake (v2) of a site, with an API key.
     Datadog { site: String, url: String, service: String, tags: Vec<String> },
-    /// An EventBridge bus (PutEvents), in this account or one whose bus policy lets ours put.
-    Eventbridge { event_bus_arn: String },
+    /// An EventBridge bus (PutEvents), put to as a role of the tenant's that this deployment
+    /// assumes with the tenant's external id ([`super::transport::external_id`]).
+    Eventbridge {
+        event_bus_arn: String,
+        /// Empty only in a stream stored before roles were required: its deliveries fail, saying so.
+        #[serde(default)]
+        role_arn: String,
+    },
 }
 
 impl Target {
@@ -335,6 +341,7 @@ pub enum TargetRequest {
     },
     Eventbridge {
         event_bus_arn: String,
+        role_arn: String,
     },
 }
 
@@ -420,9 +427,14 @@ impl TargetRequest {
                 let token = api_key.map(|k| check_secret("target.api_key", k)).transpose()?;
                 Ok(CheckedTarget { target: Target::Datadog { site, url, service, tags }, token, headers: None })
             }
-            TargetRequest::Eventbridge { event_bus_arn } => {
+            TargetRequest::Eventbridge { event_bus_arn, role_arn } => {
                 check_bus_arn(&event_bus_arn)?;
-                Ok(CheckedTarget { target: Target::Eventbridge { event_bus_arn }, token: None, headers: None })
+                check_role_arn(&role_arn)?;
+                Ok(CheckedTarget {
+                    target: Target::Eventbridge { event_bus_arn, role_arn },
+                    token: None,
+                    headers: None,
+                })
             }
         }
     }
@@ -516,6 +528,37 @@ fn check_bus_arn(arn: &str) -> Result<(), StreamError> {
     Ok(())
 }
 
+/// An IAM role's ARN: `arn:<partition>:iam::<account id>:role/<path/><name>`.
+fn check_role_arn(arn: &str) -> Result<(), StreamError> {
+    let refuse = || {
+        StreamError::new(
+            "target.role_arn",
+            "an IAM role ARN: arn:aws:iam::<account id>:role/<name>, a role of yours that may put on the bus \
+             and trusts this deployment with your external id",
+        )
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [arn_word, partition, service, region, account, resource] = parts[..] else {
+        return Err(refuse());
+    };
+    let name = resource.strip_prefix("role/").ok_or_else(refuse)?;
+    // A path of segments, then the role's name (at most 64): letters, digits and +=,.@_-.
+    let segment_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    let name_ok =
+        arn.len() <= 2048 && name.split('/').all(segment_ok) && name.rsplit('/').next().is_some_and(|n| n.len() <= 64);
+    if arn_word != "arn"
+        || !partition.starts_with("aws")
+        || service != "iam"
+        || !region.is_empty()
+        || account.len() != 12
+        || !account.bytes().all(|b| b.is_ascii_digit())
+        || !name_ok
+    {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,11 +591,34 @@ mod tests {
         let error = hec.check(Loopback::Refused).err().expect("refused");
         assert_eq!(error.field, "target.token");
         assert!(!error.message.contains("has space"), "a secret is never echoed");
-        let bus = |arn: &str| TargetRequest::Eventbridge { event_bus_arn: arn.into() }.check(Loopback::Refused);
+        let role = "arn:aws:iam::123456789012:role/auditline-stream";
+        let bus = |arn: &str| {
+            TargetRequest::Eventbridge { event_bus_arn: arn.into(), role_arn: role.into() }.check(Loopback::Refused)
+        };
         assert!(bus("arn:aws:events:eu-west-1:123456789012:event-bus/audit").is_ok());
         assert!(bus("arn:aws:events:eu-west-1:1234:event-bus/audit").is_err());
         assert!(bus("arn:aws:sqs:eu-west-1:123456789012:event-bus/audit").is_err());
         assert!(bus("arn:aws:events:eu-west-1:123456789012:rule/audit").is_err());
+        let role = |arn: &str| {
+            let bus = "arn:aws:events:eu-west-1:123456789012:event-bus/audit";
+            TargetRequest::Eventbridge { event_bus_arn: bus.into(), role_arn: arn.into() }
+                .check(Loopback::Refused)
+                .err()
+                .map(|e| e.field)
+        };
+        assert_eq!(role("arn:aws:iam::123456789012:role/service/auditline-put"), None);
+        for wrong in [
+            "",
+            "arn:aws:iam::123456789012:user/someone",
+            "arn:aws:iam:eu-west-1:123456789012:role/put",
+            "arn:aws:iam::1234:role/put",
+            "arn:aws:sts::123456789012:role/put",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/has space",
+            "arn:aws:iam::123456789012:role/path//double",
+        ] {
+            assert_eq!(role(wrong).as_deref(), Some("target.role_arn"), "{wrong:?}");
+        }
     }
 
     #[test]

@@ -21,8 +21,10 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use thiserror::Error;
 use tokio::sync::OnceCell;
+use uuid::Uuid;
 
 use super::outbound::{Loopback, OutboundError, check_addresses, check_url};
+use crate::domain::TenantId;
 
 /// What is read of a receiver's answer: enough for its error message.
 pub const MAX_ANSWER_BYTES: usize = 1024;
@@ -88,10 +90,40 @@ pub struct BusFailure {
     pub message: String,
 }
 
+/// Where a stream's events go, and as whom: the tenant's bus, put to with the credentials of a role
+/// the tenant made for it, assumed with the external id that names the tenant. A role whose trust
+/// policy requires that id is of no use to another tenant of the deployment (the confused deputy).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BusTarget {
+    pub bus_arn: String,
+    pub role_arn: String,
+    pub external_id: String,
+    /// Shown in the tenant's CloudTrail: which stream put.
+    pub session_name: String,
+}
+
+impl BusTarget {
+    pub fn new(tenant: &TenantId, stream: Uuid, bus_arn: &str, role_arn: &str) -> Self {
+        BusTarget {
+            bus_arn: bus_arn.to_owned(),
+            role_arn: role_arn.to_owned(),
+            external_id: external_id(tenant),
+            session_name: format!("auditline-stream-{}", stream.simple()),
+        }
+    }
+}
+
+/// The external id a tenant's role must require (`sts:ExternalId`): fixed by the tenant's id, which
+/// its credentials prove, so no tenant can have the deployment assume another tenant's role.
+pub fn external_id(tenant: &TenantId) -> String {
+    format!("auditline:{tenant}")
+}
+
 #[async_trait]
 pub trait EventBus: Send + Sync {
-    /// `PutEvents` of up to 10 events to the bus; per event, `None` if it was put.
-    async fn put_events(&self, bus_arn: &str, events: &[BusEvent]) -> Result<Vec<Option<BusFailure>>, SendError>;
+    /// `PutEvents` of up to 10 events to the target's bus, as its role; per event, `None` if it
+    /// was put.
+    async fn put_events(&self, target: &BusTarget, events: &[BusEvent]) -> Result<Vec<Option<BusFailure>>, SendError>;
 }
 
 /// Timeouts of [`SafeHttp`].

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::destination::{Destination, Encoding, Format, Secrets, Target};
-use super::transport::{BusEvent, HttpRequest};
+use super::transport::{BusEvent, BusTarget, HttpRequest};
 use super::webhook::{WebhookSecret, headers as webhook_headers};
 use crate::domain::AuditLogEntry;
 use crate::export::to_ocsf;
@@ -43,7 +43,7 @@ pub enum Outbound {
     },
     /// `entries[i]` is `events[i]`'s entry.
     Events {
-        bus_arn: String,
+        bus: BusTarget,
         events: Vec<BusEvent>,
         entries: Vec<Uuid>,
     },
@@ -176,7 +176,8 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
                 .collect();
             Planned { requests, oversized }
         }
-        Target::Eventbridge { event_bus_arn } => {
+        Target::Eventbridge { event_bus_arn, role_arn } => {
+            let bus = BusTarget::new(&stream.tenant_id, stream.id, event_bus_arn, role_arn);
             let detail_type = match stream.format {
                 Format::Entry => "Audit Log Entry",
                 Format::Ocsf => "OCSF API Activity",
@@ -210,7 +211,7 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
                 }
                 if batch.0.len() == EVENTBRIDGE_MAX_EVENTS || batch.2 + size > EVENTBRIDGE_MAX_BYTES {
                     let (events, entries, _) = std::mem::take(&mut batch);
-                    requests.push(Outbound::Events { bus_arn: event_bus_arn.clone(), events, entries });
+                    requests.push(Outbound::Events { bus: bus.clone(), events, entries });
                 }
                 batch.0.push(event);
                 batch.1.push(id);
@@ -218,7 +219,7 @@ pub fn plan(stream: &Destination, secrets: &Secrets, entries: &[AuditLogEntry], 
             }
             if !batch.0.is_empty() {
                 let (events, entries, _) = batch;
-                requests.push(Outbound::Events { bus_arn: event_bus_arn.clone(), events, entries });
+                requests.push(Outbound::Events { bus: bus.clone(), events, entries });
             }
             Planned { requests, oversized }
         }

@@ -17,6 +17,7 @@ use crate::streams::admin::{AdminError, Changed, StreamAdmin, overlap_of};
 use crate::streams::destination::{CreateStream, Format, StreamFilter, Target, UpdateStream};
 use crate::streams::store::{Failing, LastError, StoredStream};
 use crate::streams::trail::RecordError;
+use crate::streams::transport::external_id;
 
 /// Largest accepted body: a stream's settings with its headers and filters.
 const MAX_BODY_BYTES: usize = 32 * 1024;
@@ -26,7 +27,7 @@ const MAX_BODY_BYTES: usize = 32 * 1024;
 pub struct StreamView<'a> {
     id: Uuid,
     name: &'a str,
-    target: &'a Target,
+    target: TargetView<'a>,
     format: Format,
     filter: &'a StreamFilter,
     paused: bool,
@@ -52,6 +53,15 @@ struct FiguresView<'a> {
     lag_ms: Lag,
 }
 
+/// A target's settings, and for EventBridge the external id its role's trust policy must require.
+#[derive(Serialize)]
+struct TargetView<'a> {
+    #[serde(flatten)]
+    target: &'a Target,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+}
+
 #[derive(Serialize)]
 struct Lag {
     p50: Option<u64>,
@@ -69,7 +79,11 @@ impl<'a> StreamView<'a> {
         StreamView {
             id: stream.id,
             name: &stream.name,
-            target: &stream.target,
+            target: TargetView {
+                external_id: matches!(stream.target, Target::Eventbridge { .. })
+                    .then(|| external_id(&stream.tenant_id)),
+                target: &stream.target,
+            },
             format: stream.format,
             filter: &stream.filter,
             paused: stream.paused,
