@@ -29,10 +29,12 @@ function count(v) {
   return Number.isFinite(v) ? String(v) : '—';
 }
 
-/// Where deliveries go: the URL of the HTTP kinds, the bus ARN of EventBridge.
+/// Where deliveries go: the URL of the HTTP kinds, the bus ARN of EventBridge and the role put as.
 function destination(target) {
   if (!target || typeof target !== 'object') return '';
-  return text(target.type === 'eventbridge' ? target.event_bus_arn : target.url);
+  if (target.type !== 'eventbridge') return text(target.url);
+  const role = text(target.role_arn);
+  return role ? `${text(target.event_bus_arn)} as ${role}` : text(target.event_bus_arn);
 }
 
 function filterText(filter) {
