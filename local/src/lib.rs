@@ -344,7 +344,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         feed,
         archive: options.archive.as_ref().map(ArchiveTarget::sink),
         archive_keys: backends.archive_keys.clone(),
-        streams: router,
+        // On SQLite the store routes, from its position (below); elsewhere the feed does.
+        streams: backends.sqlite.is_none().then(|| router.clone()),
     };
     let source = match (&options.storage, &backends.dynamodb) {
         (Storage::DynamoDb { endpoint }, Some(client)) => {
@@ -366,6 +367,8 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         }
         _ => source::follow_listener(&logger, consumers),
     };
+
+    let routing = backends.sqlite.as_ref().map(|local| source::follow_routing(&logger, local.store.clone(), router));
 
     let connections = backends.connections.clone();
     let gateway = Arc::new(Gateway {
@@ -423,9 +426,11 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
         .with_witnesses(witnesses)
         .with_sinks(sinks);
     let mut tasks = vec![source, seal_loop::spawn(sealer, options.seal.every), worker];
+    tasks.extend(routing);
     let (database, entries_at_start) = match &backends.sqlite {
         Some(local) => {
             tasks.push(storage::spawn_purge(local.store.clone()));
+
             (Some(local.store.path().to_owned()), Some(local.store.entry_count().await?))
         }
         None => (None, None),

@@ -11,7 +11,9 @@ use auditline::AuditLogger;
 use auditline::apigw::stream::{FeedDeps, archive_entries, fan_out_entries, inserted_entries};
 use auditline::archive::ArchiveSink;
 use auditline::archive::shred::ArchiveKeys;
+use auditline::backend::BackendError;
 use auditline::domain::AuditLogEntry;
+use auditline::store::SqliteStore;
 use auditline::streams::route::Router;
 use aws_lambda_events::dynamodb::Event;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
@@ -33,8 +35,9 @@ pub struct Consumers {
     pub archive: Option<Arc<dyn ArchiveSink>>,
     /// The keys the archive seals erasable values under.
     pub archive_keys: Arc<dyn ArchiveKeys>,
-    /// Log streams: new entries become delivery jobs (a third consumer, as Kinesis is on AWS).
-    pub streams: Arc<Router>,
+    /// Log streams: new entries become delivery jobs (a third consumer, as Kinesis is on AWS);
+    /// `None` where the store routes them itself ([`follow_routing`], SQLite).
+    pub streams: Option<Arc<Router>>,
 }
 
 /// One batch as a stream delivers it: entries, each with its sequence number.
@@ -49,7 +52,9 @@ pub async fn deliver(batch: Batch, consumers: &Consumers) {
     }
     let entries: Vec<AuditLogEntry> = batch.iter().map(|(_, entry)| entry.clone()).collect();
     fan_out(batch, &consumers.feed).await;
-    route(&entries, &consumers.streams).await;
+    if let Some(router) = &consumers.streams {
+        route(&entries, router).await;
+    }
 }
 
 /// The streams' router: a batch whose jobs could not be queued is routed again (a job queued
@@ -117,6 +122,46 @@ pub fn follow_listener(logger: &AuditLogger, consumers: Consumers) -> JoinHandle
             deliver(numbered, &consumers).await;
         }
     })
+}
+
+/// How many rows the SQLite router looks through at a time.
+const ROUTE_WINDOW: u32 = 1_000;
+/// How long the router waits for a write's wake-up before it looks anyway.
+const ROUTE_POLL: Duration = Duration::from_secs(1);
+
+/// Log streams on SQLite: the entries stored after the router's position become jobs, queued with
+/// the new position in one transaction — an entry stored just before a crash, or while the live
+/// feed's backlog was full, is routed all the same (once). Woken by each write; looks every second.
+pub fn follow_routing(logger: &AuditLogger, store: SqliteStore, router: Arc<Router>) -> JoinHandle<()> {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let woken = wake.clone();
+    logger.add_listener(move |_| woken.notify_one());
+    tokio::spawn(async move {
+        loop {
+            match route_from_position(&store, &router).await {
+                Ok(()) => {
+                    let _ = tokio::time::timeout(ROUTE_POLL, wake.notified()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "entries could not be routed to log streams yet; trying again");
+                    tokio::time::sleep(ROUTE_POLL).await;
+                }
+            }
+        }
+    })
+}
+
+/// Routes every entry stored after the position, a window at a time.
+async fn route_from_position(store: &SqliteStore, router: &Router) -> Result<(), BackendError> {
+    loop {
+        let unrouted = store.unrouted(ROUTE_WINDOW).await?;
+        if unrouted.through == unrouted.from {
+            return Ok(());
+        }
+        let jobs = router.jobs(&unrouted.entries, chrono::Utc::now()).await?;
+        // Only this task moves the position; a refusal means it moved anyway: read again.
+        store.enqueue_routed(&jobs, unrouted.from, unrouted.through).await?;
+    }
 }
 
 fn next_sequence(sequence: &mut u64) -> String {

@@ -79,9 +79,10 @@ async fn everything_survives_a_reopen_and_the_chain_continues_where_it_stopped()
 }
 
 /// The three tables version 2 rebuilt, as version 1 (the first release with the SQLite store)
-/// made them: clustered on their keys; and without the policies version 3 and the archive keys
-/// version 4 added.
+/// made them: clustered on their keys; and without the policies version 3, the archive keys
+/// version 4, the streams version 5 and the router's position version 6 added.
 const VERSION_1_TABLES: &str = r#"
+DROP TABLE route_cursor;
 DROP TABLE policies;
 DROP TABLE archive_keys;
 DROP TABLE streams;
@@ -146,6 +147,9 @@ async fn a_version_1_file_is_migrated_at_open_and_keeps_its_trail() {
         assert_eq!(conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap(), 1);
     }
     let store = Arc::new(SqliteStore::open(&path).expect("a version 1 file opens"));
+    // Its history is not sent to log streams made later: the router starts past it.
+    let unrouted = store.unrouted(1_000).await.unwrap();
+    assert_eq!((unrouted.from, unrouted.through, unrouted.entries.len()), (6, 6, 0), "{unrouted:?}");
     let version: i64 =
         rusqlite::Connection::open(&path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, SCHEMA_VERSION, "migrated");
@@ -310,4 +314,87 @@ async fn an_erased_value_cannot_be_read_from_the_file() {
         assert!(!holds(&file(&path)), "the value is gone from the database file");
         assert!(!holds(&file(&wal)), "and from its write-ahead log");
     }
+}
+
+/// Log streams on SQLite are routed from a kept position: the entries of tenants with a stream
+/// are read once, jobs and position move together (never one without the other), the position
+/// survives a reopen, and a purge of the newest rows never leaves the next rowid behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_streams_are_routed_from_a_kept_position_once_across_a_reopen_and_a_purge() {
+    use auditline::streams::delivery::Job;
+    use auditline::streams::destination::{Destination, Encoding, Format, StreamFilter, Target};
+    use auditline::streams::queue::JobQueue;
+    use auditline::streams::store::StreamStore;
+
+    let path = new_path();
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let now = Utc::now();
+    let stream = Destination {
+        tenant_id: acme.clone(),
+        id: uuid::Uuid::now_v7(),
+        name: "SIEM".into(),
+        target: Target::Webhook {
+            url: "https://siem.example.com/hook".into(),
+            encoding: Encoding::JsonArray,
+            header_names: vec![],
+        },
+        format: Format::Entry,
+        filter: StreamFilter::default(),
+        paused: false,
+        sealed_secrets: String::new(),
+        previous_secret_retires_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    store.create(&stream).await.unwrap();
+    let logger = AuditLogger::new(store.clone(), AuditSettings::default());
+    let mut acme_ids = Vec::new();
+    for (i, t) in [&acme, &globex, &acme, &globex, &acme].into_iter().enumerate() {
+        let request = new_entry(t, AuditAction::Create, EntityType::File, &format!("f-{i}"), None, None);
+        let Ok(LogOutcome::Stored(e)) = logger.log(request).await else { panic!("stored") };
+        if t == &acme {
+            acme_ids.push(e.id);
+        }
+    }
+
+    // Only the tenant with a stream is read; a window bounds the rows looked through.
+    let first = store.unrouted(2).await.unwrap();
+    assert_eq!((first.from, first.through), (0, 2));
+    assert_eq!(first.entries.iter().map(|e| e.id).collect::<Vec<_>>(), acme_ids[..1]);
+    let all = store.unrouted(1_000).await.unwrap();
+    assert_eq!((all.from, all.through), (0, 5));
+    assert_eq!(all.entries.iter().map(|e| e.id).collect::<Vec<_>>(), acme_ids);
+
+    // Jobs and position together; a second router holding the old position queues nothing.
+    let job = Job::new(acme.clone(), stream.id, acme_ids.clone(), now);
+    assert!(store.enqueue_routed(std::slice::from_ref(&job), 0, 5).await.unwrap());
+    assert!(!store.enqueue_routed(std::slice::from_ref(&job), 0, 5).await.unwrap(), "the position moved");
+    assert_eq!(store.depth().await.unwrap(), 1);
+
+    // Kept across a reopen.
+    store.close();
+    drop(logger);
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let after = store.unrouted(1_000).await.unwrap();
+    assert_eq!((after.from, after.through, after.entries.len()), (5, 5, 0), "nothing routed twice");
+
+    // The newest rows expire and are purged after they were routed: the next entry is still routed.
+    let settings = AuditSettings { retention_days: 1, ..AuditSettings::default() };
+    let (clock, _) = stepping_clock(Utc::now() - Duration::days(2), 1);
+    let old = AuditLogger::with_clock(store.clone(), settings, clock);
+    for i in 0..2 {
+        let request = new_entry(&acme, AuditAction::Update, EntityType::File, &format!("old-{i}"), None, None);
+        let Ok(LogOutcome::Stored(_)) = old.log(request).await else { panic!("stored") };
+    }
+    let expired = store.unrouted(1_000).await.unwrap();
+    assert_eq!((expired.from, expired.through), (5, 7));
+    assert!(store.enqueue_routed(&[], 5, 7).await.unwrap());
+    assert_eq!(store.purge_expired(Utc::now()).await.unwrap(), 2);
+    let logger = AuditLogger::new(store.clone(), AuditSettings::default());
+    let request = new_entry(&acme, AuditAction::Delete, EntityType::File, "f-new", None, None);
+    let Ok(LogOutcome::Stored(newest)) = logger.log(request).await else { panic!("stored") };
+    let next = store.unrouted(1_000).await.unwrap();
+    assert_eq!(next.entries.iter().map(|e| e.id).collect::<Vec<_>>(), [newest.id], "{next:?}");
 }

@@ -62,9 +62,8 @@ impl Router {
         Ok(streams)
     }
 
-    /// Queues the jobs for `entries`; answers how many. An error leaves the batch to be routed
-    /// again (by the caller's retry): a job queued twice is delivered twice, never lost.
-    pub async fn route(&self, entries: &[AuditLogEntry], now: DateTime<Utc>) -> Result<usize, BackendError> {
+    /// The jobs that deliver `entries` to their tenants' streams, as they are now.
+    pub async fn jobs(&self, entries: &[AuditLogEntry], now: DateTime<Utc>) -> Result<Vec<Job>, BackendError> {
         let mut by_tenant: BTreeMap<&TenantId, Vec<&AuditLogEntry>> = BTreeMap::new();
         for entry in entries {
             by_tenant.entry(&entry.tenant_id).or_default().push(entry);
@@ -74,6 +73,13 @@ impl Router {
             let streams = self.streams_of(tenant).await?;
             jobs.extend(jobs_for(&entries, &streams, now));
         }
+        Ok(jobs)
+    }
+
+    /// Queues the jobs for `entries`; answers how many. An error leaves the batch to be routed
+    /// again (by the caller's retry): a job queued twice is delivered twice, never lost.
+    pub async fn route(&self, entries: &[AuditLogEntry], now: DateTime<Utc>) -> Result<usize, BackendError> {
+        let jobs = self.jobs(entries, now).await?;
         if !jobs.is_empty() {
             self.sink.enqueue(&jobs).await?;
         }

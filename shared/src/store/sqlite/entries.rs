@@ -136,6 +136,13 @@ pub(super) fn purge(conn: &Connection, now: i64, step: usize) -> Result<usize, W
            (SELECT rowid FROM entries WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
         params![now, step as i64],
     )?;
+    // SQLite gives the next entry the largest rowid plus one: with the newest rows gone, that
+    // rowid may be one the streams' router has passed. It goes back to the newest row left (every
+    // row up to it was routed, none after it exists), so the next entry is ahead of it.
+    conn.execute(
+        "UPDATE route_cursor SET position = MIN(position, (SELECT COALESCE(MAX(rowid), 0) FROM entries))",
+        [],
+    )?;
     conn.execute("DELETE FROM counters WHERE expires_at <= ?1", [now])?;
     conn.execute("DELETE FROM tiles WHERE expires_at <= ?1", [now])?;
     conn.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])?;

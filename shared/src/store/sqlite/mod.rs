@@ -25,6 +25,8 @@ mod policies;
 mod seal;
 mod streams;
 
+pub use streams::Unrouted;
+
 use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -40,7 +42,7 @@ use crate::backend::BackendError;
 /// The database's file name in a data directory (the local gateway's `--data-dir`).
 pub const DATABASE_FILE: &str = "auditline.db";
 /// The schema this code writes; older files are migrated at open, newer ones refused.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 /// Writes committed together at most.
 pub const GROUP: usize = 256;
 /// Read connections.
@@ -499,7 +501,7 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), rusqlite::Error> {
 }
 
 /// Each version's step, in order: `MIGRATIONS[v - 1]` brings version `v - 1` to `v`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2, TO_3, TO_4, TO_5];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_1, TO_2, TO_3, TO_4, TO_5, TO_6];
 
 /// Version 1. Ids are the 16 bytes of their UUIDv7 (big-endian: they sort by time); times are
 /// epoch seconds (expiry) or milliseconds (seal); entries and checkpoints are kept as their JSON.
@@ -703,4 +705,15 @@ CREATE TABLE stream_dead_letters (
     reason TEXT NOT NULL,
     body TEXT NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+/// Version 6: how far the log streams' router has come through the entries (their rowids, which
+/// grow as entries are stored). A file that had entries starts past them: streams take what is
+/// written from now on, as they always have.
+const TO_6: &str = r#"
+CREATE TABLE route_cursor (
+    only INTEGER PRIMARY KEY CHECK (only = 1),
+    position INTEGER NOT NULL
+);
+INSERT INTO route_cursor (only, position) SELECT 1, COALESCE(MAX(rowid), 0) FROM entries;
 "#;

@@ -1,6 +1,8 @@
 //! Log streams on SQLite, in the same file as the entries: each stream's settings (its secrets
 //! sealed inside them) and figures, the jobs waiting to be delivered, and the dead letters. Jobs
-//! outlive a restart of the gateway, so nothing queued is lost with the process.
+//! outlive a restart of the gateway, so nothing queued is lost with the process. Routing is kept
+//! here too: the router reads the entries stored after its position and queues their jobs with
+//! the new position in one transaction, so an entry stored is routed once, whatever stops when.
 
 use std::time::Duration;
 
@@ -9,9 +11,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
+use super::entries::decode;
 use super::{SqliteStore, WriteError};
 use crate::backend::BackendError;
-use crate::domain::TenantId;
+use crate::domain::{AuditLogEntry, TenantId};
 use crate::streams::delivery::{Job, Outcome};
 use crate::streams::destination::{Destination, MAX_STREAMS_PER_TENANT};
 use crate::streams::queue::{DeadLetter, JobQueue, JobSink, dead_letter_of};
@@ -154,6 +157,56 @@ impl StreamStore for SqliteStore {
         })
         .await
         .map(|n| n as u64)
+    }
+}
+
+/// Entries stored after the router's position, as [`SqliteStore::unrouted`] reads them.
+#[derive(Debug)]
+pub struct Unrouted {
+    /// The position read from.
+    pub from: i64,
+    /// The position these entries take the router to.
+    pub through: i64,
+    /// The entries in between of tenants with streams, in the order they were stored.
+    pub entries: Vec<AuditLogEntry>,
+}
+
+impl SqliteStore {
+    /// The entries stored after the streams' router's position, over at most `window` rows: only
+    /// those of tenants with a stream are read (the rest only move the position on).
+    pub async fn unrouted(&self, window: u32) -> Result<Unrouted, BackendError> {
+        self.read(move |conn| {
+            let from: i64 = conn.query_row("SELECT position FROM route_cursor", [], |row| row.get(0))?;
+            let last: i64 = conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM entries", [], |row| row.get(0))?;
+            let through = last.min(from + i64::from(window)).max(from);
+            let mut query = conn.prepare_cached(
+                "SELECT body FROM entries WHERE rowid > ?1 AND rowid <= ?2 \
+                 AND tenant IN (SELECT tenant FROM streams) ORDER BY rowid",
+            )?;
+            let entries = query
+                .query_map(params![from, through], |row| row.get::<_, String>(0))?
+                .map(|body| decode(&body?))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Unrouted { from, through, entries })
+        })
+        .await
+    }
+
+    /// Queues `jobs` and moves the router's position from `from` to `through`, together. Answers
+    /// `false`, queuing nothing, if the position is no longer `from`.
+    pub async fn enqueue_routed(&self, jobs: &[Job], from: i64, through: i64) -> Result<bool, BackendError> {
+        let jobs = jobs.to_vec();
+        let written = self
+            .write::<(), ()>(move |conn| {
+                let moved =
+                    conn.execute("UPDATE route_cursor SET position = ?2 WHERE position = ?1", params![from, through])?;
+                if moved != 1 {
+                    return Err(WriteError::Refused(Box::new(())));
+                }
+                insert_jobs(conn, &jobs)
+            })
+            .await?;
+        Ok(written.is_ok())
     }
 }
 
