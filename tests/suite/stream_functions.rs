@@ -148,12 +148,14 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
         .await
         .unwrap();
 
+    let (sts, assumed) = fake_aws().await;
     let env = function_environment(&[
         ("STREAMS_KMS_KEY_ID", symmetric_key().await),
         ("KMS_ENDPOINT", endpoint.clone()),
         ("SQS_ENDPOINT", endpoint.clone()),
         ("EVENTS_ENDPOINT", endpoint.clone()),
-        ("STS_ENDPOINT", endpoint.clone()),
+        // STS as the tenant's trust policy answers (moto's grants any external id).
+        ("STS_ENDPOINT", sts.clone()),
         ("DELIVERY_QUEUE_URL", jobs_url.clone()),
         ("DELIVERY_DEAD_LETTER_QUEUE_URL", dead_url.clone()),
     ])
@@ -161,7 +163,7 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
 
     // The stream, made by its function from the sample event (pointed at the bus).
     let mut create = event("http-create-stream.json");
-    let role = "arn:aws:iam::123456789012:role/auditline-put-events";
+    let role = "arn:aws:iam::123456789012:role/put-for-acme";
     let target = json!({"type": "eventbridge", "event_bus_arn": bus, "role_arn": role});
     create["body"] = json!(json!({"name": "Bus", "target": target}).to_string());
     let created = invoke(&started_function("create-stream", &env).await, &create).await;
@@ -218,6 +220,10 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
     assert_eq!(put["source"], "auditline");
     assert_eq!(put["detail-type"], "Audit Log Entry");
     assert_eq!(put["detail"]["id"], entry["id"], "{put}");
+    // Put as the tenant's role: asked for with an id nobody was given (refused), then with acme's.
+    let ids: Vec<String> = assumed.lock().unwrap().assume_role.iter().map(|b| form(b)["ExternalId"].clone()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids[0].starts_with("auditline:acme:probe-") && ids[1] == "auditline:acme", "{ids:?}");
 
     // The stream's figures count it.
     let mut get = event("http-get-stream.json");
@@ -364,9 +370,10 @@ struct AwsCalls {
     put_events: Vec<(String, String)>,
 }
 
-/// STS and EventBridge on loopback, as far as a delivery needs them: `AssumeRole` answers
-/// credentials (or AccessDenied for a role named `untrusting`), PutEvents takes every event. It
-/// shows what moto cannot: the external id asked for, and which credentials signed each put.
+/// STS and EventBridge on loopback, as far as a delivery needs them. Roles, by name: `put-for-<t>`
+/// trusts the deployment with the external id `auditline:<t>` alone (as the README says to make
+/// it), `lax` trusts it with any external id, `untrusting` not at all. PutEvents takes every event.
+/// It shows what moto cannot: the ids and session policy asked for, and which credentials signed.
 async fn fake_aws() -> (String, std::sync::Arc<std::sync::Mutex<AwsCalls>>) {
     use auditline_tests::wire::{read_request, respond};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -390,21 +397,31 @@ async fn fake_aws() -> (String, std::sync::Arc<std::sync::Mutex<AwsCalls>>) {
                     respond(&mut socket, 200, &[("content-type", "application/x-amz-json-1.1")], &answer).await;
                     return;
                 }
-                seen.lock().unwrap().assume_role.push(body.clone());
-                if body.contains("role%2Funtrusting") {
+                let form = form(&body);
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.assume_role.push(body.clone());
+                    seen.assume_role.len()
+                };
+                let role = form.get("RoleArn").and_then(|arn| arn.rsplit('/').next()).unwrap_or_default().to_owned();
+                let external = form.get("ExternalId").cloned().unwrap_or_default();
+                let trusted = match role.strip_prefix("put-for-") {
+                    Some(tenant) => external == format!("auditline:{tenant}"),
+                    None => role == "lax",
+                };
+                if !trusted {
                     let denied = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
                         <Code>AccessDenied</Code><Message>not authorized to perform: sts:AssumeRole</Message></Error>\
                         <RequestId>r-1</RequestId></ErrorResponse>";
                     respond(&mut socket, 403, &[("content-type", "text/xml")], denied).await;
                     return;
                 }
-                let n = seen.lock().unwrap().assume_role.len();
                 let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
                 let granted = format!(
                     "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
                      <Credentials><AccessKeyId>ASIAASSUMED{n}</AccessKeyId><SecretAccessKey>secret-{n}</SecretAccessKey>\
                      <SessionToken>session-token-{n}</SessionToken><Expiration>{expires}</Expiration></Credentials>\
-                     <AssumedRoleUser><Arn>arn:aws:sts::210987654321:assumed-role/put/s</Arn>\
+                     <AssumedRoleUser><Arn>arn:aws:sts::210987654321:assumed-role/{role}/s</Arn>\
                      <AssumedRoleId>AROAEXAMPLE:s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult>\
                      <ResponseMetadata><RequestId>r-{n}</RequestId></ResponseMetadata></AssumeRoleResponse>"
                 );
@@ -415,69 +432,141 @@ async fn fake_aws() -> (String, std::sync::Arc<std::sync::Mutex<AwsCalls>>) {
     (url, calls)
 }
 
-#[tokio::test]
-async fn events_are_put_as_the_tenants_role_assumed_with_that_tenants_external_id() {
-    use auditline::store::eventbridge::AwsEventBus;
-    use auditline::streams::transport::{BusEvent, BusTarget, EventBus, SendError};
-    let (aws, calls) = fake_aws().await;
-    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
-    let event = BusEvent {
+/// An `application/x-www-form-urlencoded` body's fields.
+fn form(body: &str) -> std::collections::HashMap<String, String> {
+    body.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_owned(), percent_decoded(v))).collect()
+}
+
+/// A form value with its %XX escapes (and + for space) decoded.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+const BUS: &str = "arn:aws:events:eu-west-1:210987654321:event-bus/audit";
+
+fn bus_event() -> auditline::streams::transport::BusEvent {
+    auditline::streams::transport::BusEvent {
         source: "auditline".into(),
         detail_type: "Audit Log Entry".into(),
         detail: json!({"id": "e-1"}).to_string(),
         time: chrono::Utc::now(),
-    };
-    let role = "arn:aws:iam::210987654321:role/put";
-    let acme_stream = Uuid::now_v7();
-    let acme = BusTarget::new(
-        &TenantId::parse("acme").unwrap(),
-        acme_stream,
-        "arn:aws:events:eu-west-1:210987654321:event-bus/audit",
-        role,
-    );
+    }
+}
+
+fn bus_target(tenant: &str, role: &str) -> auditline::streams::transport::BusTarget {
+    auditline::streams::transport::BusTarget::new(
+        &TenantId::parse(tenant).unwrap(),
+        Uuid::now_v7(),
+        BUS,
+        &format!("arn:aws:iam::210987654321:role/{role}"),
+    )
+}
+
+#[tokio::test]
+async fn events_are_put_as_the_tenants_role_assumed_with_that_tenants_external_id() {
+    use auditline::store::eventbridge::AwsEventBus;
+    use auditline::streams::transport::{EventBus, SendError};
+    let (aws, calls) = fake_aws().await;
+    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
+    let event = bus_event();
+    let acme = bus_target("acme", "put-for-acme");
     for _ in 0..3 {
         assert_eq!(bus.put_events(&acme, std::slice::from_ref(&event)).await.unwrap(), vec![None]);
     }
     {
         let seen = calls.lock().unwrap();
-        assert_eq!(seen.assume_role.len(), 1, "the role's credentials are kept for their hour: {:?}", seen.assume_role);
-        let form = &seen.assume_role[0];
-        assert!(form.contains("Action=AssumeRole"), "{form}");
-        assert!(form.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A210987654321%3Arole%2Fput"), "{form}");
-        assert!(form.contains("ExternalId=auditline%3Aacme"), "the tenant's external id: {form}");
-        assert!(form.contains(&format!("RoleSessionName=auditline-stream-{}", acme_stream.simple())), "{form}");
+        // First with an id nobody was given (refused: the role requires its own), then with acme's.
+        assert_eq!(seen.assume_role.len(), 2, "assumed once, kept for its hour: {:?}", seen.assume_role);
+        let (probe, assumed) = (form(&seen.assume_role[0]), form(&seen.assume_role[1]));
+        assert!(probe["ExternalId"].starts_with("auditline:acme:probe-"), "{probe:?}");
+        assert_eq!(assumed["Action"], "AssumeRole");
+        assert_eq!(assumed["RoleArn"], "arn:aws:iam::210987654321:role/put-for-acme");
+        assert_eq!(assumed["ExternalId"], "auditline:acme", "the tenant's external id");
+        assert_eq!(assumed["RoleSessionName"], acme.session_name);
+        // A session policy: whatever else the role may do, these credentials put on this bus only.
+        let policy: Value = serde_json::from_str(&assumed["Policy"]).unwrap();
+        assert_eq!(policy["Statement"], json!([{"Effect": "Allow", "Action": "events:PutEvents", "Resource": BUS}]));
         // Every put signed with the assumed credentials, in the bus's region, never the deployment's own.
         assert_eq!(seen.put_events.len(), 3);
         for (signed, token) in &seen.put_events {
-            assert!(signed.contains("Credential=ASIAASSUMED1/") && signed.contains("/eu-west-1/events/"), "{signed}");
-            assert_eq!(token, "session-token-1");
+            assert!(signed.contains("Credential=ASIAASSUMED2/") && signed.contains("/eu-west-1/events/"), "{signed}");
+            assert_eq!(token, "session-token-2");
         }
     }
 
-    // Another tenant naming the very same role: assumed with its own external id, which the
-    // role's trust policy (requiring auditline:acme) refuses on AWS.
-    let globex = BusTarget::new(
-        &TenantId::parse("globex").unwrap(),
-        Uuid::now_v7(),
-        "arn:aws:events:eu-west-1:210987654321:event-bus/audit",
-        role,
-    );
-    bus.put_events(&globex, std::slice::from_ref(&event)).await.unwrap();
-    assert!(calls.lock().unwrap().assume_role[1].contains("ExternalId=auditline%3Aglobex"));
-
-    // A role that does not trust the deployment: the put fails, saying so, and nothing is put.
-    let untrusting = BusTarget::new(
-        &TenantId::parse("acme").unwrap(),
-        Uuid::now_v7(),
-        "arn:aws:events:eu-west-1:210987654321:event-bus/audit",
-        "arn:aws:iam::210987654321:role/untrusting",
-    );
-    let puts = calls.lock().unwrap().put_events.len();
-    match bus.put_events(&untrusting, std::slice::from_ref(&event)).await {
-        Err(SendError::Failed(message)) => {
-            assert!(message.contains("role/untrusting") && message.contains("AccessDenied"), "{message}");
+    // Another tenant naming acme's role is refused by its trust policy, and asked about once a
+    // minute, not at every delivery.
+    let globex = bus_target("globex", "put-for-acme");
+    let (asked, puts) = {
+        let seen = calls.lock().unwrap();
+        (seen.assume_role.len(), seen.put_events.len())
+    };
+    for _ in 0..3 {
+        match bus.put_events(&globex, std::slice::from_ref(&event)).await {
+            Err(SendError::Failed(message)) => {
+                assert!(
+                    message.contains("external id auditline:globex") && message.contains("AccessDenied"),
+                    "{message}"
+                );
+                assert!(message.len() < 300 && !message.contains("Response"), "brief, no raw answer: {message}");
+            }
+            other => panic!("refused, not {other:?}"),
         }
-        other => panic!("refused, not {other:?}"),
     }
-    assert_eq!(calls.lock().unwrap().put_events.len(), puts, "nothing put without the role");
+    let seen = calls.lock().unwrap();
+    assert_eq!(seen.assume_role.len() - asked, 2, "a refusal is kept");
+    assert_eq!(form(&seen.assume_role[asked + 1])["ExternalId"], "auditline:globex");
+    assert_eq!(seen.put_events.len(), puts, "nothing put without the role");
+}
+
+#[tokio::test]
+async fn a_role_that_does_not_require_the_external_id_is_refused_and_nothing_is_put() {
+    use auditline::store::eventbridge::AwsEventBus;
+    use auditline::streams::transport::{EventBus, SendError};
+    let (aws, calls) = fake_aws().await;
+    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
+    for (role, says) in [("lax", "does not require the external id"), ("untrusting", "AccessDenied")] {
+        match bus.put_events(&bus_target("acme", role), &[bus_event()]).await {
+            Err(SendError::Failed(message)) => assert!(message.contains(says), "{role}: {message}"),
+            other => panic!("{role}: refused, not {other:?}"),
+        }
+    }
+    let seen = calls.lock().unwrap();
+    assert_eq!(seen.assume_role.len(), 3, "lax: the probe alone; untrusting: probe and assume");
+    assert!(seen.put_events.is_empty());
+}
+
+#[tokio::test]
+async fn many_streams_keep_their_credentials_each_for_its_hour() {
+    use auditline::store::eventbridge::AwsEventBus;
+    use auditline::streams::transport::EventBus;
+    let (aws, calls) = fake_aws().await;
+    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
+    let targets: Vec<_> = (0..100).map(|_| bus_target("acme", "put-for-acme")).collect();
+    for round in 0..2 {
+        for target in &targets {
+            bus.put_events(target, &[bus_event()]).await.unwrap();
+        }
+        assert_eq!(calls.lock().unwrap().assume_role.len(), 200, "round {round}: STS asked twice per stream, once");
+    }
 }

@@ -810,6 +810,13 @@ fn functions_that_put_events_for_tenants_do_so_only_as_roles_of_other_accounts()
             "{binary} denies assuming this account's roles: {:?}",
             denied(f)
         );
+        let raw = f["Properties"]["Policies"].as_sequence().into_iter().flatten();
+        let mut raw = raw.flat_map(|p| p["Statement"].as_sequence().into_iter().flatten());
+        let without_our_id = raw.any(|s| {
+            s["Effect"].as_str() == Some("Deny")
+                && s["Condition"]["StringNotLike"]["sts:ExternalId"].as_str() == Some("auditline:*")
+        });
+        assert!(without_our_id, "{binary} denies assuming a role without an external id of the service's form");
     }
     // No other function is denied anything: denials are for this case alone.
     for (binary, f) in functions(&t) {
