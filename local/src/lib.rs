@@ -32,7 +32,7 @@ use auditline::realtime::fanout::FanoutSettings;
 use auditline::realtime::{ConnectionLimits, ConnectionStore, Pusher};
 use auditline::seal::publish::DirectoryCheckpoints;
 use auditline::seal::{CheckpointSink, MAX_SEAL_DELAY_SECONDS, Sealer, StaticKeys, WitnessClient};
-use auditline::store::eventbridge::AwsEventBus;
+use auditline::store::eventbridge::{AwsEventBus, TrustProbe};
 use auditline::store::s3::S3Archive;
 use auditline::streams::admin::StreamAdmin;
 use auditline::streams::delivery::Deliverer;
@@ -316,7 +316,10 @@ pub async fn start(options: Options) -> Result<Running, BoxError> {
     // too, or STS_ENDPOINT's).
     let bus = match &config.events_endpoint {
         Some(events) => {
-            let local = AwsEventBus::for_local_endpoint(events, config.sts_endpoint.as_deref().unwrap_or(events)).await;
+            // An emulator's STS grants any external id: asking it whether a role requires one
+            // would refuse every role.
+            let sts = config.sts_endpoint.as_deref().unwrap_or(events);
+            let local = AwsEventBus::for_local_endpoint(events, sts, TrustProbe::Skip).await;
             Some(Arc::new(local) as Arc<dyn EventBus>)
         }
         None => None,

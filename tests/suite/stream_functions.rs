@@ -119,13 +119,8 @@ async fn secrets_sealed_under_kms_open_only_with_their_tenant_and_stream() {
     assert!(opening.open_bytes(SecretContext { tenant: &other, stream }, &sealed).await.is_err());
 }
 
-#[tokio::test]
-async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventbridge_bus() {
-    let endpoint = auditline_tests::dynamodb_endpoint();
-    let sqs = sqs();
-    let (jobs_url, _) = queue(&sqs, "delivery").await;
-    let (dead_url, _) = queue(&sqs, "delivery-dead").await;
-    let (target_url, target_arn) = queue(&sqs, "bus-target").await;
+/// A tenant's bus in moto, with a rule that sends auditline's events to the queue `target_arn`.
+async fn bus_feeding(target_arn: &str) -> String {
     let bus_name = auditline_tests::unique_name("tenant-bus");
     let events = events();
     let bus = events.create_event_bus().name(&bus_name).send().await.unwrap().event_bus_arn.unwrap();
@@ -143,10 +138,46 @@ async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventb
         .put_targets()
         .rule(&rule)
         .event_bus_name(&bus_name)
-        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(&target_arn).build().unwrap())
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(target_arn).build().unwrap())
         .send()
         .await
         .unwrap();
+    bus
+}
+
+/// The local gateway, given a local EventBridge API (EVENTS_ENDPOINT, moto: its STS too), puts a
+/// stream's entries on the tenant's bus with the same code.
+#[tokio::test]
+async fn the_local_gateway_puts_a_streams_entries_on_the_tenants_bus() {
+    use crate::streams::end_to_end::{create, gateway_with, token, write};
+    let endpoint = auditline_tests::dynamodb_endpoint();
+    let sqs = sqs();
+    let (target_url, target_arn) = queue(&sqs, "local-bus-target").await;
+    let bus = bus_feeding(&target_arn).await;
+    let g = gateway_with(&[("EVENTS_ENDPOINT", &endpoint)], auditline_local::StreamOptions::default()).await;
+    let role = "arn:aws:iam::123456789012:role/put-for-acme";
+    let target = json!({"type": "eventbridge", "event_bus_arn": bus, "role_arn": role});
+    create(&g, &token("acme", "audit:admin"), json!({"name": "Bus", "target": target})).await;
+    let ids = write(&g, &token("acme", "audit:write"), 3, "on-the-bus").await;
+    // The stream's creation record, then the three entries.
+    let on_bus: Vec<Value> =
+        receive(&sqs, &target_url, 4).await.iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
+    let put: Vec<&str> = on_bus.iter().filter_map(|e| e["detail"]["id"].as_str()).collect();
+    for id in &ids {
+        assert!(put.contains(&id.as_str()), "{id} on the bus: {on_bus:?}");
+    }
+    assert!(on_bus.iter().all(|e| e["source"] == "auditline" && e["detail"]["tenant_id"] == "acme"));
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_entry_goes_from_ingest_through_kinesis_and_sqs_to_the_tenants_eventbridge_bus() {
+    let endpoint = auditline_tests::dynamodb_endpoint();
+    let sqs = sqs();
+    let (jobs_url, _) = queue(&sqs, "delivery").await;
+    let (dead_url, _) = queue(&sqs, "delivery-dead").await;
+    let (target_url, target_arn) = queue(&sqs, "bus-target").await;
+    let bus = bus_feeding(&target_arn).await;
 
     let (sts, assumed) = fake_aws().await;
     let env = function_environment(&[
@@ -484,10 +515,10 @@ fn bus_target(tenant: &str, role: &str) -> auditline::streams::transport::BusTar
 
 #[tokio::test]
 async fn events_are_put_as_the_tenants_role_assumed_with_that_tenants_external_id() {
-    use auditline::store::eventbridge::AwsEventBus;
+    use auditline::store::eventbridge::{AwsEventBus, TrustProbe};
     use auditline::streams::transport::{EventBus, SendError};
     let (aws, calls) = fake_aws().await;
-    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
+    let bus = AwsEventBus::for_local_endpoint(&aws, &aws, TrustProbe::Require).await;
     let event = bus_event();
     let acme = bus_target("acme", "put-for-acme");
     for _ in 0..3 {
@@ -541,27 +572,34 @@ async fn events_are_put_as_the_tenants_role_assumed_with_that_tenants_external_i
 
 #[tokio::test]
 async fn a_role_that_does_not_require_the_external_id_is_refused_and_nothing_is_put() {
-    use auditline::store::eventbridge::AwsEventBus;
+    use auditline::store::eventbridge::{AwsEventBus, TrustProbe};
     use auditline::streams::transport::{EventBus, SendError};
     let (aws, calls) = fake_aws().await;
-    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
+    let bus = AwsEventBus::for_local_endpoint(&aws, &aws, TrustProbe::Require).await;
     for (role, says) in [("lax", "does not require the external id"), ("untrusting", "AccessDenied")] {
         match bus.put_events(&bus_target("acme", role), &[bus_event()]).await {
             Err(SendError::Failed(message)) => assert!(message.contains(says), "{role}: {message}"),
             other => panic!("{role}: refused, not {other:?}"),
         }
     }
+    {
+        let seen = calls.lock().unwrap();
+        assert_eq!(seen.assume_role.len(), 3, "lax: the probe alone; untrusting: probe and assume");
+        assert!(seen.put_events.is_empty());
+    }
+    // The local gateway, whose emulated STS grants any id, skips the probe: the role is assumed.
+    let local = AwsEventBus::for_local_endpoint(&aws, &aws, TrustProbe::Skip).await;
+    local.put_events(&bus_target("acme", "lax"), &[bus_event()]).await.unwrap();
     let seen = calls.lock().unwrap();
-    assert_eq!(seen.assume_role.len(), 3, "lax: the probe alone; untrusting: probe and assume");
-    assert!(seen.put_events.is_empty());
+    assert_eq!((seen.assume_role.len(), seen.put_events.len()), (4, 1));
 }
 
 #[tokio::test]
 async fn many_streams_keep_their_credentials_each_for_its_hour() {
-    use auditline::store::eventbridge::AwsEventBus;
+    use auditline::store::eventbridge::{AwsEventBus, TrustProbe};
     use auditline::streams::transport::EventBus;
     let (aws, calls) = fake_aws().await;
-    let bus = AwsEventBus::for_local_endpoint(&aws, &aws).await;
+    let bus = AwsEventBus::for_local_endpoint(&aws, &aws, TrustProbe::Require).await;
     let targets: Vec<_> = (0..100).map(|_| bus_target("acme", "put-for-acme")).collect();
     for round in 0..2 {
         for target in &targets {

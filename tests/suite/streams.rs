@@ -51,7 +51,7 @@ fn the_standard_webhooks_library_verifies_what_a_delivery_signs_across_a_rotatio
 // End to end through the local gateway: streams made over the API, entries written over HTTP,
 // deliveries to receivers on loopback that these tests start and misbehave.
 
-mod end_to_end {
+pub(crate) mod end_to_end {
     use std::collections::{HashMap, HashSet};
     use std::net::SocketAddr;
     use std::time::{Duration, Instant};
@@ -66,14 +66,14 @@ mod end_to_end {
     /// How long a test waits for deliveries that should arrive (generous: a busy 2-core machine).
     const DELIVERY: Duration = Duration::from_secs(30);
 
-    pub(super) fn token(tenant: &str, scope: &str) -> String {
+    pub(crate) fn token(tenant: &str, scope: &str) -> String {
         let mut c = claims(&format!("admin-of-{tenant}"), scope);
         c["tenant_id"] = json!(tenant);
         hs256(&c)
     }
 
     /// A gateway whose retries are fast (100 ms doubling to 1 s) so drills take seconds.
-    pub(super) async fn gateway_with(extra: &[(&str, &str)], streams: StreamOptions) -> Running {
+    pub(crate) async fn gateway_with(extra: &[(&str, &str)], streams: StreamOptions) -> Running {
         let mut vars: Vec<(String, String)> = vec![
             ("JWT_SECRET".into(), SECRET.into()),
             ("AUDIT_STREAM_RETRY_BASE_MS".into(), "100".into()),
@@ -106,7 +106,7 @@ mod end_to_end {
     }
 
     /// Creates a stream; answers its id and (webhooks) its signing secret.
-    pub(super) async fn create(g: &Running, admin: &str, body: Value) -> (String, Option<String>) {
+    pub(crate) async fn create(g: &Running, admin: &str, body: Value) -> (String, Option<String>) {
         let reply = call(g, "POST", "/audit/streams", admin, Some(&body)).await;
         assert_eq!(reply.status, 201, "{}", reply.body);
         let id = reply.body["stream"]["id"].as_str().expect("an id").to_owned();
@@ -118,7 +118,7 @@ mod end_to_end {
     }
 
     /// Writes `n` entries (in batches of 100) and answers their ids.
-    pub(super) async fn write(g: &Running, writer: &str, n: usize, tag: &str) -> Vec<String> {
+    pub(crate) async fn write(g: &Running, writer: &str, n: usize, tag: &str) -> Vec<String> {
         let mut ids = Vec::with_capacity(n);
         let mut left = n;
         while left > 0 {
